@@ -1,0 +1,27 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both set up .venv if missing.
+# torch==2.13.0 (CPU) is installed before the project so that `torch>=2.6` pulls nothing more.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lhsfed-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup run test clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/lhsfed-train
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,49 @@
+"""Which site this node is and where its data lies: set by whoever runs the node.
+
+In deployment the hospital's node config names the file (``data-path``) and the site
+(``site-name``). In simulation the launcher plays every hospital: node ``partition-id`` i
+is the dataset's i-th site, read from ``LHSFED_SITE_DATA_DIR`` or the embedded copy.
+The coordinator's run config never says where a site's data is.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from federation.data import SiteData, load_site, site_file
+from federation.dataspec import DatasetSpec, spec_from_json
+from federation.errors import ConfigError
+
+DATA_PATH = "data-path"
+SITE_NAME = "site-name"
+PARTITION_ID = "partition-id"
+DATA_DIR_ENV = "LHSFED_SITE_DATA_DIR"
+
+
+def site_location(node_config: dict, spec: DatasetSpec) -> tuple[str, Path]:
+    """(site name, data file) for this node."""
+    if DATA_PATH in node_config:
+        path = Path(str(node_config[DATA_PATH]))
+        return str(node_config.get(SITE_NAME) or path.stem), path
+    if PARTITION_ID not in node_config:
+        raise ConfigError(f"node config needs {DATA_PATH!r} (and {SITE_NAME!r}) for this site")
+    index = int(node_config[PARTITION_ID])
+    if index >= len(spec.sites):
+        raise ConfigError(f"node partition {index} has no site: dataset {spec.name!r} has "
+                          f"{len(spec.sites)} sites; run that many nodes")
+    name = spec.site_names[index]
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    return name, site_file(spec, name, Path(data_dir) if data_dir else None)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, spec_json: str, name: str) -> SiteData:
+    return load_site(Path(path), spec_from_json(spec_json), name)
+
+
+def load_this_site(node_config: dict, spec: DatasetSpec) -> SiteData:
+    """The node's encoded train/test split (cached per process: files are read once)."""
+    name, path = site_location(node_config, spec)
+    return _load_cached(str(path), spec.to_json(), name)

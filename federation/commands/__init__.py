@@ -1,0 +1,1 @@
+"""Subcommands of ``lhsfed`` (one module each, registered in ``federation.cli``)."""

@@ -1,0 +1,151 @@
+"""Typed dataset spec: what a site's file must look like and how it becomes model inputs.
+
+The spec travels from the coordinator's Hydra config to every site inside the flat run
+config (as one JSON string), so a site and the server always agree on the feature layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from federation.errors import ConfigError, collect_then_raise
+
+FEATURE_TYPES = ("numeric", "binary", "categorical")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input column: its type, valid range or levels, and values meaning 'missing'."""
+
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    unit: str | None = None
+    levels: tuple[float, ...] = ()
+    missing_if: tuple[float, ...] = ()
+
+    def encoded_names(self) -> list[str]:
+        """Model input columns this feature becomes (one-hot for categoricals)."""
+        if self.type == "categorical":
+            return [f"{self.name}={_fmt(level)}" for level in self.levels]
+        return [self.name]
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Binary outcome: which raw values mean positive and which negative."""
+
+    column: str
+    positive_values: tuple[float, ...]
+    negative_values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Per-site held-out test split (stratified on the label where possible)."""
+
+    test_fraction: float = 0.3
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A whole dataset: file layout, label, features, sites and split."""
+
+    name: str
+    columns: tuple[str, ...]
+    label: LabelSpec
+    features: tuple[FeatureSpec, ...]
+    sites: dict[str, str]
+    split: SplitSpec = field(default_factory=SplitSpec)
+    format: str = "csv"
+    header: bool = False
+    missing_markers: tuple[str, ...] = ("?",)
+    embedded: str | None = None
+    min_rows: int = 20
+
+    @property
+    def site_names(self) -> list[str]:
+        return list(self.sites)
+
+    def encoded_feature_names(self) -> list[str]:
+        return [name for f in self.features for name in f.encoded_names()]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _floats(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in (values or ()))
+
+
+def _feature(raw: dict[str, Any]) -> FeatureSpec:
+    return FeatureSpec(
+        name=str(raw["name"]),
+        type=str(raw.get("type", "numeric")),
+        min=None if raw.get("min") is None else float(raw["min"]),
+        max=None if raw.get("max") is None else float(raw["max"]),
+        unit=raw.get("unit"),
+        levels=_floats(raw.get("levels")),
+        missing_if=_floats(raw.get("missing_if")),
+    )
+
+
+def _problems(spec: DatasetSpec) -> list[str]:
+    problems = []
+    if spec.format not in ("csv", "parquet"):
+        problems.append(f"data.format must be csv or parquet (got {spec.format!r})")
+    if not spec.sites:
+        problems.append("data.sites is empty: name at least one site and its file")
+    known = set(spec.columns) if spec.columns else None
+    for feat in spec.features:
+        if feat.type not in FEATURE_TYPES:
+            problems.append(f"feature {feat.name!r}: type must be one of {FEATURE_TYPES}")
+        if feat.type == "categorical" and not feat.levels:
+            problems.append(f"feature {feat.name!r}: a categorical feature needs levels")
+        if known is not None and feat.name not in known:
+            problems.append(f"feature {feat.name!r} is not in data.columns")
+    if not 0.0 < spec.split.test_fraction < 1.0:
+        problems.append(f"data.split.test_fraction must be in (0, 1) (got {spec.split.test_fraction})")
+    if not spec.label.positive_values:
+        problems.append("data.label.positive_values is empty")
+    return problems
+
+
+def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
+    """Build a validated spec from a plain mapping (Hydra YAML or decoded JSON)."""
+    try:
+        label = raw["label"]
+        spec = DatasetSpec(
+            name=str(raw["name"]),
+            columns=tuple(str(c) for c in raw.get("columns") or ()),
+            label=LabelSpec(
+                column=str(label["column"]),
+                positive_values=_floats(label.get("positive_values")),
+                negative_values=_floats(label.get("negative_values")),
+            ),
+            features=tuple(_feature(f) for f in raw["features"]),
+            sites={str(k): str(v) for k, v in (raw.get("sites") or {}).items()},
+            split=SplitSpec(**(raw.get("split") or {})),
+            format=str(raw.get("format", "csv")),
+            header=bool(raw.get("header", False)),
+            missing_markers=tuple(str(m) for m in raw.get("missing_markers") or ()),
+            embedded=raw.get("embedded"),
+            min_rows=int(raw.get("min_rows", 20)),
+        )
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"dataset spec is missing or has a malformed entry: {err}") from None
+    collect_then_raise(_problems(spec), ConfigError)
+    return spec
+
+
+def spec_from_json(text: str) -> DatasetSpec:
+    """Decode the spec a site receives in its run config."""
+    return parse_dataset_spec(json.loads(text))

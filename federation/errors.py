@@ -1,0 +1,26 @@
+"""One error hierarchy for the project, so entry points can print one clear line.
+
+Every message names the file, key or value at fault and says how to fix it.
+"""
+
+
+class LhsFedError(Exception):
+    """Base class: an error the user can fix, printed without a traceback."""
+
+
+class ConfigError(LhsFedError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class DataError(LhsFedError, ValueError):
+    """A site's data file is missing, unreadable or does not match the task schema."""
+
+
+class PrivacyBudgetError(LhsFedError):
+    """Training would spend more privacy budget than the site allows."""
+
+
+def collect_then_raise(problems: list[str], error_type: type[LhsFedError]) -> None:
+    """Raise ``error_type`` once with every problem found, if there are any."""
+    if problems:
+        raise error_type("; ".join(problems))

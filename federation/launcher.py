@@ -1,0 +1,83 @@
+"""``lhsfed-train``: the coordinator's Hydra launcher.
+
+A thin ``@hydra.main`` around ``train(cfg)``: compose, validate everything up front (one
+clear line on error), flatten to Flower's run config, and run the federation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from federation.data import read_site_frame, site_file
+from federation.errors import ConfigError, LhsFedError
+from federation.settings import RunSettings, flatten_config
+
+log = logging.getLogger(__name__)
+# configs/ sits beside the packages at the repository root (editable install).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+FEDERATION_MODES = ("simulation",)
+
+
+def quiet_libraries() -> None:
+    """Keep the console to one line per round: silence Flower, Ray and Opacus chatter."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    for name in ("flwr", "ray", "opacus"):
+        # A filter, not a level: Flower resets its logger's level when the runtime starts.
+        logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.WARNING)
+
+
+def plain_config(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """The composed config as plain data, with the run folder filled in."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["output_dir"] = str(output_dir)
+    return plain
+
+
+def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
+    """Fail before starting the runtime if any simulated site's file is missing or unreadable."""
+    for site in settings.data.site_names:
+        read_site_frame(site_file(settings.data, site, Path(data_dir) if data_dir else None),
+                        settings.data)
+
+
+def train(cfg: DictConfig, output_dir: Path) -> Path:
+    """Validate and run one federation; returns the run folder."""
+    plain = plain_config(cfg, output_dir)
+    run_config = flatten_config(plain)
+    settings = RunSettings.from_run_config(run_config)
+    federation = plain.get("federation") or {}
+    mode = federation.get("mode", "simulation")
+    if mode not in FEDERATION_MODES:
+        raise ConfigError(f"federation.mode {mode!r} is unknown; choose one of {FEDERATION_MODES}")
+    check_site_files(settings, federation.get("data_dir"))
+    from federation.simulation import run_in_simulation
+
+    run_in_simulation(run_config, run_dir=output_dir,
+                      num_nodes=int(federation.get("num_nodes") or len(settings.data.sites)),
+                      client_cpus=float(federation.get("client_cpus", 1)),
+                      data_dir=federation.get("data_dir"))
+    return output_dir
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        train(cfg, output_dir)
+    except LhsFedError as err:
+        print(f"lhsfed-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"run folder: {output_dir}")

@@ -1,0 +1,68 @@
+"""Pure DP-SGD accounting over a whole training, never a single round.
+
+A ClientApp is rebuilt every round, so a fresh Opacus ``PrivacyEngine`` would forget earlier
+rounds. Instead each site keeps its accountant *history* — a list of
+``(noise_multiplier, sample_rate, steps)`` — and ε is always composed over all of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from opacus.accountants import create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+
+History = list[tuple[float, float, int]]
+
+
+def steps_per_epoch(*, n_train: int, batch_size: int) -> int:
+    """Batches an Opacus DP data loader yields per epoch (it uses 1 / sample_rate)."""
+    return math.ceil(n_train / batch_size)
+
+
+def sample_rate(*, n_train: int, batch_size: int) -> float:
+    """Poisson sampling rate Opacus derives from the plain loader's length."""
+    return 1.0 / steps_per_epoch(n_train=n_train, batch_size=batch_size)
+
+
+def planned_steps(*, n_train: int, batch_size: int, local_epochs: int, rounds: int) -> int:
+    """DP-SGD steps a site takes over the whole training."""
+    return rounds * local_epochs * steps_per_epoch(n_train=n_train, batch_size=batch_size)
+
+
+def calibrate_noise(
+    *, target_epsilon: float, delta: float, rate: float, steps: int, accountant: str = "rdp"
+) -> float:
+    """Noise multiplier so that ``steps`` steps at ``rate`` spend at most ``target_epsilon``."""
+    return float(
+        get_noise_multiplier(
+            target_epsilon=target_epsilon,
+            target_delta=delta,
+            sample_rate=rate,
+            steps=steps,
+            accountant=accountant,
+        )
+    )
+
+
+def epsilon_spent(history: Iterable[tuple[float, float, int]], *, delta: float,
+                  accountant: str = "rdp") -> float:
+    """ε of the composition of every recorded step (0 when nothing was spent)."""
+    entries = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]
+    if not entries:
+        return 0.0
+    acc = create_accountant(accountant)
+    acc.history = entries
+    return float(acc.get_epsilon(delta=delta))
+
+
+def merge_history(history: History) -> History:
+    """Collapse consecutive entries with the same (σ, q) — composition is additive in steps."""
+    merged: History = []
+    for sigma, rate, steps in history:
+        if merged and merged[-1][0] == sigma and merged[-1][1] == rate:
+            merged[-1] = (sigma, rate, merged[-1][2] + steps)
+        else:
+            merged.append((sigma, rate, steps))
+    return merged

@@ -1,0 +1,140 @@
+"""The one typed config boundary: flat Flower run config <-> typed settings.
+
+Hydra composes a nested config for the coordinator; ``flatten_config`` turns it into Flower's
+flat run config (scalars only, the dataset spec as one JSON string); both apps call
+``RunSettings.from_run_config`` and pass typed objects inward from there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from federation.dataspec import DatasetSpec, spec_from_json
+from federation.errors import ConfigError, collect_then_raise
+from federation.model import MODEL_NAMES
+
+STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
+                  "trimmed_mean", "krum")
+# Groups the apps need; the launcher-only group (federation) is not sent.
+APP_GROUPS = ("model", "train", "privacy", "strategy")
+SCALARS = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = "mlp"
+    hidden: int = 32
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    local_epochs: int = 1
+    batch_size: int = 16
+    lr: float = 0.01
+    optimizer: str = "adam"
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    enabled: bool = True
+    target_epsilon: float = 3.0
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+    secure_aggregation: bool = False
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    name: str = "fedavg"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Typed view of a run config: what both the ServerApp and ClientApp act on."""
+
+    data: DatasetSpec
+    seed: int = 42
+    rounds: int = 10
+    output_dir: str = ""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    strategy: StrategySettings = field(default_factory=StrategySettings)
+
+    @classmethod
+    def from_run_config(cls, flat: dict[str, Any]) -> "RunSettings":
+        """Parse and validate, reporting every bad value at once."""
+        groups = _group(flat)
+        try:
+            settings = cls(
+                data=spec_from_json(str(flat["data.spec"])),
+                seed=int(flat.get("seed", 42)),
+                rounds=int(flat.get("rounds", 10)),
+                output_dir=str(flat.get("run.output_dir", "")),
+                model=ModelSettings(**groups["model"]),
+                train=TrainSettings(**groups["train"]),
+                privacy=PrivacySettings(**groups["privacy"]),
+                strategy=StrategySettings(
+                    name=str(groups["strategy"].pop("name", "fedavg")), params=groups["strategy"]
+                ),
+            )
+        except KeyError as err:
+            raise ConfigError(f"run config lacks {err}; launch through lhsfed-train") from None
+        except TypeError as err:
+            raise ConfigError(f"run config has an unknown key: {err}") from None
+        collect_then_raise(_problems(settings), ConfigError)
+        return settings
+
+
+def _group(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {g: {} for g in APP_GROUPS}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        if head in groups and rest:
+            groups[head][rest] = value
+    return groups
+
+
+def _problems(s: RunSettings) -> list[str]:
+    checks = [
+        (s.strategy.name in STRATEGY_NAMES,
+         f"strategy {s.strategy.name!r} is unknown; choose one of {', '.join(STRATEGY_NAMES)}"),
+        (s.model.name in MODEL_NAMES,
+         f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}"),
+        (s.rounds >= 1, f"rounds must be >= 1 (got {s.rounds})"),
+        (s.train.local_epochs >= 1, f"train.local_epochs must be >= 1 (got {s.train.local_epochs})"),
+        (s.train.batch_size >= 1, f"train.batch_size must be >= 1 (got {s.train.batch_size})"),
+        (s.train.lr > 0, f"train.lr must be > 0 (got {s.train.lr})"),
+        (s.train.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd (got {s.train.optimizer!r})"),
+        (s.privacy.target_epsilon > 0,
+         f"privacy.target_epsilon must be > 0 (got {s.privacy.target_epsilon})"),
+        (0 < s.privacy.delta < 1, f"privacy.delta must be in (0, 1) (got {s.privacy.delta})"),
+        (s.privacy.max_grad_norm > 0,
+         f"privacy.max_grad_norm must be > 0 (got {s.privacy.max_grad_norm})"),
+        (s.privacy.accountant in ("rdp", "prv"),
+         f"privacy.accountant must be rdp or prv (got {s.privacy.accountant!r})"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
+    """Coordinator's nested config -> Flower's flat run config (scalars only)."""
+    flat: dict[str, bool | int | float | str] = {
+        "seed": int(cfg["seed"]),
+        "rounds": int(cfg["rounds"]),
+        "run.output_dir": str(cfg.get("output_dir") or ""),
+        "data.spec": json.dumps(cfg["data"], sort_keys=True),
+    }
+    for group in APP_GROUPS:
+        for key, value in (cfg.get(group) or {}).items():
+            if value is None:
+                continue
+            if not isinstance(value, SCALARS):
+                raise ConfigError(f"{group}.{key} must be a number, string or bool (got {value!r})")
+            flat[f"{group}.{key}"] = value
+    return flat

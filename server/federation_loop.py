@@ -1,0 +1,95 @@
+"""The round loop: the only server code that talks to the network (through Flower's Grid).
+
+Each round: configure -> send -> aggregate (the strategy's pure hooks), then evaluate on
+every site's held-out split, then write the round record and the global model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp import Grid
+
+from federation.model import ModelSpec, build_model
+from federation.settings import RunSettings
+from server.feature_stats import query_statistics
+from server.progress import show_round
+from server.round_records import evaluation_record, failures, json_safe, train_by_site
+from server.run_folder import RunFolder
+from server.summary import build_summary
+from strategies import build_strategy
+
+log = logging.getLogger(__name__)
+
+
+def model_spec(settings: RunSettings) -> ModelSpec:
+    return ModelSpec(name=settings.model.name, n_features=len(settings.data.encoded_feature_names()),
+                     hidden=settings.model.hidden, dropout=settings.model.dropout)
+
+
+def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
+    """Node ids once at least ``minimum`` sites are connected (deployments join over time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= minimum:
+            return nodes
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(nodes)} of {minimum} sites connected in {timeout:.0f}s")
+        time.sleep(1.0)
+
+
+def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout: float) -> ArrayRecord:
+    """Seeded model whose preprocessing uses the federated feature statistics."""
+    mean, std, sites = query_statistics(grid, nodes, timeout)
+    log.info("feature statistics combined from sites %s", sites)
+    model = build_model(model_spec(settings), seed=settings.seed)
+    model.preprocess.set_statistics(mean, std)
+    return ArrayRecord(model.state_dict())
+
+
+def _run_round(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, timeout: float
+               ) -> tuple[ArrayRecord, dict[str, Any]]:
+    messages = strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
+    train_replies = list(grid.send_and_receive(messages, timeout=timeout))
+    new_arrays, _ = strategy.aggregate_train(server_round, train_replies)
+    arrays = new_arrays if new_arrays is not None else arrays
+    messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
+    eval_replies = list(grid.send_and_receive(messages, timeout=timeout))
+    record = {
+        "round": server_round,
+        "train": train_by_site(train_replies),
+        "evaluate": evaluation_record(eval_replies),
+        "failures": failures(train_replies) + failures(eval_replies),
+    }
+    return arrays, json_safe(record)
+
+
+def _max_epsilon(known: float | None, reported: float | None) -> float | None:
+    """Largest ε a site reported; None (unbounded, DP off) dominates any number."""
+    return None if known is None or reported is None else max(known, reported)
+
+
+def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict[str, Any]:
+    """Train for ``settings.rounds`` rounds; returns the summary written to the run folder."""
+    folder = RunFolder(Path(settings.output_dir) if settings.output_dir else default_dir)
+    strategy = build_strategy(settings.strategy)
+    timeout = float(settings.strategy.params.get("round_timeout", 600))
+    nodes = wait_for_nodes(grid, int(settings.strategy.params.get("min_available_nodes", 2)), timeout)
+    arrays = initial_arrays(grid, settings, nodes, timeout)
+    spec, records, epsilon_by_site = model_spec(settings), [], {}
+    for server_round in range(1, settings.rounds + 1):
+        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout)
+        for site, metrics in record["train"].items():
+            epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
+        records.append(record)
+        folder.append_round(record)
+        folder.save_model(arrays, spec, settings, server_round)
+        show_round(record, settings.rounds)
+    summary = json_safe(build_summary(settings, records, epsilon_by_site))
+    folder.write_summary(summary)
+    return summary

@@ -1,0 +1,69 @@
+"""Turn one round's replies into the JSON record written to ``metrics.jsonl`` (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from flwr.app import Message
+
+from federation import keys
+from federation.metrics import pooled_from_histograms
+
+TRAIN_FIELDS = {"loss": keys.TRAIN_LOSS, "num_examples": keys.NUM_EXAMPLES, "epsilon": keys.EPSILON,
+                "steps": keys.STEPS, "noise_multiplier": keys.NOISE_MULTIPLIER,
+                "sample_rate": keys.SAMPLE_RATE}
+EVAL_FIELDS = {"auroc": keys.AUROC, "auprc": keys.AUPRC, "brier": keys.BRIER,
+               "loss": keys.EVAL_LOSS, "n_test": keys.N_TEST}
+
+
+def site_of(reply: Message) -> str:
+    return str(reply.content[keys.SITE][keys.SITE_NAME])
+
+
+def _pick(reply: Message, fields: dict[str, str]) -> dict[str, float]:
+    metrics = reply.content[keys.METRICS]
+    return {name: metrics[key] for name, key in fields.items() if key in metrics}
+
+
+def train_by_site(replies: Iterable[Message]) -> dict[str, dict[str, float]]:
+    return {site_of(r): _pick(r, TRAIN_FIELDS) for r in replies if not r.has_error()}
+
+
+def failures(replies: Iterable[Message]) -> list[dict[str, object]]:
+    """Replies that carried an error instead of content: node and reason."""
+    return [{"node": int(r.metadata.src_node_id), "reason": r.error.reason}
+            for r in replies if r.has_error()]
+
+
+def pooled_evaluation(replies: list[Message]) -> dict[str, float]:
+    """Pooled-test metrics: AUROC/AUPRC from summed histograms, the rest weighted by n_test."""
+    if not replies:
+        return {}
+    metrics = [r.content[keys.METRICS] for r in replies]
+    pos = np.sum([m[keys.SCORE_HIST_POS] for m in metrics], axis=0)
+    neg = np.sum([m[keys.SCORE_HIST_NEG] for m in metrics], axis=0)
+    n = np.array([m[keys.N_TEST] for m in metrics], dtype=float)
+    pooled = pooled_from_histograms(pos, neg)
+    pooled["brier"] = float(np.average([m[keys.BRIER] for m in metrics], weights=n))
+    pooled["loss"] = float(np.average([m[keys.EVAL_LOSS] for m in metrics], weights=n))
+    pooled["n_test"] = int(n.sum())
+    return pooled
+
+
+def evaluation_record(replies: Iterable[Message]) -> dict[str, object]:
+    ok = [r for r in replies if not r.has_error()]
+    return {"sites": {site_of(r): _pick(r, EVAL_FIELDS) for r in ok},
+            "pooled": pooled_evaluation(ok)}
+
+
+def json_safe(value):
+    """NaN and infinities become null so every line is valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

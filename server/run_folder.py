@@ -1,0 +1,51 @@
+"""The run folder a modeler reads: metrics.jsonl, model.pt, rounds/, summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord
+
+from federation import atomic
+from federation.model import ModelSpec
+from federation.settings import RunSettings
+
+METRICS = "metrics.jsonl"
+MODEL = "model.pt"
+SUMMARY = "summary.json"
+ROUNDS = "rounds"
+
+
+class RunFolder:
+    """Writes every artefact of a run atomically into one folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def append_round(self, record: dict[str, Any]) -> None:
+        atomic.append_line(self.path / METRICS, json.dumps(record, sort_keys=True))
+
+    def save_model(self, arrays: ArrayRecord, spec: ModelSpec, settings: RunSettings,
+                   server_round: int) -> None:
+        """Global weights plus what rebuilds the model; one file per round and the latest."""
+        payload = {
+            "state_dict": arrays.to_torch_state_dict(),
+            "model_spec": spec.to_dict(),
+            "feature_names": settings.data.encoded_feature_names(),
+            "dataset_spec": settings.data.to_json(),
+            "round": server_round,
+        }
+        atomic.torch_save(self.path / ROUNDS / f"round_{server_round:03d}.pt", payload)
+        atomic.torch_save(self.path / MODEL, payload)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic.write_json(self.path / SUMMARY, summary)
+
+
+def read_rounds(path: Path) -> list[dict[str, Any]]:
+    """Every complete round record of a run folder."""
+    lines = (Path(path) / METRICS).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

@@ -1,0 +1,55 @@
+"""Build a Flower 1.41 strategy from ``strategy=NAME`` and its parameters.
+
+Every strategy is Flower's own (never a copy); this module only maps config names onto
+constructor arguments and rejects parameters a strategy does not take.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr.serverapp.strategy import (
+    FedAdagrad, FedAdam, FedAvg, FedMedian, FedProx, FedTrimmedAvg, FedYogi, Krum, Strategy,
+)
+
+from federation import keys
+from federation.errors import ConfigError
+from federation.settings import StrategySettings
+
+SAMPLING = ("fraction_train", "fraction_evaluate", "min_train_nodes", "min_evaluate_nodes",
+            "min_available_nodes")
+_ADAPTIVE = ("eta", "eta_l", "tau")
+_CLASSES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
+    "fedavg": (FedAvg, ()),
+    "fedprox": (FedProx, ("proximal_mu",)),
+    "fedadam": (FedAdam, _ADAPTIVE + ("beta_1", "beta_2")),
+    "fedyogi": (FedYogi, _ADAPTIVE + ("beta_1", "beta_2")),
+    "fedadagrad": (FedAdagrad, _ADAPTIVE),
+    "fedmedian": (FedMedian, ()),
+    "trimmed_mean": (FedTrimmedAvg, ("beta",)),
+    "krum": (Krum, ("num_malicious_nodes",)),
+}
+# Keys of the strategy group consumed elsewhere (the server's round loop), not by Flower.
+ROUND_KEYS = ("round_timeout",)
+
+
+def strategy_kwargs(settings: StrategySettings) -> dict[str, Any]:
+    """Constructor arguments for the named strategy, refusing unknown parameters."""
+    if settings.name not in _CLASSES:
+        raise ConfigError(f"strategy {settings.name!r} is unknown; choose one of {sorted(_CLASSES)}")
+    _, specific = _CLASSES[settings.name]
+    allowed = SAMPLING + specific
+    params = {k: v for k, v in settings.params.items() if k not in ROUND_KEYS}
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"strategy {settings.name!r} takes no parameter {unknown}; "
+                          f"it takes {list(allowed)}")
+    return params
+
+
+def build_strategy(settings: StrategySettings) -> Strategy:
+    """The Flower strategy for ``settings.name``, weighting by each site's example count."""
+    cls, _ = _CLASSES.get(settings.name, (None, ()))
+    kwargs = strategy_kwargs(settings)
+    return cls(weighted_by_key=keys.NUM_EXAMPLES, arrayrecord_key=keys.ARRAYS,
+               configrecord_key=keys.CONFIG, **kwargs)

@@ -1,0 +1,49 @@
+"""Shared fixtures: real federation runs, started once per test session and reused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
+
+
+def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: float = 600
+                 ) -> subprocess.CompletedProcess:
+    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``."""
+    args = [str(LAUNCHER), *overrides]
+    if multirun:
+        args.insert(1, "--multirun")
+        args.append(f"hydra.sweep.dir={tmp / 'multirun'}")
+    else:
+        args.append(f"hydra.run.dir={tmp / 'run'}")
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def dp_run(tmp_path_factory) -> Path:
+    """The default federation (4 hospitals, DP on), 5 rounds: one run shared by many tests."""
+    tmp = tmp_path_factory.mktemp("dp_run")
+    proc = run_launcher(tmp, "rounds=5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def nodp_run(tmp_path_factory) -> Path:
+    """``privacy=off``, 10 rounds."""
+    tmp = tmp_path_factory.mktemp("nodp_run")
+    proc = run_launcher(tmp, "privacy=off")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import lru_cache
 
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
@@ -31,10 +32,14 @@ def planned_steps(*, n_train: int, batch_size: int, local_epochs: int, rounds: i
     return rounds * local_epochs * steps_per_epoch(n_train=n_train, batch_size=batch_size)
 
 
+@lru_cache(maxsize=64)
 def calibrate_noise(
     *, target_epsilon: float, delta: float, rate: float, steps: int, accountant: str = "rdp"
 ) -> float:
-    """Noise multiplier so that ``steps`` steps at ``rate`` spend at most ``target_epsilon``."""
+    """Noise multiplier so that ``steps`` steps at ``rate`` spend at most ``target_epsilon``.
+
+    A binary search over the accountant (about a second): cached, as every round asks again.
+    """
     return float(
         get_noise_multiplier(
             target_epsilon=target_epsilon,

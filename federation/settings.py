@@ -8,7 +8,7 @@ flat run config (scalars only, the dataset spec as one JSON string); both apps c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from federation.dataspec import DatasetSpec, spec_from_json
@@ -76,19 +76,36 @@ class RunSettings:
                 seed=int(flat.get("seed", 42)),
                 rounds=int(flat.get("rounds", 10)),
                 output_dir=str(flat.get("run.output_dir", "")),
-                model=ModelSettings(**groups["model"]),
-                train=TrainSettings(**groups["train"]),
-                privacy=PrivacySettings(**groups["privacy"]),
+                model=_typed(ModelSettings, groups["model"]),
+                train=_typed(TrainSettings, groups["train"]),
+                privacy=_typed(PrivacySettings, groups["privacy"]),
                 strategy=StrategySettings(
                     name=str(groups["strategy"].pop("name", "fedavg")), params=groups["strategy"]
                 ),
             )
         except KeyError as err:
             raise ConfigError(f"run config lacks {err}; launch through lhsfed-train") from None
-        except TypeError as err:
-            raise ConfigError(f"run config has an unknown key: {err}") from None
         collect_then_raise(_problems(settings), ConfigError)
         return settings
+
+
+def _typed(cls, values: dict[str, Any]):
+    """Build a settings dataclass, converting each value to its field's type (3 -> 3.0)."""
+    types = {f.name: f.type for f in fields(cls)}
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown} for {cls.__name__}; known: {sorted(types)}")
+    converters = {"bool": _to_bool, "int": int, "float": float, "str": str}
+    try:
+        return cls(**{k: converters.get(types[k], lambda v: v)(v) for k, v in values.items()})
+    except ValueError as err:
+        raise ConfigError(f"{cls.__name__}: {err}") from None
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _group(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,8 @@ import logging
 import random
 from collections.abc import Iterable
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -96,7 +97,7 @@ class ValidatedStrategy(Strategy):
                 kept.append(reply)
             else:
                 rejected.append(Rejection(_site(reply), int(reply.metadata.src_node_id), reason))
-        return sorted(kept, key=_site), rejected
+        return sorted(kept, key=_site), sorted(rejected, key=lambda r: r.site)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -110,7 +111,13 @@ class ValidatedStrategy(Strategy):
                         server_round, len(kept), self.min_train_nodes)
             self.aggregated_sites = []
             return None, None
-        return self.inner.aggregate_train(server_round, kept)
+        arrays, metrics = self.inner.aggregate_train(server_round, kept)
+        return (None if arrays is None else self._in_global_dtypes(arrays)), metrics
+
+    def _in_global_dtypes(self, arrays: ArrayRecord) -> ArrayRecord:
+        """Flower's FedOpt promotes float32 arrays to float64; the global model keeps its dtypes."""
+        return ArrayRecord({k: Array(np.asarray(a.numpy(), dtype=self._reference[k].dtype))
+                            for k, a in arrays.items()})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:

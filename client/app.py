@@ -11,6 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.budget import load_history, save_history
+from client.faults import mods_from_env
 from client.site import load_this_site
 from client.training import train_locally
 from federation import keys
@@ -20,7 +21,7 @@ from federation.model import ModelSpec, build_model, predict_risk, unwrapped_sta
 from federation.privacy import calibrate_noise, epsilon_spent, planned_steps, sample_rate
 from federation.settings import RunSettings
 
-app = ClientApp()
+app = ClientApp(mods=mods_from_env())  # no mod unless a test sets LHSFED_TEST_FAULTS
 
 
 def _setup(message: Message, context: Context) -> tuple[RunSettings, SiteData]:

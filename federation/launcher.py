@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from federation.data import read_site_frame, site_file
 from federation.errors import ConfigError, LhsFedError
+from federation.resume import resumed_config
 from federation.settings import RunSettings, flatten_config
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,13 @@ def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
                         settings.data)
 
 
-def train(cfg: DictConfig, output_dir: Path) -> Path:
-    """Validate and run one federation; returns the run folder."""
+def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:
+    """Validate and run one federation (or continue one: ``resume=``); returns the run folder."""
+    resume = cfg.get("resume")
+    if resume:
+        cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
     plain = plain_config(cfg, output_dir)
-    run_config = flatten_config(plain)
+    run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)
     federation = plain.get("federation") or {}
     mode = federation.get("mode", "simulation")
@@ -76,7 +80,7 @@ def main(cfg: DictConfig) -> None:
     quiet_libraries()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        train(cfg, output_dir)
+        output_dir = train(cfg, output_dir, list(HydraConfig.get().overrides.task))
     except LhsFedError as err:
         print(f"lhsfed-train: error: {err}", file=sys.stderr)
         sys.exit(2)

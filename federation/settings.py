@@ -61,6 +61,7 @@ class RunSettings:
     seed: int = 42
     rounds: int = 10
     output_dir: str = ""
+    resume: bool = False  # continue the run in output_dir from its checkpoint
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -76,6 +77,7 @@ class RunSettings:
                 seed=int(flat.get("seed", 42)),
                 rounds=int(flat.get("rounds", 10)),
                 output_dir=str(flat.get("run.output_dir", "")),
+                resume=_to_bool(flat.get("run.resume", False)),
                 model=_typed(ModelSettings, groups["model"]),
                 train=_typed(TrainSettings, groups["train"]),
                 privacy=_typed(PrivacySettings, groups["privacy"]),

@@ -41,7 +41,9 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float
     for r in answers:
         if r.has_error():
             log.warning("site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason)
-    replies = [r for r in answers if not r.has_error()]
+    # Sorted by site: the sums, hence the initial model, do not depend on arrival order.
+    replies = sorted((r for r in answers if not r.has_error()),
+                     key=lambda r: str(r.content[keys.SITE][keys.SITE_NAME]))
     if not replies:
         raise RuntimeError("no site answered the feature-statistics query")
     parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])

@@ -1,7 +1,8 @@
 """The round loop: the only server code that talks to the network (through Flower's Grid).
 
 Each round: configure -> send -> aggregate (the strategy's pure hooks), then evaluate on
-every site's held-out split, then write the round record and the global model.
+every site's held-out split, then write the checkpoint, the round record and the global
+model. Updates are screened first (strategies.validated); ``resume`` starts from the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from flwr.serverapp import Grid
 
 from federation.model import ModelSpec, build_model
 from federation.settings import RunSettings
+from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from server.feature_stats import query_statistics
 from server.progress import show_round
 from server.round_records import evaluation_record, failures, json_safe, train_by_site
 from server.run_folder import RunFolder
 from server.summary import build_summary
-from strategies import build_strategy
+from strategies import ValidatedStrategy, build_validated_strategy
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout:
     return ArrayRecord(model.state_dict())
 
 
-def _run_round(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, timeout: float
+def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord, timeout: float
                ) -> tuple[ArrayRecord, dict[str, Any]]:
     messages = strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
     train_replies = list(grid.send_and_receive(messages, timeout=timeout))
@@ -65,6 +67,8 @@ def _run_round(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, tim
         "train": train_by_site(train_replies),
         "evaluate": evaluation_record(eval_replies),
         "failures": failures(train_replies) + failures(eval_replies),
+        "rejected": [r.to_dict() for r in strategy.rejected],
+        "aggregated": strategy.aggregated_sites,
     }
     return arrays, json_safe(record)
 
@@ -74,19 +78,37 @@ def _max_epsilon(known: float | None, reported: float | None) -> float | None:
     return None if known is None or reported is None else max(known, reported)
 
 
+def _start(grid: Grid, settings: RunSettings, folder: RunFolder, strategy: ValidatedStrategy,
+           nodes: list[int], timeout: float) -> Checkpoint:
+    """Round 0 of a new run, or the last complete round of the run being resumed."""
+    if not settings.resume:
+        return Checkpoint(round=0, arrays=initial_arrays(grid, settings, nodes, timeout)
+                          .to_torch_state_dict())
+    checkpoint = load_checkpoint(folder.path)
+    remove_stale_temporaries(folder.path)
+    strategy.load_state_dict(checkpoint.strategy)
+    folder.rewrite_rounds(checkpoint.records)
+    log.info("resuming %s after round %s", folder.path, checkpoint.round)
+    return checkpoint
+
+
 def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict[str, Any]:
-    """Train for ``settings.rounds`` rounds; returns the summary written to the run folder."""
+    """Train up to ``settings.rounds`` rounds; returns the summary written to the run folder."""
     folder = RunFolder(Path(settings.output_dir) if settings.output_dir else default_dir)
-    strategy = build_strategy(settings.strategy)
+    strategy = build_validated_strategy(settings.strategy, seed=settings.seed)
     timeout = float(settings.strategy.params.get("round_timeout", 600))
     nodes = wait_for_nodes(grid, int(settings.strategy.params.get("min_available_nodes", 2)), timeout)
-    arrays = initial_arrays(grid, settings, nodes, timeout)
-    spec, records, epsilon_by_site = model_spec(settings), [], {}
-    for server_round in range(1, settings.rounds + 1):
+    state = _start(grid, settings, folder, strategy, nodes, timeout)
+    arrays, spec = state.array_record(), model_spec(settings)
+    records, epsilon_by_site = state.records, state.epsilon_by_site
+    for server_round in range(state.round + 1, settings.rounds + 1):
         arrays, record = _run_round(grid, strategy, server_round, arrays, timeout)
         for site, metrics in record["train"].items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
         records.append(record)
+        # The checkpoint first: a round in metrics.jsonl is always one a resume starts after.
+        save_checkpoint(folder.path, Checkpoint(server_round, arrays.to_torch_state_dict(),
+                                                strategy.state_dict(), records, epsilon_by_site))
         folder.append_round(record)
         folder.save_model(arrays, spec, settings, server_round)
         show_round(record, settings.rounds)

@@ -53,7 +53,7 @@ def pooled_evaluation(replies: list[Message]) -> dict[str, float]:
 
 
 def evaluation_record(replies: Iterable[Message]) -> dict[str, object]:
-    ok = [r for r in replies if not r.has_error()]
+    ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
     return {"sites": {site_of(r): _pick(r, EVAL_FIELDS) for r in ok},
             "pooled": pooled_evaluation(ok)}
 

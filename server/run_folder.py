@@ -28,6 +28,11 @@ class RunFolder:
     def append_round(self, record: dict[str, Any]) -> None:
         atomic.append_line(self.path / METRICS, json.dumps(record, sort_keys=True))
 
+    def rewrite_rounds(self, records: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl by exactly these records (resume drops rounds it will redo)."""
+        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        atomic.write_bytes(self.path / METRICS, lines.encode())
+
     def save_model(self, arrays: ArrayRecord, spec: ModelSpec, settings: RunSettings,
                    server_round: int) -> None:
         """Global weights plus what rebuilds the model; one file per round and the latest."""

@@ -15,6 +15,7 @@ from flwr.serverapp.strategy import (
 from federation import keys
 from federation.errors import ConfigError
 from federation.settings import StrategySettings
+from strategies.validated import ValidatedStrategy
 
 SAMPLING = ("fraction_train", "fraction_evaluate", "min_train_nodes", "min_evaluate_nodes",
             "min_available_nodes")
@@ -29,8 +30,9 @@ _CLASSES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "trimmed_mean": (FedTrimmedAvg, ("beta",)),
     "krum": (Krum, ("num_malicious_nodes",)),
 }
-# Keys of the strategy group consumed elsewhere (the server's round loop), not by Flower.
-ROUND_KEYS = ("round_timeout",)
+# Keys of the strategy group consumed by our round loop and update validation, not by Flower.
+VALIDATION_KEYS = ("norm_factor", "max_update_norm")
+ROUND_KEYS = ("round_timeout",) + VALIDATION_KEYS
 
 
 def strategy_kwargs(settings: StrategySettings) -> dict[str, Any]:
@@ -53,3 +55,15 @@ def build_strategy(settings: StrategySettings) -> Strategy:
     kwargs = strategy_kwargs(settings)
     return cls(weighted_by_key=keys.NUM_EXAMPLES, arrayrecord_key=keys.ARRAYS,
                configrecord_key=keys.CONFIG, **kwargs)
+
+
+def build_validated_strategy(settings: StrategySettings, *, seed: int | None = None
+                             ) -> ValidatedStrategy:
+    """``build_strategy`` behind update validation: what the round loop runs."""
+    params = settings.params
+    max_norm = params.get("max_update_norm")
+    return ValidatedStrategy(
+        build_strategy(settings), norm_factor=float(params.get("norm_factor", 10.0)),
+        max_update_norm=None if max_norm is None else float(max_norm),
+        min_train_nodes=int(params.get("min_train_nodes", 2)), seed=seed,
+    )

@@ -1,0 +1,69 @@
+"""``lhsfed evaluate RUN_DIR``: score the global model per site and pooled; write the reports.
+
+Writes ``evaluation.json``, ``report.html`` and ``report.md`` into the run folder.
+``--baselines`` also trains the local-only and pooled centralized models (simulation only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BOOTSTRAP_RESAMPLES = 1000  # the default of federation.evaluation (not imported: keeps the CLI fast)
+
+
+def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, threshold: float = 0.5,
+                       resamples: int = BOOTSTRAP_RESAMPLES, baselines: bool = False,
+                       data_dir: Path | None = None) -> dict:
+    """Evaluate, then write evaluation.json and both reports; returns the evaluation."""
+    from federation import atomic
+    from federation.report import write_reports
+    from federation.run_evaluation import EVALUATION, EvalOptions, evaluate_run
+    from federation.run_loader import (HYDRA_CONFIG, checkpoint_path, data_dir_of,
+                                       load_checkpoint, load_settings, read_round_records,
+                                       sites_data)
+
+    run_dir = Path(run_dir)
+    checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
+    settings = load_settings(run_dir)
+    sites = sites_data(checkpoint.dataset, data_dir or data_dir_of(run_dir))
+    evaluation, predictions = evaluate_run(
+        run_dir, settings, checkpoint, sites,
+        EvalOptions(threshold=threshold, resamples=resamples), baselines=baselines)
+    atomic.write_json(run_dir / EVALUATION, evaluation)
+    records = [r for r in read_round_records(run_dir) if r["round"] <= checkpoint.round]
+    write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
+    return evaluation
+
+
+def _line(name: str, m: dict) -> str:
+    auroc = "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}"
+    return f"  {name:<14} AUROC {auroc}  Brier {m['brier']:.3f}  n={m['n']}"
+
+
+def run(args) -> int:
+    evaluation = evaluate_to_folder(Path(args.run_dir), round_number=args.round,
+                                    threshold=args.threshold, resamples=args.bootstrap,
+                                    baselines=args.baselines, data_dir=args.data_dir)
+    print(f"global model, round {evaluation['round']}:")
+    for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
+        print(_line(name, metrics))
+    if "baselines" in evaluation:
+        benefit = evaluation["baselines"]["benefit_auroc"]["mean"]
+        print(f"  mean benefit over local-only: AUROC {benefit:+.3f}")
+    print(f"wrote evaluation.json, report.html and report.md in {args.run_dir}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
+    parser.add_argument("run_dir", help="run folder written by lhsfed-train")
+    parser.add_argument("--round", type=int, default=None, help="a round's checkpoint (default: final)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="risk at or above which a patient is called positive (default 0.5)")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+                        help=f"bootstrap resamples for the AUROC CI (default {BOOTSTRAP_RESAMPLES})")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also train local-only and pooled models (simulation only)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder of the sites' files (default: the run's federation.data_dir)")
+    parser.set_defaults(func=run)

@@ -1,0 +1,110 @@
+"""Evaluate a run's global model (and optionally the baselines) on every site's test split.
+
+Simulation path: the coordinator holds the embedded (or ``federation.data_dir``) site files,
+so it predicts every site's held-out rows itself; pooled metrics use all rows together.
+The result is the plain document written as ``evaluation.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from federation import baselines as baseline_models
+from federation.data import SiteData
+from federation.evaluation import BOOTSTRAP_RESAMPLES, risk_metrics
+from federation.model import predict_risk
+from federation.run_loader import Checkpoint, read_summary
+from federation.settings import RunSettings
+from server.round_records import json_safe
+
+EVALUATION = "evaluation.json"
+POOLED = "pooled"
+Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # site -> (labels, risks)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    threshold: float = 0.5
+    resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = 0
+
+
+def predict_sites(model, sites: list[SiteData]) -> Predictions:
+    return {s.name: (s.y_test.astype(int), predict_risk(model, s.x_test)) for s in sites}
+
+
+def with_pooled(predictions: Predictions) -> Predictions:
+    """Add the 'pooled' entry: every site's test rows together."""
+    y = np.concatenate([y for y, _ in predictions.values()])
+    p = np.concatenate([p for _, p in predictions.values()])
+    return {**predictions, POOLED: (y, p)}
+
+
+def score(predictions: Predictions, options: EvalOptions) -> dict[str, dict[str, float]]:
+    return {name: risk_metrics(y, p, threshold=options.threshold, resamples=options.resamples,
+                               seed=options.seed)
+            for name, (y, p) in predictions.items()}
+
+
+def _mean_over_sites(metrics: dict[str, dict[str, float]], key: str) -> float:
+    values = [m[key] for name, m in metrics.items() if name != POOLED]
+    return float(np.nanmean(values)) if values else float("nan")
+
+
+def baseline_section(settings: RunSettings, checkpoint: Checkpoint, sites: list[SiteData],
+                     global_auroc: dict[str, float], options: EvalOptions) -> dict[str, Any]:
+    """Local-only and pooled models scored on the same test rows, and the federation's benefit."""
+    local = baseline_models.local_only(settings, checkpoint.spec, sites)
+    local_scores = {s.name: score({s.name: (s.y_test.astype(int),
+                                             predict_risk(local[s.name].model, s.x_test))},
+                                  options)[s.name]
+                    for s in sites}
+    central = baseline_models.pooled(settings, checkpoint.spec, sites)
+    pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
+    benefit = {s.name: global_auroc[s.name] - local_scores[s.name]["auroc"] for s in sites}
+    return {
+        "local_only": {"sites": local_scores,
+                       "epsilon": {name: b.epsilon for name, b in local.items()},
+                       "mean_auroc": _mean_over_sites(local_scores, "auroc")},
+        "pooled_centralized": {"sites": pooled_scores, "epsilon": central.epsilon,
+                               "mean_auroc": _mean_over_sites(pooled_scores, "auroc")},
+        "benefit_auroc": {**benefit, "mean": float(np.nanmean(list(benefit.values())))},
+        "epochs": settings.rounds * settings.train.local_epochs,
+    }
+
+
+def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
+    spent = (read_summary(run_dir).get("privacy") or {}).get("sites") or {}
+    return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
+            "delta": settings.privacy.delta,
+            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()}}
+
+
+def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
+                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False
+                 ) -> tuple[dict[str, Any], Predictions]:
+    """The ``evaluation.json`` document and the predictions behind it (for the plots)."""
+    predictions = with_pooled(predict_sites(checkpoint.model, sites))
+    metrics = score(predictions, options)
+    document: dict[str, Any] = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "round": checkpoint.round,
+        "mode": "simulation",
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "threshold": options.threshold,
+        "bootstrap_resamples": options.resamples,
+        "sites": {s.name: metrics[s.name] for s in sites},
+        POOLED: metrics[POOLED],
+        "mean_auroc": _mean_over_sites(metrics, "auroc"),
+        "data": {s.name: {"n_train": len(s.y_train), "n_test": len(s.y_test)} for s in sites},
+        "privacy": _privacy(settings, run_dir),
+    }
+    if baselines:
+        global_auroc = {s.name: metrics[s.name]["auroc"] for s in sites}
+        document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options)
+    return json_safe(document), predictions

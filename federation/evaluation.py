@@ -19,6 +19,9 @@ ECE_BINS = 10
 BOOTSTRAP_RESAMPLES = 1000
 CI_LEVEL = 0.95
 _EPS = 1e-7
+METRIC_KEYS = ("n", "n_positive", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier",
+               "ece", "calibration_slope", "calibration_intercept", "threshold", "sensitivity",
+               "specificity")
 
 
 def _two_classes(y: np.ndarray) -> bool:

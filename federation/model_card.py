@@ -13,13 +13,11 @@ from typing import Any
 import federation
 from federation.dataspec import DatasetSpec
 from federation.errors import DataError
+from federation.evaluation import METRIC_KEYS
 from federation.run_loader import Checkpoint
 from federation.settings import RunSettings
 
 MODEL_CARD = "model_card.json"
-METRIC_KEYS = ("auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "ece",
-               "calibration_slope", "calibration_intercept", "threshold", "sensitivity",
-               "specificity", "n", "n_positive")
 
 
 def input_columns(spec: DatasetSpec) -> list[dict[str, Any]]:

@@ -49,8 +49,8 @@ def _epsilon(privacy: dict[str, Any], site: str) -> str:
 
 def data_table(evaluation: dict[str, Any]) -> Table:
     privacy = evaluation["privacy"]
-    rows = [[site, str(d["n_train"]), str(d["n_test"]),
-             str(evaluation["sites"][site]["n_positive"]), _epsilon(privacy, site)]
+    rows = [[site, fmt(d["n_train"]), fmt(d["n_test"]),
+             fmt(evaluation["sites"][site]["n_positive"]), _epsilon(privacy, site)]
             for site, d in evaluation["data"].items()]
     return Table("Sites: data sizes and privacy spent",
                  ["site", "train rows", "test rows", "test positives", "ε spent"], rows,
@@ -67,7 +67,8 @@ def metrics_table(evaluation: dict[str, Any]) -> Table:
     named = {**evaluation["sites"], POOLED: evaluation[POOLED]}
     rows = []
     for site, m in named.items():
-        ci = f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]"
+        ci = f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]" \
+            if m["auroc_ci_low"] is not None else "n/a"
         rows.append([site] + [ci if k == "auroc_ci" else fmt(m[k]) for k in keys])
     return Table(f"Global model (round {evaluation['round']}) on each site's held-out test rows",
                  header, rows, "pooled = all sites' test rows together; CI: percentile bootstrap")
@@ -118,9 +119,10 @@ def html_table(table: Table) -> str:
     return f"<h2>{html.escape(table.title)}</h2><table><tr>{head}</tr>{body}</table>{note}"
 
 
-def figures(records: list[dict[str, Any]], predictions: Predictions) -> dict[str, bytes]:
+def figures(records: list[dict[str, Any]], predictions: Predictions | None) -> dict[str, bytes]:
+    """Rounds curve, and ROC/calibration where the rows' predictions are at hand (simulation)."""
     found = {"ROC curves": plots.roc_curves(predictions),
-             "Calibration": plots.calibration_plot(predictions)}
+             "Calibration": plots.calibration_plot(predictions)} if predictions else {}
     if records:
         found = {"Rounds": plots.rounds_curve(records), **found}
     return found
@@ -153,7 +155,7 @@ def render_markdown(evaluation: dict[str, Any], config_text: str) -> str:
     return "\n".join(parts)
 
 
-def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predictions,
+def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predictions | None,
                   records: list[dict[str, Any]], config_text: str) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     page = render_html(evaluation, figures(records, predictions), config_text)

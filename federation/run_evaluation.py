@@ -16,7 +16,7 @@ import numpy as np
 
 from federation import baselines as baseline_models
 from federation.data import SiteData
-from federation.evaluation import BOOTSTRAP_RESAMPLES, risk_metrics
+from federation.evaluation import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.model import predict_risk
 from federation.run_loader import Checkpoint, read_summary
 from federation.settings import RunSettings
@@ -85,6 +85,12 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
             "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()}}
 
 
+def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
+    return {"run_dir": str(Path(run_dir).resolve()), "round": round_number, "mode": mode,
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "threshold": options.threshold, "bootstrap_resamples": options.resamples}
+
+
 def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
                  sites: list[SiteData], options: EvalOptions, *, baselines: bool = False
                  ) -> tuple[dict[str, Any], Predictions]:
@@ -92,12 +98,7 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
     metrics = score(predictions, options)
     document: dict[str, Any] = {
-        "run_dir": str(Path(run_dir).resolve()),
-        "round": checkpoint.round,
-        "mode": "simulation",
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "threshold": options.threshold,
-        "bootstrap_resamples": options.resamples,
+        **_header(run_dir, checkpoint.round, "simulation", options),
         "sites": {s.name: metrics[s.name] for s in sites},
         POOLED: metrics[POOLED],
         "mean_auroc": _mean_over_sites(metrics, "auroc"),
@@ -108,3 +109,29 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
         global_auroc = {s.name: metrics[s.name]["auroc"] for s in sites}
         document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options)
     return json_safe(document), predictions
+
+
+def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
+    """A Flower evaluate round's site metrics in evaluation.json's shape (absent ones null)."""
+    return {**{key: None for key in METRIC_KEYS}, "n": site.get("n_test"),
+            **{k: site[k] for k in ("auroc", "auprc", "brier") if k in site}}
+
+
+def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[str, Any],
+                           options: EvalOptions) -> dict[str, Any]:
+    """Deployment: the sites scored the global model themselves in the run's evaluate round.
+
+    Only what ``ClientApp.evaluate`` sends is known (AUROC, AUPRC, Brier, test size per site;
+    pooled AUROC/AUPRC from the summed score histograms); the rest is null.
+    """
+    evaluation = record["evaluate"]
+    sites = {name: _round_metrics(m) for name, m in sorted(evaluation["sites"].items())}
+    return json_safe({
+        **_header(run_dir, record["round"], "deployment (Flower evaluate round)", options),
+        "sites": sites,
+        POOLED: _round_metrics(evaluation.get(POOLED) or {}),
+        "mean_auroc": _mean_over_sites(sites, "auroc"),
+        "data": {name: {"n_train": (record["train"].get(name) or {}).get("num_examples"),
+                        "n_test": m.get("n_test")} for name, m in sorted(evaluation["sites"].items())},
+        "privacy": _privacy(settings, run_dir),
+    })

@@ -101,3 +101,17 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 def read_round_records(run_dir: Path) -> list[dict[str, Any]]:
     """Every round's record from ``metrics.jsonl`` (train metrics, ε, evaluation)."""
     return read_rounds(run_dir)
+
+
+def round_record(run_dir: Path, round_number: int | None = None) -> dict[str, Any]:
+    """One round's record (default: the last); a missing round names those there are."""
+    records = read_round_records(run_dir)
+    if not records:
+        raise DataError(f"{Path(run_dir) / 'metrics.jsonl'}: no round was recorded")
+    if round_number is None:
+        return records[-1]
+    found = [r for r in records if r["round"] == round_number]
+    if not found:
+        raise DataError(f"{run_dir}: no round {round_number} in metrics.jsonl; "
+                        f"rounds recorded: {[r['round'] for r in records]}")
+    return found[0]

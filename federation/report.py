@@ -82,11 +82,16 @@ def baselines_table(evaluation: dict[str, Any]) -> Table | None:
         base["benefit_auroc"]
     rows = [[site, fmt(m["auroc"]), fmt(local[site]["auroc"]), fmt(central[site]["auroc"]),
              fmt(benefit[site])] for site, m in evaluation["sites"].items()]
-    rows.append(["mean of sites", fmt(evaluation["mean_auroc"]), fmt(base["local_only"]["mean_auroc"]),
-                 fmt(base["pooled_centralized"]["mean_auroc"]), fmt(benefit["mean"])])
+    means = [evaluation["mean_auroc"], base["local_only"]["mean_auroc"],
+             base["pooled_centralized"]["mean_auroc"], benefit]
+    rows.append(["mean of sites"] + [fmt(m["mean"]) for m in means])
+    rows.append(["mean weighted by test rows"] + [fmt(m["weighted_mean"]) for m in means])
+    rows.append(["all test rows pooled"] + [fmt(evaluation[POOLED]["auroc"]), fmt(local[POOLED]["auroc"]),
+                                            fmt(central[POOLED]["auroc"]), fmt(benefit[POOLED])])
     return Table("AUROC: federated vs local-only vs pooled centralized",
                  ["site", "global (federated)", "local-only", "pooled centralized",
                   "benefit (global − local)"], rows,
+                 "pooled row: local-only scores each site's rows with that site's own model; "
                  f"baselines trained {base['epochs']} epochs with the run's model and DP settings; "
                  f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
                  f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}")

@@ -51,29 +51,36 @@ def score(predictions: Predictions, options: EvalOptions) -> dict[str, dict[str,
             for name, (y, p) in predictions.items()}
 
 
-def _mean_over_sites(metrics: dict[str, dict[str, float]], key: str) -> float:
-    values = [m[key] for name, m in metrics.items() if name != POOLED]
-    return float(np.nanmean(values)) if values else float("nan")
+def site_means(metrics: dict[str, dict[str, Any]], key: str = "auroc") -> dict[str, float]:
+    """Plain mean over sites, and the mean weighted by each site's test rows (NaN/None skipped)."""
+    pairs = [(m[key], m["n"]) for name, m in metrics.items()
+             if name != POOLED and m.get(key) is not None and not np.isnan(m[key])]
+    if not pairs:
+        return {"mean": float("nan"), "weighted_mean": float("nan")}
+    values, weights = np.array(pairs, dtype=float).T
+    return {"mean": float(values.mean()), "weighted_mean": float(np.average(values, weights=weights))}
 
 
 def baseline_section(settings: RunSettings, checkpoint: Checkpoint, sites: list[SiteData],
                      global_auroc: dict[str, float], options: EvalOptions) -> dict[str, Any]:
     """Local-only and pooled models scored on the same test rows, and the federation's benefit."""
     local = baseline_models.local_only(settings, checkpoint.spec, sites)
-    local_scores = {s.name: score({s.name: (s.y_test.astype(int),
-                                             predict_risk(local[s.name].model, s.x_test))},
-                                  options)[s.name]
-                    for s in sites}
+    own_model = {s.name: (s.y_test.astype(int), predict_risk(local[s.name].model, s.x_test))
+                 for s in sites}
+    local_scores = score(with_pooled(own_model), options)  # pooled: each row by its site's model
     central = baseline_models.pooled(settings, checkpoint.spec, sites)
     pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
-    benefit = {s.name: global_auroc[s.name] - local_scores[s.name]["auroc"] for s in sites}
+    benefit = {s.name: {"auroc": global_auroc[s.name] - local_scores[s.name]["auroc"],
+                        "n": len(s.y_test)} for s in sites}
     return {
         "local_only": {"sites": local_scores,
                        "epsilon": {name: b.epsilon for name, b in local.items()},
-                       "mean_auroc": _mean_over_sites(local_scores, "auroc")},
+                       "mean_auroc": site_means(local_scores)},
         "pooled_centralized": {"sites": pooled_scores, "epsilon": central.epsilon,
-                               "mean_auroc": _mean_over_sites(pooled_scores, "auroc")},
-        "benefit_auroc": {**benefit, "mean": float(np.nanmean(list(benefit.values())))},
+                               "mean_auroc": site_means(pooled_scores)},
+        "benefit_auroc": {**{name: b["auroc"] for name, b in benefit.items()},
+                          **site_means(benefit),
+                          POOLED: global_auroc[POOLED] - local_scores[POOLED]["auroc"]},
         "epochs": settings.rounds * settings.train.local_epochs,
     }
 
@@ -101,12 +108,12 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
         **_header(run_dir, checkpoint.round, "simulation", options),
         "sites": {s.name: metrics[s.name] for s in sites},
         POOLED: metrics[POOLED],
-        "mean_auroc": _mean_over_sites(metrics, "auroc"),
+        "mean_auroc": site_means(metrics),
         "data": {s.name: {"n_train": len(s.y_train), "n_test": len(s.y_test)} for s in sites},
         "privacy": _privacy(settings, run_dir),
     }
     if baselines:
-        global_auroc = {s.name: metrics[s.name]["auroc"] for s in sites}
+        global_auroc = {name: m["auroc"] for name, m in metrics.items()}
         document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options)
     return json_safe(document), predictions
 
@@ -130,7 +137,7 @@ def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[st
         **_header(run_dir, record["round"], "deployment (Flower evaluate round)", options),
         "sites": sites,
         POOLED: _round_metrics(evaluation.get(POOLED) or {}),
-        "mean_auroc": _mean_over_sites(sites, "auroc"),
+        "mean_auroc": site_means(sites),
         "data": {name: {"n_train": (record["train"].get(name) or {}).get("num_examples"),
                         "n_test": m.get("n_test")} for name, m in sorted(evaluation["sites"].items())},
         "privacy": _privacy(settings, run_dir),

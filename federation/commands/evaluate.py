@@ -63,8 +63,9 @@ def run(args) -> int:
     for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
         print(_line(name, metrics))
     if "baselines" in evaluation:
-        benefit = evaluation["baselines"]["benefit_auroc"]["mean"]
-        print(f"  mean benefit over local-only: AUROC {benefit:+.3f}")
+        benefit = evaluation["baselines"]["benefit_auroc"]
+        print(f"  benefit over local-only: AUROC {benefit['mean']:+.3f} (mean of sites), "
+              f"{benefit['weighted_mean']:+.3f} (weighted by test rows)")
     print(f"wrote evaluation.json, report.html and report.md in {args.run_dir}")
     return 0
 

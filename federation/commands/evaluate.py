@@ -21,9 +21,9 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
                                            evaluation_from_rounds)
     from federation.run_loader import (HYDRA_CONFIG, checkpoint_path, data_dir_of,
                                        load_checkpoint, load_settings, read_round_records,
-                                       round_record, sites_data)
+                                       require_run_dir, round_record, sites_data)
 
-    run_dir, options = Path(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
+    run_dir, options = require_run_dir(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
     settings = load_settings(run_dir)
     if from_rounds:
         _refuse_baselines_without_rows(baselines)
@@ -70,10 +70,15 @@ def run(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
+def add_run_arguments(parser) -> None:
+    """RUN_DIR and --round: which run's global model a modeler command works on."""
     parser.add_argument("run_dir", help="run folder written by lhsfed-train")
     parser.add_argument("--round", type=int, default=None, help="a round's checkpoint (default: final)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
+    add_run_arguments(parser)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="risk at or above which a patient is called positive (default 0.5)")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from federation.commands.evaluate import add_run_arguments
+
 FORMATS = ("onnx", "torchscript")  # keys of federation.export.FORMATS (checked in tests)
 
 
@@ -53,8 +55,7 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="export the global model with its model card")
-    parser.add_argument("run_dir", help="run folder written by lhsfed-train")
+    add_run_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="torchscript")
-    parser.add_argument("--round", type=int, default=None, help="a round's checkpoint (default: final)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/export)")
     parser.set_defaults(func=run)

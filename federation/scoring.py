@@ -7,6 +7,7 @@ of silently shifting features.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,11 @@ def run_model(model_path: Path, x: np.ndarray) -> np.ndarray:
         return np.asarray(risk, dtype="float64")
     import torch
 
-    module = torch.jit.load(str(model_path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch marks TorchScript deprecated
+        module = torch.jit.load(str(model_path), map_location="cpu")
     with torch.no_grad():
-        return module(torch.as_tensor(x)).numpy().astype("float64")
+        return module(torch.tensor(x)).numpy().astype("float64")
 
 
 def score_csv(model_path: Path, card: dict[str, Any], data: Path, out: Path) -> int:

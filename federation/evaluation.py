@@ -15,10 +15,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix,
                              roc_auc_score)
 
+from federation import keys
+
 ECE_BINS = 10
 BOOTSTRAP_RESAMPLES = 1000
 CI_LEVEL = 0.95
 _EPS = 1e-7
+# What a site adds to its evaluate reply (so a deployment gets them without any row leaving)
+SITE_WIRE_KEYS = {"auroc_ci_low": keys.AUROC_CI_LOW, "auroc_ci_high": keys.AUROC_CI_HIGH,
+                  "ece": keys.ECE, "calibration_slope": keys.CALIBRATION_SLOPE,
+                  "calibration_intercept": keys.CALIBRATION_INTERCEPT,
+                  "threshold": keys.THRESHOLD, "sensitivity": keys.SENSITIVITY,
+                  "specificity": keys.SPECIFICITY}
 METRIC_KEYS = ("n", "n_positive", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier",
                "ece", "calibration_slope", "calibration_intercept", "threshold", "sensitivity",
                "specificity")
@@ -114,3 +122,9 @@ def risk_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5,
         "sensitivity": sens,
         "specificity": spec,
     }
+
+
+def site_wire_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """The metrics of ``SITE_WIRE_KEYS`` under their wire keys, for ``ClientApp.evaluate``."""
+    metrics = risk_metrics(y, p, threshold=threshold)
+    return {wire: metrics[name] for name, wire in SITE_WIRE_KEYS.items()}

@@ -121,15 +121,15 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
 def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
     """A Flower evaluate round's site metrics in evaluation.json's shape (absent ones null)."""
     return {**{key: None for key in METRIC_KEYS}, "n": site.get("n_test"),
-            **{k: site[k] for k in ("auroc", "auprc", "brier") if k in site}}
+            **{k: site[k] for k in METRIC_KEYS if k in site}}
 
 
 def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[str, Any],
                            options: EvalOptions) -> dict[str, Any]:
     """Deployment: the sites scored the global model themselves in the run's evaluate round.
 
-    Only what ``ClientApp.evaluate`` sends is known (AUROC, AUPRC, Brier, test size per site;
-    pooled AUROC/AUPRC from the summed score histograms); the rest is null.
+    Each site sent every metric of its own rows (``ClientApp.evaluate``); pooled, only
+    AUROC/AUPRC (from the summed score histograms) and Brier are known, the rest is null.
     """
     evaluation = record["evaluate"]
     sites = {name: _round_metrics(m) for name, m in sorted(evaluation["sites"].items())}

@@ -5,8 +5,11 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lhsfed-installed
 PYTEST_ARGS ?=
+# Headless browser the report test renders report.html with (Debian package; root or sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +23,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/lhsfed-train
 
-test: $(STAMP)
+chromium:
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
+
+test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -16,6 +16,7 @@ from client.site import load_this_site
 from client.training import train_locally
 from federation import keys
 from federation.data import SiteData
+from federation.evaluation import site_wire_metrics
 from federation.metrics import binary_metrics, score_histograms
 from federation.model import ModelSpec, build_model, predict_risk, unwrapped_state_dict
 from federation.privacy import calibrate_noise, epsilon_spent, planned_steps, sample_rate
@@ -114,4 +115,5 @@ def evaluate(message: Message, context: Context) -> Message:
         keys.BRIER: scores["brier"],
         keys.SCORE_HIST_POS: pos,
         keys.SCORE_HIST_NEG: neg,
+        **site_wire_metrics(site.y_test, risk),
     })

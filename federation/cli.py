@@ -13,6 +13,9 @@ import sys
 # One module per subcommand (added as each lands).
 COMMAND_MODULES = (
     "federation.commands.version",
+    "federation.commands.evaluate",
+    "federation.commands.export",
+    "federation.commands.predict",
 )
 
 

@@ -32,6 +32,15 @@ N_TEST = "n-test"
 N_POSITIVE = "n-positive"
 SCORE_HIST_POS = "score-hist-pos"
 SCORE_HIST_NEG = "score-hist-neg"
+# Modeler metrics each site computes on its own test rows (federation.evaluation)
+AUROC_CI_LOW = "auroc-ci-low"
+AUROC_CI_HIGH = "auroc-ci-high"
+ECE = "ece"
+CALIBRATION_SLOPE = "calibration-slope"
+CALIBRATION_INTERCEPT = "calibration-intercept"
+THRESHOLD = "threshold"
+SENSITIVITY = "sensitivity"
+SPECIFICITY = "specificity"
 
 # Feature-statistics query (federated standardization)
 STATS_COUNT = "stats-count"

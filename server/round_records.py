@@ -9,13 +9,15 @@ import numpy as np
 from flwr.app import Message
 
 from federation import keys
+from federation.evaluation import SITE_WIRE_KEYS
 from federation.metrics import pooled_from_histograms
 
 TRAIN_FIELDS = {"loss": keys.TRAIN_LOSS, "num_examples": keys.NUM_EXAMPLES, "epsilon": keys.EPSILON,
                 "steps": keys.STEPS, "noise_multiplier": keys.NOISE_MULTIPLIER,
                 "sample_rate": keys.SAMPLE_RATE}
 EVAL_FIELDS = {"auroc": keys.AUROC, "auprc": keys.AUPRC, "brier": keys.BRIER,
-               "loss": keys.EVAL_LOSS, "n_test": keys.N_TEST}
+               "loss": keys.EVAL_LOSS, "n_test": keys.N_TEST, "n_positive": keys.N_POSITIVE,
+               **SITE_WIRE_KEYS}
 
 
 def site_of(reply: Message) -> str:

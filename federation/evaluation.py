@@ -1,0 +1,130 @@
+"""Metrics a modeler judges a risk model by: discrimination, calibration and a threshold.
+
+Pure functions over labels ``y`` and predicted risks ``p`` (scikit-learn where it has the
+metric). Every value is a plain float so the result goes straight into ``evaluation.json``;
+a metric undefined on the data (AUROC on a one-class split) is NaN, written as null.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix,
+                             roc_auc_score)
+
+from federation import keys
+
+ECE_BINS = 10
+BOOTSTRAP_RESAMPLES = 1000
+CI_LEVEL = 0.95
+_EPS = 1e-7
+# What a site adds to its evaluate reply (so a deployment gets them without any row leaving)
+SITE_WIRE_KEYS = {"auroc_ci_low": keys.AUROC_CI_LOW, "auroc_ci_high": keys.AUROC_CI_HIGH,
+                  "ece": keys.ECE, "calibration_slope": keys.CALIBRATION_SLOPE,
+                  "calibration_intercept": keys.CALIBRATION_INTERCEPT,
+                  "threshold": keys.THRESHOLD, "sensitivity": keys.SENSITIVITY,
+                  "specificity": keys.SPECIFICITY}
+METRIC_KEYS = ("n", "n_positive", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier",
+               "ece", "calibration_slope", "calibration_intercept", "threshold", "sensitivity",
+               "specificity")
+
+
+def _two_classes(y: np.ndarray) -> bool:
+    return len(np.unique(y)) == 2
+
+
+def auroc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUROC of each row of (labels, risks) matrices, by the Mann-Whitney rank formula.
+
+    Equal to scikit-learn's ``roc_auc_score`` (ties count half; tested), vectorised so a
+    thousand bootstrap resamples cost one call instead of a thousand. NaN for one-class rows.
+    """
+    ranks = rankdata(p, axis=1)
+    n_pos = y.sum(axis=1)
+    n_neg = y.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """AUROC and its percentile-bootstrap 95% CI (resamples drawing one class are skipped)."""
+    if not _two_classes(y):
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(y), size=(resamples, len(y)))
+    boot = auroc_rows(y[draws], p[draws])
+    boot = boot[~np.isnan(boot)]
+    tail = (1 - CI_LEVEL) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float(roc_auc_score(y, p)), float(low), float(high)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Σ_b (n_b / n) · |mean risk − observed rate| over equal-width risk bins."""
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    risk = np.bincount(index, weights=p, minlength=bins)
+    events = np.bincount(index, weights=y, minlength=bins)
+    used = counts > 0
+    gaps = np.abs(risk[used] - events[used]) / counts[used]
+    return float(np.sum(counts[used] / len(y) * gaps))
+
+
+def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Logistic recalibration: fit logit P(y=1) = a + b · logit(p); returns (b, a).
+
+    A perfectly calibrated model has slope 1 and intercept 0; slope < 1 means risks are
+    too extreme (overfitting), intercept > 0 means risks are too low on average.
+    """
+    if not _two_classes(y):
+        return float("nan"), float("nan")
+    q = np.clip(p, _EPS, 1 - _EPS)
+    logit = np.log(q / (1 - q))[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separable toy data: the unpenalised fit may not converge
+        fit = LogisticRegression(penalty=None, max_iter=1000).fit(logit, y)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def sensitivity_specificity(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
+    """True-positive and true-negative rates when risk >= threshold is called positive."""
+    tn, fp, fn, tp = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
+    sens = tp / (tp + fn) if tp + fn else float("nan")
+    spec = tn / (tn + fp) if tn + fp else float("nan")
+    return float(sens), float(spec)
+
+
+def risk_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, float]:
+    """Every metric of ``evaluation.json`` for one set of predictions."""
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    auroc, low, high = auroc_with_ci(y, p, resamples=resamples, seed=seed)
+    slope, intercept = calibration_slope_intercept(y, p)
+    sens, spec = sensitivity_specificity(y, p, threshold)
+    return {
+        "n": int(len(y)),
+        "n_positive": int(y.sum()),
+        "auroc": auroc,
+        "auroc_ci_low": low,
+        "auroc_ci_high": high,
+        "auprc": float(average_precision_score(y, p)) if _two_classes(y) else float("nan"),
+        "brier": float(brier_score_loss(y, p, labels=[0, 1])),
+        "ece": expected_calibration_error(y, p),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+        "threshold": float(threshold),
+        "sensitivity": sens,
+        "specificity": spec,
+    }
+
+
+def site_wire_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """The metrics of ``SITE_WIRE_KEYS`` under their wire keys, for ``ClientApp.evaluate``."""
+    metrics = risk_metrics(y, p, threshold=threshold)
+    return {wire: metrics[name] for name, wire in SITE_WIRE_KEYS.items()}

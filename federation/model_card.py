@@ -1,0 +1,74 @@
+"""``model_card.json``: what an exported model predicts, from what, trained where, at what cost.
+
+``lhsfed predict`` reads the card's input columns to refuse a file that does not match.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import federation
+from federation.dataspec import DatasetSpec
+from federation.errors import DataError
+from federation.evaluation import METRIC_KEYS
+from federation.run_loader import Checkpoint
+from federation.settings import RunSettings
+
+MODEL_CARD = "model_card.json"
+
+
+def input_columns(spec: DatasetSpec) -> list[dict[str, Any]]:
+    """The raw columns the exported model takes, in order, with units and valid values."""
+    columns = []
+    for feat in spec.features:
+        column = {"name": feat.name, "type": feat.type, "unit": feat.unit,
+                  "min": feat.min, "max": feat.max, "missing_if": list(feat.missing_if)}
+        if feat.type == "categorical":
+            column["levels"] = list(feat.levels)
+        columns.append(column)
+    return columns
+
+
+def _metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    named = {**evaluation["sites"], "pooled": evaluation["pooled"]}
+    return {name: {k: m.get(k) for k in METRIC_KEYS} for name, m in named.items()}
+
+
+def build_card(checkpoint: Checkpoint, settings: RunSettings, evaluation: dict[str, Any], *,
+               fmt: str, model_file: str) -> dict[str, Any]:
+    spec = checkpoint.dataset
+    return {
+        "name": f"{spec.name} risk model",
+        "task": {"type": "binary risk", "output": "risk = P(label is positive), in [0, 1]",
+                 "label_column": spec.label.column,
+                 "positive_values": list(spec.label.positive_values),
+                 "negative_values": list(spec.label.negative_values)},
+        "input": {"columns": input_columns(spec), "missing_markers": list(spec.missing_markers),
+                  "missing": "empty cell, NaN or a missing marker; the model imputes it"},
+        "encoded_features": checkpoint.feature_names,
+        "model": {"file": model_file, "format": fmt, "architecture": checkpoint.spec.to_dict(),
+                  "preprocessing": "baked in: missing_if, one-hot, imputation, missing flags, "
+                                   "standardization with federated statistics"},
+        "training": {"sites": evaluation["data"], "rounds": checkpoint.round,
+                     "strategy": settings.strategy.name, "local_epochs": settings.train.local_epochs,
+                     "seed": settings.seed},
+        "privacy": evaluation["privacy"],
+        "metrics": {"evaluated_round": evaluation["round"], "threshold": evaluation["threshold"],
+                    "ci": "AUROC percentile bootstrap 95%", **_metrics(evaluation)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "lhs_federation_version": federation.__version__,
+    }
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model card not found; export writes it beside the model "
+                        "(or pass --card)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not a valid model card ({err})") from None

@@ -1,0 +1,248 @@
+"""Issue E end to end on real federation runs: evaluate, baselines, report, export, predict.
+
+One ``lhsfed evaluate --baselines`` per shared run (DP ε=3: ``dp_run``; DP off: ``nodp_run``),
+on a copy of the run folder so other tests see the fixture untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import image as mpimg
+from sklearn.metrics import roc_auc_score
+
+from federation.cli import main as lhsfed
+from federation.data import encode_labels, read_site_frame, site_file, split_site
+from federation.model import predict_risk
+from federation.report import fmt
+from federation.run_loader import load_checkpoint, sites_data
+
+LHSFED = Path(sys.executable).parent / "lhsfed"
+METRIC_KEYS = {"auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "ece",
+               "calibration_slope", "calibration_intercept", "sensitivity", "specificity"}
+SITES = {"cleveland", "hungary", "switzerland", "va"}
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _evaluated_copy(run: Path, tmp: Path) -> Path:
+    copy = tmp / "run"
+    shutil.copytree(run, copy)
+    assert lhsfed(["evaluate", str(copy), "--baselines"]) == 0
+    return copy
+
+
+@pytest.fixture(scope="module")
+def dp_evaluated(dp_run, tmp_path_factory) -> Path:
+    return _evaluated_copy(dp_run, tmp_path_factory.mktemp("dp_eval"))
+
+
+@pytest.fixture(scope="module")
+def nodp_evaluated(nodp_run, tmp_path_factory) -> Path:
+    return _evaluated_copy(nodp_run, tmp_path_factory.mktemp("nodp_eval"))
+
+
+def _evaluation(run: Path) -> dict:
+    return json.loads((run / "evaluation.json").read_text())
+
+
+@pytest.mark.slow
+def test_evaluation_json_has_every_metric_and_sklearn_auroc(dp_evaluated):
+    evaluation = _evaluation(dp_evaluated)
+    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    sites = sites_data(checkpoint.dataset)
+    y = {s.name: s.y_test for s in sites}
+    p = {s.name: predict_risk(checkpoint.model, s.x_test) for s in sites}
+
+    assert set(evaluation["sites"]) == SITES
+    for name, metrics in [*evaluation["sites"].items(), ("pooled", evaluation["pooled"])]:
+        assert METRIC_KEYS <= set(metrics), name
+        assert all(metrics[k] is not None for k in METRIC_KEYS), name
+        assert metrics["auroc_ci_low"] < metrics["auroc"] < metrics["auroc_ci_high"]
+    for name in SITES:
+        assert evaluation["sites"][name]["auroc"] == pytest.approx(roc_auc_score(y[name], p[name]),
+                                                                   abs=1e-12)
+        assert evaluation["sites"][name]["n"] == len(y[name])
+    pooled_y = np.concatenate([y[s.name] for s in sites])
+    pooled_p = np.concatenate([p[s.name] for s in sites])
+    assert evaluation["pooled"]["auroc"] == pytest.approx(roc_auc_score(pooled_y, pooled_p), abs=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run_fixture", ["dp_evaluated", "nodp_evaluated"])
+def test_baselines_table_is_consistent(run_fixture, request):
+    evaluation = _evaluation(request.getfixturevalue(run_fixture))
+    base = evaluation["baselines"]
+    local, central = base["local_only"]["sites"], base["pooled_centralized"]["sites"]
+    n = {name: evaluation["sites"][name]["n"] for name in SITES}
+
+    assert set(local) == set(central) == SITES | {"pooled"}
+    for name in [*SITES, "pooled"]:
+        glob = evaluation["pooled"] if name == "pooled" else evaluation["sites"][name]
+        assert base["benefit_auroc"][name] == pytest.approx(glob["auroc"] - local[name]["auroc"])
+    assert base["local_only"]["mean_auroc"]["mean"] == pytest.approx(
+        np.mean([local[name]["auroc"] for name in SITES]))
+    assert base["local_only"]["mean_auroc"]["weighted_mean"] == pytest.approx(
+        sum(local[name]["auroc"] * n[name] for name in SITES) / sum(n.values()))
+    assert base["benefit_auroc"]["mean"] == pytest.approx(
+        evaluation["mean_auroc"]["mean"] - base["local_only"]["mean_auroc"]["mean"])
+    if evaluation["privacy"]["enabled"]:  # baselines spend the run's ε target, no more
+        spent = [*base["local_only"]["epsilon"].values(), base["pooled_centralized"]["epsilon"]]
+        assert all(2.5 < eps <= 3.0 + 1e-6 for eps in spent)
+    else:
+        assert base["pooled_centralized"]["epsilon"] is None
+
+
+@pytest.mark.slow
+def test_federated_model_beats_local_only_on_average_with_dp(dp_evaluated):
+    """ε = 3 at every site: the federation's mean AUROC over sites beats training alone.
+
+    (DP off, 10 rounds, the federation does not: docs/modelers.md gives both tables.)
+    """
+    evaluation = _evaluation(dp_evaluated)
+
+    assert evaluation["mean_auroc"]["mean"] > evaluation["baselines"]["local_only"]["mean_auroc"]["mean"]
+    assert evaluation["baselines"]["benefit_auroc"]["mean"] > 0
+
+
+def _embedded_pngs(page: str) -> list[np.ndarray]:
+    blobs = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
+    return [mpimg.imread(io.BytesIO(base64.b64decode(b)), format="png") for b in blobs]
+
+
+@pytest.mark.slow
+def test_report_html_renders_in_headless_chromium(dp_evaluated, tmp_path):
+    page = (dp_evaluated / "report.html").read_text()
+    shot = tmp_path / "report.png"
+
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+         f"--screenshot={shot}", (dp_evaluated / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "http://" not in page and "https://" not in page  # opens offline
+    images = _embedded_pngs(page)
+    assert len(images) == 3  # rounds curve, ROC, calibration
+    for img in images:
+        assert img.shape[0] > 200 and img.shape[1] > 200 and img[..., :3].std() > 0.05
+    screenshot = mpimg.imread(shot)
+    assert screenshot.shape[:2] == (2400, 1200)
+    assert screenshot[..., :3].std() > 0.05  # not a blank page
+
+
+def _markdown_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in rows:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.slow
+def test_report_md_has_the_numbers_of_evaluation_json(dp_evaluated):
+    evaluation = _evaluation(dp_evaluated)
+    markdown = (dp_evaluated / "report.md").read_text()
+    metrics_part = markdown.split("## Global model")[1].split("## AUROC")[0]
+    rows = _markdown_rows(metrics_part)
+    base = evaluation["baselines"]
+
+    for name, m in [*evaluation["sites"].items(), ("pooled", evaluation["pooled"])]:
+        assert rows[name] == [fmt(m["auroc"]), f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]",
+                              fmt(m["auprc"]), fmt(m["brier"]), fmt(m["ece"]),
+                              fmt(m["calibration_slope"]), fmt(m["calibration_intercept"]),
+                              fmt(m["sensitivity"]), fmt(m["specificity"])]
+    baseline_rows = _markdown_rows(markdown.split("## AUROC")[1])
+    for name in [*SITES, "all test rows pooled"]:
+        key = "pooled" if name.startswith("all") else name
+        glob = evaluation["pooled"] if key == "pooled" else evaluation["sites"][key]
+        assert baseline_rows[name] == [
+            fmt(glob["auroc"]), fmt(base["local_only"]["sites"][key]["auroc"]),
+            fmt(base["pooled_centralized"]["sites"][key]["auroc"]), fmt(base["benefit_auroc"][key])]
+    assert baseline_rows["mean of sites"][0] == fmt(evaluation["mean_auroc"]["mean"])
+    assert baseline_rows["mean of sites"][3] == fmt(base["benefit_auroc"]["mean"])
+
+
+def _raw_test_rows(spec, site: str) -> pd.DataFrame:
+    """A site's held-out rows as raw columns: the same seeded split the sites made."""
+    path = site_file(spec, site)
+    frame = read_site_frame(path, spec)
+    names = [f.name for f in spec.features]
+    _, raw_test, _, _ = split_site(frame[names].to_numpy(dtype="float64"),
+                                   encode_labels(frame, spec, path), spec)
+    return pd.DataFrame(raw_test, columns=names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt_name, filename", [("torchscript", "model.pt"), ("onnx", "model.onnx")])
+def test_exported_model_gives_the_torch_risks_and_predict_scores_a_csv(
+        dp_evaluated, tmp_path, fmt_name, filename):
+    out = tmp_path / "export"
+    assert lhsfed(["export", str(dp_evaluated), "--format", fmt_name, "--out", str(out)]) == 0
+    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    card = json.loads((out / "model_card.json").read_text())
+
+    for site in sites_data(checkpoint.dataset):
+        raw = _raw_test_rows(checkpoint.dataset, site.name)
+        raw.to_csv(tmp_path / "patients.csv", index=False)
+        assert lhsfed(["predict", str(out / filename), "--data", str(tmp_path / "patients.csv"),
+                       "--out", str(tmp_path / "scored.csv")]) == 0
+        scored = pd.read_csv(tmp_path / "scored.csv")
+        np.testing.assert_allclose(scored["risk"], predict_risk(checkpoint.model, site.x_test),
+                                   atol=1e-5, rtol=0)
+    assert card["model"]["format"] == fmt_name
+    assert set(card["training"]["sites"]) == SITES and card["training"]["rounds"] == 5
+    assert set(card["privacy"]["epsilon"]) == SITES
+    assert card["metrics"]["pooled"]["auroc_ci_low"] < card["metrics"]["pooled"]["auroc"]
+
+
+@pytest.mark.slow
+def test_predict_refuses_a_csv_missing_a_model_card_column(dp_evaluated, tmp_path):
+    out = tmp_path / "export"
+    assert lhsfed(["export", str(dp_evaluated), "--format", "onnx", "--out", str(out)]) == 0
+    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    raw = _raw_test_rows(checkpoint.dataset, "cleveland").drop(columns=["chol"])
+    raw.to_csv(tmp_path / "patients.csv", index=False)
+
+    proc = subprocess.run([str(LHSFED), "predict", str(out / "model.onnx"), "--data",
+                           str(tmp_path / "patients.csv"), "--out", str(tmp_path / "scored.csv")],
+                          capture_output=True, text=True, timeout=120)
+
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "column 'chol' is missing" in lines[0] and "patients.csv" in lines[0]
+    assert not (tmp_path / "scored.csv").exists()
+
+
+@pytest.mark.slow
+def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_evaluated, tmp_path):
+    simulated = _evaluation(dp_evaluated)
+    copy = tmp_path / "run"
+    shutil.copytree(dp_evaluated, copy)
+
+    assert lhsfed(["evaluate", str(copy), "--from-rounds"]) == 0
+    deployed = _evaluation(copy)
+
+    assert deployed["mode"].startswith("deployment") and deployed["round"] == simulated["round"]
+    for name in SITES:  # each site scored the same model on the same rows, at home
+        for key in METRIC_KEYS | {"n", "n_positive", "threshold"}:
+            assert deployed["sites"][name][key] == pytest.approx(simulated["sites"][name][key],
+                                                                  abs=1e-6), (name, key)
+    # pooled AUROC from score histograms (bins of 0.01) is close to the exact pooled one
+    assert deployed["pooled"]["auroc"] == pytest.approx(simulated["pooled"]["auroc"], abs=0.01)
+    assert deployed["pooled"]["ece"] is None  # needs the rows: not known in deployment
+    assert "n/a" in (copy / "report.md").read_text()
+    assert lhsfed(["evaluate", str(copy), "--from-rounds", "--baselines"]) == 2

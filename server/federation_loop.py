@@ -20,6 +20,7 @@ from server.feature_stats import query_statistics
 from server.progress import show_round
 from server.round_records import evaluation_record, failures, json_safe, train_by_site
 from server.run_folder import RunFolder
+from server.secure_aggregation import secure_train_round
 from server.summary import build_summary
 from strategies import build_strategy
 
@@ -52,12 +53,20 @@ def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout:
     return ArrayRecord(model.state_dict())
 
 
-def _run_round(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, timeout: float
-               ) -> tuple[ArrayRecord, dict[str, Any]]:
+def _plain_train(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, timeout: float
+                 ) -> tuple[ArrayRecord, list, dict[str, Any]]:
     messages = strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
     train_replies = list(grid.send_and_receive(messages, timeout=timeout))
     new_arrays, _ = strategy.aggregate_train(server_round, train_replies)
-    arrays = new_arrays if new_arrays is not None else arrays
+    return (new_arrays if new_arrays is not None else arrays), train_replies, {}
+
+
+def _run_round(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, timeout: float,
+               settings: RunSettings) -> tuple[ArrayRecord, dict[str, Any]]:
+    if settings.privacy.secure_aggregation:
+        arrays, train_replies, secagg = secure_train_round(grid, settings, server_round, arrays, timeout)
+    else:
+        arrays, train_replies, secagg = _plain_train(grid, strategy, server_round, arrays, timeout)
     messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
     eval_replies = list(grid.send_and_receive(messages, timeout=timeout))
     record = {
@@ -66,6 +75,11 @@ def _run_round(grid: Grid, strategy, server_round: int, arrays: ArrayRecord, tim
         "evaluate": evaluation_record(eval_replies),
         "failures": failures(train_replies) + failures(eval_replies),
     }
+    if secagg:
+        record["secure_aggregation"] = secagg
+    for failure in record["failures"]:  # e.g. a site refusing to pass its own ε cap
+        log.warning("round %s: node %s sent no result: %s", server_round, failure["node"],
+                    failure["reason"])
     return arrays, json_safe(record)
 
 
@@ -83,7 +97,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     arrays = initial_arrays(grid, settings, nodes, timeout)
     spec, records, epsilon_by_site = model_spec(settings), [], {}
     for server_round in range(1, settings.rounds + 1):
-        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout)
+        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings)
         for site, metrics in record["train"].items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
         records.append(record)

@@ -81,11 +81,11 @@ def _refuse(message: Message, reason: str) -> Message:
 @app.query(keys.QUERY_BUDGET)
 def budget(message: Message, context: Context) -> Message:
     """Will this site train the coming round? (asked before a secure-aggregation round)."""
-    _, site, _, ledger, _, refusal = _budget_check(message, context)
+    _, site, _, site_budget, _, refusal = _budget_check(message, context)
     if refusal:
         return _refuse(message, refusal)
     return _reply(message, site.name, {keys.NUM_EXAMPLES: len(site.y_train),
-                                       keys.SITE_EPSILON: ledger.site_epsilon()})
+                                       keys.SITE_EPSILON: site_budget.site_epsilon()})
 
 
 @app.query()

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "federation.commands.evaluate",
     "federation.commands.export",
     "federation.commands.predict",
+    "federation.commands.audit",
 )
 
 

@@ -13,6 +13,7 @@ SITE = "site"
 SERVER_ROUND = "server-round"
 SITE_NAME = "site-name"
 PROXIMAL_MU = "proximal-mu"
+ARRAY_NAMES = "array-names"  # SecAgg+ (legacy layout) sends arrays unnamed: their names, joined by ","
 
 # Train metrics
 NUM_EXAMPLES = "num-examples"
@@ -22,6 +23,12 @@ DELTA = "delta"
 STEPS = "steps"
 NOISE_MULTIPLIER = "noise-multiplier"
 SAMPLE_RATE = "sample-rate"
+SITE_EPSILON = "site-epsilon"  # ε of every run this site joined (its ledger), at the site's δ
+
+# Query asked before a secure-aggregation round: will the site train? (message type query.budget)
+QUERY_BUDGET = "budget"
+# Error code of a site's refusal to train past its own ε cap (Flower's codes are < 100)
+BUDGET_REFUSED = 4001
 
 # Evaluate metrics
 EVAL_LOSS = "eval-loss"

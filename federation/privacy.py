@@ -53,10 +53,15 @@ def calibrate_noise(
 
 def epsilon_spent(history: Iterable[tuple[float, float, int]], *, delta: float,
                   accountant: str = "rdp") -> float:
-    """ε of the composition of every recorded step (0 when nothing was spent)."""
+    """ε of the composition of every recorded step (0 when nothing was spent).
+
+    A step without noise (σ = 0, training with DP off) has no finite ε: the result is inf.
+    """
     entries = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]
     if not entries:
         return 0.0
+    if any(sigma <= 0 for sigma, _, _ in entries):
+        return math.inf
     acc = create_accountant(accountant)
     acc.history = entries
     return float(acc.get_epsilon(delta=delta))

@@ -17,6 +17,8 @@ from federation.model import MODEL_NAMES
 
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
                   "trimmed_mean", "krum")
+# Strategies that only need the weighted mean of the updates (what SecAgg+ reveals).
+SECURE_AGGREGATION_STRATEGIES = ("fedavg", "fedprox")
 # Groups the apps need; the launcher-only group (federation) is not sent.
 APP_GROUPS = ("model", "train", "privacy", "strategy")
 SCALARS = (bool, int, float, str)
@@ -137,6 +139,9 @@ def _problems(s: RunSettings) -> list[str]:
          f"privacy.max_grad_norm must be > 0 (got {s.privacy.max_grad_norm})"),
         (s.privacy.accountant in ("rdp", "prv"),
          f"privacy.accountant must be rdp or prv (got {s.privacy.accountant!r})"),
+        (not s.privacy.secure_aggregation or s.strategy.name in SECURE_AGGREGATION_STRATEGIES,
+         f"privacy.secure_aggregation=true hides each site's update, so strategy "
+         f"{s.strategy.name!r} cannot see them; use one of {', '.join(SECURE_AGGREGATION_STRATEGIES)}"),
     ]
     return [message for ok, message in checks if not ok]
 

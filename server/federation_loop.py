@@ -22,6 +22,7 @@ from server.feature_stats import query_statistics
 from server.progress import show_round
 from server.round_records import evaluation_record, failures, json_safe, train_by_site
 from server.run_folder import RunFolder
+from server.secure_aggregation import secure_train_round
 from server.summary import build_summary
 from strategies import ValidatedStrategy, build_validated_strategy
 
@@ -54,12 +55,20 @@ def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout:
     return ArrayRecord(model.state_dict())
 
 
-def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord, timeout: float
-               ) -> tuple[ArrayRecord, dict[str, Any]]:
+def _plain_train(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
+                 timeout: float) -> tuple[ArrayRecord, list, dict[str, Any]]:
     messages = strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
     train_replies = list(grid.send_and_receive(messages, timeout=timeout))
     new_arrays, _ = strategy.aggregate_train(server_round, train_replies)
-    arrays = new_arrays if new_arrays is not None else arrays
+    return (new_arrays if new_arrays is not None else arrays), train_replies, {}
+
+
+def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
+               timeout: float, settings: RunSettings) -> tuple[ArrayRecord, dict[str, Any]]:
+    if settings.privacy.secure_aggregation:
+        arrays, train_replies, secagg = secure_train_round(grid, settings, server_round, arrays, timeout)
+    else:
+        arrays, train_replies, secagg = _plain_train(grid, strategy, server_round, arrays, timeout)
     messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
     eval_replies = list(grid.send_and_receive(messages, timeout=timeout))
     record = {
@@ -67,9 +76,15 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
         "train": train_by_site(train_replies),
         "evaluate": evaluation_record(eval_replies),
         "failures": failures(train_replies) + failures(eval_replies),
-        "rejected": [r.to_dict() for r in strategy.rejected],
-        "aggregated": strategy.aggregated_sites,
+        # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
+        "rejected": [] if secagg else [r.to_dict() for r in strategy.rejected],
+        "aggregated": sorted(train_by_site(train_replies)) if secagg else strategy.aggregated_sites,
     }
+    if secagg:
+        record["secure_aggregation"] = secagg
+    for failure in record["failures"]:  # e.g. a site refusing to pass its own ε cap
+        log.warning("round %s: node %s sent no result: %s", server_round, failure["node"],
+                    failure["reason"])
     return arrays, json_safe(record)
 
 
@@ -102,7 +117,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     arrays, spec = state.array_record(), model_spec(settings)
     records, epsilon_by_site = state.records, state.epsilon_by_site
     for server_round in range(state.round + 1, settings.rounds + 1):
-        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout)
+        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings)
         for site, metrics in record["train"].items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
         records.append(record)

@@ -14,16 +14,19 @@ REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
 
 
-def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: float = 600
-                 ) -> subprocess.CompletedProcess:
-    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``."""
+def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: float = 600,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``.
+
+    ``env`` adds environment variables (e.g. the simulated sites' privacy policy).
+    """
     args = [str(LAUNCHER), *overrides]
     if multirun:
         args.insert(1, "--multirun")
         args.append(f"hydra.sweep.dir={tmp / 'multirun'}")
     else:
         args.append(f"hydra.run.dir={tmp / 'run'}")
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", **(env or {})}
     return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -47,3 +50,15 @@ def nodp_run(tmp_path_factory) -> Path:
     proc = run_launcher(tmp, "privacy=off")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def eps1_runs(tmp_path_factory):
+    """Two ε=1, 3-round runs sharing the sites' ledgers (every node restarted in between).
+
+    The second run caps one site (``LHSFED_MAX_EPSILON``) halfway through its rounds. Shared
+    by the ledger, cap, secure-aggregation and audit tests.
+    """
+    from tests.privacy_runs import two_ledger_runs
+
+    return two_ledger_runs(tmp_path_factory.mktemp("eps1_runs"))

@@ -1,0 +1,1 @@
+"""Empirical privacy audit of a finished run: membership-inference attacks on the global model."""

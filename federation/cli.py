@@ -13,6 +13,7 @@ import sys
 # One module per subcommand (added as each lands).
 COMMAND_MODULES = (
     "federation.commands.version",
+    "federation.commands.synth",
 )
 
 

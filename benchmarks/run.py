@@ -27,31 +27,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="(c) total rows")
     parser.add_argument("--rounds", type=int, default=5, help="(c) rounds")
     parser.add_argument("--repeats", type=int, default=5, help="(a) repeats")
+    parser.add_argument("--b-repeats", type=int, default=3, help="(b) repeats")
+    parser.add_argument("--compare-sites", type=int, default=10,
+                        help="(c) also run the same rows over this many sites (0: skip)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=None, help="folder for cohorts and runs")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="lhsfed-bench-"))
     results: dict = {"machine": machine_info(), "quick": args.quick}
-    if "a" in only:
-        results["a"] = dp_epoch.run(rows=5_000 if args.quick else 50_000, repeats=args.repeats)
-    if "b" in only:
-        results["b"] = federated_vs_central.run(work, rows=20_000 if args.quick else 200_000,
-                                                repeats=1 if args.quick else 3)
-    if "c" in only:
-        sites, rows = (10, 20_000) if args.quick else (args.sites, args.rows)
-        results["c"] = many_hospitals.run(work, sites=sites, rows=rows, rounds=args.rounds,
-                                          compare_sites=max(2, sites // 10))
-    if "d" in only:
-        results["d"] = wire_bytes.run()
-    results["machine"]["load after (uptime)"] = machine_info()["load (uptime)"]
-    results["commands"] = {key: " ".join(argv if argv is not None else sys.argv[1:])
-                           for key in only}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    merged = _merge_previous(args.out.with_suffix(".json"), results)
-    args.out.with_suffix(".json").write_text(json.dumps(merged, indent=1, default=str))
-    args.out.write_text(render(merged))
+    sections = {
+        "a": lambda: dp_epoch.run(rows=5_000 if args.quick else 50_000, repeats=args.repeats),
+        "b": lambda: federated_vs_central.run(work, rows=20_000 if args.quick else 200_000,
+                                              repeats=1 if args.quick else args.b_repeats),
+        "c": lambda: many_hospitals.run(work, sites=10 if args.quick else args.sites,
+                                        rows=20_000 if args.quick else args.rows, rounds=args.rounds,
+                                        compare_sites=2 if args.quick else args.compare_sites),
+        "d": wire_bytes.run,
+    }
+    for key in sorted(only):
+        results[key] = sections[key]()
+        _write(args.out, results, key, argv)  # after each section: a long run keeps what it has
     print(f"wrote {args.out}")
+
+
+def _write(out: Path, results: dict, key: str, argv: list[str] | None) -> None:
+    section = {key: results[key], "quick": results["quick"],
+               "machine": {**results["machine"], "load after (uptime)": machine_info()["load (uptime)"]},
+               "commands": {key: " ".join(argv if argv is not None else sys.argv[1:])}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged = _merge_previous(out.with_suffix(".json"), section)
+    out.with_suffix(".json").write_text(json.dumps(merged, indent=1, default=str))
+    out.write_text(render(merged))
 
 
 def _merge_previous(path: Path, results: dict) -> dict:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
-from federation.dataspec import DatasetSpec, FeatureSpec
+from federation.dataspec import DatasetSpec, FeatureSpec, value_text
 from federation.errors import DataError, collect_then_raise
 
 
@@ -207,14 +207,8 @@ def check_site_sources(spec: DatasetSpec, data_dir: Path | None = None) -> None:
     frame = read_site_frame(path, spec)
     if spec.site_column not in frame.columns:
         raise DataError(f"{path}: site column {spec.site_column!r} is missing")
-    present = set(frame[spec.site_column].dropna().map(_site_text))
+    present = set(frame[spec.site_column].dropna().map(value_text))
     absent = [value for value in spec.sites.values() if value not in present]
     collect_then_raise([f"{path}: no row has {spec.site_column!r} == {v!r}; fix data.sites or the file"
                         for v in absent], DataError)
 
-
-def _site_text(value: object) -> str:
-    """A site column value as the spec writes it (3.0 -> '3')."""
-    if isinstance(value, (int, float, np.number)):
-        return str(int(value)) if float(value).is_integer() else str(value)
-    return str(value)

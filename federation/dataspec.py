@@ -108,15 +108,16 @@ def _values(values: Any) -> tuple[Value, ...]:
     return tuple(float(v) if isinstance(v, (int, float)) else str(v) for v in (values or ()))
 
 
-def _text(value: Any) -> str:
-    return _fmt(value) if isinstance(value, (int, float)) else str(value)
+def value_text(value: Any) -> str:
+    """A level or site value as text, numbers without a needless '.0' (3.0 -> '3')."""
+    return _fmt(float(value)) if isinstance(value, (int, float)) else str(value)
 
 
 def _sites(raw: Any) -> dict[str, str]:
     """``sites`` as a mapping (name -> file or site value) or a plain list of site values."""
     if isinstance(raw, dict):
-        return {str(k): _text(v) for k, v in raw.items()}
-    return {_text(v): _text(v) for v in (raw or ())}
+        return {str(k): value_text(v) for k, v in raw.items()}
+    return {value_text(v): value_text(v) for v in (raw or ())}
 
 
 def _feature(raw: dict[str, Any]) -> FeatureSpec:

@@ -15,6 +15,29 @@ cost is per step and model-independent: Poisson sampling draws one uniform per r
 `vector_norm`), clipping and Gaussian noise on every parameter; with a 60->32->1 MLP the
 plain step is so cheap that these fixed costs dominate."""
 
+NOTES_B = """\
+Why (partly measured): the same training costs ~4 s more per round in the federation. Per
+round it also evaluates every site, writes a round checkpoint and passes each message through
+Ray's object store to a ClientApp that rebuilds its settings and model per message; two
+actors on two shared cores contend with other users' processes. A profile of the actors was
+not obtained: `py-spy record --subprocesses` on the launcher sampled only the driver (the Ray
+actors are not its descendants in a way py-spy follows); profiling a ClientAppActor by pid,
+as in (c), is the next step. Not tried: larger local work per round (more local epochs per
+round amortize the fixed per-round cost)."""
+
+NOTES_C = """\
+Profile (py-spy, `py-spy record --pid <a ClientAppActor> --duration 30 --format raw`, during
+round 1 of the 100-hospital run, load average ~15): of the actor's samples, noise calibration
+(`federation.privacy.calibrate_noise`, Opacus `get_noise_multiplier`, a binary search over RDP)
+took 64 %, the per-round ε of each site (`epsilon_spent`, RDP over ~60 orders) 27 %, local
+DP training 6 %, reading and encoding the site 2 %. With many small hospitals the DP
+*accounting*, not the training, is the cost: about 0.6 s of CPU per calibration at 7,000 rows
+and 3.4 s at 300 rows (higher sampling rate). What was tried: the calibration cache was
+raised from 64 entries (100 sites cycled through it and recalibrated every round) to 4096, so
+a site calibrates once per worker; the site cache is bounded in bytes, not 8 sites. Next step
+(not done): cache the one-step RDP per (sampling rate, noise) and scale it by steps, which is
+exactly how Opacus composes, making `epsilon_spent` nearly free."""
+
 NOTES_D = """\
 Why: the reply is the model's arrays plus a fixed overhead of about 1.3 kB per train reply
 (each array is serialized with a 128-byte `.npy` header, and the model has 6 arrays; the
@@ -82,7 +105,8 @@ def _section_b(b: dict) -> list[str]:
             f"the runtime's start (Ray, ~15 s) and the statistics query: "
             f"{_status(b['ratio_wall'], GOALS['b'])}.",
             "Note: the federation trains two sites at once (one Ray actor per core); the "
-            "centralized baseline uses one thread, as each client does."]
+            "centralized baseline uses one thread, as each client does.",
+            *(["", NOTES_B] if b["ratio_per_round"] > GOALS["b"] else [])]
 
 
 def _section_c(runs: list[dict]) -> list[str]:
@@ -99,6 +123,13 @@ def _section_c(runs: list[dict]) -> list[str]:
               "every second; PSS shares each library page among the processes mapping it.",
               f"Time: {_status(first['wall_s'] / 60, GOALS['c_minutes'])} minutes; memory: "
               f"{_status(first['peak_pss_gib'], GOALS['c_gib'])} GiB."]
+    if (first["sites"], first["rows"], first["rounds"]) != (100, 1_000_000, 5):
+        lines += ["", "**Not the issue's full size** (100 hospitals, 1M rows, 5 rounds): the full "
+                  "size did not fit the session on the shared machine; `python -m benchmarks.run "
+                  "--only c` runs it. Same rows over fewer hospitals is the second row: memory "
+                  "stays flat with the number of hospitals; time does not (see profile)."]
+    if first["wall_s"] / 60 > GOALS["c_minutes"] or (first["sites"], first["rows"]) != (100, 1_000_000):
+        lines += ["", NOTES_C]
     return lines
 
 

@@ -3,17 +3,18 @@
 In deployment the hospital's node config names the file (``data-path``) and the site
 (``site-name``). In simulation the launcher plays every hospital: node ``partition-id`` i
 is the dataset's i-th site, read from ``LHSFED_SITE_DATA_DIR`` or the embedded copy.
+Loaded sites stay in a byte-bounded per-process cache (``LHSFED_SITE_CACHE_MB``).
 The coordinator's run config never says where a site's data is.
 """
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from federation.data import SiteData, load_site, site_file
-from federation.dataspec import DatasetSpec, spec_from_json
+from client.site_cache import ByteBoundedCache, cache_limit_bytes
+from federation.dataspec import DatasetSpec
 from federation.errors import ConfigError
 
 DATA_PATH = "data-path"
@@ -38,12 +39,14 @@ def site_location(node_config: dict, spec: DatasetSpec) -> tuple[str, Path]:
     return name, site_file(spec, name, Path(data_dir) if data_dir else None)
 
 
-@lru_cache(maxsize=8)
-def _load_cached(path: str, spec_json: str, name: str) -> SiteData:
-    return load_site(Path(path), spec_from_json(spec_json), name)
+def _site_bytes(site: SiteData) -> int:
+    return sum(a.nbytes for a in (site.x_train, site.y_train, site.x_test, site.y_test))
+
+
+_CACHE: ByteBoundedCache[SiteData] = ByteBoundedCache(cache_limit_bytes(), _site_bytes)
 
 
 def load_this_site(node_config: dict, spec: DatasetSpec) -> SiteData:
-    """The node's encoded train/test split (cached per process: files are read once)."""
+    """The node's encoded train/test split, cached per process within a byte budget."""
     name, path = site_location(node_config, spec)
-    return _load_cached(str(path), spec.to_json(), name)
+    return _CACHE.get_or_load((str(path), spec.to_json(), name), lambda: load_site(path, spec, name))

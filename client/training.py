@@ -19,6 +19,10 @@ from federation.privacy import History
 from federation.settings import PrivacySettings, TrainSettings
 
 log = logging.getLogger(__name__)
+# How Opacus gets per-sample gradient norms: ghost clipping measured fastest on our MLPs
+# (benchmarks/RESULTS.md, (a)); "hooks" and "functorch" give the same clipping and ε.
+GRAD_SAMPLE_MODE = "ghost"
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,24 @@ def _optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=train.lr)
 
 
+class _BatchedTensors(TensorDataset):
+    """Rows fetched a batch at a time by one index (the DataLoader otherwise fetches and
+    stacks each row in Python, which dominated an epoch on 50k rows)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
+def _already_batched(batch):
+    return batch
+
+
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
-    data = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    data = _BatchedTensors(torch.as_tensor(x), torch.as_tensor(y))
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator)
+    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator,
+                      collate_fn=_already_batched)
 
 
 @torch.no_grad()
@@ -54,9 +72,8 @@ def _proximal_pull(model: nn.Module, anchor: dict[str, torch.Tensor], *, lr: flo
         param.sub_(lr * mu * (param - anchor[key]))
 
 
-def _run_epochs(model, optimizer, loader, *, epochs: int, anchor, train: TrainSettings,
+def _run_epochs(model, optimizer, loader, criterion, *, epochs: int, anchor, train: TrainSettings,
                 mu: float) -> tuple[float, int]:
-    criterion = nn.BCEWithLogitsLoss()
     total, batches, steps = 0.0, 0, 0
     model.train()
     for _ in range(epochs):
@@ -71,31 +88,41 @@ def _run_epochs(model, optimizer, loader, *, epochs: int, anchor, train: TrainSe
             if mu > 0:
                 _proximal_pull(model, anchor, lr=train.lr, mu=mu)
             if len(yb):
-                total, batches = total + float(loss), batches + 1
+                total, batches = total + loss.item(), batches + 1
     return total / max(batches, 1), steps
 
 
 def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: TrainSettings,
                   privacy: PrivacySettings, noise_multiplier: float | None, seed: int,
-                  proximal_mu: float = 0.0) -> LocalTrainResult:
-    """Train ``model`` in place for ``train.local_epochs`` epochs on the site's rows."""
+                  proximal_mu: float = 0.0, grad_sample_mode: str = GRAD_SAMPLE_MODE
+                  ) -> LocalTrainResult:
+    """Train ``model`` in place for ``train.local_epochs`` epochs on the site's rows.
+
+    ``grad_sample_mode`` picks how Opacus gets per-sample gradient norms (hooks, functorch,
+    ghost); it changes speed only: clipping, noise and accounting are the same.
+    """
     torch.manual_seed(seed)
     anchor = {k: v.detach().clone() for k, v in model.named_parameters()}
     optimizer = _optimizer(model, train)
     loader = _loader(x, y, train.batch_size, seed)
     if not privacy.enabled:
-        loss, steps = _run_epochs(model, optimizer, loader, epochs=train.local_epochs,
+        loss, steps = _run_epochs(model, optimizer, loader, nn.BCEWithLogitsLoss(),
+                                  epochs=train.local_epochs,
                                   anchor=anchor, train=train, mu=proximal_mu)
         return LocalTrainResult(loss, steps, [])
     engine = PrivacyEngine(accountant=privacy.accountant)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus warns about secure RNG on every call
-        dp_model, dp_optimizer, dp_loader = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=loader,
+        private = engine.make_private(
+            module=model, optimizer=optimizer, data_loader=loader, criterion=nn.BCEWithLogitsLoss(),
             noise_multiplier=noise_multiplier, max_grad_norm=privacy.max_grad_norm,
-            poisson_sampling=True,
+            poisson_sampling=True, grad_sample_mode=grad_sample_mode,
         )
-    loss, steps = _run_epochs(dp_model, dp_optimizer, dp_loader, epochs=train.local_epochs,
+    if grad_sample_mode == "ghost":
+        dp_model, dp_optimizer, criterion, dp_loader = private
+    else:
+        (dp_model, dp_optimizer, dp_loader), criterion = private, nn.BCEWithLogitsLoss()
+    loss, steps = _run_epochs(dp_model, dp_optimizer, dp_loader, criterion, epochs=train.local_epochs,
                               anchor=anchor, train=train, mu=proximal_mu)
     history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]
     return LocalTrainResult(loss, steps, history)

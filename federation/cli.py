@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "federation.commands.export",
     "federation.commands.predict",
     "federation.commands.audit",
+    "federation.commands.synth",
 )
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
-from federation.dataspec import DatasetSpec, FeatureSpec
+from federation.dataspec import DatasetSpec, FeatureSpec, value_text
 from federation.errors import DataError, collect_then_raise
 
 
@@ -36,26 +38,74 @@ def embedded_dir(spec: DatasetSpec) -> Path:
     return Path(str(resources.files("federation.datasets") / spec.embedded))
 
 
-def read_site_frame(path: Path, spec: DatasetSpec) -> pd.DataFrame:
-    """Read a site's raw table; missing markers become NaN."""
+def _read_table(path: Path, spec: DatasetSpec, site_value: str | None) -> pd.DataFrame:
+    if spec.format == "parquet":
+        return pd.read_parquet(path, filters=_parquet_site_filter(path, spec, site_value))
+    return pd.read_csv(
+        path,
+        header=0 if spec.header else None,
+        names=None if spec.header else list(spec.columns),
+        na_values=list(spec.missing_markers),
+        keep_default_na=True,
+        dtype={spec.site_column: str} if spec.site_column else None,
+    )
+
+
+def _parquet_site_filter(path: Path, spec: DatasetSpec, site_value: str | None) -> list | None:
+    """Push the site selection into the Parquet reader: only that site's rows are loaded."""
+    if not (spec.site_column and site_value is not None):
+        return None
+    schema = pq.read_schema(path)
+    if spec.site_column not in schema.names:
+        return None  # reported as a missing column by _site_rows
+    kind = schema.field(spec.site_column).type
+    try:
+        value = (int(site_value) if pa.types.is_integer(kind) else
+                 float(site_value) if pa.types.is_floating(kind) else site_value)
+    except ValueError:
+        return None
+    return [(spec.site_column, "==", value)]
+
+
+def _site_rows(frame: pd.DataFrame, spec: DatasetSpec, site_value: str, path: Path) -> pd.DataFrame:
+    """The rows of a multi-centre file that belong to one site."""
+    column = spec.site_column
+    if column not in frame.columns:
+        raise DataError(f"{path}: site column {column!r} is missing; the spec's data.site_column "
+                        "must name the column that says which hospital a row is from")
+    values = frame[column]
+    if pd.api.types.is_numeric_dtype(values):
+        try:
+            rows = values == float(site_value)
+        except ValueError:
+            rows = values != values
+    else:
+        rows = values.astype(str) == site_value
+    if not rows.any():
+        found = sorted(map(str, values.dropna().unique()))[:10]
+        raise DataError(f"{path}: no row has {column!r} == {site_value!r} (values found: {found}); "
+                        "fix data.sites or the file")
+    return frame[rows.to_numpy()].reset_index(drop=True)
+
+
+def read_site_frame(path: Path, spec: DatasetSpec, site: str | None = None) -> pd.DataFrame:
+    """Read a site's raw table; missing markers become NaN and id columns are dropped.
+
+    With a multi-centre file (``spec.site_column``) and a ``site``, only that site's rows.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found; point the site at its extract")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    site_value = spec.sites.get(site, site) if site is not None else None
     try:
-        if spec.format == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(
-                path,
-                header=0 if spec.header else None,
-                names=None if spec.header else list(spec.columns),
-                na_values=list(spec.missing_markers),
-                keep_default_na=True,
-            )
-    except (ValueError, OSError, pd.errors.ParserError) as err:
+        frame = _read_table(path, spec, site_value)
+    except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as err:
         raise DataError(f"{path}: cannot be read as {spec.format}: {err}") from None
+    frame = frame.drop(columns=list(spec.drop_columns), errors="ignore")
+    if spec.site_column and site_value is not None:
+        frame = _site_rows(frame, spec, site_value, path)
     if frame.empty:
         raise DataError(f"{path}: file has no data rows")
     return frame
@@ -71,6 +121,14 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
             f"{frame[column].iloc[row]!r}; use a number, or the spec's missing marker"
         )
     return values.astype("float64")
+
+
+def _feature_values(frame: pd.DataFrame, feat: FeatureSpec, path: Path) -> pd.Series:
+    """A feature's raw values: text for categoricals with text levels, numbers otherwise."""
+    if feat.text_levels:
+        values = frame[feat.name]
+        return values.where(values.isna(), values.astype(str))
+    return _numeric_column(frame, feat.name, path)
 
 
 def _encode_feature(values: pd.Series, feat: FeatureSpec) -> np.ndarray:
@@ -104,7 +162,7 @@ def encode_features(frame: pd.DataFrame, spec: DatasetSpec, path: Path) -> np.nd
     """Model input matrix (float32, NaN = missing) in the spec's feature order."""
     missing = [f.name for f in spec.features if f.name not in frame.columns]
     collect_then_raise([f"{path}: column {m!r} is missing" for m in missing], DataError)
-    blocks = [_encode_feature(_numeric_column(frame, f.name, path), f) for f in spec.features]
+    blocks = [_encode_feature(_feature_values(frame, f, path), f) for f in spec.features]
     return np.concatenate(blocks, axis=1).astype("float32")
 
 
@@ -121,7 +179,7 @@ def split_site(x: np.ndarray, y: np.ndarray, spec: DatasetSpec) -> tuple[np.ndar
 
 def load_site(path: Path, spec: DatasetSpec, name: str) -> SiteData:
     """Read, encode and split one site's file."""
-    frame = read_site_frame(path, spec)
+    frame = read_site_frame(path, spec, site=name)
     x, y = encode_features(frame, spec, path), encode_labels(frame, spec, path)
     if len(y) < spec.min_rows:
         raise DataError(f"{path}: {len(y)} rows, fewer than the minimum {spec.min_rows}")
@@ -130,7 +188,27 @@ def load_site(path: Path, spec: DatasetSpec, name: str) -> SiteData:
 
 
 def site_file(spec: DatasetSpec, site: str, data_dir: Path | None = None) -> Path:
-    """Path of a site's file in a folder laid out like the spec's ``sites`` mapping."""
+    """Path of a site's file in a folder laid out like the spec (per-site files or one file)."""
     if site not in spec.sites:
         raise DataError(f"site {site!r} is not in dataset {spec.name!r}; known: {spec.site_names}")
-    return Path(data_dir or embedded_dir(spec)) / spec.sites[site]
+    return Path(data_dir or embedded_dir(spec)) / (spec.file or spec.sites[site])
+
+
+def check_site_sources(spec: DatasetSpec, data_dir: Path | None = None) -> None:
+    """Fail early if a site's file is unreadable or a multi-centre file lacks a site's rows.
+
+    Each file is read once, so a multi-centre file is not re-read for every site.
+    """
+    if not spec.site_column:
+        for site in spec.site_names:
+            read_site_frame(site_file(spec, site, data_dir), spec)
+        return
+    path = site_file(spec, spec.site_names[0], data_dir)
+    frame = read_site_frame(path, spec)
+    if spec.site_column not in frame.columns:
+        raise DataError(f"{path}: site column {spec.site_column!r} is missing")
+    present = set(frame[spec.site_column].dropna().map(value_text))
+    absent = [value for value in spec.sites.values() if value not in present]
+    collect_then_raise([f"{path}: no row has {spec.site_column!r} == {v!r}; fix data.sites or the file"
+                        for v in absent], DataError)
+

@@ -13,6 +13,8 @@ from typing import Any
 from federation.errors import ConfigError, collect_then_raise
 
 FEATURE_TYPES = ("numeric", "binary", "categorical")
+# A categorical level or missing marker: a number, or text such as "current smoker".
+Value = float | str
 
 
 @dataclass(frozen=True)
@@ -24,14 +26,19 @@ class FeatureSpec:
     min: float | None = None
     max: float | None = None
     unit: str | None = None
-    levels: tuple[float, ...] = ()
-    missing_if: tuple[float, ...] = ()
+    levels: tuple[Value, ...] = ()
+    missing_if: tuple[Value, ...] = ()
 
     def encoded_names(self) -> list[str]:
         """Model input columns this feature becomes (one-hot for categoricals)."""
         if self.type == "categorical":
             return [f"{self.name}={_fmt(level)}" for level in self.levels]
         return [self.name]
+
+    @property
+    def text_levels(self) -> bool:
+        """Levels written as text: the column is compared as text, not parsed as numbers."""
+        return any(isinstance(level, str) for level in self.levels)
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,12 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A whole dataset: file layout, label, features, sites and split."""
+    """A whole dataset: file layout, label, features, sites and split.
+
+    Two layouts: one file per site (``sites`` maps site name -> file name), or one
+    multi-centre ``file`` whose ``site_column`` says which site a row belongs to (``sites``
+    maps site name -> that column's value). Paths are relative to the data folder.
+    """
 
     name: str
     columns: tuple[str, ...]
@@ -66,6 +78,9 @@ class DatasetSpec:
     missing_markers: tuple[str, ...] = ("?",)
     embedded: str | None = None
     min_rows: int = 20
+    file: str | None = None
+    site_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
 
     @property
     def site_names(self) -> list[str]:
@@ -78,12 +93,31 @@ class DatasetSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: Value) -> str:
+    if isinstance(value, str):
+        return value
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _floats(values: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in (values or ()))
+
+
+def _values(values: Any) -> tuple[Value, ...]:
+    """Numbers stay numbers (1 == 1.0), anything else is text."""
+    return tuple(float(v) if isinstance(v, (int, float)) else str(v) for v in (values or ()))
+
+
+def value_text(value: Any) -> str:
+    """A level or site value as text, numbers without a needless '.0' (3.0 -> '3')."""
+    return _fmt(float(value)) if isinstance(value, (int, float)) else str(value)
+
+
+def _sites(raw: Any) -> dict[str, str]:
+    """``sites`` as a mapping (name -> file or site value) or a plain list of site values."""
+    if isinstance(raw, dict):
+        return {str(k): value_text(v) for k, v in raw.items()}
+    return {value_text(v): value_text(v) for v in (raw or ())}
 
 
 def _feature(raw: dict[str, Any]) -> FeatureSpec:
@@ -93,8 +127,8 @@ def _feature(raw: dict[str, Any]) -> FeatureSpec:
         min=None if raw.get("min") is None else float(raw["min"]),
         max=None if raw.get("max") is None else float(raw["max"]),
         unit=raw.get("unit"),
-        levels=_floats(raw.get("levels")),
-        missing_if=_floats(raw.get("missing_if")),
+        levels=_values(raw.get("levels")),
+        missing_if=_values(raw.get("missing_if")),
     )
 
 
@@ -116,6 +150,17 @@ def _problems(spec: DatasetSpec) -> list[str]:
         problems.append(f"data.split.test_fraction must be in (0, 1) (got {spec.split.test_fraction})")
     if not spec.label.positive_values:
         problems.append("data.label.positive_values is empty")
+    return problems + _layout_problems(spec)
+
+
+def _layout_problems(spec: DatasetSpec) -> list[str]:
+    problems = []
+    if bool(spec.file) != bool(spec.site_column):
+        problems.append("a multi-centre file needs both data.file and data.site_column "
+                        f"(got file={spec.file!r}, site_column={spec.site_column!r})")
+    kept = {f.name for f in spec.features} | {spec.label.column, spec.site_column}
+    for column in sorted(kept & set(spec.drop_columns)):
+        problems.append(f"column {column!r} is both used and in data.drop_columns; remove one")
     return problems
 
 
@@ -132,13 +177,16 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
                 negative_values=_floats(label.get("negative_values")),
             ),
             features=tuple(_feature(f) for f in raw["features"]),
-            sites={str(k): str(v) for k, v in (raw.get("sites") or {}).items()},
+            sites=_sites(raw.get("sites")),
             split=SplitSpec(**(raw.get("split") or {})),
             format=str(raw.get("format", "csv")),
             header=bool(raw.get("header", False)),
             missing_markers=tuple(str(m) for m in raw.get("missing_markers") or ()),
             embedded=raw.get("embedded"),
             min_rows=int(raw.get("min_rows", 20)),
+            file=None if raw.get("file") is None else str(raw["file"]),
+            site_column=None if raw.get("site_column") is None else str(raw["site_column"]),
+            drop_columns=tuple(str(c) for c in raw.get("drop_columns") or ()),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"dataset spec is missing or has a malformed entry: {err}") from None

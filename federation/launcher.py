@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from federation.data import read_site_frame, site_file
+from federation.data import check_site_sources
 from federation.errors import ConfigError, LhsFedError
 from federation.resume import resumed_config
 from federation.settings import RunSettings, flatten_config
@@ -48,9 +48,7 @@ def plain_config(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
     """Fail before starting the runtime if any simulated site's file is missing or unreadable."""
-    for site in settings.data.site_names:
-        read_site_frame(site_file(settings.data, site, Path(data_dir) if data_dir else None),
-                        settings.data)
+    check_site_sources(settings.data, Path(data_dir) if data_dir else None)
 
 
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:

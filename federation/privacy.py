@@ -32,7 +32,7 @@ def planned_steps(*, n_train: int, batch_size: int, local_epochs: int, rounds: i
     return rounds * local_epochs * steps_per_epoch(n_train=n_train, batch_size=batch_size)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4096)  # one entry per site size: a worker playing 100 sites must not cycle
 def calibrate_noise(
     *, target_epsilon: float, delta: float, rate: float, steps: int, accountant: str = "rdp"
 ) -> float:

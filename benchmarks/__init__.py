@@ -1,0 +1,1 @@
+"""Scale benchmarks (issue F): ``make bench`` runs them and writes ``benchmarks/RESULTS.md``."""

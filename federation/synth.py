@@ -1,0 +1,174 @@
+"""Synthetic non-IID hospital cohorts for scale tests (pure: numpy and pandas, no files).
+
+Each hospital draws adult admissions with a 30-day readmission outcome. Hospitals differ as
+real ones do, by an amount set by ``heterogeneity`` (0 = identically distributed, 1 = very
+different): size, case mix (a latent severity and age shift that moves every vital and lab),
+categorical mix (smoking, admission type), how often each value is recorded, and baseline
+readmission rate. The outcome model's coefficients are shared, so one global model fits all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+LABEL = "readmitted_30d"
+SITE_COLUMN = "hospital"
+ID_COLUMN = "patient_id"
+SMOKER_LEVELS = ("never", "former", "current")
+ADMISSION_LEVELS = ("elective", "emergency", "urgent")
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """A measured value: population mean/sd, how it moves with severity and age, its range."""
+
+    name: str
+    unit: str
+    mean: float
+    sd: float
+    per_severity: float
+    per_decade: float
+    low: float
+    high: float
+    missing_rate: float
+    decimals: int = 1
+
+
+NUMERICS = (
+    Numeric("bmi", "kg/m2", 28.0, 5.5, 0.3, 0.0, 12, 70, 0.08),
+    Numeric("systolic_bp", "mmHg", 132, 19, 4.0, 2.5, 60, 250, 0.02, 0),
+    Numeric("diastolic_bp", "mmHg", 77, 11, 1.5, -0.5, 30, 150, 0.02, 0),
+    Numeric("heart_rate", "bpm", 84, 15, 6.0, -0.5, 30, 220, 0.02, 0),
+    Numeric("resp_rate", "breaths/min", 18, 4, 1.5, 0.1, 5, 60, 0.05, 0),
+    Numeric("temperature", "degC", 37.0, 0.6, 0.2, 0.0, 33, 42, 0.03),
+    Numeric("spo2", "%", 96, 2.5, -1.2, -0.2, 50, 100, 0.03, 0),
+    Numeric("glucose", "mg/dL", 125, 40, 10.0, 2.0, 40, 600, 0.06, 0),
+    Numeric("creatinine", "mg/dL", 1.1, 0.45, 0.15, 0.06, 0.2, 15, 0.06, 2),
+    Numeric("sodium", "mmol/L", 139, 3.5, -0.8, 0.0, 110, 170, 0.06, 0),
+    Numeric("potassium", "mmol/L", 4.2, 0.5, 0.1, 0.02, 2, 8, 0.06),
+    Numeric("hemoglobin", "g/dL", 13.0, 1.8, -0.5, -0.2, 4, 20, 0.06),
+    Numeric("wbc", "10^9/L", 8.5, 3.0, 1.2, 0.0, 0.5, 50, 0.06),
+    Numeric("hba1c", "%", 6.2, 1.2, 0.2, 0.05, 3.5, 15, 0.45),
+    Numeric("ldl", "mg/dL", 105, 35, -2.0, -2.0, 20, 300, 0.30, 0),
+    Numeric("prior_admissions", "admissions", 0.8, 1.2, 0.5, 0.15, 0, 30, 0.0, 0),
+    Numeric("medications", "drugs", 6.0, 3.5, 1.2, 0.6, 0, 30, 0.01, 0),
+)
+BINARIES = ("sex", "diabetes", "hypertension", "copd", "heart_failure", "ckd")
+# Shared outcome model, on standardized severity/age and the binaries.
+COEF_SEVERITY, COEF_AGE, COEF_PRIOR = 0.9, 0.35, 0.45
+COEF_BINARY = {"sex": 0.05, "diabetes": 0.2, "hypertension": 0.1, "copd": 0.35,
+               "heart_failure": 0.5, "ckd": 0.3}
+COEF_SMOKER = {"never": 0.0, "former": 0.1, "current": 0.3}
+COEF_ADMISSION = {"elective": -0.5, "emergency": 0.3, "urgent": 0.1}
+BASE_LOGIT = -2.6  # about 20 % readmitted in a typical hospital
+
+
+def site_names(n_sites: int) -> list[str]:
+    width = max(3, len(str(n_sites)))
+    return [f"hospital_{i + 1:0{width}d}" for i in range(n_sites)]
+
+
+def site_sizes(n_sites: int, total_rows: int, heterogeneity: float, rng: np.random.Generator,
+               min_rows: int = 60) -> np.ndarray:
+    """Rows per hospital summing to ``total_rows``: log-normal spread growing with H."""
+    if total_rows < n_sites * min_rows:
+        raise ValueError(f"{total_rows} rows cannot give {n_sites} sites {min_rows} rows each")
+    weights = rng.lognormal(0.0, 1.2 * heterogeneity, n_sites)
+    extra = total_rows - n_sites * min_rows
+    sizes = min_rows + np.floor(extra * weights / weights.sum()).astype(int)
+    sizes[np.argmax(sizes)] += total_rows - sizes.sum()
+    return sizes
+
+
+def _categorical(rng, n, levels, base, heterogeneity):
+    concentration = 1.0 + 50.0 * (1.0 - heterogeneity) ** 2
+    probs = rng.dirichlet(np.asarray(base) * concentration)
+    return np.asarray(levels, dtype=object)[rng.choice(len(levels), size=n, p=probs)]
+
+
+def _binaries(rng, age_z, severity, offset) -> dict[str, np.ndarray]:
+    logits = {"sex": 0.0 * age_z, "diabetes": -1.3 + 0.4 * age_z + 0.3 * severity,
+              "hypertension": -0.4 + 0.8 * age_z + 0.2 * severity,
+              "copd": -2.2 + 0.5 * age_z + 0.4 * severity,
+              "heart_failure": -2.4 + 0.8 * age_z + 0.6 * severity,
+              "ckd": -2.3 + 0.7 * age_z + 0.5 * severity}
+    return {k: (rng.random(len(age_z)) < 1 / (1 + np.exp(-(v + offset)))).astype("int8")
+            for k, v in logits.items()}
+
+
+def _numerics(rng, severity, age, recording, heterogeneity) -> dict[str, np.ndarray]:
+    out = {}
+    for feat in NUMERICS:
+        shift = rng.normal(0.0, 0.25 * heterogeneity) * feat.sd  # lab calibration, local habits
+        values = (feat.mean + shift + feat.per_severity * severity
+                  + feat.per_decade * (age - 62) / 10 + rng.normal(0, feat.sd, len(age)))
+        values = np.round(np.clip(values, feat.low, feat.high), feat.decimals)
+        missing = rng.random(len(age)) < min(0.95, feat.missing_rate * recording)
+        out[feat.name] = np.where(missing, np.nan, values)
+    return out
+
+
+def hospital_cohort(name: str, n_rows: int, heterogeneity: float, seed: int) -> pd.DataFrame:
+    """One hospital's admissions: ids, site, features (with units per ``NUMERICS``), outcome."""
+    rng = np.random.default_rng(seed)
+    h = float(heterogeneity)
+    severity = rng.normal(rng.normal(0.0, 0.7 * h), 1.0, n_rows)
+    age = np.clip(rng.normal(62 + rng.normal(0, 8 * h), 15, n_rows), 18, 100).round()
+    age_z = (age - 62) / 15
+    binaries = _binaries(rng, age_z, severity, rng.normal(0, 0.4 * h))
+    recording = rng.lognormal(0.0, h)  # some hospitals record labs far less often
+    numerics = _numerics(rng, severity, age, recording, h)
+    if rng.random() < 0.3 * h:
+        numerics["hba1c"][:] = np.nan  # not collected at this hospital at all
+    smoker = _categorical(rng, n_rows, SMOKER_LEVELS, (0.5, 0.3, 0.2), h)
+    admission = _categorical(rng, n_rows, ADMISSION_LEVELS, (0.3, 0.55, 0.15), h)
+    prior = np.nan_to_num(numerics["prior_admissions"], nan=0.8)
+    logit = (BASE_LOGIT + rng.normal(0, 0.8 * h) + COEF_SEVERITY * severity + COEF_AGE * age_z
+             + COEF_PRIOR * (prior - 0.8) + sum(COEF_BINARY[k] * v for k, v in binaries.items())
+             + pd.Series(smoker).map(COEF_SMOKER).to_numpy()
+             + pd.Series(admission).map(COEF_ADMISSION).to_numpy())
+    outcome = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype("int8")
+    smoker[rng.random(n_rows) < 0.1 * recording] = None  # smoking status often unrecorded
+    return pd.DataFrame({
+        ID_COLUMN: [f"{name}-{i:07d}" for i in range(n_rows)], SITE_COLUMN: name, "age": age,
+        **binaries, **numerics, "smoker": smoker, "admission_type": admission, LABEL: outcome,
+    })
+
+
+def cohorts(n_sites: int, total_rows: int, heterogeneity: float, seed: int = 0):
+    """Yield (site name, frame) one hospital at a time, so callers can stream them to disk."""
+    if not 0.0 <= heterogeneity <= 1.0:
+        raise ValueError(f"heterogeneity must be in [0, 1] (got {heterogeneity})")
+    rng = np.random.default_rng(seed)
+    sizes = site_sizes(n_sites, total_rows, heterogeneity, rng)
+    for index, (name, size) in enumerate(zip(site_names(n_sites), sizes)):
+        yield name, hospital_cohort(name, int(size), heterogeneity, seed * 100_003 + index)
+
+
+def feature_specs() -> list[dict]:
+    """The dataset spec's feature list for these cohorts (30 model input columns)."""
+    return [
+        {"name": "age", "type": "numeric", "min": 18, "max": 100, "unit": "years"},
+        *({"name": b, "type": "binary"} for b in BINARIES),
+        *({"name": f.name, "type": "numeric", "min": f.low, "max": f.high, "unit": f.unit}
+          for f in NUMERICS),
+        {"name": "smoker", "type": "categorical", "levels": list(SMOKER_LEVELS)},
+        {"name": "admission_type", "type": "categorical", "levels": list(ADMISSION_LEVELS)},
+    ]
+
+
+def dataset_spec(name: str, files: dict[str, str] | None = None, *, file: str | None = None,
+                 sites: list[str] | None = None) -> dict:
+    """A dataset spec for per-site ``files`` or one multi-centre ``file`` holding ``sites``."""
+    spec = {"name": name, "format": "parquet", "header": True, "columns": [],
+            "missing_markers": [], "drop_columns": [ID_COLUMN],
+            "label": {"column": LABEL, "positive_values": [1], "negative_values": [0]}}
+    if file is not None:
+        spec.update(file=file, site_column=SITE_COLUMN, sites=list(sites or ()))
+    else:
+        spec["sites"] = dict(files or {})
+    spec.update(features=feature_specs(), split={"test_fraction": 0.3, "seed": 42}, min_rows=20)
+    return spec

@@ -1,0 +1,51 @@
+"""Federated standardization through the real ClientApp query handler equals pooled statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from client.app import app as client_app
+from federation import keys
+from federation.data import load_site, site_file
+from federation.flwr_app_config import compose_config
+from federation.settings import RunSettings, flatten_config
+from server.feature_stats import combine_statistics
+
+RUN_CONFIG = flatten_config(compose_config(["privacy=off"]))
+SPEC = RunSettings.from_run_config(RUN_CONFIG).data
+
+
+@pytest.fixture(autouse=True)
+def _as_the_server_process():
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+
+
+def _query(partition: int) -> Message:
+    content = RecordDict({keys.CONFIG: ConfigRecord({keys.QUERY_KIND: keys.QUERY_FEATURE_STATS})})
+    message = Message(content, dst_node_id=10 + partition, message_type=MessageType.QUERY)
+    context = Context(run_id=1, node_id=10 + partition, node_config={"partition-id": partition},
+                      state=RecordDict(), run_config=dict(RUN_CONFIG))
+    return client_app(message, context)
+
+
+def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows():
+    replies = [_query(i) for i in range(len(SPEC.sites))]
+    parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])
+             for m in (r.content[keys.METRICS] for r in replies)]
+
+    mean, std = combine_statistics(parts)
+
+    pooled = np.concatenate([load_site(site_file(SPEC, s), SPEC, s).x_train
+                             for s in SPEC.site_names]).astype("float64")
+    assert [str(r.content[keys.SITE][keys.SITE_NAME]) for r in replies] == SPEC.site_names
+    assert mean.shape == (len(SPEC.encoded_feature_names()),)
+    np.testing.assert_allclose(mean, np.nanmean(pooled, axis=0), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(std, np.nanstd(pooled, axis=0), rtol=0, atol=1e-9)
+    # The sites differ (Switzerland records no cholesterol): pooling is not any one site's view.
+    chol = SPEC.encoded_feature_names().index("chol")
+    assert [m[keys.STATS_COUNT][chol] for m in (r.content[keys.METRICS] for r in replies)][2] == 0

@@ -13,6 +13,8 @@ import sys
 # One module per subcommand (added as each lands).
 COMMAND_MODULES = (
     "federation.commands.version",
+    "federation.commands.pki",
+    "federation.commands.site",
 )
 
 

@@ -99,6 +99,7 @@ class Network:
     root: Path
     port: int = field(default_factory=free_port)
     procs: list[Proc] = field(default_factory=list)
+    nodes: dict[str, Proc] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -152,6 +153,7 @@ class Network:
         proc = start(["bash", str(DOCKER / "entrypoint-supernode.sh")], env or self.node_env(site),
                      self.root / "sites" / site / f"supernode{tag}.log")
         self.procs.append(proc)
+        self.nodes[site] = proc
         return proc
 
     def coordinator_home(self) -> Path:

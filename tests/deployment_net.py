@@ -65,9 +65,16 @@ class Proc:
             self.popen.wait(timeout=10)
 
     def stop(self) -> None:
-        """Terminate the whole group; SIGKILL whatever is left (e.g. orphaned app processes)."""
+        """Terminate the group, then SIGKILL what is left of it and of every descendant
+        (Flower starts its SuperExec in a session of its own)."""
         pid = self.popen.pid
+        family = descendants(pid)
         self.kill(signal.SIGTERM)
+        for target in family:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -75,6 +82,23 @@ class Proc:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living descendant of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def start(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Proc:
@@ -143,7 +167,7 @@ class Network:
         spec_dir = embedded_dir_for_tests()
         env = {**base_env(folder / "flwr-home"), "LHSFED_SUPERLINK": self.address,
                "LHSFED_CA_CERT": str(self.ca_cert), "LHSFED_NODE_KEY": str(self.node_key(site)),
-               "LHSFED_DATA_PATH": str(spec_dir[site]), "LHSFED_SITE_NAME": site,
+               "LHSFED_DATA_PATH": str(spec_dir.get(site, spec_dir["hungary"])), "LHSFED_SITE_NAME": site,
                "LHSFED_LEDGER_PATH": str(folder / "ledger" / "ledger.json"),
                "LHSFED_NODE_PORT": str(free_port())}
         env.update(overrides)

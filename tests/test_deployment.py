@@ -80,9 +80,7 @@ def test_node_refuses_an_app_its_trusted_entities_did_not_sign(network, first_ru
 
 def test_unregistered_and_plaintext_nodes_are_refused(network):
     """Acceptance 2: an unknown key cannot activate; a plaintext client cannot talk to TLS."""
-    rogue_env = network.node_env("rogue", LHSFED_SITE_NAME="rogue",
-                                 LHSFED_DATA_PATH=network.node_env("hungary")["LHSFED_DATA_PATH"])
-    rogue = network.start_node("rogue", rogue_env)
+    rogue = network.start_node("rogue")  # its key was made, never registered
     env = network.node_env("cleveland")
     plain = start([str(BIN / "flower-supernode"), "--insecure", "--superlink", network.address,
                    "--max-retries", "2", "--max-wait-time", "20", "--port", env["LHSFED_NODE_PORT"],
@@ -108,19 +106,21 @@ def _ledger_snapshot(network: Network, site: str) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 
 
-def test_killed_node_round_completes_and_node_rejoins(network, first_run, tmp_path):
+def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     """Acceptance 3: SIGKILL a hospital mid-round; the round ends with the others; the node,
     restarted through its entrypoint, rejoins under the same identity; its ledger is untouched."""
     victim = "hungary"
     node = network.nodes[victim]
     trains_before = node.output().count("Receiving: train message")
     run = subprocess.Popen([str(LAUNCHER), *_overrides(network, "strategy.min_available_nodes=3",
-                                                        "strategy.round_timeout=30"),
+                                                        "strategy.round_timeout=90"),
                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: node.output().count("Receiving: train message") > trains_before, 400,
+        _wait_for(lambda: run.poll() is not None
+                  or node.output().count("Receiving: train message") > trains_before, 400,
                   "the victim never received a train message")
+        assert run.poll() is None, "the run ended before the victim trained: " + run.stderr.read()
         ledger = _ledger_snapshot(network, victim)
         node.kill(signal.SIGKILL)  # the whole container: SuperNode and its app processes
         restarted = network.start_node(victim, tag="-restarted")

@@ -101,6 +101,20 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def _restart_like_docker(network: Network, site: str, run: subprocess.Popen):
+    """Start the node through its entrypoint again whenever it exits (compose's
+    ``restart: unless-stopped``), until it serves a message or the run ends. The SuperLink
+    refuses to re-activate a SIGKILLed node's key until its heartbeat has expired, so the
+    first restarts exit (Flower exit code 305) and a later one gets in."""
+    proc = network.start_node(site, tag="-restarted")
+    while run.poll() is None and "Receiving:" not in proc.output():
+        if not proc.alive():
+            time.sleep(3)
+            proc = network.start_node(site, tag="-restarted")
+        time.sleep(1)
+    return proc
+
+
 def _ledger_snapshot(network: Network, site: str) -> dict[str, bytes]:
     folder = network.root / "sites" / site / "ledger"
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
@@ -123,7 +137,7 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
         assert run.poll() is None, "the run ended before the victim trained: " + run.stderr.read()
         ledger = _ledger_snapshot(network, victim)
         node.kill(signal.SIGKILL)  # the whole container: SuperNode and its app processes
-        restarted = network.start_node(victim, tag="-restarted")
+        restarted = _restart_like_docker(network, victim, run)
         out, err = run.communicate(timeout=600)
     finally:
         if run.poll() is None:

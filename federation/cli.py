@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "federation.commands.predict",
     "federation.commands.audit",
     "federation.commands.synth",
+    "federation.commands.pki",
+    "federation.commands.site",
 )
 
 

@@ -35,7 +35,31 @@ def embedded_dir(spec: DatasetSpec) -> Path:
     """Folder of the dataset files shipped inside the package."""
     if not spec.embedded:
         raise DataError(f"dataset {spec.name!r} has no embedded copy: give each site a data path")
-    return Path(str(resources.files("federation.datasets") / spec.embedded))
+    packaged = Path(str(resources.files("federation.datasets") / spec.embedded))
+    for folder in (packaged, _installed_copy(spec.embedded)):
+        if all((folder / name).is_file() for name in spec.sites.values()):
+            return folder
+    return packaged
+
+
+def _installed_copy(name: str) -> Path:
+    """The installed distribution's copy of an embedded dataset.
+
+    Under ``flwr run`` the apps import this package from the unpacked app bundle (FAB), and
+    Flower's FAB builder drops every file that is not code or config, so the data files are
+    read from the lhs-federation installed in the same environment instead.
+    """
+    import json
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("lhs-federation")
+    except PackageNotFoundError:
+        return Path()
+    url = json.loads(dist.read_text("direct_url.json") or "{}")
+    if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
+        return Path(url["url"][len("file://"):]) / "federation" / "datasets" / name
+    return Path(str(dist.locate_file(f"federation/datasets/{name}")))
 
 
 def _read_table(path: Path, spec: DatasetSpec, site_value: str | None) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from federation.settings import RunSettings, flatten_config
 log = logging.getLogger(__name__)
 # configs/ sits beside the packages at the repository root (editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-FEDERATION_MODES = ("simulation",)
+FEDERATION_MODES = ("simulation", "deployment")
 
 
 def quiet_libraries() -> None:
@@ -63,6 +63,12 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     mode = federation.get("mode", "simulation")
     if mode not in FEDERATION_MODES:
         raise ConfigError(f"federation.mode {mode!r} is unknown; choose one of {FEDERATION_MODES}")
+    if mode == "deployment":  # the sites' data never reaches the coordinator: no file check
+        from federation.deployment import run_in_deployment
+
+        run_in_deployment(run_config, run_dir=output_dir, superlink=federation.get("superlink"),
+                          ca_cert=federation.get("ca_cert"), timeout=float(federation["timeout"]))
+        return output_dir
     check_site_files(settings, federation.get("data_dir"))
     from federation.simulation import run_in_simulation
 

@@ -1,0 +1,158 @@
+"""Check a site's data file against the task's dataset spec, before any node starts.
+
+Collect-then-report: every problem is gathered into a ``SiteReport``. *Failures* stop the
+site from joining (the training code could not read the file correctly); *warnings* are
+values a clinician should look at but that training handles (missing values are imputed,
+out-of-range values are real but rare measurements, unknown categorical levels encode as
+all-zero one-hot). Runs offline at the hospital: nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from federation.dataspec import DatasetSpec, FeatureSpec
+
+
+@dataclass
+class ColumnReport:
+    name: str
+    missing: int = 0
+    out_of_range: int = 0
+    unknown_levels: int = 0
+
+
+@dataclass
+class SiteReport:
+    path: Path
+    rows: int = 0
+    columns: list[ColumnReport] = field(default_factory=list)
+    label_counts: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def fail(self, where: str, reason: str) -> None:
+        self.failures.append(f"{self.path}: {where}: {reason}" if where else f"{self.path}: {reason}")
+
+
+def _read_raw(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """Every cell as text (no header handling yet), so that nothing is silently coerced."""
+    if spec.format == "parquet":  # the column names become the first row, as in a CSV header
+        frame = pd.read_parquet(path).astype(str)
+        return pd.DataFrame([list(frame.columns), *frame.to_numpy().tolist()])
+    return pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
+                       skip_blank_lines=True, skipinitialspace=True)
+
+
+def _header_and_rows(raw: pd.DataFrame, spec: DatasetSpec, report: SiteReport
+                     ) -> pd.DataFrame | None:
+    """Name the columns; fail on missing or duplicated header lines and missing columns."""
+    expected = list(spec.columns)
+    if spec.header or spec.format == "parquet":
+        names = [str(v).strip() for v in raw.iloc[0]]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            report.fail("line 1", f"header names column(s) {dup} more than once")
+        rows = raw.iloc[1:].reset_index(drop=True)
+    else:
+        names = expected[: raw.shape[1]] + [f"extra_{i}" for i in range(raw.shape[1] - len(expected))]
+        rows = raw
+    rows.columns = names
+    header_rows = rows.index[rows.apply(lambda r: [str(v).strip() for v in r[: len(expected)]]
+                                        == expected[: len(r)], axis=1)]
+    for index in header_rows:
+        report.fail(f"row {index + 1}", "repeats the column names (a duplicated header line); "
+                    "remove it" + ("" if spec.header else ", the spec says the file has no header"))
+    rows = rows.drop(index=header_rows)
+    missing = [c for c in ([f.name for f in spec.features] + [spec.label.column]) if c not in names]
+    for column in missing:
+        report.fail(f"column {column!r}", "is missing" + (" (the file has only "
+                    f"{raw.shape[1]} fields per row)" if not spec.header else ""))
+    return None if missing else rows
+
+
+def _numeric(rows: pd.DataFrame, column: str, spec: DatasetSpec, report: SiteReport) -> pd.Series:
+    text = rows[column].astype(str).str.strip()
+    blank = text.eq("") | text.isin(spec.missing_markers) | text.str.lower().isin(("nan", "none"))
+    values = pd.to_numeric(text.mask(blank), errors="coerce")
+    bad = ~blank & values.isna()
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        report.fail(f"column {column!r} row {rows.index[first] + 1}",
+                    f"non-numeric value {text.iloc[first]!r} ({int(bad.sum())} such rows); use a "
+                    f"number or a missing marker {list(spec.missing_markers)}")
+    return values
+
+
+def _check_feature(values: pd.Series, feat: FeatureSpec, report: SiteReport) -> ColumnReport:
+    values = values.mask(values.isin(feat.missing_if))
+    col = ColumnReport(feat.name, missing=int(values.isna().sum()))
+    present = values.dropna()
+    if feat.min is not None or feat.max is not None:
+        low = -np.inf if feat.min is None else feat.min
+        high = np.inf if feat.max is None else feat.max
+        col.out_of_range = int(((present < low) | (present > high)).sum())
+        if col.out_of_range:
+            report.warnings.append(f"{report.path}: column {feat.name!r}: {col.out_of_range} values "
+                                   f"outside [{feat.min:g}, {feat.max:g}] {feat.unit or ''}".rstrip())
+    allowed = feat.levels if feat.type == "categorical" else (0.0, 1.0) if feat.type == "binary" else ()
+    if allowed:
+        unknown = ~present.isin(allowed)
+        col.unknown_levels = int(unknown.sum())
+        if col.unknown_levels:
+            report.warnings.append(f"{report.path}: column {feat.name!r}: {col.unknown_levels} values "
+                                   f"not in the levels {[f'{v:g}' for v in allowed]}")
+    return col
+
+
+def _check_label(values: pd.Series, rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport) -> None:
+    label = spec.label
+    known = set(label.positive_values) | set(label.negative_values)
+    bad = values.isna() | ~values.isin(known)
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        shown = rows[label.column].iloc[first]
+        report.fail(f"column {label.column!r} row {rows.index[first] + 1}",
+                    f"label value {shown!r} is not allowed ({int(bad.sum())} such rows); "
+                    f"allowed: {sorted(f'{v:g}' for v in known)}")
+    positive = int(values.isin(label.positive_values).sum())
+    negative = int(values.isin(label.negative_values).sum())
+    report.label_counts = {"positive": positive, "negative": negative}
+    if positive + negative and min(positive, negative) == 0:
+        only = "positive" if positive else "negative"
+        report.fail(f"column {label.column!r}", f"every row is {only}: a site needs both classes "
+                    "to train and to be evaluated")
+
+
+def check_site_file(path: Path, spec: DatasetSpec) -> SiteReport:
+    """Everything wrong (failures) or worth a look (warnings) with one site's file."""
+    report = SiteReport(Path(path))
+    if not report.path.is_file():
+        report.fail("", "file not found; point --data at the site's extract")
+        return report
+    if report.path.stat().st_size == 0 or not report.path.read_bytes().strip():
+        report.fail("", "file is empty")
+        return report
+    try:
+        raw = _read_raw(report.path, spec)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        report.fail("", f"cannot be read as {spec.format}: {str(err).splitlines()[0]}")
+        return report
+    rows = _header_and_rows(raw, spec, report)
+    if rows is None:
+        return report
+    report.rows = len(rows)
+    if report.rows < spec.min_rows:
+        report.fail("", f"{report.rows} data rows, fewer than the minimum {spec.min_rows}")
+    for feat in spec.features:
+        report.columns.append(_check_feature(_numeric(rows, feat.name, spec, report), feat, report))
+    _check_label(_numeric(rows, spec.label.column, spec, report), rows, spec, report)
+    return report

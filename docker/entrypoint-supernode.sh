@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A hospital's SuperNode: check the local data, then connect OUT to the SuperLink over TLS,
+# authenticated by this site's registered key. Nothing listens for inbound connections
+# except the node's local runtime API on 127.0.0.1.
+#
+# Environment (required unless a default is shown):
+#   LHSFED_SUPERLINK          SuperLink address HOST:PORT (the coordinator gives it)
+#   LHSFED_CA_CERT            federation CA certificate (ca.pem from the coordinator)
+#   LHSFED_NODE_KEY           this site's private key (SITE.key from `lhsfed pki node-key`)
+#   LHSFED_DATA_PATH          this site's data file (mounted read-only)
+#   LHSFED_SITE_NAME          this site's name as it appears in the results
+#   LHSFED_DATASET            dataset spec the file must match           [uci_heart]
+#   LHSFED_MAX_EPSILON        largest privacy budget (ε) this site allows  [unset: the run's target]
+#   LHSFED_LEDGER_PATH        this site's privacy ledger (on a volume)   [/ledger/ledger.json]
+#   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
+#   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only)    [9094]
+#   LHSFED_BIN                folder holding lhsfed and flower-supernode [empty: from PATH]
+set -euo pipefail
+
+die() { echo "entrypoint-supernode: $*" >&2; exit 64; }
+
+for var in LHSFED_SUPERLINK LHSFED_CA_CERT LHSFED_NODE_KEY LHSFED_DATA_PATH LHSFED_SITE_NAME; do
+  [[ -n "${!var:-}" ]] || die "$var is not set (see docs/deployment.md)"
+done
+[[ -f "$LHSFED_CA_CERT" ]] || die "LHSFED_CA_CERT=$LHSFED_CA_CERT: file not found"
+[[ -f "$LHSFED_NODE_KEY" ]] || die "LHSFED_NODE_KEY=$LHSFED_NODE_KEY: file not found"
+if [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" && ! -f "$LHSFED_TRUSTED_ENTITIES" ]]; then
+  die "LHSFED_TRUSTED_ENTITIES=$LHSFED_TRUSTED_ENTITIES: file not found"
+fi
+bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
+ledger=${LHSFED_LEDGER_PATH:-/ledger/ledger.json}
+mkdir -p "$(dirname "$ledger")"
+
+# Refuse to join with data the training code would misread.
+"${bin}lhsfed" site check --data "$LHSFED_DATA_PATH" --site "$LHSFED_SITE_NAME" \
+  --dataset "${LHSFED_DATASET:-uci_heart}" || die "site check failed for $LHSFED_DATA_PATH; node not started"
+
+node_config="data-path='$LHSFED_DATA_PATH' site-name='$LHSFED_SITE_NAME' ledger-path='$ledger'"
+if [[ -n "${LHSFED_MAX_EPSILON:-}" ]]; then
+  [[ "$LHSFED_MAX_EPSILON" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "LHSFED_MAX_EPSILON must be a number"
+  node_config+=" max-epsilon=$LHSFED_MAX_EPSILON"
+fi
+extra=()
+[[ -n "${LHSFED_TRUSTED_ENTITIES:-}" ]] && extra+=(--trusted-entities "$LHSFED_TRUSTED_ENTITIES")
+
+exec "${bin}flower-supernode" \
+  --superlink "$LHSFED_SUPERLINK" \
+  --root-certificates "$LHSFED_CA_CERT" \
+  --auth-supernode-private-key "$LHSFED_NODE_KEY" \
+  --node-config "$node_config" \
+  --host 127.0.0.1 --port "${LHSFED_NODE_PORT:-9094}" \
+  "${extra[@]}"

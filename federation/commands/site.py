@@ -1,0 +1,71 @@
+"""``lhsfed site check``: hospital IT checks its data file before the node joins (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from federation.data import site_file
+from federation.dataspec import DatasetSpec, parse_dataset_spec
+from federation.errors import ConfigError
+
+DATA_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
+
+
+def load_dataset_spec(name: str) -> DatasetSpec:
+    """The dataset spec ``configs/data/NAME.yaml`` (what ``lhsfed-train data=NAME`` uses)."""
+    path = DATA_CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in DATA_CONFIGS.glob("*.yaml"))
+        raise ConfigError(f"dataset {name!r} is unknown; choose one of {known}")
+    return parse_dataset_spec(yaml.safe_load(path.read_text()))
+
+
+def _table(report, spec: DatasetSpec, site: str | None) -> Table:
+    title = f"{site or report.path.name}: {report.rows} rows, labels {report.label_counts or '-'}"
+    table = Table(title=title)
+    for heading in ("column", "missing", "out of range", "unknown levels", "valid range / levels"):
+        table.add_column(heading, justify="left" if heading.startswith(("column", "valid")) else "right")
+    features = {f.name: f for f in spec.features}
+    for col in report.columns:
+        feat = features[col.name]
+        allowed = (f"{feat.min:g}..{feat.max:g} {feat.unit or ''}" if feat.min is not None
+                   else ",".join(f"{v:g}" for v in feat.levels) or feat.type)
+        table.add_row(col.name, str(col.missing), str(col.out_of_range), str(col.unknown_levels),
+                      allowed)
+    return table
+
+
+def run(args) -> int:
+    from client.site_check import check_site_file
+
+    spec = load_dataset_spec(args.dataset)
+    if args.data is None and args.site is None:
+        raise ConfigError("give --data PATH (the site's file), or --site NAME for the embedded copy")
+    path = args.data if args.data is not None else site_file(spec, args.site)
+    report = check_site_file(path, spec)
+    console = Console(stderr=False, width=120)
+    if report.columns:
+        console.print(_table(report, spec, args.site))
+    for line in report.warnings:
+        console.print(f"[yellow]warning[/yellow] {line}", highlight=False, soft_wrap=True)
+    for line in report.failures:
+        console.print(f"[red]FAIL[/red] {line}", highlight=False, soft_wrap=True)
+    verdict = "PASS" if report.ok else "FAIL"
+    console.print(f"{verdict}: {path} {'matches' if report.ok else 'does not match'} dataset "
+                  f"{spec.name!r} ({len(report.failures)} failures, {len(report.warnings)} warnings)",
+                  highlight=False, soft_wrap=True)
+    return 0 if report.ok else 1
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("site", help="hospital-side checks")
+    sub = parser.add_subparsers(dest="site_command", required=True)
+    check = sub.add_parser("check", help="validate a site's data file against the dataset spec")
+    check.add_argument("--data", type=Path, default=None, help="the site's data file")
+    check.add_argument("--site", default=None, help="site name (default file: the embedded copy)")
+    check.add_argument("--dataset", default="uci_heart", help="configs/data/NAME.yaml")
+    check.set_defaults(func=run)

@@ -1,0 +1,82 @@
+"""Submit a run to a real SuperLink over TLS and stream its progress.
+
+The app bundle sent is the same minimal app folder the simulation uses: a pyproject.toml
+whose default run config is this run's flattened Hydra config. The ServerApp and ClientApp
+code itself comes from the lhs-federation installed in the SuperLink and SuperNode images,
+so a hospital runs only the code its image was built with. The ServerApp writes the run
+folder (``run.output_dir``) on the SuperLink's machine: the coordinator's own folder when the
+SuperLink runs beside ``lhsfed-train``, else the same path there (mount it, or copy it back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from federation.errors import ConfigError, LhsFedError
+from federation.flwr_connection import CONNECTION, FLWR, flwr_env, run_flwr, write_flower_home
+from federation.simulation import write_app_folder
+
+log = logging.getLogger(__name__)
+FLOWER_HOME = ".flwr-home"
+STARTED = re.compile(r"Successfully started run (\d+)")
+PROGRESS = re.compile(r"round\s+\d+/\d+|error|exception", re.IGNORECASE)
+
+
+class DeploymentError(LhsFedError):
+    """The SuperLink refused the run, or the run did not complete."""
+
+
+def _submit(folder: Path, home: Path, timeout: float) -> tuple[int, list[str]]:
+    """``flwr run APP CONNECTION --stream``; echoes progress lines, returns the run id."""
+    proc = subprocess.Popen([FLWR, "run", str(folder), CONNECTION, "--stream"],
+                            env=flwr_env(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run_id, lines, deadline = None, [], time.monotonic() + timeout
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if run_id is None and (match := STARTED.search(line)):
+                run_id = int(match.group(1))
+                print(f"submitted run {run_id}", flush=True)
+            elif PROGRESS.search(line):
+                print(line.rstrip(), flush=True)
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"run {run_id} did not finish within {timeout:.0f}s")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if run_id is None:
+        raise DeploymentError("the SuperLink did not start the run: " + " | ".join(lines[-5:]))
+    return run_id, lines
+
+
+def run_status(home: Path, run_id: int) -> tuple[str, str]:
+    """(status, details) of a run as the SuperLink reports it."""
+    proc = run_flwr(home, "ls", CONNECTION, "--run-id", str(run_id), "--format", "json")
+    try:
+        run = json.loads(proc.stdout[proc.stdout.index("{"):])["runs"][0]
+    except (ValueError, KeyError, IndexError):
+        return "unknown", (proc.stderr or proc.stdout).strip()[-300:]
+    return str(run.get("status")), str(run.get("status-details", ""))
+
+
+def run_in_deployment(run_config: dict, *, run_dir: Path, superlink: str, ca_cert: Path | None,
+                      timeout: float) -> int:
+    """Submit, stream, and fail with the SuperLink's reason unless the run completed."""
+    if not superlink or ":" not in superlink:
+        raise ConfigError(f"superlink={superlink!r}: give the SuperLink as HOST:PORT")
+    home = write_flower_home(Path(run_dir) / FLOWER_HOME, superlink, ca_cert)
+    folder = write_app_folder(run_dir, run_config)
+    run_id, _ = _submit(folder, home, timeout)
+    status, details = run_status(home, run_id)
+    if status != "finished:completed":
+        raise DeploymentError(f"run {run_id} ended {status}: {details}")
+    print(f"run {run_id} completed on {superlink}", file=sys.stderr)
+    return run_id

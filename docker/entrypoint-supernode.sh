@@ -11,7 +11,7 @@
 #   LHSFED_SITE_NAME          this site's name as it appears in the results
 #   LHSFED_DATASET            dataset spec the file must match           [uci_heart]
 #   LHSFED_MAX_EPSILON        largest privacy budget (ε) this site allows  [unset: the run's target]
-#   LHSFED_LEDGER_PATH        this site's privacy ledger (on a volume)   [/ledger/ledger.json]
+#   LHSFED_LEDGER_PATH        this site's privacy ledger (on a volume)   [/ledger/ledger.sqlite]
 #   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
 #   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only)    [9094]
 #   LHSFED_BIN                folder holding lhsfed and flower-supernode [empty: from PATH]
@@ -28,7 +28,7 @@ if [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" && ! -f "$LHSFED_TRUSTED_ENTITIES" ]]; t
   die "LHSFED_TRUSTED_ENTITIES=$LHSFED_TRUSTED_ENTITIES: file not found"
 fi
 bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
-ledger=${LHSFED_LEDGER_PATH:-/ledger/ledger.json}
+ledger=${LHSFED_LEDGER_PATH:-/ledger/ledger.sqlite}
 mkdir -p "$(dirname "$ledger")"
 
 # Refuse to join with data the training code would misread.

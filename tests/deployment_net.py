@@ -168,7 +168,7 @@ class Network:
         env = {**base_env(folder / "flwr-home"), "LHSFED_SUPERLINK": self.address,
                "LHSFED_CA_CERT": str(self.ca_cert), "LHSFED_NODE_KEY": str(self.node_key(site)),
                "LHSFED_DATA_PATH": str(spec_dir.get(site, spec_dir["hungary"])), "LHSFED_SITE_NAME": site,
-               "LHSFED_LEDGER_PATH": str(folder / "ledger" / "ledger.json"),
+               "LHSFED_LEDGER_PATH": str(folder / "ledger" / "ledger.sqlite"),
                "LHSFED_NODE_PORT": str(free_port())}
         env.update(overrides)
         return env

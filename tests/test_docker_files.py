@@ -100,7 +100,7 @@ def test_entrypoint_runs_site_check_before_the_node(tmp_path):
     env = {**base_env(tmp_path), "LHSFED_SUPERLINK": "127.0.0.1:9", "LHSFED_BIN": str(BIN),
            "LHSFED_CA_CERT": str(tmp_path / "ca.pem"), "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
            "LHSFED_DATA_PATH": str(bad), "LHSFED_SITE_NAME": "va",
-           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.json")}
+           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite")}
     proc = _entrypoint(env)
     assert proc.returncode == 64
     assert "fewer than the minimum 20" in proc.stdout

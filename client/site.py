@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from federation.data import SiteData, load_site, site_file
 from client.site_cache import ByteBoundedCache, cache_limit_bytes
+from client.site_check import validated_site
+from federation.data import SiteData, site_file
 from federation.dataspec import DatasetSpec
 from federation.errors import ConfigError
 
@@ -49,4 +50,4 @@ _CACHE: ByteBoundedCache[SiteData] = ByteBoundedCache(cache_limit_bytes(), _site
 def load_this_site(node_config: dict, spec: DatasetSpec) -> SiteData:
     """The node's encoded train/test split, cached per process within a byte budget."""
     name, path = site_location(node_config, spec)
-    return _CACHE.get_or_load((str(path), spec.to_json(), name), lambda: load_site(path, spec, name))
+    return _CACHE.get_or_load((str(path), spec.to_json(), name), lambda: validated_site(path, spec, name))

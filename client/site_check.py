@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from federation.data import SiteData, load_site
 from federation.dataspec import DatasetSpec, FeatureSpec
+from federation.errors import DataError
 
 
 @dataclass
@@ -155,4 +157,19 @@ def check_site_file(path: Path, spec: DatasetSpec) -> SiteReport:
     for feat in spec.features:
         report.columns.append(_check_feature(_numeric(rows, feat.name, spec, report), feat, report))
     _check_label(_numeric(rows, spec.label.column, spec, report), rows, spec, report)
+    if spec.strict_values:  # the spec declares implausible values unacceptable, not suspicious
+        report.failures.extend(report.warnings)
+        report.warnings = []
     return report
+
+
+def validated_site(path: Path, spec: DatasetSpec, name: str) -> SiteData:
+    """Load a site's split only if its file passes the spec's checks (one error listing all).
+
+    The multi-centre layout is read through its site filter and checked at encoding only.
+    """
+    if spec.site_column is None:
+        report = check_site_file(path, spec)
+        if not report.ok:
+            raise DataError(f"site {name}: " + "; ".join(report.failures))
+    return load_site(path, spec, name)

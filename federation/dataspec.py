@@ -81,6 +81,8 @@ class DatasetSpec:
     file: str | None = None
     site_column: str | None = None
     drop_columns: tuple[str, ...] = ()
+    # Out-of-range values and unknown categorical levels: warnings, or (strict) a refusal.
+    strict_values: bool = False
 
     @property
     def site_names(self) -> list[str]:
@@ -187,6 +189,7 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
             file=None if raw.get("file") is None else str(raw["file"]),
             site_column=None if raw.get("site_column") is None else str(raw["site_column"]),
             drop_columns=tuple(str(c) for c in raw.get("drop_columns") or ()),
+            strict_values=bool(raw.get("strict_values", False)),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"dataset spec is missing or has a malformed entry: {err}") from None

@@ -51,7 +51,10 @@ def run_in_simulation(run_config: dict, *, run_dir: Path, num_nodes: int, client
         client_app=client_app,
         server_app=server_app,
         backend_config={"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
-                        "init_args": {"num_cpus": os.cpu_count() or 2, "include_dashboard": False}},
+                        "init_args": {"num_cpus": os.cpu_count() or 2, "include_dashboard": False,
+                                      # Actor logs stay out of the console (one line per round);
+                                      # app errors still reach the server as error replies.
+                                      "log_to_driver": False}},
         server_app_context=context,
         app_dir=str(folder),
         is_app=True,  # clients read their run config from the app folder too

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from federation.run_evaluation import POOLED, Predictions
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
+AUDIT_JSON = "audit.json"  # written by ``lhsfed audit``; shown when present
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
           "table{border-collapse:collapse;margin:1em 0}"
           "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
@@ -104,8 +106,34 @@ def _baseline_epsilon(epsilon: float | dict[str, float] | None) -> str:
     return "∞ (no DP)" if epsilon is None else fmt(epsilon)
 
 
-def tables(evaluation: dict[str, Any]) -> list[Table]:
-    found = [data_table(evaluation), metrics_table(evaluation), baselines_table(evaluation)]
+def _auc_with_interval(attack: dict[str, Any]) -> str:
+    low, high = attack["auc_ci95"]
+    return f"{fmt(attack['auc'])} [{fmt(low, 2)}, {fmt(high, 2)}]"
+
+
+def audit_table(audit: dict[str, Any] | None) -> Table | None:
+    """Membership-inference audit (``lhsfed audit``): attack AUC and TPR at 1 % FPR per site."""
+    if not audit:
+        return None
+    loss, lira = audit["attacks"]["loss_threshold"], audit["attacks"]["lira_offline"]
+    rows = [[site.replace("_", " "), _auc_with_interval(loss[site]), _auc_with_interval(lira[site]),
+             f"{fmt(loss[site]['tpr_at_1pct_fpr'])} / {fmt(lira[site]['tpr_at_1pct_fpr'])}"]
+            for site in loss]
+    return Table("Privacy audit: membership inference on the global model",
+                 ["site", "loss-threshold AUC [95 %]", "offline LiRA AUC [95 %]",
+                  "TPR at 1 % FPR (loss / LiRA)"], rows,
+                 "members: each site's training records; non-members: its held-out test records; "
+                 f"AUC 0.5 = no better than chance; {audit['shadows']} shadow federations")
+
+
+def read_audit(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / AUDIT_JSON
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def tables(evaluation: dict[str, Any], audit: dict[str, Any] | None = None) -> list[Table]:
+    found = [data_table(evaluation), metrics_table(evaluation), baselines_table(evaluation),
+             audit_table(audit)]
     return [t for t in found if t is not None]
 
 
@@ -139,23 +167,25 @@ def _img(title: str, png: bytes) -> str:
            f"<figcaption>{html.escape(title)}</figcaption></figure>"
 
 
-def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text: str) -> str:
+def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text: str,
+                audit: dict[str, Any] | None = None) -> str:
     title = f"lhs-federation report: {Path(evaluation['run_dir']).name}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>Run folder {html.escape(evaluation['run_dir'])}; evaluated "
              f"{html.escape(evaluation['evaluated_at'])} ({evaluation['mode']}).</p>"]
-    parts += [html_table(t) for t in tables(evaluation)]
+    parts += [html_table(t) for t in tables(evaluation, audit)]
     parts += ["<h2>Figures</h2>"] + [_img(name, png) for name, png in figs.items()]
     parts += [f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre></body></html>"]
     return "\n".join(parts)
 
 
-def render_markdown(evaluation: dict[str, Any], config_text: str) -> str:
+def render_markdown(evaluation: dict[str, Any], config_text: str,
+                    audit: dict[str, Any] | None = None) -> str:
     parts = [f"# lhs-federation report: {Path(evaluation['run_dir']).name}", "",
              f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
              f"({evaluation['mode']}). Figures are in report.html."]
-    parts += ["\n" + markdown_table(t) for t in tables(evaluation)]
+    parts += ["\n" + markdown_table(t) for t in tables(evaluation, audit)]
     parts += ["\n## Configuration\n", "```yaml", config_text.rstrip(), "```", ""]
     return "\n".join(parts)
 
@@ -163,7 +193,9 @@ def render_markdown(evaluation: dict[str, Any], config_text: str) -> str:
 def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predictions | None,
                   records: list[dict[str, Any]], config_text: str) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
-    page = render_html(evaluation, figures(records, predictions), config_text)
+    audit = read_audit(run_dir)
+    page = render_html(evaluation, figures(records, predictions), config_text, audit)
     atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
-    atomic.write_bytes(run_dir / REPORT_MD, render_markdown(evaluation, config_text).encode("utf-8"))
+    atomic.write_bytes(run_dir / REPORT_MD,
+                       render_markdown(evaluation, config_text, audit).encode("utf-8"))
     return run_dir / REPORT_HTML, run_dir / REPORT_MD

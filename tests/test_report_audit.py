@@ -22,7 +22,7 @@ def test_audit_table_has_every_site_and_both_attacks():
     table = audit_table(AUDIT)
 
     assert [row[0] for row in table.rows] == ["va", "all sites"]
-    assert table.rows[0][1].== "0.675 [0.62, 0.73]"
+    assert table.rows[0][1] == "0.675 [0.62, 0.73]"
     assert table.rows[0][2].startswith("0.731")
     assert table.rows[0][3] == "0.000 / 0.310"
     assert "membership inference" in html_table(table) and "| va |" in markdown_table(table)

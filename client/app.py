@@ -19,9 +19,9 @@ from federation import keys
 from federation.data import SiteData
 from federation.evaluation import site_wire_metrics
 from federation.metrics import binary_metrics, score_histograms
-from federation.model import ModelSpec, build_model, predict_risk, unwrapped_state_dict
+from federation.model import build_model, predict_risk, unwrapped_state_dict
 from federation.privacy import History, calibrate_noise, planned_steps, sample_rate
-from federation.settings import RunSettings
+from federation.settings import RunSettings, model_spec
 
 app = ClientApp(mods=mods_from_env())  # no mod unless a test sets LHSFED_TEST_FAULTS
 
@@ -32,9 +32,7 @@ def _setup(message: Message, context: Context) -> tuple[RunSettings, SiteData]:
 
 
 def _model(settings: RunSettings, arrays: ArrayRecord):
-    spec = ModelSpec(name=settings.model.name, n_features=len(settings.data.encoded_feature_names()),
-                     hidden=settings.model.hidden, dropout=settings.model.dropout)
-    model = build_model(spec, seed=settings.seed)
+    model = build_model(model_spec(settings), seed=settings.seed)
     model.load_state_dict(arrays.to_torch_state_dict())
     return model
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from federation.dataspec import DatasetSpec, spec_from_json
 from federation.errors import ConfigError, collect_then_raise
-from federation.model import MODEL_NAMES
+from federation.model import MODEL_NAMES, ModelSpec
 
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
                   "trimmed_mean", "krum")
@@ -162,3 +162,9 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
                 raise ConfigError(f"{group}.{key} must be a number, string or bool (got {value!r})")
             flat[f"{group}.{key}"] = value
     return flat
+
+
+def model_spec(settings: RunSettings) -> ModelSpec:
+    """The model both apps build for a run: the server to start it, each site to load weights."""
+    return ModelSpec(name=settings.model.name, n_features=len(settings.data.encoded_feature_names()),
+                     hidden=settings.model.hidden, dropout=settings.model.dropout)

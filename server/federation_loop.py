@@ -15,8 +15,8 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
-from federation.model import ModelSpec, build_model
-from federation.settings import RunSettings
+from federation.model import build_model
+from federation.settings import RunSettings, model_spec  # re-exported for callers of this module
 from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from server.feature_stats import query_statistics
 from server.progress import show_round
@@ -27,11 +27,6 @@ from server.summary import build_summary
 from strategies import ValidatedStrategy, build_validated_strategy
 
 log = logging.getLogger(__name__)
-
-
-def model_spec(settings: RunSettings) -> ModelSpec:
-    return ModelSpec(name=settings.model.name, n_features=len(settings.data.encoded_feature_names()),
-                     hidden=settings.model.hidden, dropout=settings.model.dropout)
 
 
 def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:

@@ -72,8 +72,9 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     check_site_files(settings, federation.get("data_dir"))
     from federation.simulation import run_in_simulation
 
-    run_in_simulation(run_config, run_dir=output_dir,
-                      num_nodes=int(federation.get("num_nodes") or len(settings.data.sites)),
+    num_nodes = int(federation.get("num_nodes") or len(settings.data.sites))
+    run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
+                      num_nodes=num_nodes,
                       client_cpus=float(federation.get("client_cpus", 1)),
                       data_dir=federation.get("data_dir"))
     return output_dir

@@ -64,6 +64,9 @@ class RunSettings:
     rounds: int = 10
     output_dir: str = ""
     resume: bool = False  # continue the run in output_dir from its checkpoint
+    # Sites the launcher started (simulation); the server waits for all of them before the
+    # feature statistics, so the initial model never depends on which nodes registered first.
+    expected_nodes: int = 0
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -80,6 +83,7 @@ class RunSettings:
                 rounds=int(flat.get("rounds", 10)),
                 output_dir=str(flat.get("run.output_dir", "")),
                 resume=_to_bool(flat.get("run.resume", False)),
+                expected_nodes=int(flat.get("run.expected_nodes", 0)),
                 model=_typed(ModelSettings, groups["model"]),
                 train=_typed(TrainSettings, groups["train"]),
                 privacy=_typed(PrivacySettings, groups["privacy"]),

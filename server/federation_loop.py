@@ -41,6 +41,15 @@ def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
         time.sleep(1.0)
 
 
+def nodes_to_wait_for(settings: RunSettings) -> int:
+    """Flower's ``min_available_nodes``, raised to every site a simulation started.
+
+    Simulated nodes register while the ServerApp already runs: waiting for only the minimum
+    would compute the feature statistics (hence the initial model) from whichever came first.
+    """
+    return max(int(settings.strategy.params.get("min_available_nodes", 2)), settings.expected_nodes)
+
+
 def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout: float) -> ArrayRecord:
     """Seeded model whose preprocessing uses the federated feature statistics."""
     mean, std, sites = query_statistics(grid, nodes, timeout)
@@ -107,7 +116,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     folder = RunFolder(Path(settings.output_dir) if settings.output_dir else default_dir)
     strategy = build_validated_strategy(settings.strategy, seed=settings.seed)
     timeout = float(settings.strategy.params.get("round_timeout", 600))
-    nodes = wait_for_nodes(grid, int(settings.strategy.params.get("min_available_nodes", 2)), timeout)
+    nodes = wait_for_nodes(grid, nodes_to_wait_for(settings), timeout)
     state = _start(grid, settings, folder, strategy, nodes, timeout)
     arrays, spec = state.array_record(), model_spec(settings)
     records, epsilon_by_site = state.records, state.epsilon_by_site

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
+from federation.data import load_site, site_file
+from federation.dataspec import parse_dataset_spec
+from federation.flwr_app_config import compose_config
 from federation.model import ModelSpec, build_model
 from tests.conftest import read_json, run_launcher
 
@@ -101,3 +105,13 @@ def test_multirun_sweep_over_epsilon_gives_one_run_folder_each(tmp_path):
     assert set(by_target) == {1.0, 8.0}
     assert max(s["epsilon"] for s in by_target[1.0]["privacy"]["sites"].values()) <= 1.0
     assert max(s["epsilon"] for s in by_target[8.0]["privacy"]["sites"].values()) > 1.0
+
+
+def test_initial_scaling_uses_every_sites_training_rows(dp_run):
+    """The scaling the model carries is the pooled training mean of all four sites, not of
+    whichever simulated nodes registered first (the server waits for every one)."""
+    spec = parse_dataset_spec(compose_config()["data"])
+    x_train = np.concatenate([load_site(site_file(spec, s), spec, s).x_train for s in sorted(SITES)])
+    pooled_mean = np.nanmean(x_train.astype("float64"), axis=0)
+    mean = torch.load(dp_run / "model.pt", weights_only=True)["state_dict"]["preprocess.mean"]
+    np.testing.assert_allclose(mean.numpy(), pooled_mean, rtol=1e-5, atol=1e-6)

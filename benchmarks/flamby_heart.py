@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from client.ledger import SiteLedger
@@ -149,16 +150,27 @@ def run_one(method: str, setting: str, seed: int, sites: list[SiteData], workdir
     return _federated(method, overrides, sites, seed, setting, workdir)
 
 
+def _seconds(folder: Path) -> float:
+    return float((folder / "seconds.txt").read_text())
+
+
 def main() -> None:
-    from benchmarks.flamby_report import write_results
+    from benchmarks.flamby_report import read_results, write_results
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--merge", nargs="*", type=Path, default=[],
+                        help="only merge the per-run CSVs of earlier --out folders (runs split "
+                             "over processes) into one table in --out")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")  # Opacus's per-step chatter
+    torch.set_num_threads(1)  # tiny models: extra threads only contend (7x slower on 2 busy cores)
+    if args.merge:
+        write_results(read_results(args.merge), args.out, seconds=sum(map(_seconds, args.merge)))
+        return
     settings = RunSettings.from_run_config(flatten_config(compose_config([DATA])))
     sites = sites_data(settings.data)
     start, results = time.time(), []

@@ -69,7 +69,8 @@ def markdown(summary: pd.DataFrame, *, seconds: float, seeds: list[int]) -> str:
         "# FLamby Fed-Heart-Disease, side by side",
         "",
         "Mean over the four centres of the test accuracy at threshold 0.5; mean ± sd over seeds "
-        f"{', '.join(map(str, seeds))}. Produced by `make bench-flamby` in {seconds:.0f} s.",
+        f"{', '.join(map(str, seeds))}. Produced by `make bench-flamby`; the runs took "
+        f"{seconds:.0f} s of wall time (summed over the processes that ran them).",
         "",
         "| method | FLamby published | ours, FLamby's hyperparameters | ours, tuned defaults "
         "| pooled-test AUROC (FLamby hp / tuned) | ε spent, max over sites (FLamby hp / tuned) |",
@@ -125,8 +126,27 @@ def bar_chart(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def read_results(folders: list[Path]) -> list:
+    """The RunResults an earlier run wrote to each folder's per-run and DP CSVs."""
+    from benchmarks.flamby_heart import RunResult
+
+    results = []
+    for folder in folders:
+        runs = pd.read_csv(folder / f"{STEM}_runs.csv")
+        dp = pd.read_csv(folder / f"{STEM}_dp.csv")
+        for _, r in runs.iterrows():
+            mine = dp[(dp["method"] == r["method"]) & (dp["setting"] == r["setting"]) & (dp["seed"] == r["seed"])]
+            steps = tuple((d.site, float(d.noise_multiplier), float(d.sample_rate), int(d.steps), float(d.epsilon))
+                          for d in mine.itertuples())
+            results.append(RunResult(r["method"], r["setting"], int(r["seed"]), float(r["mean_centre_accuracy"]),
+                                     float(r["pooled_accuracy"]), float(r["pooled_auroc"]), steps))
+    return results
+
+
 def write_results(results, out: Path, *, seconds: float) -> None:
-    from benchmarks.flamby_heart import FLAMBY_PUBLISHED
+    from benchmarks.flamby_heart import FLAMBY_PUBLISHED, METHODS
+
+    results = sorted(results, key=lambda r: METHODS.index(r.method))  # table in METHODS order
 
     out.mkdir(parents=True, exist_ok=True)
     runs = run_frame(results)
@@ -136,5 +156,6 @@ def write_results(results, out: Path, *, seconds: float) -> None:
     summary.to_csv(out / f"{STEM}.csv", index=False)
     text = markdown(summary, seconds=seconds, seeds=sorted(runs["seed"].unique().tolist()))
     (out / f"{STEM}.md").write_text(text)
+    (out / "seconds.txt").write_text(f"{seconds:.0f}")
     bar_chart(summary, out / f"{STEM}.png")
     print(text)

@@ -151,7 +151,8 @@ def run_one(method: str, setting: str, seed: int, sites: list[SiteData], workdir
 
 
 def _seconds(folder: Path) -> float:
-    return float((folder / "seconds.txt").read_text())
+    path = folder / "flamby_heart_seconds.txt"
+    return float((path if path.is_file() else folder / "seconds.txt").read_text())
 
 
 def main() -> None:

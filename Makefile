@@ -11,7 +11,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BENCH_ARGS ?=
 
-.PHONY: setup run test bench clean chromium
+.PHONY: setup run test bench bench-flamby clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(STAMP) chromium
 # Scale benchmarks (issue F) -> benchmarks/RESULTS.md; BENCH_ARGS="--quick" for a smoke run.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# FLamby Fed-Heart-Disease side by side (issue G) -> benchmarks/results/flamby_heart.{md,csv,png}.
+bench-flamby: $(STAMP)
+	$(PY) -m benchmarks.flamby_heart $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

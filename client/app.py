@@ -49,7 +49,7 @@ def noise_for_run(settings: RunSettings, n_train: int) -> float:
     """One noise multiplier for the whole run, calibrated to the ε target over all rounds."""
     t, p = settings.train, settings.privacy
     steps = planned_steps(n_train=n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
-                          rounds=settings.rounds)
+                          rounds=settings.rounds, local_steps=t.local_steps)
     return calibrate_noise(target_epsilon=p.target_epsilon, delta=p.delta,
                            rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
                            steps=steps, accountant=p.accountant)
@@ -59,7 +59,7 @@ def planned_round(settings: RunSettings, n_train: int, noise: float | None) -> H
     """The accountant steps one round will take (σ = 0: DP off, no finite ε)."""
     t = settings.train
     steps = planned_steps(n_train=n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
-                          rounds=1)
+                          rounds=1, local_steps=t.local_steps)
     return [(noise or 0.0, sample_rate(n_train=n_train, batch_size=t.batch_size), steps)]
 
 

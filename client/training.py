@@ -36,7 +36,7 @@ class LocalTrainResult:
 
 def _optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
     if train.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=0.9)
+        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum)
     return torch.optim.Adam(model.parameters(), lr=train.lr)
 
 
@@ -72,23 +72,38 @@ def _proximal_pull(model: nn.Module, anchor: dict[str, torch.Tensor], *, lr: flo
         param.sub_(lr * mu * (param - anchor[key]))
 
 
+def _batches(loader, *, epochs: int, max_steps: int):
+    """``epochs`` passes over the loader, or (``max_steps`` > 0) exactly that many batches,
+    cycling the loader, so the steps taken are the steps the DP accounting planned."""
+    if max_steps <= 0:
+        for _ in range(epochs):
+            yield from loader
+        return
+    taken = 0
+    while True:
+        for batch in loader:
+            yield batch
+            taken += 1
+            if taken == max_steps:
+                return
+
+
 def _run_epochs(model, optimizer, loader, criterion, *, epochs: int, anchor, train: TrainSettings,
                 mu: float) -> tuple[float, int]:
     total, batches, steps = 0.0, 0, 0
     model.train()
-    for _ in range(epochs):
-        for xb, yb in loader:
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(xb)
-            # Poisson sampling can draw an empty batch: it is still a (noisy) step.
-            loss = criterion(logits, yb) if len(yb) else logits.sum() * 0.0
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            if mu > 0:
-                _proximal_pull(model, anchor, lr=train.lr, mu=mu)
-            if len(yb):
-                total, batches = total + loss.item(), batches + 1
+    for xb, yb in _batches(loader, epochs=epochs, max_steps=train.local_steps):
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(xb)
+        # Poisson sampling can draw an empty batch: it is still a (noisy) step.
+        loss = criterion(logits, yb) if len(yb) else logits.sum() * 0.0
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        if mu > 0:
+            _proximal_pull(model, anchor, lr=train.lr, mu=mu)
+        if len(yb):
+            total, batches = total + loss.item(), batches + 1
     return total / max(batches, 1), steps
 
 

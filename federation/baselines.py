@@ -53,7 +53,9 @@ def train_baseline(settings: RunSettings, spec: ModelSpec, x: np.ndarray, y: np.
         model.preprocess.set_statistics(*feature_statistics(x))
         epochs = settings.rounds * settings.train.local_epochs
         noise = noise_for_run(settings, len(y)) if settings.privacy.enabled else None
-        result = train_locally(model, x, y, train=replace(settings.train, local_epochs=epochs),
+        steps = settings.rounds * settings.train.local_steps  # 0: epochs decide
+        train = replace(settings.train, local_epochs=epochs, local_steps=steps)
+        result = train_locally(model, x, y, train=train,
                                privacy=settings.privacy, noise_multiplier=noise,
                                seed=settings.seed * 1000 + _BASELINE_SEED_OFFSET)
         epsilon = (epsilon_spent(result.history, delta=settings.privacy.delta,

@@ -160,7 +160,7 @@ def _encode_feature(values: pd.Series, feat: FeatureSpec) -> np.ndarray:
     values = values.mask(values.isin(feat.missing_if))
     if feat.type != "categorical":
         return values.to_numpy(dtype="float64")[:, None]
-    onehot = np.stack([(values == level).to_numpy(dtype="float64") for level in feat.levels], 1)
+    onehot = np.stack([(values == level).to_numpy(dtype="float64") for level in feat.encoded_levels], 1)
     onehot[values.isna().to_numpy()] = np.nan
     return onehot
 
@@ -193,7 +193,7 @@ def encode_features(frame: pd.DataFrame, spec: DatasetSpec, path: Path) -> np.nd
 def split_site(x: np.ndarray, y: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
     """Seeded train/test split, stratified when both classes can appear in each part."""
     counts = np.bincount(y.astype(int), minlength=2)
-    stratify = y if counts.min() >= 2 else None
+    stratify = y if counts.min() >= spec.split.stratify_min_class_rows else None
     return tuple(
         train_test_split(
             x, y, test_size=spec.split.test_fraction, random_state=spec.split.seed, stratify=stratify
@@ -201,13 +201,32 @@ def split_site(x: np.ndarray, y: np.ndarray, spec: DatasetSpec) -> tuple[np.ndar
     )
 
 
+def complete_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Only the rows with every feature and the label present (``drop_incomplete_rows``)."""
+    used = [f.name for f in spec.features if f.name in frame.columns] + [spec.label.column]
+    return frame.dropna(subset=[c for c in used if c in frame.columns]).reset_index(drop=True)
+
+
+def standardize_by_train(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts scaled by the training part's mean and sample std (``standardize: site``).
+
+    A constant column becomes 0 (the tiny offset keeps 0/0 out, as FLamby's 1e-9 does).
+    """
+    mean, std = np.nanmean(x_train, axis=0), np.nanstd(x_train, axis=0, ddof=1) + 1e-9
+    return ((x_train - mean) / std).astype("float32"), ((x_test - mean) / std).astype("float32")
+
+
 def load_site(path: Path, spec: DatasetSpec, name: str) -> SiteData:
     """Read, encode and split one site's file."""
     frame = read_site_frame(path, spec, site=name)
+    if spec.drop_incomplete_rows:
+        frame = complete_rows(frame, spec)
     x, y = encode_features(frame, spec, path), encode_labels(frame, spec, path)
     if len(y) < spec.min_rows:
         raise DataError(f"{path}: {len(y)} rows, fewer than the minimum {spec.min_rows}")
     x_train, x_test, y_train, y_test = split_site(x, y, spec)
+    if spec.standardize == "site":
+        x_train, x_test = standardize_by_train(x_train, x_test)
     return SiteData(name, x_train, y_train, x_test, y_test)
 
 

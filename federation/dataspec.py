@@ -13,6 +13,7 @@ from typing import Any
 from federation.errors import ConfigError, collect_then_raise
 
 FEATURE_TYPES = ("numeric", "binary", "categorical")
+STANDARDIZE_MODES = ("none", "site")
 # A categorical level or missing marker: a number, or text such as "current smoker".
 Value = float | str
 
@@ -28,11 +29,18 @@ class FeatureSpec:
     unit: str | None = None
     levels: tuple[Value, ...] = ()
     missing_if: tuple[Value, ...] = ()
+    # One-hot without the first level (dummy coding), as FLamby and pandas' drop_first do.
+    drop_first: bool = False
+
+    @property
+    def encoded_levels(self) -> tuple[Value, ...]:
+        """The levels that get a model column (all, or all but the first with drop_first)."""
+        return self.levels[1:] if self.drop_first else self.levels
 
     def encoded_names(self) -> list[str]:
         """Model input columns this feature becomes (one-hot for categoricals)."""
         if self.type == "categorical":
-            return [f"{self.name}={_fmt(level)}" for level in self.levels]
+            return [f"{self.name}={_fmt(level)}" for level in self.encoded_levels]
         return [self.name]
 
     @property
@@ -56,6 +64,8 @@ class SplitSpec:
 
     test_fraction: float = 0.3
     seed: int = 42
+    # Stratify only when each class has at least this many rows at the site (FLamby: 3).
+    stratify_min_class_rows: int = 2
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,10 @@ class DatasetSpec:
     drop_columns: tuple[str, ...] = ()
     # Out-of-range values and unknown categorical levels: warnings, or (strict) a refusal.
     strict_values: bool = False
+    # true: rows with a missing feature or label are dropped at load (else imputed in the model).
+    drop_incomplete_rows: bool = False
+    # "site": each site standardizes with its own training mean/std after the split (FLamby).
+    standardize: str = "none"
 
     @property
     def site_names(self) -> list[str]:
@@ -131,6 +145,7 @@ def _feature(raw: dict[str, Any]) -> FeatureSpec:
         unit=raw.get("unit"),
         levels=_values(raw.get("levels")),
         missing_if=_values(raw.get("missing_if")),
+        drop_first=bool(raw.get("drop_first", False)),
     )
 
 
@@ -150,6 +165,8 @@ def _problems(spec: DatasetSpec) -> list[str]:
             problems.append(f"feature {feat.name!r} is not in data.columns")
     if not 0.0 < spec.split.test_fraction < 1.0:
         problems.append(f"data.split.test_fraction must be in (0, 1) (got {spec.split.test_fraction})")
+    if spec.standardize not in STANDARDIZE_MODES:
+        problems.append(f"data.standardize must be one of {STANDARDIZE_MODES} (got {spec.standardize!r})")
     if not spec.label.positive_values:
         problems.append("data.label.positive_values is empty")
     return problems + _layout_problems(spec)
@@ -190,6 +207,8 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
             site_column=None if raw.get("site_column") is None else str(raw["site_column"]),
             drop_columns=tuple(str(c) for c in raw.get("drop_columns") or ()),
             strict_values=bool(raw.get("strict_values", False)),
+            drop_incomplete_rows=bool(raw.get("drop_incomplete_rows", False)),
+            standardize=str(raw.get("standardize", "none")),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"dataset spec is missing or has a malformed entry: {err}") from None

@@ -32,7 +32,7 @@ class RawFeatureEncoder(nn.Module):
         super().__init__()
         source, level, categorical = [], [], []
         for index, feat in enumerate(spec.features):
-            for value in (feat.levels if feat.type == "categorical" else (0.0,)):
+            for value in (feat.encoded_levels if feat.type == "categorical" else (0.0,)):
                 source.append(index)
                 level.append(float(value))
                 categorical.append(feat.type == "categorical")

@@ -27,8 +27,11 @@ def sample_rate(*, n_train: int, batch_size: int) -> float:
     return 1.0 / steps_per_epoch(n_train=n_train, batch_size=batch_size)
 
 
-def planned_steps(*, n_train: int, batch_size: int, local_epochs: int, rounds: int) -> int:
-    """DP-SGD steps a site takes over the whole training."""
+def planned_steps(*, n_train: int, batch_size: int, local_epochs: int, rounds: int,
+                  local_steps: int = 0) -> int:
+    """DP-SGD steps a site takes over the whole training (``local_steps`` > 0: per round)."""
+    if local_steps > 0:
+        return rounds * local_steps
     return rounds * local_epochs * steps_per_epoch(n_train=n_train, batch_size=batch_size)
 
 

@@ -37,6 +37,9 @@ class TrainSettings:
     batch_size: int = 16
     lr: float = 0.01
     optimizer: str = "adam"
+    # > 0: each round is exactly this many local steps (FLamby's protocol), not local_epochs.
+    local_steps: int = 0
+    momentum: float = 0.9  # SGD only
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ def _problems(s: RunSettings) -> list[str]:
          f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}"),
         (s.rounds >= 1, f"rounds must be >= 1 (got {s.rounds})"),
         (s.train.local_epochs >= 1, f"train.local_epochs must be >= 1 (got {s.train.local_epochs})"),
+        (s.train.local_steps >= 0, f"train.local_steps must be >= 0 (got {s.train.local_steps})"),
+        (0 <= s.train.momentum < 1, f"train.momentum must be in [0, 1) (got {s.train.momentum})"),
         (s.train.batch_size >= 1, f"train.batch_size must be >= 1 (got {s.train.batch_size})"),
         (s.train.lr > 0, f"train.lr must be > 0 (got {s.train.lr})"),
         (s.train.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd (got {s.train.optimizer!r})"),

@@ -68,8 +68,12 @@ def _header_and_rows(raw: pd.DataFrame, spec: DatasetSpec, report: SiteReport
         names = expected[: raw.shape[1]] + [f"extra_{i}" for i in range(raw.shape[1] - len(expected))]
         rows = raw
     rows.columns = names
-    header_rows = rows.index[rows.apply(lambda r: [str(v).strip() for v in r[: len(expected)]]
-                                        == expected[: len(r)], axis=1)]
+    # A repeated header is a row equal to the header the file has (or, headerless, to the
+    # spec's column names); with nothing to compare against no row can be one.
+    header = names if (spec.header or spec.format == "parquet") else expected
+    width = min(len(header), rows.shape[1])
+    header_rows = rows.index[rows.apply(lambda r: [str(v).strip() for v in r[:width]]
+                                        == header[:width], axis=1)] if width else rows.index[:0]
     for index in header_rows:
         report.fail(f"row {index + 1}", "repeats the column names (a duplicated header line); "
                     "remove it" + ("" if spec.header else ", the spec says the file has no header"))
@@ -81,9 +85,21 @@ def _header_and_rows(raw: pd.DataFrame, spec: DatasetSpec, report: SiteReport
     return None if missing else rows
 
 
+def _blank(text: pd.Series, spec: DatasetSpec) -> pd.Series:
+    """Missing: empty, a missing marker, or a null cell (Parquet nulls stay null in pandas 3)."""
+    return (text.isna() | text.eq("") | text.isin(spec.missing_markers)
+            | text.str.lower().isin(("nan", "none", "<na>")))
+
+
+def _text_levels(rows: pd.DataFrame, feat: FeatureSpec, spec: DatasetSpec) -> pd.Series:
+    """A categorical feature with text levels, compared as text (as the data layer does)."""
+    text = rows[feat.name].astype(str).str.strip()
+    return text.mask(_blank(text, spec))
+
+
 def _numeric(rows: pd.DataFrame, column: str, spec: DatasetSpec, report: SiteReport) -> pd.Series:
     text = rows[column].astype(str).str.strip()
-    blank = text.eq("") | text.isin(spec.missing_markers) | text.str.lower().isin(("nan", "none"))
+    blank = _blank(text, spec)
     values = pd.to_numeric(text.mask(blank), errors="coerce")
     bad = ~blank & values.isna()
     if bad.any():
@@ -110,8 +126,9 @@ def _check_feature(values: pd.Series, feat: FeatureSpec, report: SiteReport) -> 
         unknown = ~present.isin(allowed)
         col.unknown_levels = int(unknown.sum())
         if col.unknown_levels:
+            shown = [v if isinstance(v, str) else f"{v:g}" for v in allowed]
             report.warnings.append(f"{report.path}: column {feat.name!r}: {col.unknown_levels} values "
-                                   f"not in the levels {[f'{v:g}' for v in allowed]}")
+                                   f"not in the levels {shown}")
     return col
 
 
@@ -155,7 +172,9 @@ def check_site_file(path: Path, spec: DatasetSpec) -> SiteReport:
     if report.rows < spec.min_rows:
         report.fail("", f"{report.rows} data rows, fewer than the minimum {spec.min_rows}")
     for feat in spec.features:
-        report.columns.append(_check_feature(_numeric(rows, feat.name, spec, report), feat, report))
+        values = (_text_levels(rows, feat, spec) if feat.text_levels
+                  else _numeric(rows, feat.name, spec, report))
+        report.columns.append(_check_feature(values, feat, report))
     _check_label(_numeric(rows, spec.label.column, spec, report), rows, spec, report)
     if spec.strict_values:  # the spec declares implausible values unacceptable, not suspicious
         report.failures.extend(report.warnings)

@@ -16,6 +16,10 @@ class DataError(LhsFedError, ValueError):
     """A site's data file is missing, unreadable or does not match the task schema."""
 
 
+class FederationError(LhsFedError, RuntimeError):
+    """The federation cannot go on (e.g. no site could answer); the message says why."""
+
+
 class PrivacyBudgetError(LhsFedError):
     """Training would spend more privacy budget than the site allows."""
 

@@ -6,15 +6,15 @@ equal what pooled data would give, without pooling any row.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-import logging
-
 from federation import keys
+from federation.errors import FederationError
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,16 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float
         for node in node_ids
     ]
     answers = list(grid.send_and_receive(messages, timeout=timeout))
-    for r in answers:
-        if r.has_error():
-            log.warning("site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason)
+    errors = [r for r in answers if r.has_error()]
+    for r in errors:
+        log.warning("site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason)
     # Sorted by site: the sums, hence the initial model, do not depend on arrival order.
     replies = sorted((r for r in answers if not r.has_error()),
                      key=lambda r: str(r.content[keys.SITE][keys.SITE_NAME]))
     if not replies:
-        raise RuntimeError("no site answered the feature-statistics query")
+        first = errors[0].error.reason.strip().splitlines()[-1][:500] if errors else "no reply in time"
+        raise FederationError(f"no site could send its feature statistics ({len(errors)} of "
+                              f"{len(node_ids)} failed); the first reason: {first}")
     parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])
              for m in (r.content[keys.METRICS] for r in replies)]
     mean, std = combine_statistics(parts)

@@ -49,3 +49,19 @@ def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows()
     # The sites differ (Switzerland records no cholesterol): pooling is not any one site's view.
     chol = SPEC.encoded_feature_names().index("chol")
     assert [m[keys.STATS_COUNT][chol] for m in (r.content[keys.METRICS] for r in replies)][2] == 0
+
+
+def test_no_site_able_to_answer_stops_the_run_with_the_sites_reason(tmp_path, monkeypatch):
+    """Every site's file repeats its header: the run stops with one error naming why."""
+    from federation.errors import FederationError
+    from federation.inprocess import run_config_for, run_in_process
+
+    header = ",".join(SPEC.columns)
+    for site in SPEC.sites:
+        source = site_file(SPEC, site)
+        (tmp_path / source.name).write_text(header + "\n" + source.read_text())
+    monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
+    config = run_config_for(["privacy=off", "rounds=1"], tmp_path / "run")
+    with pytest.raises(FederationError, match=r"4 of 4 failed.*repeats the column names"):
+        run_in_process(config, run_dir=tmp_path / "run", num_nodes=4)
+    assert not (tmp_path / "run" / "summary.json").exists()

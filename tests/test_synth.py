@@ -8,8 +8,10 @@ import pytest
 import yaml
 
 from federation.cli import main as lhsfed
+from client.site_check import validated_site
 from federation.data import check_site_sources, load_site, site_file
 from federation.dataspec import parse_dataset_spec
+from federation.errors import DataError
 from federation.synth import LABEL, cohorts, site_sizes
 
 
@@ -47,9 +49,28 @@ def test_cli_writes_parquet_sites_and_a_spec_the_loader_accepts(tmp_path, capsys
     spec = parse_dataset_spec(yaml.safe_load((tmp_path / "data" / "synth.yaml").read_text()))
     assert sorted(p.name for p in tmp_path.glob("*.parquet")) == [f"{s}.parquet" for s in spec.site_names]
     check_site_sources(spec, tmp_path)
-    site = load_site(site_file(spec, spec.site_names[0], tmp_path), spec, spec.site_names[0])
+    # What a ClientApp loads: the file passes the site checks first (no row taken for a header).
+    site = validated_site(site_file(spec, spec.site_names[0], tmp_path), spec, spec.site_names[0])
     assert site.x_train.shape[1] == len(spec.encoded_feature_names()) == 30
+    assert len(site.y_train) + len(site.y_test) == len(pd.read_parquet(site_file(spec, spec.site_names[0], tmp_path)))
     assert np.isnan(site.x_train).any()  # some values are unrecorded
+
+
+def test_headed_csv_without_a_column_list_passes_and_a_repeated_header_is_caught(tmp_path):
+    """A CSV whose header names its columns (the spec lists none) is checked against that header."""
+    assert lhsfed(["synth", "--sites", "2", "--rows", "600", "--out", str(tmp_path)]) == 0
+    raw = yaml.safe_load((tmp_path / "data" / "synth.yaml").read_text())
+    spec = parse_dataset_spec(raw | {"format": "csv", "header": True})
+    name = spec.site_names[0]
+    frame = pd.read_parquet(site_file(spec, name, tmp_path))
+    csv = site_file(spec, name, tmp_path)
+    frame.to_csv(csv, index=False)
+    assert len(validated_site(csv, spec, name).y_train) > 0
+
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(lines[:3] + [lines[0]] + lines[3:]) + "\n")
+    with pytest.raises(DataError, match="row 3: repeats the column names"):
+        validated_site(csv, spec, name)
 
 
 def test_cli_single_file_layout_selects_each_hospital(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix,
                              roc_auc_score)
@@ -36,17 +35,25 @@ def _two_classes(y: np.ndarray) -> bool:
     return len(np.unique(y)) == 2
 
 
-def auroc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """AUROC of each row of (labels, risks) matrices, by the Mann-Whitney rank formula.
+def bootstrap_aurocs(y: np.ndarray, p: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """AUROC of each resample (a row of ``draws`` indexes rows of ``y``, ``p``); NaN if one-class.
 
-    Equal to scikit-learn's ``roc_auc_score`` (ties count half; tested), vectorised so a
-    thousand bootstrap resamples cost one call instead of a thousand. NaN for one-class rows.
+    The Mann-Whitney statistic with ties counting half (scikit-learn's ``roc_auc_score``;
+    tested) from how often each resample draws each tie group of ``p`` (one sort in all):
+    ranking every resample took a site ~2 s per evaluation at 10k rows (benchmark (c)).
     """
-    ranks = rankdata(p, axis=1)
-    n_pos = y.sum(axis=1)
-    n_neg = y.shape[1] - n_pos
+    resamples = draws.shape[0]
+    group_of = np.unique(p, return_inverse=True)[1]  # tie groups, in increasing risk
+    n_groups = int(group_of.max()) + 1
+    cell = (group_of[draws] + n_groups * np.arange(resamples)[:, None]).ravel()
+    drawn = np.bincount(cell, minlength=resamples * n_groups).reshape(resamples, n_groups)
+    pos = np.bincount(cell, weights=y[draws].ravel(), minlength=resamples * n_groups
+                      ).reshape(resamples, n_groups)
+    neg = drawn - pos
+    below = np.cumsum(neg, axis=1) - neg  # negatives scored lower than each tie group
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
@@ -57,7 +64,7 @@ def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, resamples: int = BOOTSTRAP_RE
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(y), size=(resamples, len(y)))
-    boot = auroc_rows(y[draws], p[draws])
+    boot = bootstrap_aurocs(y, p, draws)
     boot = boot[~np.isnan(boot)]
     tail = (1 - CI_LEVEL) / 2 * 100
     low, high = np.percentile(boot, [tail, 100 - tail])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from federation.evaluation import (auroc_rows, auroc_with_ci, calibration_slope_intercept,
+from federation.evaluation import (auroc_with_ci, bootstrap_aurocs, calibration_slope_intercept,
                                    expected_calibration_error, risk_metrics,
                                    sensitivity_specificity)
 
@@ -27,16 +27,17 @@ def test_auroc_matches_sklearn_and_ci_brackets_it():
     assert 0.02 < high - low < 0.25
 
 
-def test_vectorised_bootstrap_auroc_equals_sklearn_with_ties():
+def test_bootstrap_aurocs_equal_sklearn_on_each_resample_with_ties():
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, size=(20, 30))
-    p = rng.integers(0, 5, size=(20, 30)) / 4  # heavy ties
-    y[0] = 1  # one-class row
+    y = rng.integers(0, 2, size=40)
+    p = rng.integers(0, 5, size=40) / 4  # heavy ties
+    draws = rng.integers(0, 40, size=(30, 40))
+    draws[0] = np.flatnonzero(y == 1)[0]  # a resample drawing one row: one class
 
-    rows = auroc_rows(y, p)
+    aurocs = bootstrap_aurocs(y, p, draws)
 
-    assert np.isnan(rows[0])
-    np.testing.assert_allclose(rows[1:], [roc_auc_score(a, b) for a, b in zip(y[1:], p[1:])],
+    assert np.isnan(aurocs[0])
+    np.testing.assert_allclose(aurocs[1:], [roc_auc_score(y[d], p[d]) for d in draws[1:]],
                                atol=1e-12)
 
 

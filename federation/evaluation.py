@@ -18,6 +18,7 @@ from federation import keys
 
 ECE_BINS = 10
 BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_CHUNK_DRAWS = 1_000_000
 CI_LEVEL = 0.95
 _EPS = 1e-7
 # What a site adds to its evaluate reply (so a deployment gets them without any row leaving)
@@ -63,8 +64,11 @@ def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, resamples: int = BOOTSTRAP_RE
     if not _two_classes(y):
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(y), size=(resamples, len(y)))
-    boot = bootstrap_aurocs(y, p, draws)
+    # In chunks of ~1M draws: memory stays flat with a site's size (the stream is the same).
+    chunk = max(1, BOOTSTRAP_CHUNK_DRAWS // len(y))
+    boot = np.concatenate([
+        bootstrap_aurocs(y, p, rng.integers(0, len(y), size=(min(chunk, resamples - start), len(y))))
+        for start in range(0, resamples, chunk)])
     boot = boot[~np.isnan(boot)]
     tail = (1 - CI_LEVEL) / 2 * 100
     low, high = np.percentile(boot, [tail, 100 - tail])

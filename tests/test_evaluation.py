@@ -27,6 +27,15 @@ def test_auroc_matches_sklearn_and_ci_brackets_it():
     assert 0.02 < high - low < 0.25
 
 
+def test_ci_is_the_same_whether_the_resamples_are_drawn_at_once_or_in_chunks(monkeypatch):
+    import federation.evaluation as evaluation
+
+    y, p = _calibrated_sample(400)
+    at_once = auroc_with_ci(y, p, resamples=300, seed=3)
+    monkeypatch.setattr(evaluation, "BOOTSTRAP_CHUNK_DRAWS", 400 * 7)  # 7 resamples a chunk
+    assert auroc_with_ci(y, p, resamples=300, seed=3) == at_once
+
+
 def test_bootstrap_aurocs_equal_sklearn_on_each_resample_with_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=40)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,12 @@ def run_watched(args: list[str], *, cwd: Path, env: dict | None = None, poll_s: 
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{output[-3000:]}")
     return {"wall_s": wall, "peak_rss_gib": peak[0] / 2**30, "peak_pss_gib": peak[1] / 2**30,
             "output": output}
+
+
+def fresh_run_dir(path: Path) -> Path:
+    """A benchmark's scratch run folder, emptied: lhsfed-train refuses a folder holding a run."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
 
 
 def synth_cohort(out: Path, *, sites: int, rows: int, heterogeneity: float = 0.5, seed: int = 0,

@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import BIN, REPO, median, run_watched, side_by_side, synth_cohort
+from benchmarks.common import (BIN, REPO, fresh_run_dir, median, run_watched, side_by_side,
+                               synth_cohort)
 
 
 def federated_command(data_dir: Path, run_dir: Path, rounds: int, *extra: str) -> list[str]:
@@ -39,7 +40,7 @@ def run(work: Path, *, sites: int = 4, rows: int = 200_000, rounds: int = 3, rep
     steady: dict[str, list[float]] = {"federated": [], "central": []}
 
     def federated() -> dict[str, float]:
-        run_dir = work / f"fed_run_{next(counter)}"
+        run_dir = fresh_run_dir(work / f"fed_run_{next(counter)}")
         wall = run_watched(federated_command(data_dir, run_dir, rounds), cwd=REPO)["wall_s"]
         steady["federated"].append(seconds_per_round(run_dir))
         return {"wall": wall}

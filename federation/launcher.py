@@ -51,11 +51,26 @@ def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
     check_site_sources(settings.data, Path(data_dir) if data_dir else None)
 
 
+# What a run writes into its folder; a new run must not start where these are.
+RUN_ARTEFACTS = ("metrics.jsonl", "checkpoint.pt", "summary.json", "model.pt")
+
+
+def refuse_used_folder(output_dir: Path) -> None:
+    """A new run in a folder holding another run's files would append to its metrics, replace
+    its model and, in simulation, compose its sites' ε with the old run's ledger entries."""
+    found = [name for name in RUN_ARTEFACTS if (Path(output_dir) / name).exists()]
+    if found:
+        raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}); continue it with "
+                          f"resume={output_dir}, or choose another hydra.run.dir")
+
+
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:
     """Validate and run one federation (or continue one: ``resume=``); returns the run folder."""
     resume = cfg.get("resume")
     if resume:
         cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
+    else:
+        refuse_used_folder(output_dir)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)

@@ -21,3 +21,18 @@ def test_bad_config_fails_fast_with_one_clear_line(tmp_path, overrides, expected
     assert expected in first_line
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_new_run_refuses_a_folder_that_holds_another_run(tmp_path):
+    """Nothing already saved is touched: the first run's metrics stay byte for byte."""
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    (earlier / "metrics.jsonl").write_text('{"round": 1}\n')
+
+    proc = run_launcher(tmp_path, "rounds=1", timeout=120)
+
+    assert proc.returncode == 2
+    first_line = proc.stderr.strip().splitlines()[0]
+    assert "already holds a run (metrics.jsonl)" in first_line and f"resume={earlier}" in first_line
+    assert "Traceback" not in proc.stderr
+    assert (earlier / "metrics.jsonl").read_text() == '{"round": 1}\n'

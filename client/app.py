@@ -137,6 +137,7 @@ def evaluate(message: Message, context: Context) -> Message:
     """Global model on the site's held-out test split: metrics and score histograms."""
     settings, site = _setup(message, context)
     risk = predict_risk(_model(settings, message.content[keys.ARRAYS]), site.x_test)
+    with_ci = bool(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.WITH_CI, True))
     scores = binary_metrics(site.y_test, risk)
     pos, neg = score_histograms(site.y_test, risk)
     return _reply(message, site.name, {
@@ -149,5 +150,5 @@ def evaluate(message: Message, context: Context) -> Message:
         keys.BRIER: scores["brier"],
         keys.SCORE_HIST_POS: pos,
         keys.SCORE_HIST_NEG: neg,
-        **site_wire_metrics(site.y_test, risk),
+        **site_wire_metrics(site.y_test, risk, with_ci=with_ci),
     })

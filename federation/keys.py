@@ -13,6 +13,7 @@ SITE = "site"
 SERVER_ROUND = "server-round"
 SITE_NAME = "site-name"
 PROXIMAL_MU = "proximal-mu"
+WITH_CI = "with-ci"  # evaluate: bootstrap the site's AUROC CI (the run's last round only)
 ARRAY_NAMES = "array-names"  # SecAgg+ (legacy layout) sends arrays unnamed: their names, joined by ","
 
 # Train metrics

@@ -15,6 +15,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
+from federation import keys
 from federation.model import build_model
 from federation.settings import RunSettings, model_spec  # re-exported for callers of this module
 from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
@@ -73,7 +74,8 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
         arrays, train_replies, secagg = secure_train_round(grid, settings, server_round, arrays, timeout)
     else:
         arrays, train_replies, secagg = _plain_train(grid, strategy, server_round, arrays, timeout)
-    messages = strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
+    last_round = ConfigRecord({keys.WITH_CI: server_round == settings.rounds})
+    messages = strategy.configure_evaluate(server_round, arrays, last_round, grid)
     eval_replies = list(grid.send_and_receive(messages, timeout=timeout))
     record = {
         "round": server_round,

@@ -115,3 +115,13 @@ def test_initial_scaling_uses_every_sites_training_rows(dp_run):
     pooled_mean = np.nanmean(x_train.astype("float64"), axis=0)
     mean = torch.load(dp_run / "model.pt", weights_only=True)["state_dict"]["preprocess.mean"]
     np.testing.assert_allclose(mean.numpy(), pooled_mean, rtol=1e-5, atol=1e-6)
+
+
+def test_sites_bootstrap_their_auroc_ci_in_the_last_round_only(dp_run):
+    """Point metrics every round; the costly bootstrap CI once, for the model the run ends with."""
+    rounds = _rounds(dp_run)
+    for record in rounds[:-1]:
+        for site, metrics in record["evaluate"]["sites"].items():
+            assert "auroc_ci_low" not in metrics and "ece" in metrics, (record["round"], site)
+    for site, metrics in rounds[-1]["evaluate"]["sites"].items():
+        assert metrics["auroc_ci_low"] <= metrics["auroc"] <= metrics["auroc_ci_high"], site

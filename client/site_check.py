@@ -54,7 +54,7 @@ def _read_raw(path: Path, spec: DatasetSpec) -> pd.DataFrame:
 def _parquet_rows(path: Path, spec: DatasetSpec, report: SiteReport) -> pd.DataFrame | None:
     """Parquet's schema is its header and its columns are typed: checked as they are
     (stringifying every cell, as for CSV, cost seconds per 10k-row site)."""
-    rows = pd.read_parquet(path)
+    rows = pd.read_parquet(path).reset_index(drop=True)  # a stored index is not a row number
     rows.columns = [str(c) for c in rows.columns]
     return _with_required_columns(rows, list(rows.columns), rows.shape[1], spec, report)
 
@@ -65,9 +65,6 @@ def _header_and_rows(raw: pd.DataFrame, spec: DatasetSpec, report: SiteReport
     expected = list(spec.columns)
     if spec.header:
         names = [str(v).strip() for v in raw.iloc[0]]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            report.fail("line 1", f"header names column(s) {dup} more than once")
         rows = raw.iloc[1:].reset_index(drop=True)
     else:
         names = expected[: raw.shape[1]] + [f"extra_{i}" for i in range(raw.shape[1] - len(expected))]
@@ -90,7 +87,13 @@ def _header_and_rows(raw: pd.DataFrame, spec: DatasetSpec, report: SiteReport
 
 def _with_required_columns(rows: pd.DataFrame, names: list[str], width: int, spec: DatasetSpec,
                            report: SiteReport) -> pd.DataFrame | None:
-    """The rows, or None after failing each feature or label column the file lacks."""
+    """The rows, or None after failing a header naming a column twice or each feature or
+    label column the file lacks."""
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        report.fail("line 1" if spec.format != "parquet" else "schema",
+                    f"names column(s) {dup} more than once")
+        return None
     missing = [c for c in ([f.name for f in spec.features] + [spec.label.column]) if c not in names]
     for column in missing:
         report.fail(f"column {column!r}", "is missing" + (" (the file has only "
@@ -111,10 +114,10 @@ def _text_levels(rows: pd.DataFrame, feat: FeatureSpec, spec: DatasetSpec) -> pd
 
 
 def _numeric(rows: pd.DataFrame, column: str, spec: DatasetSpec, report: SiteReport) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(rows[column]):  # typed (Parquet): null = missing
-        values = rows[column].astype("float64")
-        markers = pd.to_numeric(pd.Series(list(spec.missing_markers), dtype=object), errors="coerce")
-        return values.mask(values.isin(markers.dropna()))
+    typed = rows[column]
+    if (pd.api.types.is_numeric_dtype(typed)  # typed (Parquet): null = missing, as the loader reads it
+            or pd.api.types.infer_dtype(typed, skipna=True) == "boolean"):  # booleans with nulls
+        return typed.astype("float64")
     text = rows[column].astype(str).str.strip()
     blank = _blank(text, spec)
     values = pd.to_numeric(text.mask(blank), errors="coerce")

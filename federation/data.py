@@ -151,7 +151,7 @@ def _feature_values(frame: pd.DataFrame, feat: FeatureSpec, path: Path) -> pd.Se
     """A feature's raw values: text for categoricals with text levels, numbers otherwise."""
     if feat.text_levels:
         values = frame[feat.name]
-        return values.where(values.isna(), values.astype(str))
+        return values.where(values.isna(), values.astype(str).str.strip())  # as the site check reads it
     return _numeric_column(frame, feat.name, path)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from federation.data import check_site_sources
@@ -52,16 +53,42 @@ def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
 
 
 # What a run writes into its folder; a new run must not start where these are.
-RUN_ARTEFACTS = ("metrics.jsonl", "checkpoint.pt", "summary.json", "model.pt")
+RUN_ARTEFACTS = ("metrics.jsonl", "checkpoint.pt", "summary.json", "model.pt", "rounds", "ledgers")
 
 
 def refuse_used_folder(output_dir: Path) -> None:
     """A new run in a folder holding another run's files would append to its metrics, replace
     its model and, in simulation, compose its sites' ε with the old run's ledger entries."""
     found = [name for name in RUN_ARTEFACTS if (Path(output_dir) / name).exists()]
-    if found:
-        raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}); continue it with "
-                          f"resume={output_dir}, or choose another hydra.run.dir")
+    if not found:
+        return
+    instead = (f"continue it with resume={output_dir}" if (Path(output_dir) / "checkpoint.pt").exists()
+               else "it has no checkpoint to resume from; move it away")
+    raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}); {instead}, or "
+                      "choose another hydra.run.dir")
+
+
+class RefuseUsedRunFolder(Callback):
+    """Runs ``refuse_used_folder`` before Hydra saves ``.hydra/`` into the run folder (it
+    writes the config before calling the task), so a refused run changes nothing there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.get("resume"):  # a resume writes into the resumed folder, by design
+            _exit_on_config_error(refuse_used_folder, Path(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        for job_dir in sorted(sweep.iterdir()) if sweep.is_dir() else ():
+            if job_dir.is_dir():
+                _exit_on_config_error(refuse_used_folder, job_dir)
+
+
+def _exit_on_config_error(check, *args) -> None:
+    try:
+        check(*args)
+    except ConfigError as err:
+        print(f"lhsfed-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:
@@ -69,8 +96,6 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     resume = cfg.get("resume")
     if resume:
         cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
-    else:
-        refuse_used_folder(output_dir)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)

@@ -38,14 +38,15 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float
         for node in node_ids
     ]
     answers = list(grid.send_and_receive(messages, timeout=timeout))
-    errors = [r for r in answers if r.has_error()]
+    errors = sorted((r for r in answers if r.has_error()), key=lambda r: r.metadata.src_node_id)
     for r in errors:
         log.warning("site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason)
     # Sorted by site: the sums, hence the initial model, do not depend on arrival order.
     replies = sorted((r for r in answers if not r.has_error()),
                      key=lambda r: str(r.content[keys.SITE][keys.SITE_NAME]))
     if not replies:
-        first = errors[0].error.reason.strip().splitlines()[-1][:500] if errors else "no reply in time"
+        lines = errors[0].error.reason.strip().splitlines() if errors else ["no reply in time"]
+        first = (lines or ["(no reason given)"])[-1][:500]
         raise FederationError(f"no site could send its feature statistics ({len(errors)} of "
                               f"{len(node_ids)} failed); the first reason: {first}")
     parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])

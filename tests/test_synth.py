@@ -88,3 +88,22 @@ def test_cli_rejects_bad_arguments_with_one_line(tmp_path, capsys):
     assert lhsfed(["synth", "--sites", "3", "--rows", "600", "--heterogeneity", "2",
                    "--out", str(tmp_path)]) == 2
     assert "--heterogeneity must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_parquet_with_a_stored_index_and_nullable_booleans_passes_the_check_as_it_loads(tmp_path):
+    """Typed Parquet is checked as the loader reads it: True/False/null is 1/0/missing."""
+    assert lhsfed(["synth", "--sites", "2", "--rows", "600", "--out", str(tmp_path)]) == 0
+    spec = parse_dataset_spec(yaml.safe_load((tmp_path / "data" / "synth.yaml").read_text()))
+    name = spec.site_names[0]
+    path = site_file(spec, name, tmp_path)
+    frame = pd.read_parquet(path)
+    frame["diabetes"] = frame["diabetes"].astype(bool).astype(object)
+    frame.loc[frame.index[:5], "diabetes"] = None
+    frame.index = [f"patient-{i}" for i in range(len(frame))]  # stored, not a row number
+    frame.to_parquet(path)
+
+    site = validated_site(path, spec, name)
+    loaded = load_site(path, spec, name)
+    np.testing.assert_array_equal(site.x_train, loaded.x_train)
+    column = spec.encoded_feature_names().index("diabetes")
+    assert np.isnan(np.concatenate([site.x_train, site.x_test])[:, column]).sum() == 5

@@ -1,40 +1,80 @@
-"""The hospital's Flower ClientApp: unpack a Message, call local logic, pack the reply.
+"""The hospital's Flower ClientApp: unpack a Message, apply the site's rules, pack the reply.
 
-Replies carry only the model's arrays and aggregate numbers (losses, counts, ε, metric
-histograms); never a row, a label or a patient identifier.
+The site decides everything it does with patient data: its policy (:mod:`client.site_policy`),
+its dataset spec and split (:mod:`client.site_spec`), its randomness
+(:mod:`client.site_randomness`) and its ledger (:mod:`client.budget`). Replies carry only the
+model's arrays and aggregate numbers (counts, ε, metric histograms with no bin under the
+site's minimum cell size); never a row, a label, an identifier, nor, under DP, an exact loss.
+Any failure answers with a code and a category (:mod:`client.site_errors`).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.budget import SiteBudget
+from client.budget import SiteBudget, run_folder
 from client.faults import mods_from_env
 from client.secure_aggregation import secure_aggregation_mod
-from client.site import load_this_site
+from client.site import load_this_site, site_location
+from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
+from client.site_policy import SitePolicy, site_policy
+from client.site_spec import site_spec
 from client.training import train_locally
 from federation import keys
 from federation.data import SiteData
+from federation.errors import ConfigError
 from federation.evaluation import site_wire_metrics
 from federation.metrics import binary_metrics, score_histograms
 from federation.model import build_model, predict_risk, unwrapped_state_dict
-from federation.privacy import History, calibrate_noise, planned_steps, sample_rate
 from federation.settings import RunSettings, model_spec
 
-app = ClientApp(mods=mods_from_env())  # no mod unless a test sets LHSFED_TEST_FAULTS
+log = logging.getLogger(__name__)
+# The error mod is outermost: nothing raised below it leaves the site as text.
+app = ClientApp(mods=[site_error_mod, *mods_from_env()])  # faults: only if a test sets LHSFED_TEST_FAULTS
 
 
-def _setup(message: Message, context: Context) -> tuple[RunSettings, SiteData]:
-    settings = RunSettings.from_run_config(dict(context.run_config))
-    return settings, load_this_site(dict(context.node_config), settings.data)
+@dataclass(frozen=True)
+class SiteView:
+    """One message's view of this site: the run's settings, the site's policy and data."""
+
+    settings: RunSettings
+    policy: SitePolicy
+    data: SiteData
+
+    def budget(self, context: Context) -> SiteBudget:
+        return SiteBudget.open(context, self.settings, self.policy, self.data.name, len(self.data.y_train))
+
+
+def _settings(context: Context) -> RunSettings:
+    try:
+        return RunSettings.from_run_config(dict(context.run_config))
+    except ConfigError as err:
+        raise RunConfigError(str(err)) from None
+
+
+def _open_site(context: Context) -> SiteView:
+    """Settings, then the site's own policy and spec, then its data read with that spec."""
+    settings = _settings(context)
+    node_config = dict(context.node_config)
+    name, _ = site_location(node_config, settings.data)
+    policy = site_policy(node_config, name, run_folder=run_folder(settings, context))
+    spec = site_spec(policy.spec_path, settings.data)
+    return SiteView(settings, policy, load_this_site(node_config, spec))
 
 
 def _model(settings: RunSettings, arrays: ArrayRecord):
     model = build_model(model_spec(settings), seed=settings.seed)
     model.load_state_dict(arrays.to_torch_state_dict())
     return model
+
+
+def _round(message: Message) -> int:
+    return int(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.SERVER_ROUND, 1))
 
 
 def _reply(message: Message, site: str, metrics: dict, arrays: ArrayRecord | None = None) -> Message:
@@ -45,53 +85,24 @@ def _reply(message: Message, site: str, metrics: dict, arrays: ArrayRecord | Non
     return Message(content=content, reply_to=message)
 
 
-def noise_for_run(settings: RunSettings, n_train: int) -> float:
-    """One noise multiplier for the whole run, calibrated to the ε target over all rounds."""
-    t, p = settings.train, settings.privacy
-    steps = planned_steps(n_train=n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
-                          rounds=settings.rounds, local_steps=t.local_steps)
-    return calibrate_noise(target_epsilon=p.target_epsilon, delta=p.delta,
-                           rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
-                           steps=steps, accountant=p.accountant)
-
-
-def planned_round(settings: RunSettings, n_train: int, noise: float | None) -> History:
-    """The accountant steps one round will take (σ = 0: DP off, no finite ε)."""
-    t = settings.train
-    steps = planned_steps(n_train=n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
-                          rounds=1, local_steps=t.local_steps)
-    return [(noise or 0.0, sample_rate(n_train=n_train, batch_size=t.batch_size), steps)]
-
-
-def _budget_check(message: Message, context: Context):
-    """Settings, site, noise, ledger and the site's refusal (None = may train) for this round."""
-    settings, site = _setup(message, context)
-    config = message.content.get(keys.CONFIG, ConfigRecord())
-    server_round = int(config.get(keys.SERVER_ROUND, 1))
-    noise = noise_for_run(settings, len(site.y_train)) if settings.privacy.enabled else None
-    budget = SiteBudget.open(context, settings, site.name)
-    refusal = budget.refusal(planned_round(settings, len(site.y_train), noise), server_round)
-    return settings, site, noise, budget, server_round, refusal
-
-
-def _refuse(message: Message, reason: str) -> Message:
-    return Message(Error(code=keys.BUDGET_REFUSED, reason=reason), reply_to=message)
-
-
 @app.query(keys.QUERY_BUDGET)
 def budget(message: Message, context: Context) -> Message:
     """Will this site train the coming round? (asked before a secure-aggregation round)."""
-    _, site, _, site_budget, _, refusal = _budget_check(message, context)
+    from federation.errors import PrivacyBudgetError
+
+    site = _open_site(context)
+    site_budget = site.budget(context)
+    refusal = site_budget.refusal(site.settings, site_budget.noise(site.settings), _round(message))
     if refusal:
-        return _refuse(message, refusal)
-    return _reply(message, site.name, {keys.NUM_EXAMPLES: len(site.y_train),
-                                       keys.SITE_EPSILON: site_budget.site_epsilon()})
+        raise PrivacyBudgetError(refusal)
+    return _reply(message, site.data.name, {keys.NUM_EXAMPLES: len(site.data.y_train),
+                                            keys.SITE_EPSILON: site_budget.site_epsilon()})
 
 
 @app.query()
 def query(message: Message, context: Context) -> Message:
     """Per-feature count, sum and sum of squares of observed training values."""
-    _, site = _setup(message, context)
+    site = _open_site(context).data
     observed = ~np.isnan(site.x_train)
     values = np.where(observed, site.x_train, 0.0).astype("float64")
     return _reply(message, site.name, {
@@ -105,50 +116,71 @@ def query(message: Message, context: Context) -> Message:
 def train(message: Message, context: Context) -> Message:
     """Local epochs (DP-SGD by default) from the global model; returns weights and ε so far.
 
-    Refuses (error reply, no arrays) if the round would take the site past its ε cap.
+    The round's ε is reserved against the site's cap before any step (refused: an error
+    reply, no arrays). Under DP no training loss is sent: it is an exact function of the
+    sampled rows.
     """
-    settings, site, noise, budget, server_round, refusal = _budget_check(message, context)
-    if refusal:
-        return _refuse(message, refusal)
+    site = _open_site(context)
+    settings, data, server_round = site.settings, site.data, _round(message)
+    budget = site.budget(context)
+    noise = budget.noise(settings)
+    model = _model(settings, message.content[keys.ARRAYS])  # a bad model fails before spending
+    planned = budget.reserve(settings, noise, server_round)
     config = message.content.get(keys.CONFIG, ConfigRecord())
-    model = _model(settings, message.content[keys.ARRAYS])
     result = train_locally(
-        model, site.x_train, site.y_train, train=settings.train, privacy=settings.privacy,
-        noise_multiplier=noise, seed=settings.seed * 1000 + server_round,
+        model, data.x_train, data.y_train, train=settings.train, privacy=settings.privacy,
+        noise_multiplier=noise, seed=settings.seed * 1000 + server_round,  # seed: DP off only
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
     )
-    # Without DP nothing bounds what the update reveals: a σ = 0 entry makes ε infinite.
-    rate = sample_rate(n_train=len(site.y_train), batch_size=settings.train.batch_size)
-    entry = budget.record(result.history or [(0.0, rate, result.steps)], server_round)
-    return _reply(message, site.name, {
-        keys.NUM_EXAMPLES: len(site.y_train),
-        keys.TRAIN_LOSS: result.loss,
+    if settings.privacy.enabled and sum(n for *_, n in result.history) != sum(e.steps for e in planned):
+        log.error("round %s took %s DP steps, %s were reserved", server_round, result.history, planned)
+    metrics = {
+        keys.NUM_EXAMPLES: len(data.y_train),
         keys.STEPS: sum(n for _, _, n in budget.ledger.history(budget.run)),
-        keys.EPSILON: entry.epsilon_run,
-        keys.SITE_EPSILON: entry.epsilon_total,
-        keys.DELTA: settings.privacy.delta,
+        keys.EPSILON: planned[-1].epsilon_run,
+        keys.SITE_EPSILON: planned[-1].epsilon_total,
+        keys.DELTA: budget.delta,
         keys.NOISE_MULTIPLIER: noise or 0.0,
-        keys.SAMPLE_RATE: rate,
-    }, ArrayRecord(unwrapped_state_dict(model)))
+        keys.SAMPLE_RATE: budget.rate(settings),
+    }
+    if not settings.privacy.enabled:
+        metrics[keys.TRAIN_LOSS] = result.loss
+    return _reply(message, data.name, metrics, ArrayRecord(unwrapped_state_dict(model)))
+
+
+def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> str | None:
+    """Why this site will not score the model this round (None: it will)."""
+    y, k = site.data.y_test, site.policy.min_cell_size
+    if len(y) < site.policy.min_eval_rows:
+        return f"test split has fewer than {site.policy.min_eval_rows} rows (min-eval-rows)"
+    if min(int(y.sum()), int(len(y) - y.sum())) < k:
+        return f"test split has fewer than {k} rows of one class (min-cell-size)"
+    budget = site.budget(context)
+    trained = any(e.server_round == server_round for e in budget.ledger.entries(budget.run))
+    return None if trained else f"site did not train round {server_round}"
 
 
 @app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
-    """Global model on the site's held-out test split: metrics and score histograms."""
-    settings, site = _setup(message, context)
-    risk = predict_risk(_model(settings, message.content[keys.ARRAYS]), site.x_test)
+    """Global model on the site's own held-out test split: metrics and score histograms."""
+    site = _open_site(context)
+    settings, data = site.settings, site.data
+    refusal = _evaluation_refusal(site, context, _round(message))
+    if refusal:
+        raise EvaluationRefused(refusal)
+    risk = predict_risk(_model(settings, message.content[keys.ARRAYS]), data.x_test)
     with_ci = bool(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.WITH_CI, True))
-    scores = binary_metrics(site.y_test, risk)
-    pos, neg = score_histograms(site.y_test, risk)
-    return _reply(message, site.name, {
-        keys.NUM_EXAMPLES: len(site.y_test),
-        keys.N_TEST: len(site.y_test),
-        keys.N_POSITIVE: int(site.y_test.sum()),
+    scores = binary_metrics(data.y_test, risk)
+    pos, neg = score_histograms(data.y_test, risk)
+    return _reply(message, data.name, {
+        keys.NUM_EXAMPLES: len(data.y_test),
+        keys.N_TEST: len(data.y_test),
+        keys.N_POSITIVE: int(data.y_test.sum()),
         keys.EVAL_LOSS: scores["loss"],
         keys.AUROC: scores["auroc"],
         keys.AUPRC: scores["auprc"],
         keys.BRIER: scores["brier"],
         keys.SCORE_HIST_POS: pos,
         keys.SCORE_HIST_NEG: neg,
-        **site_wire_metrics(site.y_test, risk, with_ci=with_ci),
+        **site_wire_metrics(data.y_test, risk, with_ci=with_ci),
     })

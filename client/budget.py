@@ -1,10 +1,11 @@
-"""The site's DP budget for this run: its ledger (the truth) and its cap (the site's rule).
+"""The site's DP budget for one run: its policy (the site's rules) and its ledger (the truth).
 
-Before training, :meth:`SiteBudget.refusal` composes everything the ledger holds with the
-round about to be taken; if that would pass the site's ``max-epsilon`` the site refuses and
-sends nothing. After training, :meth:`SiteBudget.record` appends what Opacus's accountant
-saw. ε for the run (what the coordinator's target bounds) and ε for the site (every run it
-ever joined) are both composed from the ledger, never from memory.
+Everything here is decided by the site: the noise is calibrated at the site's δ with the
+site's accountant; a run the policy does not allow (DP off where DP is required, more rounds
+or local epochs than allowed, too little noise, a δ too large for the site's rows) is
+refused; a round is trained only after its ε was reserved against the cap in one ledger
+transaction (:meth:`SiteBudget.reserve`). ε for the run (what the coordinator's target
+bounds) and ε for the site (every run it ever joined) are both composed from the ledger.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 from flwr.app import Context
 
 from client.ledger import LedgerEntry, SiteLedger, new_entry
-from client.site_policy import SitePolicy, site_policy
-from federation.privacy import History, epsilon_spent
+from client.node_identity import NodeIdentity
+from client.site_policy import SitePolicy, is_deployed
+from federation.privacy import History, epsilon_spent, noise_for_run, planned_steps, sample_rate
 from federation.settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -41,51 +43,102 @@ class SiteBudget:
     run: str
     ledger: SiteLedger
     policy: SitePolicy
-    run_delta: float
-    accountant: str = "rdp"
+    n_train: int
 
     @classmethod
-    def open(cls, context: Context, settings: RunSettings, site: str) -> "SiteBudget":
-        policy = site_policy(dict(context.node_config), site, run_folder=run_folder(settings, context))
-        return cls(site=site, run=run_identity(settings, context),
-                   ledger=SiteLedger(policy.ledger_path, site=site), policy=policy,
-                   run_delta=settings.privacy.delta, accountant=settings.privacy.accountant)
+    def open(cls, context: Context, settings: RunSettings, policy: SitePolicy, site: str,
+             n_train: int) -> "SiteBudget":
+        identity = NodeIdentity.of_key(policy.node_key, create=not is_deployed(dict(context.node_config)),
+                                       site=site, state_path=policy.node_state)
+        return cls(site=site, run=run_identity(settings, context), n_train=n_train,
+                   ledger=SiteLedger(policy.ledger_path, identity=identity, site=site), policy=policy)
 
     @property
-    def site_delta(self) -> float:
-        return self.policy.delta if self.policy.delta is not None else self.run_delta
+    def delta(self) -> float:
+        return self.policy.delta
+
+    def _epsilon(self, history: History) -> float:
+        return epsilon_spent(history, delta=self.policy.delta, accountant=self.policy.accountant)
 
     def site_epsilon(self, extra: History = ()) -> float:
-        """ε of every run of this site (plus ``extra`` steps), at the site's δ."""
-        return epsilon_spent(self.ledger.history() + list(extra), delta=self.site_delta,
-                             accountant=self.accountant)
+        """ε of every run of this node (plus ``extra`` steps), at the site's δ."""
+        return self._epsilon(self.ledger.history() + list(extra))
 
-    def run_epsilon(self, extra: History = ()) -> float:
-        """ε of this run so far (plus ``extra`` steps), at the run's δ."""
-        return epsilon_spent(self.ledger.history(self.run) + list(extra), delta=self.run_delta,
-                             accountant=self.accountant)
-
-    def refusal(self, planned: History, server_round: int) -> str | None:
-        """Why this site will not train the planned round, or None if its cap allows it."""
-        cap = self.policy.max_epsilon
-        if cap is None:
+    def noise(self, settings: RunSettings) -> float | None:
+        """σ for the whole run: the coordinator's ε target, the site's δ and accountant."""
+        if not settings.privacy.enabled:
             return None
-        spent, would = self.site_epsilon(), self.site_epsilon(planned)
-        if would <= cap:
-            return None
-        reason = (f"site {self.site} refuses round {server_round}: ε would reach {would:.4g} > "
-                  f"cap {cap:.4g} (spent {spent:.4g}, δ={self.site_delta:g})")
-        log.warning("%s", reason)
-        return reason
+        return noise_for_run(settings, self.n_train, delta=self.policy.delta,
+                             accountant=self.policy.accountant)
 
-    def record(self, steps: History, server_round: int) -> LedgerEntry | None:
-        """Append one round's accountant steps; returns the last entry written."""
-        entries, so_far = [], []
-        for step in steps:
-            so_far.append(step)
-            entries.append(new_entry(
-                site=self.site, run=self.run, server_round=server_round, step=step,
-                delta=self.run_delta, epsilon_run=self.run_epsilon(so_far),
-                epsilon_total=self.site_epsilon(so_far)))
-        self.ledger.record(entries)
-        return entries[-1] if entries else None
+    def rate(self, settings: RunSettings) -> float:
+        return sample_rate(n_train=self.n_train, batch_size=settings.train.batch_size)
+
+    def planned_round(self, settings: RunSettings, noise: float | None) -> History:
+        """The accountant steps one round will take (σ = 0: DP off, no finite ε)."""
+        t = settings.train
+        steps = planned_steps(n_train=self.n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
+                              rounds=1, local_steps=t.local_steps)
+        return [(noise or 0.0, self.rate(settings), steps)]
+
+    def run_refusal(self, settings: RunSettings, noise: float | None) -> str | None:
+        """Why this site's policy does not allow the run at all (None: it does)."""
+        p, t, site = self.policy, settings.train, f"site {self.site}"
+        if not settings.privacy.enabled:
+            return f"{site} requires DP (require-dp): privacy=off is refused" if p.require_dp else None
+        checks = [
+            (settings.rounds <= p.max_rounds, f"{site} allows at most {p.max_rounds} rounds "
+                                              f"(max-rounds); the run asks {settings.rounds}"),
+            (t.local_epochs <= p.max_local_epochs,
+             f"{site} allows at most {p.max_local_epochs} local epochs (max-local-epochs); the run "
+             f"asks {t.local_epochs}"),
+            (p.delta <= 1 / (10 * self.n_train),
+             f"{site}'s δ={p.delta:g} is more than 1/(10·n_train) = {1 / (10 * self.n_train):.3g} for "
+             "its training rows; the site must lower its 'delta'"),
+            (noise is not None and noise >= p.min_noise_multiplier,
+             f"{site} requires a noise multiplier >= {p.min_noise_multiplier:g} "
+             f"(min-noise-multiplier); this run's would be {noise or 0:.3g}"),
+        ]
+        return next((message for ok, message in checks if not ok), None)
+
+    def cap_refusal(self, entries: list[LedgerEntry], planned: History, server_round: int) -> str | None:
+        """Why the planned round would take the site past its cap (None: within it)."""
+        if not any(sigma > 0 for sigma, _, _ in planned):
+            return None  # DP off, allowed by the policy: no ε bound holds, none is claimed
+        history = [e.accountant_step for e in entries]
+        spent, would = self._epsilon(history), self._epsilon(history + list(planned))
+        if would <= self.policy.max_epsilon:
+            return None
+        return (f"site {self.site} refuses round {server_round}: ε would reach {would:.4g} > cap "
+                f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.policy.delta:g})")
+
+    def refusal(self, settings: RunSettings, noise: float | None, server_round: int) -> str | None:
+        """Read-only check (the budget query before a secure-aggregation round)."""
+        return (self.run_refusal(settings, noise)
+                or self.cap_refusal(self.ledger.entries(), self.planned_round(settings, noise), server_round))
+
+    def reserve(self, settings: RunSettings, noise: float | None, server_round: int) -> list[LedgerEntry]:
+        """Check the policy and the cap and write the round's spend in one transaction.
+
+        Raises :class:`~federation.errors.PrivacyBudgetError` with the reason if refused.
+        """
+        from federation.errors import PrivacyBudgetError
+
+        refusal = self.run_refusal(settings, noise)
+        if refusal:
+            raise PrivacyBudgetError(refusal)
+        planned = self.planned_round(settings, noise)
+
+        def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
+            refused = self.cap_refusal(entries, planned, server_round)
+            if refused:
+                return refused
+            history = [e.accountant_step for e in entries]
+            run_history = [e.accountant_step for e in entries if e.run == self.run]
+            return [new_entry(site=self.site, run=self.run, server_round=server_round, step=step,
+                              delta=self.policy.delta,
+                              epsilon_run=self._epsilon(run_history + planned[:i + 1]),
+                              epsilon_total=self._epsilon(history + planned[:i + 1]))
+                    for i, step in enumerate(planned)]
+
+        return self.ledger.reserve(plan)

@@ -1,39 +1,53 @@
-"""A site's privacy ledger: every DP-SGD spend of every run, persisted in one SQLite file.
+"""A site's privacy ledger: every DP-SGD spend of every run, in one SQLite file that the
+coordinator can neither reset nor rewrite.
 
-The ClientApp is rebuilt every round and a node may restart between rounds or runs, so no
-memory is trusted: each round appends what its accountant saw — ``(noise multiplier, sample
-rate, steps)`` — with the run's ε and the site's total ε after it. Rows are only ever added
-(training twice spends twice). The ε maths stays in :mod:`federation.privacy`; this class
-only stores and reads.
+- **Append-only and hash-chained**: each row stores the SHA-256 of the previous row and of
+  itself; an edited, deleted or reordered row breaks the chain and the site refuses to train.
+- **Bound to the node's identity** (its key, :mod:`client.node_identity`), not to the
+  ``site-name`` its config gives: a ledger written by another key or under another name is
+  refused, and the node's state file beside its key remembers the last row, so a deleted or
+  replaced ledger is noticed too.
+- **Reserve, then train**: :meth:`SiteLedger.reserve` checks the cap and writes the round's
+  planned steps in one ``BEGIN IMMEDIATE`` transaction, so two concurrent train messages (or
+  runs) cannot both pass the check. A reservation is never released: a round that failed
+  after reserving counts as spent (conservative).
+
+The ε maths stays in :mod:`federation.privacy`; this class stores, verifies and reads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from federation.errors import ConfigError
+from client.node_identity import LedgerError, NodeIdentity
+from federation.errors import ConfigError, PrivacyBudgetError
 from federation.privacy import History
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spend (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    site TEXT NOT NULL,
-    run TEXT NOT NULL,
-    server_round INTEGER NOT NULL,
-    noise_multiplier REAL NOT NULL,
-    sample_rate REAL NOT NULL,
-    steps INTEGER NOT NULL,
-    delta REAL NOT NULL,
-    epsilon_run REAL NOT NULL,
-    epsilon_total REAL NOT NULL,
-    recorded_at REAL NOT NULL
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS spend (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        site TEXT NOT NULL,
+        run TEXT NOT NULL,
+        server_round INTEGER NOT NULL,
+        noise_multiplier REAL NOT NULL,
+        sample_rate REAL NOT NULL,
+        steps INTEGER NOT NULL,
+        delta REAL NOT NULL,
+        epsilon_run REAL NOT NULL,
+        epsilon_total REAL NOT NULL,
+        recorded_at REAL NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
 )
-"""
 _COLUMNS = ("site", "run", "server_round", "noise_multiplier", "sample_rate", "steps", "delta",
             "epsilon_run", "epsilon_total", "recorded_at")
 
@@ -49,8 +63,8 @@ class LedgerEntry:
     sample_rate: float
     steps: int
     delta: float
-    epsilon_run: float  # ε of this run so far, at the run's δ
-    epsilon_total: float  # ε of every run of this site so far, at the site's δ
+    epsilon_run: float  # ε of this run so far, at the site's δ
+    epsilon_total: float  # ε of every run of this node so far, at the site's δ
     recorded_at: float
 
     @property
@@ -58,52 +72,106 @@ class LedgerEntry:
         return (self.noise_multiplier, self.sample_rate, self.steps)
 
 
-class SiteLedger:
-    """Append-only record of a site's DP spending, with ``state_dict`` for export and tests."""
+def _row_hash(prev_hash: str, entry: LedgerEntry) -> str:
+    body = json.dumps([prev_hash, *(asdict(entry)[c] for c in _COLUMNS)], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
 
-    def __init__(self, path: Path, *, site: str) -> None:
-        self.path = Path(path)
-        self.site = site
+
+class SiteLedger:
+    """The verified ledger of one node; every read re-checks the chain from its first row."""
+
+    def __init__(self, path: Path, *, identity: NodeIdentity, site: str) -> None:
+        self.path, self.identity, self.site = Path(path), identity, site
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as conn:
-                conn.execute(_SCHEMA)
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                self._bind(conn)
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(f"privacy ledger {self.path} cannot be opened ({err}); set the node "
                               f"config 'ledger-path' to a writable file") from None
+        self.entries()  # verify now: a broken ledger refuses before anything else happens
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed on success, rolled back on any error."""
-        conn = sqlite3.connect(self.path, timeout=30.0)
+    def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on success, rolled back on any error. ``immediate``
+        takes SQLite's write lock at the start, so a read-check-write cannot interleave."""
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
-            with conn:
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
                 yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         finally:
             conn.close()
 
+    def _bind(self, conn: sqlite3.Connection) -> None:
+        """First use writes whose ledger this is; later uses must be that node and site."""
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [("identity", self.identity.fingerprint), ("site", self.site)])
+            return
+        if meta.get("identity") != self.identity.fingerprint:
+            raise LedgerError(f"privacy ledger {self.path} belongs to another node (key "
+                              f"{meta.get('identity', '?')[:16]}…, this node's is "
+                              f"{self.identity.fingerprint[:16]}…); point 'ledger-path' at this "
+                              "node's own ledger", public="ledger belongs to another node")
+        if meta.get("site") != self.site:
+            raise LedgerError(f"privacy ledger {self.path} is site {meta.get('site')!r}'s but the "
+                              f"node config says site-name {self.site!r}: the budget follows the node, "
+                              f"not its name; set site-name back to {meta.get('site')!r}",
+                              public="site renamed: this node's ledger was written under another site-name")
+
+    def _verified(self, conn: sqlite3.Connection) -> list[tuple[LedgerEntry, str]]:
+        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)}, prev_hash, hash FROM spend ORDER BY id")
+        chain, head = [], self.identity.genesis
+        for n, row in enumerate(rows.fetchall(), start=1):
+            entry, prev_hash, digest = LedgerEntry(*row[:-2]), row[-2], row[-1]
+            if prev_hash != head or _row_hash(prev_hash, entry) != digest:
+                raise LedgerError(f"privacy ledger {self.path}: hash chain broken at entry {n} "
+                                  "(a row was edited, deleted or inserted); the site will not "
+                                  "train until the ledger is restored from its backup",
+                                  public=f"ledger hash chain broken at entry {n}")
+            chain.append((entry, digest))
+            head = digest
+        self.identity.check_state(self.path, [digest for _, digest in chain])
+        return chain
+
     def entries(self, run: str | None = None) -> list[LedgerEntry]:
-        """Every entry of this site (or of one run), oldest first."""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM spend WHERE site = ?"
-        args: tuple = (self.site,)
-        if run is not None:
-            sql, args = sql + " AND run = ?", args + (run,)
+        """Every entry (or one run's), oldest first, after verifying the whole chain."""
         with self._connect() as conn:
-            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [LedgerEntry(*row) for row in rows]
+            chain = self._verified(conn)
+        return [e for e, _ in chain if run is None or e.run == run]
 
     def history(self, run: str | None = None) -> History:
         """The accountant history to compose: ``(σ, q, steps)`` per entry."""
         return [e.accountant_step for e in self.entries(run)]
 
-    def record(self, entries: list[LedgerEntry]) -> None:
-        """Append one round's entries atomically (all or none)."""
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        with self._connect() as conn:
-            conn.executemany(
-                f"INSERT INTO spend ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-                [tuple(asdict(e)[c] for c in _COLUMNS) for e in entries],
-            )
+    def reserve(self, plan: Callable[[list[LedgerEntry]], list[LedgerEntry] | str]) -> list[LedgerEntry]:
+        """Atomically: verify, let ``plan`` see every entry and return the round's entries (or
+        a refusal reason, raised as :class:`PrivacyBudgetError`), append them chained."""
+        with self._connect(immediate=True) as conn:
+            chain = self._verified(conn)
+            planned = plan([e for e, _ in chain])
+            if isinstance(planned, str):
+                raise PrivacyBudgetError(planned)
+            head = chain[-1][1] if chain else self.identity.genesis
+            digests = [d for _, d in chain]
+            for entry in planned:
+                digest = _row_hash(head, entry)
+                conn.execute(f"INSERT INTO spend ({', '.join(_COLUMNS)}, prev_hash, hash) VALUES "
+                             f"({', '.join('?' for _ in _COLUMNS)}, ?, ?)",
+                             (*(asdict(entry)[c] for c in _COLUMNS), head, digest))
+                head = digest
+                digests.append(digest)
+        # After the commit: a state naming a row the ledger lacks would lock the site out.
+        self.identity.record_state(self.path, digests)
+        return planned
 
     def last_total(self) -> float:
         """ε of every run so far as recorded (0 before the first spend)."""
@@ -111,13 +179,8 @@ class SiteLedger:
         return entries[-1].epsilon_total if entries else 0.0
 
     def state_dict(self) -> dict:
-        return {"site": self.site, "entries": [asdict(e) for e in self.entries()]}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore into an empty ledger (e.g. moving a site to a new machine)."""
-        if self.entries():
-            raise ConfigError(f"privacy ledger {self.path} is not empty; load into a new file")
-        self.record([LedgerEntry(**e) for e in state["entries"]])
+        return {"site": self.site, "identity": self.identity.fingerprint,
+                "entries": [asdict(e) for e in self.entries()]}
 
 
 def new_entry(*, site: str, run: str, server_round: int, step: tuple[float, float, int],

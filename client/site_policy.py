@@ -1,22 +1,22 @@
-"""The site's own privacy policy: where its ledger lives, its ε cap and its δ.
+"""The site's own privacy policy: everything it enforces whatever the coordinator sends.
 
-These are set by the hospital, never by the coordinator: in deployment by hospital IT in the
-SuperNode's node config (``ledger-path``, ``max-epsilon``, ``delta``); in simulation, where the
-launcher plays every hospital, by environment variables of the launching process:
+In deployment hospital IT sets it in the SuperNode's node config; ``max-epsilon``, ``delta``,
+``ledger-path``, ``spec-path`` and ``node-key`` are required there (the entrypoint refuses to
+start a node without them, and the ClientApp refuses every message). In simulation, where the
+launcher plays every hospital, the same options come from the launching process's environment
+(``LHSFED_<OPTION>``: one value for every site, e.g. ``LHSFED_MAX_EPSILON=2``, or per site,
+``LHSFED_MAX_EPSILON=hungary=2,va=4``) with the simulation defaults below; the launcher writes
+what each simulated site enforced to ``site_policy.json`` in the run folder.
 
-- ``LHSFED_LEDGER_DIR``: folder of the ledgers, one ``<site>.sqlite`` per site (default:
-  ``<run folder>/ledgers``);
-- ``LHSFED_MAX_EPSILON`` and ``LHSFED_DELTA``: either one number for every site (``2.0``) or
-  per site (``hungary=2.0,va=4``); a site not named has no cap (δ: the run's).
-
-The run config cannot change any of this.
+The run config cannot change any of this: the site's δ is the only δ of its accounting, its
+accountant the only accountant, its ledger the only record of what it spent.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from federation.errors import ConfigError, collect_then_raise
@@ -24,19 +24,99 @@ from federation.errors import ConfigError, collect_then_raise
 LEDGER_PATH = "ledger-path"
 MAX_EPSILON = "max-epsilon"
 DELTA = "delta"
+SPEC_PATH = "spec-path"
+NODE_KEY = "node-key"
+NODE_STATE = "node-state"  # where the node remembers its ledger's head; default beside its key
+REQUIRED_IN_DEPLOYMENT = (MAX_EPSILON, DELTA, LEDGER_PATH, SPEC_PATH, NODE_KEY)
 LEDGER_DIR_ENV = "LHSFED_LEDGER_DIR"
-MAX_EPSILON_ENV = "LHSFED_MAX_EPSILON"
-DELTA_ENV = "LHSFED_DELTA"
+SITE_SPEC_ENV = "LHSFED_SITE_SPEC"
 LEDGER_SUFFIX = ".sqlite"
+ACCOUNTANTS = ("rdp", "prv")
+# A simulated site's cap when LHSFED_MAX_EPSILON is unset (deployment has no default).
+SIMULATION_MAX_EPSILON = 10.0
 
 
 @dataclass(frozen=True)
 class SitePolicy:
-    """What this site allows: ``max_epsilon`` None = no cap; ``delta`` None = the run's δ."""
+    """What this site allows (numbers the site sets; defaults are deployment's)."""
 
     ledger_path: Path
-    max_epsilon: float | None = None
-    delta: float | None = None
+    max_epsilon: float
+    delta: float
+    node_key: Path
+    spec_path: Path | None = None  # None (simulation only): the run's spec is the site's
+    node_state: Path | None = None
+    require_dp: bool = True
+    min_noise_multiplier: float = 0.0
+    max_rounds: int = 100
+    max_local_epochs: int = 10
+    accountant: str = "rdp"
+    min_eval_rows: int = 50
+    min_cell_size: int = 10
+
+    def to_json(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+# node-config name -> (field, parser); parsers return (value, problem)
+def _positive(cast, upper: float = math.inf):
+    def parse(raw):
+        try:
+            value = cast(raw)
+        except (TypeError, ValueError):
+            return None, f"must be a number (got {raw!r})"
+        if isinstance(raw, bool) or not 0 < value < upper:
+            return None, f"must be in (0, {upper:g}) (got {raw!r})"
+        return value, None
+    return parse
+
+
+def _non_negative(raw):
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None, f"must be a number >= 0 (got {raw!r})"
+    return (value, None) if value >= 0 else (None, f"must be >= 0 (got {raw!r})")
+
+
+def _flag(raw):
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True, None
+    if text in ("false", "0", "no"):
+        return False, None
+    return None, f"must be true or false (got {raw!r})"
+
+
+def _accountant(raw):
+    return (str(raw), None) if str(raw) in ACCOUNTANTS else (None, f"must be one of {ACCOUNTANTS} (got {raw!r})")
+
+
+def _path(raw):
+    return (Path(str(raw)), None) if str(raw).strip() else (None, "must be a file path")
+
+
+OPTIONS = {
+    LEDGER_PATH: ("ledger_path", _path),
+    MAX_EPSILON: ("max_epsilon", _positive(float)),
+    DELTA: ("delta", _positive(float, 1.0)),
+    NODE_KEY: ("node_key", _path),
+    SPEC_PATH: ("spec_path", _path),
+    NODE_STATE: ("node_state", _path),
+    "require-dp": ("require_dp", _flag),
+    "min-noise-multiplier": ("min_noise_multiplier", _non_negative),
+    "max-rounds": ("max_rounds", _positive(int)),
+    "max-local-epochs": ("max_local_epochs", _positive(int)),
+    "accountant": ("accountant", _accountant),
+    "min-eval-rows": ("min_eval_rows", _positive(int)),
+    "min-cell-size": ("min_cell_size", _positive(int)),
+}
+SIMULATION_DEFAULTS = {MAX_EPSILON: SIMULATION_MAX_EPSILON, DELTA: 1e-5, "require-dp": False,
+                       "min-eval-rows": 20, "min-cell-size": 2}
+
+
+def env_name(option: str) -> str:
+    return "LHSFED_" + option.upper().replace("-", "_")
 
 
 def _per_site(raw: str, site: str, name: str) -> str | None:
@@ -53,37 +133,59 @@ def _per_site(raw: str, site: str, name: str) -> str | None:
     return None
 
 
-def _number(raw: object, source: str, problems: list[str], *, upper: float = math.inf
-            ) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        problems.append(f"{source} must be a number (got {raw!r})")
-        return None
-    if not 0 < value < upper:
-        problems.append(f"{source} must be in (0, {upper}) (got {value})")
-        return None
-    return value
+def _parse(raw: dict[str, tuple[object, str]]) -> SitePolicy:
+    """Typed policy from {option: (raw value, where it came from)}, every problem at once."""
+    problems, values = [], {}
+    for option, (value, source) in raw.items():
+        field_name, parse = OPTIONS[option]
+        parsed, problem = parse(value)
+        if problem:
+            problems.append(f"{source} {problem}")
+        values[field_name] = parsed
+    collect_then_raise(problems, ConfigError)
+    return SitePolicy(**values)
+
+
+def deployed_policy(node_config: dict) -> SitePolicy:
+    """A deployed node's policy: the required options must all be in its node config."""
+    missing = [k for k in REQUIRED_IN_DEPLOYMENT if k not in node_config]
+    if missing:
+        raise ConfigError(f"node config lacks {', '.join(repr(k) for k in missing)}: the site's "
+                          "privacy policy is mandatory (docs/deployment.md, 'Site policy')")
+    return _parse({k: (v, f"node config {k!r}") for k, v in node_config.items() if k in OPTIONS})
+
+
+def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
+    """A simulated site's policy: LHSFED_<OPTION> variables, else the simulation defaults."""
+    folder = os.environ.get(LEDGER_DIR_ENV)
+    ledgers = Path(folder) if folder else Path(run_folder) / "ledgers"
+    raw: dict[str, tuple[object, str]] = {
+        LEDGER_PATH: (ledgers / f"{site}{LEDGER_SUFFIX}", LEDGER_DIR_ENV),
+        NODE_KEY: (ledgers / f"{site}.key", LEDGER_DIR_ENV),
+    }
+    if os.environ.get(SITE_SPEC_ENV):
+        raw[SPEC_PATH] = (os.environ[SITE_SPEC_ENV], SITE_SPEC_ENV)
+    for option in OPTIONS:
+        if option in (LEDGER_PATH, NODE_KEY, SPEC_PATH, NODE_STATE):
+            continue
+        name = env_name(option)
+        value = _per_site(os.environ[name], site, name) if os.environ.get(name) else None
+        if value is not None:
+            raw[option] = (value, f"{name} (site {site})")
+        elif option in SIMULATION_DEFAULTS:
+            raw[option] = (SIMULATION_DEFAULTS[option], "simulation default")
+    return _parse(raw)
+
+
+def is_deployed(node_config: dict) -> bool:
+    """A node whose config names its own data file is a deployed hospital."""
+    from client.site import DATA_PATH
+
+    return DATA_PATH in node_config
 
 
 def site_policy(node_config: dict, site: str, *, run_folder: Path) -> SitePolicy:
-    """The policy for ``site``: node config first, else (simulation) the environment."""
-    problems: list[str] = []
-    if LEDGER_PATH in node_config:
-        path = Path(str(node_config[LEDGER_PATH]))
-    else:
-        folder = os.environ.get(LEDGER_DIR_ENV)
-        path = (Path(folder) if folder else run_folder / "ledgers") / f"{site}{LEDGER_SUFFIX}"
-
-    def setting(key: str, env: str) -> tuple[object, str]:
-        if key in node_config:
-            return node_config[key], f"node config {key!r}"
-        raw = os.environ.get(env)
-        return (_per_site(raw, site, env) if raw else None), f"{env} (site {site})"
-
-    cap = _number(*setting(MAX_EPSILON, MAX_EPSILON_ENV), problems)
-    delta = _number(*setting(DELTA, DELTA_ENV), problems, upper=1.0)
-    collect_then_raise(problems, ConfigError)
-    return SitePolicy(ledger_path=path, max_epsilon=cap, delta=delta)
+    """This node's policy: its node config when deployed, the launcher's when simulated."""
+    if is_deployed(node_config):
+        return deployed_policy(node_config)
+    return simulated_policy(site, run_folder=run_folder)

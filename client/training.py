@@ -1,6 +1,9 @@
 """Local training at a site: plain or DP-SGD (Opacus), optionally with a FedProx proximal pull.
 
 Pure of Flower: takes a model and arrays, returns a model and numbers, so it is tested alone.
+Under DP every random choice (batches, noise, dropout) comes from the site's own CSPRNG
+(:mod:`client.site_randomness`), never from a seed the coordinator knows; without DP the run
+seed makes training reproducible.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from federation.privacy import History
+from client.site_randomness import SitePoissonSampler, SiteRandomness, use_site_noise
+from federation.privacy import History, sample_rate, steps_per_epoch
 from federation.settings import PrivacySettings, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -54,10 +58,23 @@ def _already_batched(batch):
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
+    """Shuffled fixed-size batches, reproducible from the run seed (training without DP)."""
     data = _BatchedTensors(torch.as_tensor(x), torch.as_tensor(y))
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator,
                       collate_fn=_already_batched)
+
+
+def _poisson_loader(x: np.ndarray, y: np.ndarray, batch_size: int,
+                    randomness: SiteRandomness) -> DataLoader:
+    """Poisson-sampled batches drawn with the site's CSPRNG: as many per pass as Opacus's
+    DPDataLoader yields (1 / sample rate), so Opacus derives the same sample rate from it."""
+    n = len(y)
+    sampler = SitePoissonSampler(num_samples=n, sample_rate=sample_rate(n_train=n, batch_size=batch_size),
+                                 steps=steps_per_epoch(n_train=n, batch_size=batch_size),
+                                 randomness=randomness)
+    data = _BatchedTensors(torch.as_tensor(x), torch.as_tensor(y))
+    return DataLoader(data, batch_sampler=sampler, collate_fn=_already_batched)
 
 
 @torch.no_grad()
@@ -109,34 +126,40 @@ def _run_epochs(model, optimizer, loader, criterion, *, epochs: int, anchor, tra
 
 def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: TrainSettings,
                   privacy: PrivacySettings, noise_multiplier: float | None, seed: int,
-                  proximal_mu: float = 0.0, grad_sample_mode: str = GRAD_SAMPLE_MODE
-                  ) -> LocalTrainResult:
+                  proximal_mu: float = 0.0, grad_sample_mode: str = GRAD_SAMPLE_MODE,
+                  randomness: SiteRandomness | None = None) -> LocalTrainResult:
     """Train ``model`` in place for ``train.local_epochs`` epochs on the site's rows.
 
-    ``grad_sample_mode`` picks how Opacus gets per-sample gradient norms (hooks, functorch,
-    ghost); it changes speed only: clipping, noise and accounting are the same.
+    ``seed`` makes training without DP reproducible; under DP it is ignored and ``randomness``
+    (default: a fresh :class:`SiteRandomness`, keyed from ``os.urandom``) draws every batch,
+    noise sample and dropout mask. ``grad_sample_mode`` picks how Opacus gets per-sample
+    gradient norms (hooks, functorch, ghost); it changes speed only.
     """
-    torch.manual_seed(seed)
     anchor = {k: v.detach().clone() for k, v in model.named_parameters()}
     optimizer = _optimizer(model, train)
-    loader = _loader(x, y, train.batch_size, seed)
     if not privacy.enabled:
-        loss, steps = _run_epochs(model, optimizer, loader, nn.BCEWithLogitsLoss(),
-                                  epochs=train.local_epochs,
+        torch.manual_seed(seed)
+        loss, steps = _run_epochs(model, optimizer, _loader(x, y, train.batch_size, seed),
+                                  nn.BCEWithLogitsLoss(), epochs=train.local_epochs,
                                   anchor=anchor, train=train, mu=proximal_mu)
         return LocalTrainResult(loss, steps, [])
+    randomness = randomness or SiteRandomness()
+    torch.manual_seed(randomness.seed())  # dropout masks: a secret seed, never the run's
     engine = PrivacyEngine(accountant=privacy.accountant)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus warns about secure RNG on every call
         private = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=loader, criterion=nn.BCEWithLogitsLoss(),
+            module=model, optimizer=optimizer, criterion=nn.BCEWithLogitsLoss(),
+            data_loader=_poisson_loader(x, y, train.batch_size, randomness),
             noise_multiplier=noise_multiplier, max_grad_norm=privacy.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=grad_sample_mode,
+            poisson_sampling=False,  # the loader above already Poisson-samples, with site randomness
+            grad_sample_mode=grad_sample_mode,
         )
     if grad_sample_mode == "ghost":
         dp_model, dp_optimizer, criterion, dp_loader = private
     else:
         (dp_model, dp_optimizer, dp_loader), criterion = private, nn.BCEWithLogitsLoss()
+    use_site_noise(dp_optimizer, randomness)
     loss, steps = _run_epochs(dp_model, dp_optimizer, dp_loader, criterion, epochs=train.local_epochs,
                               anchor=anchor, train=train, mu=proximal_mu)
     history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]

@@ -9,9 +9,23 @@
 #   LHSFED_NODE_KEY           this site's private key (SITE.key from `lhsfed pki node-key`)
 #   LHSFED_DATA_PATH          this site's data file (mounted read-only)
 #   LHSFED_SITE_NAME          this site's name as it appears in the results
-#   LHSFED_DATASET            dataset spec the file must match           [uci_heart]
-#   LHSFED_MAX_EPSILON        largest privacy budget (ε) this site allows  [unset: the run's target]
-#   LHSFED_LEDGER_PATH        this site's privacy ledger (on a volume)   [/ledger/ledger.sqlite]
+#   LHSFED_SPEC_PATH          this site's own dataset spec file (YAML); runs whose spec differs
+#                             are refused                                [configs/data/$LHSFED_DATASET.yaml]
+#   LHSFED_DATASET            bundled dataset spec, if no LHSFED_SPEC_PATH [uci_heart]
+#   The site's privacy policy (docs/privacy.md). Required: the node does not start without them.
+#   LHSFED_MAX_EPSILON        largest ε this site ever spends, over every run (its cap)
+#   LHSFED_DELTA              this site's δ (<= 1/(10 x its training rows))
+#   LHSFED_LEDGER_PATH        this site's privacy ledger, on a persistent volume
+#   Optional policy (node config key in brackets; default after):
+#   LHSFED_NODE_STATE         where the node remembers its ledger's last entry (node-state),
+#                             on a volume apart from the ledger's          [beside LHSFED_NODE_KEY]
+#   LHSFED_REQUIRE_DP         refuse privacy=off (require-dp)                 [true]
+#   LHSFED_MIN_NOISE_MULTIPLIER  smallest DP noise multiplier accepted       [0]
+#   LHSFED_MAX_ROUNDS         most rounds a run may ask (max-rounds)         [100]
+#   LHSFED_MAX_LOCAL_EPOCHS   most local epochs per round (max-local-epochs) [10]
+#   LHSFED_ACCOUNTANT         rdp or prv (accountant)                        [rdp]
+#   LHSFED_MIN_EVAL_ROWS      smallest test split that is evaluated          [50]
+#   LHSFED_MIN_CELL_SIZE      smallest released count (k)                    [10]
 #   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
 #   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only)    [9094]
 #   LHSFED_BIN                folder holding lhsfed and flower-supernode [empty: from PATH]
@@ -19,8 +33,9 @@ set -euo pipefail
 
 die() { echo "entrypoint-supernode: $*" >&2; exit 64; }
 
-for var in LHSFED_SUPERLINK LHSFED_CA_CERT LHSFED_NODE_KEY LHSFED_DATA_PATH LHSFED_SITE_NAME; do
-  [[ -n "${!var:-}" ]] || die "$var is not set (see docs/deployment.md)"
+for var in LHSFED_SUPERLINK LHSFED_CA_CERT LHSFED_NODE_KEY LHSFED_DATA_PATH LHSFED_SITE_NAME \
+           LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_LEDGER_PATH; do
+  [[ -n "${!var:-}" ]] || die "$var is not set: the site's privacy policy is mandatory (see docs/deployment.md)"
 done
 [[ -f "$LHSFED_CA_CERT" ]] || die "LHSFED_CA_CERT=$LHSFED_CA_CERT: file not found"
 [[ -f "$LHSFED_NODE_KEY" ]] || die "LHSFED_NODE_KEY=$LHSFED_NODE_KEY: file not found"
@@ -28,18 +43,31 @@ if [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" && ! -f "$LHSFED_TRUSTED_ENTITIES" ]]; t
   die "LHSFED_TRUSTED_ENTITIES=$LHSFED_TRUSTED_ENTITIES: file not found"
 fi
 bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
-ledger=${LHSFED_LEDGER_PATH:-/ledger/ledger.sqlite}
+number='^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$'
+for var in LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_MIN_NOISE_MULTIPLIER LHSFED_MAX_ROUNDS \
+           LHSFED_MAX_LOCAL_EPOCHS LHSFED_MIN_EVAL_ROWS LHSFED_MIN_CELL_SIZE; do
+  [[ -z "${!var:-}" || "${!var}" =~ $number ]] || die "$var=${!var} must be a number"
+done
+spec=${LHSFED_SPEC_PATH:-$(dirname "$0")/../configs/data/${LHSFED_DATASET:-uci_heart}.yaml}
+[[ -f "$spec" ]] || die "LHSFED_SPEC_PATH=$spec: file not found (the site's dataset spec)"
+ledger=$LHSFED_LEDGER_PATH
 mkdir -p "$(dirname "$ledger")"
 
 # Refuse to join with data the training code would misread.
 "${bin}lhsfed" site check --data "$LHSFED_DATA_PATH" --site "$LHSFED_SITE_NAME" \
-  --dataset "${LHSFED_DATASET:-uci_heart}" || die "site check failed for $LHSFED_DATA_PATH; node not started"
+  --spec "$spec" || die "site check failed for $LHSFED_DATA_PATH; node not started"
 
 node_config="data-path='$LHSFED_DATA_PATH' site-name='$LHSFED_SITE_NAME' ledger-path='$ledger'"
-if [[ -n "${LHSFED_MAX_EPSILON:-}" ]]; then
-  [[ "$LHSFED_MAX_EPSILON" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "LHSFED_MAX_EPSILON must be a number"
-  node_config+=" max-epsilon=$LHSFED_MAX_EPSILON"
-fi
+node_config+=" spec-path='$(cd "$(dirname "$spec")" && pwd)/$(basename "$spec")' node-key='$LHSFED_NODE_KEY'"
+node_config+=" max-epsilon=$LHSFED_MAX_EPSILON delta=$LHSFED_DELTA"
+[[ -n "${LHSFED_NODE_STATE:-}" ]] && node_config+=" node-state='$LHSFED_NODE_STATE'"
+[[ -n "${LHSFED_REQUIRE_DP:-}" ]] && node_config+=" require-dp=${LHSFED_REQUIRE_DP,,}"
+[[ -n "${LHSFED_ACCOUNTANT:-}" ]] && node_config+=" accountant='$LHSFED_ACCOUNTANT'"
+for pair in MIN_NOISE_MULTIPLIER:min-noise-multiplier MAX_ROUNDS:max-rounds \
+            MAX_LOCAL_EPOCHS:max-local-epochs MIN_EVAL_ROWS:min-eval-rows MIN_CELL_SIZE:min-cell-size; do
+  var=LHSFED_${pair%%:*}
+  [[ -n "${!var:-}" ]] && node_config+=" ${pair#*:}=${!var}"
+done
 extra=()
 [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" ]] && extra+=(--trusted-entities "$LHSFED_TRUSTED_ENTITIES")
 

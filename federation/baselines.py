@@ -3,23 +3,24 @@
 Both baselines use the run's own model, seed and optimiser, and train for the same number of
 epochs a site trained in the federation (rounds × local epochs), in one go. With DP on, the
 noise is calibrated so that this one training spends the run's ε target over its total
-steps, exactly as each federated site's noise is (``client.app.noise_for_run``); the pooled
+steps, exactly as each federated site's noise is (``federation.privacy.noise_for_run``); the pooled
 model is then DP over the pooled rows. Simulation only: it needs every site's rows here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from client.app import noise_for_run
+from client.site_randomness import SiteRandomness
 from client.training import train_locally
 from federation.data import SiteData
 from federation.model import ModelSpec, RiskModel, build_model
-from federation.privacy import epsilon_spent
+from federation.privacy import epsilon_spent, noise_for_run
 from federation.settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ def feature_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(counts > 0, np.sqrt(var), 1.0)
 
 
+def _reproducible_randomness(seed: int) -> SiteRandomness:
+    """Baselines run on data the modeler already holds: their DP noise may be replayable, and
+    is, so that a report can be regenerated (a site's training never uses this)."""
+    return SiteRandomness(key=hashlib.sha256(f"lhsfed-baseline:{seed}".encode()).digest())
+
+
 def train_baseline(settings: RunSettings, spec: ModelSpec, x: np.ndarray, y: np.ndarray
                    ) -> Baseline:
     """One model on (x, y) for the federation's total epochs, with the run's DP settings."""
@@ -52,12 +59,15 @@ def train_baseline(settings: RunSettings, spec: ModelSpec, x: np.ndarray, y: np.
         model = build_model(spec, seed=settings.seed)
         model.preprocess.set_statistics(*feature_statistics(x))
         epochs = settings.rounds * settings.train.local_epochs
-        noise = noise_for_run(settings, len(y)) if settings.privacy.enabled else None
+        noise = (noise_for_run(settings, len(y), delta=settings.privacy.delta,
+                              accountant=settings.privacy.accountant)
+                 if settings.privacy.enabled else None)
         steps = settings.rounds * settings.train.local_steps  # 0: epochs decide
         train = replace(settings.train, local_epochs=epochs, local_steps=steps)
         result = train_locally(model, x, y, train=train,
                                privacy=settings.privacy, noise_multiplier=noise,
-                               seed=settings.seed * 1000 + _BASELINE_SEED_OFFSET)
+                               seed=settings.seed * 1000 + _BASELINE_SEED_OFFSET,
+                               randomness=_reproducible_randomness(settings.seed))
         epsilon = (epsilon_spent(result.history, delta=settings.privacy.delta,
                                  accountant=settings.privacy.accountant)
                    if settings.privacy.enabled else None)

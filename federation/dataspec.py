@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from federation.errors import ConfigError, collect_then_raise
@@ -219,3 +220,20 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
 def spec_from_json(text: str) -> DatasetSpec:
     """Decode the spec a site receives in its run config."""
     return parse_dataset_spec(json.loads(text))
+
+
+def load_spec_file(path: Path) -> DatasetSpec:
+    """A dataset spec from a YAML (or JSON) file, e.g. ``configs/data/NAME.yaml``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"dataset spec {path} cannot be read ({err.strerror or err}); check the "
+                          "path") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"dataset spec {path} is not valid YAML; fix the file") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"dataset spec {path} must be a mapping of keys (name, label, features, ...)")
+    return parse_dataset_spec(raw)

@@ -28,8 +28,15 @@ SITE_EPSILON = "site-epsilon"  # ε of every run this site joined (its ledger), 
 
 # Query asked before a secure-aggregation round: will the site train? (message type query.budget)
 QUERY_BUDGET = "budget"
-# Error code of a site's refusal to train past its own ε cap (Flower's codes are < 100)
-BUDGET_REFUSED = 4001
+# Error codes of a site's refusals (Flower's own codes are < 100); the reason is a category
+# (client.site_errors), never a value from the site's data.
+BUDGET_REFUSED = 4001  # past the site's ε cap, or a run its privacy policy does not allow
+SPEC_MISMATCH = 4002  # the run's dataset spec is not the site's
+DATA_CHECK_FAILED = 4003  # the site's file fails its spec's checks
+EVALUATION_REFUSED = 4004  # the test split is too small to release metrics
+RUN_CONFIG_REFUSED = 4005  # the run config is invalid
+SITE_CONFIG_ERROR = 4006  # the node's own configuration is incomplete or wrong
+SITE_ERROR = 4099  # anything else (details in the site's log)
 
 # Evaluate metrics
 EVAL_LOSS = "eval-loss"

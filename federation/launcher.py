@@ -83,6 +83,22 @@ class RefuseUsedRunFolder(Callback):
                 _exit_on_config_error(refuse_used_folder, job_dir)
 
 
+SITE_POLICY_FILE = "site_policy.json"
+
+
+def write_simulated_policies(settings: RunSettings, output_dir: Path) -> None:
+    """What each simulated hospital enforces (its LHSFED_* policy or the simulation defaults),
+    written to the run folder before it starts; the ClientApp derives the same policy."""
+    import json
+
+    from client.site_policy import simulated_policy
+
+    policies = {site: simulated_policy(site, run_folder=output_dir).to_json()
+                for site in settings.data.site_names}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / SITE_POLICY_FILE).write_text(json.dumps(policies, indent=1) + "\n")
+
+
 def _exit_on_config_error(check, *args) -> None:
     try:
         check(*args)
@@ -110,6 +126,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
                           ca_cert=federation.get("ca_cert"), timeout=float(federation["timeout"]))
         return output_dir
     check_site_files(settings, federation.get("data_dir"))
+    write_simulated_policies(settings, output_dir)
     from federation.simulation import run_in_simulation
 
     num_nodes = int(federation.get("num_nodes") or len(settings.data.sites))

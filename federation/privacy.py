@@ -102,3 +102,14 @@ def merge_history(history: History) -> History:
         else:
             merged.append((sigma, rate, steps))
     return merged
+
+
+def noise_for_run(settings, n_train: int, *, delta: float, accountant: str) -> float:
+    """One noise multiplier for a whole run of ``settings`` (a RunSettings): the ε target
+    over every round's steps at ``delta`` (a site passes its own δ and accountant)."""
+    t = settings.train
+    steps = planned_steps(n_train=n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
+                          rounds=settings.rounds, local_steps=t.local_steps)
+    return calibrate_noise(target_epsilon=settings.privacy.target_epsilon, delta=delta,
+                           rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
+                           steps=steps, accountant=accountant)

@@ -13,14 +13,21 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _loss(record: dict[str, Any]) -> str:
+    """Mean train loss; under DP sites send none (it is exact about the sampled rows), so the
+    pooled test loss the sites released is shown instead."""
+    losses = [t["loss"] for t in record["train"].values() if t.get("loss") is not None]
+    if losses:
+        return f"train loss {sum(losses) / len(losses):.4f}"
+    return f"test loss {_fmt(record['evaluate'].get('pooled', {}).get('loss'), '.4f')}"
+
+
 def round_line(record: dict[str, Any], total_rounds: int) -> str:
     train = record["train"].values()
-    losses = [t["loss"] for t in train if t.get("loss") is not None]
     epsilons = [t.get("epsilon") for t in train]
     pooled = record["evaluate"].get("pooled", {})
     return (
-        f"round {record['round']:>3}/{total_rounds}  "
-        f"train loss {_fmt(sum(losses) / len(losses) if losses else None, '.4f')}  "
+        f"round {record['round']:>3}/{total_rounds}  {_loss(record)}  "
         f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
         + (f"max ε {max(epsilons):.2f}  " if epsilons and None not in epsilons else "ε ∞ (no DP)  ")
         + f"sites {len(record['train'])}"

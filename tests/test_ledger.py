@@ -1,24 +1,20 @@
-"""The site privacy ledger, the site policy and the budget check (fast, no federation)."""
+"""The site privacy ledger and the site policy (fast, no federation): a hash chain bound to the
+node's key, reservations in one transaction, and the policy from node config or environment."""
 
 from __future__ import annotations
 
 import math
+import sqlite3
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from hypothesis import given, settings as hsettings, strategies as st
 
-from client.app import app as client_app
 from client.ledger import SiteLedger, new_entry
-from client.site_policy import SitePolicy, site_policy
-from federation import keys
-from federation.errors import ConfigError
-from federation.flwr_app_config import default_run_config
+from client.node_identity import LedgerError, NodeIdentity
+from client.site_policy import SIMULATION_MAX_EPSILON, deployed_policy, simulated_policy
+from federation import pki
+from federation.errors import ConfigError, PrivacyBudgetError
 from federation.privacy import epsilon_spent
-from federation.settings import RunSettings
-from server.federation_loop import model_spec
-from federation.model import build_model
-from tests.inprocess_grid import InProcessGrid
 from tests.privacy_runs import rdp_epsilon
 
 
@@ -27,53 +23,125 @@ def _entry(run="r1", server_round=1, step=(1.1, 0.07, 14)):
                      epsilon_run=0.5, epsilon_total=0.7)
 
 
-def test_ledger_survives_a_new_instance_and_only_appends(tmp_path):
-    path = tmp_path / "site" / "va.sqlite"
-    SiteLedger(path, site="va").record([_entry(), _entry(server_round=2)])
-    SiteLedger(path, site="va").record([_entry(server_round=2)])  # the same round again
+def _identity(folder, site="va") -> NodeIdentity:
+    key = folder / f"{site}.key"
+    if not key.exists():
+        pki.create_node_key(site, folder)
+    return NodeIdentity.of_key(key)
 
-    reopened = SiteLedger(path, site="va")  # a restarted node
+
+def _ledger(folder, site="va", name="ledger.sqlite") -> SiteLedger:
+    return SiteLedger(folder / name, identity=_identity(folder), site=site)
+
+
+def _append(ledger: SiteLedger, *entries) -> None:
+    ledger.reserve(lambda _existing: list(entries))
+
+
+def test_ledger_survives_a_new_instance_and_only_appends(tmp_path):
+    _append(_ledger(tmp_path), _entry(), _entry(server_round=2))
+    _append(_ledger(tmp_path), _entry(server_round=2))  # the same round again
+
+    reopened = _ledger(tmp_path)  # a restarted node
 
     assert [e.server_round for e in reopened.entries()] == [1, 2, 2]
     assert reopened.history("r1") == [(1.1, 0.07, 14)] * 3
     assert reopened.entries("other-run") == [] and reopened.last_total() == 0.7
 
 
-def test_ledger_state_dict_round_trip_and_refuses_to_overwrite(tmp_path):
-    source = SiteLedger(tmp_path / "a.sqlite", site="va")
-    source.record([_entry(), _entry(run="r2", step=(2.0, 0.1, 5))])
-    target = SiteLedger(tmp_path / "b.sqlite", site="va")
+def test_an_edited_row_breaks_the_chain_and_the_site_refuses(tmp_path):
+    _append(_ledger(tmp_path), _entry(), _entry(server_round=2), _entry(server_round=3))
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:  # someone lowers a round's steps
+        conn.execute("UPDATE spend SET steps = 1 WHERE server_round = 2")
 
-    target.load_state_dict(source.state_dict())
+    with pytest.raises(LedgerError, match="hash chain broken at entry 2") as err:
+        _ledger(tmp_path)
+    assert err.value.public == "ledger hash chain broken at entry 2"
 
-    assert target.entries() == source.entries()
-    with pytest.raises(ConfigError, match="not empty"):
-        target.load_state_dict(source.state_dict())
+
+def test_a_deleted_row_breaks_the_chain(tmp_path):
+    _append(_ledger(tmp_path), _entry(), _entry(server_round=2), _entry(server_round=3))
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
+        conn.execute("DELETE FROM spend WHERE server_round = 2")
+    with pytest.raises(LedgerError, match="chain broken at entry 2"):
+        _ledger(tmp_path)
+
+
+def test_a_deleted_or_older_ledger_is_refused_by_the_nodes_state(tmp_path):
+    ledger = _ledger(tmp_path)
+    _append(ledger, _entry())
+    backup = (tmp_path / "ledger.sqlite").read_bytes()
+    _append(ledger, _entry(server_round=2))
+
+    (tmp_path / "ledger.sqlite").write_bytes(backup)  # an older copy put back
+    with pytest.raises(LedgerError, match="does not hold the last entry"):
+        _ledger(tmp_path)
+    (tmp_path / "ledger.sqlite").unlink()  # or none at all: spending would restart from zero
+    with pytest.raises(LedgerError, match="missing or empty") as err:
+        _ledger(tmp_path)
+    assert "2 entries" in err.value.public
+
+
+def test_a_ledger_moved_to_a_new_path_keeps_working(tmp_path):
+    _append(_ledger(tmp_path), _entry())
+    (tmp_path / "ledger.sqlite").rename(tmp_path / "moved.sqlite")
+
+    moved = _ledger(tmp_path, name="moved.sqlite")
+
+    assert len(moved.entries()) == 1
+
+
+def test_a_ledger_is_bound_to_its_node_key_and_site_name(tmp_path):
+    _append(_ledger(tmp_path), _entry())
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(LedgerError, match="belongs to another node"):
+        SiteLedger(tmp_path / "ledger.sqlite", identity=_identity(other), site="va")
+    with pytest.raises(LedgerError, match="set site-name back to 'va'") as err:
+        _ledger(tmp_path, site="va-renamed")
+    assert "site renamed" in err.value.public
+
+
+def test_a_refused_reservation_writes_nothing(tmp_path):
+    ledger = _ledger(tmp_path)
+    with pytest.raises(PrivacyBudgetError, match="no room"):
+        ledger.reserve(lambda existing: "no room")
+    assert ledger.entries() == []
 
 
 def test_unwritable_ledger_path_is_a_clear_error(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(ConfigError, match="ledger-path"):
-        SiteLedger(tmp_path / "taken", site="va")
+        SiteLedger(tmp_path / "taken", identity=_identity(tmp_path), site="va")
 
 
-def test_policy_node_config_wins_over_environment(tmp_path, monkeypatch):
+def test_deployed_policy_requires_the_sites_own_values(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        deployed_policy({"data-path": "x.csv", "ledger-path": str(tmp_path / "l.sqlite")})
+    for key in ("'max-epsilon'", "'delta'", "'spec-path'", "'node-key'"):
+        assert key in str(err.value)
+
+
+def test_simulated_policy_from_environment_with_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("LHSFED_MAX_EPSILON", "hungary=2.5,va=4")
     monkeypatch.setenv("LHSFED_DELTA", "1e-6")
-    node = {"ledger-path": str(tmp_path / "l.sqlite"), "max-epsilon": 1.5}
+    monkeypatch.setenv("LHSFED_REQUIRE_DP", "true")
 
-    assert site_policy(node, "va", run_folder=tmp_path) == SitePolicy(tmp_path / "l.sqlite", 1.5, 1e-6)
-    assert site_policy({}, "hungary", run_folder=tmp_path).max_epsilon == 2.5
-    assert site_policy({}, "cleveland", run_folder=tmp_path) == SitePolicy(
-        tmp_path / "ledgers" / "cleveland.sqlite", None, 1e-6)
+    va = simulated_policy("va", run_folder=tmp_path)
+    cleveland = simulated_policy("cleveland", run_folder=tmp_path)
+
+    assert (va.max_epsilon, va.delta, va.require_dp) == (4.0, 1e-6, True)
+    assert va.ledger_path == tmp_path / "ledgers" / "va.sqlite"
+    assert cleveland.max_epsilon == SIMULATION_MAX_EPSILON and cleveland.min_cell_size == 2
 
 
 def test_policy_reports_every_bad_value(tmp_path, monkeypatch):
     monkeypatch.setenv("LHSFED_DELTA", "va=2")
+    monkeypatch.setenv("LHSFED_MAX_EPSILON", "lots")
     with pytest.raises(ConfigError) as err:
-        site_policy({"max-epsilon": "lots"}, "va", run_folder=tmp_path)
-    assert "node config 'max-epsilon' must be a number" in str(err.value)
-    assert "LHSFED_DELTA (site va) must be in (0, 1.0)" in str(err.value)
+        simulated_policy("va", run_folder=tmp_path)
+    assert "LHSFED_MAX_EPSILON (site va) must be a number" in str(err.value)
+    assert "LHSFED_DELTA (site va) must be in (0, 1)" in str(err.value)
 
 
 def test_non_private_training_has_no_finite_epsilon():
@@ -86,52 +154,3 @@ def test_non_private_training_has_no_finite_epsilon():
 def test_composition_over_entries_is_summed_rdp(history):
     """What the ledger composes equals Opacus's RDP curves summed entry by entry."""
     assert epsilon_spent(history, delta=1e-5) == pytest.approx(rdp_epsilon(history), rel=1e-9)
-
-
-# --- the ClientApp with a node's ledger: a fresh Context every round, as after a restart ---
-
-def _train_message(server_round: int, settings: RunSettings) -> Message:
-    model = build_model(model_spec(settings), seed=settings.seed)
-    content = RecordDict({keys.ARRAYS: ArrayRecord(model.state_dict()),
-                          keys.CONFIG: ConfigRecord({keys.SERVER_ROUND: server_round})})
-    return Message(content, dst_node_id=11, message_type="train")
-
-
-def _train_round(node_config: dict, server_round: int, run_config: dict) -> Message:
-    settings = RunSettings.from_run_config(run_config)
-    with InProcessGrid(client_app, {11: node_config}, run_config) as grid:  # a new process
-        return grid.send_and_receive([_train_message(server_round, settings)])[0]
-
-
-@pytest.fixture()
-def run_config(tmp_path):
-    config = default_run_config()
-    config.update({"run.output_dir": str(tmp_path / "run"), "rounds": 3})
-    return config
-
-
-def test_epsilon_is_composed_from_the_ledger_not_memory(tmp_path, run_config):
-    node = {"partition-id": 3, "ledger-path": str(tmp_path / "va.sqlite")}
-    replies = [_train_round(node, r, run_config) for r in (1, 2, 3)]
-    ledger = SiteLedger(tmp_path / "va.sqlite", site="va")
-
-    history = ledger.history()
-    assert len(history) == 3 and not any(r.has_error() for r in replies)
-    eps = [r.content[keys.METRICS][keys.EPSILON] for r in replies]
-    assert eps == sorted(eps) and eps[-1] == pytest.approx(rdp_epsilon(history), rel=1e-9)
-    assert eps[-1] <= 3.0  # the run's target, over all its rounds
-    assert replies[-1].content[keys.METRICS][keys.STEPS] == sum(n for _, _, n in history)
-
-
-def test_a_capped_site_refuses_without_sending_arrays(tmp_path, run_config):
-    node = {"partition-id": 3, "ledger-path": str(tmp_path / "va.sqlite")}
-    first = _train_round(node, 1, run_config)
-    spent = first.content[keys.METRICS][keys.SITE_EPSILON]
-    cap = round(spent * 1.05, 3)  # hospital IT lowers the cap: one more round would pass it
-
-    second = _train_round({**node, "max-epsilon": cap}, 2, run_config)
-
-    assert second.has_error() and second.error.code == keys.BUDGET_REFUSED
-    assert "site va refuses round 2: ε would reach" in second.error.reason
-    assert f"> cap {cap:.4g} (spent {spent:.4g}" in second.error.reason
-    assert len(SiteLedger(tmp_path / "va.sqlite", site="va").entries()) == 1  # nothing spent

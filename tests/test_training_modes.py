@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from client.site_randomness import SiteRandomness
 from client.training import GRAD_SAMPLE_MODE, train_locally
 from federation.model import ModelSpec, build_model
 from federation.settings import PrivacySettings, TrainSettings
@@ -19,7 +20,9 @@ def _train(mode: str):
     # batch 4 of 40 rows: Poisson sampling draws some empty batches over 30 epochs
     result = train_locally(model, x, y, train=TrainSettings(local_epochs=30, batch_size=4),
                            privacy=PrivacySettings(max_grad_norm=0.5), noise_multiplier=1.1,
-                           seed=5, proximal_mu=0.1, grad_sample_mode=mode)
+                           seed=5, proximal_mu=0.1, grad_sample_mode=mode,
+                           # the same site key for both: same batches, same noise
+                           randomness=SiteRandomness(key=bytes(32)))
     return result, model.state_dict()
 
 

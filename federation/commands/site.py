@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from federation.data import site_file
-from federation.dataspec import DatasetSpec, parse_dataset_spec
+from federation.dataspec import DatasetSpec, load_spec_file
 from federation.errors import ConfigError
 
 DATA_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
@@ -21,7 +20,7 @@ def load_dataset_spec(name: str) -> DatasetSpec:
     if not path.is_file():
         known = sorted(p.stem for p in DATA_CONFIGS.glob("*.yaml"))
         raise ConfigError(f"dataset {name!r} is unknown; choose one of {known}")
-    return parse_dataset_spec(yaml.safe_load(path.read_text()))
+    return load_spec_file(path)
 
 
 def _table(report, spec: DatasetSpec, site: str | None) -> Table:
@@ -42,7 +41,7 @@ def _table(report, spec: DatasetSpec, site: str | None) -> Table:
 def run(args) -> int:
     from client.site_check import check_site_file
 
-    spec = load_dataset_spec(args.dataset)
+    spec = load_spec_file(args.spec) if args.spec is not None else load_dataset_spec(args.dataset)
     if args.data is None and args.site is None:
         raise ConfigError("give --data PATH (the site's file), or --site NAME for the embedded copy")
     path = args.data if args.data is not None else site_file(spec, args.site)
@@ -68,4 +67,6 @@ def register(subparsers) -> None:
     check.add_argument("--data", type=Path, default=None, help="the site's data file")
     check.add_argument("--site", default=None, help="site name (default file: the embedded copy)")
     check.add_argument("--dataset", default="uci_heart", help="configs/data/NAME.yaml")
+    check.add_argument("--spec", type=Path, default=None,
+                       help="the site's own dataset spec file (node config spec-path); overrides --dataset")
     check.set_defaults(func=run)

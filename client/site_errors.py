@@ -1,0 +1,95 @@
+"""What a site says when it will not or cannot answer: a code and a category, never data.
+
+An exception's text can hold a cell value, an identifier or a path (a failing spec once
+listed ten patient names and an MRN); Flower would send it to the coordinator verbatim. The
+outermost client mod, :func:`site_error_mod`, turns every exception into an error reply
+whose reason is a fixed category plus only what the site chose to say (a refusal's ε
+numbers, the spec key that differs, the number of data problems), and writes the full
+details, traceback included, to the site's own log (the node's console and, when the node
+config names a ledger, ``site.log`` beside it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flwr.app import Context, Error, Message
+
+from client.node_identity import LedgerError
+from client.site_policy import LEDGER_DIR_ENV, LEDGER_PATH
+from client.site_spec import SpecMismatch
+from federation import keys
+from federation.errors import ConfigError, DataError, LhsFedError, PrivacyBudgetError
+
+log = logging.getLogger("lhsfed.site")
+SITE_LOG = "site.log"
+
+
+class RunConfigError(ConfigError):
+    """The coordinator's run config is invalid: its own values may be echoed back."""
+
+
+class EvaluationRefused(LhsFedError):
+    """The site will not evaluate (its test split is too small to release metrics)."""
+
+
+def _category(err: BaseException) -> tuple[int, str]:
+    """(code, reason that may leave the site) for an exception."""
+    if isinstance(err, LedgerError):
+        return keys.BUDGET_REFUSED, f"budget refused: privacy ledger not trusted: {err.public}"
+    if isinstance(err, PrivacyBudgetError):  # ε numbers and the site's rule, no data
+        return keys.BUDGET_REFUSED, f"budget refused: {err}"
+    if isinstance(err, SpecMismatch):
+        return keys.SPEC_MISMATCH, f"spec mismatch: {err}"
+    if isinstance(err, RunConfigError):
+        return keys.RUN_CONFIG_REFUSED, f"run config refused: {err}"
+    if isinstance(err, EvaluationRefused):
+        return keys.EVALUATION_REFUSED, f"evaluation refused: {err}"
+    if isinstance(err, DataError):
+        problems = str(err).count("; ") + 1
+        return keys.DATA_CHECK_FAILED, f"data check failed: {problems} problem{'s' * (problems > 1)}"
+    if isinstance(err, ConfigError):
+        return keys.SITE_CONFIG_ERROR, "site configuration error"
+    return keys.SITE_ERROR, f"site error ({type(err).__name__})"
+
+
+def _log_file(context: Context) -> Path | None:
+    ledger = context.node_config.get(LEDGER_PATH)
+    if ledger:
+        return Path(str(ledger)).parent / SITE_LOG
+    folder = os.environ.get(LEDGER_DIR_ENV)
+    return Path(folder) / SITE_LOG if folder else None
+
+
+def _log_locally(context: Context, message: Message, err: BaseException) -> None:
+    log.error("%s message refused: %s", message.metadata.message_type, err, exc_info=err)
+    path = _log_file(context)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s message refused: %s",
+                                (message.metadata.message_type, err), (type(err), err, err.__traceback__))
+        handler.emit(record)
+        handler.close()
+    except OSError:
+        pass  # the console line above is the record then
+
+
+def error_reply(message: Message, context: Context, err: BaseException) -> Message:
+    """Log ``err`` in full at the site and answer with its code and category only."""
+    _log_locally(context, message, err)
+    code, reason = _category(err)
+    return Message(Error(code=code, reason=reason), reply_to=message)
+
+
+def site_error_mod(message: Message, context: Context, call_next) -> Message:
+    """Outermost mod: no exception text ever leaves the site."""
+    try:
+        return call_next(message, context)
+    except Exception as err:  # noqa: BLE001 - every failure becomes a categorized reply
+        return error_reply(message, context, err)

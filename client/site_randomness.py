@@ -1,0 +1,114 @@
+"""Randomness that touches patient data, held by the site: the coordinator cannot know it.
+
+DP-SGD's guarantee rests on two secrets: which rows each Poisson-sampled batch holds and the
+Gaussian noise added to the clipped gradient sum. If the coordinator can replay them (they
+used to be seeded from ``seed * 1000 + round``, values of its run config), it subtracts the
+noise from the returned weights and reads the clipped gradients: with one-row batches, a
+patient's row. So under DP both come from a ChaCha20 keystream (``cryptography``) keyed by
+32 bytes of ``os.urandom`` drawn fresh for every round and never stored or sent.
+
+Why hand-written: Opacus's ``secure_mode`` needs ``torchcsprng``, which does not exist for
+this torch. Opacus's sampler and optimizer only accept a ``torch.Generator`` (Mersenne
+Twister on CPU, not a CSPRNG), so this module supplies the two pieces that use randomness:
+:class:`SitePoissonSampler` (the batch sampler) and :func:`use_site_noise` (the optimizer's
+``add_noise``). The Gaussian samples follow Opacus's secure-mode recipe (the sum of four
+standard normals over 2, arXiv:2107.10138 §5.1) against floating-point attacks on a single
+Box-Muller draw; see docs/privacy.md for what remains (float32 rounding of the sum).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+from torch.utils.data import Sampler
+
+KEY_BYTES = 32
+_NONCE = bytes(16)  # ChaCha20's counter+nonce block; each key is used for one round only
+_MANTISSA = 2.0**-53
+
+
+class SiteRandomness:
+    """A keyed CSPRNG stream of uniforms, Gaussians and seeds.
+
+    ``key=None`` (the only choice in training) draws a fresh key from ``os.urandom``; a given
+    key makes the stream reproducible, which tests use to show what replayable randomness
+    would let a coordinator do.
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        key = os.urandom(KEY_BYTES) if key is None else key
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"site randomness needs a {KEY_BYTES}-byte key (got {len(key)})")
+        self._stream = Cipher(algorithms.ChaCha20(key, _NONCE), mode=None).encryptor()
+
+    def _words(self, n: int) -> np.ndarray:
+        return np.frombuffer(self._stream.update(bytes(8 * n)), dtype="<u8")
+
+    def uniform(self, n: int) -> np.ndarray:
+        """``n`` float64 uniforms in [0, 1) from the top 53 bits of 64-bit words."""
+        return (self._words(n) >> np.uint64(11)).astype("float64") * _MANTISSA
+
+    def standard_normal(self, n: int) -> np.ndarray:
+        """``n`` float64 N(0, 1) samples: each the sum of four Box-Muller normals over 2."""
+        u1, u2 = 1.0 - self.uniform(2 * n), self.uniform(2 * n)  # u1 in (0, 1]: log is finite
+        radius = np.sqrt(-2.0 * np.log(u1))
+        normals = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
+        return normals.reshape(4, n).sum(axis=0) / 2.0
+
+    def gaussian_like(self, reference: torch.Tensor, std: float) -> torch.Tensor:
+        """N(0, std²) noise shaped and typed like ``reference``."""
+        if std == 0:
+            return torch.zeros_like(reference)
+        noise = self.standard_normal(reference.numel()) * std
+        return torch.from_numpy(noise).to(reference.dtype).reshape(reference.shape)
+
+    def seed(self) -> int:
+        """A 63-bit seed for torch's own generator (dropout masks), from the stream."""
+        return int(self._words(1)[0] >> np.uint64(1))
+
+
+class SitePoissonSampler(Sampler[list[int]]):
+    """Opacus's ``UniformWithReplacementSampler`` with the site's CSPRNG: ``steps`` batches,
+    each row in each batch independently with probability ``sample_rate`` (empty batches
+    happen and are still DP steps)."""
+
+    def __init__(self, *, num_samples: int, sample_rate: float, steps: int,
+                 randomness: SiteRandomness) -> None:
+        self.num_samples, self.sample_rate, self.steps = num_samples, sample_rate, steps
+        self.randomness = randomness
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.steps):
+            mask = self.randomness.uniform(self.num_samples) < self.sample_rate
+            yield np.flatnonzero(mask).tolist()
+
+
+def _site_add_noise(self) -> None:
+    """Opacus's ``DPOptimizer.add_noise`` (same σ, clipping and bookkeeping), noise drawn
+    from ``self.site_randomness`` instead of a ``torch.Generator``."""
+    sigma = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier)
+    for p in self.params:
+        _check_processed_flag(p.summed_grad)
+        noise = self.site_randomness.gaussian_like(p.summed_grad, sigma * self.max_grad_norm)
+        p.grad = (p.summed_grad + noise).view_as(p)
+        _mark_as_processed(p.summed_grad)
+
+
+def use_site_noise(optimizer, randomness: SiteRandomness):
+    """Make an Opacus DP optimizer draw its noise from ``randomness`` (in place, returned).
+
+    The optimizer's class is swapped for a subclass overriding only ``add_noise``, so
+    clipping, scaling and the accountant hook stay Opacus's own.
+    """
+    cls = type(optimizer)
+    optimizer.__class__ = type(f"SiteNoise{cls.__name__}", (cls,), {"add_noise": _site_add_noise})
+    optimizer.site_randomness = randomness
+    return optimizer

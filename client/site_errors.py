@@ -56,11 +56,15 @@ def _category(err: BaseException) -> tuple[int, str]:
 
 
 def _log_file(context: Context) -> Path | None:
+    """``site.log`` beside the ledger (simulation: the simulated sites' ledger folder)."""
     ledger = context.node_config.get(LEDGER_PATH)
     if ledger:
         return Path(str(ledger)).parent / SITE_LOG
     folder = os.environ.get(LEDGER_DIR_ENV)
-    return Path(folder) / SITE_LOG if folder else None
+    if folder:
+        return Path(folder) / SITE_LOG
+    run_dir = context.run_config.get("run.output_dir")
+    return Path(str(run_dir)) / "ledgers" / SITE_LOG if run_dir else None
 
 
 def _log_locally(context: Context, message: Message, err: BaseException) -> None:
@@ -84,6 +88,8 @@ def error_reply(message: Message, context: Context, err: BaseException) -> Messa
     """Log ``err`` in full at the site and answer with its code and category only."""
     _log_locally(context, message, err)
     code, reason = _category(err)
+    if code in (keys.DATA_CHECK_FAILED, keys.SITE_CONFIG_ERROR, keys.SITE_ERROR):
+        reason += " (details in the site's log)"
     return Message(Error(code=code, reason=reason), reply_to=message)
 
 

@@ -14,6 +14,6 @@ COPY docker/entrypoint-supernode.sh /usr/local/bin/entrypoint-supernode.sh
 RUN python -m pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && python -m pip install --no-cache-dir -e /app \
  && chmod 0755 /usr/local/bin/entrypoint-supernode.sh \
- && mkdir -p /ledger && chown app:app /ledger
+ && mkdir -p /ledger /state && chown app:app /ledger /state
 USER app
 ENTRYPOINT ["/usr/local/bin/entrypoint-supernode.sh"]

@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from federation import pki
@@ -100,8 +101,26 @@ def test_entrypoint_runs_site_check_before_the_node(tmp_path):
     env = {**base_env(tmp_path), "LHSFED_SUPERLINK": "127.0.0.1:9", "LHSFED_BIN": str(BIN),
            "LHSFED_CA_CERT": str(tmp_path / "ca.pem"), "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
            "LHSFED_DATA_PATH": str(bad), "LHSFED_SITE_NAME": "va",
-           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite")}
+           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite"),
+           "LHSFED_MAX_EPSILON": "3", "LHSFED_DELTA": "1e-5"}
     proc = _entrypoint(env)
     assert proc.returncode == 64
     assert "fewer than the minimum 20" in proc.stdout
     assert "site check failed" in proc.stderr and "Starting Flower SuperNode" not in proc.stdout
+
+
+@pytest.mark.parametrize("missing", ["LHSFED_MAX_EPSILON", "LHSFED_DELTA", "LHSFED_LEDGER_PATH"])
+def test_entrypoint_refuses_to_start_without_the_sites_privacy_policy(tmp_path, missing):
+    """Issue H, acceptance 3: the site's cap, δ and ledger are mandatory in deployment."""
+    pki.create_node_key("va", tmp_path)
+    (tmp_path / "ca.pem").write_text("x")
+    env = {**base_env(tmp_path), "LHSFED_SUPERLINK": "127.0.0.1:9", "LHSFED_BIN": str(BIN),
+           "LHSFED_CA_CERT": str(tmp_path / "ca.pem"), "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
+           "LHSFED_DATA_PATH": str(tmp_path / "va.csv"), "LHSFED_SITE_NAME": "va",
+           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger.sqlite"), "LHSFED_MAX_EPSILON": "3",
+           "LHSFED_DELTA": "1e-5"}
+    del env[missing]
+    proc = _entrypoint(env)
+    assert proc.returncode == 64 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"entrypoint-supernode: {missing} is not set: the site's privacy "
+                                   "policy is mandatory (see docs/deployment.md)")

@@ -73,7 +73,7 @@ def test_a_node_without_its_policy_refuses_every_message(tmp_path):
         del node[missing]
         reply = _train(node, config)
         assert reply.has_error() and reply.error.code == keys.SITE_CONFIG_ERROR
-        assert reply.error.reason == "site configuration error"
+        assert reply.error.reason == "site configuration error (details in the site's log)"
 
 
 def test_require_dp_refuses_privacy_off(tmp_path):

@@ -21,8 +21,10 @@ SETTINGS = RunSettings.from_run_config(RUN_CONFIG)
 
 
 @pytest.fixture(autouse=True)
-def _as_the_server_process():
-    """Messages are stamped with the sending process's identity, as the ServerApp's are."""
+def _as_the_server_process(tmp_path, monkeypatch):
+    """Messages are stamped with the sending process's identity, as the ServerApp's are; the
+    simulated site keeps its ledger in the test's folder."""
+    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
     yield
     TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
@@ -53,6 +55,7 @@ def test_train_reply_holds_only_model_arrays_and_scalar_metrics():
 
 
 def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
+    _ask(MessageType.TRAIN)  # a site evaluates only a round it trained
     reply, _ = _ask(MessageType.EVALUATE)
     site = load_this_site({"partition-id": 2}, SETTINGS.data)
 

@@ -266,7 +266,8 @@ def test_predict_refuses_a_model_changed_after_export(dp_evaluated, tmp_path, ca
         (tmp_path / "scored.csv").unlink(missing_ok=True)
         code, err = _predict(out / "model.pt", tmp_path, capsys)
         assert code == 2 and len(err) == 1, err
-        assert f"{out / 'model.pt'}: SHA-256" in err[0] and "not the model the card describes" in err[0]
+        assert f"{out / 'model.pt'}: SHA-256" in err[0]
+        assert "not the model the card describes" in err[0]
         assert not (tmp_path / "scored.csv").exists()
 
 

@@ -2,7 +2,8 @@
 
 Writes the model (preprocessing baked in) and ``model_card.json``, which holds the model
 file's SHA-256 (``lhsfed predict`` checks it), into ``--out`` (default ``RUN_DIR/export``).
-The card's metrics come from ``evaluation.json`` when it scored the same round; otherwise the run is evaluated first (simulation), which also writes the reports.
+The card's metrics come from ``evaluation.json`` when it scored the same round; otherwise
+the run is evaluated first (simulation), which also writes the reports.
 """
 
 from __future__ import annotations

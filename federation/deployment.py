@@ -1,4 +1,4 @@
-"""Submit a run to a real SuperLink over TLS and stream its progress.
+"""Submit a run to a real SuperLink over TLS (never plaintext) and stream its progress.
 
 The app bundle sent is the same minimal app folder the simulation uses: a pyproject.toml
 whose default run config is this run's flattened Hydra config. The ServerApp and ClientApp
@@ -67,9 +67,25 @@ def run_status(home: Path, run_id: int) -> tuple[str, str]:
     return str(run.get("status")), str(run.get("status-details", ""))
 
 
+def require_tls(ca_cert: Path | str | None) -> Path:
+    """The CA file the SuperLink's certificate must chain to; there is no plaintext fallback.
+
+    Sites do not trust the coordinator, and the coordinator's run config and results cross
+    the network: without TLS anyone on the path could read or change them.
+    """
+    if ca_cert is None or not str(ca_cert).strip():
+        raise ConfigError("federation.ca_cert is null: a deployment is submitted over TLS only; "
+                          "set federation.ca_cert=pki/ca.pem (the federation CA, lhsfed pki init)")
+    if not Path(ca_cert).is_file():
+        raise ConfigError(f"federation.ca_cert={ca_cert}: file not found; give the federation "
+                          "CA certificate (lhsfed pki init writes pki/ca.pem)")
+    return Path(ca_cert)
+
+
 def run_in_deployment(run_config: dict, *, run_dir: Path, superlink: str, ca_cert: Path | None,
                       timeout: float) -> int:
     """Submit, stream, and fail with the SuperLink's reason unless the run completed."""
+    ca_cert = require_tls(ca_cert)  # before anything is written or dialled
     if not superlink or ":" not in superlink:
         raise ConfigError(f"superlink={superlink!r}: give the SuperLink as HOST:PORT")
     home = write_flower_home(Path(run_dir) / FLOWER_HOME, superlink, ca_cert)

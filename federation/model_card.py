@@ -1,10 +1,12 @@
 """``model_card.json``: what an exported model predicts, from what, trained where, at what cost.
 
-``lhsfed predict`` reads the card's input columns to refuse a file that does not match.
+``lhsfed predict`` reads the card's input columns to refuse a file that does not match, and
+the exported file's SHA-256 to refuse a model file that is not the one the card describes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,8 +39,13 @@ def _metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
     return {name: {k: m.get(k) for k in METRIC_KEYS} for name, m in named.items()}
 
 
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def build_card(checkpoint: Checkpoint, settings: RunSettings, evaluation: dict[str, Any], *,
-               fmt: str, model_file: str) -> dict[str, Any]:
+               fmt: str, model_file: Path) -> dict[str, Any]:
+    """The card of ``model_file`` (already written): what it predicts, from what, its SHA-256."""
     spec = checkpoint.dataset
     return {
         "name": f"{spec.name} risk model",
@@ -49,7 +56,9 @@ def build_card(checkpoint: Checkpoint, settings: RunSettings, evaluation: dict[s
         "input": {"columns": input_columns(spec), "missing_markers": list(spec.missing_markers),
                   "missing": "empty cell, NaN or a missing marker; the model imputes it"},
         "encoded_features": checkpoint.feature_names,
-        "model": {"file": model_file, "format": fmt, "architecture": checkpoint.spec.to_dict(),
+        "model": {"file": model_file.name, "format": fmt,
+                  "sha256": sha256_of(Path(model_file).read_bytes()),
+                  "architecture": checkpoint.spec.to_dict(),
                   "preprocessing": "baked in: missing_if, one-hot, imputation, missing flags, "
                                    "standardization with federated statistics"},
         "training": {"sites": evaluation["data"], "rounds": checkpoint.round,
@@ -72,3 +81,25 @@ def read_card(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not a valid model card ({err})") from None
+
+
+def verified_model_bytes(model_path: Path, card: dict[str, Any], card_path: Path) -> bytes:
+    """The model file's bytes if their SHA-256 is the card's, else one DataError line.
+
+    The file is read once and these bytes are what gets loaded, so a file swapped after the
+    check is never run. The hash ties the file to its card; it does not say who exported it.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise DataError(f"{model_path}: model file not found; create it with lhsfed export")
+    expected = (card.get("model") or {}).get("sha256")
+    if not expected:
+        raise DataError(f"{card_path}: has no model.sha256, so {model_path.name} cannot be checked "
+                        "against it; export the model again with lhsfed export")
+    data = model_path.read_bytes()
+    if sha256_of(data) != expected:
+        raise DataError(f"{model_path}: SHA-256 {sha256_of(data)[:16]}... differs from "
+                        f"model.sha256 {expected[:16]}... in {card_path}: this is not the model "
+                        "the card describes; use the file lhsfed export wrote with this card "
+                        "(or export again); the model was not loaded")
+    return data

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from federation.data import SiteData, load_site, site_file
 from federation.dataspec import DatasetSpec, spec_from_json
 from federation.errors import ConfigError, DataError
 from federation.model import ModelSpec, RiskModel, build_model
+from federation.safe_load import load_weights_only
 from federation.settings import RunSettings, flatten_config
 from server.run_folder import MODEL, ROUNDS, SUMMARY, read_rounds
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+_REWRITE = "use the run folder lhsfed-train wrote (or run it again); do not load this file"
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,23 @@ def checkpoint_path(run_dir: Path, round_number: int | None = None) -> Path:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """A saved global model, loaded with ``weights_only=True``; a file that does not load that
+    way, or does not rebuild the model, is refused with one line naming it."""
+    payload = load_weights_only(path, fix=_REWRITE)
+    try:
+        return _rebuild(payload, Path(path))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        detail = (str(err).splitlines() or [""])[0]
+        raise DataError(f"{path}: not a global model saved by lhs-federation "
+                        f"({type(err).__name__}: {detail}); {_REWRITE}") from None
+
+
+def _rebuild(payload: dict[str, Any], path: Path) -> Checkpoint:
     spec = ModelSpec(**payload["model_spec"])
     model = build_model(spec)
     model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return Checkpoint(model, spec, spec_from_json(payload["dataset_spec"]),
-                      list(payload["feature_names"]), int(payload["round"]), Path(path))
+    return Checkpoint(model.eval(), spec, spec_from_json(payload["dataset_spec"]),
+                      list(payload["feature_names"]), int(payload["round"]), path)
 
 
 def sites_data(dataset: DatasetSpec, data_dir: Path | None = None) -> list[SiteData]:

@@ -2,11 +2,13 @@
 
 The input is checked against the model card before anything is scored: every input column
 must be there and numeric, so a renamed or missing column fails with one clear line instead
-of silently shifting features.
+of silently shifting features. The model arrives as bytes whose SHA-256 matched the card
+(``federation.model_card.verified_model_bytes``): nothing unchecked is loaded.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -56,31 +58,31 @@ def feature_matrix(frame: pd.DataFrame, card: dict[str, Any]) -> np.ndarray:
     return frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float32")
 
 
-def run_model(model_path: Path, x: np.ndarray) -> np.ndarray:
-    """Risks from an exported TorchScript (.pt) or ONNX (.onnx) file."""
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise DataError(f"{model_path}: model file not found; create it with lhsfed export")
-    if model_path.suffix == ".onnx":
+def run_model(model: bytes, fmt: str, x: np.ndarray) -> np.ndarray:
+    """Risks from an exported model's bytes (already checked against its card), by format."""
+    if fmt == "onnx":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         (risk,) = session.run(None, {session.get_inputs()[0].name: x})
         return np.asarray(risk, dtype="float64")
+    if fmt != "torchscript":
+        raise DataError(f"model card: model.format {fmt!r} is unknown; export the model again")
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch marks TorchScript deprecated
-        module = torch.jit.load(str(model_path), map_location="cpu")
+        module = torch.jit.load(io.BytesIO(model), map_location="cpu")
     with torch.no_grad():
         return module(torch.tensor(x)).numpy().astype("float64")
 
 
-def score_csv(model_path: Path, card: dict[str, Any], data: Path, out: Path) -> int:
+def score_csv(model: bytes, card: dict[str, Any], data: Path, out: Path) -> int:
     """Write ``out``: the input rows with a risk column added; returns the row count."""
     from federation import atomic
 
     frame = read_patients(data, card)
-    scored = frame.assign(**{RISK_COLUMN: run_model(model_path, feature_matrix(frame, card))})
+    risk = run_model(model, card["model"].get("format"), feature_matrix(frame, card))
+    scored = frame.assign(**{RISK_COLUMN: risk})
     atomic.write_bytes(Path(out), scored.to_csv(index=False).encode("utf-8"))
     return len(scored)

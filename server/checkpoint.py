@@ -17,7 +17,8 @@ import torch
 from flwr.app import ArrayRecord
 
 from federation import atomic
-from federation.errors import ConfigError
+from federation.errors import ConfigError, DataError
+from federation.safe_load import load_weights_only
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
@@ -55,9 +56,9 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         raise ConfigError(f"{path} does not exist: resume= needs a run folder written by a run "
                           "that finished at least one round")
     try:
-        payload = torch.load(path, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise ConfigError(f"{path} cannot be read ({err}); start a new run instead") from None
+        payload = load_weights_only(path, fix="start a new run instead")
+    except DataError as err:  # one line naming the file; nothing in it was run
+        raise ConfigError(str(err)) from None
     if payload.get("format") != FORMAT:
         raise ConfigError(f"{path} has checkpoint format {payload.get('format')!r}, "
                           f"this version reads {FORMAT}")

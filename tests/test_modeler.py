@@ -7,6 +7,7 @@ on a copy of the run folder so other tests see the fixture untouched.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from matplotlib import image as mpimg
 from sklearn.metrics import roc_auc_score
 
@@ -26,6 +28,7 @@ from federation.data import encode_labels, read_site_frame, site_file, split_sit
 from federation.model import predict_risk
 from federation.report import fmt
 from federation.run_loader import load_checkpoint, sites_data
+from federation.scoring import run_model
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
 METRIC_KEYS = {"auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "ece",
@@ -225,6 +228,47 @@ def test_predict_refuses_a_csv_missing_a_model_card_column(dp_evaluated, tmp_pat
     assert len(lines) == 1, proc.stderr
     assert "column 'chol' is missing" in lines[0] and "patients.csv" in lines[0]
     assert not (tmp_path / "scored.csv").exists()
+
+
+class _EveryoneLowRisk(torch.nn.Module):
+    """A working stand-in model an attacker could swap in: risk 0 for every patient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0])
+
+
+def _predict(model: Path, tmp_path: Path, capsys) -> tuple[int, list[str]]:
+    code = lhsfed(["predict", str(model), "--data", str(tmp_path / "patients.csv"),
+                   "--out", str(tmp_path / "scored.csv")])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.slow
+def test_predict_refuses_a_model_changed_after_export(dp_evaluated, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert lhsfed(["export", str(dp_evaluated), "--out", str(out)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    exported = (out / "model.pt").read_bytes()
+    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    _raw_test_rows(checkpoint.dataset, "cleveland").to_csv(tmp_path / "patients.csv", index=False)
+    assert card["model"]["sha256"] == hashlib.sha256(exported).hexdigest()
+    assert _predict(out / "model.pt", tmp_path, capsys)[0] == 0  # unmodified: predicts
+    swapped = io.BytesIO()
+    torch.jit.save(torch.jit.script(_EveryoneLowRisk()), swapped)
+    # control: the swapped file is a working model; only the card's hash tells it apart
+    rows = np.zeros((2, len(card["input"]["columns"])), "float32")
+    assert (run_model(swapped.getvalue(), "torchscript", rows) == 0).all()
+    one_byte = bytearray(exported)
+    one_byte[len(one_byte) // 2] ^= 1
+
+    for changed in (swapped.getvalue(), bytes(one_byte)):
+        (out / "model.pt").write_bytes(changed)
+        (tmp_path / "scored.csv").unlink(missing_ok=True)
+        code, err = _predict(out / "model.pt", tmp_path, capsys)
+        assert code == 2 and len(err) == 1, err
+        assert f"{out / 'model.pt'}: SHA-256" in err[0]
+        assert "not the model the card describes" in err[0]
+        assert not (tmp_path / "scored.csv").exists()
 
 
 @pytest.mark.slow

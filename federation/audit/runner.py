@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from federation import atomic
@@ -23,7 +22,8 @@ from federation.audit.attacks import (
 from federation.audit.shadows import train_shadows
 from federation.data import SiteData, load_site, site_file
 from federation.errors import ConfigError
-from federation.model import ModelSpec, build_model, predict_risk
+from federation.model import predict_risk
+from federation.run_loader import load_checkpoint
 from federation.settings import RunSettings, flatten_config
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,8 @@ def _global_model(run_dir: Path):
     path = run_dir / "model.pt"
     if not path.is_file():
         raise ConfigError(f"{path} not found: the run has not finished a round")
-    payload = torch.load(path, weights_only=False)
-    spec = ModelSpec(**payload["model_spec"])
-    model = build_model(spec)
-    model.load_state_dict(payload["state_dict"])
-    return spec, model
+    checkpoint = load_checkpoint(path)  # weights_only: a crafted model.pt runs nothing
+    return checkpoint.spec, checkpoint.model
 
 
 def _sites(settings: RunSettings, data_dir: str | None) -> list[SiteData]:

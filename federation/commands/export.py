@@ -1,8 +1,9 @@
 """``lhsfed export RUN_DIR --format torchscript|onnx``: a model file a hospital can score with.
 
-Writes the model (preprocessing baked in) and ``model_card.json`` into ``--out`` (default
-``RUN_DIR/export``). The card's metrics come from ``evaluation.json`` when it scored the same
-round; otherwise the run is evaluated first (simulation), which also writes the reports.
+Writes the model (preprocessing baked in) and ``model_card.json``, which holds the model
+file's SHA-256 (``lhsfed predict`` checks it), into ``--out`` (default ``RUN_DIR/export``).
+The card's metrics come from ``evaluation.json`` when it scored the same round; otherwise
+the run is evaluated first (simulation), which also writes the reports.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
     out_dir = Path(out_dir or run_dir / "export")
     model_path = export_model(checkpoint.model, checkpoint.dataset, fmt, out_dir)
     card = build_card(checkpoint, load_settings(run_dir), evaluation, fmt=fmt,
-                      model_file=model_path.name)
+                      model_file=model_path)
     atomic.write_json(out_dir / MODEL_CARD, card)
     return model_path, out_dir / MODEL_CARD
 

@@ -1,7 +1,8 @@
 """``lhsfed predict MODEL --data CSV --out CSV``: score patients locally with an exported model.
 
 The CSV needs a header row naming the model card's input columns (other columns are kept
-and passed through); the output is the same rows with a ``risk`` column added.
+and passed through); the output is the same rows with a ``risk`` column added. A model file
+whose SHA-256 is not the card's is refused before it is loaded.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ MODEL_CARD = "model_card.json"  # federation.model_card.MODEL_CARD, not imported
 
 
 def run(args) -> int:
-    from federation.model_card import read_card
+    from federation.model_card import read_card, verified_model_bytes
     from federation.scoring import score_csv
 
-    card = read_card(args.card or Path(args.model).parent / MODEL_CARD)
-    rows = score_csv(Path(args.model), card, Path(args.data), Path(args.out))
+    card_path = args.card or Path(args.model).parent / MODEL_CARD
+    card = read_card(card_path)
+    model = verified_model_bytes(Path(args.model), card, card_path)  # before anything loads it
+    rows = score_csv(model, card, Path(args.data), Path(args.out))
     print(f"scored {rows} rows -> {args.out}")
     return 0
 

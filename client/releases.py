@@ -37,22 +37,23 @@ def feature_column_slices(spec: DatasetSpec) -> list[tuple[FeatureSpec, slice]]:
     return slices
 
 
-def feature_cells(x: np.ndarray, feat: FeatureSpec) -> list[int]:
+def feature_cells(x: np.ndarray, feat: FeatureSpec) -> list[int | None]:
     """Sizes of every group of rows one feature's released moments would count.
 
     Observed and missing rows (the site's row count is on the wire, so missing = rows -
-    count); for indicators (binary, one-hot) the rows with 1 and with 0 in each column; for
-    a categorical, the rows in no encoded level (the dropped first level, unknown levels),
-    which count - Σ sums gives back. Cells of size 0 are allowed except 'observed', '1', '0'.
+    count); for indicators (binary, one-hot) the rows with 1 and with 0 in each column, and
+    the rows with neither value in the feature (a categorical's dropped first level or unknown
+    levels, a binary's stray values), which count, sum and sum of squares give back.
+    Empty cells (None) are exempt, except observed, 1 and 0: 'nobody' is a disclosure too.
     """
     observed = ~np.isnan(x[:, 0])
     n_obs = int(observed.sum())
     cells = [n_obs, _zero_or(len(x) - n_obs)]
     if feat.type in ("binary", "categorical"):
-        ones = np.nansum(x[observed], axis=0).astype(int)
-        cells += [*ones.tolist(), *(n_obs - ones).tolist()]
-    if feat.type == "categorical":
-        cells.append(_zero_or(n_obs - int(ones.sum())))
+        ones, zeros = (x[observed] == 1).sum(0), (x[observed] == 0).sum(0)
+        cells += [*ones.tolist(), *zeros.tolist()]
+        other = n_obs - int(ones.sum()) - (int(zeros.sum()) if feat.type == "binary" else 0)
+        cells.append(_zero_or(other))
     return cells
 
 

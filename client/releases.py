@@ -49,12 +49,27 @@ def feature_cells(x: np.ndarray, feat: FeatureSpec) -> list[int | None]:
     observed = ~np.isnan(x[:, 0])
     n_obs = int(observed.sum())
     cells = [n_obs, _zero_or(len(x) - n_obs)]
+    if feat.type == "numeric":
+        cells += _few_valued_cells(x[observed, 0])
     if feat.type in ("binary", "categorical"):
         ones, zeros = (x[observed] == 1).sum(0), (x[observed] == 0).sum(0)
         cells += [*ones.tolist(), *zeros.tolist()]
         other = n_obs - int(ones.sum()) - (int(zeros.sum()) if feat.type == "binary" else 0)
         cells.append(_zero_or(other))
     return cells
+
+
+def _few_valued_cells(values: np.ndarray) -> list[int]:
+    """Counts of each value of a numeric column with at most 3 distinct values.
+
+    Count, sum and sum of squares solve up to three known values' counts exactly (a coded
+    ordinal such as ``ca`` is such a column at a small site); one value alone is every
+    patient's value, so it gets an empty second cell, which fails the minimum.
+    """
+    distinct, counts = np.unique(values, return_counts=True)
+    if not 0 < len(distinct) <= 3:
+        return []
+    return counts.tolist() + [0] * (len(distinct) == 1)
 
 
 def _zero_or(count: int) -> int | None:

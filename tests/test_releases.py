@@ -127,6 +127,29 @@ def test_no_derivable_cell_of_a_release_is_under_k(rows, min_cell):
     assert all(c >= min_cell for c in _attacker_cells(stats, _MIXED, len(rows)))
 
 
+_NUMERIC = parse_dataset_spec({
+    "name": "coded", "columns": ["v", "y"], "label": {"column": "y", "positive_values": [1]},
+    "sites": {"s": "s.csv"}, "features": [{"name": "v", "type": "numeric"}]})
+
+
+def test_a_coded_numeric_column_with_a_rare_value_is_withheld():
+    """Values 0/1/2 with 3 rows at 2: count, sum and sumsq solve every value's count."""
+    x = np.r_[np.zeros(20), np.ones(20), 2 * np.ones(3)][:, None]
+
+    def solved(stats):
+        moments = [stats[k][0] for k in (keys.STATS_COUNT, keys.STATS_SUM, keys.STATS_SUMSQ)]
+        return np.linalg.solve(np.vander([0.0, 1.0, 2.0], increasing=True).T, moments)
+
+    exact = released_feature_statistics(x, _NUMERIC, min_cell=1)
+    released = released_feature_statistics(x, _NUMERIC)
+
+    np.testing.assert_allclose(solved(exact), [20, 20, 3])  # control: the attacker's solve works
+    assert released[keys.STATS_COUNT] == [0.0] and solved(released).tolist() == [0, 0, 0]
+    everyone = released_feature_statistics(np.full((40, 1), 7.0), _NUMERIC)  # all share 1 value
+    assert everyone[keys.STATS_COUNT] == [0.0]
+    assert released_feature_statistics(np.arange(40.0)[:, None], _NUMERIC)[keys.STATS_COUNT] == [40.0]
+
+
 def test_bad_thresholds_and_matrices_are_one_line_errors():
     x = _site("va").x_train
     with pytest.raises(ConfigError, match=r"^site setting min_cell must be a whole number >= 1 \(got 0\)"):

@@ -2,6 +2,7 @@
 
 Pooled metrics across sites are computed from per-site score histograms and counts, so the
 server never sees a patient's score: only how many positives and negatives fell in each bin.
+A site may release merged bins as fractional counts (``client.releases``); pooling is the same.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def pooled_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]
     """AUROC and AUPRC of all sites' predictions together, from summed histograms.
 
     Rows in one bin share the bin's centre as score, so ties inside a bin count as half:
-    the error against exact pooled AUROC is bounded by the within-bin pairs (tested).
+    the error against exact pooled AUROC is bounded by the within-bin pairs (tested). Counts
+    may be fractional (a group of bins spread evenly): the error is then bounded by the pairs
+    whose released bin ranges overlap (tests/test_metrics.py ``overlap_bound``).
     """
     centres = (np.arange(HIST_BINS) + 0.5) / HIST_BINS
     scores = np.concatenate([centres, centres])

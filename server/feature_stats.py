@@ -1,7 +1,9 @@
 """Federated standardization: combine sites' (count, sum, sum of squares) into one scaling.
 
 Sites send only these per-feature aggregates; the combined mean and standard deviation
-equal what pooled data would give, without pooling any row.
+equal what pooled data would give, without pooling any row. A site withholds a feature with a
+cell under its minimum (count 0: ``client.releases``); a column no site released gets the
+spec's prior instead (:func:`spec_prior`), so its raw values are not fed to the model unscaled.
 """
 
 from __future__ import annotations
@@ -14,24 +16,54 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from federation import keys
+from federation.dataspec import DatasetSpec
 from federation.errors import FederationError
 
 log = logging.getLogger(__name__)
 
 
-def combine_statistics(parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled mean and (population) standard deviation from per-site moments."""
+Prior = tuple[np.ndarray, np.ndarray]
+
+
+def spec_prior(spec: DatasetSpec) -> Prior:
+    """Mean and std for columns no site released, from the spec alone (no data).
+
+    Numeric with a valid range: its midpoint and a quarter of its width (the range as ±2σ);
+    indicators (binary, one-hot): 0.5 and 0.5, so 0/1 become -1/+1; otherwise 0 and 1.
+    """
+    mean, std = [], []
+    for feat in spec.features:
+        if feat.type == "numeric" and feat.min is not None and feat.max is not None:
+            centre, scale = (feat.min + feat.max) / 2, (feat.max - feat.min) / 4
+        elif feat.type in ("binary", "categorical"):
+            centre, scale = 0.5, 0.5
+        else:
+            centre, scale = 0.0, 1.0
+        mean += [centre] * len(feat.encoded_names())
+        std += [scale if scale > 0 else 1.0] * len(feat.encoded_names())
+    return np.array(mean), np.array(std)
+
+
+def combine_statistics(parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
+                       prior: Prior | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled mean and (population) standard deviation from per-site moments.
+
+    Columns with count 0 at every site (no data, or withheld) take ``prior`` (default 0, 1).
+    """
     counts, sums, sumsqs = (np.sum(np.asarray(x, dtype="float64"), axis=0) for x in zip(*parts))
     safe = np.maximum(counts, 1.0)
     mean = sums / safe
     var = np.maximum(sumsqs / safe - mean**2, 0.0)
-    return np.where(counts > 0, mean, 0.0), np.where(counts > 0, np.sqrt(var), 1.0)
+    prior_mean, prior_std = prior if prior is not None else (0.0, 1.0)
+    return np.where(counts > 0, mean, prior_mean), np.where(counts > 0, np.sqrt(var), prior_std)
 
 
-def query_statistics(grid: Grid, node_ids: list[int], timeout: float
+def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: Prior | None = None
                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Ask every node for its feature moments; returns mean, std and the sites that answered."""
+    """Ask every node for its feature moments; returns mean, std and the sites that answered.
+
+    ``prior`` (:func:`spec_prior` of the run's dataset) fills columns no site released.
+    """
     messages = [
         Message(RecordDict({keys.CONFIG: ConfigRecord({keys.QUERY_KIND: keys.QUERY_FEATURE_STATS})}),
                 dst_node_id=node, message_type=MessageType.QUERY)
@@ -51,5 +83,8 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float
                               f"{len(node_ids)} failed); the first reason: {first}")
     parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])
              for m in (r.content[keys.METRICS] for r in replies)]
-    mean, std = combine_statistics(parts)
+    mean, std = combine_statistics(parts, prior=prior)
+    unreleased = int((np.sum([p[0] for p in parts], axis=0) == 0).sum())
+    if unreleased:
+        log.info("%s feature columns released by no site: scaled by the spec's prior", unreleased)
     return mean, std, [str(r.content[keys.SITE][keys.SITE_NAME]) for r in replies]

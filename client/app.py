@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder
 from client.faults import mods_from_env
+from client.releases import evaluation_refusal, released_feature_statistics, released_score_histograms
 from client.secure_aggregation import secure_aggregation_mod
 from client.site import load_this_site, site_location
 from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
@@ -27,9 +27,10 @@ from client.site_spec import site_spec
 from client.training import train_locally
 from federation import keys
 from federation.data import SiteData
+from federation.dataspec import DatasetSpec
 from federation.errors import ConfigError
 from federation.evaluation import site_wire_metrics
-from federation.metrics import binary_metrics, score_histograms
+from federation.metrics import binary_metrics
 from federation.model import build_model, predict_risk, unwrapped_state_dict
 from federation.settings import RunSettings, model_spec
 
@@ -44,6 +45,7 @@ class SiteView:
 
     settings: RunSettings
     policy: SitePolicy
+    spec: DatasetSpec  # the site's own (equal to the run's, or the run was refused)
     data: SiteData
 
     def budget(self, context: Context) -> SiteBudget:
@@ -64,7 +66,7 @@ def _open_site(context: Context) -> SiteView:
     name, _ = site_location(node_config, settings.data)
     policy = site_policy(node_config, name, run_folder=run_folder(settings, context))
     spec = site_spec(policy.spec_path, settings.data)
-    return SiteView(settings, policy, load_this_site(node_config, spec))
+    return SiteView(settings, policy, spec, load_this_site(node_config, spec))
 
 
 def _model(settings: RunSettings, arrays: ArrayRecord):
@@ -101,15 +103,11 @@ def budget(message: Message, context: Context) -> Message:
 
 @app.query()
 def query(message: Message, context: Context) -> Message:
-    """Per-feature count, sum and sum of squares of observed training values."""
-    site = _open_site(context).data
-    observed = ~np.isnan(site.x_train)
-    values = np.where(observed, site.x_train, 0.0).astype("float64")
-    return _reply(message, site.name, {
-        keys.STATS_COUNT: observed.sum(0).astype(float).tolist(),
-        keys.STATS_SUM: values.sum(0).tolist(),
-        keys.STATS_SUMSQ: (values**2).sum(0).tolist(),
-    })
+    """Per-feature count, sum and sum of squares of observed training values; a feature
+    with a cell under the site's minimum cell size is withheld (all 0)."""
+    site = _open_site(context)
+    return _reply(message, site.data.name, released_feature_statistics(
+        site.data.x_train, site.spec, min_cell=site.policy.min_cell_size))
 
 
 @app.train(mods=[secure_aggregation_mod])
@@ -150,11 +148,10 @@ def train(message: Message, context: Context) -> Message:
 
 def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> str | None:
     """Why this site will not score the model this round (None: it will)."""
-    y, k = site.data.y_test, site.policy.min_cell_size
-    if len(y) < site.policy.min_eval_rows:
-        return f"test split has fewer than {site.policy.min_eval_rows} rows (min-eval-rows)"
-    if min(int(y.sum()), int(len(y) - y.sum())) < k:
-        return f"test split has fewer than {k} rows of one class (min-cell-size)"
+    too_small = evaluation_refusal(site.data.y_test, min_rows=site.policy.min_eval_rows,
+                                   min_cell=site.policy.min_cell_size)
+    if too_small:
+        return too_small.removeprefix("evaluation refused ").replace("(", "", 1).replace(")", "", 1)
     budget = site.budget(context)
     trained = any(e.server_round == server_round for e in budget.ledger.entries(budget.run))
     return None if trained else f"site did not train round {server_round}"
@@ -171,7 +168,7 @@ def evaluate(message: Message, context: Context) -> Message:
     risk = predict_risk(_model(settings, message.content[keys.ARRAYS]), data.x_test)
     with_ci = bool(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.WITH_CI, True))
     scores = binary_metrics(data.y_test, risk)
-    pos, neg = score_histograms(data.y_test, risk)
+    pos, neg = released_score_histograms(data.y_test, risk, min_cell=site.policy.min_cell_size)
     return _reply(message, data.name, {
         keys.NUM_EXAMPLES: len(data.y_test),
         keys.N_TEST: len(data.y_test),

@@ -19,7 +19,7 @@ from federation import keys
 from federation.model import build_model
 from federation.settings import RunSettings, model_spec  # re-exported for callers of this module
 from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from server.feature_stats import query_statistics
+from server.feature_stats import query_statistics, spec_prior
 from server.progress import show_round
 from server.round_records import evaluation_record, failures, json_safe, train_by_site
 from server.run_folder import RunFolder
@@ -53,7 +53,8 @@ def nodes_to_wait_for(settings: RunSettings) -> int:
 
 def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout: float) -> ArrayRecord:
     """Seeded model whose preprocessing uses the federated feature statistics."""
-    mean, std, sites = query_statistics(grid, nodes, timeout)
+    # A feature no site may release (a cell under its k) is scaled from the spec's ranges.
+    mean, std, sites = query_statistics(grid, nodes, timeout, prior=spec_prior(settings.data))
     log.info("feature statistics combined from sites %s", sites)
     model = build_model(model_spec(settings), seed=settings.seed)
     model.preprocess.set_statistics(mean, std)

@@ -195,7 +195,8 @@ def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
     reply = send(node, config, message("evaluate", initial_arrays(config)))[0]
 
     assert reply.has_error() and reply.error.code == keys.EVALUATION_REFUSED
-    assert "fewer than 50 rows" in reply.error.reason
+    assert reply.error.reason == ("evaluation refused: too few test rows: this site evaluates only "
+                                  "test splits of at least 50 rows")
 
 
 def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):
@@ -206,3 +207,25 @@ def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):
     evaluated = send(node, config, message("evaluate", initial_arrays(config), 1))[0]
     assert not evaluated.has_error()
     assert np.isfinite(evaluated.content[keys.METRICS][keys.AUROC])
+
+
+def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
+    """Acceptance 8 (statistics): Switzerland has 2 training rows with cp=1; with the site's
+    default minimum cell size (10) the real query handler releases nothing of cp."""
+    from federation.commands.site import load_dataset_spec
+    from federation.data import load_site
+    from tests.site_nodes import site_data_file
+
+    spec = load_dataset_spec("uci_heart")
+    rows = load_site(site_data_file("switzerland"), spec, "switzerland").x_train
+    names = spec.encoded_feature_names()
+    assert int(np.nansum(rows[:, names.index("cp=1")])) == 2  # the rare cell exists
+
+    node = deployed_node(tmp_path / "ch", "switzerland")
+    reply = send(node, run_config(tmp_path), message("query", None))[0]
+
+    metrics = reply.content[keys.METRICS]
+    for level in ("cp=1", "cp=2", "cp=3", "cp=4"):
+        i = names.index(level)
+        assert metrics[keys.STATS_COUNT][i] == metrics[keys.STATS_SUM][i] == 0.0
+    assert metrics[keys.STATS_COUNT][names.index("age")] == len(rows)  # a full cell is released

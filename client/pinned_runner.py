@@ -118,6 +118,16 @@ def run_task(address: str, pin: AppPin, token: str) -> int:
     return 0 if status == SubStatus.COMPLETED else 1
 
 
+def _configure_logging() -> None:
+    """Our lines (and the ClientApp's) to stderr; Flower keeps its own handler, and the
+    root logger stays unconfigured so httpx does not log every runtime API call."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("pinned-runner %(levelname)s: %(message)s"))
+    for name in (log.name, "client"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m client.pinned_runner", description=__doc__)
     parser.add_argument("mode", choices=("serve", "task"))
@@ -130,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     try:
         pin = AppPin.parse(args.pin)
         secret = Path(args.superexec_auth_secret_file).read_bytes() \

@@ -72,5 +72,5 @@ wait -n "$node" "$runner" || status=$?
 kill -TERM "$node" "$runner" 2>/dev/null || true
 wait || true
 rm -f "$secret"
-echo "entrypoint-supernode: $( ((status)) && echo "exit $status" || echo "a process ended") ; node stopped" >&2
+echo "entrypoint-supernode: node or runner exited (status $status); both stopped" >&2
 exit $((status ? status : 70))

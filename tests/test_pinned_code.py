@@ -24,7 +24,7 @@ from federation.deployment import STARTED, run_status
 from federation.flwr_connection import CONNECTION, run_flwr
 from federation.simulation import write_app_folder
 from server.run_folder import read_rounds
-from tests.deployment_net import REPO, Network
+from tests.deployment_net import BIN, DOCKER, REPO, Network
 
 SITES = ("cleveland", "hungary")
 MARKING = '''
@@ -186,3 +186,18 @@ def test_unmodified_bundle_trains_at_the_same_sites(network, tmp_path):
     assert set(record["train"]) == set(SITES) and record["failures"] == []
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["metrics"]["sites"]) == set(SITES)
+
+
+@pytest.mark.slow
+def test_entrypoint_stops_the_node_when_the_runner_exits(tmp_path):
+    """Supervision: a bad pin stops the runner with one clear line; the entrypoint then
+    stops flower-supernode too and exits non-zero (no node runs without its runner)."""
+    net = Network(tmp_path)
+    net.make_pki()
+    env = net.node_env("va", LHSFED_APP_PIN="not-a-pin", LHSFED_BIN=str(BIN))
+    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-supernode.sh")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 64
+    assert "LHSFED_APP_PIN='not-a-pin': give PUBLISHER/NAME" in proc.stderr
+    assert "node or runner exited (status 64); both stopped" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

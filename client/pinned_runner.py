@@ -154,9 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, httpx.HTTPError) as err:
             log.error("runner stopped: %s", type(err).__name__)
         return 1  # serving never ends on its own: the entrypoint stops the node too
+    if not (token := os.environ.get(TOKEN_ENV, "")):
+        print(f"pinned_runner: {TOKEN_ENV} is not set (task mode is started by serve)", file=sys.stderr)
+        return 64
     if args.parent_pid is not None:
         start_parent_process_monitor(args.parent_pid)
-    return run_task(args.runtime_api_address, pin, os.environ.get(TOKEN_ENV, ""))
+    return run_task(args.runtime_api_address, pin, token)
 
 
 if __name__ == "__main__":

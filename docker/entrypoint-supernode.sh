@@ -29,6 +29,14 @@
 #   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
 #   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only)    [9094]
 #   LHSFED_BIN                folder holding lhsfed and flower-supernode [empty: from PATH]
+#   LHSFED_APP_PIN            the only app this site runs, PUBLISHER/NAME[==VERSION]
+#                                                 [lhs-federation/lhs-federation-run]
+#
+# The node runs with process isolation: beside it, this site's own runner
+# (client/pinned_runner.py) takes each task from the node's runtime API (LHSFED_NODE_PORT)
+# and runs the ClientApp installed in this image, never code from the run's app bundle;
+# it refuses a bundle whose identity or client code differs (docs/pinned_code.md). If the
+# node or the runner exits, the other is stopped and the script exits non-zero.
 set -euo pipefail
 
 die() { echo "entrypoint-supernode: $*" >&2; exit 64; }
@@ -71,10 +79,26 @@ done
 extra=()
 [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" ]] && extra+=(--trusted-entities "$LHSFED_TRUSTED_ENTITIES")
 
-exec "${bin}flower-supernode" \
+port=${LHSFED_NODE_PORT:-9094}
+secret=$(mktemp "${TMPDIR:-/tmp}/lhsfed-superexec.XXXXXX")  # 0600: only our runner may take tasks
+head -c 32 /dev/urandom >"$secret"
+"${bin}flower-supernode" \
   --superlink "$LHSFED_SUPERLINK" \
   --root-certificates "$LHSFED_CA_CERT" \
   --auth-supernode-private-key "$LHSFED_NODE_KEY" \
   --node-config "$node_config" \
-  --host 127.0.0.1 --port "${LHSFED_NODE_PORT:-9094}" \
-  "${extra[@]}"
+  --isolation process --superexec-auth-secret-file "$secret" \
+  --host 127.0.0.1 --port "$port" \
+  "${extra[@]}" &
+node=$!
+"${bin}python" -P -m client.pinned_runner serve --runtime-api-address "127.0.0.1:$port" \
+  --pin "${LHSFED_APP_PIN:-lhs-federation/lhs-federation-run}" --superexec-auth-secret-file "$secret" &
+runner=$!
+trap 'kill -TERM "$node" "$runner" 2>/dev/null || true' TERM INT
+status=0
+wait -n "$node" "$runner" || status=$?
+kill -TERM "$node" "$runner" 2>/dev/null || true
+wait || true
+rm -f "$secret"
+echo "entrypoint-supernode: node or runner exited (status $status); both stopped" >&2
+exit $((status ? status : 70))

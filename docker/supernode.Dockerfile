@@ -1,5 +1,7 @@
 # A hospital's SuperNode image: the official Flower SuperNode of the pinned version, plus this
-# project (the ClientApp runs from the installed package; `lhsfed site check` runs first).
+# project (the ClientApp runs from the installed package, never from a run's app bundle:
+# client/pinned_runner.py beside `flower-supernode --isolation process`, docs/pinned_code.md;
+# `lhsfed site check` runs first).
 # Build from the repository root:  docker build -f docker/supernode.Dockerfile -t lhsfed-supernode .
 FROM flwr/supernode:1.41.0
 USER root

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 from flwr.app import Context, Error, Message
-from flwr.common.constant import ErrorCode, SubStatus
+from flwr.common.constant import SubStatus
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.app_utils import start_parent_process_monitor
 from flwr.supercore.constant import TaskType
@@ -38,9 +38,10 @@ from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, 
 import client
 import federation
 from client.app_pin import DEFAULT_PIN, NOT_PINNED, AppPin, installed_code, pin_problems
+from federation import keys
 
 log = logging.getLogger(__name__)
-APP_NOT_PINNED = 4003  # error code of the refusal (Flower's own codes are < 100)
+APP_NOT_PINNED = keys.APP_NOT_PINNED  # error code of the refusal (federation/keys.py)
 TOKEN_ENV = "LHSFED_TASK_TOKEN"  # the task token travels in the environment, not in argv
 POLL_SECONDS = 1.0  # Flower's SuperExec default
 
@@ -90,10 +91,12 @@ def _execute(message: Message, context: Context) -> tuple[Message, str, str]:
 
         return app(message=message, context=context), SubStatus.COMPLETED, ""
     except Exception as ex:  # noqa: BLE001 - as flwr-clientapp: every failure is a reply
-        log.error("ClientApp raised an exception", exc_info=ex)
-        reason = str(type(ex)) + ":<'" + str(ex) + "'>"
-        error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason)
-        return Message(error, reply_to=message), SubStatus.FAILED, reason
+        # The app's own error mod already answers every failure; this is the last line, and
+        # like it sends a category only (the exception text stays in the site's log).
+        from client.site_errors import error_reply
+
+        reply = error_reply(message, context, ex)
+        return reply, SubStatus.FAILED, reply.error.reason
 
 
 def run_task(address: str, pin: AppPin, token: str) -> int:

@@ -14,7 +14,7 @@ from federation.metrics import pooled_from_histograms
 
 TRAIN_FIELDS = {"loss": keys.TRAIN_LOSS, "num_examples": keys.NUM_EXAMPLES, "epsilon": keys.EPSILON,
                 "steps": keys.STEPS, "noise_multiplier": keys.NOISE_MULTIPLIER,
-                "sample_rate": keys.SAMPLE_RATE, "site_epsilon": keys.SITE_EPSILON}
+                "sample_rate": keys.SAMPLE_RATE, "site_epsilon": keys.SITE_EPSILON, "delta": keys.DELTA}
 EVAL_FIELDS = {"auroc": keys.AUROC, "auprc": keys.AUPRC, "brier": keys.BRIER,
                "loss": keys.EVAL_LOSS, "n_test": keys.N_TEST, "n_positive": keys.N_POSITIVE,
                **SITE_WIRE_KEYS}

@@ -229,3 +229,17 @@ def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
         i = names.index(level)
         assert metrics[keys.STATS_COUNT][i] == metrics[keys.STATS_SUM][i] == 0.0
     assert metrics[keys.STATS_COUNT][names.index("age")] == len(rows)  # a full cell is released
+
+
+def test_a_simulation_shows_what_each_simulated_site_enforced(dp_run):
+    """The launcher plays every hospital: their policies are in the run folder, and the sites'
+    δ in metrics.jsonl is that policy's."""
+    import json
+
+    policies = json.loads((dp_run / "site_policy.json").read_text())
+    assert set(policies) == {"cleveland", "hungary", "switzerland", "va"}
+    for site, policy in policies.items():
+        assert (policy["max_epsilon"], policy["delta"], policy["require_dp"]) == (10.0, 1e-5, False)
+        assert policy["ledger_path"] == str(dp_run / "ledgers" / f"{site}.sqlite")
+    first = json.loads((dp_run / "metrics.jsonl").read_text().splitlines()[0])
+    assert {m["delta"] for m in first["train"].values()} == {1e-5}

@@ -14,7 +14,7 @@ set -euo pipefail
 die() { echo "entrypoint-proxy: $*" >&2; exit 64; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-template=${LHSFED_PROXY_TEMPLATE:-$here/proxy.conf.template}
+template=$here/proxy.conf.template
 tls_dir=${LHSFED_TLS_DIR:-/pki}
 listen_host=${LHSFED_PROXY_HOST:-0.0.0.0}
 listen_port=${LHSFED_PROXY_PORT:-9092}

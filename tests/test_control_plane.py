@@ -180,3 +180,15 @@ def test_superlink_entrypoint_refuses_a_public_bind(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 64
     assert "LHSFED_BIND_HOST=0.0.0.0" in proc.stderr and "no authentication" in proc.stderr
+
+
+def test_proxy_entrypoint_refuses_a_non_loopback_upstream(tmp_path):
+    pki.create_ca(tmp_path)
+    pki.create_server_cert(tmp_path, ["link.example.org"])
+    env = {**base_env(tmp_path), "LHSFED_TLS_DIR": str(tmp_path),
+           "LHSFED_UPSTREAM": "10.0.0.5:9093", "LHSFED_PROXY_DIR": str(tmp_path / "proxy")}
+    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-proxy.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 64
+    assert proc.stderr.strip() == ("entrypoint-proxy: LHSFED_UPSTREAM=10.0.0.5:9093 must be a "
+                                   "loopback HOST:PORT (the SuperLink binds to loopback)")

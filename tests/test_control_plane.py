@@ -25,6 +25,7 @@ from flwr.supercore.control import ControlHttpClient
 
 from federation import pki
 from federation.deployment import run_status
+from federation.cli import main
 from federation.errors import ConfigError
 from federation.flwr_connection import CONNECTION, run_flwr, write_flower_home
 from server.run_folder import refuse_outside_runs_root
@@ -88,11 +89,14 @@ def waiting_run(network):
 
 
 @pytest.mark.slow
-def test_hospital_cannot_register_a_node_key(network, tmp_path):
+def test_hospital_cannot_register_a_node_key(network, tmp_path, capsys):
     _, public = pki.create_node_key("intruder", tmp_path)
     attack = run_flwr(_hospital_home(network), "supernode", "register", str(public), CONNECTION,
                       "--format", "json")
     assert _refused(attack)
+    assert main(["pki", "register", "intruder", str(public), "--superlink", network.address,
+                 "--ca-cert", str(network.ca_cert)]) == 2
+    assert "passes only the Fleet API" in capsys.readouterr().err  # one line, the fix in it
     known = _reply(run_flwr(network.coordinator_home(), "supernode", "ls", CONNECTION,
                             "--format", "json"))["nodes"]
     assert known == []  # nothing was registered

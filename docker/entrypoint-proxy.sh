@@ -35,7 +35,8 @@ for value in "$tls_dir" "$run_dir" "$listen_host"; do
 done
 
 mkdir -p "$run_dir"
-tls_dir=$(cd "$tls_dir" && pwd)
+tls_dir=$(cd "$tls_dir" && pwd)  # nginx resolves relative paths against its prefix, not $PWD
+run_dir=$(cd "$run_dir" && pwd)
 listen=$listen_host:$listen_port
 [[ "$listen_host" == *:* ]] && listen="[$listen_host]:$listen_port"
 sed -e "s|@TLS_DIR@|$tls_dir|g" -e "s|@RUN_DIR@|$run_dir|g" \

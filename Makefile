@@ -7,11 +7,13 @@ STAMP  := $(VENV)/.lhsfed-installed
 PYTEST_ARGS ?=
 # Headless browser the report test renders report.html with (Debian package; root or sudo).
 CHROMIUM ?= /usr/bin/chromium
+# Reverse proxy the deployment tests put in front of the SuperLink (Debian package).
+NGINX    ?= /usr/sbin/nginx
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BENCH_ARGS ?=
 
-.PHONY: setup run test bench bench-flamby clean chromium
+.PHONY: setup run test bench bench-flamby clean chromium nginx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +31,11 @@ chromium:
 	test -x $(CHROMIUM) || ($(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
 
-test: $(STAMP) chromium
+nginx:
+	test -x $(NGINX) || ($(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q nginx-light)
+
+test: $(STAMP) chromium nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Scale benchmarks (issue F) -> benchmarks/RESULTS.md; BENCH_ARGS="--quick" for a smoke run.

@@ -1,34 +1,56 @@
 #!/usr/bin/env bash
-# Coordinator's SuperLink: TLS on, only registered SuperNodes admitted.
-# One port carries the Fleet API (hospitals connect here), the Control API (the coordinator's
-# `flwr`/`lhsfed-train` connect here) and the local runtime API.
+# Coordinator's SuperLink: TLS on, only registered SuperNodes admitted, and in front of it the
+# hospital-facing proxy (docker/entrypoint-proxy.sh) that passes only the Fleet API.
+# Flower 1.41 serves Fleet, Control (no authentication without Flower's enterprise plugin) and
+# runtime APIs on one port, so the SuperLink listens on loopback only: the coordinator's
+# `lhsfed-train` / `lhsfed pki register` reach Control there, on the SuperLink host.
 #
 # Environment (defaults in brackets):
 #   LHSFED_TLS_DIR        folder with ca.pem, superlink.pem, superlink.key  [/pki]
-#   LHSFED_BIND_HOST      address to listen on                             [0.0.0.0]
-#   LHSFED_PORT           port to listen on                                [9092]
+#   LHSFED_BIND_HOST      loopback address the SuperLink listens on          [127.0.0.1]
+#   LHSFED_PORT           SuperLink port (Control + Fleet + runtime, loopback) [9093]
+#   LHSFED_PROXY_HOST     address hospitals connect to (the proxy)           [0.0.0.0]
+#   LHSFED_PROXY_PORT     port hospitals connect to (Fleet API only)         [9092]
+#   LHSFED_RUNS_ROOT      the only folder a run's run.output_dir may lie in  [$PWD/outputs]
 #   LHSFED_STATE_DB       SQLite state (registered nodes, runs); keep it on a volume  [/state/superlink.db]
 #   LHSFED_BIN            folder holding flower-superlink (empty: from PATH)  []
 set -euo pipefail
 
 die() { echo "entrypoint-superlink: $*" >&2; exit 64; }
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tls_dir=${LHSFED_TLS_DIR:-/pki}
-host=${LHSFED_BIND_HOST:-0.0.0.0}
-port=${LHSFED_PORT:-9092}
+host=${LHSFED_BIND_HOST:-127.0.0.1}
+port=${LHSFED_PORT:-9093}
 state_db=${LHSFED_STATE_DB:-/state/superlink.db}
 bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
+export LHSFED_RUNS_ROOT=${LHSFED_RUNS_ROOT:-$PWD/outputs}
 
 for file in ca.pem superlink.pem superlink.key; do
   [[ -f "$tls_dir/$file" ]] || die "LHSFED_TLS_DIR=$tls_dir has no $file (lhsfed pki init / server-cert)"
 done
-mkdir -p "$(dirname "$state_db")"
+[[ "$host" =~ ^(127\.[0-9.]+|localhost|::1)$ ]] \
+  || die "LHSFED_BIND_HOST=$host: the SuperLink's Control API has no authentication; bind it to 127.0.0.1 and let hospitals in through the proxy (LHSFED_PROXY_PORT)"
+mkdir -p "$(dirname "$state_db")" "$LHSFED_RUNS_ROOT"
 
-exec "${bin}flower-superlink" \
+"${bin}flower-superlink" \
   --ssl-ca-certfile "$tls_dir/ca.pem" \
   --ssl-certfile "$tls_dir/superlink.pem" \
   --ssl-keyfile "$tls_dir/superlink.key" \
   --enable-supernode-auth \
   --disable-runtime-dependency-installation \
   --database "$state_db" \
-  --host "$host" --port "$port"
+  --host "$host" --port "$port" &
+children=("$!")
+upstream=$host:$port
+[[ "$host" == *:* ]] && upstream="[$host]:$port"
+LHSFED_TLS_DIR=$tls_dir LHSFED_UPSTREAM=$upstream bash "$here/entrypoint-proxy.sh" &
+children+=("$!")
+trap 'kill -TERM "${children[@]}" 2>/dev/null || true' TERM INT
+# Either process ending ends the container: a SuperLink without its proxy serves no hospital,
+# a proxy without its SuperLink answers 502.
+status=0
+wait -n "${children[@]}" || status=$?
+kill -TERM "${children[@]}" 2>/dev/null || true
+wait || true
+exit "$status"

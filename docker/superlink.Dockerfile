@@ -1,5 +1,6 @@
 # Coordinator's SuperLink image: the official Flower SuperLink of the pinned version, plus this
-# project (the ServerApp runs inside the SuperLink's SuperExec, from the installed package).
+# project (the ServerApp runs inside the SuperLink's SuperExec, from the installed package) and
+# nginx, the hospital-facing proxy that passes only the Fleet API (docker/entrypoint-proxy.sh).
 # Build from the repository root:  docker build -f docker/superlink.Dockerfile -t lhsfed-superlink .
 FROM flwr/superlink:1.41.0
 USER root
@@ -11,11 +12,17 @@ COPY server /app/server
 COPY strategies /app/strategies
 COPY configs /app/configs
 COPY docker/entrypoint-superlink.sh /usr/local/bin/entrypoint-superlink.sh
+COPY docker/entrypoint-proxy.sh /usr/local/bin/entrypoint-proxy.sh
+COPY docker/proxy.conf.template /usr/local/bin/proxy.conf.template
+# nginx from the distribution (the base image is Debian/Ubuntu or Alpine depending on the tag).
+RUN (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+     && rm -rf /var/lib/apt/lists/*) || apk add --no-cache nginx
 # CPU-only torch first, so `torch>=2.6` in the project pulls no CUDA build.
 RUN python -m pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && python -m pip install --no-cache-dir -e /app \
- && chmod 0755 /usr/local/bin/entrypoint-superlink.sh \
- && mkdir -p /state && chown app:app /state
+ && chmod 0755 /usr/local/bin/entrypoint-superlink.sh /usr/local/bin/entrypoint-proxy.sh \
+ && mkdir -p /state /app/outputs && chown app:app /state /app/outputs
 USER app
+# 9092: the proxy (Fleet API, hospitals). The SuperLink itself listens on 127.0.0.1:9093.
 EXPOSE 9092
 ENTRYPOINT ["/usr/local/bin/entrypoint-superlink.sh"]

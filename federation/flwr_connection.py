@@ -23,6 +23,10 @@ from federation.errors import ConfigError
 
 CONNECTION = "lhsfed"
 FLWR = str(Path(sys.executable).parent / "flwr")
+# The hospital-facing proxy's answer to anything but the Fleet API (docker/proxy.conf.template).
+PROXY_REFUSAL = "403 Forbidden"
+CONTROL_HINT = ("that port is the hospital-facing proxy, which passes only the Fleet API; run this "
+                "on the SuperLink host against its loopback port (e.g. 127.0.0.1:9093)")
 
 
 def write_flower_home(home: Path, address: str, ca_cert: Path | None) -> Path:
@@ -67,6 +71,8 @@ def json_reply(proc: subprocess.CompletedProcess, what: str) -> dict:
         reply = {}
     if proc.returncode != 0 or not reply.get("success", False):
         detail = reply.get("error-message") or (proc.stderr or proc.stdout).strip()[-400:]
+        if PROXY_REFUSAL in detail:
+            detail = CONTROL_HINT
         raise ConfigError(f"{what} failed: {detail}")
     return reply
 

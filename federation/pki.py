@@ -33,6 +33,10 @@ from federation.errors import ConfigError
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "superlink.pem", "superlink.key"
 VALID_DAYS = 825  # the longest lifetime browsers and most TLS stacks accept for a leaf
+# The SuperLink listens on loopback behind its proxy: the proxy, the SuperExec and the
+# coordinator's own `flwr` calls reach it as 127.0.0.1 / localhost, so every server
+# certificate names them too.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def write_private(path: Path, data: bytes) -> Path:
@@ -116,9 +120,11 @@ def load_ca(ca_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 
 
 def create_server_cert(ca_dir: Path, hosts: list[str], out: Path | None = None) -> Path:
-    """SuperLink TLS key and certificate, signed by the CA, valid for every name in ``hosts``."""
+    """SuperLink TLS key and certificate, signed by the CA, valid for every name in ``hosts``
+    and for loopback (``LOOPBACK_HOSTS``)."""
     if not hosts:
         raise ConfigError("give at least one --host the SuperNodes will dial (DNS name or IP)")
+    hosts = list(dict.fromkeys([*hosts, *LOOPBACK_HOSTS]))
     ca_key, ca_cert = load_ca(ca_dir)
     key = ec.generate_private_key(ec.SECP384R1())
     cert = (_builder(_name(hosts[0]), ca_cert.subject, key.public_key())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord
 
 from federation import atomic
+from federation.errors import ConfigError
 from federation.model import ModelSpec
 from federation.settings import RunSettings
 
@@ -16,6 +18,26 @@ METRICS = "metrics.jsonl"
 MODEL = "model.pt"
 SUMMARY = "summary.json"
 ROUNDS = "rounds"
+RUNS_ROOT_ENV = "LHSFED_RUNS_ROOT"  # set by docker/entrypoint-superlink.sh (default $PWD/outputs)
+
+
+def refuse_outside_runs_root(folder: Path, root: str | None = None) -> Path:
+    """``folder`` resolved, if it lies in the coordinator's runs root; else one clear error.
+
+    A run config comes through the SuperLink's Control API, so ``run.output_dir`` must not
+    choose where the ServerApp writes on the SuperLink host. Symlinks and ``..`` are resolved
+    before comparing. Without a root (``LHSFED_RUNS_ROOT`` unset: the simulation, run inside the
+    coordinator's own launcher) any folder is allowed.
+    """
+    root = os.environ.get(RUNS_ROOT_ENV) if root is None else root
+    resolved = Path(folder).resolve()
+    if not root:
+        return resolved
+    base = Path(root).resolve()
+    if not resolved.is_relative_to(base):
+        raise ConfigError(f"run.output_dir={folder}: outside the coordinator's runs root {base} "
+                          f"({RUNS_ROOT_ENV}); choose a folder under it")
+    return resolved
 
 
 class RunFolder:

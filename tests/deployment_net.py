@@ -1,7 +1,10 @@
 """A real federation on 127.0.0.1 for the deployment tests: PKI, a TLS SuperLink with node
-authentication, and SuperNodes started through the docker entrypoint scripts exactly as the
-containers run them (environment variables + paths). Every process runs in its own session
-so that stopping it (or SIGKILL-ing it, like a container kill) takes its children too.
+authentication behind its Fleet-only proxy, and SuperNodes started through the docker
+entrypoint scripts exactly as the containers run them (environment variables + paths).
+Hospitals dial ``address`` (the proxy); the coordinator uses ``control_address`` (the
+SuperLink's own loopback port, which in production only the SuperLink host reaches).
+Every process runs in its own session so that stopping it (or SIGKILL-ing it, like a
+container kill) takes its children too.
 """
 
 from __future__ import annotations
@@ -118,16 +121,23 @@ def base_env(home: Path) -> dict[str, str]:
 
 @dataclass
 class Network:
-    """One federation under ``root``: call ``stop()`` in a ``finally``."""
+    """One federation under ``root``: call ``stop()`` in a ``finally``. Runs may write only
+    under ``runs_root`` (default: the folder holding ``root``)."""
 
     root: Path
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_port)  # the proxy: what hospitals dial
+    control_port: int = field(default_factory=free_port)  # the SuperLink itself, loopback
+    runs_root: Path | None = None
     procs: list[Proc] = field(default_factory=list)
     nodes: dict[str, Proc] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def control_address(self) -> str:
+        return f"127.0.0.1:{self.control_port}"
 
     @property
     def pki_dir(self) -> Path:
@@ -143,11 +153,15 @@ class Network:
 
     def start_superlink(self, timeout: float = 90) -> Proc:
         env = {**base_env(self.root / "superlink-home"), "LHSFED_TLS_DIR": str(self.pki_dir),
-               "LHSFED_BIND_HOST": "127.0.0.1", "LHSFED_PORT": str(self.port),
+               "LHSFED_BIND_HOST": "127.0.0.1", "LHSFED_PORT": str(self.control_port),
+               "LHSFED_PROXY_HOST": "127.0.0.1", "LHSFED_PROXY_PORT": str(self.port),
+               "LHSFED_PROXY_DIR": str(self.root / "proxy"),
+               "LHSFED_RUNS_ROOT": str(self.runs_root or self.root.parent),
                "LHSFED_STATE_DB": str(self.root / "state" / "superlink.db")}
         proc = start(["bash", str(DOCKER / "entrypoint-superlink.sh")], env,
                      self.root / "superlink.log")
         self.procs.append(proc)
+        wait_for_port(self.control_port, timeout)
         wait_for_port(self.port, timeout)
         return proc
 
@@ -159,8 +173,8 @@ class Network:
 
     def register(self, site: str) -> int:
         self.node_key(site)
-        return register_node(self.address, self.ca_cert, self.root / "sites" / site / f"{site}.pub",
-                             site)
+        return register_node(self.control_address, self.ca_cert,
+                             self.root / "sites" / site / f"{site}.pub", site)
 
     def node_env(self, site: str, **overrides: str) -> dict[str, str]:
         folder = self.root / "sites" / site
@@ -183,7 +197,8 @@ class Network:
         return proc
 
     def coordinator_home(self) -> Path:
-        return write_flower_home(self.root / "coordinator-home", self.address, self.ca_cert)
+        return write_flower_home(self.root / "coordinator-home", self.control_address,
+                                 self.ca_cert)
 
     def online_nodes(self) -> list[dict]:
         proc = run_flwr(self.coordinator_home(), "supernode", "ls", CONNECTION, "--format", "json")

@@ -26,7 +26,7 @@ GUARDED = "va"  # a fourth hospital whose node trusts only another publisher's a
 
 
 def _overrides(net: Network, *extra: str) -> list[str]:
-    return ["federation=deployment", f"superlink={net.address}", f"federation.ca_cert={net.ca_cert}",
+    return ["federation=deployment", f"superlink={net.control_address}", f"federation.ca_cert={net.ca_cert}",
             "federation.timeout=600", "rounds=2", *extra]
 
 

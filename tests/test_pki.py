@@ -43,6 +43,16 @@ def test_ca_and_server_certificate(tmp_path, capsys):
     assert sans.get_values_for_type(x509.DNSName) == ["localhost", "link.example.org"]
 
 
+def test_server_certificate_always_names_loopback(tmp_path, capsys):
+    """The proxy, the SuperExec and the coordinator reach the SuperLink on loopback."""
+    _run(capsys, "pki", "init", "--out", str(tmp_path))
+    _run(capsys, "pki", "server-cert", "--ca-dir", str(tmp_path), "--host", "link.example.org")
+    cert = x509.load_pem_x509_certificate((tmp_path / "superlink.pem").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert sans.get_values_for_type(x509.DNSName) == ["link.example.org", "localhost"]
+
+
 def test_node_key_is_what_flower_registers_and_loads(tmp_path, capsys):
     out = _run(capsys, "pki", "node-key", "cleveland", "--out", str(tmp_path))
     private, public = tmp_path / "cleveland.key", tmp_path / "cleveland.pub"

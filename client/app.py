@@ -28,7 +28,7 @@ from client.training import train_locally
 from federation import keys
 from federation.data import SiteData
 from federation.dataspec import DatasetSpec
-from federation.errors import ConfigError
+from federation.errors import ConfigError, PrivacyBudgetError
 from federation.evaluation import site_wire_metrics
 from federation.metrics import binary_metrics
 from federation.model import build_model, predict_risk, unwrapped_state_dict
@@ -90,8 +90,6 @@ def _reply(message: Message, site: str, metrics: dict, arrays: ArrayRecord | Non
 @app.query(keys.QUERY_BUDGET)
 def budget(message: Message, context: Context) -> Message:
     """Will this site train the coming round? (asked before a secure-aggregation round)."""
-    from federation.errors import PrivacyBudgetError
-
     site = _open_site(context)
     site_budget = site.budget(context)
     refusal = site_budget.refusal(site.settings, site_budget.noise(site.settings), _round(message))

@@ -19,6 +19,7 @@ from flwr.app import Context
 from client.ledger import LedgerEntry, SiteLedger, new_entry
 from client.node_identity import NodeIdentity
 from client.site_policy import SitePolicy, is_deployed
+from federation.errors import PrivacyBudgetError
 from federation.privacy import History, epsilon_spent, noise_for_run, planned_steps, sample_rate
 from federation.settings import RunSettings
 
@@ -122,8 +123,6 @@ class SiteBudget:
 
         Raises :class:`~federation.errors.PrivacyBudgetError` with the reason if refused.
         """
-        from federation.errors import PrivacyBudgetError
-
         refusal = self.run_refusal(settings, noise)
         if refusal:
             raise PrivacyBudgetError(refusal)

@@ -116,16 +116,20 @@ def unmask_refusal(own: int, committed: set[int], active: list[int], dead: list[
 def _refuse_unmask(message: Message, context: Context) -> Message | None:
     """An error reply (and a local warning) if the unmask request fails ``unmask_refusal``."""
     configs = message.content.config_records[RECORD_KEY_CONFIGS]
-    state_record = context.state.config_records.get(RECORD_KEY_STATE)
-    if configs.get(Key.STAGE) != Stage.UNMASK or state_record is None:
+    if configs.get(Key.STAGE) != Stage.UNMASK:
         return None
-    state = SecAggPlusState(**state_record)
+    state = SecAggPlusState(**context.state.config_records.get(RECORD_KEY_STATE, {}))
     active, dead = configs.get(Key.ACTIVE_NODE_ID_LIST, []), configs.get(Key.DEAD_NODE_ID_LIST, [])
-    reason = unmask_refusal(state.nid, set(state.rd_seed_share_dict), list(active), list(dead))
+    if state.current_stage != Stage.COLLECT_MASKED_VECTORS:  # answered, aborted or never started
+        reason = (f"SecAgg+ unmask refused, no secret share sent: this site is at stage "
+                  f"{state.current_stage!r}; it answers one unmask request per round, after "
+                  "sending its masked vector")
+    else:
+        reason = unmask_refusal(state.nid, set(state.rd_seed_share_dict), list(active), list(dead))
     if reason is None:
         return None
     log.warning("round %s: %s", message.metadata.group_id, reason)
-    del context.state.config_records[RECORD_KEY_STATE]  # round aborted: no later unmask either
+    context.state.config_records.pop(RECORD_KEY_STATE, None)  # round aborted: no later unmask
     return Message(Error(code=UNMASK_REFUSED, reason=reason), reply_to=message)
 
 

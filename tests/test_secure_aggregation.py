@@ -239,6 +239,42 @@ def test_a_node_listed_active_and_dead_gets_no_secret_share(federation, caplog):
     assert _max_gap(secure, arrays) == 0  # the round aborted: the model is unchanged
 
 
+class _AsksTwice:
+    """A malicious server's grid: after the honest unmask request (``target`` active), it asks
+    every site again with ``target`` dead, for the key share that would unmask it."""
+
+    def __init__(self, grid, target: int) -> None:
+        self._grid, self.target = grid, target
+        self.second: list = []
+
+    def send_and_receive(self, messages, timeout=None):
+        messages = list(messages)
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        configs = [m.content.config_records.get(RECORD_KEY_CONFIGS, {}) for m in messages]
+        if configs and configs[0].get(Key.STAGE) == Stage.UNMASK:
+            for cfg in configs:
+                cfg[Key.ACTIVE_NODE_ID_LIST] = [n for n in cfg[Key.ACTIVE_NODE_ID_LIST] if n != self.target]
+                cfg[Key.DEAD_NODE_ID_LIST] = [self.target]
+            self.second = list(self._grid.send_and_receive(messages, timeout=timeout))
+        return replies
+
+    def __getattr__(self, name: str):
+        return getattr(self._grid, name)
+
+
+def test_a_site_answers_one_unmask_request_per_round(federation):
+    """Different active/dead views of one node, asked one after the other, give no key share."""
+    settings, grid, arrays = federation
+    attack = _AsksTwice(grid, min(grid.get_node_ids()))
+
+    secure, _, _ = secure_train_round(attack, settings, 1, arrays, timeout=60)
+
+    assert len(attack.second) == SITES and all(r.has_error() for r in attack.second)
+    assert all(r.error.code == client_secagg.UNMASK_REFUSED and "one unmask request per round"
+               in r.error.reason for r in attack.second)
+    assert _max_gap(secure, arrays) > 100 * tolerance(SITES)  # the honest round still completed
+
+
 def test_secure_aggregation_refuses_strategies_that_need_each_update():
     cfg = compose_config(["privacy.secure_aggregation=true", "strategy=krum"])
     with pytest.raises(ConfigError, match="secure_aggregation.*krum"):

@@ -6,6 +6,10 @@ the global weights go in as our ``arrays`` record, and what comes back to the mo
 site's *update* (local − global weights) for masking. The plaintext update and weights never
 leave: the mod replaces them by a masked integer vector; only the scalar metrics and the
 site name travel in the clear. Plain (non-SecAgg) messages pass straight through.
+
+Two hardenings of Flower's mod (see docs/secure_aggregation.md): masks come from the
+cryptographic generator in ``federation/secagg_masks.py`` (installed at import, on the server
+side too), and an unmask request is checked before any secret share leaves (``unmask_refusal``).
 """
 
 from __future__ import annotations
@@ -16,16 +20,21 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
+from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE
+from flwr.common.secure_aggregation.secaggplus_constants import (RECORD_KEY_CONFIGS, RECORD_KEY_STATE,
+                                                                 Key, Stage)
 from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
 
-from federation import keys
+from federation import keys, secagg_masks
 from federation.errors import PrivacyBudgetError
 
 log = logging.getLogger(__name__)
+secagg_masks.install()  # Flower's 32-bit mask PRG -> ChaCha20 over the whole key (both sides)
+
+UNMASK_REFUSED = 4002  # error code: this site refused to release secret shares (Flower's are < 100)
 
 
 def is_secure_aggregation(message: Message) -> bool:
@@ -86,10 +95,51 @@ def _quiet_flower() -> Iterator[None]:
         logger.removeFilter(keep)
 
 
+def unmask_refusal(own: int, committed: set[int], active: list[int], dead: list[int]) -> str | None:
+    """Why this site must not answer an unmask request (None: it may).
+
+    A node's shares are released once per node: its private-seed share if it is active, its
+    key share if it is dead. Both for one node, or shares of a node outside the round, would
+    let the server strip that node's masks and read its update (Flower's mod does not check).
+    """
+    both, unknown = set(active) & set(dead), (set(active) | set(dead)) - committed
+    problems = [f"node(s) {sorted(both)} listed both active and dead"] if both else []
+    problems += [f"node(s) {sorted(unknown)} not among this round's share holders "
+                 f"{sorted(committed)}"] if unknown else []
+    problems += [f"this node ({own}) listed as dead"] if own in dead else []
+    if not problems:
+        return None
+    return ("SecAgg+ unmask refused, no secret share sent: " + "; ".join(problems) + ". The "
+            "server must list each neighbour once, active or dead, from this round's nodes")
+
+
+def _refuse_unmask(message: Message, context: Context) -> Message | None:
+    """An error reply (and a local warning) if the unmask request fails ``unmask_refusal``."""
+    configs = message.content.config_records[RECORD_KEY_CONFIGS]
+    if configs.get(Key.STAGE) != Stage.UNMASK:
+        return None
+    state = SecAggPlusState(**context.state.config_records.get(RECORD_KEY_STATE, {}))
+    active, dead = configs.get(Key.ACTIVE_NODE_ID_LIST, []), configs.get(Key.DEAD_NODE_ID_LIST, [])
+    if state.current_stage != Stage.COLLECT_MASKED_VECTORS:  # answered, aborted or never started
+        reason = (f"SecAgg+ unmask refused, no secret share sent: this site is at stage "
+                  f"{state.current_stage!r}; it answers one unmask request per round, after "
+                  "sending its masked vector")
+    else:
+        reason = unmask_refusal(state.nid, set(state.rd_seed_share_dict), list(active), list(dead))
+    if reason is None:
+        return None
+    log.warning("round %s: %s", message.metadata.group_id, reason)
+    context.state.config_records.pop(RECORD_KEY_STATE, None)  # round aborted: no later unmask
+    return Message(Error(code=UNMASK_REFUSED, reason=reason), reply_to=message)
+
+
 def secure_aggregation_mod(message: Message, context: Context, call_next) -> Message:
     """Route SecAgg+ stages through Flower's mod; plain train messages go straight on."""
     if not is_secure_aggregation(message):
         return call_next(message, context)
+    refusal = _refuse_unmask(message, context)
+    if refusal is not None:
+        return refusal
 
     def train_on_our_layout(legacy: Message, ctx: Context) -> Message:
         global_weights = _to_our_layout(legacy)

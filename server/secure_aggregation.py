@@ -14,6 +14,8 @@ Quantization error: each site's value is stochastically rounded to a step of 2c/
 mean update differs from plain FedAvg's by at most ``tolerance(k) = k·2c/Q`` per weight for
 k sites (c = 8, Q = 2^22: 3.8e-6 per site). Every reply the server received is summarised
 per stage in the round record, so anyone can check that no plaintext array arrived.
+Masks are drawn from ``federation/secagg_masks.py`` (installed at import, as on the client
+side), not from Flower's 32-bit ``pseudo_rand_gen``.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from federation import keys
+from federation import keys, secagg_masks
 from federation.settings import RunSettings
 
 log = logging.getLogger(__name__)
+secagg_masks.install()  # Flower's 32-bit mask PRG -> ChaCha20 over the whole key (both sides)
 
 CLIPPING_RANGE = 8.0  # |n_i/N · update| must stay below this (clients refuse otherwise)
 QUANTIZATION_RANGE = 2**22

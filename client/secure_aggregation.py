@@ -34,7 +34,7 @@ from federation.errors import PrivacyBudgetError
 log = logging.getLogger(__name__)
 secagg_masks.install()  # Flower's 32-bit mask PRG -> ChaCha20 over the whole key (both sides)
 
-UNMASK_REFUSED = 4002  # error code: this site refused to release secret shares (Flower's are < 100)
+UNMASK_REFUSED = keys.UNMASK_REFUSED  # this site refused to release secret shares
 
 
 def is_secure_aggregation(message: Message) -> bool:

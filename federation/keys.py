@@ -36,6 +36,7 @@ DATA_CHECK_FAILED = 4003  # the site's file fails its spec's checks
 EVALUATION_REFUSED = 4004  # the test split is too small to release metrics
 RUN_CONFIG_REFUSED = 4005  # the run config is invalid
 SITE_CONFIG_ERROR = 4006  # the node's own configuration is incomplete or wrong
+UNMASK_REFUSED = 4008  # a SecAgg+ unmask request the site will not answer (client/secure_aggregation.py)
 APP_NOT_PINNED = 4007  # the run's app bundle is not the ClientApp this site pins (client/pinned_runner.py)
 SITE_ERROR = 4099  # anything else (details in the site's log)
 

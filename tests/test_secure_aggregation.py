@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from flwr.app import ConfigRecord
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.crypto.shamir import combine_shares
@@ -54,7 +53,10 @@ def _run_config(tmp_path, *overrides: str) -> dict:
 def federation(tmp_path, monkeypatch):
     """Settings, an in-process grid of the four UCI sites, and the seeded global model."""
     monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
-    run_config = _run_config(tmp_path)
+    # Without DP each site's training is seeded, so two rounds from the same model give the
+    # same updates: what lets secure and plain aggregation be compared (DP noise is the
+    # sites' fresh secret every time).
+    run_config = _run_config(tmp_path, "privacy=off")
     settings = RunSettings.from_run_config(run_config)
     with InProcessGrid(client_app, {n: {"partition-id": n} for n in range(SITES)}, run_config) as grid:
         arrays = initial_arrays(grid, settings, grid.get_node_ids(), timeout=60)
@@ -283,7 +285,9 @@ def test_secure_aggregation_refuses_strategies_that_need_each_update():
 
 @pytest.mark.slow
 def test_secure_aggregation_run_matches_plain_fedavg(tmp_path, eps1_runs):
-    """Whole federation, 4 simulated sites: round-1 weights equal the plain run's (same seeds)."""
+    """Whole federation with DP, 4 simulated sites, in Flower's simulation runtime: the protocol
+    ran, no plaintext array reached the server, the model learns. (Secure = plain FedAvg within
+    the bound is the in-process test above: with DP the sites' noise differs run to run.)"""
     proc = run_launcher(tmp_path, *eps1_runs.overrides, "privacy.secure_aggregation=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "run"
@@ -292,8 +296,4 @@ def test_secure_aggregation_run_matches_plain_fedavg(tmp_path, eps1_runs):
     assert secagg["sites"] == SITES and len(first["train"]) == SITES
     assert all(row["plaintext_array_bytes"] == 0 for row in secagg["received"].values())
     assert secagg["received"]["collect_masked_vectors"]["masked_vector_bytes"] > 0
-    plain = torch.load(eps1_runs.first / "rounds" / "round_001.pt", weights_only=False)["state_dict"]
-    secure = torch.load(run / "rounds" / "round_001.pt", weights_only=False)["state_dict"]
-    gap = max(float((plain[k].double() - secure[k].double()).abs().max()) for k in plain)
-    assert gap <= secagg["tolerance"] + FLOAT32_SLACK, gap
     assert read_json(run / "summary.json")["metrics"]["pooled"]["auroc"] > 0.7

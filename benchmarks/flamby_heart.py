@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from client.ledger import SiteLedger
-from client.site_policy import site_policy
+from client.ledger import open_site_ledger
+from client.site_policy import simulated_policy
 from federation.baselines import train_baseline
 from federation.data import SiteData
 from federation.flwr_app_config import compose_config
@@ -118,8 +118,8 @@ def _ledger_steps(run_dir: Path, settings: RunSettings) -> tuple[tuple[str, floa
     """Per site: the (σ, q, steps) its ledger recorded over the whole run and their ε."""
     rows = []
     for site in settings.data.site_names:
-        history = merge_history(SiteLedger(site_policy({}, site, run_folder=run_dir).ledger_path,
-                                           site=site).history())
+        history = merge_history(open_site_ledger(simulated_policy(site, run_folder=run_dir),
+                                                 site).history())
         if len(history) != 1:
             raise RuntimeError(f"{site}: expected one (σ, q) over the run, got {history}")
         (sigma, rate, steps), = history

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from flwr.app import Context
 
-from client.ledger import LedgerEntry, SiteLedger, new_entry
-from client.node_identity import NodeIdentity
+from client.ledger import LedgerEntry, SiteLedger, new_entry, open_site_ledger
 from client.site_policy import SitePolicy, is_deployed
 from federation.errors import PrivacyBudgetError
 from federation.privacy import History, epsilon_spent, noise_for_run, planned_steps, sample_rate
@@ -49,10 +48,9 @@ class SiteBudget:
     @classmethod
     def open(cls, context: Context, settings: RunSettings, policy: SitePolicy, site: str,
              n_train: int) -> "SiteBudget":
-        identity = NodeIdentity.of_key(policy.node_key, create=not is_deployed(dict(context.node_config)),
-                                       site=site, state_path=policy.node_state)
-        return cls(site=site, run=run_identity(settings, context), n_train=n_train,
-                   ledger=SiteLedger(policy.ledger_path, identity=identity, site=site), policy=policy)
+        ledger = open_site_ledger(policy, site, create_key=not is_deployed(dict(context.node_config)))
+        return cls(site=site, run=run_identity(settings, context), n_train=n_train, ledger=ledger,
+                   policy=policy)
 
     @property
     def delta(self) -> float:

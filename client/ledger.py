@@ -190,3 +190,11 @@ def new_entry(*, site: str, run: str, server_round: int, step: tuple[float, floa
                        sample_rate=float(rate), steps=int(steps), delta=float(delta),
                        epsilon_run=float(epsilon_run), epsilon_total=float(epsilon_total),
                        recorded_at=time.time())
+
+
+def open_site_ledger(policy, site: str, *, create_key: bool = False) -> SiteLedger:
+    """The ledger a site's policy (:class:`client.site_policy.SitePolicy`) points at, opened
+    as that node (its key and state); ``create_key``: a simulated site gets a key if none."""
+    identity = NodeIdentity.of_key(policy.node_key, create=create_key, site=site,
+                                   state_path=policy.node_state)
+    return SiteLedger(policy.ledger_path, identity=identity, site=site)

@@ -107,16 +107,14 @@ def dp_resumed(tmp_path_factory) -> Path:
 
 
 def test_dp_resume_completes_every_round_and_the_ledgers_keep_every_spend(dp_resumed):
-    from client.ledger import SiteLedger
-    from client.node_identity import NodeIdentity
+    from client.ledger import open_site_ledger
+    from client.site_policy import simulated_policy
     from federation.privacy import epsilon_spent
 
     rounds = read_rounds(dp_resumed)
     assert [r["round"] for r in rounds] == [1, 2, 3, 4]
     for site in ("cleveland", "hungary", "switzerland", "va"):
-        ledgers = dp_resumed / "ledgers"
-        ledger = SiteLedger(ledgers / f"{site}.sqlite", site=site,
-                            identity=NodeIdentity.of_key(ledgers / f"{site}.key"))
+        ledger = open_site_ledger(simulated_policy(site, run_folder=dp_resumed), site)
         trained = [e.server_round for e in ledger.entries()]
         # Rounds 1-2 before the kill, a round 3 reserved when it came, then 3-4 after resume.
         assert trained[:2] == [1, 2] and trained[-2:] == [3, 4], (site, trained)

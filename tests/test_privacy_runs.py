@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from client.ledger import SiteLedger
+from client.node_identity import NodeIdentity
 from server.run_folder import read_rounds
 from tests.conftest import read_json
 from tests.privacy_runs import rdp_epsilon, round_steps
@@ -20,7 +21,9 @@ SITES = ("cleveland", "hungary", "switzerland", "va")
 
 
 def _ledger(runs, site: str) -> SiteLedger:
-    return SiteLedger(runs.ledgers / f"{site}.sqlite", site=site)
+    ledgers = runs.ledgers
+    return SiteLedger(ledgers / f"{site}.sqlite", site=site,
+                      identity=NodeIdentity.of_key(ledgers / f"{site}.key"))
 
 
 def _spent(runs, site: str) -> list[tuple[float, float, int]]:

@@ -64,5 +64,9 @@ def test_a_site_with_bad_values_sits_out_while_the_others_train(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_json(tmp_path / "run" / "summary.json")
     assert set(summary["metrics"]["sites"]) == {"cleveland", "hungary", "switzerland"}
+    # The coordinator hears a category; the site's log has the details (no values leave it).
     log = (tmp_path / "run" / "metrics.jsonl").read_text()
-    assert "site va: " in log and "outside [18, 100] years" in log
+    assert "data check failed: 1 problem (details in the site's log)" in log
+    assert "outside [18, 100] years" not in log and "430" not in log
+    site_log = (tmp_path / "run" / "ledgers" / "site.log").read_text()
+    assert "site va: " in site_log and "outside [18, 100] years" in site_log

@@ -27,8 +27,11 @@
 #   LHSFED_MIN_EVAL_ROWS      smallest test split that is evaluated          [50]
 #   LHSFED_MIN_CELL_SIZE      smallest released count (k)                    [10]
 #   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
-#   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only)    [9094]
-#   LHSFED_BIN                folder holding lhsfed and flower-supernode [empty: from PATH]
+#   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only; one per node on a host,
+#                             a busy port exits 64)                      [9094]
+#   FLWR_HOME                 this node's Flower home (apps it installs)  [flwr-home beside the ledger]
+#   LHSFED_BIN                folder holding lhsfed and flower-supernode; put first on PATH
+#                                                                        [empty: from PATH]
 #   LHSFED_APP_PIN            the only app this site runs, PUBLISHER/NAME[==VERSION]
 #                                                 [lhs-federation/lhs-federation-run]
 #
@@ -51,6 +54,12 @@ if [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" && ! -f "$LHSFED_TRUSTED_ENTITIES" ]]; t
   die "LHSFED_TRUSTED_ENTITIES=$LHSFED_TRUSTED_ENTITIES: file not found"
 fi
 bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
+# Flower's own binaries look up their helpers on PATH: LHSFED_BIN goes first there too.
+[[ -n "$bin" ]] && export PATH="${LHSFED_BIN%/}:$PATH"
+for tool in lhsfed flower-supernode python; do
+  command -v "${bin}$tool" >/dev/null \
+    || die "${bin}$tool: not found (set LHSFED_BIN to the folder holding lhsfed and flower-supernode)"
+done
 number='^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$'
 for var in LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_MIN_NOISE_MULTIPLIER LHSFED_MAX_ROUNDS \
            LHSFED_MAX_LOCAL_EPOCHS LHSFED_MIN_EVAL_ROWS LHSFED_MIN_CELL_SIZE; do
@@ -60,6 +69,17 @@ spec=${LHSFED_SPEC_PATH:-$(dirname "$0")/../configs/data/${LHSFED_DATASET:-uci_h
 [[ -f "$spec" ]] || die "LHSFED_SPEC_PATH=$spec: file not found (the site's dataset spec)"
 ledger=$LHSFED_LEDGER_PATH
 mkdir -p "$(dirname "$ledger")"
+
+port=${LHSFED_NODE_PORT:-9094}
+[[ "$port" =~ ^[0-9]+$ ]] || die "LHSFED_NODE_PORT=$port must be a port number"
+# Two nodes on one host must not share a runtime port (the second would never serve) nor a
+# Flower home (installed app bundles): a busy port is refused now; the home is per node.
+"${bin}python" -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null \
+  || die "LHSFED_NODE_PORT=$port: 127.0.0.1:$port is in use (another node on this host?); give each node its own LHSFED_NODE_PORT"
+export FLWR_HOME=${FLWR_HOME:-$(dirname "$ledger")/flwr-home}
+mkdir -p "$FLWR_HOME"
 
 # Refuse to join with data the training code would misread.
 "${bin}lhsfed" site check --data "$LHSFED_DATA_PATH" --site "$LHSFED_SITE_NAME" \
@@ -79,7 +99,6 @@ done
 extra=()
 [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" ]] && extra+=(--trusted-entities "$LHSFED_TRUSTED_ENTITIES")
 
-port=${LHSFED_NODE_PORT:-9094}
 secret=$(mktemp "${TMPDIR:-/tmp}/lhsfed-superexec.XXXXXX")  # 0600: only our runner may take tasks
 head -c 32 /dev/urandom >"$secret"
 "${bin}flower-supernode" \

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "federation.commands.synth",
     "federation.commands.pki",
     "federation.commands.site",
+    "federation.commands.nodes",
 )
 
 

@@ -11,18 +11,25 @@ import subprocess
 import time
 
 import pytest
+from flwr.common.constant import HEARTBEAT_DEFAULT_INTERVAL, HEARTBEAT_PATIENCE
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
 
 from federation import pki
 from federation.app_signing import write_trusted_entities
+from federation.cli import main
+from federation.flwr_connection import CONTROL_HINT
 from server.run_folder import read_rounds
 from tests.conftest import LAUNCHER, read_json, run_launcher
 from tests.deployment_net import BIN, SITES, Network, start
 
 pytestmark = pytest.mark.slow
 GUARDED = "va"  # a fourth hospital whose node trusts only another publisher's apps
+WAITING = "oslo"  # registered by the coordinator, its node never started
+# How long the SuperLink counts a SIGKILLed node online: HEARTBEAT_PATIENCE heartbeat
+# intervals after its last heartbeat (flwr/server/superlink/linkstate/sql_linkstate.py).
+REFUSAL_WINDOW_S = HEARTBEAT_PATIENCE * HEARTBEAT_DEFAULT_INTERVAL
 
 
 def _overrides(net: Network, *extra: str) -> list[str]:
@@ -36,7 +43,7 @@ def network(tmp_path_factory):
     try:
         net.make_pki()
         net.start_superlink()
-        node_ids = {site: net.register(site) for site in (*SITES, GUARDED)}
+        node_ids = {site: net.register(site) for site in (*SITES, GUARDED, WAITING)}
         pki.create_signing_key("stranger", net.root / "stranger")
         trusted = write_trusted_entities(net.root / "sites" / GUARDED / "trusted.yaml",
                                          [net.root / "stranger" / "stranger.sign.pub"])
@@ -101,6 +108,35 @@ def test_unregistered_and_plaintext_nodes_are_refused(network):
     assert len(network.online_nodes()) == 4  # neither joined
 
 
+def _lhsfed_nodes(capsys, superlink: str, ca_cert) -> tuple[int, list[list[str]], str]:
+    code = main(["nodes", "--superlink", superlink, "--ca-cert", str(ca_cert)])
+    out, err = capsys.readouterr()
+    return code, [line.split() for line in out.splitlines()], err
+
+
+def test_lhsfed_nodes_lists_sites_by_name_and_status(network, capsys):
+    """Acceptance: the coordinator's ``lhsfed nodes`` names each site as it was registered,
+    with its node id and status; a registered site whose node never started is ``registered``."""
+    code, lines, _ = _lhsfed_nodes(capsys, network.control_address, network.ca_cert)
+    assert code == 0 and lines[0] == ["SITE", "NODE", "ID", "STATUS"]
+    listed = {site: (int(node_id), status) for site, node_id, status in lines[1:]}
+    expected = {site: (network.node_ids[site], "online") for site in (*SITES, GUARDED)}
+    assert listed == {**expected, WAITING: (network.node_ids[WAITING], "registered")}
+
+
+def test_lhsfed_nodes_is_refused_at_the_hospital_port(network, capsys, tmp_path):
+    """Attack: holding ca.pem, a hospital (or anyone on its network) asks the proxy for the
+    node list: one line, the proxy's refusal, no list. The loopback port above is the control.
+    A foreign CA is refused by TLS, with one line too."""
+    code, lines, err = _lhsfed_nodes(capsys, network.address, network.ca_cert)
+    assert code == 2 and lines == []
+    assert err == f"lhsfed nodes: error: listing nodes at {network.address} failed: {CONTROL_HINT}\n"
+    pki.create_ca(tmp_path / "foreign")
+    code, lines, err = _lhsfed_nodes(capsys, network.control_address, tmp_path / "foreign" / "ca.pem")
+    assert code == 2 and lines == [] and err.count("\n") == 1
+    assert "TLS verification failed" in err
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -109,18 +145,22 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _restart_like_docker(network: Network, site: str, run: subprocess.Popen):
+def _restart_like_docker(network: Network, site: str, run: subprocess.Popen, killed_at: float):
     """Start the node through its entrypoint again whenever it exits (compose's
     ``restart: unless-stopped``), until it serves a message or the run ends. The SuperLink
     refuses to re-activate a SIGKILLed node's key until its heartbeat has expired, so the
-    first restarts exit (Flower exit code 305) and a later one gets in."""
+    first restarts exit and a later one gets in. Returns the serving node and each refused
+    start as (seconds after the kill it began, exit status, its log)."""
+    refused, began = [], time.monotonic() - killed_at
     proc = network.start_node(site, tag="-restarted")
     while run.poll() is None and "Receiving:" not in proc.output():
         if not proc.alive():
+            refused.append((began, proc.popen.returncode, proc.output()))
             time.sleep(3)
-            proc = network.start_node(site, tag="-restarted")
+            began = time.monotonic() - killed_at
+            proc = network.start_node(site, tag=f"-restarted{len(refused)}")
         time.sleep(1)
-    return proc
+    return proc, refused
 
 
 def _ledger_entries(network: Network, site: str) -> list:
@@ -133,7 +173,8 @@ def _ledger_entries(network: Network, site: str) -> list:
 
 def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     """Acceptance 3: SIGKILL a hospital mid-round; the round ends with the others; the node,
-    restarted through its entrypoint, rejoins under the same identity; its ledger keeps every
+    restarted through its entrypoint, is refused (exit 1) while its heartbeat lasts, then
+    rejoins under the same identity; its ledger keeps every
     entry it had and records the round the node trains after rejoining."""
     victim = "hungary"
     node = network.nodes[victim]
@@ -149,7 +190,7 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
         assert run.poll() is None, "the run ended before the victim trained: " + run.stderr.read()
         ledger = _ledger_entries(network, victim)
         node.kill(signal.SIGKILL)  # the whole container: SuperNode and its app processes
-        restarted = _restart_like_docker(network, victim, run)
+        restarted, refused = _restart_like_docker(network, victim, run, time.monotonic())
         out, err = run.communicate(timeout=600)
     finally:
         if run.poll() is None:
@@ -159,6 +200,13 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     assert set(first["train"]) == set(SITES) - {victim}
     assert victim in second["train"]  # rejoined and trained again
     assert "Receiving: train message" in restarted.output()
+    # As documented: each refused restart exits 1 (Flower's own code, 305, is in its log) and
+    # began while the SuperLink still counted the killed node online.
+    assert refused, "the first restart, right after the kill, was not refused"
+    for began, status, log in refused:
+        assert status == 1 and "Exit Code: 305" in log
+        assert "[code: 2004] Failed to activate SuperNode" in log
+        assert began < REFUSAL_WINDOW_S
     after = _ledger_entries(network, victim)
     assert after[:len(ledger)] == ledger  # nothing recorded before the kill was lost
     rejoined = [e for e in after[len(ledger):] if e.run == str(tmp_path / "run")]

@@ -108,13 +108,22 @@ def test_multirun_sweep_over_epsilon_gives_one_run_folder_each(tmp_path):
 
 
 def test_initial_scaling_uses_every_sites_training_rows(dp_run):
-    """The scaling the model carries is the pooled training mean of all four sites, not of
-    whichever simulated nodes registered first (the server waits for every one)."""
+    """The scaling the model carries is the pooled training mean of all four sites (of what
+    each releases at the simulated sites' minimum cell size, 2), not of whichever simulated
+    nodes registered first (the server waits for every one)."""
+    from client.releases import released_feature_statistics
+    from federation import keys
+    from server.feature_stats import combine_statistics, spec_prior
+
     spec = parse_dataset_spec(compose_config()["data"])
-    x_train = np.concatenate([load_site(site_file(spec, s), spec, s).x_train for s in sorted(SITES)])
-    pooled_mean = np.nanmean(x_train.astype("float64"), axis=0)
+    released = [released_feature_statistics(load_site(site_file(spec, s), spec, s).x_train, spec,
+                                            min_cell=2) for s in sorted(SITES)]
+    parts = [(r[keys.STATS_COUNT], r[keys.STATS_SUM], r[keys.STATS_SUMSQ]) for r in released]
+    pooled_mean, _ = combine_statistics(parts, prior=spec_prior(spec))
     mean = torch.load(dp_run / "model.pt", weights_only=True)["state_dict"]["preprocess.mean"]
     np.testing.assert_allclose(mean.numpy(), pooled_mean, rtol=1e-5, atol=1e-6)
+    three_sites, _ = combine_statistics(parts[:3], prior=spec_prior(spec))
+    assert not np.allclose(mean.numpy(), three_sites, rtol=1e-5, atol=1e-6)  # the test can fail
 
 
 def test_sites_bootstrap_their_auroc_ci_in_the_last_round_only(dp_run):

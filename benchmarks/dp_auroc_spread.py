@@ -1,0 +1,52 @@
+"""Pooled test AUROC of the default DP federation over repeated runs: how much the sites'
+secret noise moves it.
+
+    .venv/bin/python -m benchmarks.dp_auroc_spread --runs 5 > benchmarks/results/dp_auroc_spread.md
+
+Since issue H each site draws its DP noise and batches from its own CSPRNG, so two runs of the
+same config differ (privacy=off runs stay identical). Each run is the default federation
+(``lhsfed-train`` defaults: 4 UCI hospitals, MLP, FedAvg, 10 rounds, ε = 3) through
+``federation.inprocess`` (the same ServerApp loop and ClientApp, without Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from federation.inprocess import run_config_for, run_in_process
+
+
+def pooled_auroc(run_dir: Path, overrides: list[str]) -> float:
+    os.environ["LHSFED_LEDGER_DIR"] = str(run_dir / "ledgers")  # a fresh budget every run
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run_in_process(run_config_for(overrides, run_dir), run_dir=run_dir, num_nodes=4)
+    return summary["metrics"]["pooled"]["auroc"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("overrides", nargs="*", default=[])
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    load, start = os.getloadavg()[0], time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        aurocs = [pooled_auroc(Path(tmp) / str(i), args.overrides) for i in range(args.runs)]
+    print(f"Command: `python -m benchmarks.dp_auroc_spread --runs {args.runs} {' '.join(args.overrides)}`"
+          f" (load average {load:.1f} at start, {time.time() - start:.0f} s)\n")
+    print("| runs | mean | min | max | stdev |\n|---:|---:|---:|---:|---:|")
+    print(f"| {len(aurocs)} | {statistics.mean(aurocs):.3f} | {min(aurocs):.3f} | {max(aurocs):.3f} | "
+          f"{statistics.stdev(aurocs) if len(aurocs) > 1 else 0:.3f} |")
+    print("\nPer run: " + ", ".join(f"{a:.3f}" for a in aurocs))
+
+
+if __name__ == "__main__":
+    main()

@@ -91,7 +91,8 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     spent = (read_summary(run_dir).get("privacy") or {}).get("sites") or {}
     return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
             "delta": settings.privacy.delta,
-            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()}}
+            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
+            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()}}
 
 
 def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:

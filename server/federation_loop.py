@@ -75,7 +75,8 @@ def _plain_train(grid: Grid, strategy: ValidatedStrategy, server_round: int, arr
     train = exchange(grid, messages, timeout=timeout, stage="train", sites=sites)
     new_arrays, _ = strategy.aggregate_train(server_round, train.replies)
     if new_arrays is None:
-        return arrays, train, strategy.discarded or "no update was aggregated", {}
+        why = getattr(strategy, "discarded", None) or "no update was aggregated"
+        return arrays, train, why, {}
     return new_arrays, train, None, {}
 
 

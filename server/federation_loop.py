@@ -1,8 +1,9 @@
 """The round loop: the only server code that talks to the network (through Flower's Grid).
 
 Each round: configure -> send -> aggregate (the strategy's pure hooks), then evaluate on
-every site's held-out split, then write the checkpoint, the round record and the global
-model. Updates are screened first (strategies.validated); ``resume`` starts from the checkpoint.
+the held-out split of every site that trained, then write the checkpoint, the round record
+(discarded or not, each failure with its site) and the global model. Updates are screened
+first (strategies.validated); ``resume`` starts from the checkpoint.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
         "failures": train.failures + evaluate.failures,
         # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
         "rejected": [] if secagg else [r.to_dict() for r in strategy.rejected],
-        "aggregated": [] if discarded else (sorted(trained) if secagg else strategy.aggregated_sites),
+        "aggregated": ([] if discarded else sorted(trained) if secagg
+                       else strategy.aggregated_sites),
         "discarded": discarded is not None,
         "discard_reason": discarded,
     }

@@ -30,7 +30,8 @@ def _loss(record: dict[str, Any]) -> str:
 
 
 def _epsilon(record: dict[str, Any]) -> str:
-    """``max ε 3.00 (site total 4.12)``; no site trained: ``ε n/a``; DP off: ``ε ∞ (no DP)``."""
+    """``max ε 3.00 (site total 4.12)``: this run's and the lifetime (ledger) largest ε;
+    no site trained: ``ε n/a``; DP off: ``ε ∞ (no DP)``."""
     train = list(record["train"].values())
     epsilons = [t.get("epsilon") for t in train]
     if not train:
@@ -54,7 +55,8 @@ def round_line(record: dict[str, Any], total_rounds: int) -> str:
 
 def _who(failure: dict[str, Any]) -> str:
     site = failure.get("site")
-    return f"site {site} (node {failure['node']})" if site else f"node {failure['node']} (site unknown)"
+    node = failure["node"]
+    return f"site {site} (node {node})" if site else f"node {node} (site unknown)"
 
 
 def event_lines(record: dict[str, Any]) -> list[str]:

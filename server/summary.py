@@ -12,7 +12,7 @@ SITE_KEYS = ("auroc", "auprc", "brier", "n_test")
 
 
 def aggregated_any(rounds: list[dict[str, Any]]) -> bool:
-    """Whether some round changed the global model (records before ``discarded``: by ``aggregated``)."""
+    """Whether some round changed the global model (older records lack ``discarded``)."""
     return any(r.get("aggregated") and not r.get("discarded") for r in rounds)
 
 
@@ -61,7 +61,8 @@ def no_aggregation_reason(rounds: list[dict[str, Any]], run_dir: Path) -> str:
         who = failure.get("site") or f"node {failure['node']}"
         first.setdefault(who, str(failure["reason"]).strip().splitlines()[-1][:300])
     why = "; ".join(f"{who}: {reason}" for who, reason in sorted(first.items()))
-    last = next((r.get("discard_reason") for r in reversed(rounds) if r.get("discard_reason")), None)
+    reasons = [r["discard_reason"] for r in rounds if r.get("discard_reason")]
+    last = reasons[-1] if reasons else None
     return (f"no round aggregated an update ({len(rounds)} of {len(rounds)} discarded"
             + (f", {last}" if last else "") + ")"
             + (f"; {why}" if why else "")

@@ -3,7 +3,8 @@
 It wraps (never subclasses) the strategy, as Flower's DP wrappers do: ``configure_train``
 remembers the global arrays the round starts from; ``aggregate_train`` drops replies that
 fail ``strategies.validation`` and hands the rest, in a fixed site order, to the wrapped
-strategy. A round with fewer usable replies than ``min_train_nodes`` keeps the global model.
+strategy. A round with fewer usable replies than ``min_train_nodes`` keeps the global model
+(``discarded`` says why, for the round record).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class ValidatedStrategy(Strategy):
             return None, None
         arrays, metrics = self.inner.aggregate_train(server_round, kept)
         if arrays is None:
-            self.discarded = f"{type(self.inner).__name__} aggregated nothing; the global model is kept"
+            self.discarded = (f"{type(self.inner).__name__} aggregated nothing; "
+                              "the global model is kept")
             self.aggregated_sites = []
             return None, metrics
         return self._in_global_dtypes(arrays), metrics

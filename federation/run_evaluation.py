@@ -2,6 +2,7 @@
 
 Simulation path: the coordinator holds the embedded (or ``federation.data_dir``) site files,
 so it predicts every site's held-out rows itself; pooled metrics use all rows together.
+Deployment path (:func:`evaluation_from_rounds`): the numbers the sites sent in a round.
 The result is the plain document written as ``evaluation.json``.
 """
 
@@ -23,6 +24,7 @@ from federation.settings import RunSettings
 from server.round_records import json_safe
 
 EVALUATION = "evaluation.json"
+SCORED_HERE = "simulation: scored here on the sites' test rows"
 POOLED = "pooled"
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # site -> (labels, risks)
 
@@ -89,7 +91,8 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     spent = (read_summary(run_dir).get("privacy") or {}).get("sites") or {}
     return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
             "delta": settings.privacy.delta,
-            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()}}
+            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
+            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()}}
 
 
 def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
     metrics = score(predictions, options)
     document: dict[str, Any] = {
-        **_header(run_dir, checkpoint.round, "simulation", options),
+        **_header(run_dir, checkpoint.round, SCORED_HERE, options),
         "sites": {s.name: metrics[s.name] for s in sites},
         POOLED: metrics[POOLED],
         "mean_auroc": site_means(metrics),
@@ -124,9 +127,14 @@ def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
             **{k: site[k] for k in METRIC_KEYS if k in site}}
 
 
+def from_rounds_mode(mode: str, round_number: int) -> str:
+    """evaluation.json's ``mode`` when the numbers are the sites' own evaluation."""
+    return f"{mode}: the sites' own evaluation, metrics.jsonl round {round_number}"
+
+
 def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[str, Any],
-                           options: EvalOptions) -> dict[str, Any]:
-    """Deployment: the sites scored the global model themselves in the run's evaluate round.
+                           options: EvalOptions, *, mode: str = "deployment") -> dict[str, Any]:
+    """The sites scored the global model themselves in the run's evaluate round (deployment).
 
     Each site sent every metric of its own rows (``ClientApp.evaluate``); pooled, only
     AUROC/AUPRC (from the summed score histograms) and Brier are known, the rest is null.
@@ -134,7 +142,7 @@ def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[st
     evaluation = record["evaluate"]
     sites = {name: _round_metrics(m) for name, m in sorted(evaluation["sites"].items())}
     return json_safe({
-        **_header(run_dir, record["round"], "deployment (Flower evaluate round)", options),
+        **_header(run_dir, record["round"], from_rounds_mode(mode, record["round"]), options),
         "sites": sites,
         POOLED: _round_metrics(evaluation.get(POOLED) or {}),
         "mean_auroc": site_means(sites),

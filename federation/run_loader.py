@@ -97,6 +97,11 @@ def sites_data(dataset: DatasetSpec, data_dir: Path | None = None) -> list[SiteD
             for name in dataset.site_names]
 
 
+def federation_mode(run_dir: Path) -> str:
+    """``simulation`` or ``deployment``: the run's ``federation.mode``."""
+    return str((run_config(run_dir).get("federation") or {}).get("mode") or "simulation")
+
+
 def data_dir_of(run_dir: Path) -> Path | None:
     """The folder the simulated sites read (None: the embedded copy)."""
     folder = (run_config(run_dir).get("federation") or {}).get("data_dir")

@@ -59,8 +59,9 @@ def combine_statistics(parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: Prior | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Ask every node for its feature moments; returns mean, std and the sites that answered.
+                     ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Ask every node for its feature moments; returns mean, std and the sites that answered
+    (node id -> site name: later error replies carry no site name, the round record needs it).
 
     ``prior`` (:func:`spec_prior` of the run's dataset) fills columns no site released.
     """
@@ -87,4 +88,5 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: 
     unreleased = int((np.sum([p[0] for p in parts], axis=0) == 0).sum())
     if unreleased:
         log.info("%s feature columns released by no site: scaled by the spec's prior", unreleased)
-    return mean, std, [str(r.content[keys.SITE][keys.SITE_NAME]) for r in replies]
+    return mean, std, {int(r.metadata.src_node_id): str(r.content[keys.SITE][keys.SITE_NAME])
+                       for r in replies}

@@ -1,8 +1,9 @@
 """The round loop: the only server code that talks to the network (through Flower's Grid).
 
 Each round: configure -> send -> aggregate (the strategy's pure hooks), then evaluate on
-every site's held-out split, then write the checkpoint, the round record and the global
-model. Updates are screened first (strategies.validated); ``resume`` starts from the checkpoint.
+the held-out split of every site that trained, then write the checkpoint, the round record
+(discarded or not, each failure with its site) and the global model. Updates are screened
+first (strategies.validated); ``resume`` starts from the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from federation import keys
+from federation.errors import FederationError
 from federation.model import build_model
 from federation.settings import RunSettings, model_spec  # re-exported for callers of this module
 from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from server.feature_stats import query_statistics, spec_prior
 from server.progress import show_round
-from server.round_records import evaluation_record, failures, json_safe, train_by_site
+from server.exchange import Exchange, exchange, only_nodes
+from server.round_records import (evaluation_record, failures, json_safe, sites_by_node,
+                                  train_by_site)
 from server.run_folder import RunFolder
 from server.secure_aggregation import secure_train_round
-from server.summary import build_summary
+from server.summary import aggregated_any, build_summary, no_aggregation_reason
 from strategies import ValidatedStrategy, build_validated_strategy
 
 log = logging.getLogger(__name__)
@@ -51,47 +55,77 @@ def nodes_to_wait_for(settings: RunSettings) -> int:
     return max(int(settings.strategy.params.get("min_available_nodes", 2)), settings.expected_nodes)
 
 
-def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout: float) -> ArrayRecord:
-    """Seeded model whose preprocessing uses the federated feature statistics."""
+def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout: float,
+                   sites: dict[int, str] | None = None) -> ArrayRecord:
+    """Seeded model whose preprocessing uses the federated feature statistics; the node id ->
+    site names learnt from the replies go into ``sites``."""
     # A feature no site may release (a cell under its k) is scaled from the spec's ranges.
-    mean, std, sites = query_statistics(grid, nodes, timeout, prior=spec_prior(settings.data))
-    log.info("feature statistics combined from sites %s", sites)
+    mean, std, answered = query_statistics(grid, nodes, timeout, prior=spec_prior(settings.data))
+    log.info("feature statistics combined from sites %s", sorted(answered.values()))
+    if sites is not None:
+        sites.update(answered)
     model = build_model(model_spec(settings), seed=settings.seed)
     model.preprocess.set_statistics(mean, std)
     return ArrayRecord(model.state_dict())
 
 
 def _plain_train(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
-                 timeout: float) -> tuple[ArrayRecord, list, dict[str, Any]]:
+                 timeout: float, sites: dict[int, str]
+                 ) -> tuple[ArrayRecord, Exchange, str | None, dict[str, Any]]:
     messages = strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
-    train_replies = list(grid.send_and_receive(messages, timeout=timeout))
-    new_arrays, _ = strategy.aggregate_train(server_round, train_replies)
-    return (new_arrays if new_arrays is not None else arrays), train_replies, {}
+    train = exchange(grid, messages, timeout=timeout, stage="train", sites=sites)
+    new_arrays, _ = strategy.aggregate_train(server_round, train.replies)
+    if new_arrays is None:
+        why = getattr(strategy, "discarded", None) or "no update was aggregated"
+        return arrays, train, why, {}
+    return new_arrays, train, None, {}
+
+
+def _secure_train(grid: Grid, settings: RunSettings, server_round: int, arrays: ArrayRecord,
+                  timeout: float, sites: dict[int, str]
+                  ) -> tuple[ArrayRecord, Exchange, str | None, dict[str, Any]]:
+    new_arrays, replies, secagg = secure_train_round(grid, settings, server_round, arrays, timeout)
+    sites.update(sites_by_node(replies))
+    train = Exchange(replies, failures(replies, stage="train", sites=sites))
+    # SecAgg+ hands back the very arrays it was given when the round did not complete.
+    discarded = (f"secure aggregation did not complete ({secagg.get('sites', 0)} site(s) could "
+                 "train); the global model is kept") if new_arrays is arrays else None
+    return new_arrays, train, discarded, secagg
 
 
 def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
-               timeout: float, settings: RunSettings) -> tuple[ArrayRecord, dict[str, Any]]:
+               timeout: float, settings: RunSettings, sites: dict[int, str]
+               ) -> tuple[ArrayRecord, dict[str, Any]]:
     if settings.privacy.secure_aggregation:
-        arrays, train_replies, secagg = secure_train_round(grid, settings, server_round, arrays, timeout)
+        arrays, train, discarded, secagg = _secure_train(grid, settings, server_round, arrays,
+                                                         timeout, sites)
     else:
-        arrays, train_replies, secagg = _plain_train(grid, strategy, server_round, arrays, timeout)
+        arrays, train, discarded, secagg = _plain_train(grid, strategy, server_round, arrays,
+                                                        timeout, sites)
     last_round = ConfigRecord({keys.WITH_CI: server_round == settings.rounds})
-    messages = strategy.configure_evaluate(server_round, arrays, last_round, grid)
-    eval_replies = list(grid.send_and_receive(messages, timeout=timeout))
+    # Only the nodes that trained: a node that let the train timeout pass is not waited for a
+    # second time, and a site that did not train the round refuses to score it anyway.
+    messages = only_nodes(strategy.configure_evaluate(server_round, arrays, last_round, grid),
+                          train.ok_nodes)
+    evaluate = exchange(grid, messages, timeout=timeout, stage="evaluate", sites=sites)
+    trained = train_by_site(train.replies)
     record = {
         "round": server_round,
-        "train": train_by_site(train_replies),
-        "evaluate": evaluation_record(eval_replies),
-        "failures": failures(train_replies) + failures(eval_replies),
+        "train": trained,
+        "evaluate": evaluation_record(evaluate.replies),
+        "failures": train.failures + evaluate.failures,
         # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
         "rejected": [] if secagg else [r.to_dict() for r in strategy.rejected],
-        "aggregated": sorted(train_by_site(train_replies)) if secagg else strategy.aggregated_sites,
+        "aggregated": ([] if discarded else sorted(trained) if secagg
+                       else strategy.aggregated_sites),
+        "discarded": discarded is not None,
+        "discard_reason": discarded,
     }
     if secagg:
         record["secure_aggregation"] = secagg
     for failure in record["failures"]:  # e.g. a site refusing to pass its own ε cap
-        log.warning("round %s: node %s sent no result: %s", server_round, failure["node"],
-                    failure["reason"])
+        log.warning("round %s: %s of site %s (node %s) failed: %s", server_round, failure["stage"],
+                    failure["site"] or "unknown", failure["node"], failure["reason"])
     return arrays, json_safe(record)
 
 
@@ -101,10 +135,10 @@ def _max_epsilon(known: float | None, reported: float | None) -> float | None:
 
 
 def _start(grid: Grid, settings: RunSettings, folder: RunFolder, strategy: ValidatedStrategy,
-           nodes: list[int], timeout: float) -> Checkpoint:
+           nodes: list[int], timeout: float, sites: dict[int, str]) -> Checkpoint:
     """Round 0 of a new run, or the last complete round of the run being resumed."""
     if not settings.resume:
-        return Checkpoint(round=0, arrays=initial_arrays(grid, settings, nodes, timeout)
+        return Checkpoint(round=0, arrays=initial_arrays(grid, settings, nodes, timeout, sites)
                           .to_torch_state_dict())
     checkpoint = load_checkpoint(folder.path)
     remove_stale_temporaries(folder.path)
@@ -115,16 +149,20 @@ def _start(grid: Grid, settings: RunSettings, folder: RunFolder, strategy: Valid
 
 
 def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict[str, Any]:
-    """Train up to ``settings.rounds`` rounds; returns the summary written to the run folder."""
+    """Train up to ``settings.rounds`` rounds; returns the summary written to the run folder.
+
+    Raises FederationError (after writing metrics.jsonl and summary.json) if no round
+    aggregated an update: the run then has no trained model to hand to anyone.
+    """
     folder = RunFolder(Path(settings.output_dir) if settings.output_dir else default_dir)
     strategy = build_validated_strategy(settings.strategy, seed=settings.seed)
     timeout = float(settings.strategy.params.get("round_timeout", 600))
-    nodes = wait_for_nodes(grid, nodes_to_wait_for(settings), timeout)
-    state = _start(grid, settings, folder, strategy, nodes, timeout)
+    nodes, sites = wait_for_nodes(grid, nodes_to_wait_for(settings), timeout), {}
+    state = _start(grid, settings, folder, strategy, nodes, timeout, sites)
     arrays, spec = state.array_record(), model_spec(settings)
     records, epsilon_by_site = state.records, state.epsilon_by_site
     for server_round in range(state.round + 1, settings.rounds + 1):
-        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings)
+        arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings, sites)
         for site, metrics in record["train"].items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
         records.append(record)
@@ -132,8 +170,11 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         save_checkpoint(folder.path, Checkpoint(server_round, arrays.to_torch_state_dict(),
                                                 strategy.state_dict(), records, epsilon_by_site))
         folder.append_round(record)
-        folder.save_model(arrays, spec, settings, server_round)
+        if aggregated_any(records):  # never a model.pt that no site's update ever changed
+            folder.save_model(arrays, spec, settings, server_round)
         show_round(record, settings.rounds)
     summary = json_safe(build_summary(settings, records, epsilon_by_site))
     folder.write_summary(summary)
+    if not aggregated_any(records):
+        raise FederationError(no_aggregation_reason(records, folder.path))
     return summary

@@ -1,10 +1,17 @@
-"""One rich line per round for the coordinator: round, mean train loss, pooled AUROC, max ε."""
+"""The coordinator's console: one rich line per round, then one line per thing that went wrong.
+
+The round line: round, mean train loss, pooled AUROC, the largest ε of this run and of the
+sites' lifetimes (their ledgers), sites trained. Then one line for a discarded round (the
+global model kept, ε still charged at the sites that trained: they reserve it before
+training) and one per failure or refusal, naming the site and its reason.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 _console = Console(highlight=False)
 
@@ -22,18 +29,51 @@ def _loss(record: dict[str, Any]) -> str:
     return f"test loss {_fmt(record['evaluate'].get('pooled', {}).get('loss'), '.4f')}"
 
 
-def round_line(record: dict[str, Any], total_rounds: int) -> str:
-    train = record["train"].values()
+def _epsilon(record: dict[str, Any]) -> str:
+    """``max ε 3.00 (site total 4.12)``: this run's and the lifetime (ledger) largest ε;
+    no site trained: ``ε n/a``; DP off: ``ε ∞ (no DP)``."""
+    train = list(record["train"].values())
     epsilons = [t.get("epsilon") for t in train]
+    if not train:
+        return "ε n/a (no site trained)"
+    if None in epsilons:
+        return "ε ∞ (no DP)"
+    totals = [t["site_epsilon"] for t in train if t.get("site_epsilon") is not None]
+    return f"max ε {max(epsilons):.2f}" + (f" (site total {max(totals):.2f})" if totals else "")
+
+
+def round_line(record: dict[str, Any], total_rounds: int) -> str:
     pooled = record["evaluate"].get("pooled", {})
     return (
         f"round {record['round']:>3}/{total_rounds}  {_loss(record)}  "
-        f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
-        + (f"max ε {max(epsilons):.2f}  " if epsilons and None not in epsilons else "ε ∞ (no DP)  ")
-        + f"sites {len(record['train'])}"
+        f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  {_epsilon(record)}  "
+        f"sites {len(record['train'])}"
+        + ("  [yellow]discarded[/yellow]" if record.get("discarded") else "")
         + (f"  [red]failures {len(record['failures'])}[/red]" if record.get("failures") else "")
     )
 
 
+def _who(failure: dict[str, Any]) -> str:
+    site = failure.get("site")
+    node = failure["node"]
+    return f"site {site} (node {node})" if site else f"node {node} (site unknown)"
+
+
+def event_lines(record: dict[str, Any]) -> list[str]:
+    """A discarded round, then each failure: one line each, reasons as the sites sent them."""
+    lines, prefix = [], f"  round {record['round']}"
+    if record.get("discarded"):
+        charged = sorted(s for s, t in record["train"].items() if t.get("epsilon") is not None)
+        lines.append(f"[yellow]{prefix} discarded: {escape(str(record.get('discard_reason')))}"
+                     + (f"; ε still charged at {len(charged)} site(s) that trained "
+                        f"({', '.join(charged)})" if charged else "") + "[/yellow]")
+    for failure in record.get("failures", []):
+        reason = " ".join(str(failure["reason"]).split())[:500]
+        lines.append(f"[red]{prefix} {failure.get('stage', 'train')}: {escape(_who(failure))}: "
+                     f"{escape(reason)}[/red]")
+    return lines
+
+
 def show_round(record: dict[str, Any], total_rounds: int) -> None:
-    _console.print(round_line(record, total_rounds))
+    for line in [round_line(record, total_rounds), *event_lines(record)]:
+        _console.print(line, soft_wrap=True)

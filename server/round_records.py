@@ -33,10 +33,37 @@ def train_by_site(replies: Iterable[Message]) -> dict[str, dict[str, float]]:
     return {site_of(r): _pick(r, TRAIN_FIELDS) for r in replies if not r.has_error()}
 
 
-def failures(replies: Iterable[Message]) -> list[dict[str, object]]:
-    """Replies that carried an error instead of content: node and reason."""
-    return [{"node": int(r.metadata.src_node_id), "reason": r.error.reason}
-            for r in replies if r.has_error()]
+def sites_by_node(replies: Iterable[Message]) -> dict[int, str]:
+    """Flower node id -> site name, from the replies that named their site."""
+    return {int(r.metadata.src_node_id): site_of(r) for r in replies
+            if not r.has_error() and keys.SITE in r.content}
+
+
+def failures(replies: Iterable[Message], *, stage: str = "train",
+             nodes_by_message: dict[str, int] | None = None,
+             sites: dict[int, str] | None = None) -> list[dict[str, object]]:
+    """Replies that carried an error instead of content: stage, node, site and reason.
+
+    An error the SuperLink wrote for a dead node comes from the SuperLink itself (node 1):
+    the node is the one the answered message was sent to (``nodes_by_message``). Error
+    replies carry no site name; ``sites`` (learnt from earlier replies) supplies it.
+    """
+    nodes_by_message, sites = nodes_by_message or {}, sites or {}
+    found = []
+    for r in (r for r in replies if r.has_error()):
+        node = nodes_by_message.get(r.metadata.reply_to_message_id, int(r.metadata.src_node_id))
+        found.append({"stage": stage, "node": int(node), "site": sites.get(int(node)),
+                      "code": int(r.error.code), "reason": r.error.reason})
+    return found
+
+
+def unanswered(nodes: Iterable[int], *, stage: str, timeout: float,
+               sites: dict[int, str] | None = None) -> list[dict[str, object]]:
+    """Failures for the nodes that sent nothing back within the round's timeout."""
+    sites = sites or {}
+    return [{"stage": stage, "node": int(n), "site": sites.get(int(n)), "code": None,
+             "reason": f"no reply within strategy.round_timeout ({timeout:g}s)"}
+            for n in sorted(nodes)]
 
 
 def pooled_evaluation(replies: list[Message]) -> dict[str, float]:

@@ -3,7 +3,8 @@
 It wraps (never subclasses) the strategy, as Flower's DP wrappers do: ``configure_train``
 remembers the global arrays the round starts from; ``aggregate_train`` drops replies that
 fail ``strategies.validation`` and hands the rest, in a fixed site order, to the wrapped
-strategy. A round with fewer usable replies than ``min_train_nodes`` keeps the global model.
+strategy. A round with fewer usable replies than ``min_train_nodes`` keeps the global model
+(``discarded`` says why, for the round record).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class ValidatedStrategy(Strategy):
         self.seed = seed
         self.rejected: list[Rejection] = []  # of the last aggregated round
         self.aggregated_sites: list[str] = []
+        self.discarded: str | None = None  # why the last round kept the global model
         self._reference: validation.Arrays = {}
 
     def summary(self) -> None:
@@ -105,14 +107,20 @@ class ValidatedStrategy(Strategy):
         for r in self.rejected:
             log.warning("round %s: rejected the update of site %s (node %s): %s",
                         server_round, r.site, r.node, r.reason)
-        self.aggregated_sites = [_site(r) for r in kept]
+        self.aggregated_sites, self.discarded = [_site(r) for r in kept], None
         if len(kept) < self.min_train_nodes:
-            log.warning("round %s: only %s usable updates (minimum %s); the global model is kept",
-                        server_round, len(kept), self.min_train_nodes)
+            self.discarded = (f"only {len(kept)} usable updates (minimum {self.min_train_nodes}); "
+                              "the global model is kept")
+            log.warning("round %s: %s", server_round, self.discarded)
             self.aggregated_sites = []
             return None, None
         arrays, metrics = self.inner.aggregate_train(server_round, kept)
-        return (None if arrays is None else self._in_global_dtypes(arrays)), metrics
+        if arrays is None:
+            self.discarded = (f"{type(self.inner).__name__} aggregated nothing; "
+                              "the global model is kept")
+            self.aggregated_sites = []
+            return None, metrics
+        return self._in_global_dtypes(arrays), metrics
 
     def _in_global_dtypes(self, arrays: ArrayRecord) -> ArrayRecord:
         """Flower's FedOpt promotes float32 arrays to float64; the global model keeps its dtypes."""

@@ -28,8 +28,9 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
         assert (dp_run / name).is_file(), name
     summary = read_json(dp_run / "summary.json")
 
-    assert set(summary) == {"rounds", "strategy", "model", "metrics", "privacy"}
+    assert set(summary) == {"rounds", "discarded_rounds", "strategy", "model", "metrics", "privacy"}
     assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "mlp")
+    assert summary["discarded_rounds"] == []
     assert set(summary["metrics"]) == {"pooled", "sites"}
     assert set(summary["metrics"]["pooled"]) == {"auroc", "auprc", "brier"}
     assert set(summary["metrics"]["sites"]) == SITES
@@ -38,6 +39,11 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
     assert set(summary["privacy"]) == {"enabled", "delta", "sites"}
     assert summary["privacy"]["enabled"] is True
     assert set(summary["privacy"]["sites"]) == SITES
+    last = _rounds(dp_run)[-1]["train"]
+    for site, spent in summary["privacy"]["sites"].items():  # this run's ε, and the site's total
+        assert set(spent) == {"epsilon", "site_epsilon"}
+        assert spent["site_epsilon"] == last[site]["site_epsilon"]
+        assert spent["site_epsilon"] >= spent["epsilon"] - 1e-9  # a fresh ledger: this run only
 
 
 def test_dp_run_reaches_pooled_auroc_080(dp_run):

@@ -280,7 +280,9 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_ev
     assert lhsfed(["evaluate", str(copy), "--from-rounds"]) == 0
     deployed = _evaluation(copy)
 
-    assert deployed["mode"].startswith("deployment") and deployed["round"] == simulated["round"]
+    assert deployed["mode"] == f"simulation: the sites' own evaluation, metrics.jsonl round {simulated['round']}"
+    assert simulated["mode"] == "simulation: scored here on the sites' test rows"
+    assert deployed["round"] == simulated["round"]
     for name in SITES:  # each site scored the same model on the same rows, at home
         for key in METRIC_KEYS | {"n", "n_positive", "threshold"}:
             assert deployed["sites"][name][key] == pytest.approx(simulated["sites"][name][key],

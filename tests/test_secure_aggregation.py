@@ -70,7 +70,7 @@ def _max_gap(a, b) -> float:
 
 def test_secure_round_equals_plain_fedavg_within_quantization_tolerance(federation):
     settings, grid, arrays = federation
-    plain, _, _ = _plain_train(grid, build_strategy(settings.strategy), 1, arrays, 60)
+    plain, _, _, _ = _plain_train(grid, build_strategy(settings.strategy), 1, arrays, 60, {})
 
     secure, replies, report = secure_train_round(grid, settings, 1, arrays, timeout=60)
 

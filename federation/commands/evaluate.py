@@ -2,6 +2,9 @@
 
 Writes ``evaluation.json``, ``report.html`` and ``report.md`` into the run folder.
 ``--baselines`` also trains the local-only and pooled centralized models (simulation only).
+A deployment run (``federation.mode=deployment`` in its ``.hydra/config.yaml``) is always
+reported from the sites' own evaluation in ``metrics.jsonl``: the coordinator never scores
+whatever copy of the data it may happen to hold.
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
     from federation.run_evaluation import (EVALUATION, EvalOptions, evaluate_run,
                                            evaluation_from_rounds)
     from federation.run_loader import (HYDRA_CONFIG, checkpoint_path, data_dir_of,
-                                       load_checkpoint, load_settings, read_round_records,
-                                       require_run_dir, round_record, sites_data)
+                                       federation_mode, load_checkpoint, load_settings,
+                                       read_round_records, require_run_dir, round_record,
+                                       sites_data)
 
     run_dir, options = require_run_dir(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
-    settings = load_settings(run_dir)
-    if from_rounds:
-        _refuse_baselines_without_rows(baselines)
+    settings, mode = load_settings(run_dir), federation_mode(run_dir)
+    if mode == "deployment" or from_rounds:  # the rows never left the hospitals
+        _refuse_row_options(mode, baselines=baselines, data_dir=data_dir)
         record = round_record(run_dir, round_number)
-        evaluation, predictions = evaluation_from_rounds(run_dir, settings, record, options), None
+        evaluation = evaluation_from_rounds(run_dir, settings, record, options, mode=mode)
+        predictions = None
     else:
         checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
         sites = sites_data(checkpoint.dataset, data_dir or data_dir_of(run_dir))
@@ -40,12 +45,18 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
     return evaluation
 
 
-def _refuse_baselines_without_rows(baselines: bool) -> None:
+def _refuse_row_options(mode: str, *, baselines: bool, data_dir: Path | None) -> None:
+    """Options that need the sites' rows, which only a simulation's coordinator has."""
     from federation.errors import ConfigError
 
+    fix = ("this is a deployment run: its test rows stay at the hospitals" if mode == "deployment"
+           else "drop --from-rounds")
     if baselines:
         raise ConfigError("--baselines trains on every site's rows, which only a simulation has; "
-                          "drop --from-rounds (or --baselines)")
+                          f"{fix} (or drop --baselines)")
+    if data_dir is not None:
+        raise ConfigError(f"--data-dir gives rows to score, but the report comes from the sites' "
+                          f"own evaluation in metrics.jsonl; {fix} (or drop --data-dir)")
 
 
 def _line(name: str, m: dict) -> str:
@@ -59,7 +70,7 @@ def run(args) -> int:
                                     threshold=args.threshold, resamples=args.bootstrap,
                                     baselines=args.baselines, data_dir=args.data_dir,
                                     from_rounds=args.from_rounds)
-    print(f"global model, round {evaluation['round']}:")
+    print(f"global model, round {evaluation['round']} ({evaluation['mode']}):")
     for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
         print(_line(name, metrics))
     if "baselines" in evaluation:
@@ -88,6 +99,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder of the sites' files (default: the run's federation.data_dir)")
     parser.add_argument("--from-rounds", action="store_true",
-                        help="deployment: report the metrics the sites sent in the run's Flower "
-                             "evaluate round (metrics.jsonl) instead of scoring rows here")
+                        help="report the metrics the sites sent in the run's Flower evaluate round "
+                             "(metrics.jsonl) instead of scoring rows here (always so for a "
+                             "deployment run)")
     parser.set_defaults(func=run)

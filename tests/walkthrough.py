@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.deployment_net import BIN, REPO, Network, base_env, descendants, embedded_dir_for_tests, free_port
+from tests.deployment_net import (BIN, REPO, SITE_CAP, Network, base_env, descendants,
+                                  embedded_dir_for_tests, free_port, wait_for_port)
 
 DOC = REPO / "docs" / "deployment.md"
 SITES = ("cleveland", "hungary")  # the walk-through's hospitals
@@ -100,8 +101,7 @@ class Walkthrough:
                      "LINK": "127.0.0.1", "PROXY_HOST": "127.0.0.1", "PROXY_PORT": str(net.port),
                      "SUPERLINK_PORT": str(net.control_port), "ROUNDS": "2",
                      "SPEC": str(REPO / "configs" / "data" / "uci_heart.yaml"),
-                     # the caps Network.node_env gives restarted nodes: room for every run here
-                     "MAX_EPSILON": net.node_env("cleveland")["LHSFED_MAX_EPSILON"]}
+                     "MAX_EPSILON": SITE_CAP}  # as Network.node_env gives restarted nodes
 
     def site(self, site: str, **extra: str) -> dict[str, str]:
         """A hospital's variables (its folder is the one ``Network`` uses for that site)."""
@@ -135,8 +135,6 @@ class Walkthrough:
         self.check(1, 0)
         state = Path(self.vars["STATE"])
         self.started(state / "superlink.pid", state / "superlink.log")
-        from tests.deployment_net import wait_for_port
-
         wait_for_port(self.net.control_port, 90)
         wait_for_port(self.net.port, 90)
 

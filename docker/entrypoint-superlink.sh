@@ -13,7 +13,9 @@
 #   LHSFED_PROXY_PORT     port hospitals connect to (Fleet API only)         [9092]
 #   LHSFED_RUNS_ROOT      the only folder a run's run.output_dir may lie in  [$PWD/outputs]
 #   LHSFED_STATE_DB       SQLite state (registered nodes, runs); keep it on a volume  [/state/superlink.db]
-#   LHSFED_BIN            folder holding flower-superlink (empty: from PATH)  []
+#   LHSFED_BIN            folder holding flower-superlink and flower-superexec; put first
+#                         on PATH (Flower finds its helpers there)  [empty: from PATH]
+# Any start failure exits non-zero within seconds with one line naming its cause.
 set -euo pipefail
 
 die() { echo "entrypoint-superlink: $*" >&2; exit 64; }
@@ -24,6 +26,8 @@ host=${LHSFED_BIND_HOST:-127.0.0.1}
 port=${LHSFED_PORT:-9093}
 state_db=${LHSFED_STATE_DB:-/state/superlink.db}
 bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
+# flower-superlink starts flower-superexec by name, from PATH: LHSFED_BIN goes first there too.
+[[ -n "$bin" ]] && export PATH="${LHSFED_BIN%/}:$PATH"
 export LHSFED_RUNS_ROOT=${LHSFED_RUNS_ROOT:-$PWD/outputs}
 
 for file in ca.pem superlink.pem superlink.key; do
@@ -31,7 +35,22 @@ for file in ca.pem superlink.pem superlink.key; do
 done
 [[ "$host" =~ ^(127\.[0-9.]+|localhost|::1)$ ]] \
   || die "LHSFED_BIND_HOST=$host: the SuperLink's Control API has no authentication; bind it to 127.0.0.1 and let hospitals in through the proxy (LHSFED_PROXY_PORT)"
-mkdir -p "$(dirname "$state_db")" "$LHSFED_RUNS_ROOT"
+for tool in flower-superlink flower-superexec python; do
+  command -v "${bin}$tool" >/dev/null \
+    || die "${bin}$tool: not found (set LHSFED_BIN to the folder holding flower-superlink)"
+done
+[[ "$port" =~ ^[0-9]+$ ]] || die "LHSFED_PORT=$port must be a port number"
+proxy_port=${LHSFED_PROXY_PORT:-9092}
+for pair in "LHSFED_PORT:$host:$port" "LHSFED_PROXY_PORT:${LHSFED_PROXY_HOST:-0.0.0.0}:$proxy_port"; do
+  var=${pair%%:*} address=${pair#*:}
+  "${bin}python" -c 'import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, int(port)))' "$address" 2>/dev/null \
+    || die "$var: $address is in use or cannot be bound; choose a free port"
+done
+mkdir -p "$(dirname "$state_db")" "$LHSFED_RUNS_ROOT" || die "cannot create $(dirname "$state_db") or $LHSFED_RUNS_ROOT"
 
 "${bin}flower-superlink" \
   --ssl-ca-certfile "$tls_dir/ca.pem" \
@@ -53,4 +72,5 @@ status=0
 wait -n "${children[@]}" || status=$?
 kill -TERM "${children[@]}" 2>/dev/null || true
 wait || true
-exit "$status"
+echo "entrypoint-superlink: flower-superlink or its proxy exited (status $status); SuperLink and proxy stopped" >&2
+exit $((status ? status : 70))

@@ -20,7 +20,11 @@ from pathlib import Path
 
 from federation.errors import ConfigError, LhsFedError
 from federation.flwr_connection import CONNECTION, FLWR, flwr_env, run_flwr, write_flower_home
-from federation.simulation import write_app_folder
+
+# Flower's simulation package (imported below for the app folder) imports alembic, whose
+# plugins log an INFO line each at import: noise in the coordinator's launcher.log.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+from federation.simulation import write_app_folder  # noqa: E402  (after the line above)
 
 log = logging.getLogger(__name__)
 FLOWER_HOME = ".flwr-home"

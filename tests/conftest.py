@@ -62,3 +62,14 @@ def eps1_runs(tmp_path_factory):
     from tests.privacy_runs import two_ledger_runs
 
     return two_ledger_runs(tmp_path_factory.mktemp("eps1_runs"))
+
+
+@pytest.fixture(scope="session")
+def deployment_network(tmp_path_factory):
+    """docs/deployment.md's walk-through network (tests/walkthrough.py): a TLS SuperLink behind
+    its proxy, cleveland and hungary, a guarded node; shared by the deployment and pinned-code
+    tests so that CI starts one such network, not two."""
+    from tests.walkthrough import walkthrough_network
+
+    with walkthrough_network(tmp_path_factory.mktemp("deployment")) as net:
+        yield net

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 BIN = Path(sys.executable).parent
 SITES = ("cleveland", "hungary", "switzerland")
+SITE_CAP = "30"  # each node's ε cap: room for every run the shared deployment network serves
 
 
 def free_port() -> int:
@@ -184,7 +185,7 @@ class Network:
                "LHSFED_DATA_PATH": str(spec_dir.get(site, spec_dir["hungary"])), "LHSFED_SITE_NAME": site,
                "LHSFED_LEDGER_PATH": str(folder / "ledger" / "ledger.sqlite"),
                # the site's own privacy policy (mandatory): a cap over every run, its δ
-               "LHSFED_MAX_EPSILON": "10", "LHSFED_DELTA": "1e-5",
+               "LHSFED_MAX_EPSILON": SITE_CAP, "LHSFED_DELTA": "1e-5",
                "LHSFED_NODE_PORT": str(free_port())}
         env.update(overrides)
         return env

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
 import subprocess
 import time
@@ -29,7 +30,7 @@ from federation.cli import main
 from federation.errors import ConfigError
 from federation.flwr_connection import CONNECTION, run_flwr, write_flower_home
 from server.run_folder import refuse_outside_runs_root
-from tests.deployment_net import DOCKER, REPO, Network, base_env
+from tests.deployment_net import BIN, DOCKER, REPO, Network, base_env, descendants, free_port, start
 
 ATTACKS_NEED = "403 Forbidden"
 
@@ -196,3 +197,58 @@ def test_proxy_entrypoint_refuses_a_non_loopback_upstream(tmp_path):
     assert proc.returncode == 64
     assert proc.stderr.strip() == ("entrypoint-proxy: LHSFED_UPSTREAM=10.0.0.5:9093 must be a "
                                    "loopback HOST:PORT (the SuperLink binds to loopback)")
+
+
+def _superlink_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    pki.create_ca(tmp_path / "pki")
+    pki.create_server_cert(tmp_path / "pki", ["127.0.0.1"])
+    return {**base_env(tmp_path / "home"), "LHSFED_TLS_DIR": str(tmp_path / "pki"),
+            "LHSFED_PORT": str(free_port()), "LHSFED_PROXY_HOST": "127.0.0.1",
+            "LHSFED_PROXY_PORT": str(free_port()), "LHSFED_PROXY_DIR": str(tmp_path / "proxy"),
+            "LHSFED_STATE_DB": str(tmp_path / "state.db"), "LHSFED_RUNS_ROOT": str(tmp_path / "runs"),
+            **extra}
+
+
+def test_superlink_entrypoint_with_only_lhsfed_bin_starts_its_superexec(tmp_path):
+    """On a host whose PATH lacks the project's tools, LHSFED_BIN alone is enough: Flower's
+    SuperLink finds flower-superexec (it looks it up on PATH; without the fix it exits 3)."""
+    env = _superlink_env(tmp_path, PATH="/usr/bin:/bin", LHSFED_BIN=str(BIN))
+    proc = start(["bash", str(DOCKER / "entrypoint-superlink.sh")], env, tmp_path / "superlink.log")
+    try:
+        _wait(lambda: not proc.alive() or any(
+            "flower-superexec" in _cmdline(pid) for pid in descendants(proc.popen.pid)),
+            120, "flower-superexec never started")
+        assert proc.alive(), proc.output()[-2000:]
+    finally:
+        proc.stop()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("busy", ["LHSFED_PORT", "LHSFED_PROXY_PORT"])
+def test_superlink_entrypoint_refuses_a_busy_port_in_one_line(tmp_path, busy):
+    """A start failure is one line and a non-zero status at once, never a hang (the timeout
+    is functional: a hang fails the test)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = _superlink_env(tmp_path, LHSFED_BIN=str(BIN), **{busy: str(taken.getsockname()[1])})
+        proc = subprocess.run(["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env,
+                              capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 64
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"entrypoint-superlink: {busy}: ")
+    assert "is in use" in proc.stderr
+
+
+def test_superlink_entrypoint_without_flower_exits_in_one_line(tmp_path):
+    (tmp_path / "empty-bin").mkdir()
+    env = _superlink_env(tmp_path, LHSFED_BIN=str(tmp_path / "empty-bin"))
+    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 64 and proc.stderr.count("\n") == 1
+    assert "empty-bin/flower-superlink: not found (set LHSFED_BIN" in proc.stderr

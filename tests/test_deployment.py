@@ -1,12 +1,14 @@
 """A real deployment on 127.0.0.1: TLS SuperLink with node authentication, hospitals started
 through docker/entrypoint-supernode.sh, runs submitted by ``lhsfed-train federation=deployment``.
 
-One network serves every test here (module scope); each test asserts on process behaviour.
+One network serves every test here (module scope), and it is docs/deployment.md's
+walk-through: its ```bash blocks run in order (tests/walkthrough.py) for the coordinator and
+the two hospitals cleveland and hungary; the test adds a guarded node and a registered site
+whose node never starts, then follows the doc's run, evaluation, node kill and capped site.
 """
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
@@ -17,16 +19,16 @@ from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
 
 from federation import pki
-from federation.app_signing import write_trusted_entities
 from federation.cli import main
 from federation.flwr_connection import CONTROL_HINT
 from server.run_folder import read_rounds
-from tests.conftest import LAUNCHER, read_json, run_launcher
-from tests.deployment_net import BIN, SITES, Network, start
+from tests.conftest import LAUNCHER, read_json
+from tests.deployment_net import BIN, Network, start
+from tests.walkthrough import GUARDED, SITES, WAITING
 
 pytestmark = pytest.mark.slow
-GUARDED = "va"  # a fourth hospital whose node trusts only another publisher's apps
-WAITING = "oslo"  # registered by the coordinator, its node never started
+N_TEST = {"cleveland": 91, "hungary": 89}  # their test splits (configs/data/uci_heart.yaml)
+CAPPED = "switzerland"  # joins last with a cap it reaches in its first round
 # How long the SuperLink counts a SIGKILLed node online: HEARTBEAT_PATIENCE heartbeat
 # intervals after its last heartbeat (flwr/server/superlink/linkstate/sql_linkstate.py).
 REFUSAL_WINDOW_S = HEARTBEAT_PATIENCE * HEARTBEAT_DEFAULT_INTERVAL
@@ -38,48 +40,45 @@ def _overrides(net: Network, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    net = Network(tmp_path_factory.mktemp("deployment"))
-    try:
-        net.make_pki()
-        net.start_superlink()
-        node_ids = {site: net.register(site) for site in (*SITES, GUARDED, WAITING)}
-        pki.create_signing_key("stranger", net.root / "stranger")
-        trusted = write_trusted_entities(net.root / "sites" / GUARDED / "trusted.yaml",
-                                         [net.root / "stranger" / "stranger.sign.pub"])
-        for site in SITES:
-            net.start_node(site)
-        net.start_node(GUARDED, net.node_env(GUARDED, LHSFED_TRUSTED_ENTITIES=str(trusted)))
-        net.wait_online(4, timeout=240)
-        net.node_ids = node_ids
-        yield net
-    finally:
-        net.stop()
+def network(deployment_network):
+    return deployment_network
 
 
 @pytest.fixture(scope="module")
-def first_run(network, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("first_run")
-    proc = run_launcher(tmp, *_overrides(network, "strategy.min_available_nodes=4"), timeout=700)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "round   2/2" in proc.stdout  # progress streamed back from the SuperLink
-    return tmp / "run"
+def first_run(network):
+    """Step 5's run, as the doc writes it."""
+    run = network.root / "runs" / "first"
+    out = network.walk.check(5, 1, timeout=700, RUN=str(run))
+    assert "round   2/2" in out  # progress streamed back from the SuperLink
+    return run
 
 
-def test_three_hospitals_train_over_tls(first_run):
-    """Acceptance 1: 2 rounds through the entrypoints; all 3 sites train. Switzerland's test
-    split (37 rows, 2 negatives) is below a deployed site's default min-eval-rows (50) and
-    min-cell-size (10), so it declines to evaluate, saying only which rule."""
+def test_walkthrough_lhsfed_nodes_shows_both_hospitals_online(network):
+    lines = [line.split() for line in network.walk.check(5, 0).splitlines()]
+    assert lines[0] == ["SITE", "NODE", "ID", "STATUS"]
+    assert {(line[0], line[-1]) for line in lines[1:]} >= {(site, "online") for site in SITES}
+
+
+def test_walkthrough_evaluate_reports_the_two_sites_own_evaluation(network, first_run):
+    """Step 5: ``lhsfed evaluate RUN`` reports exactly the sites that evaluated, with their
+    own test rows, from metrics.jsonl (never the coordinator's copy of the data)."""
+    out = network.walk.check(5, 2, timeout=300, RUN=str(first_run))
+    lines = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    reported = {l[0]: l[-1] for l in lines if l[0] != "pooled" and l[-1].startswith("n=")}
+    assert reported == {site: f"n={n}" for site, n in N_TEST.items()}
+    last = read_rounds(first_run)[-1]["evaluate"]["sites"]
+    assert {site: last[site]["n_test"] for site in SITES} == N_TEST
+
+
+def test_two_hospitals_train_over_tls(first_run):
+    """Acceptance 1: 2 rounds through the entrypoints; both hospitals train and evaluate."""
     rounds = read_rounds(first_run)
     assert [r["round"] for r in rounds] == [1, 2]
-    evaluated = set(SITES) - {"switzerland"}
     for record in rounds:
         assert set(record["train"]) == set(SITES)
-        assert set(record["evaluate"]["sites"]) == evaluated
-        assert any(f["reason"] == "evaluation refused: too few test rows: this site evaluates "
-                   "only test splits of at least 50 rows" for f in record["failures"])
+        assert set(record["evaluate"]["sites"]) == set(SITES)
     summary = read_json(first_run / "summary.json")
-    assert set(summary["metrics"]["sites"]) == evaluated
+    assert set(summary["metrics"]["sites"]) == set(SITES)
     assert set(summary["privacy"]["sites"]) == set(SITES)
     assert (first_run / "model.pt").is_file()
 
@@ -105,7 +104,7 @@ def test_unregistered_and_plaintext_nodes_are_refused(network):
         assert proc.popen.wait(timeout=120) != 0
     assert "Failed to activate SuperNode" in rogue.output()
     assert "could not establish a connection" in plain.output()
-    assert len(network.online_nodes()) == 4  # neither joined
+    assert len(network.online_nodes()) == 3  # neither joined
 
 
 def _lhsfed_nodes(capsys, superlink: str, ca_cert) -> tuple[int, list[list[str]], str]:
@@ -179,7 +178,7 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     victim = "hungary"
     node = network.nodes[victim]
     trains_before = node.output().count("Receiving: train message")
-    run = subprocess.Popen([str(LAUNCHER), *_overrides(network, "strategy.min_available_nodes=3",
+    run = subprocess.Popen([str(LAUNCHER), *_overrides(network, "strategy.min_available_nodes=2",
                                                         "strategy.round_timeout=90"),
                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -189,7 +188,8 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
                   "the victim never received a train message")
         assert run.poll() is None, "the run ended before the victim trained: " + run.stderr.read()
         ledger = _ledger_entries(network, victim)
-        node.kill(signal.SIGKILL)  # the whole container: SuperNode and its app processes
+        network.walk.check(6, 0, **network.walk.site(victim))  # the doc's kill: node and runner
+        _wait_for(lambda: not node.alive(), 30, "the killed node's session is still alive")
         restarted, refused = _restart_like_docker(network, victim, run, time.monotonic())
         out, err = run.communicate(timeout=600)
     finally:
@@ -215,3 +215,22 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     # (then it counts, conservatively, though its update never arrived).
     assert 2 in rounds and set(rounds) <= {1, 2}
     assert rejoined[0].epsilon_total >= (ledger[-1].epsilon_total if ledger else 0.0)
+
+
+def test_capped_site_refuses_and_the_run_completes(network, tmp_path):
+    """Step 7: a site whose cap its first round would pass refuses before any step, with its
+    line in its own log and the same reason in metrics.jsonl; the others train. Its 37-row
+    test split is below a deployed site's min-eval-rows (50): it declines to evaluate."""
+    walk, run = network.walk, network.root / "runs" / "capped"
+    values = walk.site(CAPPED, MAX_EPSILON="0.01")
+    network.node_ids[CAPPED] = walk.join(CAPPED, MAX_EPSILON="0.01")
+    network.wait_online(4, timeout=240)
+    out = walk.check(7, 0, timeout=700, RUN=str(run), ROUNDS="1", **values)
+    (record,) = read_rounds(run)
+    assert set(record["train"]) == set(SITES)
+    refusal = f"site {CAPPED} refuses round 1: ε would reach "
+    assert refusal in out and "> cap 0.01 (spent 0" in out  # the doc's grep of site.log
+    reasons = [f["reason"] for f in record["failures"]]
+    assert any(r.startswith(f"budget refused: {refusal}") for r in reasons)
+    assert ("evaluation refused: too few test rows: this site evaluates only test splits of at "
+            "least 50 rows") in reasons

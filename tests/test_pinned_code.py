@@ -3,8 +3,8 @@
 The attack: the coordinator submits a bundle whose client/app.py writes a marker file when
 it is imported and when it handles a message. Control 1: Flower's own loader (what
 ``flwr-clientapp`` does) runs that code, so the marker test can fail. Control 2: the same
-bundle with the unmodified client/ trains at the same sites. Sites: 2 nodes via the
-entrypoint, 1 round.
+bundle with the unmodified client/ trains at the same sites. Sites: cleveland and hungary
+of the shared walk-through network (docs/deployment.md), 1 round.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from federation.flwr_connection import CONNECTION, run_flwr
 from federation.simulation import write_app_folder
 from server.run_folder import read_rounds
 from tests.deployment_net import BIN, DOCKER, REPO, Network
+from tests.walkthrough import SITES
 
-SITES = ("cleveland", "hungary")
 MARKING = '''
 # --- added by the coordinator: proof that this code ran -----------------------------
 import pathlib as _pathlib
@@ -139,18 +139,11 @@ except Exception:
 # ---- end to end: a deployed site (entrypoint, TLS SuperLink, 2 nodes) -----------------------
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    net = Network(tmp_path_factory.mktemp("pinned"))
-    try:
-        net.make_pki()
-        net.start_superlink()
-        for site in SITES:
-            net.register(site)
-            net.start_node(site)
-        net.wait_online(len(SITES), timeout=240)
-        yield net
-    finally:
-        net.stop()
+def network(deployment_network):
+    """The shared walk-through network (tests/conftest.py): cleveland and hungary through the
+    entrypoint, plus sites that refuse every run for their own reasons (a guarded node, and
+    a capped one once tests/test_deployment.py has run)."""
+    return deployment_network
 
 
 def _submit(net: Network, folder: Path) -> tuple[str, str]:
@@ -183,7 +176,9 @@ def test_unmodified_bundle_trains_at_the_same_sites(network, tmp_path):
     status, output = _submit(network, _bundle(tmp_path))
     assert status == "finished:completed", output[-3000:]
     (record,) = read_rounds(tmp_path / "run")
-    assert set(record["train"]) == set(SITES) and record["failures"] == []
+    assert set(record["train"]) == set(SITES)
+    ours = {network.node_ids[site] for site in SITES}
+    assert not [f for f in record["failures"] if f["node"] in ours]  # only the refusing sites
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["metrics"]["sites"]) == set(SITES)
 

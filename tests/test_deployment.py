@@ -199,6 +199,16 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     first, second = read_rounds(tmp_path / "run")
     assert set(first["train"]) == set(SITES) - {victim}
     assert victim in second["train"]  # rejoined and trained again
+    # Issue O, acceptance 2: with two hospitals and min_train_nodes=2, round 1 had one usable
+    # update: it is discarded (the global model kept), the console says so and why, and the
+    # site that trained was charged for it, as docs/strategies.md says.
+    (survivor,) = set(SITES) - {victim}
+    assert first["discarded"] and not second["discarded"]
+    assert "round 1 discarded" in out and "minimum 2" in out
+    assert f"ε still charged at 1 site(s) that trained ({survivor})" in out
+    survivor_rounds = [e.server_round for e in _ledger_entries(network, survivor)
+                       if e.run == str(tmp_path / "run")]
+    assert survivor_rounds == [1, 2]
     assert "Receiving: train message" in restarted.output()
     # As documented: each refused restart exits 1 (Flower's own code, 305, is in its log) and
     # began while the SuperLink still counted the killed node online.

@@ -29,7 +29,8 @@ from federation.simulation import write_app_folder  # noqa: E402  (after the lin
 log = logging.getLogger(__name__)
 FLOWER_HOME = ".flwr-home"
 STARTED = re.compile(r"Successfully started run (\d+)")
-PROGRESS = re.compile(r"round\s+\d+/\d+|error|exception", re.IGNORECASE)
+# The round lines and the lines under them (a discarded round, each failure: server/progress.py)
+PROGRESS = re.compile(r"round\s+\d+(/\d+|\s+[a-z]+:)|error|exception", re.IGNORECASE)
 
 
 class DeploymentError(LhsFedError):

@@ -140,3 +140,20 @@ def test_sites_bootstrap_their_auroc_ci_in_the_last_round_only(dp_run):
             assert "auroc_ci_low" not in metrics and "ece" in metrics, (record["round"], site)
     for site, metrics in rounds[-1]["evaluate"]["sites"].items():
         assert metrics["auroc_ci_low"] <= metrics["auroc"] <= metrics["auroc_ci_high"], site
+
+
+def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
+    """Issue H, acceptance 9: the default federation (DP ε=3, 10 rounds) with the sites' own
+    randomness still reaches pooled AUROC >= 0.88. The noise is the sites' secret, so runs
+    differ: the mean of three runs (in-process: the same ServerApp loop and ClientApp, no
+    Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""
+    from federation.inprocess import run_config_for, run_in_process
+
+    aurocs = []
+    for i in range(3):
+        run_dir = tmp_path / str(i)
+        monkeypatch.setenv("LHSFED_LEDGER_DIR", str(run_dir / "ledgers"))
+        summary = run_in_process(run_config_for([], run_dir), run_dir=run_dir, num_nodes=4)
+        aurocs.append(summary["metrics"]["pooled"]["auroc"])
+    assert len(set(aurocs)) == 3  # three different runs: the noise is fresh each time
+    assert np.mean(aurocs) >= 0.88 and min(aurocs) >= 0.87, aurocs

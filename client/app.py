@@ -23,6 +23,7 @@ from client.secure_aggregation import secure_aggregation_mod
 from client.site import load_this_site, site_location
 from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
 from client.site_policy import SitePolicy, site_policy
+from client.site_randomness import SiteRandomness
 from client.site_spec import site_spec
 from client.training import train_locally
 from federation import keys
@@ -177,5 +178,5 @@ def evaluate(message: Message, context: Context) -> Message:
         keys.BRIER: scores["brier"],
         keys.SCORE_HIST_POS: pos,
         keys.SCORE_HIST_NEG: neg,
-        **site_wire_metrics(data.y_test, risk, with_ci=with_ci),
+        **site_wire_metrics(data.y_test, risk, with_ci=with_ci, seed=SiteRandomness().seed()),
     })

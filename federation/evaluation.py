@@ -138,12 +138,15 @@ def risk_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5,
 
 
 def site_wire_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *,
-                      with_ci: bool = True) -> dict[str, float]:
+                      with_ci: bool = True, seed: int = 0) -> dict[str, float]:
     """The metrics of ``SITE_WIRE_KEYS`` under their wire keys, for ``ClientApp.evaluate``.
 
     ``with_ci=False`` leaves out the bootstrap AUROC CI: a site asked every round spent three
     times its training time on it (benchmark (b)); the server asks for it in the last round.
+    ``seed`` draws the bootstrap resamples (a site passes a secret one: known resamples would
+    let a coordinator relate the CI bounds to individual test rows).
     """
-    metrics = risk_metrics(y, p, threshold=threshold, resamples=BOOTSTRAP_RESAMPLES if with_ci else 0)
+    metrics = risk_metrics(y, p, threshold=threshold, resamples=BOOTSTRAP_RESAMPLES if with_ci else 0,
+                           seed=seed)
     return {wire: metrics[name] for name, wire in SITE_WIRE_KEYS.items()
             if with_ci or name not in ("auroc_ci_low", "auroc_ci_high")}

@@ -178,7 +178,9 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     victim = "hungary"
     node = network.nodes[victim]
     trains_before = node.output().count("Receiving: train message")
-    run = subprocess.Popen([str(LAUNCHER), *_overrides(network, "strategy.min_available_nodes=2",
+    # Three available nodes (the two hospitals and the guarded one, which refuses every app):
+    # round 2 then waits for the killed hospital to rejoin instead of starting without it.
+    run = subprocess.Popen([str(LAUNCHER), *_overrides(network, "strategy.min_available_nodes=3",
                                                         "strategy.round_timeout=90"),
                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -14,8 +14,7 @@ import yaml
 
 from federation.atomic import write_bytes
 from federation.errors import ConfigError
-from federation.synth import cohorts, dataset_spec
-
+from federation.synth import CohortOptions, cohorts, dataset_spec
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -25,12 +24,13 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, seed: int,
-                  name: str, single_file: bool = False) -> Path:
+                  name: str, single_file: bool = False,
+                  options: CohortOptions = CohortOptions()) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path."""
     out.mkdir(parents=True, exist_ok=True)
     files, names, frames = {}, [], []
     try:
-        for site, frame in cohorts(sites, rows, heterogeneity, seed):
+        for site, frame in cohorts(sites, rows, heterogeneity, seed, options):
             names.append(site)
             if single_file:
                 frames.append(frame)
@@ -41,14 +41,35 @@ def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, see
         raise ConfigError(f"lhsfed synth: {err}") from None
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
-        spec = dataset_spec(name, file=f"{name}.parquet", sites=names)
+        spec = dataset_spec(name, file=f"{name}.parquet", sites=names,
+                            noise_features=options.noise_features)
     else:
-        spec = dataset_spec(name, files)
+        spec = dataset_spec(name, files, noise_features=options.noise_features)
     spec_path = out / "data" / f"{name}.yaml"
     header = (f"# Synthetic cohort: lhsfed synth --sites {sites} --rows {rows} "
-              f"--heterogeneity {heterogeneity} --seed {seed}\n")
+              f"--heterogeneity {heterogeneity} --seed {seed}{option_flags(options)}\n")
     write_bytes(spec_path, (header + yaml.safe_dump(spec, sort_keys=False)).encode())
     return spec_path
+
+
+# CohortOptions field -> command-line flag (the spec header records the non-default ones).
+FLAGS = {"prevalence": "--prevalence", "signal": "--signal", "missing": "--missing",
+         "informative_missing": "--informative-missing", "noise_features": "--noise-features",
+         "min_rows": "--min-site-rows", "max_rows": "--max-site-rows"}
+
+
+def option_flags(options: CohortOptions) -> str:
+    """The flags that rebuild ``options`` (empty for the defaults)."""
+    default = CohortOptions()
+    return "".join(f" {flag} {getattr(options, field)}" for field, flag in FLAGS.items()
+                   if getattr(options, field) != getattr(default, field))
+
+
+def options_from(args) -> CohortOptions:
+    options = CohortOptions(**{field: getattr(args, field) for field in FLAGS})
+    if options.problems():
+        raise ConfigError("; ".join(options.problems()))
+    return options
 
 
 def run(args) -> int:
@@ -59,7 +80,7 @@ def run(args) -> int:
     out = Path(args.out)
     spec_path = write_cohorts(out, sites=args.sites, rows=args.rows,
                               heterogeneity=args.heterogeneity, seed=args.seed, name=args.name,
-                              single_file=args.single_file)
+                              single_file=args.single_file, options=options_from(args))
     print(f"wrote {args.sites} hospitals ({args.rows} rows) and {spec_path}")
     print(f"train: lhsfed-train --config-dir {out.resolve()} data={args.name} "
           f"federation.data_dir={out.resolve()}")
@@ -77,4 +98,20 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="synth", help="dataset (spec) name (default synth)")
     parser.add_argument("--single-file", action="store_true",
                         help="one multi-centre file with a 'hospital' column instead of one per site")
+    hard = parser.add_argument_group("how hard the cohort is (defaults: the original generator)")
+    hard.add_argument("--prevalence", type=float, default=None,
+                      help="mean outcome rate of a typical hospital, e.g. 0.07 (default about 0.2)")
+    hard.add_argument("--signal", type=float, default=1.0,
+                      help="scale of the outcome coefficients; < 1 is a weaker signal (default 1)")
+    hard.add_argument("--missing", type=float, default=1.0,
+                      help="scale of every value's missing rate, capped at 95%% (default 1)")
+    hard.add_argument("--informative-missing", dest="informative_missing", type=float, default=0.0,
+                      help="logit shift per sd of severity by which healthier patients' values go "
+                           "unrecorded more often: missing flags carry signal (default 0: at random)")
+    hard.add_argument("--noise-features", dest="noise_features", type=int, default=0,
+                      help="extra numeric columns unrelated to the outcome (default 0)")
+    hard.add_argument("--min-site-rows", dest="min_rows", type=int, default=60,
+                      help="fewest rows a hospital gets (default 60)")
+    hard.add_argument("--max-site-rows", dest="max_rows", type=int, default=None,
+                      help="most rows a hospital gets (default: no bound)")
     parser.set_defaults(func=run)

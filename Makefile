@@ -13,7 +13,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BENCH_ARGS ?=
 
-.PHONY: setup run test bench bench-flamby clean chromium nginx
+.PHONY: setup run test bench bench-flamby bench-quality clean chromium nginx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP)
 # FLamby Fed-Heart-Disease side by side (issue G) -> benchmarks/results/flamby_heart.{md,csv,png}.
 bench-flamby: $(STAMP)
 	$(PY) -m benchmarks.flamby_heart $(BENCH_ARGS)
+
+# Model quality on every benchmark dataset (issue J) -> benchmarks/results/quality.{md,json};
+# BENCH_ARGS="--quick" for a smoke run (one dataset, one seed, 2 rounds).
+bench-quality: $(STAMP)
+	$(PY) -m benchmarks.quality $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -40,8 +40,9 @@ class LocalTrainResult:
 
 def _optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
     if train.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum)
-    return torch.optim.Adam(model.parameters(), lr=train.lr)
+        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
+                               weight_decay=train.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
 
 class _BatchedTensors(TensorDataset):

@@ -40,6 +40,7 @@ class TrainSettings:
     # > 0: each round is exactly this many local steps (FLamby's protocol), not local_epochs.
     local_steps: int = 0
     momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0  # L2 pull of the optimiser (data-independent: costs no ε)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def _problems(s: RunSettings) -> list[str]:
         (s.train.local_epochs >= 1, f"train.local_epochs must be >= 1 (got {s.train.local_epochs})"),
         (s.train.local_steps >= 0, f"train.local_steps must be >= 0 (got {s.train.local_steps})"),
         (0 <= s.train.momentum < 1, f"train.momentum must be in [0, 1) (got {s.train.momentum})"),
+        (s.train.weight_decay >= 0, f"train.weight_decay must be >= 0 (got {s.train.weight_decay})"),
         (s.train.batch_size >= 1, f"train.batch_size must be >= 1 (got {s.train.batch_size})"),
         (s.train.lr > 0, f"train.lr must be > 0 (got {s.train.lr})"),
         (s.train.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd (got {s.train.optimizer!r})"),

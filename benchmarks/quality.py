@@ -1,0 +1,118 @@
+"""Model quality on every benchmark dataset: federated defaults against what else one could do.
+
+    .venv/bin/python -m benchmarks.quality            # make bench-quality
+    .venv/bin/python -m benchmarks.quality --quick    # CI smoke: one dataset, one seed, 2 rounds
+
+For every dataset of :mod:`benchmarks.benchmark_set` and seed (run seed = split seed), pooled test
+AUROC, AUPRC and calibration slope of: pooled sklearn ``LogisticRegressionCV`` on the sites'
+train+validation rows, local-only models, the federated defaults DP off / ε=3 / ε=1 (no tuning:
+the model the run selected by validation loss), and the federation tuned with Optuna (DP off),
+whose objective is the pooled validation loss of the selected round (never the test split).
+Writes benchmarks/results/quality.md and quality.json (every run's numbers and folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from benchmarks import benchmark_set as bs
+from benchmarks.common import REPO, machine_info
+from benchmarks.quality_table import render
+from benchmarks.scores import local_only, model_scores, pooled_logistic_regression
+from federation.run_loader import load_checkpoint
+from federation.settings import RunSettings
+
+SEEDS = (42, 43, 44)
+FEDERATED = {"federated DP off": ["privacy=off"],
+             "federated ε=3": ["privacy=dp", "privacy.target_epsilon=3.0"],
+             "federated ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"]}
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def federated_row(dataset: bs.Dataset, overrides: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
+    """One federation; its selected model (model.pt) scored on the pooled test rows."""
+    summary = bs.federate(dataset, overrides, seed, run_dir)
+    scores = model_scores(load_checkpoint(run_dir / "model.pt").model, bs.sites(dataset, seed))
+    selection = summary.get("selection") or {}
+    return {**scores, "run_dir": str(run_dir), "summary_auroc": summary["metrics"]["pooled"]["auroc"],
+            "selected_round": selection.get("round"), "stopped_early": selection.get("stopped_early"),
+            "rounds_run": summary["rounds"],
+            "validation_loss": (selection.get("validation") or {}).get("loss"),
+            "epsilon": {s: v.get("epsilon") for s, v in summary["privacy"]["sites"].items()}}
+
+
+def baseline_rows(dataset: bs.Dataset, seed: int, quick: list[str]) -> dict[str, dict[str, Any]]:
+    sites = bs.sites(dataset, seed)
+    settings = RunSettings.from_run_config(bs.run_config(dataset, quick, seed, Path("")))
+    return {"pooled LR (sklearn CV)": pooled_logistic_regression(sites, seed),
+            "local-only (defaults, DP off)": local_only(settings, sites)}
+
+
+def dataset_runs(dataset: bs.Dataset, seeds: tuple[int, ...], workdir: Path, quick: list[str],
+                 trials: int) -> dict[str, list[dict[str, Any]]]:
+    """Every method on every seed of one dataset (tuning once, on the first seed's validation)."""
+    from benchmarks.tuning import tune  # optuna: imported only when a bench runs
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    best, study = tune(dataset, seeds[0], workdir / "tuning", quick, trials)
+    for seed in seeds:
+        for method, row in baseline_rows(dataset, seed, quick).items():
+            rows.setdefault(method, []).append(row)
+        for method, overrides in {**FEDERATED, "federated tuned (DP off)": ["privacy=off", *best]}.items():
+            run_dir = workdir / "runs" / f"{dataset.name}-{method.split()[1]}-{seed}"
+            rows.setdefault(method, []).append(federated_row(dataset, [*overrides, *quick], seed, run_dir))
+    rows["federated tuned (DP off)"][0]["tuning"] = study
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke: uci_heart only, one seed, 2 rounds, 2 tuning trials")
+    parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--seeds", nargs="*", type=int, default=None)
+    parser.add_argument("--trials", type=int, default=None, help="Optuna trials per dataset (default 6)")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for quality.md and quality.json")
+    parser.add_argument("--workdir", default=None, help="keep the run folders here (default: a temp dir)")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    bs.quiet_logs()
+    warnings.simplefilter("ignore")
+    quick = ["rounds=2"] if args.quick else []
+    datasets = bs.by_name(args.datasets or (["uci_heart"] if args.quick else None))
+    seeds = tuple(args.seeds or (SEEDS[:1] if args.quick else SEEDS))
+    trials = args.trials or (2 if args.quick else 6)
+    info, start = machine_info(), time.time()
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="lhsfed-quality-"))
+    results = {"command": "python -m benchmarks.quality " + " ".join(argv),
+               "machine": info, "seeds": list(seeds), "trials": trials, "quick": args.quick,
+               "datasets": {}}
+    try:
+        for dataset in datasets:
+            prepared = bs.prepare(dataset, workdir)
+            results["datasets"][dataset.name] = {
+                "about": dataset.about, "profile": bs.profile(prepared, seeds[0]),
+                "methods": dataset_runs(prepared, seeds, workdir, quick, trials)}
+            print(f"{dataset.name} done ({time.time() - start:.0f} s)", flush=True)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["wall_s"] = time.time() - start
+    results["load_after"] = machine_info()["load (uptime)"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    (out / "quality.md").write_text(render(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""``make bench-quality BENCH_ARGS=--quick``: the quality table's structure, from real runs.
+
+One dataset, one seed, 2 rounds, 2 tuning trials (about 30 s). Every federated number in the
+table must be what the run's own ``model.pt`` scores on the sites' test rows, and the run's
+``summary.json`` must say it selected that model by validation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from benchmarks import benchmark_set as bs
+from benchmarks.quality import FEDERATED, main as quality
+from federation.model import predict_risk
+from federation.run_loader import load_checkpoint
+
+METHODS = ["pooled LR (sklearn CV)", "local-only (defaults, DP off)", *FEDERATED, "federated tuned (DP off)"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out, work = tmp_path_factory.mktemp("quality"), tmp_path_factory.mktemp("runs")
+    results = quality(["--quick", "--out", str(out), "--workdir", str(work)])
+    return out, results
+
+
+def test_quick_table_has_every_method_and_the_goal_lines(quick):
+    out, results = quick
+    text = (out / "quality.md").read_text()
+
+    assert json.loads((out / "quality.json").read_text()) == json.loads(json.dumps(results))
+    assert list(results["datasets"]) == ["uci_heart"]
+    assert list(results["datasets"]["uci_heart"]["methods"]) == METHODS
+    for method in METHODS:
+        assert f"| {method} | " in text
+    assert "federated DP off − pooled LR = " in text and "federated ε=3 − pooled LR = " in text
+    assert "Smoke run (`--quick`)" in text and "load at start" in text
+
+
+def test_federated_numbers_are_the_selected_models_scored_on_the_test_rows(quick):
+    _, results = quick
+    methods = results["datasets"]["uci_heart"]["methods"]
+    sites = bs.sites(bs.by_name(["uci_heart"])[0], 42)
+    y = np.concatenate([s.y_test for s in sites])
+    aurocs = set()
+    for method in [*FEDERATED, "federated tuned (DP off)"]:
+        (row,) = methods[method]
+        run = Path(row["run_dir"])
+        summary = json.loads((run / "summary.json").read_text())
+        risk = np.concatenate([predict_risk(load_checkpoint(run / "model.pt").model, s.x_test) for s in sites])
+        assert row["auroc"] == pytest.approx(roc_auc_score(y, risk), abs=1e-12)
+        assert summary["selection"]["round"] == row["selected_round"] <= summary["rounds"] <= 2
+        assert summary["selection"]["metric"] == "loss"
+        aurocs.add(row["auroc"])
+    assert len(aurocs) == 4  # four different runs, not one number copied
+    tuning = methods["federated tuned (DP off)"][0]["tuning"]
+    assert len(tuning["trials"]) == 2 and tuning["best"] in [t["overrides"] for t in tuning["trials"]]
+    lr = methods["pooled LR (sklearn CV)"][0]
+    assert 0.5 < lr["auroc"] <= 1 and lr["slope"] > 0

@@ -82,8 +82,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trials", type=int, default=None, help="Optuna trials per dataset (default 6)")
     parser.add_argument("--out", default=str(RESULTS), help="folder for quality.md and quality.json")
     parser.add_argument("--workdir", default=None, help="keep the run folders here (default: a temp dir)")
+    parser.add_argument("--combine", nargs="*", default=None,
+                        help="quality.json files of runs on different datasets: one table from them")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.combine:
+        return _write(combine([json.loads(Path(p).read_text()) for p in args.combine]), Path(args.out))
     bs.quiet_logs()
     warnings.simplefilter("ignore")
     quick = ["rounds=2"] if args.quick else []
@@ -107,7 +111,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     results["wall_s"] = time.time() - start
     results["load_after"] = machine_info()["load (uptime)"]
-    out = Path(args.out)
+    return _write(results, Path(args.out))
+
+
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs on different datasets (run side by side: wall = the longest)."""
+    first = parts[0]
+    return {**first, "command": " & ".join(p["command"] for p in parts),
+            "datasets": {k: v for p in parts for k, v in p["datasets"].items()},
+            "wall_s": max(p["wall_s"] for p in parts), "parallel": len(parts),
+            "load_after": parts[-1]["load_after"]}
+
+
+def _write(results: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(results, indent=1, sort_keys=True))
     (out / "quality.md").write_text(render(results))

@@ -77,7 +77,9 @@ def render(results: dict[str, Any]) -> str:
     lines = ["# Model quality on the benchmark datasets (issue J)", "",
              f"Command: `{results['command']}`; {len(results['seeds'])} seed(s) {results['seeds']} "
              f"(run seed = split seed), mean ± sd of the pooled test rows of every site; "
-             f"whole benchmark {results['wall_s'] / 60:.1f} min.",
+             f"whole benchmark {results['wall_s'] / 60:.1f} min"
+             + (f" ({results['parallel']} processes side by side, one per group of datasets)"
+                if results.get("parallel") else "") + ".",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load at start: "
              f"`{m['load (uptime)']}`; at the end: `{results['load_after']}`.", "",
              "Federated rows use the defaults with no tuning, except *tuned*; every federated model "

@@ -5,7 +5,7 @@ secret noise moves it.
 
 Since issue H each site draws its DP noise and batches from its own CSPRNG, so two runs of the
 same config differ (privacy=off runs stay identical). Each run is the default federation
-(``lhsfed-train`` defaults: 4 UCI hospitals, MLP, FedAvg, 10 rounds, ε = 3) through
+(``lhsfed-train`` defaults: 4 UCI hospitals, logistic regression with SGD, FedAvg, up to 10 rounds, ε = 3) through
 ``federation.inprocess`` (the same ServerApp loop and ClientApp, without Ray).
 """
 

@@ -29,7 +29,7 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
     summary = read_json(dp_run / "summary.json")
 
     assert set(summary) == {"rounds", "discarded_rounds", "strategy", "model", "metrics", "privacy"}
-    assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "mlp")
+    assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "logreg")
     assert summary["discarded_rounds"] == []
     assert set(summary["metrics"]) == {"pooled", "sites"}
     assert set(summary["metrics"]["pooled"]) == {"auroc", "auprc", "brier"}

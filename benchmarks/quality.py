@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs on different datasets (run side by side: wall = the longest)."""
     first = parts[0]
-    return {**first, "command": " & ".join(p["command"] for p in parts),
+    return {**first, "command": " & ".join(p["command"] for p in parts), "part_walls_s": [p["wall_s"] for p in parts],
             "datasets": {k: v for p in parts for k, v in p["datasets"].items()},
             "wall_s": max(p["wall_s"] for p in parts), "parallel": len(parts),
             "load_after": parts[-1]["load_after"]}

@@ -6,6 +6,8 @@ import statistics
 from typing import Any
 
 BASELINE = "pooled LR (sklearn CV)"
+ORDER = (BASELINE, "local-only (defaults, DP off)", "federated DP off", "federated ε=3", "federated ε=1",
+         "federated tuned (DP off)")
 # (method, goal: AUROC at least the pooled LR's minus this)
 GOALS = (("federated DP off", 0.01), ("federated ε=3", 0.03))
 
@@ -34,7 +36,9 @@ def _why(method: str, rows: list[dict[str, Any]], base: list[dict[str, Any]], pr
     gaps = ", ".join(f"{r['auroc'] - b['auroc']:+.3f}" for r, b in zip(rows, base))
     rounds = ", ".join(f"{r.get('selected_round')}/{r.get('rounds_run')}" for r in rows)
     eps = [e for r in rows for e in (r.get("epsilon") or {}).values() if e is not None]
-    spent = f"; ε spent per site up to {max(eps):.2f} (the rest left unspent by early stopping)" if eps else ""
+    stopped = any(r.get("stopped_early") for r in rows)
+    spent = (f"; ε spent per site up to {max(eps):.2f}" + (" (early stopping left the rest unspent)"
+                                                          if stopped else "")) if eps else ""
     return (f"gap per seed {gaps} against an sd over seeds of {statistics.stdev([r['auroc'] for r in rows]) if len(rows) > 1 else 0:.3f}; "
             f"selected/run rounds {rounds}{spent}; sites of {profile['n_train_min']}-{profile['n_train_max']} "
             f"training rows, as few as {profile['positives_min_site']} positives at one site"
@@ -46,7 +50,7 @@ def _why(method: str, rows: list[dict[str, Any]], base: list[dict[str, Any]], pr
 def goal_lines(methods: dict[str, list[dict[str, Any]]], profile: dict[str, Any]) -> list[str]:
     base = mean(methods[BASELINE], "auroc")
     lines = []
-    for method, slack in GOALS:
+    for method, slack in GOALS:  # noqa: B007
         if method not in methods:
             continue
         gap = mean(methods[method], "auroc") - base
@@ -62,7 +66,7 @@ def dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
     lines = [f"### {name}", "", f"{entry['about']}. Profile (first seed's split): {_profile_line(entry['profile'])}.",
              "", "| method | AUROC | AUPRC | calibration slope | selected round (of run) |",
              "|---|---:|---:|---:|---|"]
-    for method, rows in methods.items():
+    for method, rows in sorted(methods.items(), key=lambda m: ORDER.index(m[0]) if m[0] in ORDER else 99):
         rounds = ", ".join(f"{r['selected_round']}/{r['rounds_run']}" for r in rows if "rounds_run" in r)
         lines.append(f"| {method} | {_mean_sd([r['auroc'] for r in rows])} | "
                      f"{_mean_sd([r['auprc'] for r in rows])} | {_mean_sd([r['slope'] for r in rows])} | "
@@ -82,7 +86,8 @@ def render(results: dict[str, Any]) -> str:
              f"Command: `{results['command']}`; {len(results['seeds'])} seed(s) {results['seeds']} "
              f"(run seed = split seed), mean ± sd of the pooled test rows of every site; "
              f"whole benchmark {results['wall_s'] / 60:.1f} min"
-             + (f" ({results['parallel']} processes side by side, one per group of datasets)"
+             + (f" ({results['parallel']} processes side by side, one per dataset; the parts took "
+                + ", ".join(f"{w / 60:.1f}" for w in results.get("part_walls_s", [])) + " min)"
                 if results.get("parallel") else "") + ".",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load at start: "
              f"`{m['load (uptime)']}`; at the end: `{results['load_after']}`.", "",
@@ -90,7 +95,8 @@ def render(results: dict[str, Any]) -> str:
              "is the round the run selected by pooled validation loss, scored once on the test rows. "
              "Pooled LR is sklearn `LogisticRegressionCV` on every site's train+validation rows "
              "(mean imputation, missing indicators, standardization); local-only is each hospital "
-             "alone with the default recipe, DP off, scored on its own test rows, pooled.", ""]
+             "alone with the default recipe, DP off, scored on its own test rows, pooled. What the "
+             "misses mean: docs/defaults.md.", ""]
     if results.get("quick"):
         lines += ["**Smoke run (`--quick`): 2 rounds, one seed; not the benchmark's figures.**", ""]
     for name, entry in results["datasets"].items():

@@ -28,7 +28,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, seed: int,
                   name: str, single_file: bool = False) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path."""
-    out.mkdir(parents=True, exist_ok=True)
     files, names, frames = {}, [], []
     try:
         for site, frame in cohorts(sites, rows, heterogeneity, seed):

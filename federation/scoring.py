@@ -41,7 +41,7 @@ def check_card(card: Any, path: Path) -> None:
         raise DataError(f"{path}: not a model card (a JSON object with 'input' and 'model'); "
                         "use the model_card.json lhsfed export wrote")
     problems = []
-    columns = (card.get("input") or {}).get("columns") if isinstance(card.get("input"), dict) else None
+    columns = card["input"].get("columns") if isinstance(card.get("input"), dict) else None
     if not isinstance(columns, list) or not columns:
         problems.append("key input.columns is missing or empty")
     elif not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in columns):

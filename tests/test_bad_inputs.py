@@ -99,3 +99,20 @@ def test_launcher_refuses_with_one_clear_line(tmp_path, overrides, expected):
 def test_the_corpus_is_large_enough():
     assert len(CASES) + len(SUBPROCESS_IDS) + len(ALL_LAUNCHER_CASES) >= 60
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_predict_scores_out_of_range_rows_with_one_warning_per_row(corpus, tmp_path, capsys):
+    """Without --strict an out-of-range row is scored, and said so (the snapshot sees writes)."""
+    before = snapshot(tmp_path)
+
+    code = lhsfed(["predict", str(corpus / "onnx" / "model.onnx"), "--data",
+                   str(corpus / "age430.csv"), "--out", str(tmp_path / "scored.csv")])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0
+    assert err == [f"warning: {corpus / 'age430.csv'}: row 2: age 430 not in range 18..100 years"]
+    scored = (tmp_path / "scored.csv").read_text().splitlines()
+    assert len(scored) == 1 + 6 and scored[0].endswith(",risk")
+    assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 for line in scored[1:])
+    assert scored[2].split(",")[:2] == ["p1", "430"]  # input text passed through as written
+    assert snapshot(tmp_path) != before

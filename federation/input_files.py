@@ -52,3 +52,11 @@ def require_output_folder(path: Path, *, option: str) -> Path:
         raise ConfigError(f"{option} {path}: is a file, not a folder; give a folder to write into "
                           "(nothing was written)")
     return path
+
+
+def refuse_file_as_folder(path: Path | None, *, option: str) -> Path | None:
+    """An input folder option (``--data-dir``): refused if it names a file."""
+    if path is not None and Path(path).is_file():
+        raise ConfigError(f"{option} {path}: is a file, not a folder; give the folder that holds "
+                          "the sites' files")
+    return path

@@ -116,3 +116,24 @@ def test_predict_scores_out_of_range_rows_with_one_warning_per_row(corpus, tmp_p
     assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 for line in scored[1:])
     assert scored[2].split(",")[:2] == ["p1", "430"]  # input text passed through as written
     assert snapshot(tmp_path) != before
+
+
+def test_the_weak_versions_fall_for_what_the_corpus_refuses(corpus):
+    """Controls: a plain path compare, pandas' own header handling and the model itself do
+    not catch what the checks catch (so the refusals above are not vacuous)."""
+    import numpy as np
+    import pandas as pd
+
+    from federation.input_files import same_file
+    from federation.scoring import run_model
+
+    data = corpus / "patients.csv"
+    for alias in (corpus / "link.csv", corpus / "hard.csv", corpus / "folder" / ".." / "patients.csv"):
+        assert str(alias) != str(data) and same_file(alias, data)
+    assert not same_file(corpus / "nan.csv", data)
+    doubled = pd.read_csv(corpus / "dup.csv")  # pandas renames the second 'age' silently
+    assert "age.1" in doubled.columns and doubled["age"].notna().all()
+    rows = np.zeros((2, 13), "float32")
+    rows[1, 4] = np.inf
+    risk = run_model((corpus / "onnx" / "model.onnx").read_bytes(), "onnx", rows)
+    assert np.isfinite(risk[0]) and not np.isfinite(risk[1])  # an inf cell: no risk, no word

@@ -12,7 +12,9 @@ def run(args) -> int:
     from rich.table import Table
 
     from federation.audit.runner import AUDIT, audit_run
+    from federation.input_files import refuse_file_as_folder
 
+    refuse_file_as_folder(args.data_dir, option="--data-dir")
     report = audit_run(Path(args.run_dir), shadows=args.shadows, seed=args.seed,
                        data_dir=args.data_dir)
     table = Table(title=f"membership inference on {args.run_dir} (AUC 0.5 = no leak)")

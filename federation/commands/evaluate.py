@@ -68,6 +68,9 @@ def _line(name: str, m: dict) -> str:
 
 
 def run(args) -> int:
+    from federation.input_files import refuse_file_as_folder
+
+    refuse_file_as_folder(args.data_dir, option="--data-dir")
     evaluation = evaluate_to_folder(Path(args.run_dir), round_number=args.round,
                                     threshold=args.threshold, resamples=args.bootstrap,
                                     baselines=args.baselines, data_dir=args.data_dir,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -35,9 +36,11 @@ def launcher_cases_from_hook() -> list[tuple[str, list[str], str]]:
     if found is None:
         found = next((v for k, v in vars(module).items() if k.isupper() and isinstance(v, list)), [])
     cases = []
-    for argv, expected in found:
-        argv = [a for a in argv if a != "lhsfed-train"]
-        cases.append((f"launcher-hook-{len(cases) + 1}", list(argv), expected))
+    for entry in found:  # (argv, expected) or (id, argv, expected); argv a list or a string
+        *name, argv, expected = entry
+        argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+        argv = [a for a in argv if Path(a).name != "lhsfed-train"]
+        cases.append((name[0] if name else f"launcher-hook-{len(cases) + 1}", argv, expected))
     return cases
 
 
@@ -137,3 +140,17 @@ def test_the_weak_versions_fall_for_what_the_corpus_refuses(corpus):
     rows[1, 4] = np.inf
     risk = run_model((corpus / "onnx" / "model.onnx").read_bytes(), "onnx", rows)
     assert np.isfinite(risk[0]) and not np.isfinite(risk[1])  # an inf cell: no risk, no word
+
+
+def test_synth_keeps_an_earlier_cohort_unless_forced(tmp_path, capsys):
+    argv = ["synth", "--sites", "2", "--rows", "600", "--out", str(tmp_path)]
+    assert lhsfed(argv) == 0
+    before = snapshot(tmp_path)
+
+    refused = lhsfed(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    unchanged = snapshot(tmp_path) == before
+    forced = lhsfed([*argv, "--seed", "1", "--force"])
+
+    assert refused == 2 and ".parquet already exists" in err[-1] and unchanged
+    assert forced == 0 and snapshot(tmp_path) != before

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from federation.commands.arguments import at_least, open_unit_interval
+
 BOOTSTRAP_RESAMPLES = 1000  # the default of federation.evaluation (not imported: keeps the CLI fast)
 
 
@@ -66,6 +68,9 @@ def _line(name: str, m: dict) -> str:
 
 
 def run(args) -> int:
+    from federation.input_files import refuse_file_as_folder
+
+    refuse_file_as_folder(args.data_dir, option="--data-dir")
     evaluation = evaluate_to_folder(Path(args.run_dir), round_number=args.round,
                                     threshold=args.threshold, resamples=args.bootstrap,
                                     baselines=args.baselines, data_dir=args.data_dir,
@@ -90,9 +95,10 @@ def add_run_arguments(parser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
     add_run_arguments(parser)
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="risk at or above which a patient is called positive (default 0.5)")
-    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+    parser.add_argument("--threshold", type=open_unit_interval, default=0.5,
+                        help="risk at or above which a patient is called positive, in (0, 1) "
+                             "(default 0.5)")
+    parser.add_argument("--bootstrap", type=at_least(1), default=BOOTSTRAP_RESAMPLES,
                         help=f"bootstrap resamples for the AUROC CI (default {BOOTSTRAP_RESAMPLES})")
     parser.add_argument("--baselines", action="store_true",
                         help="also train local-only and pooled models (simulation only)")

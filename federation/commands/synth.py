@@ -14,7 +14,8 @@ import yaml
 
 from federation.atomic import write_bytes
 from federation.errors import ConfigError
-from federation.synth import cohorts, dataset_spec
+from federation.input_files import require_output_folder
+from federation.synth import cohorts, dataset_spec, site_names
 
 
 
@@ -27,7 +28,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, seed: int,
                   name: str, single_file: bool = False) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path."""
-    out.mkdir(parents=True, exist_ok=True)
     files, names, frames = {}, [], []
     try:
         for site, frame in cohorts(sites, rows, heterogeneity, seed):
@@ -38,7 +38,7 @@ def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, see
                 files[site] = f"{site}.parquet"
                 _write_parquet(frame, out / files[site])
     except ValueError as err:
-        raise ConfigError(f"lhsfed synth: {err}") from None
+        raise ConfigError(str(err)) from None  # the CLI adds "lhsfed synth: error:"
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
         spec = dataset_spec(name, file=f"{name}.parquet", sites=names)
@@ -51,12 +51,25 @@ def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, see
     return spec_path
 
 
+def _refuse_overwrite(out: Path, args) -> None:
+    """Files an earlier synth (or anyone) left in ``out`` are kept unless ``--force``."""
+    files = ([f"{args.name}.parquet"] if args.single_file
+             else [f"{site}.parquet" for site in site_names(max(args.sites, 0))])
+    taken = [p for p in (out / f for f in [*files, f"data/{args.name}.yaml"]) if p.exists()]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise ConfigError(f"--out {out}: {taken[0]} already exists{more}; give an empty folder, "
+                          "or --force to overwrite")
+
+
 def run(args) -> int:
     if args.sites < 2:
         raise ConfigError(f"--sites must be at least 2 (got {args.sites})")
     if not 0.0 <= args.heterogeneity <= 1.0:
         raise ConfigError(f"--heterogeneity must be in [0, 1] (got {args.heterogeneity})")
-    out = Path(args.out)
+    out = require_output_folder(Path(args.out), option="--out")
+    if not args.force:
+        _refuse_overwrite(out, args)
     spec_path = write_cohorts(out, sites=args.sites, rows=args.rows,
                               heterogeneity=args.heterogeneity, seed=args.seed, name=args.name,
                               single_file=args.single_file)
@@ -77,4 +90,6 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="synth", help="dataset (spec) name (default synth)")
     parser.add_argument("--single-file", action="store_true",
                         help="one multi-centre file with a 'hospital' column instead of one per site")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the hospitals' files and spec already in --out")
     parser.set_defaults(func=run)

@@ -151,14 +151,13 @@ def _chained(pending: list, blocks: Iterator) -> Iterator[list]:
             yield lines
 
 
-def parquet_chunks(path: Path, *, progress: Progress | None = None,
-                   chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def parquet_chunks(path: Path, *, progress: Progress | None = None) -> Iterator[pd.DataFrame]:
     """Typed columns one record batch at a time (pyarrow reads a row group at a time)."""
     import pyarrow.parquet as pq
 
     file, start = pq.ParquetFile(path), 0
     total, size = max(file.metadata.num_rows, 1), Path(path).stat().st_size
-    for batch in file.iter_batches(batch_size=chunk_rows):
+    for batch in file.iter_batches(batch_size=CHUNK_ROWS):
         frame = batch.to_pandas().reset_index(drop=True)  # a stored index is not a row number
         frame.columns = [str(c) for c in frame.columns]
         frame.index = pd.RangeIndex(start, start + len(frame))
@@ -211,6 +210,7 @@ def parse_numbers(cells: pd.Series, missing_markers=()) -> tuple[pd.Series, pd.S
 
 def refusal_reason(value, non_finite: bool, markers=()) -> str:
     """Why a cell is refused, and the fix (the caller names the file, row and column)."""
+    value = value.item() if isinstance(value, np.generic) else value  # inf, not np.float64(inf)
     marker = f"a missing marker {list(markers)}" if markers else "the spec's missing marker"
     if non_finite:
         return (f"non-finite value {value!r} (NaN, infinity and numbers beyond ±1.8e308 are "

@@ -1,7 +1,8 @@
 """``lhsfed site check``: hospital IT checks its data file before the node joins (offline).
 
-The report (table, warnings, failures) goes to stdout; a progress bar on large files and the
-one-line verdict go to stderr, the verdict last. Imports stay light (no torch): the check
+The report (table, warnings, failures, then the one-line verdict) goes to stdout; a progress
+bar on large files goes to stderr, and the verdict is stderr's last line too (printed once
+when both are the same terminal). Imports stay light (no torch): the check
 runs in bounded memory on files of any size.
 """
 
@@ -86,7 +87,10 @@ def run(args) -> int:
         console.print(f"[yellow]warning[/yellow] {line}", highlight=False, soft_wrap=True)
     for line in report.failures:
         console.print(f"[red]FAIL[/red] {line}", highlight=False, soft_wrap=True)
-    stderr.print(_verdict(report, spec, path), markup=False)
+    verdict = _verdict(report, spec, path)
+    console.print(verdict, markup=False, highlight=False, soft_wrap=True)
+    if not (console.is_terminal and stderr.is_terminal):  # once on a terminal; else on both
+        stderr.print(verdict, markup=False)
     return 0 if report.ok else 1
 
 

@@ -114,7 +114,10 @@ def _width_error(path: Path, row: int, fields: list[str], names: list[str], head
 def _frame(lines: list[tuple[int, str]], names: list[str], start: int, path: Path,
            header: bool) -> pd.DataFrame:
     """Text cells of lines already known to be rows; each must have one field per column."""
-    for i, (_, line) in enumerate(lines):
+    for i, (number, line) in enumerate(lines):
+        if line.count('"') % 2:
+            raise DataError(f"{path}: line {number}: an unclosed quote (a quoted field may not "
+                            "span lines); fix the quoting")
         if (line.count(",") + 1 if '"' not in line else len(_fields(line))) != len(names):
             raise _width_error(path, start + i + 1, _fields(line), names, header)
     text = io.StringIO("\n".join(line for _, line in lines))

@@ -136,7 +136,8 @@ def test_a_marker_spelt_nan_is_missing(tmp_path, capsys):
     (CLEVELAND[:4] + [CLEVELAND[4].rsplit(",", 1)[0]] + CLEVELAND[5:], ["row 5 column 'num'", "is missing", "13 fields"]),
     (CLEVELAND[:40] + ["1,2\x003"] + CLEVELAND[40:], ["line 41", "binary content"]),
     (CLEVELAND[:3] + ["\xff\xfe"] + CLEVELAND[3:], ["line 4", "not UTF-8"]),
-], ids=["extra_field", "trailing_comma", "missing_field", "nul_byte", "not_utf8"])
+    (CLEVELAND[:6] + ['"63.0,1.0'] + CLEVELAND[6:], ["line 7", "unclosed quote"]),
+], ids=["extra_field", "trailing_comma", "missing_field", "nul_byte", "not_utf8", "open_quote"])
 def test_file_structure_is_refused_with_one_line_by_the_check_and_the_loader(lines, words, tmp_path,
                                                                             capsys):
     path = tmp_path / "site.csv"

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from federation import baselines as baseline_models
-from federation.data import SiteData
+from federation.data import SiteData, load_site, site_file
+from federation.dataspec import DatasetSpec
+from federation.errors import DataError
 from federation.evaluation import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.model import predict_risk
 from federation.run_loader import Checkpoint, read_summary
@@ -34,6 +36,21 @@ class EvalOptions:
     threshold: float = 0.5
     resamples: int = BOOTSTRAP_RESAMPLES
     seed: int = 0
+
+
+def scorable_sites(dataset: DatasetSpec, data_dir: Path | None = None
+                   ) -> tuple[list[SiteData], dict[str, str]]:
+    """The sites whose files load, and the one-line reason for each other one: a site whose
+    file was refused in the run (it sat out) is left out of the report, not a crash of it."""
+    sites, skipped = [], {}
+    for name in dataset.site_names:
+        try:
+            sites.append(load_site(site_file(dataset, name, data_dir), dataset, name))
+        except DataError as err:
+            skipped[name] = str(err)
+    if not sites:
+        raise DataError("no site's file could be read: " + "; ".join(skipped.values()))
+    return sites, skipped
 
 
 def predict_sites(model, sites: list[SiteData]) -> Predictions:
@@ -102,9 +119,10 @@ def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -
 
 
 def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
-                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False
-                 ) -> tuple[dict[str, Any], Predictions]:
-    """The ``evaluation.json`` document and the predictions behind it (for the plots)."""
+                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False,
+                 skipped: dict[str, str] | None = None) -> tuple[dict[str, Any], Predictions]:
+    """The ``evaluation.json`` document and the predictions behind it (for the plots);
+    ``skipped``: sites left out (their file was refused) and why."""
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
     metrics = score(predictions, options)
     document: dict[str, Any] = {
@@ -114,6 +132,7 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
         "mean_auroc": site_means(metrics),
         "data": {s.name: {"n_train": len(s.y_train), "n_test": len(s.y_test)} for s in sites},
         "privacy": _privacy(settings, run_dir),
+        **({"skipped_sites": dict(skipped)} if skipped else {}),
     }
     if baselines:
         global_auroc = {name: m["auroc"] for name, m in metrics.items()}

@@ -23,11 +23,10 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
     from federation import atomic
     from federation.report import write_reports
     from federation.run_evaluation import (EVALUATION, EvalOptions, evaluate_run,
-                                           evaluation_from_rounds)
+                                           evaluation_from_rounds, scorable_sites)
     from federation.run_loader import (HYDRA_CONFIG, checkpoint_path, data_dir_of,
                                        federation_mode, load_checkpoint, load_settings,
-                                       read_round_records, require_run_dir, round_record,
-                                       sites_data)
+                                       read_round_records, require_run_dir, round_record)
 
     run_dir, options = require_run_dir(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
     settings, mode = load_settings(run_dir), federation_mode(run_dir)
@@ -38,9 +37,9 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
         predictions = None
     else:
         checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
-        sites = sites_data(checkpoint.dataset, data_dir or data_dir_of(run_dir))
+        sites, skipped = scorable_sites(checkpoint.dataset, data_dir or data_dir_of(run_dir))
         evaluation, predictions = evaluate_run(run_dir, settings, checkpoint, sites, options,
-                                               baselines=baselines)
+                                               baselines=baselines, skipped=skipped)
     atomic.write_json(run_dir / EVALUATION, evaluation)
     records = [r for r in read_round_records(run_dir) if r["round"] <= evaluation["round"]]
     write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
@@ -78,6 +77,8 @@ def run(args) -> int:
     print(f"global model, round {evaluation['round']} ({evaluation['mode']}):")
     for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
         print(_line(name, metrics))
+    for name, reason in evaluation.get("skipped_sites", {}).items():  # its file was refused
+        print(f"  {name:<14} skipped: {reason}")
     if "baselines" in evaluation:
         benefit = evaluation["baselines"]["benefit_auroc"]
         print(f"  benefit over local-only: AUROC {benefit['mean']:+.3f} (mean of sites), "

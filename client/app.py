@@ -156,27 +156,45 @@ def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> 
     return None if trained else f"site did not train round {server_round}"
 
 
-@app.evaluate()
-def evaluate(message: Message, context: Context) -> Message:
-    """Global model on the site's own held-out test split: metrics and score histograms."""
-    site = _open_site(context)
-    settings, data = site.settings, site.data
-    refusal = _evaluation_refusal(site, context, _round(message))
-    if refusal:
-        raise EvaluationRefused(refusal)
-    risk = predict_risk(_model(settings, message.content[keys.ARRAYS]), data.x_test)
-    with_ci = bool(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.WITH_CI, True))
-    scores = binary_metrics(data.y_test, risk)
-    pos, neg = released_score_histograms(data.y_test, risk, min_cell=site.policy.min_cell_size)
-    return _reply(message, data.name, {
-        keys.NUM_EXAMPLES: len(data.y_test),
-        keys.N_TEST: len(data.y_test),
-        keys.N_POSITIVE: int(data.y_test.sum()),
+def _scores(y, risk, *, min_cell: int, with_ci: bool) -> dict:
+    """What a site releases about one split: metrics and k-anonymous score histograms."""
+    scores = binary_metrics(y, risk)
+    pos, neg = released_score_histograms(y, risk, min_cell=min_cell)
+    return {
+        keys.NUM_EXAMPLES: len(y),
+        keys.N_TEST: len(y),
+        keys.N_POSITIVE: int(y.sum()),
         keys.EVAL_LOSS: scores["loss"],
         keys.AUROC: scores["auroc"],
         keys.AUPRC: scores["auprc"],
         keys.BRIER: scores["brier"],
         keys.SCORE_HIST_POS: pos,
         keys.SCORE_HIST_NEG: neg,
-        **site_wire_metrics(data.y_test, risk, with_ci=with_ci, seed=SiteRandomness().seed()),
-    })
+        **site_wire_metrics(y, risk, with_ci=with_ci, seed=SiteRandomness().seed()),
+    }
+
+
+def _validation_scores(site: SiteView, model) -> dict:
+    """The validation split's metrics under ``val-`` keys; none if it is too small to release."""
+    data, policy = site.data, site.policy
+    if evaluation_refusal(data.y_val, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size):
+        return {}
+    scores = _scores(data.y_val, predict_risk(model, data.x_val), min_cell=policy.min_cell_size,
+                     with_ci=False)
+    return {keys.VALIDATION_PREFIX + k: v for k, v in scores.items() if k != keys.NUM_EXAMPLES}
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+    """Global model on the site's validation rows (chooses the round) and its held-out test
+    rows (reported, never used for a choice): metrics and score histograms of each."""
+    site = _open_site(context)
+    settings, data = site.settings, site.data
+    refusal = _evaluation_refusal(site, context, _round(message))
+    if refusal:
+        raise EvaluationRefused(refusal)
+    model = _model(settings, message.content[keys.ARRAYS])
+    with_ci = bool(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.WITH_CI, True))
+    test = _scores(data.y_test, predict_risk(model, data.x_test),
+                   min_cell=site.policy.min_cell_size, with_ci=with_ci)
+    return _reply(message, data.name, {**test, **_validation_scores(site, model)})

@@ -41,13 +41,14 @@ def site_location(node_config: dict, spec: DatasetSpec) -> tuple[str, Path]:
 
 
 def _site_bytes(site: SiteData) -> int:
-    return sum(a.nbytes for a in (site.x_train, site.y_train, site.x_test, site.y_test))
+    return sum(a.nbytes for a in (site.x_train, site.y_train, site.x_test, site.y_test,
+                                        site.x_val, site.y_val))
 
 
 _CACHE: ByteBoundedCache[SiteData] = ByteBoundedCache(cache_limit_bytes(), _site_bytes)
 
 
 def load_this_site(node_config: dict, spec: DatasetSpec) -> SiteData:
-    """The node's encoded train/test split, cached per process within a byte budget."""
+    """The node's encoded train/validation/test split, cached per process within a byte budget."""
     name, path = site_location(node_config, spec)
     return _CACHE.get_or_load((str(path), spec.to_json(), name), lambda: validated_site(path, spec, name))

@@ -6,7 +6,7 @@ Missing values stay NaN; the model's own preprocessing imputes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -22,13 +22,19 @@ from federation.errors import DataError, collect_then_raise
 
 @dataclass(frozen=True)
 class SiteData:
-    """A site's encoded train and held-out test split (float32 features, NaN = missing)."""
+    """A site's encoded train, validation and held-out test split (float32, NaN = missing).
+
+    Validation rows (``split.validation_fraction`` of the non-test rows) are never trained
+    on: they choose the round and stop the run; the test rows are never used for a choice.
+    """
 
     name: str
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype="float32"))
+    y_val: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="float32"))
 
 
 def embedded_dir(spec: DatasetSpec) -> Path:
@@ -201,33 +207,50 @@ def split_site(x: np.ndarray, y: np.ndarray, spec: DatasetSpec) -> tuple[np.ndar
     )
 
 
+def split_validation(x_train: np.ndarray, y_train: np.ndarray, spec: DatasetSpec
+                     ) -> tuple[np.ndarray, ...]:
+    """(x_train, x_val, y_train, y_val): the validation part of the non-test rows.
+
+    Seeded with ``split.seed`` and stratified like the test split; fraction 0 (or too few
+    rows for one validation row) keeps every non-test row for training.
+    """
+    fraction = spec.split.validation_fraction
+    if fraction <= 0 or round(fraction * len(y_train)) < 1:
+        return x_train, x_train[:0], y_train, y_train[:0]
+    counts = np.bincount(y_train.astype(int), minlength=2)
+    stratify = y_train if counts.min() >= spec.split.stratify_min_class_rows else None
+    return tuple(train_test_split(x_train, y_train, test_size=fraction,
+                                  random_state=spec.split.seed, stratify=stratify))
+
+
 def complete_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Only the rows with every feature and the label present (``drop_incomplete_rows``)."""
     used = [f.name for f in spec.features if f.name in frame.columns] + [spec.label.column]
     return frame.dropna(subset=[c for c in used if c in frame.columns]).reset_index(drop=True)
 
 
-def standardize_by_train(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both parts scaled by the training part's mean and sample std (``standardize: site``).
+def standardize_by_train(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every part scaled by the training part's mean and sample std (``standardize: site``).
 
     A constant column becomes 0 (the tiny offset keeps 0/0 out, as FLamby's 1e-9 does).
     """
     mean, std = np.nanmean(x_train, axis=0), np.nanstd(x_train, axis=0, ddof=1) + 1e-9
-    return ((x_train - mean) / std).astype("float32"), ((x_test - mean) / std).astype("float32")
+    return tuple(((x - mean) / std).astype("float32") for x in (x_train, *others))
 
 
 def load_site(path: Path, spec: DatasetSpec, name: str) -> SiteData:
-    """Read, encode and split one site's file."""
+    """Read, encode and split one site's file (test first, then validation from the rest)."""
     frame = read_site_frame(path, spec, site=name)
     if spec.drop_incomplete_rows:
         frame = complete_rows(frame, spec)
     x, y = encode_features(frame, spec, path), encode_labels(frame, spec, path)
     if len(y) < spec.min_rows:
         raise DataError(f"{path}: {len(y)} rows, fewer than the minimum {spec.min_rows}")
-    x_train, x_test, y_train, y_test = split_site(x, y, spec)
+    x_rest, x_test, y_rest, y_test = split_site(x, y, spec)
+    x_train, x_val, y_train, y_val = split_validation(x_rest, y_rest, spec)
     if spec.standardize == "site":
-        x_train, x_test = standardize_by_train(x_train, x_test)
-    return SiteData(name, x_train, y_train, x_test, y_test)
+        x_train, x_test, x_val = standardize_by_train(x_train, x_test, x_val)
+    return SiteData(name, x_train, y_train, x_test, y_test, x_val, y_val)
 
 
 def site_file(spec: DatasetSpec, site: str, data_dir: Path | None = None) -> Path:

@@ -61,10 +61,12 @@ class LabelSpec:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """Per-site held-out test split (stratified on the label where possible)."""
+    """Per-site test split, then validation from the rest (stratified where possible)."""
 
     test_fraction: float = 0.3
     seed: int = 42
+    # Fraction of the NON-test rows held out for validation (round selection, early stopping).
+    validation_fraction: float = 0.2
     # Stratify only when each class has at least this many rows at the site (FLamby: 3).
     stratify_min_class_rows: int = 2
 
@@ -166,6 +168,9 @@ def _problems(spec: DatasetSpec) -> list[str]:
             problems.append(f"feature {feat.name!r} is not in data.columns")
     if not 0.0 < spec.split.test_fraction < 1.0:
         problems.append(f"data.split.test_fraction must be in (0, 1) (got {spec.split.test_fraction})")
+    if not 0.0 <= spec.split.validation_fraction < 1.0:
+        problems.append("data.split.validation_fraction must be in [0, 1) (got "
+                        f"{spec.split.validation_fraction}); 0 keeps every non-test row for training")
     if spec.standardize not in STANDARDIZE_MODES:
         problems.append(f"data.standardize must be one of {STANDARDIZE_MODES} (got {spec.standardize!r})")
     if not spec.label.positive_values:

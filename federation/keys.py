@@ -13,7 +13,7 @@ SITE = "site"
 SERVER_ROUND = "server-round"
 SITE_NAME = "site-name"
 PROXIMAL_MU = "proximal-mu"
-WITH_CI = "with-ci"  # evaluate: bootstrap the site's AUROC CI (the run's last round only)
+WITH_CI = "with-ci"  # evaluate: bootstrap the site's AUROC CI of its test rows
 ARRAY_NAMES = "array-names"  # SecAgg+ (legacy layout) sends arrays unnamed: their names, joined by ","
 
 # Train metrics
@@ -49,6 +49,9 @@ N_TEST = "n-test"
 N_POSITIVE = "n-positive"
 SCORE_HIST_POS = "score-hist-pos"
 SCORE_HIST_NEG = "score-hist-neg"
+# The same evaluate metrics of the site's validation rows carry this prefix ("val-auroc");
+# absent when the validation part is under the site's min-eval-rows / min-cell-size.
+VALIDATION_PREFIX = "val-"
 # Modeler metrics each site computes on its own test rows (federation.evaluation)
 AUROC_CI_LOW = "auroc-ci-low"
 AUROC_CI_HIGH = "auroc-ci-high"

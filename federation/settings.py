@@ -20,7 +20,8 @@ STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedm
 # Strategies that only need the weighted mean of the updates (what SecAgg+ reveals).
 SECURE_AGGREGATION_STRATEGIES = ("fedavg", "fedprox")
 # Groups the apps need; the launcher-only group (federation) is not sent.
-APP_GROUPS = ("model", "train", "privacy", "strategy")
+APP_GROUPS = ("model", "train", "privacy", "strategy", "selection", "early_stopping")
+SELECTION_METRICS = ("loss", "auroc")
 SCALARS = (bool, int, float, str)
 
 
@@ -53,6 +54,21 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True)
+class SelectionSettings:
+    """Which pooled validation metric picks the round a run hands out (loss: lowest)."""
+
+    metric: str = "loss"
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSettings:
+    """Stop after ``patience`` rounds without a better pooled validation metric (0: never)."""
+
+    patience: int = 3
+    min_rounds: int = 1  # never stop before this many rounds
+
+
+@dataclass(frozen=True)
 class StrategySettings:
     name: str = "fedavg"
     params: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +90,8 @@ class RunSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     strategy: StrategySettings = field(default_factory=StrategySettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    early_stopping: EarlyStoppingSettings = field(default_factory=EarlyStoppingSettings)
 
     @classmethod
     def from_run_config(cls, flat: dict[str, Any]) -> "RunSettings":
@@ -90,6 +108,8 @@ class RunSettings:
                 model=_typed(ModelSettings, groups["model"]),
                 train=_typed(TrainSettings, groups["train"]),
                 privacy=_typed(PrivacySettings, groups["privacy"]),
+                selection=_typed(SelectionSettings, groups["selection"]),
+                early_stopping=_typed(EarlyStoppingSettings, groups["early_stopping"]),
                 strategy=StrategySettings(
                     name=str(groups["strategy"].pop("name", "fedavg")), params=groups["strategy"]
                 ),
@@ -141,6 +161,12 @@ def _problems(s: RunSettings) -> list[str]:
         (s.train.batch_size >= 1, f"train.batch_size must be >= 1 (got {s.train.batch_size})"),
         (s.train.lr > 0, f"train.lr must be > 0 (got {s.train.lr})"),
         (s.train.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd (got {s.train.optimizer!r})"),
+        (s.selection.metric in SELECTION_METRICS,
+         f"selection.metric must be one of {', '.join(SELECTION_METRICS)} (got {s.selection.metric!r})"),
+        (s.early_stopping.patience >= 0,
+         f"early_stopping.patience must be >= 0, 0 turns it off (got {s.early_stopping.patience})"),
+        (s.early_stopping.min_rounds >= 0,
+         f"early_stopping.min_rounds must be >= 0 (got {s.early_stopping.min_rounds})"),
         (s.privacy.target_epsilon > 0,
          f"privacy.target_epsilon must be > 0 (got {s.privacy.target_epsilon})"),
         (0 < s.privacy.delta < 1, f"privacy.delta must be in (0, 1) (got {s.privacy.delta})"),

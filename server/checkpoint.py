@@ -2,7 +2,8 @@
 
 Written atomically (write-then-rename) after every round as ``RUN_DIR/checkpoint.pt``: the
 global arrays, the strategy's state (e.g. FedAdam's moments), the last complete round,
-every round record so far and the largest ε each site reported. Plain tensors and a JSON
+every round record so far, the largest ε each site reported and the arrays of the round
+selected so far (:mod:`server.selection`; the rest of that state follows from the records). Plain tensors and a JSON
 string only, so it loads with ``torch.load(weights_only=True)``.
 """
 
@@ -33,6 +34,7 @@ class Checkpoint:
     strategy: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     epsilon_by_site: dict[str, float | None] = field(default_factory=dict)
+    best_arrays: dict[str, torch.Tensor] | None = None  # the selected round's global model
 
     def array_record(self) -> ArrayRecord:
         return ArrayRecord({k: v.clone() for k, v in self.arrays.items()})
@@ -46,6 +48,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
         "strategy": checkpoint.strategy,
         "records_json": json.dumps(checkpoint.records, sort_keys=True),
         "epsilon_by_site": checkpoint.epsilon_by_site,
+        "best_arrays": checkpoint.best_arrays,
     })
 
 
@@ -64,7 +67,8 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                           f"this version reads {FORMAT}")
     return Checkpoint(round=int(payload["round"]), arrays=payload["arrays"],
                       strategy=payload["strategy"], records=json.loads(payload["records_json"]),
-                      epsilon_by_site=payload["epsilon_by_site"])
+                      epsilon_by_site=payload["epsilon_by_site"],
+                      best_arrays=payload.get("best_arrays"))
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

@@ -1,9 +1,11 @@
 """The round loop: the only server code that talks to the network (through Flower's Grid).
 
 Each round: configure -> send -> aggregate (the strategy's pure hooks), then evaluate on
-the held-out split of every site that trained, then write the checkpoint, the round record
-(discarded or not, each failure with its site) and the global model. Updates are screened
-first (strategies.validated); ``resume`` starts from the checkpoint.
+the validation and the held-out test split of every site that trained, then write the
+checkpoint, the round record (discarded or not, each failure with its site) and the global
+model. Updates are screened first (strategies.validated); ``resume`` starts from the
+checkpoint. The pooled validation metric alone chooses the round handed out (``model.pt``)
+and stops the run when ``early_stopping.patience`` runs out (:mod:`server.selection`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from federation.model import build_model
 from federation.settings import RunSettings, model_spec  # re-exported for callers of this module
 from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from server.feature_stats import query_statistics, spec_prior
-from server.progress import show_round
+from server.progress import show_round, show_stop
 from server.exchange import Exchange, exchange, only_nodes
 from server.round_records import (evaluation_record, failures, json_safe, sites_by_node,
                                   train_by_site)
 from server.run_folder import RunFolder
 from server.secure_aggregation import secure_train_round
+from server.selection import chosen_round, should_stop
 from server.summary import aggregated_any, build_summary, no_aggregation_reason
 from strategies import ValidatedStrategy, build_validated_strategy
 
@@ -102,17 +105,20 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
     else:
         arrays, train, discarded, secagg = _plain_train(grid, strategy, server_round, arrays,
                                                         timeout, sites)
-    last_round = ConfigRecord({keys.WITH_CI: server_round == settings.rounds})
+    # The test CI every round: with early stopping no round is known to be the last one, and
+    # the bootstrap costs a site ~0.4 s at 10k test rows (0.02 s at 100).
+    with_ci = ConfigRecord({keys.WITH_CI: True})
     # Only the nodes that trained: a node that let the train timeout pass is not waited for a
     # second time, and a site that did not train the round refuses to score it anyway.
-    messages = only_nodes(strategy.configure_evaluate(server_round, arrays, last_round, grid),
+    messages = only_nodes(strategy.configure_evaluate(server_round, arrays, with_ci, grid),
                           train.ok_nodes)
     evaluate = exchange(grid, messages, timeout=timeout, stage="evaluate", sites=sites)
     trained = train_by_site(train.replies)
     record = {
         "round": server_round,
         "train": trained,
-        "evaluate": evaluation_record(evaluate.replies),
+        "evaluate": evaluation_record(evaluate.replies),  # test rows: reported, never chosen by
+        "validation": evaluation_record(evaluate.replies, prefix=keys.VALIDATION_PREFIX),
         "failures": train.failures + evaluate.failures,
         # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
         "rejected": [] if secagg else [r.to_dict() for r in strategy.rejected],
@@ -159,21 +165,37 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     timeout = float(settings.strategy.params.get("round_timeout", 600))
     nodes, sites = wait_for_nodes(grid, nodes_to_wait_for(settings), timeout), {}
     state = _start(grid, settings, folder, strategy, nodes, timeout, sites)
-    arrays, spec = state.array_record(), model_spec(settings)
-    records, epsilon_by_site = state.records, state.epsilon_by_site
+    arrays, spec, metric = state.array_record(), model_spec(settings), settings.selection.metric
+    records, epsilon_by_site, best = state.records, state.epsilon_by_site, state.best_arrays
     for server_round in range(state.round + 1, settings.rounds + 1):
+        if should_stop(records, metric, settings.early_stopping):
+            break
         arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings, sites)
         for site, metrics in record["train"].items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
         records.append(record)
+        selected = chosen_round(records, metric) == server_round
+        best = arrays.to_torch_state_dict() if selected else best
         # The checkpoint first: a round in metrics.jsonl is always one a resume starts after.
         save_checkpoint(folder.path, Checkpoint(server_round, arrays.to_torch_state_dict(),
-                                                strategy.state_dict(), records, epsilon_by_site))
+                                                strategy.state_dict(), records, epsilon_by_site, best))
         folder.append_round(record)
         if aggregated_any(records):  # never a model.pt that no site's update ever changed
-            folder.save_model(arrays, spec, settings, server_round)
+            folder.save_model(arrays, spec, settings, server_round, selected=selected)
         show_round(record, settings.rounds)
+    return _finish(folder, settings, records, epsilon_by_site, best)
+
+
+def _finish(folder: RunFolder, settings: RunSettings, records: list[dict[str, Any]],
+            epsilon_by_site: dict[str, float | None], best: dict | None) -> dict[str, Any]:
+    """model.pt from the selected round's arrays (again: a kill may have come between the
+    checkpoint and model.pt), then summary.json; raises if no round aggregated."""
     summary = json_safe(build_summary(settings, records, epsilon_by_site))
+    if summary["selection"]["stopped_early"]:
+        show_stop(summary["selection"], settings.rounds)
+    if aggregated_any(records) and best is not None:
+        folder.save_model(ArrayRecord(best), model_spec(settings), settings,
+                          summary["selection"]["round"])
     folder.write_summary(summary)
     if not aggregated_any(records):
         raise FederationError(no_aggregation_reason(records, folder.path))

@@ -1,6 +1,7 @@
 """The coordinator's console: one rich line per round, then one line per thing that went wrong.
 
-The round line: round, mean train loss, pooled AUROC, the largest ε of this run and of the
+The round line: round, mean train loss, pooled validation loss (what chooses the round and
+stops the run), pooled test AUROC (reported only), the largest ε of this run and of the
 sites' lifetimes (their ledgers), sites trained. Then one line for a discarded round (the
 global model kept, ε still charged at the sites that trained: they reserve it before
 training) and one per failure or refusal, naming the site and its reason.
@@ -44,8 +45,10 @@ def _epsilon(record: dict[str, Any]) -> str:
 
 def round_line(record: dict[str, Any], total_rounds: int) -> str:
     pooled = record["evaluate"].get("pooled", {})
+    validation = (record.get("validation") or {}).get("pooled", {})
     return (
         f"round {record['round']:>3}/{total_rounds}  {_loss(record)}  "
+        f"val loss {_fmt(validation.get('loss'), '.4f')}  "
         f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  {_epsilon(record)}  "
         f"sites {len(record['train'])}"
         + ("  [yellow]discarded[/yellow]" if record.get("discarded") else "")
@@ -77,3 +80,13 @@ def event_lines(record: dict[str, Any]) -> list[str]:
 def show_round(record: dict[str, Any], total_rounds: int) -> None:
     for line in [round_line(record, total_rounds), *event_lines(record)]:
         _console.print(line, soft_wrap=True)
+
+
+def stop_line(selection: dict[str, Any], total_rounds: int) -> str:
+    return (f"[cyan]stopped early: no better pooled validation {selection['metric']} for "
+            f"{selection['patience']} round(s); round {selection['round']} of {total_rounds} "
+            "planned is the model handed out[/cyan]")
+
+
+def show_stop(selection: dict[str, Any], total_rounds: int) -> None:
+    _console.print(stop_line(selection, total_rounds), soft_wrap=True)

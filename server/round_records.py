@@ -66,11 +66,16 @@ def unanswered(nodes: Iterable[int], *, stage: str, timeout: float,
             for n in sorted(nodes)]
 
 
-def pooled_evaluation(replies: list[Message]) -> dict[str, float]:
-    """Pooled-test metrics: AUROC/AUPRC from summed histograms, the rest weighted by n_test."""
-    if not replies:
+def _unprefixed(reply: Message, prefix: str) -> dict:
+    """The reply's metrics whose key starts with ``prefix``, under the plain wire keys."""
+    metrics = reply.content[keys.METRICS]
+    return {k[len(prefix):]: metrics[k] for k in metrics.keys() if k.startswith(prefix)}
+
+
+def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
+    """Pooled metrics: AUROC/AUPRC from summed histograms, the rest weighted by n_test."""
+    if not metrics:
         return {}
-    metrics = [r.content[keys.METRICS] for r in replies]
     pos = np.sum([m[keys.SCORE_HIST_POS] for m in metrics], axis=0)
     neg = np.sum([m[keys.SCORE_HIST_NEG] for m in metrics], axis=0)
     n = np.array([m[keys.N_TEST] for m in metrics], dtype=float)
@@ -81,10 +86,15 @@ def pooled_evaluation(replies: list[Message]) -> dict[str, float]:
     return pooled
 
 
-def evaluation_record(replies: Iterable[Message]) -> dict[str, object]:
+def evaluation_record(replies: Iterable[Message], prefix: str = "") -> dict[str, object]:
+    """``{"sites": .., "pooled": ..}`` of the test split, or (``prefix`` ``val-``) of the
+    validation split; a site that released nothing for that split is left out."""
     ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
-    return {"sites": {site_of(r): _pick(r, EVAL_FIELDS) for r in ok},
-            "pooled": pooled_evaluation(ok)}
+    by_site = {site_of(r): _unprefixed(r, prefix) for r in ok}
+    by_site = {site: m for site, m in by_site.items() if keys.N_TEST in m}
+    return {"sites": {site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
+                      for site, m in by_site.items()},
+            "pooled": pooled_evaluation(list(by_site.values()))}
 
 
 def json_safe(value):

@@ -56,8 +56,9 @@ class RunFolder:
         atomic.write_bytes(self.path / METRICS, lines.encode())
 
     def save_model(self, arrays: ArrayRecord, spec: ModelSpec, settings: RunSettings,
-                   server_round: int) -> None:
-        """Global weights plus what rebuilds the model; one file per round and the latest."""
+                   server_round: int, *, selected: bool = True) -> None:
+        """Global weights plus what rebuilds the model: ``rounds/round_NNN.pt`` always, and
+        ``model.pt`` too when this is the round the run hands out (``selected``)."""
         payload = {
             "state_dict": arrays.to_torch_state_dict(),
             "model_spec": spec.to_dict(),
@@ -66,7 +67,8 @@ class RunFolder:
             "round": server_round,
         }
         atomic.torch_save(self.path / ROUNDS / f"round_{server_round:03d}.pt", payload)
-        atomic.torch_save(self.path / MODEL, payload)
+        if selected:
+            atomic.torch_save(self.path / MODEL, payload)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic.write_json(self.path / SUMMARY, summary)

@@ -1,4 +1,4 @@
-"""``summary.json``: the run's final metrics and privacy spent, in one fixed shape (pure)."""
+"""``summary.json``: the run's selected round, its test metrics and the privacy spent (pure)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.settings import RunSettings
+from server.selection import chosen_round, select, should_stop
 
 POOLED_KEYS = ("auroc", "auprc", "brier")
 SITE_KEYS = ("auroc", "auprc", "brier", "n_test")
@@ -29,17 +30,48 @@ def site_totals(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
     return totals
 
 
+def selection_summary(settings: RunSettings, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round handed out, chosen by the pooled validation metric, and whether patience
+    ran out before ``rounds``; without any validation metric, the last round (``round`` of
+    ``validation`` is then empty)."""
+    metric = settings.selection.metric
+    server_round = chosen_round(rounds, metric)
+    record = next((r for r in rounds if r["round"] == server_round), {})
+    last = rounds[-1]["round"] if rounds else 0
+    return {
+        "round": server_round,
+        "metric": metric,
+        "validation": (record.get("validation") or {}).get("pooled", {}),
+        "by_validation": select(rounds, metric).round is not None,
+        "stopped_early": last < settings.rounds and should_stop(rounds, metric, settings.early_stopping),
+        "rounds_planned": settings.rounds,
+        "patience": settings.early_stopping.patience,
+    }
+
+
+def _privacy_sites(settings: RunSettings, epsilon_by_site: dict[str, float | None],
+                   totals: dict[str, float | None]) -> dict[str, dict[str, float | None]]:
+    """Per site: ε spent in this run, the run's planned ε, what stopping early left unspent."""
+    planned = settings.privacy.target_epsilon if settings.privacy.enabled else None
+    return {site: {"epsilon": eps, "site_epsilon": totals.get(site), "planned_epsilon": planned,
+                   "unspent_epsilon": (None if planned is None or eps is None
+                                       else max(planned - eps, 0.0))}
+            for site, eps in sorted(epsilon_by_site.items())}
+
+
 def build_summary(settings: RunSettings, rounds: list[dict[str, Any]],
                   epsilon_by_site: dict[str, float]) -> dict[str, Any]:
-    """Final evaluation of the last round, the rounds that kept the global model, and each
+    """Test evaluation of the selected round, the rounds that kept the global model, and each
     site's ε: the largest of this run (``epsilon``) and its lifetime total (``site_epsilon``)."""
-    evaluation = rounds[-1]["evaluate"] if rounds else {"pooled": {}, "sites": {}}
-    totals = site_totals(rounds)
+    selection = selection_summary(settings, rounds)
+    record = next((r for r in rounds if r["round"] == selection["round"]), {})
+    evaluation = record.get("evaluate") or {"pooled": {}, "sites": {}}
     return {
         "rounds": len(rounds),
         "discarded_rounds": discarded_rounds(rounds),
         "strategy": settings.strategy.name,
         "model": settings.model.name,
+        "selection": selection,
         "metrics": {
             "pooled": {k: evaluation["pooled"].get(k) for k in POOLED_KEYS},
             "sites": {site: {k: m.get(k) for k in SITE_KEYS}
@@ -48,8 +80,7 @@ def build_summary(settings: RunSettings, rounds: list[dict[str, Any]],
         "privacy": {
             "enabled": settings.privacy.enabled,
             "delta": settings.privacy.delta,
-            "sites": {site: {"epsilon": eps, "site_epsilon": totals.get(site)}
-                      for site, eps in sorted(epsilon_by_site.items())},
+            "sites": _privacy_sites(settings, epsilon_by_site, site_totals(rounds)),
         },
     }
 

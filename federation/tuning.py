@@ -11,6 +11,7 @@ every trial's loss, and the ε each site spent on the whole search, read back fr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -58,15 +59,13 @@ def shared_ledger_dir(sweep_dir: Path) -> Path:
 # ---- the sweep summary: pure reads of the trial folders and the site ledgers ----------------
 
 def _read_json(path: Path) -> Any:
-    import json
-
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def trial_dirs(sweep_dir: Path) -> list[Path]:
     """The sweep's job folders (those Hydra saved overrides in), in job order."""
     found = [p for p in Path(sweep_dir).iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
-    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return sorted(found, key=lambda p: (len(p.name), p.name))  # job numbers: 0, 1, ..., 10
 
 
 def trial_record(run_dir: Path, error: str | None = None) -> dict[str, Any]:
@@ -156,12 +155,14 @@ class SweepAccounting(Callback):
             return
         run_dir = Path(config.hydra.runtime.output_dir)
         failed = job_return.status == JobStatus.FAILED
+        # The exception itself: JobReturn.return_value would re-raise it and print a header.
+        error = job_return._return_value if failed else None
         if failed:
-            self.errors[run_dir.name] = str(job_return._return_value)
+            self.errors[run_dir.name] = str(error)
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
-        if failed and isinstance(job_return._return_value, LhsFedError):
+        if isinstance(error, LhsFedError):
             print(f"lhsfed-train: error: trial {run_dir.name} ({run_dir}): "
-                  f"{job_return._return_value}; the sweep stops here, its summary so far is "
+                  f"{error}; the sweep stops here, its summary so far is "
                   f"{path}", file=sys.stderr)
             sys.exit(2)
 

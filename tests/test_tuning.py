@@ -78,7 +78,7 @@ def test_the_site_ledgers_hold_every_trials_steps(sweep):
 
 
 def test_a_trial_the_site_cap_refuses_stops_the_sweep_with_one_line(tmp_path):
-    # Trial 0 spends ε≈3 at each site; trial 1 would bring every site to ≈4.2 > 3.5.
+    # Trial 0 spends ε≈3 at each site; trial 1's first round would bring every site to ≈4 > 3.5.
     cap = 3.5
     proc = run_launcher(tmp_path, *SWEEP, "rounds=1", "hydra.sweeper.n_trials=2", multirun=True,
                         env={"LHSFED_MAX_EPSILON": str(cap)})

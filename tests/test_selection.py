@@ -173,3 +173,29 @@ def test_early_stopping_stops_and_the_ledgers_hold_only_the_rounds_taken(tmp_pat
                            delta=summary["privacy"]["delta"])
         assert full == pytest.approx(3.0, abs=0.02)
     assert json.loads((run_dir / "summary.json").read_text())["selection"]["stopped_early"]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_chooses_and_stops_as_the_uninterrupted_one(overfit_runs, tmp_path, monkeypatch):
+    """Killed after round 4 (here: a run of 4 rounds), resumed with 6: patience 2 after the
+    best round 3 stops it after round 5; model.pt comes from the checkpoint's best arrays."""
+    from federation.inprocess import run_in_process
+
+    clean_dir, clean = overfit_runs["clean"]
+    spec = write_overfit_cohort(tmp_path)  # seeded: the same files as the clean run's
+    monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
+    run_dir = tmp_path / "run"
+    run_in_process(overfit_run_config(spec, run_dir, "rounds=4", "early_stopping.patience=2"),
+                   run_dir=run_dir, num_nodes=3)
+    (run_dir / "model.pt").unlink()
+    resumed = run_in_process(overfit_run_config(spec, run_dir, "early_stopping.patience=2")
+                             | {"run.resume": True}, run_dir=run_dir, num_nodes=3)
+
+    chosen = clean["selection"]["round"]
+    assert resumed["selection"]["round"] == chosen
+    assert resumed["selection"]["stopped_early"] and resumed["rounds"] == chosen + 2
+    assert resumed["selection"]["validation"] == clean["selection"]["validation"]
+    model = torch.load(run_dir / "model.pt", weights_only=True)
+    kept = torch.load(clean_dir / "rounds" / f"round_{chosen:03d}.pt", weights_only=True)
+    assert model["round"] == chosen
+    assert all(torch.equal(model["state_dict"][k], v) for k, v in kept["state_dict"].items())

@@ -199,3 +199,20 @@ def test_a_resumed_run_chooses_and_stops_as_the_uninterrupted_one(overfit_runs, 
     kept = torch.load(clean_dir / "rounds" / f"round_{chosen:03d}.pt", weights_only=True)
     assert model["round"] == chosen
     assert all(torch.equal(model["state_dict"][k], v) for k, v in kept["state_dict"].items())
+
+
+def test_bad_selection_and_split_values_are_one_clear_line_each():
+    from federation.errors import ConfigError
+    from federation.flwr_app_config import default_run_config
+    from federation.settings import RunSettings
+
+    flat = default_run_config() | {"selection.metric": "accuracy", "early_stopping.patience": -1}
+    spec = json.loads(flat["data.spec"])
+    spec["split"]["validation_fraction"] = 1.0
+    with pytest.raises(ConfigError) as err:
+        RunSettings.from_run_config(flat | {"data.spec": json.dumps(spec)})
+    assert "data.split.validation_fraction must be in [0, 1) (got 1.0)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        RunSettings.from_run_config(flat)
+    assert "selection.metric must be one of loss, auroc (got 'accuracy')" in str(err.value)
+    assert "early_stopping.patience must be >= 0" in str(err.value)

@@ -1,5 +1,8 @@
 """Evaluate a run's global model (and optionally the baselines) on every site's test split.
 
+The default model is the round the run selected by its validation rows (``model.pt``); the
+test rows are scored here and never feed back into any choice.
+
 Simulation path: the coordinator holds the embedded (or ``federation.data_dir``) site files,
 so it predicts every site's held-out rows itself; pooled metrics use all rows together.
 Deployment path (:func:`evaluation_from_rounds`): the numbers the sites sent in a round.
@@ -109,13 +112,17 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
             "delta": settings.privacy.delta,
             "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
-            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()}}
+            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()},
+            # what stopping early left of the planned ε (older runs: absent, None)
+            "unspent_epsilon": {site: (v or {}).get("unspent_epsilon") for site, v in spent.items()}}
 
 
 def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
+    """What was evaluated; ``selection`` is the run's own (summary.json), None before it existed."""
     return {"run_dir": str(Path(run_dir).resolve()), "round": round_number, "mode": mode,
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "threshold": options.threshold, "bootstrap_resamples": options.resamples}
+            "threshold": options.threshold, "bootstrap_resamples": options.resamples,
+            "selection": read_summary(run_dir).get("selection")}
 
 
 def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
@@ -130,7 +137,8 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
         "sites": {s.name: metrics[s.name] for s in sites},
         POOLED: metrics[POOLED],
         "mean_auroc": site_means(metrics),
-        "data": {s.name: {"n_train": len(s.y_train), "n_test": len(s.y_test)} for s in sites},
+        "data": {s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val),
+                          "n_test": len(s.y_test)} for s in sites},
         "privacy": _privacy(settings, run_dir),
         **({"skipped_sites": dict(skipped)} if skipped else {}),
     }

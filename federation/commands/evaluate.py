@@ -41,7 +41,9 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
         evaluation, predictions = evaluate_run(run_dir, settings, checkpoint, sites, options,
                                                baselines=baselines, skipped=skipped)
     atomic.write_json(run_dir / EVALUATION, evaluation)
-    records = [r for r in read_round_records(run_dir) if r["round"] <= evaluation["round"]]
+    # The run's own choice (default): every round, so the report shows what came after it.
+    records = [r for r in read_round_records(run_dir)
+               if round_number is None or r["round"] <= evaluation["round"]]
     write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
     return evaluation
 

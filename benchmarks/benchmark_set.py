@@ -89,6 +89,7 @@ def prepare(dataset: Dataset, workdir: Path) -> Dataset:
     folder = workdir / "cohorts" / dataset.name
     if not (folder / "data" / f"{dataset.name}.yaml").is_file():
         s = dataset.synth
+        folder.mkdir(parents=True, exist_ok=True)
         write_cohorts(folder, sites=s.sites, rows=s.rows, heterogeneity=s.heterogeneity, seed=s.seed,
                       name=dataset.name, options=s.options)
     return Dataset(dataset.name, dataset.about, dataset.synth, dataset.sites, folder)

@@ -95,7 +95,8 @@ def evaluate(model, sites: list[SiteData]) -> tuple[float, float, float]:
 
 def _overrides(method: str, setting: str, seed: int) -> list[str]:
     """The config of one run (Hydra overrides on top of the project's defaults)."""
-    base = [DATA, f"seed={seed}"]
+    # FLamby's protocol: every non-test row trains and every round runs (no validation split).
+    base = [DATA, f"seed={seed}", "data.split.validation_fraction=0", "early_stopping.patience=0"]
     if method == "pooled" or method.startswith("local "):
         return base + ["privacy=off"] + (FLAMBY_CENTRAL if setting == "flamby" else [])
     if method.startswith("dp fedavg"):

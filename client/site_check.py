@@ -1,5 +1,9 @@
 """Check a site's data file against the task's dataset spec, before any node starts.
 
+The file is streamed (:mod:`federation.site_table`): chunks of rows are checked and counted,
+so memory stays bounded whatever the file's size, and the reading rules (what is missing,
+what is refused) are the loader's own.
+
 Collect-then-report: every problem is gathered into a ``SiteReport``. *Failures* stop the
 site from joining (the training code could not read the file correctly); *warnings* are
 values a clinician should look at but that training handles (missing values are imputed,
@@ -14,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from federation.data import SiteData, load_site
 from federation.dataspec import DatasetSpec, FeatureSpec
 from federation.errors import DataError
+from federation.site_table import (Progress, blank_cells, csv_chunks, parquet_chunks, parse_numbers,
+                                   refusal_reason)
 
 
 @dataclass
@@ -45,160 +52,181 @@ class SiteReport:
         self.failures.append(f"{self.path}: {where}: {reason}" if where else f"{self.path}: {reason}")
 
 
-def _read_raw(path: Path, spec: DatasetSpec) -> pd.DataFrame:
-    """Every cell of a CSV as text (no header handling yet), so nothing is silently coerced."""
-    return pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
-                       skip_blank_lines=True, skipinitialspace=True)
+@dataclass
+class _Bad:
+    """The first bad cell of one kind in one column, and how many there are."""
+
+    row: int
+    reason: str
+    count: int = 0
 
 
-def _parquet_rows(path: Path, spec: DatasetSpec, report: SiteReport) -> pd.DataFrame | None:
-    """Parquet's schema is its header and its columns are typed: checked as they are
-    (stringifying every cell, as for CSV, cost seconds per 10k-row site)."""
-    rows = pd.read_parquet(path).reset_index(drop=True)  # a stored index is not a row number
-    rows.columns = [str(c) for c in rows.columns]
-    return _with_required_columns(rows, list(rows.columns), rows.shape[1], spec, report)
+@dataclass
+class _Scan:
+    """What the chunks seen so far add up to (counts only: no rows are kept)."""
+
+    report: SiteReport
+    spec: DatasetSpec
+    columns: dict[str, ColumnReport] = field(default_factory=dict)
+    bad: dict[tuple[str, str], _Bad] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=lambda: {"positive": 0, "negative": 0})
+
+    def note(self, column: str, kind: str, mask: pd.Series, reason) -> None:
+        """Count the cells in ``mask``; keep the first one's row and ``reason(position)``."""
+        if not mask.any():
+            return
+        first = int(np.flatnonzero(mask.to_numpy())[0])
+        entry = self.bad.setdefault((column, kind), _Bad(int(mask.index[first]) + 1, reason(first)))
+        entry.count += int(mask.sum())
 
 
-def _header_and_rows(raw: pd.DataFrame, spec: DatasetSpec, report: SiteReport
-                     ) -> pd.DataFrame | None:
-    """Name the columns; fail on missing or duplicated header lines and missing columns."""
-    expected = list(spec.columns)
-    if spec.header:
-        names = [str(v).strip() for v in raw.iloc[0]]
-        rows = raw.iloc[1:].reset_index(drop=True)
-    else:
-        names = expected[: raw.shape[1]] + [f"extra_{i}" for i in range(raw.shape[1] - len(expected))]
-        rows = raw
-    rows.columns = names
-    # A repeated header is a row equal to the header the file has (or, headerless, to the
-    # spec's column names); with nothing to compare against no row can be one.
-    header = names if spec.header else expected
-    width = min(len(header), rows.shape[1])
-    repeats = np.ones(len(rows), dtype=bool) if width else np.zeros(len(rows), dtype=bool)
-    for i in range(width):  # column by column: a row-wise apply took minutes on 10k-row sites
-        repeats &= rows.iloc[:, i].astype(str).str.strip().eq(header[i]).to_numpy()
-    header_rows = rows.index[repeats]
-    for index in header_rows:
-        report.fail(f"row {index + 1}", "repeats the column names (a duplicated header line); "
-                    "remove it" + ("" if spec.header else ", the spec says the file has no header"))
-    rows = rows.drop(index=header_rows)
-    return _with_required_columns(rows, names, raw.shape[1], spec, report)
+def _chunks(path: Path, spec: DatasetSpec, progress: Progress | None):
+    if spec.format == "parquet":
+        return parquet_chunks(path, progress=progress)
+    return csv_chunks(path, spec, progress=progress)
 
 
-def _with_required_columns(rows: pd.DataFrame, names: list[str], width: int, spec: DatasetSpec,
-                           report: SiteReport) -> pd.DataFrame | None:
-    """The rows, or None after failing a header naming a column twice or each feature or
-    label column the file lacks."""
+def _required_columns(rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport) -> bool:
+    """False after failing a schema naming a column twice or each feature or label column
+    the file lacks (a CSV's header and field counts are checked as it is read)."""
+    names = list(rows.columns)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        report.fail("line 1" if spec.format != "parquet" else "schema",
-                    f"names column(s) {dup} more than once")
-        return None
+        report.fail("schema", f"names column(s) {dup} more than once")
+        return False
     missing = [c for c in ([f.name for f in spec.features] + [spec.label.column]) if c not in names]
     for column in missing:
-        report.fail(f"column {column!r}", "is missing" + (" (the file has only "
-                    f"{width} fields per row)" if not (spec.header or spec.format == "parquet") else ""))
-    return None if missing else rows
+        report.fail(f"column {column!r}", "is missing")
+    return not missing
 
 
-def _blank(text: pd.Series, spec: DatasetSpec) -> pd.Series:
-    """Missing: empty, a missing marker, or a null cell (Parquet nulls stay null in pandas 3)."""
-    return (text.isna() | text.eq("") | text.isin(spec.missing_markers)
-            | text.str.lower().isin(("nan", "none", "<na>")))
+def _without_repeated_header(rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport) -> pd.DataFrame:
+    """Fail and drop each row equal to the header the file has (headerless: the spec's names)."""
+    if spec.format == "parquet":
+        return rows
+    header = list(rows.columns) if spec.header else list(spec.columns)
+    repeats = np.ones(len(rows), dtype=bool)
+    for i, name in enumerate(header):  # column by column: a row-wise apply took minutes
+        repeats &= rows.iloc[:, i].astype(str).str.strip().eq(name).to_numpy()
+    for index in rows.index[repeats]:
+        report.fail(f"row {index + 1}", "repeats the column names (a duplicated header line); "
+                    "remove it" + ("" if spec.header else ", the spec says the file has no header"))
+    return rows[~repeats]
+
+
+def _numeric(rows: pd.DataFrame, column: str, scan: _Scan) -> pd.Series:
+    """A column as numbers; non-numeric and non-finite cells are noted (and become NaN)."""
+    cells, markers = rows[column], scan.spec.missing_markers
+    values, non_numeric, non_finite = parse_numbers(cells, markers)
+    scan.note(column, "non-numeric", non_numeric, lambda i: refusal_reason(cells.iloc[i], False, markers))
+    scan.note(column, "non-finite", non_finite, lambda i: refusal_reason(cells.iloc[i], True, markers))
+    return values
 
 
 def _text_levels(rows: pd.DataFrame, feat: FeatureSpec, spec: DatasetSpec) -> pd.Series:
     """A categorical feature with text levels, compared as text (as the data layer does)."""
-    text = rows[feat.name].astype(str).str.strip()
-    return text.mask(_blank(text, spec))
+    cells = rows[feat.name]
+    return cells.astype(str).str.strip().mask(blank_cells(cells, spec.missing_markers))
 
 
-def _numeric(rows: pd.DataFrame, column: str, spec: DatasetSpec, report: SiteReport) -> pd.Series:
-    typed = rows[column]
-    if (pd.api.types.is_numeric_dtype(typed)  # typed (Parquet): null = missing, as the loader reads it
-            or pd.api.types.infer_dtype(typed, skipna=True) == "boolean"):  # booleans with nulls
-        return typed.astype("float64")
-    text = rows[column].astype(str).str.strip()
-    blank = _blank(text, spec)
-    values = pd.to_numeric(text.mask(blank), errors="coerce")
-    bad = ~blank & values.isna()
-    if bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0])
-        report.fail(f"column {column!r} row {rows.index[first] + 1}",
-                    f"non-numeric value {text.iloc[first]!r} ({int(bad.sum())} such rows); use a "
-                    f"number or a missing marker {list(spec.missing_markers)}")
-    return values
-
-
-def _check_feature(values: pd.Series, feat: FeatureSpec, report: SiteReport) -> ColumnReport:
+def _count_feature(values: pd.Series, feat: FeatureSpec, col: ColumnReport) -> None:
     values = values.mask(values.isin(feat.missing_if))
-    col = ColumnReport(feat.name, missing=int(values.isna().sum()))
+    col.missing += int(values.isna().sum())
     present = values.dropna()
     if feat.min is not None or feat.max is not None:
         low = -np.inf if feat.min is None else feat.min
         high = np.inf if feat.max is None else feat.max
-        col.out_of_range = int(((present < low) | (present > high)).sum())
+        col.out_of_range += int(((present < low) | (present > high)).sum())
+    allowed = feat.levels if feat.type == "categorical" else (0.0, 1.0) if feat.type == "binary" else ()
+    if allowed:
+        col.unknown_levels += int((~present.isin(allowed)).sum())
+
+
+def _count_label(rows: pd.DataFrame, scan: _Scan) -> None:
+    label = scan.spec.label
+    values = _numeric(rows, label.column, scan)
+    known = set(label.positive_values) | set(label.negative_values)
+    allowed = sorted(f"{v:g}" for v in known)
+    scan.note(label.column, "label", values.isna() | ~values.isin(known),
+              lambda i: f"label value {rows[label.column].iloc[i]!r} is not allowed; allowed: {allowed}")
+    scan.labels["positive"] += int(values.isin(label.positive_values).sum())
+    scan.labels["negative"] += int(values.isin(label.negative_values).sum())
+
+
+def _add_chunk(rows: pd.DataFrame, scan: _Scan) -> None:
+    rows = _without_repeated_header(rows, scan.spec, scan.report)
+    scan.report.rows += len(rows)
+    for feat in scan.spec.features:
+        values = (_text_levels(rows, feat, scan.spec) if feat.text_levels
+                  else _numeric(rows, feat.name, scan))
+        _count_feature(values, feat, scan.columns.setdefault(feat.name, ColumnReport(feat.name)))
+    _count_label(rows, scan)
+
+
+def _value_warnings(scan: _Scan) -> None:
+    report = scan.report
+    for feat in scan.spec.features:
+        col = scan.columns[feat.name]
+        report.columns.append(col)
         if col.out_of_range:
             report.warnings.append(f"{report.path}: column {feat.name!r}: {col.out_of_range} values "
                                    f"outside [{feat.min:g}, {feat.max:g}] {feat.unit or ''}".rstrip())
-    allowed = feat.levels if feat.type == "categorical" else (0.0, 1.0) if feat.type == "binary" else ()
-    if allowed:
-        unknown = ~present.isin(allowed)
-        col.unknown_levels = int(unknown.sum())
         if col.unknown_levels:
+            allowed = feat.levels if feat.type == "categorical" else (0.0, 1.0)
             shown = [v if isinstance(v, str) else f"{v:g}" for v in allowed]
             report.warnings.append(f"{report.path}: column {feat.name!r}: {col.unknown_levels} values "
                                    f"not in the levels {shown}")
-    return col
 
 
-def _check_label(values: pd.Series, rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport) -> None:
-    label = spec.label
-    known = set(label.positive_values) | set(label.negative_values)
-    bad = values.isna() | ~values.isin(known)
-    if bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0])
-        shown = rows[label.column].iloc[first]
-        report.fail(f"column {label.column!r} row {rows.index[first] + 1}",
-                    f"label value {shown!r} is not allowed ({int(bad.sum())} such rows); "
-                    f"allowed: {sorted(f'{v:g}' for v in known)}")
-    positive = int(values.isin(label.positive_values).sum())
-    negative = int(values.isin(label.negative_values).sum())
-    report.label_counts = {"positive": positive, "negative": negative}
+def _finish(scan: _Scan) -> None:
+    """The totals' failures (bad cells: the first and the count) and warnings."""
+    report, spec = scan.report, scan.spec
+    for (column, _), bad in scan.bad.items():
+        report.fail(f"column {column!r} row {bad.row}", f"{bad.reason} ({bad.count} such rows)")
+    if report.rows == 0 and not spec.header and spec.format != "parquet":
+        report.fail("", "file is empty")
+    elif report.rows < spec.min_rows:
+        report.fail("", f"{report.rows} data rows, fewer than the minimum {spec.min_rows}")
+    _value_warnings(scan)
+    report.label_counts = dict(scan.labels)
+    positive, negative = scan.labels["positive"], scan.labels["negative"]
     if positive + negative and min(positive, negative) == 0:
         only = "positive" if positive else "negative"
-        report.fail(f"column {label.column!r}", f"every row is {only}: a site needs both classes "
-                    "to train and to be evaluated")
-
-
-def check_site_file(path: Path, spec: DatasetSpec) -> SiteReport:
-    """Everything wrong (failures) or worth a look (warnings) with one site's file."""
-    report = SiteReport(Path(path))
-    if not report.path.is_file():
-        report.fail("", "file not found; point --data at the site's extract")
-        return report
-    if report.path.stat().st_size == 0 or not report.path.read_bytes().strip():
-        report.fail("", "file is empty")
-        return report
-    try:
-        rows = (_parquet_rows(report.path, spec, report) if spec.format == "parquet"
-                else _header_and_rows(_read_raw(report.path, spec), spec, report))
-    except (ValueError, OSError, pd.errors.ParserError) as err:
-        report.fail("", f"cannot be read as {spec.format}: {str(err).splitlines()[0]}")
-        return report
-    if rows is None:
-        return report
-    report.rows = len(rows)
-    if report.rows < spec.min_rows:
-        report.fail("", f"{report.rows} data rows, fewer than the minimum {spec.min_rows}")
-    for feat in spec.features:
-        values = (_text_levels(rows, feat, spec) if feat.text_levels
-                  else _numeric(rows, feat.name, spec, report))
-        report.columns.append(_check_feature(values, feat, report))
-    _check_label(_numeric(rows, spec.label.column, spec, report), rows, spec, report)
+        report.fail(f"column {spec.label.column!r}", f"every row is {only}: a site needs both "
+                    "classes to train and to be evaluated")
     if spec.strict_values:  # the spec declares implausible values unacceptable, not suspicious
         report.failures.extend(report.warnings)
         report.warnings = []
+
+
+def check_site_file(path: Path, spec: DatasetSpec, *, progress: Progress | None = None) -> SiteReport:
+    """Everything wrong (failures) or worth a look (warnings) with one site's file.
+
+    ``progress`` is told how many more bytes have been read (for a progress bar).
+    """
+    report = SiteReport(Path(path))
+    if report.path.is_dir():
+        report.fail("", "is a folder, not a file; point --data at the site's extract")
+        return report
+    if not report.path.is_file():
+        report.fail("", "file not found; point --data at the site's extract")
+        return report
+    if report.path.stat().st_size == 0:
+        report.fail("", "file is empty")
+        return report
+    scan = _Scan(report, spec)
+    try:
+        for number, rows in enumerate(_chunks(report.path, spec, progress)):
+            if number == 0 and not _required_columns(rows, spec, report):
+                return report
+            _add_chunk(rows, scan)
+    except DataError as err:  # the file's structure: one line, and no verdict on its values
+        report.failures.append(str(err))
+        return report
+    except (ValueError, OSError, pa.ArrowException) as err:
+        report.fail("", f"cannot be read as {spec.format}: {str(err).splitlines()[0]}")
+        return report
+    _finish(scan)
     return report
 
 
@@ -210,5 +238,6 @@ def validated_site(path: Path, spec: DatasetSpec, name: str) -> SiteData:
     if spec.site_column is None:
         report = check_site_file(path, spec)
         if not report.ok:
-            raise DataError(f"site {name}: " + "; ".join(report.failures))
+            # "; " separates problems (the site's error reply counts them), so none inside one
+            raise DataError(f"site {name}: " + "; ".join(f.replace("; ", ", ") for f in report.failures))
     return load_site(path, spec, name)

@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data`` (fsync'd before the rename)."""
@@ -33,6 +31,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def torch_save(path: Path, obj: Any) -> None:
+    import torch  # here, not at import: light CLI commands (site check) never load torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_bytes(path, buffer.getvalue())

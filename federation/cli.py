@@ -1,7 +1,8 @@
 """``lhsfed``: the command-line tools for hospital IT, coordinators and modelers.
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets
-``func`` on its parser. Errors the user can fix print one line and exit 2.
+``func`` on its parser. Errors the user can fix print one line and exit 2; so does an
+operating-system error on a path (permission denied, a full disk), named with its path.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     except LhsFedError as err:
         print(f"lhsfed {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"lhsfed {args.command}: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(err: OSError) -> str:
+    """``PATH: reason`` of an OSError, in one line (the path is what the user can fix)."""
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    reason = err.strerror or str(err)
+    return f"{where}: {reason}" if where else reason
 
 
 if __name__ == "__main__":

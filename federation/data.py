@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from federation.dataspec import DatasetSpec, FeatureSpec, value_text
 from federation.errors import DataError, collect_then_raise
+from federation.site_table import blank_cells, csv_chunks, parse_numbers, refusal_reason
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,15 @@ def _installed_copy(name: str) -> Path:
 
 
 def _read_table(path: Path, spec: DatasetSpec, site_value: str | None) -> pd.DataFrame:
+    """Parquet typed; CSV as text cells (numbers parsed per column later), through the same
+    streamed reader as ``lhsfed site check``: only empty fields and the spec's missing
+    markers become NaN (pandas' default NA words such as "NaN" would hide bad values)."""
     if spec.format == "parquet":
         return pd.read_parquet(path, filters=_parquet_site_filter(path, spec, site_value))
-    return pd.read_csv(
-        path,
-        header=0 if spec.header else None,
-        names=None if spec.header else list(spec.columns),
-        na_values=list(spec.missing_markers),
-        keep_default_na=True,
-        dtype={spec.site_column: str} if spec.site_column else None,
-    )
+    frame = pd.concat(list(csv_chunks(path, spec)))
+    for column in frame.columns:
+        frame[column] = frame[column].mask(blank_cells(frame[column], spec.missing_markers))
+    return frame
 
 
 def _parquet_site_filter(path: Path, spec: DatasetSpec, site_value: str | None) -> list | None:
@@ -131,6 +131,8 @@ def read_site_frame(path: Path, spec: DatasetSpec, site: str | None = None) -> p
     site_value = spec.sites.get(site, site) if site is not None else None
     try:
         frame = _read_table(path, spec, site_value)
+    except DataError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as err:
         raise DataError(f"{path}: cannot be read as {spec.format}: {err}") from None
     frame = frame.drop(columns=list(spec.drop_columns), errors="ignore")
@@ -142,15 +144,14 @@ def read_site_frame(path: Path, spec: DatasetSpec, site: str | None = None) -> p
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = frame[column].notna() & values.isna()
+    """A column as float64 (NaN = missing); a non-numeric or non-finite cell is refused."""
+    values, non_numeric, non_finite = parse_numbers(frame[column])
+    bad = non_numeric | non_finite
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise DataError(
-            f"{path}: column {column!r} row {row + 1} has non-numeric value "
-            f"{frame[column].iloc[row]!r}; use a number, or the spec's missing marker"
-        )
-    return values.astype("float64")
+        reason = refusal_reason(frame[column].iloc[row], bool(non_finite.iloc[row]))
+        raise DataError(f"{path}: column {column!r} row {row + 1} has {reason}")
+    return values
 
 
 def _feature_values(frame: pd.DataFrame, feat: FeatureSpec, path: Path) -> pd.Series:

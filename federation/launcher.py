@@ -138,12 +138,17 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    from federation.tuning import in_sweep, trial_objective
+
     quiet_libraries()
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         output_dir = train(cfg, output_dir, list(HydraConfig.get().overrides.task))
     except LhsFedError as err:
+        if in_sweep():
+            raise  # a trial: federation.tuning.SweepAccounting prints it and stops the sweep
         print(f"lhsfed-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"run folder: {output_dir}")
+    return trial_objective(output_dir) if in_sweep() else None  # what the sweeper minimises

@@ -54,7 +54,7 @@ def build_card(checkpoint: Checkpoint, settings: RunSettings, evaluation: dict[s
                  "positive_values": list(spec.label.positive_values),
                  "negative_values": list(spec.label.negative_values)},
         "input": {"columns": input_columns(spec), "missing_markers": list(spec.missing_markers),
-                  "missing": "empty cell, NaN or a missing marker; the model imputes it"},
+                  "missing": "empty cell or a missing marker; the model imputes it"},
         "encoded_features": checkpoint.feature_names,
         "model": {"file": model_file.name, "format": fmt,
                   "sha256": sha256_of(Path(model_file).read_bytes()),
@@ -79,7 +79,7 @@ def read_card(path: Path) -> dict[str, Any]:
                         "(or pass --card)")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # not JSON, or not UTF-8 text
         raise DataError(f"{path}: not a valid model card ({err})") from None
 
 

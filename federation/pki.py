@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
@@ -67,6 +68,15 @@ def _pem_key(key) -> bytes:
 def _ssh_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                              serialization.NoEncryption())
+
+
+def _read_key_file(path: Path, *, what: str, fix: str) -> bytes:
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a {what}; {fix}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found; {fix}")
+    return path.read_bytes()
 
 
 def ssh_public(key) -> bytes:
@@ -115,8 +125,27 @@ def load_ca(ca_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
     missing = [str(p) for p in (key_path, cert_path) if not p.is_file()]
     if missing:
         raise ConfigError(f"CA files not found: {', '.join(missing)}; run `lhsfed pki init` first")
-    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-    return key, x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ConfigError(f"{ca_dir}: {CA_KEY} / {CA_CERT} are not the CA's PEM key and "
+                          f"certificate ({_first_line(err)}); use the folder `lhsfed pki init` "
+                          "wrote") from None
+    return key, cert
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+PRIVATE_MARKERS = (b"PRIVATE KEY",)  # "-----BEGIN OPENSSH PRIVATE KEY-----", PKCS#8, SEC1
+
+
+def _refuse_private(path: Path, data: bytes, fix: str) -> None:
+    """A private key given where a public one is expected: say so, never parse or echo it."""
+    if any(marker in data[:200] for marker in PRIVATE_MARKERS):
+        raise ConfigError(f"{path}: is a PRIVATE key, which must never leave its owner; {fix}")
 
 
 def create_server_cert(ca_dir: Path, hosts: list[str], out: Path | None = None) -> Path:
@@ -148,14 +177,14 @@ def create_node_key(site: str, out: Path) -> tuple[Path, Path]:
 
 def load_node_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     """A site's public key as the coordinator received it; rejects anything Flower would."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: public key file not found")
+    fix = "send the SITE.pub file that `lhsfed pki node-key` wrote"
+    data = _read_key_file(path, what="public key file", fix=fix)
+    _refuse_private(path, data, f"the site keeps SITE.key; {fix}")
     try:
-        key = serialization.load_ssh_public_key(path.read_bytes())
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{path}: not an OpenSSH public key ({err}); send the SITE.pub file "
-                          "that `lhsfed pki node-key` wrote") from None
+        key = serialization.load_ssh_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ConfigError(f"{path}: not an OpenSSH public key ({_first_line(err)}); "
+                          f"{fix}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in ("secp256r1",
                                                                              "secp384r1",
                                                                              "secp521r1"):
@@ -175,10 +204,13 @@ def create_signing_key(publisher: str, out: Path) -> tuple[Path, Path]:
 
 
 def load_signing_key(path: Path) -> ed25519.Ed25519PrivateKey:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: signing key not found; create it with `lhsfed pki signing-key`")
-    key = serialization.load_ssh_private_key(path.read_bytes(), None)
+    fix = "create it with `lhsfed pki signing-key`"
+    data = _read_key_file(path, what="signing key", fix=fix)
+    try:
+        key = serialization.load_ssh_private_key(data, None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ConfigError(f"{path}: not an OpenSSH private key ({_first_line(err)}); "
+                          f"give the PUBLISHER.sign.key file; {fix}") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError(f"{path}: app-signing keys must be Ed25519")
     return key

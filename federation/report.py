@@ -131,9 +131,29 @@ def read_audit(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def tables(evaluation: dict[str, Any], audit: dict[str, Any] | None = None) -> list[Table]:
-    found = [data_table(evaluation), metrics_table(evaluation), baselines_table(evaluation),
-             audit_table(audit)]
+def rounds_table(evaluation: dict[str, Any], records: list[dict[str, Any]]) -> Table | None:
+    """Per round: the pooled validation metrics that chose the round, and the pooled test
+    AUROC, shown for reference only (it took no part in the choice)."""
+    if not records:
+        return None
+    selection = evaluation.get("selection") or {}
+    chosen = selection.get("round")
+    rows = [[str(r["round"]) + (" (selected)" if r["round"] == chosen else ""),
+             fmt(((r.get("validation") or {}).get("pooled") or {}).get("loss"), 4),
+             fmt(((r.get("validation") or {}).get("pooled") or {}).get("auroc")),
+             fmt((r["evaluate"].get("pooled") or {}).get("auroc"))] for r in records]
+    note = (f"selected by the best pooled validation {selection.get('metric', 'loss')}"
+            + ("; stopped early (patience ran out)" if selection.get("stopped_early") else "")
+            if selection else "run from before round selection: its last round is shown")
+    return Table("Rounds: validation (chooses the round) and test (not used for selection)",
+                 ["round", "validation loss", "validation AUROC",
+                  "test AUROC (not used for selection)"], rows, note)
+
+
+def tables(evaluation: dict[str, Any], audit: dict[str, Any] | None = None,
+           records: list[dict[str, Any]] | None = None) -> list[Table]:
+    found = [data_table(evaluation), metrics_table(evaluation), rounds_table(evaluation, records or []),
+             baselines_table(evaluation), audit_table(audit)]
     return [t for t in found if t is not None]
 
 
@@ -168,24 +188,25 @@ def _img(title: str, png: bytes) -> str:
 
 
 def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text: str,
-                audit: dict[str, Any] | None = None) -> str:
+                audit: dict[str, Any] | None = None, records: list[dict[str, Any]] | None = None) -> str:
     title = f"lhs-federation report: {Path(evaluation['run_dir']).name}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>Run folder {html.escape(evaluation['run_dir'])}; evaluated "
              f"{html.escape(evaluation['evaluated_at'])} ({evaluation['mode']}).</p>"]
-    parts += [html_table(t) for t in tables(evaluation, audit)]
+    parts += [html_table(t) for t in tables(evaluation, audit, records)]
     parts += ["<h2>Figures</h2>"] + [_img(name, png) for name, png in figs.items()]
     parts += [f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre></body></html>"]
     return "\n".join(parts)
 
 
 def render_markdown(evaluation: dict[str, Any], config_text: str,
-                    audit: dict[str, Any] | None = None) -> str:
+                    audit: dict[str, Any] | None = None,
+                    records: list[dict[str, Any]] | None = None) -> str:
     parts = [f"# lhs-federation report: {Path(evaluation['run_dir']).name}", "",
              f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
              f"({evaluation['mode']}). Figures are in report.html."]
-    parts += ["\n" + markdown_table(t) for t in tables(evaluation, audit)]
+    parts += ["\n" + markdown_table(t) for t in tables(evaluation, audit, records)]
     parts += ["\n## Configuration\n", "```yaml", config_text.rstrip(), "```", ""]
     return "\n".join(parts)
 
@@ -194,8 +215,8 @@ def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predic
                   records: list[dict[str, Any]], config_text: str) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     audit = read_audit(run_dir)
-    page = render_html(evaluation, figures(records, predictions), config_text, audit)
+    page = render_html(evaluation, figures(records, predictions), config_text, audit, records)
     atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
     atomic.write_bytes(run_dir / REPORT_MD,
-                       render_markdown(evaluation, config_text, audit).encode("utf-8"))
+                       render_markdown(evaluation, config_text, audit, records).encode("utf-8"))
     return run_dir / REPORT_HTML, run_dir / REPORT_MD

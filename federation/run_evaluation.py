@@ -1,5 +1,8 @@
 """Evaluate a run's global model (and optionally the baselines) on every site's test split.
 
+The default model is the round the run selected by its validation rows (``model.pt``); the
+test rows are scored here and never feed back into any choice.
+
 Simulation path: the coordinator holds the embedded (or ``federation.data_dir``) site files,
 so it predicts every site's held-out rows itself; pooled metrics use all rows together.
 Deployment path (:func:`evaluation_from_rounds`): the numbers the sites sent in a round.
@@ -16,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from federation import baselines as baseline_models
-from federation.data import SiteData
+from federation.data import SiteData, load_site, site_file
+from federation.dataspec import DatasetSpec
+from federation.errors import DataError
 from federation.evaluation import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.model import predict_risk
 from federation.run_loader import Checkpoint, read_summary
@@ -34,6 +39,21 @@ class EvalOptions:
     threshold: float = 0.5
     resamples: int = BOOTSTRAP_RESAMPLES
     seed: int = 0
+
+
+def scorable_sites(dataset: DatasetSpec, data_dir: Path | None = None
+                   ) -> tuple[list[SiteData], dict[str, str]]:
+    """The sites whose files load, and the one-line reason for each other one: a site whose
+    file was refused in the run (it sat out) is left out of the report, not a crash of it."""
+    sites, skipped = [], {}
+    for name in dataset.site_names:
+        try:
+            sites.append(load_site(site_file(dataset, name, data_dir), dataset, name))
+        except DataError as err:
+            skipped[name] = str(err)
+    if not sites:
+        raise DataError("no site's file could be read: " + "; ".join(skipped.values()))
+    return sites, skipped
 
 
 def predict_sites(model, sites: list[SiteData]) -> Predictions:
@@ -92,19 +112,24 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
             "delta": settings.privacy.delta,
             "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
-            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()}}
+            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()},
+            # what stopping early left of the planned ε (older runs: absent, None)
+            "unspent_epsilon": {site: (v or {}).get("unspent_epsilon") for site, v in spent.items()}}
 
 
 def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
+    """What was evaluated; ``selection`` is the run's own (summary.json), None before it existed."""
     return {"run_dir": str(Path(run_dir).resolve()), "round": round_number, "mode": mode,
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "threshold": options.threshold, "bootstrap_resamples": options.resamples}
+            "threshold": options.threshold, "bootstrap_resamples": options.resamples,
+            "selection": read_summary(run_dir).get("selection")}
 
 
 def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
-                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False
-                 ) -> tuple[dict[str, Any], Predictions]:
-    """The ``evaluation.json`` document and the predictions behind it (for the plots)."""
+                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False,
+                 skipped: dict[str, str] | None = None) -> tuple[dict[str, Any], Predictions]:
+    """The ``evaluation.json`` document and the predictions behind it (for the plots);
+    ``skipped``: sites left out (their file was refused) and why."""
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
     metrics = score(predictions, options)
     document: dict[str, Any] = {
@@ -112,8 +137,10 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
         "sites": {s.name: metrics[s.name] for s in sites},
         POOLED: metrics[POOLED],
         "mean_auroc": site_means(metrics),
-        "data": {s.name: {"n_train": len(s.y_train), "n_test": len(s.y_test)} for s in sites},
+        "data": {s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val),
+                          "n_test": len(s.y_test)} for s in sites},
         "privacy": _privacy(settings, run_dir),
+        **({"skipped_sites": dict(skipped)} if skipped else {}),
     }
     if baselines:
         global_auroc = {name: m["auroc"] for name, m in metrics.items()}

@@ -60,7 +60,8 @@ def load_settings(run_dir: Path) -> RunSettings:
 
 
 def checkpoint_path(run_dir: Path, round_number: int | None = None) -> Path:
-    """``model.pt`` (final) or ``rounds/round_NNN.pt``; a missing round names those there are."""
+    """``model.pt`` (the selected round; before selection existed, the last) or
+    ``rounds/round_NNN.pt``; a missing round names those there are."""
     run_dir = require_run_dir(run_dir)
     if round_number is None:
         return run_dir / MODEL
@@ -92,7 +93,7 @@ def _rebuild(payload: dict[str, Any], path: Path) -> Checkpoint:
 
 
 def sites_data(dataset: DatasetSpec, data_dir: Path | None = None) -> list[SiteData]:
-    """Every site's encoded train/test split, exactly as the sites split it (seeded)."""
+    """Every site's encoded train/validation/test split, exactly as the sites split it (seeded)."""
     return [load_site(site_file(dataset, name, data_dir), dataset, name)
             for name in dataset.site_names]
 
@@ -118,11 +119,20 @@ def read_round_records(run_dir: Path) -> list[dict[str, Any]]:
     return read_rounds(run_dir)
 
 
+def selected_round(run_dir: Path) -> int | None:
+    """The round the run handed out (``summary.json``'s ``selection``; None: an older run)."""
+    selection = read_summary(run_dir).get("selection") or {}
+    return None if selection.get("round") is None else int(selection["round"])
+
+
 def round_record(run_dir: Path, round_number: int | None = None) -> dict[str, Any]:
-    """One round's record (default: the last); a missing round names those there are."""
+    """One round's record (default: the selected round, or the last for a run from before
+    selection); a missing round names those there are."""
     records = read_round_records(run_dir)
     if not records:
         raise DataError(f"{Path(run_dir) / 'metrics.jsonl'}: no round was recorded")
+    if round_number is None:
+        round_number = selected_round(run_dir)
     if round_number is None:
         return records[-1]
     found = [r for r in records if r["round"] == round_number]

@@ -3,8 +3,8 @@
 Written atomically (write-then-rename) after every round as ``RUN_DIR/checkpoint.pt``: the
 global arrays, the strategy's state (e.g. FedAdam's moments), the last complete round,
 every round record so far, the largest ε each site reported and the arrays of the round
-selected so far (:mod:`server.selection`; the rest of that state follows from the records). Plain tensors and a JSON
-string only, so it loads with ``torch.load(weights_only=True)``.
+selected so far (:mod:`server.selection`; the rest of that state follows from the records).
+Plain tensors and a JSON string only, so it loads with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations

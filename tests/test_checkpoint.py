@@ -25,7 +25,8 @@ def _checkpoint(round_: int, size: int = 4) -> Checkpoint:
                       strategy={"m_t": {"w": torch.full((3,), float(round_))}},
                       records=[{"round": r, "evaluate": {"pooled": {"auroc": None}}}
                                for r in range(1, round_ + 1)],
-                      epsilon_by_site={"va": 0.5 * round_, "hungary": None})
+                      epsilon_by_site={"va": 0.5 * round_, "hungary": None},
+                      best_arrays={"w": torch.full((size,), float(round_ - 1))})
 
 
 def test_round_trip(tmp_path):
@@ -33,6 +34,7 @@ def test_round_trip(tmp_path):
     got = load_checkpoint(tmp_path)
     assert got.round == 3 and torch.equal(got.arrays["w"], torch.full((4,), 3.0))
     assert got.records[-1]["round"] == 3 and got.epsilon_by_site == {"va": 1.5, "hungary": None}
+    assert torch.equal(got.best_arrays["w"], torch.full((4,), 2.0))  # the selected round's model
 
 
 def test_fedadam_moments_survive_a_round_trip(tmp_path):

@@ -19,11 +19,13 @@ POSITIVES = {"cleveland": 139, "hungary": 106, "switzerland": 115, "va": 149}
 def test_each_site_loads_with_binary_labels_and_a_disjoint_test_split(site):
     data = load_site(site_file(SPEC, site), SPEC, site)
 
-    assert len(data.y_train) + len(data.y_test) == ROWS[site]
-    assert int(data.y_train.sum() + data.y_test.sum()) == POSITIVES[site]
-    assert set(np.unique(np.concatenate([data.y_train, data.y_test]))) <= {0.0, 1.0}
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == ROWS[site]
+    assert int(data.y_train.sum() + data.y_val.sum() + data.y_test.sum()) == POSITIVES[site]
+    assert set(np.unique(np.concatenate([data.y_train, data.y_val, data.y_test]))) <= {0.0, 1.0}
     assert abs(len(data.y_test) / ROWS[site] - SPEC.split.test_fraction) < 0.01
-    assert data.x_train.shape[1] == len(SPEC.encoded_feature_names()) == 22
+    rest = len(data.y_train) + len(data.y_val)
+    assert abs(len(data.y_val) / rest - SPEC.split.validation_fraction) < 0.01
+    assert data.x_train.shape[1] == data.x_val.shape[1] == len(SPEC.encoded_feature_names()) == 22
 
 
 def test_split_is_seeded_and_stratified():

@@ -78,7 +78,7 @@ def test_each_centre_gets_only_its_rows_with_text_categories_one_hot(multicentre
 
     for site in SITES:
         data = load_site(site_file(spec, site, data_dir), spec, site)
-        assert len(data.y_train) + len(data.y_test) == ROWS[site]
+        assert len(data.y_train) + len(data.y_val) + len(data.y_test) == ROWS[site]
         assert data.x_train.shape[1] == len(spec.encoded_feature_names()) == 12
     names = spec.encoded_feature_names()
     assert names[-6:] == ["smoker=never", "smoker=former", "smoker=current",

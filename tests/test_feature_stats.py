@@ -67,7 +67,7 @@ def test_no_site_able_to_answer_stops_the_run_with_the_sites_reason(tmp_path, mo
         (tmp_path / source.name).write_text(header + "\n" + source.read_text())
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
     config = run_config_for(["privacy=off", "rounds=1"], tmp_path / "run")
-    with pytest.raises(FederationError, match=r"4 of 4 failed.*data check failed: 2 problems "
+    with pytest.raises(FederationError, match=r"4 of 4 failed.*data check failed: 1 problem "
                                               r"\(details in the site's log\)"):
         run_in_process(config, run_dir=tmp_path / "run", num_nodes=4)
     assert not (tmp_path / "run" / "summary.json").exists()

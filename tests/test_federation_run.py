@@ -28,7 +28,8 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
         assert (dp_run / name).is_file(), name
     summary = read_json(dp_run / "summary.json")
 
-    assert set(summary) == {"rounds", "discarded_rounds", "strategy", "model", "metrics", "privacy"}
+    assert set(summary) == {"rounds", "discarded_rounds", "strategy", "model", "selection", "metrics",
+                            "privacy"}
     assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "logreg")
     assert summary["discarded_rounds"] == []
     assert set(summary["metrics"]) == {"pooled", "sites"}
@@ -41,7 +42,7 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
     assert set(summary["privacy"]["sites"]) == SITES
     last = _rounds(dp_run)[-1]["train"]
     for site, spent in summary["privacy"]["sites"].items():  # this run's ε, and the site's total
-        assert set(spent) == {"epsilon", "site_epsilon"}
+        assert set(spent) == {"epsilon", "site_epsilon", "planned_epsilon", "unspent_epsilon"}
         assert spent["site_epsilon"] == last[site]["site_epsilon"]
         assert spent["site_epsilon"] >= spent["epsilon"] - 1e-9  # a fresh ledger: this run only
 
@@ -132,14 +133,14 @@ def test_initial_scaling_uses_every_sites_training_rows(dp_run):
     assert not np.allclose(mean.numpy(), three_sites, rtol=1e-5, atol=1e-6)  # the test can fail
 
 
-def test_sites_bootstrap_their_auroc_ci_in_the_last_round_only(dp_run):
-    """Point metrics every round; the costly bootstrap CI once, for the model the run ends with."""
-    rounds = _rounds(dp_run)
-    for record in rounds[:-1]:
+def test_sites_bootstrap_their_test_auroc_ci_every_round_and_not_on_validation(dp_run):
+    """With early stopping no round is known to be the last, so the selected round's test CI
+    comes from every round's evaluation; the validation numbers choose, they need no CI."""
+    for record in _rounds(dp_run):
         for site, metrics in record["evaluate"]["sites"].items():
+            assert metrics["auroc_ci_low"] <= metrics["auroc"] <= metrics["auroc_ci_high"], site
+        for site, metrics in record["validation"]["sites"].items():
             assert "auroc_ci_low" not in metrics and "ece" in metrics, (record["round"], site)
-    for site, metrics in rounds[-1]["evaluate"]["sites"].items():
-        assert metrics["auroc_ci_low"] <= metrics["auroc"] <= metrics["auroc_ci_high"], site
 
 
 def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):

@@ -1,4 +1,8 @@
-"""The ``data=uci_heart_flamby`` preset reproduces FLamby's Fed-Heart-Disease split exactly."""
+"""The ``data=uci_heart_flamby`` preset reproduces FLamby's Fed-Heart-Disease split exactly.
+
+FLamby's train part is our train + validation (``split.validation_fraction`` of it is held
+out to choose the round); its test part is ours, row for row.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from federation.dataspec import parse_dataset_spec
 from federation.flwr_app_config import compose_config
 
 SPEC = parse_dataset_spec(compose_config(["data=uci_heart_flamby"])["data"])
-# FLamby's published per-centre (train, test) sizes.
+# FLamby's published per-centre (train, test) sizes; our train + validation is its train.
 SIZES = {"cleveland": (199, 104), "hungary": (172, 89), "switzerland": (30, 16), "va": (85, 45)}
 
 
@@ -29,9 +33,10 @@ def test_thirteen_features_dummy_coded_without_the_first_level():
 @pytest.mark.parametrize("site", list(SIZES))
 def test_per_centre_train_test_sizes_match_flamby(sites, site):
     data = sites[site]
-    assert (len(data.y_train), len(data.y_test)) == SIZES[site]
-    assert data.x_train.shape[1] == data.x_test.shape[1] == 13
+    assert (len(data.y_train) + len(data.y_val), len(data.y_test)) == SIZES[site]
+    assert data.x_train.shape[1] == data.x_val.shape[1] == data.x_test.shape[1] == 13
     assert not np.isnan(data.x_train).any() and not np.isnan(data.x_test).any()
+    assert not np.isnan(data.x_val).any()
 
 
 def test_each_centre_is_standardized_by_its_own_training_rows(sites):
@@ -44,7 +49,7 @@ def test_each_centre_is_standardized_by_its_own_training_rows(sites):
 
 def test_switzerland_with_one_negative_is_split_unstratified_the_others_stratified(sites):
     swiss = sites["switzerland"]
-    assert swiss.y_train.sum() + swiss.y_test.sum() == 45  # 46 rows, 1 negative
+    assert swiss.y_train.sum() + swiss.y_val.sum() + swiss.y_test.sum() == 45  # 46 rows, 1 negative
     cleveland = sites["cleveland"]
     train_rate, test_rate = cleveland.y_train.mean(), cleveland.y_test.mean()
     assert abs(train_rate - test_rate) < 0.01

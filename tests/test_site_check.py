@@ -35,9 +35,10 @@ def _check(path: Path, capsys) -> tuple[int, list[str]]:
 @pytest.mark.parametrize("site", sorted(SITE_FILES))
 def test_accepts_each_uci_site(site, capsys):
     code = main(["site", "check", "--data", str(SITE_FILES[site]), "--site", site])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "PASS" in out and "missing" in out  # the table was printed
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert "PASS" in captured.out and "missing" in captured.out  # the table was printed
+    assert captured.err.splitlines()[-1].startswith("PASS: ")
 
 
 CASES = {

@@ -52,7 +52,7 @@ def test_cli_writes_parquet_sites_and_a_spec_the_loader_accepts(tmp_path, capsys
     # What a ClientApp loads: the file passes the site checks first (no row taken for a header).
     site = validated_site(site_file(spec, spec.site_names[0], tmp_path), spec, spec.site_names[0])
     assert site.x_train.shape[1] == len(spec.encoded_feature_names()) == 30
-    assert len(site.y_train) + len(site.y_test) == len(pd.read_parquet(site_file(spec, spec.site_names[0], tmp_path)))
+    assert len(site.y_train) + len(site.y_val) + len(site.y_test) == len(pd.read_parquet(site_file(spec, spec.site_names[0], tmp_path)))
     assert np.isnan(site.x_train).any()  # some values are unrecorded
 
 
@@ -79,8 +79,8 @@ def test_cli_single_file_layout_selects_each_hospital(tmp_path):
 
     spec = parse_dataset_spec(yaml.safe_load((tmp_path / "data" / "pooled.yaml").read_text()))
     assert spec.file == "pooled.parquet" and spec.site_column == "hospital"
-    total = sum(len(load_site(site_file(spec, s, tmp_path), spec, s).y_train) +
-                len(load_site(site_file(spec, s, tmp_path), spec, s).y_test) for s in spec.site_names)
+    parts = [load_site(site_file(spec, s, tmp_path), spec, s) for s in spec.site_names]
+    total = sum(len(p.y_train) + len(p.y_val) + len(p.y_test) for p in parts)
     assert total == 600
 
 
@@ -106,4 +106,4 @@ def test_parquet_with_a_stored_index_and_nullable_booleans_passes_the_check_as_i
     loaded = load_site(path, spec, name)
     np.testing.assert_array_equal(site.x_train, loaded.x_train)
     column = spec.encoded_feature_names().index("diabetes")
-    assert np.isnan(np.concatenate([site.x_train, site.x_test])[:, column]).sum() == 5
+    assert np.isnan(np.concatenate([site.x_train, site.x_val, site.x_test])[:, column]).sum() == 5

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from federation.commands.arguments import at_least
+
 
 def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from federation.audit.runner import AUDIT, audit_run
+    from federation.input_files import refuse_file_as_folder
 
+    refuse_file_as_folder(args.data_dir, option="--data-dir")
     report = audit_run(Path(args.run_dir), shadows=args.shadows, seed=args.seed,
                        data_dir=args.data_dir)
     table = Table(title=f"membership inference on {args.run_dir} (AUC 0.5 = no leak)")
@@ -32,7 +36,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "audit", help="membership-inference audit of a run's global model (simulation data)")
     parser.add_argument("run_dir", help="run folder written by lhsfed-train")
-    parser.add_argument("--shadows", type=int, default=8, help="shadow models for LiRA (default 8)")
+    parser.add_argument("--shadows", type=at_least(1), default=8,
+                        help="shadow models for LiRA, at least 1 (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shadows' data splits")
     parser.add_argument("--data-dir", default=None,
                         help="folder of the sites' files (default: the run's, else embedded)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from federation.commands.arguments import at_least, open_unit_interval
+
 BOOTSTRAP_RESAMPLES = 1000  # the default of federation.evaluation (not imported: keeps the CLI fast)
 
 
@@ -21,11 +23,10 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
     from federation import atomic
     from federation.report import write_reports
     from federation.run_evaluation import (EVALUATION, EvalOptions, evaluate_run,
-                                           evaluation_from_rounds)
+                                           evaluation_from_rounds, scorable_sites)
     from federation.run_loader import (HYDRA_CONFIG, checkpoint_path, data_dir_of,
                                        federation_mode, load_checkpoint, load_settings,
-                                       read_round_records, require_run_dir, round_record,
-                                       sites_data)
+                                       read_round_records, require_run_dir, round_record)
 
     run_dir, options = require_run_dir(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
     settings, mode = load_settings(run_dir), federation_mode(run_dir)
@@ -36,11 +37,13 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
         predictions = None
     else:
         checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
-        sites = sites_data(checkpoint.dataset, data_dir or data_dir_of(run_dir))
+        sites, skipped = scorable_sites(checkpoint.dataset, data_dir or data_dir_of(run_dir))
         evaluation, predictions = evaluate_run(run_dir, settings, checkpoint, sites, options,
-                                               baselines=baselines)
+                                               baselines=baselines, skipped=skipped)
     atomic.write_json(run_dir / EVALUATION, evaluation)
-    records = [r for r in read_round_records(run_dir) if r["round"] <= evaluation["round"]]
+    # The run's own choice (default): every round, so the report shows what came after it.
+    records = [r for r in read_round_records(run_dir)
+               if round_number is None or r["round"] <= evaluation["round"]]
     write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
     return evaluation
 
@@ -66,6 +69,9 @@ def _line(name: str, m: dict) -> str:
 
 
 def run(args) -> int:
+    from federation.input_files import refuse_file_as_folder
+
+    refuse_file_as_folder(args.data_dir, option="--data-dir")
     evaluation = evaluate_to_folder(Path(args.run_dir), round_number=args.round,
                                     threshold=args.threshold, resamples=args.bootstrap,
                                     baselines=args.baselines, data_dir=args.data_dir,
@@ -73,6 +79,8 @@ def run(args) -> int:
     print(f"global model, round {evaluation['round']} ({evaluation['mode']}):")
     for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
         print(_line(name, metrics))
+    for name, reason in evaluation.get("skipped_sites", {}).items():  # its file was refused
+        print(f"  {name:<14} skipped: {reason}")
     if "baselines" in evaluation:
         benefit = evaluation["baselines"]["benefit_auroc"]
         print(f"  benefit over local-only: AUROC {benefit['mean']:+.3f} (mean of sites), "
@@ -90,9 +98,10 @@ def add_run_arguments(parser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
     add_run_arguments(parser)
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="risk at or above which a patient is called positive (default 0.5)")
-    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES,
+    parser.add_argument("--threshold", type=open_unit_interval, default=0.5,
+                        help="risk at or above which a patient is called positive, in (0, 1) "
+                             "(default 0.5)")
+    parser.add_argument("--bootstrap", type=at_least(1), default=BOOTSTRAP_RESAMPLES,
                         help=f"bootstrap resamples for the AUROC CI (default {BOOTSTRAP_RESAMPLES})")
     parser.add_argument("--baselines", action="store_true",
                         help="also train local-only and pooled models (simulation only)")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from federation.commands.evaluate import add_run_arguments
+from federation.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript")  # keys of federation.export.FORMATS (checked in tests)
 
@@ -28,6 +29,18 @@ def _evaluation_for(run_dir: Path, round_number: int) -> dict:
     return evaluate_to_folder(run_dir, round_number=round_number)
 
 
+def _out_dir(out_dir: Path, fmt: str, run_files: list[Path]) -> Path:
+    """``--out``: a folder, and not one where the export would replace the run's model.pt."""
+    from federation.export import FORMATS as FILES
+    from federation.input_files import require_output_folder, same_file
+
+    out_dir = require_output_folder(Path(out_dir), option="--out")
+    if any(same_file(out_dir / FILES[fmt], f) for f in run_files):
+        raise ConfigError(f"--out {out_dir}: exporting there would overwrite the run's "
+                          f"{FILES[fmt]}; give another folder (default RUN_DIR/export)")
+    return out_dir
+
+
 def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
                out_dir: Path | None = None) -> tuple[Path, Path]:
     """Export a run's global model; returns (model file, model card)."""
@@ -37,9 +50,10 @@ def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
     from federation.run_loader import checkpoint_path, load_checkpoint, load_settings
 
     run_dir = Path(run_dir)
-    checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
+    source = checkpoint_path(run_dir, round_number)
+    out_dir = _out_dir(out_dir or run_dir / "export", fmt, [source, run_dir / source.name])
+    checkpoint = load_checkpoint(source)
     evaluation = _evaluation_for(run_dir, checkpoint.round)
-    out_dir = Path(out_dir or run_dir / "export")
     model_path = export_model(checkpoint.model, checkpoint.dataset, fmt, out_dir)
     card = build_card(checkpoint, load_settings(run_dir), evaluation, fmt=fmt,
                       model_file=model_path)

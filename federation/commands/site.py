@@ -1,10 +1,19 @@
-"""``lhsfed site check``: hospital IT checks its data file before the node joins (offline)."""
+"""``lhsfed site check``: hospital IT checks its data file before the node joins (offline).
+
+The report (table, warnings, failures, then the one-line verdict) goes to stdout; a progress
+bar on large files goes to stderr, and the verdict is stderr's last line too (printed once
+when both are the same terminal). Imports stay light (no torch): the check
+runs in bounded memory on files of any size.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from federation.data import site_file
@@ -12,6 +21,8 @@ from federation.dataspec import DatasetSpec, load_spec_file
 from federation.errors import ConfigError
 
 DATA_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
+LARGE_FILE = 32 << 20  # bytes: a progress bar even when stderr is not a terminal
+TERMINAL_BAR = 1 << 20  # bytes: on a terminal, a bar for anything bigger than this
 
 
 def load_dataset_spec(name: str) -> DatasetSpec:
@@ -38,6 +49,27 @@ def _table(report, spec: DatasetSpec, site: str | None) -> Table:
     return table
 
 
+@contextmanager
+def _progress_bar(path: Path, stderr: Console) -> Iterator:
+    """A byte progress bar on stderr for a large file (or a terminal), removed when done."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size < LARGE_FILE and not (stderr.is_terminal and size > TERMINAL_BAR):
+        yield None
+        return
+    columns = (f"checking {path.name}", BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("check", total=size)
+        yield lambda n: bar.advance(task, n)
+
+
+def _verdict(report, spec: DatasetSpec, path: Path) -> str:
+    counts = f"({len(report.failures)} failures, {len(report.warnings)} warnings)"
+    if report.ok:
+        return f"PASS: {path} matches dataset {spec.name!r} {counts}"
+    first = report.failures[0].removeprefix(f"{path}: ")
+    return f"FAIL: {path} does not match dataset {spec.name!r} {counts}; first: {first}"
+
+
 def run(args) -> int:
     from client.site_check import check_site_file
 
@@ -45,7 +77,9 @@ def run(args) -> int:
     if args.data is None and args.site is None:
         raise ConfigError("give --data PATH (the site's file), or --site NAME for the embedded copy")
     path = args.data if args.data is not None else site_file(spec, args.site)
-    report = check_site_file(path, spec)
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    with _progress_bar(path, stderr) as progress:
+        report = check_site_file(path, spec, progress=progress)
     console = Console(stderr=False, width=120)
     if report.columns:
         console.print(_table(report, spec, args.site))
@@ -53,10 +87,10 @@ def run(args) -> int:
         console.print(f"[yellow]warning[/yellow] {line}", highlight=False, soft_wrap=True)
     for line in report.failures:
         console.print(f"[red]FAIL[/red] {line}", highlight=False, soft_wrap=True)
-    verdict = "PASS" if report.ok else "FAIL"
-    console.print(f"{verdict}: {path} {'matches' if report.ok else 'does not match'} dataset "
-                  f"{spec.name!r} ({len(report.failures)} failures, {len(report.warnings)} warnings)",
-                  highlight=False, soft_wrap=True)
+    verdict = _verdict(report, spec, path)
+    console.print(verdict, markup=False, highlight=False, soft_wrap=True)
+    if not (console.is_terminal and stderr.is_terminal):  # once on a terminal; else on both
+        stderr.print(verdict, markup=False)
     return 0 if report.ok else 1
 
 

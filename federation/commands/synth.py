@@ -14,7 +14,9 @@ import yaml
 
 from federation.atomic import write_bytes
 from federation.errors import ConfigError
-from federation.synth import CohortOptions, cohorts, dataset_spec
+from federation.input_files import require_output_folder
+from federation.synth import CohortOptions, cohorts, dataset_spec, site_names
+
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -27,7 +29,6 @@ def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, see
                   name: str, single_file: bool = False,
                   options: CohortOptions = CohortOptions()) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path."""
-    out.mkdir(parents=True, exist_ok=True)
     files, names, frames = {}, [], []
     try:
         for site, frame in cohorts(sites, rows, heterogeneity, seed, options):
@@ -38,7 +39,7 @@ def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, see
                 files[site] = f"{site}.parquet"
                 _write_parquet(frame, out / files[site])
     except ValueError as err:
-        raise ConfigError(f"lhsfed synth: {err}") from None
+        raise ConfigError(str(err)) from None  # the CLI adds "lhsfed synth: error:"
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
         spec = dataset_spec(name, file=f"{name}.parquet", sites=names,
@@ -72,15 +73,29 @@ def options_from(args) -> CohortOptions:
     return options
 
 
+def _refuse_overwrite(out: Path, args) -> None:
+    """Files an earlier synth (or anyone) left in ``out`` are kept unless ``--force``."""
+    files = ([f"{args.name}.parquet"] if args.single_file
+             else [f"{site}.parquet" for site in site_names(max(args.sites, 0))])
+    taken = [p for p in (out / f for f in [*files, f"data/{args.name}.yaml"]) if p.exists()]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise ConfigError(f"--out {out}: {taken[0]} already exists{more}; give an empty folder, "
+                          "or --force to overwrite")
+
+
 def run(args) -> int:
     if args.sites < 2:
         raise ConfigError(f"--sites must be at least 2 (got {args.sites})")
     if not 0.0 <= args.heterogeneity <= 1.0:
         raise ConfigError(f"--heterogeneity must be in [0, 1] (got {args.heterogeneity})")
-    out = Path(args.out)
+    options = options_from(args)  # every bad option before anything is written
+    out = require_output_folder(Path(args.out), option="--out")
+    if not args.force:
+        _refuse_overwrite(out, args)
     spec_path = write_cohorts(out, sites=args.sites, rows=args.rows,
                               heterogeneity=args.heterogeneity, seed=args.seed, name=args.name,
-                              single_file=args.single_file, options=options_from(args))
+                              single_file=args.single_file, options=options)
     print(f"wrote {args.sites} hospitals ({args.rows} rows) and {spec_path}")
     print(f"train: lhsfed-train --config-dir {out.resolve()} data={args.name} "
           f"federation.data_dir={out.resolve()}")
@@ -98,6 +113,8 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="synth", help="dataset (spec) name (default synth)")
     parser.add_argument("--single-file", action="store_true",
                         help="one multi-centre file with a 'hospital' column instead of one per site")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the hospitals' files and spec already in --out")
     hard = parser.add_argument_group("how hard the cohort is (defaults: the original generator)")
     hard.add_argument("--prevalence", type=float, default=None,
                       help="mean outcome rate of a typical hospital, e.g. 0.07 (default about 0.2)")

@@ -76,5 +76,6 @@ def test_a_dp_run_of_the_benchmark_records_every_step_in_the_site_ledgers(tmp_pa
     result = run_one("dp fedavg ε=1", "tuned", 42, sites, tmp_path)
     assert 0.5 < result.mean_centre_accuracy <= 1 and 0.5 < result.pooled_auroc <= 1
     steps = {site: n for site, _, _, n, _ in result.dp_steps}
-    assert steps == {s: 10 * steps_per_epoch(n_train=n, batch_size=16) for s, n in N_TRAIN.items()}
+    batch = compose_config()["train"]["batch_size"]  # "tuned" is this project's default recipe
+    assert steps == {s: 10 * steps_per_epoch(n_train=n, batch_size=batch) for s, n in N_TRAIN.items()}
     assert all(0.9 < eps <= 1.0 for *_, eps in result.dp_steps)

@@ -1,4 +1,5 @@
-"""The coordinator's console: one rich line per round, then one line per thing that went wrong.
+"""The coordinator's console: one rich line per round, then one line per thing that went wrong
+(and, after the run, one per site that sat out every round).
 
 The round line: round, mean train loss, pooled AUROC, the largest ε of this run and of the
 sites' lifetimes (their ledgers), sites trained. Then one line for a discarded round (the
@@ -77,3 +78,21 @@ def event_lines(record: dict[str, Any]) -> list[str]:
 def show_round(record: dict[str, Any], total_rounds: int) -> None:
     for line in [round_line(record, total_rounds), *event_lines(record)]:
         _console.print(line, soft_wrap=True)
+
+
+def sat_out(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Site (or node, if it never named itself) -> its first reason, for each one that failed
+    the train stage of every round of the run."""
+    failed = [{failure.get("site") or f"node {failure['node']}": str(failure["reason"])
+               for failure in record.get("failures", []) if failure.get("stage", "train") == "train"}
+              for record in records]
+    if not failed:
+        return {}
+    every = set(failed[0]).intersection(*failed[1:])
+    return {who: failed[0][who] for who in sorted(every)}
+
+
+def show_sat_out(failed: dict[str, str]) -> None:
+    for who, reason in failed.items():
+        _console.print(f"[yellow]{escape(who)} sat out every round: "
+                       f"{escape(' '.join(reason.split())[:500])}[/yellow]", soft_wrap=True)

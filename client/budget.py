@@ -27,9 +27,9 @@ from federation.privacy import History, epsilon_spent, noise_for_run, planned_st
 from federation.settings import RunSettings
 
 log = logging.getLogger(__name__)
-# Above this σ a DP-SGD step is essentially noise (Opacus's own search starts at 10): a run
+# Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
 # that would need more has no useful budget left, and the site refuses it.
-MAX_NOISE_MULTIPLIER = 50.0
+MAX_NOISE_MULTIPLIER = 10.0
 
 
 def noise_for_rest(history: History, *, rate: float, steps: int, target_epsilon: float,

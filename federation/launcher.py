@@ -168,13 +168,22 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
 
 def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
     """One console line per site that failed every round; a FederationError if that left
-    fewer sites than ``strategy.min_train_nodes`` allows."""
-    from server.progress import sat_out, show_sat_out
+    fewer sites than ``strategy.min_train_nodes`` allows, or if a resumed run ended with
+    every site refusing for budget (nothing useful was left of the target)."""
+    from federation import keys
+    from server.progress import budget_left_out, sat_out, show_sat_out
     from server.run_folder import METRICS, read_rounds
 
     if not (Path(output_dir) / METRICS).is_file():
         return  # a deployment whose run folder is on the SuperLink's machine only
-    failed = sat_out(read_rounds(output_dir))
+    records = read_rounds(output_dir)
+    spent = budget_left_out(records, keys.BUDGET_REFUSED)
+    if spent and settings.resume:
+        first = next(iter(spent.values()))
+        raise FederationError(f"no site has budget left for this run (round {records[-1]['round']}: "
+                              f"{first}); the run stops: its model is the last round that trained "
+                              f"({Path(output_dir) / 'model.pt'})")
+    failed = sat_out(records)
     show_sat_out(failed)
     minimum = number(settings.strategy.params.get("min_train_nodes", 2), "strategy.min_train_nodes")
     if failed and nodes - len(failed) < minimum:

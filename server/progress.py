@@ -83,7 +83,7 @@ def show_round(record: dict[str, Any], total_rounds: int) -> None:
 def sat_out(records: list[dict[str, Any]]) -> dict[str, str]:
     """Site (or node, if it never named itself) -> its first reason, for each one that failed
     the train stage of every round of the run."""
-    failed = [{failure.get("site") or f"node {failure['node']}": str(failure["reason"])
+    failed = [{_named(failure): str(failure["reason"])
                for failure in record.get("failures", []) if failure.get("stage", "train") == "train"}
               for record in records]
     if not failed:
@@ -96,3 +96,19 @@ def show_sat_out(failed: dict[str, str]) -> None:
     for who, reason in failed.items():
         _console.print(f"[yellow]{escape(who)} sat out every round: "
                        f"{escape(' '.join(reason.split())[:500])}[/yellow]", soft_wrap=True)
+
+
+def budget_left_out(records: list[dict[str, Any]], budget_code: int) -> dict[str, str] | None:
+    """Site -> reason, if the last round had no site train and every site refused with
+    ``budget_code`` (a resumed run with no useful budget left); else None."""
+    if not records or records[-1]["train"]:
+        return None
+    refusals = [f for f in records[-1].get("failures", []) if f.get("stage", "train") == "train"]
+    if not refusals or any(f.get("code") != budget_code for f in refusals):
+        return None
+    return {_named(f): str(f["reason"]) for f in refusals}
+
+
+def _named(failure: dict[str, Any]) -> str:
+    """``site va``, or ``node 9`` for a node that never named its site (stable in a run)."""
+    return f"site {failure['site']}" if failure.get("site") else f"node {failure['node']}"

@@ -11,6 +11,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -156,3 +157,32 @@ def test_sigterm_exits_143_at_once_and_leaves_no_ray_process(tmp_path):
     assert took < BOUND_S and left == []
     assert re.fullmatch(r"lhsfed-train: interrupted after round [12]; resume with lhsfed-train "
                         rf"resume={re.escape(str(tmp_path / 'run'))}", proc.stderr.strip())
+
+
+STOPPED_SCRIPT = """
+import logging, subprocess, sys, time
+from pathlib import Path
+logging.getLogger().addHandler(logging.NullHandler())  # as the launcher: logs to a file only
+from federation.interrupt import exit_on_signals, kill_descendants
+child = subprocess.Popen(["sleep", "300"])
+def stop():  # what a deployment's stop_run does first: end the processes this one started
+    print("stopped", kill_descendants(), file=sys.stderr, flush=True)
+with exit_on_signals(Path(sys.argv[1]), stop=stop):
+    print(child.pid, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_the_handler_ends_the_processes_it_started_and_says_nothing_is_resumable(tmp_path):
+    """The mechanism a deployment uses too, without a runtime: no round finished here."""
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_SCRIPT, str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    child = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130
+    assert err.splitlines() == ["stopped 1", "lhsfed-train: interrupted before round 1 finished; "
+                                f"nothing to resume: start a new run (another hydra.run.dir than {tmp_path})"]
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

@@ -93,7 +93,8 @@ def budget(message: Message, context: Context) -> Message:
     """Will this site train the coming round? (asked before a secure-aggregation round)."""
     site = _open_site(context)
     site_budget = site.budget(context)
-    refusal = site_budget.refusal(site.settings, site_budget.noise(site.settings), _round(message))
+    refusal = site_budget.refusal(site.settings, site_budget.noise(site.settings, _round(message)),
+                                   _round(message))
     if refusal:
         raise PrivacyBudgetError(refusal)
     return _reply(message, site.data.name, {keys.NUM_EXAMPLES: len(site.data.y_train),
@@ -120,7 +121,7 @@ def train(message: Message, context: Context) -> Message:
     site = _open_site(context)
     settings, data, server_round = site.settings, site.data, _round(message)
     budget = site.budget(context)
-    noise = budget.noise(settings)
+    noise = budget.noise(settings, server_round)
     model = _model(settings, message.content[keys.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
     config = message.content.get(keys.CONFIG, ConfigRecord())

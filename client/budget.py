@@ -6,6 +6,10 @@ or local epochs than allowed, too little noise, a δ too large for the site's ro
 refused; a round is trained only after its ε was reserved against the cap in one ledger
 transaction (:meth:`SiteBudget.reserve`). ε for the run (what the coordinator's target
 bounds) and ε for the site (every run it ever joined) are both composed from the ledger.
+
+A run whose ledger entries went past its plan (a resumed run re-doing the round it was
+interrupted in: those steps were taken and stay spent) calibrates the rest of its rounds
+to what is left of the target (:func:`noise_for_rest`), or refuses if nothing useful is.
 """
 
 from __future__ import annotations
@@ -23,6 +27,28 @@ from federation.privacy import History, epsilon_spent, noise_for_run, planned_st
 from federation.settings import RunSettings
 
 log = logging.getLogger(__name__)
+# Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
+# that would need more has no useful budget left, and the site refuses it.
+MAX_NOISE_MULTIPLIER = 10.0
+
+
+def noise_for_rest(history: History, *, rate: float, steps: int, target_epsilon: float,
+                   delta: float, accountant: str) -> float | None:
+    """Smallest σ (within 0.01 %) so that ``history`` plus ``steps`` more steps at ``rate``
+    compose to at most ``target_epsilon``; None if even ``MAX_NOISE_MULTIPLIER`` is not enough.
+
+    Opacus's ``get_noise_multiplier`` starts from an empty history, so the bisection is ours.
+    """
+    def epsilon(sigma: float) -> float:
+        return epsilon_spent(list(history) + [(sigma, rate, steps)], delta=delta, accountant=accountant)
+
+    low, high = 0.01, MAX_NOISE_MULTIPLIER
+    if epsilon(high) > target_epsilon:
+        return None
+    while high - low > 1e-4 * high:
+        middle = (low + high) / 2
+        low, high = (low, middle) if epsilon(middle) <= target_epsilon else (middle, high)
+    return high
 
 
 def run_identity(settings: RunSettings, context: Context) -> str:
@@ -63,12 +89,42 @@ class SiteBudget:
         """ε of every run of this node (plus ``extra`` steps), at the site's δ."""
         return self._epsilon(self.ledger.history() + list(extra))
 
-    def noise(self, settings: RunSettings) -> float | None:
-        """σ for the whole run: the coordinator's ε target, the site's δ and accountant."""
+    def noise(self, settings: RunSettings, server_round: int | None = None) -> float | None:
+        """σ for the whole run: the coordinator's ε target, the site's δ and accountant.
+
+        With ``server_round``: if this run's ledger entries already hold more than the plan
+        for the rounds before it (or other σ), the rounds from ``server_round`` on get the σ
+        that keeps the run within its target given what was spent; PrivacyBudgetError if
+        no σ up to ``MAX_NOISE_MULTIPLIER`` does.
+        """
         if not settings.privacy.enabled:
             return None
-        return noise_for_run(settings, self.n_train, delta=self.policy.delta,
-                             accountant=self.policy.accountant)
+        planned = noise_for_run(settings, self.n_train, delta=self.policy.delta,
+                                accountant=self.policy.accountant)
+        if server_round is None:
+            return planned
+        spent = self.ledger.history(self.run)
+        per_round = self.planned_round(settings, planned)[0]
+        on_plan = (all((sigma, q) == per_round[:2] for sigma, q, _ in spent)
+                   and sum(n for *_, n in spent) <= per_round[2] * (server_round - 1))
+        return planned if on_plan else self._recalibrated(settings, spent, per_round, server_round)
+
+    def _recalibrated(self, settings: RunSettings, spent: History, per_round: tuple[float, float, int],
+                      server_round: int) -> float:
+        rounds_left = max(settings.rounds - server_round + 1, 1)
+        target = settings.privacy.target_epsilon
+        sigma = noise_for_rest(spent, rate=per_round[1], steps=per_round[2] * rounds_left,
+                               target_epsilon=target, delta=self.policy.delta,
+                               accountant=self.policy.accountant)
+        if sigma is None:
+            raise PrivacyBudgetError(
+                f"site {self.site} has no useful budget left for this run: it spent ε "
+                f"{self._epsilon(spent):.4g} of the target {target:g} (δ={self.policy.delta:g}); "
+                f"{rounds_left} more round(s) would need a noise multiplier above "
+                f"{MAX_NOISE_MULTIPLIER:g}; keep the run as it is, or start a new one")
+        log.info("site %s: round %s on, σ %.4g keeps the run within ε %g (spent %.4g)",
+                 self.site, server_round, sigma, target, self._epsilon(spent))
+        return sigma
 
     def rate(self, settings: RunSettings) -> float:
         return sample_rate(n_train=self.n_train, batch_size=settings.train.batch_size)

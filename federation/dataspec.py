@@ -6,8 +6,9 @@ config (as one JSON string), so a site and the server always agree on the featur
 
 from __future__ import annotations
 
+import difflib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,47 @@ def _layout_problems(spec: DatasetSpec) -> list[str]:
     return problems
 
 
+def _names(cls, *extra: str) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls)) + extra
+
+
+# Keys another part of the project reads from ``split`` before SplitSpec has a field for them.
+SPLIT_EXTRA_KEYS = ("validation_fraction",)
+
+
+def _unknown(mapping: Any, valid: tuple[str, ...], where: str) -> list[str]:
+    """One problem per key of ``mapping`` that is not in ``valid``, with the closest valid one."""
+    if not isinstance(mapping, dict):
+        return []
+    problems = []
+    for key in mapping:
+        if str(key) in valid:
+            continue
+        close = difflib.get_close_matches(str(key), valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+        problems.append(f"{where}{key}: unknown key in the dataset spec; {hint}")
+    return problems
+
+
+def unknown_keys(raw: dict[str, Any]) -> list[str]:
+    """Every misspelt or unknown key, anywhere in a spec (a typo must not be ignored)."""
+    problems = _unknown(raw, _names(DatasetSpec), "data.")
+    problems += _unknown(raw.get("label"), _names(LabelSpec), "data.label.")
+    problems += _unknown(raw.get("split"), _names(SplitSpec, *SPLIT_EXTRA_KEYS), "data.split.")
+    for i, feature in enumerate(raw.get("features") or ()):
+        name = feature.get("name", "?") if isinstance(feature, dict) else "?"
+        problems += _unknown(feature, _names(FeatureSpec), f"data.features[{i}] ({name}).")
+    return problems
+
+
+def _split(raw: Any) -> SplitSpec:
+    known = _names(SplitSpec)
+    return SplitSpec(**{k: v for k, v in (raw or {}).items() if k in known})
+
+
 def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
     """Build a validated spec from a plain mapping (Hydra YAML or decoded JSON)."""
+    collect_then_raise(unknown_keys(raw), ConfigError)
     try:
         label = raw["label"]
         spec = DatasetSpec(
@@ -203,7 +243,7 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
             ),
             features=tuple(_feature(f) for f in raw["features"]),
             sites=_sites(raw.get("sites")),
-            split=SplitSpec(**(raw.get("split") or {})),
+            split=_split(raw.get("split")),
             format=str(raw.get("format", "csv")),
             header=bool(raw.get("header", False)),
             missing_markers=tuple(str(m) for m in raw.get("missing_markers") or ()),

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from federation.errors import ConfigError, LhsFedError
+from federation.interrupt import exit_on_signals, kill_descendants
 from federation.flwr_connection import CONNECTION, FLWR, flwr_env, run_flwr, write_flower_home
 
 # Flower's simulation package (imported below for the app folder) imports alembic, whose
@@ -37,8 +38,21 @@ class DeploymentError(LhsFedError):
     """The SuperLink refused the run, or the run did not complete."""
 
 
-def _submit(folder: Path, home: Path, timeout: float) -> tuple[int, list[str]]:
-    """``flwr run APP CONNECTION --stream``; echoes progress lines, returns the run id."""
+def stop_run(home: Path, started: dict[str, int]) -> None:
+    """On Ctrl-C: end the ``flwr`` CLI, then ask the SuperLink to stop the run, so its
+    ServerApp writes no more rounds into the folder a resume will continue (bounded: 5 s)."""
+    kill_descendants()
+    if "run_id" in started:
+        try:
+            run_flwr(home, "stop", str(started["run_id"]), CONNECTION, timeout=5)
+        except (OSError, subprocess.SubprocessError) as err:
+            log.warning("could not stop run %s on the SuperLink: %s", started["run_id"], err)
+
+
+def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]
+            ) -> tuple[int, list[str]]:
+    """``flwr run APP CONNECTION --stream``; echoes progress lines, returns the run id (also
+    put in ``started``, for :func:`stop_run`)."""
     proc = subprocess.Popen([FLWR, "run", str(folder), CONNECTION, "--stream"],
                             env=flwr_env(home), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -47,7 +61,7 @@ def _submit(folder: Path, home: Path, timeout: float) -> tuple[int, list[str]]:
         for line in proc.stdout:
             lines.append(line.rstrip())
             if run_id is None and (match := STARTED.search(line)):
-                run_id = int(match.group(1))
+                run_id = started["run_id"] = int(match.group(1))
                 print(f"submitted run {run_id}", flush=True)
             elif PROGRESS.search(line):
                 print(line.rstrip(), flush=True)
@@ -95,7 +109,9 @@ def run_in_deployment(run_config: dict, *, run_dir: Path, superlink: str, ca_cer
         raise ConfigError(f"superlink={superlink!r}: give the SuperLink as HOST:PORT")
     home = write_flower_home(Path(run_dir) / FLOWER_HOME, superlink, ca_cert)
     folder = write_app_folder(run_dir, run_config)
-    run_id, _ = _submit(folder, home, timeout)
+    started: dict[str, int] = {}
+    with exit_on_signals(run_dir, stop=lambda: stop_run(home, started)):
+        run_id, _ = _submit(folder, home, timeout, started)
     status, details = run_status(home, run_id)
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}: {details}")

@@ -18,9 +18,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from federation.data import check_site_sources
-from federation.errors import ConfigError, LhsFedError
+from federation.errors import ConfigError, FederationError, LhsFedError
+from federation.hydra_folder import FolderRecord, move_log_file, refuse_uncreatable
 from federation.resume import resumed_config
-from federation.settings import RunSettings, flatten_config
+from federation.settings import RunSettings, flatten_config, number
 
 log = logging.getLogger(__name__)
 # configs/ sits beside the packages at the repository root (editable install).
@@ -70,11 +71,18 @@ def refuse_used_folder(output_dir: Path) -> None:
 
 class RefuseUsedRunFolder(Callback):
     """Runs ``refuse_used_folder`` before Hydra saves ``.hydra/`` into the run folder (it
-    writes the config before calling the task), so a refused run changes nothing there."""
+    writes the config before calling the task), so a refused run changes nothing there; and
+    notes what was there (``record``), so that what Hydra made for a run refused later, or
+    for a resume, can be taken back."""
+
+    record: FolderRecord | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        _exit_on_config_error(refuse_uncreatable, run_dir)
+        RefuseUsedRunFolder.record = FolderRecord.before_hydra(run_dir)
         if not config.get("resume"):  # a resume writes into the resumed folder, by design
-            _exit_on_config_error(refuse_used_folder, Path(config.hydra.run.dir))
+            _exit_on_config_error(refuse_used_folder, run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
@@ -107,34 +115,119 @@ def _exit_on_config_error(check, *args) -> None:
         sys.exit(2)
 
 
+def simulated_nodes(settings: RunSettings, federation: dict[str, Any]) -> int:
+    """``federation.num_nodes`` (default: one per site); a node without a site is refused."""
+    sites = settings.data.site_names
+    if federation.get("num_nodes") is None:
+        return len(sites)
+    nodes = number(federation["num_nodes"], "federation.num_nodes")
+    if not 1 <= nodes <= len(sites):
+        raise ConfigError(f"federation.num_nodes={nodes}: the dataset {settings.data.name} has "
+                          f"{len(sites)} sites ({', '.join(sites)}), one per simulated node; set "
+                          f"federation.num_nodes between 1 and {len(sites)}, or null")
+    return nodes
+
+
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:
     """Validate and run one federation (or continue one: ``resume=``); returns the run folder."""
     resume = cfg.get("resume")
     if resume:
+        hydra_dir = output_dir
         cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
+        move_log_file(hydra_dir, output_dir / LOG_FILE)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)
     federation = plain.get("federation") or {}
+    for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
+        if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
+            number(settings.strategy.params[key], f"strategy.{key}", float if "timeout" in key else int)
     mode = federation.get("mode", "simulation")
     if mode not in FEDERATION_MODES:
         raise ConfigError(f"federation.mode {mode!r} is unknown; choose one of {FEDERATION_MODES}")
     if mode == "deployment":  # the sites' data never reaches the coordinator: no file check
         from federation.deployment import run_in_deployment
 
+        timeout = number(federation["timeout"], "federation.timeout", float)
         run_in_deployment(run_config, run_dir=output_dir, superlink=federation.get("superlink"),
-                          ca_cert=federation.get("ca_cert"), timeout=float(federation["timeout"]))
+                          ca_cert=federation.get("ca_cert"), timeout=timeout)
+        report_sat_out(settings, output_dir, nodes=len(settings.data.sites))
         return output_dir
+    num_nodes = simulated_nodes(settings, federation)
+    client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
     check_site_files(settings, federation.get("data_dir"))
     write_simulated_policies(settings, output_dir)
     from federation.simulation import run_in_simulation
 
-    num_nodes = int(federation.get("num_nodes") or len(settings.data.sites))
     run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
-                      num_nodes=num_nodes,
-                      client_cpus=float(federation.get("client_cpus", 1)),
+                      num_nodes=num_nodes, client_cpus=client_cpus,
                       data_dir=federation.get("data_dir"))
+    report_sat_out(settings, output_dir, nodes=num_nodes)
     return output_dir
+
+
+def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
+    """One console line per site that failed every round; a FederationError if that left
+    fewer sites than ``strategy.min_train_nodes`` allows, or if a resumed run ended with
+    every site refusing for budget (nothing useful was left of the target)."""
+    from federation import keys
+    from server.progress import budget_left_out, sat_out, show_sat_out
+    from server.run_folder import METRICS, read_rounds
+
+    if not (Path(output_dir) / METRICS).is_file():
+        return  # a deployment whose run folder is on the SuperLink's machine only
+    records = read_rounds(output_dir)
+    spent = budget_left_out(records, keys.BUDGET_REFUSED)
+    if spent and settings.resume:
+        first = next(iter(spent.values()))
+        raise FederationError(f"no site has budget left for this run (round {records[-1]['round']}: "
+                              f"{first}); the run stops: its model is the last round that trained "
+                              f"({Path(output_dir) / 'model.pt'})")
+    failed = sat_out(records)
+    show_sat_out(failed)
+    minimum = number(settings.strategy.params.get("min_train_nodes", 2), "strategy.min_train_nodes")
+    if failed and nodes - len(failed) < minimum:
+        raise FederationError(
+            f"{len(failed)} site(s) failed every round ({', '.join(failed)}): {nodes - len(failed)} "
+            f"of {nodes} trained, fewer than strategy.min_train_nodes={minimum}; fix those sites "
+            f"(their reasons are above and in {Path(output_dir) / LOG_FILE}) or lower "
+            "strategy.min_train_nodes")
+
+
+LOG_FILE = "launcher.log"
+
+
+def _stop(message: str, code: int) -> None:
+    print(f"lhsfed-train: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def train_or_exit(cfg: DictConfig) -> Path:
+    """``train`` with its outcome as the console shows it: one line and exit 2 for what the
+    user can fix, exit 1 for anything else (its traceback goes to launcher.log only)."""
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir)
+    record, take_back = RefuseUsedRunFolder.record, True
+    try:
+        return train(cfg, hydra_dir, list(HydraConfig.get().overrides.task))
+    except LhsFedError as err:
+        from federation.tuning import in_sweep
+
+        if in_sweep():
+            raise  # a trial: federation.tuning.SweepAccounting prints it and stops the sweep
+        _stop(str(err), 2)
+    except Exception as err:  # noqa: BLE001 - a bug or a runtime crash: one line, details logged
+        take_back = False  # keep the log that holds the traceback
+        log.exception("lhsfed-train stopped")
+        _stop(f"{type(err).__name__}: {' '.join(str(err).split())[:300]}; the full text is in "
+              f"{_log_path(hydra_dir)}", 1)
+    finally:
+        if take_back and record is not None and record.run_dir == hydra_dir.absolute():
+            record.take_back()  # a refused run or a resume: Hydra's files only, if that is all
+
+
+def _log_path(default_dir: Path) -> Path:
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    return Path(files[0]) if files else default_dir / LOG_FILE
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -142,13 +235,6 @@ def main(cfg: DictConfig) -> float | None:
     from federation.tuning import in_sweep, trial_objective
 
     quiet_libraries()
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        output_dir = train(cfg, output_dir, list(HydraConfig.get().overrides.task))
-    except LhsFedError as err:
-        if in_sweep():
-            raise  # a trial: federation.tuning.SweepAccounting prints it and stops the sweep
-        print(f"lhsfed-train: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    output_dir = train_or_exit(cfg)
     print(f"run folder: {output_dir}")
     return trial_objective(output_dir) if in_sweep() else None  # what the sweeper minimises

@@ -8,6 +8,7 @@ flat run config (scalars only, the dataset spec as one JSON string); both apps c
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -101,16 +102,16 @@ class RunSettings:
         try:
             settings = cls(
                 data=spec_from_json(str(flat["data.spec"])),
-                seed=int(flat.get("seed", 42)),
-                rounds=int(flat.get("rounds", 10)),
+                seed=number(flat.get("seed", 42), "seed"),
+                rounds=number(flat.get("rounds", 10), "rounds"),
                 output_dir=str(flat.get("run.output_dir", "")),
                 resume=_to_bool(flat.get("run.resume", False)),
-                expected_nodes=int(flat.get("run.expected_nodes", 0)),
-                model=_typed(ModelSettings, groups["model"]),
-                train=_typed(TrainSettings, groups["train"]),
-                privacy=_typed(PrivacySettings, groups["privacy"]),
-                selection=_typed(SelectionSettings, groups["selection"]),
-                early_stopping=_typed(EarlyStoppingSettings, groups["early_stopping"]),
+                expected_nodes=number(flat.get("run.expected_nodes", 0), "run.expected_nodes"),
+                model=_typed(ModelSettings, groups["model"], "model"),
+                train=_typed(TrainSettings, groups["train"], "train"),
+                privacy=_typed(PrivacySettings, groups["privacy"], "privacy"),
+                selection=_typed(SelectionSettings, groups["selection"], "selection"),
+                early_stopping=_typed(EarlyStoppingSettings, groups["early_stopping"], "early_stopping"),
                 strategy=StrategySettings(
                     name=str(groups["strategy"].pop("name", "fedavg")), params=groups["strategy"]
                 ),
@@ -121,17 +122,38 @@ class RunSettings:
         return settings
 
 
-def _typed(cls, values: dict[str, Any]):
-    """Build a settings dataclass, converting each value to its field's type (3 -> 3.0)."""
+def _typed(cls, values: dict[str, Any], group: str):
+    """Build a settings dataclass, converting each value to its field's type (3 -> 3.0);
+    every value that is not of its type is reported at once, by its key."""
     types = {f.name: f.type for f in fields(cls)}
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown} for {cls.__name__}; known: {sorted(types)}")
-    converters = {"bool": _to_bool, "int": int, "float": float, "str": str}
+    converters = {"bool": lambda v, _key: _to_bool(v), "int": lambda v, key: number(v, key),
+                  "float": lambda v, key: number(v, key, float), "str": lambda v, _key: str(v)}
+    converted, problems = {}, []
+    for key, value in values.items():
+        try:
+            converted[key] = converters.get(types[key], lambda v, _key: v)(value, f"{group}.{key}")
+        except ConfigError as err:
+            problems.append(str(err))
+    collect_then_raise(problems, ConfigError)
+    return cls(**converted)
+
+
+def number(value: Any, key: str, kind: type = int) -> int | float:
+    """``value`` as an int (or float), or one ConfigError naming the key (``rounds=abc``)."""
     try:
-        return cls(**{k: converters.get(types[k], lambda v: v)(v) for k, v in values.items()})
-    except ValueError as err:
-        raise ConfigError(f"{cls.__name__}: {err}") from None
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        converted = kind(value)
+        if not math.isfinite(converted):
+            raise ValueError(value)
+        return converted
+    except (TypeError, ValueError, OverflowError):
+        what = "a whole number" if kind is int else "a finite number"
+        raise ConfigError(f"{key}={value!r} is not {what}; give one, e.g. {key}="
+                          f"{'10' if kind is int else '0.5'}") from None
 
 
 def _to_bool(value: Any) -> bool:
@@ -186,8 +208,8 @@ def _problems(s: RunSettings) -> list[str]:
 def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
     """Coordinator's nested config -> Flower's flat run config (scalars only)."""
     flat: dict[str, bool | int | float | str] = {
-        "seed": int(cfg["seed"]),
-        "rounds": int(cfg["rounds"]),
+        "seed": number(cfg["seed"], "seed"),
+        "rounds": number(cfg["rounds"], "rounds"),
         "run.output_dir": str(cfg.get("output_dir") or ""),
         "data.spec": json.dumps(cfg["data"], sort_keys=True),
     }

@@ -8,12 +8,16 @@ one for the run, holding the flattened Hydra config; nothing else is special-cas
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import tomli_w
 from flwr.app import Context, RecordDict
 from flwr.supercore.telemetry import EventType
 from flwr.simulation.run_simulation import _run_simulation
+
+from federation.interrupt import exit_on_signals
 
 APP_FOLDER = ".flwr-app"
 
@@ -40,11 +44,34 @@ def run_in_simulation(run_config: dict, *, run_dir: Path, num_nodes: int, client
     from client.app import app as client_app  # imported late: Ray workers import them too
     from server.app import app as server_app
 
+    # Ray's C++ handler would print a stack dump on SIGTERM before ours runs (one line only).
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if data_dir is not None:
         os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
     folder = write_app_folder(run_dir, run_config)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(),
                       run_config=dict(run_config))
+    with exit_on_signals(run_dir), _keep_sigterm_handler():
+        _run(client_app, server_app, context, folder, num_nodes, client_cpus)
+
+
+@contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the SIGTERM handler by ``sys.exit``, which would unwind into
+    Flower's joins on threads that never end; keep ours (Ray's private hook, tested by
+    tests/test_interrupt.py)."""
+    import ray._private.utils as ray_utils
+
+    original = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda _handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
+
+
+def _run(client_app, server_app, context: Context, folder: Path, num_nodes: int,
+         client_cpus: float) -> None:
     _run_simulation(
         num_supernodes=num_nodes,
         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,

@@ -1,4 +1,5 @@
-"""The coordinator's console: one rich line per round, then one line per thing that went wrong.
+"""The coordinator's console: one rich line per round, then one line per thing that went wrong
+(and, after the run, one per site that sat out every round).
 
 The round line: round, mean train loss, pooled validation loss (what chooses the round and
 stops the run), pooled test AUROC (reported only), the largest ε of this run and of the
@@ -90,3 +91,37 @@ def stop_line(selection: dict[str, Any], total_rounds: int) -> str:
 
 def show_stop(selection: dict[str, Any], total_rounds: int) -> None:
     _console.print(stop_line(selection, total_rounds), soft_wrap=True)
+
+
+def sat_out(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Site (or node, if it never named itself) -> its first reason, for each one that failed
+    the train stage of every round of the run."""
+    failed = [{_named(failure): str(failure["reason"])
+               for failure in record.get("failures", []) if failure.get("stage", "train") == "train"}
+              for record in records]
+    if not failed:
+        return {}
+    every = set(failed[0]).intersection(*failed[1:])
+    return {who: failed[0][who] for who in sorted(every)}
+
+
+def show_sat_out(failed: dict[str, str]) -> None:
+    for who, reason in failed.items():
+        _console.print(f"[yellow]{escape(who)} sat out every round: "
+                       f"{escape(' '.join(reason.split())[:500])}[/yellow]", soft_wrap=True)
+
+
+def budget_left_out(records: list[dict[str, Any]], budget_code: int) -> dict[str, str] | None:
+    """Site -> reason, if the last round had no site train and every site refused with
+    ``budget_code`` (a resumed run with no useful budget left); else None."""
+    if not records or records[-1]["train"]:
+        return None
+    refusals = [f for f in records[-1].get("failures", []) if f.get("stage", "train") == "train"]
+    if not refusals or any(f.get("code") != budget_code for f in refusals):
+        return None
+    return {_named(f): str(f["reason"]) for f in refusals}
+
+
+def _named(failure: dict[str, Any]) -> str:
+    """``site va``, or ``node 9`` for a node that never named its site (stable in a run)."""
+    return f"site {failure['site']}" if failure.get("site") else f"node {failure['node']}"

@@ -2,14 +2,13 @@
 
 ``lhsfed`` cases call ``federation.cli.main`` in-process (what the console script runs, less
 its ``sys.exit``); a few also go through the real console script. ``lhsfed-train`` cases run
-the launcher (its own list, and ``tests/bad_input_cases_launcher.py`` when it exists).
+the launcher; its refusals before the runtime have their own list
+(``tests/bad_input_cases_launcher.py``, run by ``tests/test_launcher_refusals.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,25 +22,6 @@ from tests.conftest import REPO, run_launcher
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
 LAUNCHER_INPUTS = (REPO / "configs", REPO / "federation" / "datasets")
-
-
-def launcher_cases_from_hook() -> list[tuple[str, list[str], str]]:
-    """HOOK: ``tests/bad_input_cases_launcher.py`` (launcher refusals, another engineer's list
-    of ``(argv, expected text)``), imported when it exists."""
-    try:
-        module = importlib.import_module("tests.bad_input_cases_launcher")
-    except ModuleNotFoundError:
-        return []
-    found = getattr(module, "CASES", None)
-    if found is None:
-        found = next((v for k, v in vars(module).items() if k.isupper() and isinstance(v, list)), [])
-    cases = []
-    for entry in found:  # (argv, expected) or (id, argv, expected); argv a list or a string
-        *name, argv, expected = entry
-        argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
-        argv = [a for a in argv if Path(a).name != "lhsfed-train"]
-        cases.append((name[0] if name else f"launcher-hook-{len(cases) + 1}", argv, expected))
-    return cases
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +65,9 @@ def test_the_console_script_refuses_as_main_does(corpus, case):
     assert snapshot(corpus) == before
 
 
-ALL_LAUNCHER_CASES = [*LAUNCHER_CASES, *launcher_cases_from_hook()]
+# The launcher's refusals before the runtime (tests/bad_input_cases_launcher.py) run in
+# tests/test_launcher_refusals.py, in-process and one real command per kind: a start costs seconds.
+ALL_LAUNCHER_CASES = list(LAUNCHER_CASES)
 
 
 @pytest.mark.parametrize("overrides, expected", [c[1:] for c in ALL_LAUNCHER_CASES],

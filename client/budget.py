@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
 # that would need more has no useful budget left, and the site refuses it.
 MAX_NOISE_MULTIPLIER = 10.0
+# Relative slack on the run target: the accountant's own rounding, nothing a coordinator can use.
+TARGET_TOLERANCE = 1e-6
 
 
 def noise_for_rest(history: History, *, rate: float, steps: int, target_epsilon: float,
@@ -92,10 +94,12 @@ class SiteBudget:
     def noise(self, settings: RunSettings, server_round: int | None = None) -> float | None:
         """σ for the whole run: the coordinator's ε target, the site's δ and accountant.
 
-        With ``server_round``: if this run's ledger entries already hold more than the plan
-        for the rounds before it (or other σ), the rounds from ``server_round`` on get the σ
-        that keeps the run within its target given what was spent; PrivacyBudgetError if
-        no σ up to ``MAX_NOISE_MULTIPLIER`` does.
+        With ``server_round``: if this run's ledger entries plus the planned rounds still to
+        come (``server_round`` to ``rounds``) would compose past the target (a resumed run
+        re-doing its interrupted round, or rounds sent twice), those rounds get the σ that
+        keeps the run within it given what was spent; PrivacyBudgetError if no σ up to
+        ``MAX_NOISE_MULTIPLIER`` does. Decided by composing ε, not by counting rounds, so a
+        coordinator's round numbers cannot make the site skip the recalibration.
         """
         if not settings.privacy.enabled:
             return None
@@ -103,11 +107,19 @@ class SiteBudget:
                                 accountant=self.policy.accountant)
         if server_round is None:
             return planned
+        refused = self.round_refusal(settings, server_round)
+        if refused:
+            raise PrivacyBudgetError(refused)
         spent = self.ledger.history(self.run)
         per_round = self.planned_round(settings, planned)[0]
-        on_plan = (all((sigma, q) == per_round[:2] for sigma, q, _ in spent)
-                   and sum(n for *_, n in spent) <= per_round[2] * (server_round - 1))
+        rounds_left = max(settings.rounds - server_round + 1, 1)
+        rest = [(per_round[0], per_round[1], per_round[2] * rounds_left)]
+        on_plan = not spent or self._within_target(settings, spent + rest)
         return planned if on_plan else self._recalibrated(settings, spent, per_round, server_round)
+
+    def _within_target(self, settings: RunSettings, history: History) -> bool:
+        target = settings.privacy.target_epsilon
+        return self._epsilon(history) <= target * (1 + TARGET_TOLERANCE)
 
     def _recalibrated(self, settings: RunSettings, spent: History, per_round: tuple[float, float, int],
                       server_round: int) -> float:
@@ -167,23 +179,51 @@ class SiteBudget:
         return (f"site {self.site} refuses round {server_round}: ε would reach {would:.4g} > cap "
                 f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.policy.delta:g})")
 
+    def round_refusal(self, settings: RunSettings, server_round: int) -> str | None:
+        """A round number outside the run's own ``1..rounds`` (the coordinator's counter is not
+        trusted: rounds past the plan would train at the plan's σ, past the run's target)."""
+        if 1 <= server_round <= settings.rounds:
+            return None
+        return (f"site {self.site} refuses round {server_round}: this run has rounds 1 to "
+                f"{settings.rounds}")
+
+    def target_refusal(self, settings: RunSettings, entries: list[LedgerEntry], planned: History,
+                       server_round: int) -> str | None:
+        """Why the planned round would take this run past its ε target (None: within it).
+
+        Checked in the same ledger transaction as the cap, so two train messages for one
+        round arriving together cannot both pass on the same reading of the ledger.
+        """
+        if not any(sigma > 0 for sigma, _, _ in planned):
+            return None
+        run_history = [e.accountant_step for e in entries if e.run == self.run]
+        if self._within_target(settings, run_history + list(planned)):
+            return None
+        return (f"site {self.site} refuses round {server_round}: this run's ε would reach "
+                f"{self._epsilon(run_history + list(planned)):.4g} > its target "
+                f"{settings.privacy.target_epsilon:g} (δ={self.policy.delta:g})")
+
     def refusal(self, settings: RunSettings, noise: float | None, server_round: int) -> str | None:
         """Read-only check (the budget query before a secure-aggregation round)."""
-        return (self.run_refusal(settings, noise)
-                or self.cap_refusal(self.ledger.entries(), self.planned_round(settings, noise), server_round))
+        entries, planned = self.ledger.entries(), self.planned_round(settings, noise)
+        return (self.round_refusal(settings, server_round) or self.run_refusal(settings, noise)
+                or self.cap_refusal(entries, planned, server_round)
+                or self.target_refusal(settings, entries, planned, server_round))
 
     def reserve(self, settings: RunSettings, noise: float | None, server_round: int) -> list[LedgerEntry]:
-        """Check the policy and the cap and write the round's spend in one transaction.
+        """Check the round, the policy, the cap and the run target and write the round's spend
+        in one transaction.
 
         Raises :class:`~federation.errors.PrivacyBudgetError` with the reason if refused.
         """
-        refusal = self.run_refusal(settings, noise)
+        refusal = self.round_refusal(settings, server_round) or self.run_refusal(settings, noise)
         if refusal:
             raise PrivacyBudgetError(refusal)
         planned = self.planned_round(settings, noise)
 
         def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
-            refused = self.cap_refusal(entries, planned, server_round)
+            refused = (self.cap_refusal(entries, planned, server_round)
+                       or self.target_refusal(settings, entries, planned, server_round))
             if refused:
                 return refused
             history = [e.accountant_step for e in entries]

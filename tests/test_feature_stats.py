@@ -48,7 +48,8 @@ def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows(m
     pooled = np.concatenate([np.where(keep, x, np.nan) for keep, x in zip(released, rows)])
     assert [str(r.content[keys.SITE][keys.SITE_NAME]) for r in replies] == SPEC.site_names
     assert mean.shape == (len(SPEC.encoded_feature_names()),)
-    assert released.sum() >= released.size - 6  # nearly every cell is released at k=1
+    # Nearly every cell is released at k=1 (7 of 88 withheld since the validation rows left training).
+    assert released.sum() >= released.size - 8
     np.testing.assert_allclose(mean, np.nanmean(pooled, axis=0), rtol=0, atol=1e-9)
     np.testing.assert_allclose(std, np.nanstd(pooled, axis=0), rtol=0, atol=1e-9)
     # The sites differ (Switzerland records no cholesterol): pooling is not any one site's view.

@@ -243,3 +243,25 @@ def test_a_simulation_shows_what_each_simulated_site_enforced(dp_run):
         assert policy["ledger_path"] == str(dp_run / "ledgers" / f"{site}.sqlite")
     first = json.loads((dp_run / "metrics.jsonl").read_text().splitlines()[0])
     assert {m["delta"] for m in first["train"].values()} == {1e-5}
+
+
+def test_rounds_past_the_plan_or_sent_again_never_take_the_run_past_its_target(tmp_path):
+    """A coordinator numbering rounds past ``rounds`` (the site's old on-plan test counted
+    rounds, so they trained at the plan's σ) or re-sending the last one: every reply's run ε,
+    recomputed from the ledger, stays within the target; the extra rounds are refused."""
+    config = run_config(tmp_path, "rounds=3", "privacy.target_epsilon=1")
+    node = deployed_node(tmp_path / "site", max_epsilon=50.0)
+    for server_round in (1, 2, 3):
+        assert not _train(node, config, server_round).has_error()
+    plan = _ledger(node).history()
+
+    past = _train(node, config, server_round=4)
+    assert past.has_error() and "rounds 1 to 3" in past.error.reason
+    assert rdp_epsilon(plan + plan[-1:]) > 1.0  # control: a 4th round at the plan's σ overspends
+
+    for _ in range(3):  # round 3 again (as a resume re-does its interrupted round), and again
+        again = _train(node, config, server_round=3)
+        assert rdp_epsilon(_ledger(node).history()) <= 1.0 * (1 + 1e-6)
+        if again.has_error():
+            assert again.error.code == keys.BUDGET_REFUSED
+    assert len(_ledger(node).entries()) >= 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 # configs/ sits beside the packages at the repository root (editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 FEDERATION_MODES = ("simulation", "deployment")
+# ray: Flower's simulation runtime (one process per client, as SuperNodes); inprocess: the
+# same ServerApp loop and ClientApp in this process (no ~15 s runtime start: sweeps of small
+# federations, tests).
+SIMULATION_RUNTIMES = ("ray", "inprocess")
 
 
 def quiet_libraries() -> None:
@@ -155,15 +160,37 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
         return output_dir
     num_nodes = simulated_nodes(settings, federation)
     client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
+    runtime = federation.get("runtime") or "ray"
+    if runtime not in SIMULATION_RUNTIMES:
+        raise ConfigError(f"federation.runtime {runtime!r} is unknown; choose one of "
+                          f"{SIMULATION_RUNTIMES}")
     check_site_files(settings, federation.get("data_dir"))
     write_simulated_policies(settings, output_dir)
-    from federation.simulation import run_in_simulation
+    if runtime == "inprocess":
+        run_without_ray(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
+                        num_nodes=num_nodes, data_dir=federation.get("data_dir"))
+    else:
+        from federation.simulation import run_in_simulation
 
-    run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
-                      num_nodes=num_nodes, client_cpus=client_cpus,
-                      data_dir=federation.get("data_dir"))
+        run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
+                          num_nodes=num_nodes, client_cpus=client_cpus,
+                          data_dir=federation.get("data_dir"))
     report_sat_out(settings, output_dir, nodes=num_nodes)
     return output_dir
+
+
+def run_without_ray(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int,
+                    data_dir: str | None) -> None:
+    """``federation.runtime=inprocess``: federation.inprocess.run_in_process, with the same
+    site data folder, signal handling and one-line errors as the Ray runtime."""
+    from federation.inprocess import run_in_process
+    from federation.interrupt import exit_on_signals
+
+    if data_dir is not None:
+        os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
+    with exit_on_signals(run_dir), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library chatter; the console keeps one line per round
+        run_in_process(run_config, run_dir=run_dir, num_nodes=num_nodes)
 
 
 def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from federation.errors import ConfigError, collect_then_raise
 from server.checkpoint import CHECKPOINT
 
-CHANGEABLE = ("rounds",)
+# What may differ on resume: more rounds, and the simulation runtime (the same apps either way).
+CHANGEABLE = ("rounds", "federation.runtime")
 
 
 def _override_key(override: str) -> str:
@@ -39,5 +40,5 @@ def resumed_config(run_dir: str, current: DictConfig, overrides: list[str]
     cfg = OmegaConf.load(saved)
     for key in CHANGEABLE:
         if any(_override_key(o) == key for o in overrides):
-            cfg[key] = current[key]
+            OmegaConf.update(cfg, key, OmegaConf.select(current, key), force_add=True)
     return cfg, folder

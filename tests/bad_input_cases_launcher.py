@@ -16,6 +16,7 @@ CASES: list[tuple[list[str], str]] = [
     (["+data.label.colum=num"], "data.label.colum: unknown key in the dataset spec; did you mean 'column'?"),
     (["+data.split.test_fracton=0.2"], "data.split.test_fracton: unknown key in the dataset spec; "
                                       "did you mean 'test_fraction'?"),
+    (["federation.runtime=spark"], "federation.runtime 'spark' is unknown; choose one of ('ray', 'inprocess')"),
     (["rounds=abc"], "rounds='abc' is not a whole number"),
     (["rounds=2.5"], "rounds=2.5 is not a whole number"),
     (["seed=x1"], "seed='x1' is not a whole number"),

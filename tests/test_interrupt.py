@@ -108,7 +108,8 @@ def test_sigint_in_round_2_exits_130_at_once_in_one_line(interrupted):
 def resumed(interrupted, tmp_path_factory):
     run_dir = interrupted[0]
     cwd = tmp_path_factory.mktemp("resumer")
-    proc = subprocess.run([str(LAUNCHER), f"resume={run_dir}"], cwd=cwd, capture_output=True,
+    # In-process: the same launcher, apps and ledgers without Ray's start (its stop is tested above).
+    proc = subprocess.run([str(LAUNCHER), f"resume={run_dir}", "federation.runtime=inprocess"], cwd=cwd, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, cwd, proc

@@ -66,7 +66,7 @@ def test_train_refuses_each_case_before_the_runtime(tmp_path, argv, expected):
 
 def test_the_control_a_run_that_started_keeps_its_folder(tmp_path):
     """The folder check above can fail: a run that trained keeps Hydra's folder, its record."""
-    proc = _launch(tmp_path, ["rounds=1", "privacy=off"])
+    proc = _launch(tmp_path, ["rounds=1", "privacy=off", "federation.runtime=inprocess"])
 
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*")

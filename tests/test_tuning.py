@@ -1,7 +1,8 @@
 """Issue J acceptance 3: federated tuning with the Optuna sweeper, accounted in the site ledgers.
 
 Real ``lhsfed-train --multirun +tune=federated`` sweeps (Hydra's basic launcher: trials run one
-after another in one process, each a whole simulated federation). The ledgers are read back
+after another in one process, each a whole simulated federation; ``federation.runtime=inprocess``
+runs the same ServerApp loop and ClientApp without Ray's ~15 s start per trial). The ledgers are read back
 as the sites wrote them and ε is recomputed with Opacus's RDP analysis, independently of the
 project's accounting.
 """
@@ -21,7 +22,7 @@ from tests.privacy_runs import rdp_epsilon, round_steps
 
 pytestmark = pytest.mark.slow
 SITES = ("cleveland", "hungary", "switzerland", "va")
-SWEEP = ("hydra/sweeper=optuna", "+tune=federated")
+SWEEP = ("hydra/sweeper=optuna", "+tune=federated", "federation.runtime=inprocess")
 
 
 def _ledger(ledgers: Path, site: str) -> SiteLedger:

@@ -18,8 +18,8 @@ from federation.model import build_model
 from federation.settings import RunSettings, flatten_config
 from server.federation_loop import model_spec
 
-MODELS = {"mlp hidden 32 (default)": [], "mlp hidden 256": ["model.hidden=256"],
-          "logreg": ["model=logreg"]}
+MODELS = {"mlp hidden 32": ["model=mlp"], "mlp hidden 256": ["model=mlp", "model.hidden=256"],
+          "logreg (default)": ["model=logreg"]}
 
 
 def _reply_bytes(run_config: dict, message_type: str, arrays: ArrayRecord | None) -> int:

@@ -34,7 +34,9 @@ def write_overfit_cohort(folder: Path, *, sites: int = 3, rows: int = 600, seed:
 
 def overfit_run_config(spec: dict, run_dir: Path, *overrides: str) -> dict:
     """DP off, a wide MLP and many local epochs: the recipe that overfits this cohort."""
-    config = run_config_for(["privacy=off", "model.hidden=64", "train.local_epochs=3",
-                             "train.lr=0.003", "rounds=6", *overrides], run_dir)
+    # Pinned whatever the defaults are: an MLP with Adam, as this cohort was built to overfit.
+    config = run_config_for(["privacy=off", "model=mlp", "model.hidden=64", "train.optimizer=adam",
+                             "train.batch_size=16", "train.local_epochs=3", "train.lr=0.003",
+                             "rounds=6", *overrides], run_dir)
     config["data.spec"] = json.dumps(spec, sort_keys=True)
     return config

@@ -99,7 +99,9 @@ def test_non_private_run_reaches_pooled_auroc_085_with_per_site_metrics(nodp_run
 
 
 def test_multirun_sweep_over_epsilon_gives_one_run_folder_each(tmp_path):
-    proc = run_launcher(tmp_path, "privacy.target_epsilon=1,8", "rounds=2", multirun=True)
+    # The in-process runtime: Hydra's sweep and the sites' ledgers, without a Ray start per job.
+    proc = run_launcher(tmp_path, "privacy.target_epsilon=1,8", "rounds=2", "federation.runtime=inprocess",
+                        multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     runs = sorted((tmp_path / "multirun").glob("*/summary.json"))

@@ -56,7 +56,8 @@ def federation(tmp_path, monkeypatch):
     # Without DP each site's training is seeded, so two rounds from the same model give the
     # same updates: what lets secure and plain aggregation be compared (DP noise is the
     # sites' fresh secret every time).
-    run_config = _run_config(tmp_path, "privacy=off")
+    # The MLP: enough parameters (~800) for the correlation below to mean something.
+    run_config = _run_config(tmp_path, "privacy=off", "model=mlp")
     settings = RunSettings.from_run_config(run_config)
     with InProcessGrid(client_app, {n: {"partition-id": n} for n in range(SITES)}, run_config) as grid:
         arrays = initial_arrays(grid, settings, grid.get_node_ids(), timeout=60)

@@ -13,15 +13,15 @@ from pathlib import Path
 from federation.errors import ConfigError, DataError
 
 
-def require_file(path: Path, *, what: str, fix: str) -> Path:
-    """``path`` if it is a readable file; else one DataError naming what is wrong and ``fix``."""
+def require_file(path: Path, *, what: str, fix: str, error: type[Exception] = DataError) -> Path:
+    """``path`` if it is a readable file; else one ``error`` naming what is wrong and ``fix``."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a {what}; {fix}")
+        raise error(f"{path}: is a directory, not a {what}; {fix}")
     if not path.is_file():
-        raise DataError(f"{path}: {what} not found; {fix}")
+        raise error(f"{path}: {what} not found; {fix}")
     if not os.access(path, os.R_OK):
-        raise DataError(f"{path}: {what} is not readable (permission denied); {fix}")
+        raise error(f"{path}: {what} is not readable (permission denied); {fix}")
     return path
 
 

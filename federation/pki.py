@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from federation.errors import ConfigError
+from federation.input_files import require_file
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "superlink.pem", "superlink.key"
@@ -71,12 +72,7 @@ def _ssh_key(key) -> bytes:
 
 
 def _read_key_file(path: Path, *, what: str, fix: str) -> bytes:
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a {what}; {fix}")
-    if not path.is_file():
-        raise ConfigError(f"{path}: {what} not found; {fix}")
-    return path.read_bytes()
+    return require_file(path, what=what, fix=fix, error=ConfigError).read_bytes()
 
 
 def ssh_public(key) -> bytes:

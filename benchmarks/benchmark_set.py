@@ -3,7 +3,7 @@
 Two real ones (the four UCI heart hospitals, as this project and as FLamby split them) and three
 ``lhsfed synth`` cohorts built to be as hard as real hospital data: a rare outcome (5-10 %),
 sites of 80-500 rows, heavy missingness whose pattern carries signal, a weak signal, noise
-columns, and hospitals that differ. Every federation goes through ``federation.inprocess``
+columns, and hospitals that differ. Every federation goes through ``federation.coordinator.inprocess``
 (the real ServerApp loop and ClientApp, without Ray); ``seed`` sets both the run seed and the
 sites' ``split.seed``, so three seeds are three different splits.
 """
@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from federation.commands.synth import write_cohorts
-from federation.dataspec import parse_dataset_spec
-from federation.flwr_app_config import compose_config
-from federation.inprocess import run_in_process
-from federation.run_loader import sites_data
-from federation.settings import flatten_config
-from federation.synth import CohortOptions
+from federation.cli.synth import write_cohorts
+from federation.coordinator.flwr_app_config import compose_config
+from federation.coordinator.inprocess import run_in_process
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.settings import flatten_config
+from federation.modeler.run_loader import sites_data
+from federation.modeler.synth import CohortOptions
 
 # Simulated sites' policy for the benchmarks: sites of 80 rows hold ~11 validation rows, fewer
 # than the simulation's default 20 a site needs before it scores a model.

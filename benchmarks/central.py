@@ -17,11 +17,11 @@ import torch
 import yaml
 
 from client.training import train_locally
-from federation.data import load_site, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.metrics import binary_metrics
-from federation.model import ModelSpec, build_model, predict_risk
-from federation.settings import PrivacySettings, TrainSettings
+from federation.core.data import load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.metrics import binary_metrics
+from federation.core.model import ModelSpec, build_model, predict_risk
+from federation.core.settings import PrivacySettings, TrainSettings
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ secret noise moves it.
 Since issue H each site draws its DP noise and batches from its own CSPRNG, so two runs of the
 same config differ (privacy=off runs stay identical). Each run is the default federation
 (``lhsfed-train`` defaults: 4 UCI hospitals, logistic regression with SGD, FedAvg, up to 10 rounds, ε = 3) through
-``federation.inprocess`` (the same ServerApp loop and ClientApp, without Ray).
+``federation.coordinator.inprocess`` (the same ServerApp loop and ClientApp, without Ray).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from federation.inprocess import run_config_for, run_in_process
+from federation.coordinator.inprocess import run_config_for, run_in_process
 
 
 def pooled_auroc(run_dir: Path, overrides: list[str]) -> float:

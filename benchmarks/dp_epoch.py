@@ -1,7 +1,7 @@
 """(a) One DP-SGD epoch vs one plain epoch: 50k rows x 30 features, the project's MLP, batch 256.
 
 Both go through ``client.training.train_locally`` (the code a hospital runs), on a synthetic
-hospital from ``federation.synth``; every Opacus per-sample-gradient mode is timed.
+hospital from ``federation.modeler.synth``; every Opacus per-sample-gradient mode is timed.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import io
 import pstats
 
 import numpy as np
-
 import torch
 
 from benchmarks.common import medians, side_by_side, timed
 from client.training import GRAD_SAMPLE_MODES, train_locally
-from federation.data import encode_features, encode_labels
-from federation.dataspec import parse_dataset_spec
-from federation.model import ModelSpec, build_model
-from federation.settings import PrivacySettings, TrainSettings
-from federation.synth import dataset_spec, hospital_cohort
+from federation.core.data import encode_features, encode_labels
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.model import ModelSpec, build_model
+from federation.core.settings import PrivacySettings, TrainSettings
+from federation.modeler.synth import dataset_spec, hospital_cohort
 
 TRAIN = TrainSettings(local_epochs=1, batch_size=256, lr=0.01, optimizer="adam")
 NOISE = 1.0

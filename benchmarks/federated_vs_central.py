@@ -12,8 +12,15 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import (BIN, REPO, fresh_run_dir, median, run_watched, side_by_side,
-                               synth_cohort)
+from benchmarks.common import (
+    BIN,
+    REPO,
+    fresh_run_dir,
+    median,
+    run_watched,
+    side_by_side,
+    synth_cohort,
+)
 
 
 def federated_command(data_dir: Path, run_dir: Path, rounds: int, *extra: str) -> list[str]:

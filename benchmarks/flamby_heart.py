@@ -5,8 +5,8 @@
 
 Every method runs on ``data=uci_heart_flamby`` (FLamby's exact split) over seeds 42-46, once
 with FLamby's hyperparameters and once with this project's defaults. Federated runs go
-through ``federation.inprocess`` (the real ServerApp loop and ClientApp, no Ray); pooled and
-local-only models through ``federation.baselines``. The DP rows' ε is composed from every
+through ``federation.coordinator.inprocess`` (the real ServerApp loop and ClientApp, no Ray); pooled and
+local-only models through ``federation.modeler.baselines``. The DP rows' ε is composed from every
 step each site's ledger recorded. Results: benchmarks/results/flamby_heart.{md,csv,png}.
 """
 
@@ -28,14 +28,14 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from client.ledger import open_site_ledger
 from client.site_policy import simulated_policy
-from federation.baselines import train_baseline
-from federation.data import SiteData
-from federation.flwr_app_config import compose_config
-from federation.inprocess import run_config_for, run_in_process
-from federation.model import predict_risk
-from federation.privacy import epsilon_spent, merge_history
-from federation.run_loader import load_checkpoint, sites_data
-from federation.settings import RunSettings, flatten_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.coordinator.inprocess import run_config_for, run_in_process
+from federation.core.data import SiteData
+from federation.core.model import predict_risk
+from federation.core.privacy import epsilon_spent, merge_history
+from federation.core.settings import RunSettings, flatten_config
+from federation.modeler.baselines import train_baseline
+from federation.modeler.run_loader import load_checkpoint, sites_data
 from server.federation_loop import model_spec
 
 SEEDS = (42, 43, 44, 45, 46)

@@ -27,8 +27,8 @@ from benchmarks import benchmark_set as bs
 from benchmarks.common import REPO, machine_info
 from benchmarks.quality_table import render
 from benchmarks.scores import local_only, model_scores, pooled_logistic_regression
-from federation.run_loader import load_checkpoint
-from federation.settings import RunSettings
+from federation.core.settings import RunSettings
+from federation.modeler.run_loader import load_checkpoint
 
 SEEDS = (42, 43, 44)
 FEDERATED = {"federated DP off": ["privacy=off"],

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from federation.superlink_nodes import list_nodes
+from federation.coordinator.superlink_nodes import list_nodes
 from tests.deployment_net import Network
 
 ADMITTED = "SuperNode ID:"  # what flower-supernode logs once the SuperLink activated it

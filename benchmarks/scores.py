@@ -2,7 +2,7 @@
 
 Scores are computed here from the sites' test rows (the simulation holds them), so every number
 in the quality table is one formula over real predictions: AUROC, AUPRC and the calibration
-slope (``federation.evaluation``) of the pooled test rows of every site.
+slope (``federation.core.evaluation``) of the pooled test rows of every site.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from federation.baselines import train_baseline
-from federation.data import SiteData
-from federation.evaluation import calibration_slope_intercept
-from federation.model import predict_risk
-from federation.settings import RunSettings, model_spec
+from federation.core.data import SiteData
+from federation.core.evaluation import calibration_slope_intercept
+from federation.core.model import predict_risk
+from federation.core.settings import RunSettings, model_spec
+from federation.modeler.baselines import train_baseline
 
 
 def pooled_scores(y: np.ndarray, risk: np.ndarray) -> dict[str, float]:

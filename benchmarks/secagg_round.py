@@ -26,8 +26,8 @@ import torch
 
 from benchmarks.common import REPO, machine_info, medians, side_by_side, timed
 from client.app import app as client_app
-from federation.flwr_app_config import compose_config
-from federation.settings import RunSettings, flatten_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import _plain_train, initial_arrays
 from server.secure_aggregation import secure_train_round
 from strategies import build_strategy

@@ -4,7 +4,7 @@
 
 Each cell is one federation of the four embedded hospitals with the default config and
 ``strategy=NAME`` (plus ``privacy=off`` or ``privacy.target_epsilon=3``), run by
-``federation.inprocess`` (the same ServerApp loop and ClientApp as ``lhsfed-train``,
+``federation.coordinator.inprocess`` (the same ServerApp loop and ClientApp as ``lhsfed-train``,
 without Ray), seed 42.
 """
 
@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from federation.inprocess import run_config_for, run_in_process
-from federation.settings import STRATEGY_NAMES
+from federation.coordinator.inprocess import run_config_for, run_in_process
+from federation.core.settings import STRATEGY_NAMES
 
 PRIVACY = {"DP off": ["privacy=off"], "ε = 3": ["privacy=dp", "privacy.target_epsilon=3.0"]}
 

@@ -7,15 +7,22 @@ is serialized exactly as Flower puts it on the wire (``message_to_proto``) and m
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    RecordDict,
+)
 from flwr.common.serde import message_to_proto, recorddict_to_proto
 from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
-from federation import keys
-from federation.flwr_app_config import compose_config
-from federation.model import build_model
-from federation.settings import RunSettings, flatten_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core import wire
+from federation.core.model import build_model
+from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import model_spec
 
 MODELS = {"mlp hidden 32": ["model=mlp"], "mlp hidden 256": ["model=mlp", "model.hidden=256"],
@@ -23,10 +30,10 @@ MODELS = {"mlp hidden 32": ["model=mlp"], "mlp hidden 256": ["model=mlp", "model
 
 
 def _reply_bytes(run_config: dict, message_type: str, arrays: ArrayRecord | None) -> int:
-    content = RecordDict({keys.CONFIG: ConfigRecord({keys.SERVER_ROUND: 1,
-                                                     keys.QUERY_KIND: keys.QUERY_FEATURE_STATS})})
+    content = RecordDict({wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1,
+                                                     wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})})
     if arrays is not None:
-        content[keys.ARRAYS] = arrays
+        content[wire.ARRAYS] = arrays
     message = Message(content, dst_node_id=7, message_type=message_type)
     context = Context(run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(),
                       run_config=dict(run_config))
@@ -43,7 +50,7 @@ def measure(overrides: list[str]) -> dict[str, float]:
     train = _reply_bytes(run_config, MessageType.TRAIN, arrays)
     evaluate = _reply_bytes(run_config, MessageType.EVALUATE, arrays)
     query = _reply_bytes(run_config, MessageType.QUERY, None)
-    arrays_only = len(recorddict_to_proto(RecordDict({keys.ARRAYS: arrays})).SerializeToString())
+    arrays_only = len(recorddict_to_proto(RecordDict({wire.ARRAYS: arrays})).SerializeToString())
     return {"model_bytes": model_bytes, "arrays_only": arrays_only, "train_reply": train, "evaluate_reply": evaluate,
             "query_reply_once": query, "train_ratio": train / model_bytes,
             "round_ratio": (train + evaluate) / model_bytes}

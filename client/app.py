@@ -13,12 +13,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder
 from client.faults import mods_from_env
-from client.releases import evaluation_refusal, released_feature_statistics, released_score_histograms
+from client.releases import (
+    evaluation_refusal,
+    released_feature_statistics,
+    released_score_histograms,
+)
 from client.secure_aggregation import secure_aggregation_mod
 from client.site import load_this_site, site_location
 from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
@@ -26,14 +37,14 @@ from client.site_policy import SitePolicy, site_policy
 from client.site_randomness import SiteRandomness
 from client.site_spec import site_spec
 from client.training import train_locally
-from federation import keys
-from federation.data import SiteData
-from federation.dataspec import DatasetSpec
-from federation.errors import ConfigError, PrivacyBudgetError
-from federation.evaluation import site_wire_metrics
-from federation.metrics import binary_metrics
-from federation.model import build_model, predict_risk, unwrapped_state_dict
-from federation.settings import RunSettings, model_spec
+from federation.core import wire
+from federation.core.data import SiteData
+from federation.core.dataspec import DatasetSpec
+from federation.core.errors import ConfigError, PrivacyBudgetError
+from federation.core.evaluation import site_wire_metrics
+from federation.core.metrics import binary_metrics
+from federation.core.model import build_model, predict_risk, unwrapped_state_dict
+from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
 # The error mod is outermost: nothing raised below it leaves the site as text.
@@ -77,18 +88,18 @@ def _model(settings: RunSettings, arrays: ArrayRecord):
 
 
 def _round(message: Message) -> int:
-    return int(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.SERVER_ROUND, 1))
+    return int(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.SERVER_ROUND, 1))
 
 
 def _reply(message: Message, site: str, metrics: dict, arrays: ArrayRecord | None = None) -> Message:
-    content = RecordDict({keys.METRICS: MetricRecord(metrics),
-                          keys.SITE: ConfigRecord({keys.SITE_NAME: site})})
+    content = RecordDict({wire.METRICS: MetricRecord(metrics),
+                          wire.SITE: ConfigRecord({wire.SITE_NAME: site})})
     if arrays is not None:
-        content[keys.ARRAYS] = arrays
+        content[wire.ARRAYS] = arrays
     return Message(content=content, reply_to=message)
 
 
-@app.query(keys.QUERY_BUDGET)
+@app.query(wire.QUERY_BUDGET)
 def budget(message: Message, context: Context) -> Message:
     """Will this site train the coming round? (asked before a secure-aggregation round)."""
     site = _open_site(context)
@@ -97,8 +108,8 @@ def budget(message: Message, context: Context) -> Message:
                                    _round(message))
     if refusal:
         raise PrivacyBudgetError(refusal)
-    return _reply(message, site.data.name, {keys.NUM_EXAMPLES: len(site.data.y_train),
-                                            keys.SITE_EPSILON: site_budget.site_epsilon()})
+    return _reply(message, site.data.name, {wire.NUM_EXAMPLES: len(site.data.y_train),
+                                            wire.SITE_EPSILON: site_budget.site_epsilon()})
 
 
 @app.query()
@@ -122,27 +133,27 @@ def train(message: Message, context: Context) -> Message:
     settings, data, server_round = site.settings, site.data, _round(message)
     budget = site.budget(context)
     noise = budget.noise(settings, server_round)
-    model = _model(settings, message.content[keys.ARRAYS])  # a bad model fails before spending
+    model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
-    config = message.content.get(keys.CONFIG, ConfigRecord())
+    config = message.content.get(wire.CONFIG, ConfigRecord())
     result = train_locally(
         model, data.x_train, data.y_train, train=settings.train, privacy=settings.privacy,
         noise_multiplier=noise, seed=settings.seed * 1000 + server_round,  # seed: DP off only
-        proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
+        proximal_mu=float(config.get(wire.PROXIMAL_MU, 0.0)),
     )
     if settings.privacy.enabled and sum(n for *_, n in result.history) != sum(e.steps for e in planned):
         log.error("round %s took %s DP steps, %s were reserved", server_round, result.history, planned)
     metrics = {
-        keys.NUM_EXAMPLES: len(data.y_train),
-        keys.STEPS: sum(n for _, _, n in budget.ledger.history(budget.run)),
-        keys.EPSILON: planned[-1].epsilon_run,
-        keys.SITE_EPSILON: planned[-1].epsilon_total,
-        keys.DELTA: budget.delta,
-        keys.NOISE_MULTIPLIER: noise or 0.0,
-        keys.SAMPLE_RATE: budget.rate(settings),
+        wire.NUM_EXAMPLES: len(data.y_train),
+        wire.STEPS: sum(n for _, _, n in budget.ledger.history(budget.run)),
+        wire.EPSILON: planned[-1].epsilon_run,
+        wire.SITE_EPSILON: planned[-1].epsilon_total,
+        wire.DELTA: budget.delta,
+        wire.NOISE_MULTIPLIER: noise or 0.0,
+        wire.SAMPLE_RATE: budget.rate(settings),
     }
     if not settings.privacy.enabled:
-        metrics[keys.TRAIN_LOSS] = result.loss
+        metrics[wire.TRAIN_LOSS] = result.loss
     return _reply(message, data.name, metrics, ArrayRecord(unwrapped_state_dict(model)))
 
 
@@ -162,15 +173,15 @@ def _scores(y, risk, *, min_cell: int, with_ci: bool) -> dict:
     scores = binary_metrics(y, risk)
     pos, neg = released_score_histograms(y, risk, min_cell=min_cell)
     return {
-        keys.NUM_EXAMPLES: len(y),
-        keys.N_TEST: len(y),
-        keys.N_POSITIVE: int(y.sum()),
-        keys.EVAL_LOSS: scores["loss"],
-        keys.AUROC: scores["auroc"],
-        keys.AUPRC: scores["auprc"],
-        keys.BRIER: scores["brier"],
-        keys.SCORE_HIST_POS: pos,
-        keys.SCORE_HIST_NEG: neg,
+        wire.NUM_EXAMPLES: len(y),
+        wire.N_TEST: len(y),
+        wire.N_POSITIVE: int(y.sum()),
+        wire.EVAL_LOSS: scores["loss"],
+        wire.AUROC: scores["auroc"],
+        wire.AUPRC: scores["auprc"],
+        wire.BRIER: scores["brier"],
+        wire.SCORE_HIST_POS: pos,
+        wire.SCORE_HIST_NEG: neg,
         **site_wire_metrics(y, risk, with_ci=with_ci, seed=SiteRandomness().seed()),
     }
 
@@ -182,7 +193,7 @@ def _validation_scores(site: SiteView, model) -> dict:
         return {}
     scores = _scores(data.y_val, predict_risk(model, data.x_val), min_cell=policy.min_cell_size,
                      with_ci=False)
-    return {keys.VALIDATION_PREFIX + k: v for k, v in scores.items() if k != keys.NUM_EXAMPLES}
+    return {wire.VALIDATION_PREFIX + k: v for k, v in scores.items() if k != wire.NUM_EXAMPLES}
 
 
 @app.evaluate()
@@ -194,8 +205,8 @@ def evaluate(message: Message, context: Context) -> Message:
     refusal = _evaluation_refusal(site, context, _round(message))
     if refusal:
         raise EvaluationRefused(refusal)
-    model = _model(settings, message.content[keys.ARRAYS])
-    with_ci = bool(message.content.get(keys.CONFIG, ConfigRecord()).get(keys.WITH_CI, True))
+    model = _model(settings, message.content[wire.ARRAYS])
+    with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
     test = _scores(data.y_test, predict_risk(model, data.x_test),
                    min_cell=site.policy.min_cell_size, with_ci=with_ci)
     return _reply(message, data.name, {**test, **_validation_scores(site, model)})

@@ -22,9 +22,15 @@ from flwr.app import Context
 
 from client.ledger import LedgerEntry, SiteLedger, new_entry, open_site_ledger
 from client.site_policy import SitePolicy, is_deployed
-from federation.errors import PrivacyBudgetError
-from federation.privacy import History, epsilon_spent, noise_for_run, planned_steps, sample_rate
-from federation.settings import RunSettings
+from federation.core.errors import PrivacyBudgetError
+from federation.core.privacy import (
+    History,
+    epsilon_spent,
+    noise_for_run,
+    planned_steps,
+    sample_rate,
+)
+from federation.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
 # Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
@@ -214,7 +220,7 @@ class SiteBudget:
         """Check the round, the policy, the cap and the run target and write the round's spend
         in one transaction.
 
-        Raises :class:`~federation.errors.PrivacyBudgetError` with the reason if refused.
+        Raises :class:`~federation.core.errors.PrivacyBudgetError` with the reason if refused.
         """
         refusal = self.round_refusal(settings, server_round) or self.run_refusal(settings, noise)
         if refusal:

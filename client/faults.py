@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType
 
-from federation import keys
-from federation.errors import ConfigError, collect_then_raise
+from federation.core import wire
+from federation.core.errors import ConfigError, collect_then_raise
 
 FAULTS_ENV = "LHSFED_TEST_FAULTS"
 KINDS = ("nan", "scale", "shape", "signflip", "raise")
@@ -75,15 +75,15 @@ def fault_mod(faults: list[Fault]):
         reply = call_next(message, context)
         if message.metadata.message_type != MessageType.TRAIN or reply.has_error():
             return reply
-        site = str(reply.content[keys.SITE][keys.SITE_NAME])
-        config = message.content.get(keys.CONFIG, ConfigRecord())
-        server_round = int(config.get(keys.SERVER_ROUND, 0))
+        site = str(reply.content[wire.SITE][wire.SITE_NAME])
+        config = message.content.get(wire.CONFIG, ConfigRecord())
+        server_round = int(config.get(wire.SERVER_ROUND, 0))
         for fault in (f for f in faults if f.applies(site, server_round)):
             if fault.kind == "raise":
                 raise RuntimeError(f"injected test fault: site {site} crashed in round {server_round}")
-            sent = {k: a.numpy() for k, a in message.content[keys.ARRAYS].items()}
-            trained = {k: a.numpy() for k, a in reply.content[keys.ARRAYS].items()}
-            reply.content[keys.ARRAYS] = ArrayRecord(
+            sent = {k: a.numpy() for k, a in message.content[wire.ARRAYS].items()}
+            trained = {k: a.numpy() for k, a in reply.content[wire.ARRAYS].items()}
+            reply.content[wire.ARRAYS] = ArrayRecord(
                 {k: Array(v) for k, v in corrupt(fault.kind, sent, trained).items()})
         return reply
 

@@ -12,7 +12,7 @@ coordinator can neither reset nor rewrite.
   runs) cannot both pass the check. A reservation is never released: a round that failed
   after reserving counts as spent (conservative).
 
-The ε maths stays in :mod:`federation.privacy`; this class stores, verifies and reads.
+The ε maths stays in :mod:`federation.core.privacy`; this class stores, verifies and reads.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from client.node_identity import LedgerError, NodeIdentity
-from federation.errors import ConfigError, PrivacyBudgetError
-from federation.privacy import History
+from federation.core.errors import ConfigError, PrivacyBudgetError
+from federation.core.privacy import History
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from federation.atomic import write_bytes
-from federation.errors import ConfigError, PrivacyBudgetError
+from federation.core.atomic import write_bytes
+from federation.core.errors import ConfigError, PrivacyBudgetError
 
 STATE_SUFFIX = ".ledger-state.json"
 
@@ -66,7 +66,7 @@ class NodeIdentity:
             if not create:
                 raise ConfigError(f"node config 'node-key' {key_path}: file not found; give this "
                                   "node's private key (SITE.key)")
-            from federation.pki import create_node_key
+            from federation.security.pki import create_node_key
 
             created, _ = create_node_key(site, key_path.parent)
             created.rename(key_path)

@@ -29,19 +29,26 @@ from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.app_utils import start_parent_process_monitor
 from flwr.supercore.constant import TaskType
 from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
-from flwr.supercore.interceptors import (RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor,
-                                         SuperExecAuthHttpInterceptor)
+from flwr.supercore.interceptors import (
+    RuntimeTokenHttpInterceptor,
+    RuntimeVersionHttpInterceptor,
+    SuperExecAuthHttpInterceptor,
+)
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
-from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
+from flwr.supernode.runtime.run_clientapp import (
+    pull_task_input,
+    push_message,
+    push_task_output,
+)
 
 import client
 import federation
 from client.app_pin import DEFAULT_PIN, NOT_PINNED, AppPin, installed_code, pin_problems
-from federation import keys
+from federation.core import wire
 
 log = logging.getLogger(__name__)
-APP_NOT_PINNED = keys.APP_NOT_PINNED  # error code of the refusal (federation/keys.py)
+APP_NOT_PINNED = wire.APP_NOT_PINNED  # error code of the refusal (federation/core/wire.py)
 TOKEN_ENV = "LHSFED_TASK_TOKEN"  # the task token travels in the environment, not in argv
 POLL_SECONDS = 1.0  # Flower's SuperExec default
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from federation import keys
-from federation.dataspec import DatasetSpec, FeatureSpec
-from federation.errors import ConfigError, DataError
-from federation.metrics import HIST_BINS, score_histograms
+from federation.core import wire
+from federation.core.dataspec import DatasetSpec, FeatureSpec
+from federation.core.errors import ConfigError, DataError
+from federation.core.metrics import HIST_BINS, score_histograms
 
 DEFAULT_MIN_CELL = 10
 DEFAULT_MIN_TEST_ROWS = 50
@@ -99,9 +99,9 @@ def released_feature_statistics(x_train: np.ndarray, spec: DatasetSpec, *,
         keep[cols] = feature_releasable(x_train[:, cols], feat, min_cell=min_cell)
     observed = ~np.isnan(x_train) & keep
     values = np.where(observed, x_train, 0.0).astype("float64")
-    return {keys.STATS_COUNT: observed.sum(0).astype(float).tolist(),
-            keys.STATS_SUM: values.sum(0).tolist(),
-            keys.STATS_SUMSQ: (values**2).sum(0).tolist()}
+    return {wire.STATS_COUNT: observed.sum(0).astype(float).tolist(),
+            wire.STATS_SUM: values.sum(0).tolist(),
+            wire.STATS_SUMSQ: (values**2).sum(0).tolist()}
 
 
 def evaluation_refusal(y_test: np.ndarray, *, min_rows: int = DEFAULT_MIN_TEST_ROWS,

@@ -8,7 +8,7 @@ leave: the mod replaces them by a masked integer vector; only the scalar metrics
 site name travel in the clear. Plain (non-SecAgg) messages pass straight through.
 
 Two hardenings of Flower's mod (see docs/secure_aggregation.md): masks come from the
-cryptographic generator in ``federation/secagg_masks.py`` (installed at import, on the server
+cryptographic generator in ``federation/core/secagg_masks.py`` (installed at import, on the server
 side too), and an unmask request is checked before any secret share leaves (``unmask_refusal``).
 """
 
@@ -23,18 +23,31 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common.secure_aggregation.secaggplus_constants import (RECORD_KEY_CONFIGS, RECORD_KEY_STATE,
-                                                                 Key, Stage)
-from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
+from flwr.common import (
+    Code,
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.common.secure_aggregation.secaggplus_constants import (
+    RECORD_KEY_CONFIGS,
+    RECORD_KEY_STATE,
+    Key,
+    Stage,
+)
+from flwr.compat.common.recorddict_compat import (
+    fitres_to_recorddict,
+    recorddict_to_fitins,
+)
 
-from federation import keys, secagg_masks
-from federation.errors import PrivacyBudgetError
+from federation.core import secagg_masks, wire
+from federation.core.errors import PrivacyBudgetError
 
 log = logging.getLogger(__name__)
 secagg_masks.install()  # Flower's 32-bit mask PRG -> ChaCha20 over the whole key (both sides)
 
-UNMASK_REFUSED = keys.UNMASK_REFUSED  # this site refused to release secret shares
+UNMASK_REFUSED = wire.UNMASK_REFUSED  # this site refused to release secret shares
 
 
 def is_secure_aggregation(message: Message) -> bool:
@@ -45,11 +58,11 @@ def _to_our_layout(message: Message) -> dict[str, np.ndarray]:
     """Rewrite legacy fit instructions in place as our layout; returns the global weights."""
     fitins = recorddict_to_fitins(message.content, keep_input=True)
     config = dict(fitins.config)
-    names = str(config.pop(keys.ARRAY_NAMES)).split(",")
+    names = str(config.pop(wire.ARRAY_NAMES)).split(",")
     global_weights = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
     state_dict = {name: torch.from_numpy(array) for name, array in global_weights.items()}
-    message.content = RecordDict({keys.ARRAYS: ArrayRecord(state_dict),
-                                  keys.CONFIG: ConfigRecord(config)})
+    message.content = RecordDict({wire.ARRAYS: ArrayRecord(state_dict),
+                                  wire.CONFIG: ConfigRecord(config)})
     return global_weights
 
 
@@ -68,16 +81,16 @@ def _legacy_reply(request: Message, reply: Message, global_weights: dict[str, np
     """Our train reply -> legacy fit result carrying the update, plus our metrics and site."""
     if reply.has_error():
         raise PrivacyBudgetError(reply.error.reason)  # SecAgg+ drops this site from the round
-    local = reply.content[keys.ARRAYS].to_numpy_ndarrays()
+    local = reply.content[wire.ARRAYS].to_numpy_ndarrays()
     update = [np.asarray(w, dtype="float64") - np.asarray(g, dtype="float64")
               for w, g in zip(local, global_weights.values(), strict=True)]
-    num_examples = int(reply.content[keys.METRICS][keys.NUM_EXAMPLES])
+    num_examples = int(reply.content[wire.METRICS][wire.NUM_EXAMPLES])
     _check_range(update, num_examples, context)
     fitres = FitRes(status=Status(code=Code.OK, message=""), parameters=ndarrays_to_parameters(update),
                     num_examples=num_examples, metrics={})
     content = fitres_to_recorddict(fitres, keep_input=False)
-    content[keys.METRICS] = reply.content[keys.METRICS]
-    content[keys.SITE] = reply.content[keys.SITE]
+    content[wire.METRICS] = reply.content[wire.METRICS]
+    content[wire.SITE] = reply.content[wire.SITE]
     return Message(content, reply_to=request)
 
 

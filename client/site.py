@@ -14,9 +14,9 @@ from pathlib import Path
 
 from client.site_cache import ByteBoundedCache, cache_limit_bytes
 from client.site_check import validated_site
-from federation.data import SiteData, site_file
-from federation.dataspec import DatasetSpec
-from federation.errors import ConfigError
+from federation.core.data import SiteData, site_file
+from federation.core.dataspec import DatasetSpec
+from federation.core.errors import ConfigError
 
 DATA_PATH = "data-path"
 SITE_NAME = "site-name"

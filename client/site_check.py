@@ -1,6 +1,6 @@
 """Check a site's data file against the task's dataset spec, before any node starts.
 
-The file is streamed (:mod:`federation.site_table`): chunks of rows are checked and counted,
+The file is streamed (:mod:`federation.core.site_table`): chunks of rows are checked and counted,
 so memory stays bounded whatever the file's size, and the reading rules (what is missing,
 what is refused) are the loader's own.
 
@@ -20,11 +20,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from federation.data import SiteData, load_site
-from federation.dataspec import DatasetSpec, FeatureSpec
-from federation.errors import DataError
-from federation.site_table import (Progress, blank_cells, csv_chunks, parquet_chunks, parse_numbers,
-                                   refusal_reason)
+from federation.core.data import SiteData, load_site
+from federation.core.dataspec import DatasetSpec, FeatureSpec
+from federation.core.errors import DataError
+from federation.core.site_table import (
+    Progress,
+    blank_cells,
+    csv_chunks,
+    parquet_chunks,
+    parse_numbers,
+    refusal_reason,
+)
 
 
 @dataclass

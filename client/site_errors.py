@@ -20,8 +20,13 @@ from flwr.app import Context, Error, Message
 from client.node_identity import LedgerError
 from client.site_policy import LEDGER_DIR_ENV, LEDGER_PATH
 from client.site_spec import SpecMismatch
-from federation import keys
-from federation.errors import ConfigError, DataError, LhsFedError, PrivacyBudgetError
+from federation.core import wire
+from federation.core.errors import (
+    ConfigError,
+    DataError,
+    LhsFedError,
+    PrivacyBudgetError,
+)
 
 log = logging.getLogger("lhsfed.site")
 SITE_LOG = "site.log"
@@ -38,21 +43,21 @@ class EvaluationRefused(LhsFedError):
 def _category(err: BaseException) -> tuple[int, str]:
     """(code, reason that may leave the site) for an exception."""
     if isinstance(err, LedgerError):
-        return keys.BUDGET_REFUSED, f"budget refused: privacy ledger not trusted: {err.public}"
+        return wire.BUDGET_REFUSED, f"budget refused: privacy ledger not trusted: {err.public}"
     if isinstance(err, PrivacyBudgetError):  # ε numbers and the site's rule, no data
-        return keys.BUDGET_REFUSED, f"budget refused: {err}"
+        return wire.BUDGET_REFUSED, f"budget refused: {err}"
     if isinstance(err, SpecMismatch):
-        return keys.SPEC_MISMATCH, f"spec mismatch: {err}"
+        return wire.SPEC_MISMATCH, f"spec mismatch: {err}"
     if isinstance(err, RunConfigError):
-        return keys.RUN_CONFIG_REFUSED, f"run config refused: {err}"
+        return wire.RUN_CONFIG_REFUSED, f"run config refused: {err}"
     if isinstance(err, EvaluationRefused):
-        return keys.EVALUATION_REFUSED, f"evaluation refused: {err}"
+        return wire.EVALUATION_REFUSED, f"evaluation refused: {err}"
     if isinstance(err, DataError):
         problems = str(err).count("; ") + 1
-        return keys.DATA_CHECK_FAILED, f"data check failed: {problems} problem{'s' * (problems > 1)}"
+        return wire.DATA_CHECK_FAILED, f"data check failed: {problems} problem{'s' * (problems > 1)}"
     if isinstance(err, ConfigError):
-        return keys.SITE_CONFIG_ERROR, "site configuration error"
-    return keys.SITE_ERROR, f"site error ({type(err).__name__})"
+        return wire.SITE_CONFIG_ERROR, "site configuration error"
+    return wire.SITE_ERROR, f"site error ({type(err).__name__})"
 
 
 def _log_file(context: Context) -> Path | None:
@@ -88,7 +93,7 @@ def error_reply(message: Message, context: Context, err: BaseException) -> Messa
     """Log ``err`` in full at the site and answer with its code and category only."""
     _log_locally(context, message, err)
     code, reason = _category(err)
-    if code in (keys.DATA_CHECK_FAILED, keys.SITE_CONFIG_ERROR, keys.SITE_ERROR):
+    if code in (wire.DATA_CHECK_FAILED, wire.SITE_CONFIG_ERROR, wire.SITE_ERROR):
         reason += " (details in the site's log)"
     return Message(Error(code=code, reason=reason), reply_to=message)
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from federation.errors import ConfigError, collect_then_raise
+from federation.core.errors import ConfigError, collect_then_raise
 
 LEDGER_PATH = "ledger-path"
 MAX_EPSILON = "max-epsilon"

@@ -16,8 +16,8 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from federation.dataspec import DatasetSpec, load_spec_file
-from federation.errors import ConfigError
+from federation.core.dataspec import DatasetSpec, load_spec_file
+from federation.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 # Where the packaged copy of a public dataset lives: not part of the schema.

@@ -19,8 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from client.site_randomness import SitePoissonSampler, SiteRandomness, use_site_noise
-from federation.privacy import History, sample_rate, steps_per_epoch
-from federation.settings import PrivacySettings, TrainSettings
+from federation.core.privacy import History, sample_rate, steps_per_epoch
+from federation.core.settings import PrivacySettings, TrainSettings
 
 log = logging.getLogger(__name__)
 # How Opacus gets per-sample gradient norms: ghost clipping measured fastest on our MLPs

@@ -7,7 +7,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from federation.settings import RunSettings
+from federation.core.settings import RunSettings
 from server.federation_loop import run_federation
 from server.run_folder import refuse_outside_runs_root
 

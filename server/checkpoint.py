@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord
 
-from federation import atomic
-from federation.errors import ConfigError, DataError
-from federation.safe_load import load_weights_only
+from federation.core import atomic
+from federation.core.errors import ConfigError, DataError
+from federation.core.safe_load import load_weights_only
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1

@@ -15,9 +15,9 @@ import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from federation import keys
-from federation.dataspec import DatasetSpec
-from federation.errors import FederationError
+from federation.core import wire
+from federation.core.dataspec import DatasetSpec
+from federation.core.errors import FederationError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: 
     ``prior`` (:func:`spec_prior` of the run's dataset) fills columns no site released.
     """
     messages = [
-        Message(RecordDict({keys.CONFIG: ConfigRecord({keys.QUERY_KIND: keys.QUERY_FEATURE_STATS})}),
+        Message(RecordDict({wire.CONFIG: ConfigRecord({wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})}),
                 dst_node_id=node, message_type=MessageType.QUERY)
         for node in node_ids
     ]
@@ -76,17 +76,17 @@ def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: 
         log.warning("site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason)
     # Sorted by site: the sums, hence the initial model, do not depend on arrival order.
     replies = sorted((r for r in answers if not r.has_error()),
-                     key=lambda r: str(r.content[keys.SITE][keys.SITE_NAME]))
+                     key=lambda r: str(r.content[wire.SITE][wire.SITE_NAME]))
     if not replies:
         lines = errors[0].error.reason.strip().splitlines() if errors else ["no reply in time"]
         first = (lines or ["(no reason given)"])[-1][:500]
         raise FederationError(f"no site could send its feature statistics ({len(errors)} of "
                               f"{len(node_ids)} failed); the first reason: {first}")
-    parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])
-             for m in (r.content[keys.METRICS] for r in replies)]
+    parts = [(m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
+             for m in (r.content[wire.METRICS] for r in replies)]
     mean, std = combine_statistics(parts, prior=prior)
     unreleased = int((np.sum([p[0] for p in parts], axis=0) == 0).sum())
     if unreleased:
         log.info("%s feature columns released by no site: scaled by the spec's prior", unreleased)
-    return mean, std, {int(r.metadata.src_node_id): str(r.content[keys.SITE][keys.SITE_NAME])
+    return mean, std, {int(r.metadata.src_node_id): str(r.content[wire.SITE][wire.SITE_NAME])
                        for r in replies}

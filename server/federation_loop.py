@@ -18,16 +18,29 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
-from federation import keys
-from federation.errors import FederationError
-from federation.model import build_model
-from federation.settings import RunSettings, model_spec  # re-exported for callers of this module
-from server.checkpoint import Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from federation.core import wire
+from federation.core.errors import FederationError
+from federation.core.model import build_model
+from federation.core.settings import (  # re-exported for callers of this module
+    RunSettings,
+    model_spec,
+)
+from server.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from server.exchange import Exchange, exchange, only_nodes
 from server.feature_stats import query_statistics, spec_prior
 from server.progress import show_round, show_stop
-from server.exchange import Exchange, exchange, only_nodes
-from server.round_records import (evaluation_record, failures, json_safe, sites_by_node,
-                                  train_by_site)
+from server.round_records import (
+    evaluation_record,
+    failures,
+    json_safe,
+    sites_by_node,
+    train_by_site,
+)
 from server.run_folder import RunFolder
 from server.secure_aggregation import secure_train_round
 from server.selection import chosen_round, should_stop
@@ -107,7 +120,7 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
                                                         timeout, sites)
     # The test CI every round: with early stopping no round is known to be the last one, and
     # the bootstrap costs a site ~0.4 s at 10k test rows (0.02 s at 100).
-    with_ci = ConfigRecord({keys.WITH_CI: True})
+    with_ci = ConfigRecord({wire.WITH_CI: True})
     # Only the nodes that trained: a node that let the train timeout pass is not waited for a
     # second time, and a site that did not train the round refuses to score it anyway.
     messages = only_nodes(strategy.configure_evaluate(server_round, arrays, with_ci, grid),
@@ -118,7 +131,7 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
         "round": server_round,
         "train": trained,
         "evaluate": evaluation_record(evaluate.replies),  # test rows: reported, never chosen by
-        "validation": evaluation_record(evaluate.replies, prefix=keys.VALIDATION_PREFIX),
+        "validation": evaluation_record(evaluate.replies, prefix=wire.VALIDATION_PREFIX),
         "failures": train.failures + evaluate.failures,
         # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
         "rejected": [] if secagg else [r.to_dict() for r in strategy.rejected],

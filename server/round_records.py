@@ -8,24 +8,24 @@ from collections.abc import Iterable
 import numpy as np
 from flwr.app import Message
 
-from federation import keys
-from federation.evaluation import SITE_WIRE_KEYS
-from federation.metrics import pooled_from_histograms
+from federation.core import wire
+from federation.core.evaluation import SITE_WIRE_KEYS
+from federation.core.metrics import pooled_from_histograms
 
-TRAIN_FIELDS = {"loss": keys.TRAIN_LOSS, "num_examples": keys.NUM_EXAMPLES, "epsilon": keys.EPSILON,
-                "steps": keys.STEPS, "noise_multiplier": keys.NOISE_MULTIPLIER,
-                "sample_rate": keys.SAMPLE_RATE, "site_epsilon": keys.SITE_EPSILON, "delta": keys.DELTA}
-EVAL_FIELDS = {"auroc": keys.AUROC, "auprc": keys.AUPRC, "brier": keys.BRIER,
-               "loss": keys.EVAL_LOSS, "n_test": keys.N_TEST, "n_positive": keys.N_POSITIVE,
+TRAIN_FIELDS = {"loss": wire.TRAIN_LOSS, "num_examples": wire.NUM_EXAMPLES, "epsilon": wire.EPSILON,
+                "steps": wire.STEPS, "noise_multiplier": wire.NOISE_MULTIPLIER,
+                "sample_rate": wire.SAMPLE_RATE, "site_epsilon": wire.SITE_EPSILON, "delta": wire.DELTA}
+EVAL_FIELDS = {"auroc": wire.AUROC, "auprc": wire.AUPRC, "brier": wire.BRIER,
+               "loss": wire.EVAL_LOSS, "n_test": wire.N_TEST, "n_positive": wire.N_POSITIVE,
                **SITE_WIRE_KEYS}
 
 
 def site_of(reply: Message) -> str:
-    return str(reply.content[keys.SITE][keys.SITE_NAME])
+    return str(reply.content[wire.SITE][wire.SITE_NAME])
 
 
 def _pick(reply: Message, fields: dict[str, str]) -> dict[str, float]:
-    metrics = reply.content[keys.METRICS]
+    metrics = reply.content[wire.METRICS]
     return {name: metrics[key] for name, key in fields.items() if key in metrics}
 
 
@@ -36,7 +36,7 @@ def train_by_site(replies: Iterable[Message]) -> dict[str, dict[str, float]]:
 def sites_by_node(replies: Iterable[Message]) -> dict[int, str]:
     """Flower node id -> site name, from the replies that named their site."""
     return {int(r.metadata.src_node_id): site_of(r) for r in replies
-            if not r.has_error() and keys.SITE in r.content}
+            if not r.has_error() and wire.SITE in r.content}
 
 
 def failures(replies: Iterable[Message], *, stage: str = "train",
@@ -68,7 +68,7 @@ def unanswered(nodes: Iterable[int], *, stage: str, timeout: float,
 
 def _unprefixed(reply: Message, prefix: str) -> dict:
     """The reply's metrics whose key starts with ``prefix``, under the plain wire keys."""
-    metrics = reply.content[keys.METRICS]
+    metrics = reply.content[wire.METRICS]
     return {k[len(prefix):]: metrics[k] for k in metrics.keys() if k.startswith(prefix)}
 
 
@@ -76,12 +76,12 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     """Pooled metrics: AUROC/AUPRC from summed histograms, the rest weighted by n_test."""
     if not metrics:
         return {}
-    pos = np.sum([m[keys.SCORE_HIST_POS] for m in metrics], axis=0)
-    neg = np.sum([m[keys.SCORE_HIST_NEG] for m in metrics], axis=0)
-    n = np.array([m[keys.N_TEST] for m in metrics], dtype=float)
+    pos = np.sum([m[wire.SCORE_HIST_POS] for m in metrics], axis=0)
+    neg = np.sum([m[wire.SCORE_HIST_NEG] for m in metrics], axis=0)
+    n = np.array([m[wire.N_TEST] for m in metrics], dtype=float)
     pooled = pooled_from_histograms(pos, neg)
-    pooled["brier"] = float(np.average([m[keys.BRIER] for m in metrics], weights=n))
-    pooled["loss"] = float(np.average([m[keys.EVAL_LOSS] for m in metrics], weights=n))
+    pooled["brier"] = float(np.average([m[wire.BRIER] for m in metrics], weights=n))
+    pooled["loss"] = float(np.average([m[wire.EVAL_LOSS] for m in metrics], weights=n))
     pooled["n_test"] = int(n.sum())
     return pooled
 
@@ -91,7 +91,7 @@ def evaluation_record(replies: Iterable[Message], prefix: str = "") -> dict[str,
     validation split; a site that released nothing for that split is left out."""
     ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
     by_site = {site_of(r): _unprefixed(r, prefix) for r in ok}
-    by_site = {site: m for site, m in by_site.items() if keys.N_TEST in m}
+    by_site = {site: m for site, m in by_site.items() if wire.N_TEST in m}
     return {"sites": {site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
                       for site, m in by_site.items()},
             "pooled": pooled_evaluation(list(by_site.values()))}

@@ -9,10 +9,10 @@ from typing import Any
 
 from flwr.app import ArrayRecord
 
-from federation import atomic
-from federation.errors import ConfigError
-from federation.model import ModelSpec
-from federation.settings import RunSettings
+from federation.core import atomic
+from federation.core.errors import ConfigError
+from federation.core.model import ModelSpec
+from federation.core.settings import RunSettings
 
 METRICS = "metrics.jsonl"
 MODEL = "model.pt"

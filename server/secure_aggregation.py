@@ -14,7 +14,7 @@ Quantization error: each site's value is stochastically rounded to a step of 2c/
 mean update differs from plain FedAvg's by at most ``tolerance(k) = k·2c/Q`` per weight for
 k sites (c = 8, Q = 2^22: 3.8e-6 per site). Every reply the server received is summarised
 per stage in the round record, so anyone can check that no plaintext array arrived.
-Masks are drawn from ``federation/secagg_masks.py`` (installed at import, as on the client
+Masks are drawn from ``federation/core/secagg_masks.py`` (installed at import, as on the client
 side), not from Flower's 32-bit ``pseudo_rand_gen``.
 """
 
@@ -25,10 +25,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    RecordDict,
+)
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
-from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters, parameters_to_arrayrecord
+from flwr.compat.common.recorddict_compat import (
+    arrayrecord_to_parameters,
+    parameters_to_arrayrecord,
+)
 from flwr.server import SimpleClientManager
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.compat.legacy_context import LegacyContext
@@ -38,8 +48,8 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 
-from federation import keys, secagg_masks
-from federation.settings import RunSettings
+from federation.core import secagg_masks, wire
+from federation.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
 secagg_masks.install()  # Flower's 32-bit mask PRG -> ChaCha20 over the whole key (both sides)
@@ -94,19 +104,19 @@ def received_summary(replies: list[tuple[str, Message]]) -> dict[str, dict[str, 
 def screen_budgets(grid: Grid, nodes: list[int], server_round: int, timeout: float
                    ) -> tuple[dict[int, int], list[Message]]:
     """Sites whose own ε cap allows this round (node -> examples), and the others' refusals."""
-    query = f"{MessageType.QUERY}.{keys.QUERY_BUDGET}"
-    messages = [Message(RecordDict({keys.CONFIG: ConfigRecord({keys.SERVER_ROUND: server_round})}),
+    query = f"{MessageType.QUERY}.{wire.QUERY_BUDGET}"
+    messages = [Message(RecordDict({wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: server_round})}),
                         dst_node_id=node, message_type=query) for node in nodes]
     replies = list(grid.send_and_receive(messages, timeout=timeout))
-    return ({r.metadata.src_node_id: int(r.content[keys.METRICS][keys.NUM_EXAMPLES])
+    return ({r.metadata.src_node_id: int(r.content[wire.METRICS][wire.NUM_EXAMPLES])
              for r in replies if not r.has_error()},
             [r for r in replies if r.has_error()])
 
 
 def _fit_config(settings: RunSettings, server_round: int, names: list[str]) -> dict[str, Any]:
-    config: dict[str, Any] = {keys.SERVER_ROUND: server_round, keys.ARRAY_NAMES: ",".join(names)}
+    config: dict[str, Any] = {wire.SERVER_ROUND: server_round, wire.ARRAY_NAMES: ",".join(names)}
     if settings.strategy.name == "fedprox":
-        config[keys.PROXIMAL_MU] = float(settings.strategy.params.get("proximal_mu", 0.0))
+        config[wire.PROXIMAL_MU] = float(settings.strategy.params.get("proximal_mu", 0.0))
     return config
 
 
@@ -163,5 +173,5 @@ def secure_train_round(grid: Grid, settings: RunSettings, server_round: int, arr
         log.warning("round %s: secure aggregation did not complete; global model unchanged",
                     server_round)
     report["received"] = received_summary(witness.replies)
-    trained = [r for _, r in witness.replies if r.has_error() or keys.METRICS in r.content]
+    trained = [r for _, r in witness.replies if r.has_error() or wire.METRICS in r.content]
     return arrays, refusals + trained, report

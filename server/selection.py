@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from federation.settings import EarlyStoppingSettings
+from federation.core.settings import EarlyStoppingSettings
 
 Record = dict[str, Any]
 HIGHER_IS_BETTER = {"loss": False, "auroc": True}

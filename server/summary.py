@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from federation.settings import RunSettings
+from federation.core.settings import RunSettings
 from server.selection import chosen_round, select, should_stop
 
 POOLED_KEYS = ("auroc", "auprc", "brier")

@@ -9,12 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from flwr.serverapp.strategy import (
-    FedAdagrad, FedAdam, FedAvg, FedMedian, FedProx, FedTrimmedAvg, FedYogi, Krum, Strategy,
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    Strategy,
 )
 
-from federation import keys
-from federation.errors import ConfigError
-from federation.settings import StrategySettings
+from federation.core import wire
+from federation.core.errors import ConfigError
+from federation.core.settings import StrategySettings
 from strategies.validated import ValidatedStrategy
 
 SAMPLING = ("fraction_train", "fraction_evaluate", "min_train_nodes", "min_evaluate_nodes",
@@ -53,8 +61,8 @@ def build_strategy(settings: StrategySettings) -> Strategy:
     """The Flower strategy for ``settings.name``, weighting by each site's example count."""
     cls, _ = _CLASSES.get(settings.name, (None, ()))
     kwargs = strategy_kwargs(settings)
-    return cls(weighted_by_key=keys.NUM_EXAMPLES, arrayrecord_key=keys.ARRAYS,
-               configrecord_key=keys.CONFIG, **kwargs)
+    return cls(weighted_by_key=wire.NUM_EXAMPLES, arrayrecord_key=wire.ARRAYS,
+               configrecord_key=wire.CONFIG, **kwargs)
 
 
 def build_validated_strategy(settings: StrategySettings, *, seed: int | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from federation.errors import ConfigError
+from federation.core.errors import ConfigError
 
 MOMENT_ATTRIBUTES = ("m_t", "v_t")
 

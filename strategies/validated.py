@@ -18,7 +18,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from federation import keys
+from federation.core import wire
 from strategies import validation
 from strategies.state import load_strategy_state, strategy_state
 from strategies.validation import Rejection
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _site(reply: Message) -> str:
     try:
-        return str(reply.content[keys.SITE][keys.SITE_NAME])
+        return str(reply.content[wire.SITE][wire.SITE_NAME])
     except KeyError:
         return f"node-{reply.metadata.src_node_id}"
 
@@ -85,7 +85,7 @@ class ValidatedStrategy(Strategy):
     def screen(self, replies: Iterable[Message]) -> tuple[list[Message], list[Rejection]]:
         """(usable replies sorted by site, rejections) among the replies without an error."""
         ok = [r for r in replies if not r.has_error()]
-        weight_key = getattr(self.inner, "weighted_by_key", keys.NUM_EXAMPLES)
+        weight_key = getattr(self.inner, "weighted_by_key", wire.NUM_EXAMPLES)
         arrays = [_arrays(r) for r in ok]
         reasons = validation.screen([a or {} for a in arrays], self._reference,
                                     factor=self.norm_factor, max_norm=self.max_update_norm)

@@ -2,7 +2,7 @@
 broken copies of each kind of input (model, card, patients CSV, keys, CA, synth folder).
 
 Built once per module (``build_corpus``): the run is one round of the real ServerApp loop
-and ClientApp in this process (``federation.inprocess``, no Ray), ~10 s with its exports.
+and ClientApp in this process (``federation.coordinator.inprocess``, no Ray), ~10 s with its exports.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from federation.data import site_file
-from federation.flwr_app_config import compose_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.data import site_file
 
 RUN_OVERRIDES = ["privacy=off", "rounds=1"]
 COLUMNS = "age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal".split(",")
@@ -24,7 +24,7 @@ COLUMNS = "age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,t
 
 def _tiny_run(run: Path) -> None:
     """A finished one-round run folder, with the .hydra/config.yaml lhsfed-train would save."""
-    from federation.inprocess import run_config_for, run_in_process
+    from federation.coordinator.inprocess import run_config_for, run_in_process
 
     plain = compose_config(RUN_OVERRIDES)
     plain["output_dir"] = str(run)
@@ -34,7 +34,7 @@ def _tiny_run(run: Path) -> None:
 
 
 def _exports(d: Path) -> None:
-    from federation.cli import main as lhsfed
+    from federation.cli.main import main as lhsfed
 
     assert lhsfed(["export", str(d / "run"), "--format", "onnx", "--out", str(d / "onnx")]) == 0
     assert lhsfed(["export", str(d / "run"), "--format", "torchscript", "--out", str(d / "ts")]) == 0
@@ -104,7 +104,7 @@ def _patients(d: Path) -> None:
 
 def site_file_rows(n: int = 6) -> list[list[str]]:
     """The first ``n`` complete Cleveland rows, features only, as text."""
-    from federation.dataspec import load_spec_file
+    from federation.core.dataspec import load_spec_file
 
     spec = load_spec_file(Path(__file__).resolve().parents[1] / "configs" / "data" / "uci_heart.yaml")
     lines = site_file(spec, "cleveland").read_text().splitlines()
@@ -112,8 +112,7 @@ def site_file_rows(n: int = 6) -> list[list[str]]:
 
 
 def _keys(d: Path) -> None:
-    from federation import pki
-
+    from federation.security import pki
     pki.create_node_key("site", d / "keys")
     pki.create_signing_key("publisher", d / "keys")
     pki.create_ca(d / "ca")

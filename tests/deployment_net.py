@@ -19,9 +19,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federation import pki
-from federation.data import embedded_dir
-from federation.flwr_connection import CONNECTION, register_node, run_flwr, write_flower_home
+from federation.coordinator.flwr_connection import (
+    CONNECTION,
+    register_node,
+    run_flwr,
+    write_flower_home,
+)
+from federation.core.data import embedded_dir
+from federation.security import pki
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -225,7 +230,7 @@ class Network:
 
 def embedded_dir_for_tests() -> dict[str, Path]:
     """Each UCI site's embedded file, by site name."""
-    from federation.commands.site import load_dataset_spec
+    from federation.cli.site import load_dataset_spec
 
     spec = load_dataset_spec("uci_heart")
     return {site: embedded_dir(spec) / name for site, name in spec.sites.items()}

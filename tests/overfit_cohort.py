@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from federation.synth import cohorts, dataset_spec
-from federation.inprocess import run_config_for
+from federation.coordinator.inprocess import run_config_for
+from federation.modeler.synth import cohorts, dataset_spec
 
 NOISE_FEATURES = 20
 

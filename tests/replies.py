@@ -5,11 +5,19 @@ from __future__ import annotations
 from uuid import uuid4
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.supercore.task_identity import TaskIdentity
 
-from federation import keys
-from federation.model import ModelSpec, build_model
+from federation.core import wire
+from federation.core.model import ModelSpec, build_model
 
 
 def global_arrays(seed: int = 0) -> ArrayRecord:
@@ -34,8 +42,8 @@ def train_reply(site: str, node: int, arrays: dict[str, np.ndarray], n: int) -> 
     instruction = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
     instruction.metadata.__dict__["_message_id"] = str(uuid4())
     content = RecordDict({
-        keys.ARRAYS: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-        keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: n, keys.TRAIN_LOSS: 0.5}),
-        keys.SITE: ConfigRecord({keys.SITE_NAME: site}),
+        wire.ARRAYS: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+        wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: n, wire.TRAIN_LOSS: 0.5}),
+        wire.SITE: ConfigRecord({wire.SITE_NAME: site}),
     })
     return Message(content, reply_to=instruction)

@@ -11,12 +11,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
-from federation import keys, pki
-from federation.commands.site import DATA_CONFIGS, load_dataset_spec
-from federation.data import embedded_dir
-from federation.inprocess import run_config_for
-from federation.model import build_model
-from federation.settings import RunSettings, model_spec
+from federation.cli.site import DATA_CONFIGS, load_dataset_spec
+from federation.coordinator.inprocess import run_config_for
+from federation.core import wire
+from federation.core.data import embedded_dir
+from federation.core.model import build_model
+from federation.core.settings import RunSettings, model_spec
+from federation.security import pki
 from tests.inprocess_grid import InProcessGrid
 
 NODE = 11
@@ -53,9 +54,9 @@ def initial_arrays(config: dict) -> ArrayRecord:
 def message(kind: str, arrays: ArrayRecord | None, server_round: int = 1, **config) -> Message:
     """A coordinator's message (``kind``: train, evaluate, query) as the ServerApp sends it."""
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
-    content = RecordDict({keys.CONFIG: ConfigRecord({keys.SERVER_ROUND: server_round, **config})})
+    content = RecordDict({wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: server_round, **config})})
     if arrays is not None:
-        content[keys.ARRAYS] = arrays
+        content[wire.ARRAYS] = arrays
     return Message(content, dst_node_id=NODE, message_type=kind)
 
 

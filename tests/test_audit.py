@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federation.audit.attacks import attack_metrics, lira_offline_scores
-from federation.data import embedded_dir
-from federation.flwr_app_config import default_run_config
-from federation.settings import RunSettings
-from federation.cli import main
+from federation.cli.main import main
+from federation.coordinator.flwr_app_config import default_run_config
+from federation.core.data import embedded_dir
+from federation.core.settings import RunSettings
+from federation.modeler.audit.attacks import attack_metrics, lira_offline_scores
 from tests.conftest import read_json, run_launcher
 
 # The non-private run of docs/privacy.md: small sites, many epochs, so the model memorises.

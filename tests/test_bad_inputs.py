@@ -1,6 +1,6 @@
 """Bad-input corpus: every case exits 2 with one clear last line, no traceback, no file changed.
 
-``lhsfed`` cases call ``federation.cli.main`` in-process (what the console script runs, less
+``lhsfed`` cases call ``federation.cli.main.main`` in-process (what the console script runs, less
 its ``sys.exit``); a few also go through the real console script. ``lhsfed-train`` cases run
 the launcher; its refusals before the runtime have their own list
 (``tests/bad_input_cases_launcher.py``, run by ``tests/test_launcher_refusals.py``).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from federation.cli import main as lhsfed
+from federation.cli.main import main as lhsfed
 from tests.bad_inputs_cases import CASES, LAUNCHER_CASES, SUBPROCESS_IDS
 from tests.bad_inputs_files import build_corpus, snapshot
 from tests.conftest import REPO, run_launcher
@@ -109,8 +109,8 @@ def test_the_weak_versions_fall_for_what_the_corpus_refuses(corpus):
     import numpy as np
     import pandas as pd
 
-    from federation.input_files import same_file
-    from federation.scoring import run_model
+    from federation.core.input_files import same_file
+    from federation.modeler.scoring import run_model
 
     data = corpus / "patients.csv"
     for alias in (corpus / "link.csv", corpus / "hard.csv", corpus / "folder" / ".." / "patients.csv"):

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from federation.cli import main
-from federation.data import site_file
-from federation.dataspec import load_spec_file
+from federation.cli.main import main
+from federation.core.data import site_file
+from federation.core.dataspec import load_spec_file
 from tests.conftest import REPO, read_json, run_launcher
 
 SPEC = load_spec_file(REPO / "configs" / "data" / "uci_heart.yaml")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from client.budget import MAX_NOISE_MULTIPLIER, noise_for_rest
-from federation.privacy import calibrate_noise, epsilon_spent
+from federation.core.privacy import calibrate_noise, epsilon_spent
 
 RATE, STEPS, DELTA = 1 / 13, 13, 1e-5
 

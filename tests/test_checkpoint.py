@@ -13,9 +13,14 @@ import pytest
 import torch
 from flwr.serverapp.strategy import FedAdam
 
-from federation.errors import ConfigError
-from server.checkpoint import (CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries,
-                               save_checkpoint)
+from federation.core.errors import ConfigError
+from server.checkpoint import (
+    CHECKPOINT,
+    Checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from strategies.state import load_strategy_state, strategy_state
 
 

@@ -24,13 +24,26 @@ import pytest
 from flwr.proto.control_pb2 import ListRunsRequest  # pylint: disable=E0611
 from flwr.supercore.control import ControlHttpClient
 
-from federation import pki
-from federation.deployment import run_status
-from federation.cli import main
-from federation.errors import ConfigError
-from federation.flwr_connection import CONNECTION, run_flwr, write_flower_home
+from federation.cli.main import main
+from federation.coordinator.deployment import run_status
+from federation.coordinator.flwr_connection import (
+    CONNECTION,
+    run_flwr,
+    write_flower_home,
+)
+from federation.core.errors import ConfigError
+from federation.security import pki
 from server.run_folder import refuse_outside_runs_root
-from tests.deployment_net import BIN, DOCKER, REPO, Network, base_env, descendants, free_port, start
+from tests.deployment_net import (
+    BIN,
+    DOCKER,
+    REPO,
+    Network,
+    base_env,
+    descendants,
+    free_port,
+    start,
+)
 
 ATTACKS_NEED = "403 Forbidden"
 

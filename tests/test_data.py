@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federation.data import load_site, read_site_frame, site_file
-from federation.errors import DataError
-from federation.flwr_app_config import compose_config
-from federation.dataspec import parse_dataset_spec
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.data import load_site, read_site_frame, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.errors import DataError
 
 SPEC = parse_dataset_spec(compose_config()["data"])
 ROWS = {"cleveland": 303, "hungary": 294, "switzerland": 123, "va": 200}

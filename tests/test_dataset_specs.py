@@ -9,10 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from federation.data import check_site_sources, load_site, read_site_frame, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.errors import ConfigError, DataError
-from federation.synth import hospital_cohort
+from federation.core.data import (
+    check_site_sources,
+    load_site,
+    read_site_frame,
+    site_file,
+)
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.errors import ConfigError, DataError
+from federation.modeler.synth import hospital_cohort
 from tests.conftest import read_json, run_launcher
 
 SITES = ("north", "south", "east")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from federation.inprocess import run_config_for, run_in_process
+from federation.coordinator.inprocess import run_config_for, run_in_process
 
 
 def test_default_dp_federation_at_epsilon_1_reaches_pooled_auroc_087(tmp_path, monkeypatch):

@@ -17,10 +17,9 @@ from flwr.common.constant import HEARTBEAT_DEFAULT_INTERVAL, HEARTBEAT_PATIENCE
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
-
-from federation import pki
-from federation.cli import main
-from federation.flwr_connection import CONTROL_HINT
+from federation.cli.main import main
+from federation.coordinator.flwr_connection import CONTROL_HINT
+from federation.security import pki
 from server.run_folder import read_rounds
 from tests.conftest import LAUNCHER, read_json
 from tests.deployment_net import BIN, Network, start

@@ -25,7 +25,7 @@ def _logged(imports: str) -> str:
 
 
 def test_importing_the_deployment_path_logs_no_alembic_lines():
-    assert "alembic" not in _logged("import federation.deployment")
+    assert "alembic" not in _logged("import federation.coordinator.deployment")
 
 
 def test_control_alembic_logs_when_flower_simulation_is_imported_alone():

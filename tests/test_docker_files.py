@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from federation import pki
+from federation.security import pki
 from tests.deployment_net import BIN, DOCKER, REPO, base_env
 
 COMPOSE = DOCKER / "compose.yaml"

@@ -1,4 +1,4 @@
-"""Modeler metrics (federation.evaluation) against hand computations and scikit-learn."""
+"""Modeler metrics (federation.core.evaluation) against hand computations and scikit-learn."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from federation.evaluation import (auroc_with_ci, bootstrap_aurocs, calibration_slope_intercept,
-                                   expected_calibration_error, risk_metrics,
-                                   sensitivity_specificity)
+from federation.core.evaluation import (
+    auroc_with_ci,
+    bootstrap_aurocs,
+    calibration_slope_intercept,
+    expected_calibration_error,
+    risk_metrics,
+    sensitivity_specificity,
+)
 
 
 def _calibrated_sample(n: int = 4000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +33,7 @@ def test_auroc_matches_sklearn_and_ci_brackets_it():
 
 
 def test_ci_is_the_same_whether_the_resamples_are_drawn_at_once_or_in_chunks(monkeypatch):
-    import federation.evaluation as evaluation
+    import federation.core.evaluation as evaluation
 
     y, p = _calibrated_sample(400)
     at_once = auroc_with_ci(y, p, resamples=300, seed=3)

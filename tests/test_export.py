@@ -7,13 +7,13 @@ import onnxruntime
 import pytest
 import torch
 
-from federation.baselines import feature_statistics
-from federation.data import encode_features, read_site_frame, site_file
-from federation.export import DeployableModel, RawFeatureEncoder, onnx_bytes
-from federation.model import ModelSpec, build_model, predict_risk
-from federation.settings import RunSettings
-from federation.commands import export as export_command
-from federation import export as export_module
+from federation.cli import export as export_command
+from federation.core.data import encode_features, read_site_frame, site_file
+from federation.core.model import ModelSpec, build_model, predict_risk
+from federation.core.settings import RunSettings
+from federation.modeler import export as export_module
+from federation.modeler.baselines import feature_statistics
+from federation.modeler.export import DeployableModel, RawFeatureEncoder, onnx_bytes
 
 
 def _default_spec():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from client.faults import FAULTS_ENV, Fault, corrupt, mods_from_env, parse_faults
-from federation.errors import ConfigError
+from federation.core.errors import ConfigError
 
 
 def test_parse_faults_reads_sites_kinds_and_rounds():

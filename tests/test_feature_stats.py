@@ -8,10 +8,10 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
-from federation import keys
-from federation.data import load_site, site_file
-from federation.flwr_app_config import compose_config
-from federation.settings import RunSettings, flatten_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core import wire
+from federation.core.data import load_site, site_file
+from federation.core.settings import RunSettings, flatten_config
 from server.feature_stats import combine_statistics
 
 RUN_CONFIG = flatten_config(compose_config(["privacy=off"]))
@@ -26,7 +26,7 @@ def _as_the_server_process():
 
 
 def _query(partition: int) -> Message:
-    content = RecordDict({keys.CONFIG: ConfigRecord({keys.QUERY_KIND: keys.QUERY_FEATURE_STATS})})
+    content = RecordDict({wire.CONFIG: ConfigRecord({wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})})
     message = Message(content, dst_node_id=10 + partition, message_type=MessageType.QUERY)
     context = Context(run_id=1, node_id=10 + partition, node_config={"partition-id": partition},
                       state=RecordDict(), run_config=dict(RUN_CONFIG))
@@ -36,8 +36,8 @@ def _query(partition: int) -> Message:
 def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows(monkeypatch):
     monkeypatch.setenv("LHSFED_MIN_CELL_SIZE", "1")  # every cell released: exact pooling
     replies = [_query(i) for i in range(len(SPEC.sites))]
-    parts = [(m[keys.STATS_COUNT], m[keys.STATS_SUM], m[keys.STATS_SUMSQ])
-             for m in (r.content[keys.METRICS] for r in replies)]
+    parts = [(m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
+             for m in (r.content[wire.METRICS] for r in replies)]
 
     mean, std = combine_statistics(parts)
 
@@ -46,7 +46,7 @@ def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows(m
     # pooled over the sites that released it.
     released = np.array([np.asarray(p[0]) > 0 for p in parts])
     pooled = np.concatenate([np.where(keep, x, np.nan) for keep, x in zip(released, rows)])
-    assert [str(r.content[keys.SITE][keys.SITE_NAME]) for r in replies] == SPEC.site_names
+    assert [str(r.content[wire.SITE][wire.SITE_NAME]) for r in replies] == SPEC.site_names
     assert mean.shape == (len(SPEC.encoded_feature_names()),)
     # Nearly every cell is released at k=1 (7 of 88 withheld since the validation rows left training).
     assert released.sum() >= released.size - 8
@@ -54,13 +54,13 @@ def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows(m
     np.testing.assert_allclose(std, np.nanstd(pooled, axis=0), rtol=0, atol=1e-9)
     # The sites differ (Switzerland records no cholesterol): pooling is not any one site's view.
     chol = SPEC.encoded_feature_names().index("chol")
-    assert [m[keys.STATS_COUNT][chol] for m in (r.content[keys.METRICS] for r in replies)][2] == 0
+    assert [m[wire.STATS_COUNT][chol] for m in (r.content[wire.METRICS] for r in replies)][2] == 0
 
 
 def test_no_site_able_to_answer_stops_the_run_with_the_sites_reason(tmp_path, monkeypatch):
     """Every site's file repeats its header: the run stops with one error naming why."""
-    from federation.errors import FederationError
-    from federation.inprocess import run_config_for, run_in_process
+    from federation.coordinator.inprocess import run_config_for, run_in_process
+    from federation.core.errors import FederationError
 
     header = ",".join(SPEC.columns)
     for site in SPEC.sites:

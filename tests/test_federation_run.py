@@ -9,10 +9,10 @@ import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
-from federation.data import load_site, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.flwr_app_config import compose_config
-from federation.model import ModelSpec, build_model
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.data import load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.model import ModelSpec, build_model
 from tests.conftest import read_json, run_launcher
 
 SITES = {"cleveland", "hungary", "switzerland", "va"}
@@ -70,7 +70,7 @@ def test_epsilon_is_opacus_accounting_of_the_steps_taken_and_within_target(dp_ru
     target = 3.0
 
     for site, metrics in last.items():
-        accountant = RDPAccountant()  # recomputed independently of federation.privacy
+        accountant = RDPAccountant()  # recomputed independently of federation.core.privacy
         accountant.history = [(metrics["noise_multiplier"], metrics["sample_rate"], metrics["steps"])]
         recomputed = accountant.get_epsilon(delta=summary["privacy"]["delta"])
         assert summary["privacy"]["sites"][site]["epsilon"] == pytest.approx(recomputed, rel=1e-9)
@@ -121,13 +121,13 @@ def test_initial_scaling_uses_every_sites_training_rows(dp_run):
     each releases at the simulated sites' minimum cell size, 2), not of whichever simulated
     nodes registered first (the server waits for every one)."""
     from client.releases import released_feature_statistics
-    from federation import keys
+    from federation.core import wire
     from server.feature_stats import combine_statistics, spec_prior
 
     spec = parse_dataset_spec(compose_config()["data"])
     released = [released_feature_statistics(load_site(site_file(spec, s), spec, s).x_train, spec,
                                             min_cell=2) for s in sorted(SITES)]
-    parts = [(r[keys.STATS_COUNT], r[keys.STATS_SUM], r[keys.STATS_SUMSQ]) for r in released]
+    parts = [(r[wire.STATS_COUNT], r[wire.STATS_SUM], r[wire.STATS_SUMSQ]) for r in released]
     pooled_mean, _ = combine_statistics(parts, prior=spec_prior(spec))
     mean = torch.load(dp_run / "model.pt", weights_only=True)["state_dict"]["preprocess.mean"]
     np.testing.assert_allclose(mean.numpy(), pooled_mean, rtol=1e-5, atol=1e-6)
@@ -150,7 +150,7 @@ def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
     randomness still reaches pooled AUROC >= 0.88. The noise is the sites' secret, so runs
     differ: the mean of three runs (in-process: the same ServerApp loop and ClientApp, no
     Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""
-    from federation.inprocess import run_config_for, run_in_process
+    from federation.coordinator.inprocess import run_config_for, run_in_process
 
     aurocs = []
     for i in range(3):

@@ -10,7 +10,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from benchmarks.flamby_heart import DP_DELTA, METHODS, SEEDS, SETTINGS
-from federation.privacy import steps_per_epoch
+from federation.core.privacy import steps_per_epoch
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SUMMARY = pd.read_csv(RESULTS / "flamby_heart.csv")
@@ -68,9 +68,9 @@ def test_dp_steps_are_every_step_each_site_took():
 def test_a_dp_run_of_the_benchmark_records_every_step_in_the_site_ledgers(tmp_path):
     """One benchmark cell end to end: in-process federation, ledger steps, ε within target."""
     from benchmarks.flamby_heart import DATA, run_one
-    from federation.dataspec import parse_dataset_spec
-    from federation.flwr_app_config import compose_config
-    from federation.run_loader import sites_data
+    from federation.coordinator.flwr_app_config import compose_config
+    from federation.core.dataspec import parse_dataset_spec
+    from federation.modeler.run_loader import sites_data
 
     sites = sites_data(parse_dataset_spec(compose_config([DATA])["data"]))
     result = run_one("dp fedavg ε=1", "tuned", 42, sites, tmp_path)

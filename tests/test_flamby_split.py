@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from federation.data import load_site, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.flwr_app_config import compose_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.data import load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
 
 SPEC = parse_dataset_spec(compose_config(["data=uci_heart_flamby"])["data"])
 # FLamby's published per-centre (train, test) sizes; our train + validation is its train.

@@ -11,7 +11,11 @@ import json
 
 import pytest
 
-from federation.flwr_connection import CONNECTION, run_flwr, write_flower_home
+from federation.coordinator.flwr_connection import (
+    CONNECTION,
+    run_flwr,
+    write_flower_home,
+)
 from tests.conftest import REPO, read_json
 from tests.deployment_net import BIN, Proc, base_env, free_port, start, wait_for_port
 

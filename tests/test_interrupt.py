@@ -164,7 +164,7 @@ STOPPED_SCRIPT = """
 import logging, subprocess, sys, time
 from pathlib import Path
 logging.getLogger().addHandler(logging.NullHandler())  # as the launcher: logs to a file only
-from federation.interrupt import exit_on_signals, kill_descendants
+from federation.coordinator.interrupt import exit_on_signals, kill_descendants
 child = subprocess.Popen(["sleep", "300"])
 def stop():  # what a deployment's stop_run does first: end the processes this one started
     print("stopped", kill_descendants(), file=sys.stderr, flush=True)

@@ -115,7 +115,7 @@ def dp_resumed(tmp_path_factory) -> Path:
 def test_dp_resume_completes_every_round_and_the_ledgers_keep_every_spend(dp_resumed):
     from client.ledger import open_site_ledger
     from client.site_policy import simulated_policy
-    from federation.privacy import epsilon_spent
+    from federation.core.privacy import epsilon_spent
 
     rounds = read_rounds(dp_resumed)
     assert [r["round"] for r in rounds] == [1, 2, 3, 4]

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 from hydra import compose, initialize_config_dir
 
-from federation.dataspec import parse_dataset_spec, unknown_keys
-from federation.errors import ConfigError, LhsFedError
-from federation.launcher import CONFIG_DIR, train
-from federation.settings import number
+from federation.coordinator.launcher import CONFIG_DIR, train
+from federation.core.dataspec import parse_dataset_spec, unknown_keys
+from federation.core.errors import ConfigError, LhsFedError
+from federation.core.settings import number
 from tests.bad_input_cases_launcher import CASES
 from tests.conftest import LAUNCHER
 

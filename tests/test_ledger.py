@@ -7,14 +7,16 @@ import math
 import sqlite3
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from client.ledger import SiteLedger, new_entry
 from client.node_identity import LedgerError, NodeIdentity
 from client.site_policy import SIMULATION_MAX_EPSILON, deployed_policy, simulated_policy
-from federation import pki
-from federation.errors import ConfigError, PrivacyBudgetError
-from federation.privacy import epsilon_spent
+from federation.core.errors import ConfigError, PrivacyBudgetError
+from federation.core.privacy import epsilon_spent
+from federation.security import pki
 from tests.privacy_runs import rdp_epsilon
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from client.training import train_locally
-from federation.model import ModelSpec, build_model
-from federation.privacy import planned_steps, sample_rate
-from federation.settings import PrivacySettings, TrainSettings
+from federation.core.model import ModelSpec, build_model
+from federation.core.privacy import planned_steps, sample_rate
+from federation.core.settings import PrivacySettings, TrainSettings
 
 
 def _data(n: int = 30):

@@ -12,7 +12,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from client.releases import released_score_histograms, score_groups
-from federation.metrics import HIST_BINS, binary_metrics, pooled_from_histograms, score_histograms
+from federation.core.metrics import (
+    HIST_BINS,
+    binary_metrics,
+    pooled_from_histograms,
+    score_histograms,
+)
 from server.feature_stats import combine_statistics
 
 
@@ -70,8 +75,8 @@ def uci_scores() -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from federation.commands.site import load_dataset_spec
-    from federation.data import load_site, site_file
+    from federation.cli.site import load_dataset_spec
+    from federation.core.data import load_site, site_file
 
     spec = load_dataset_spec("uci_heart")
     sites = [load_site(site_file(spec, s), spec, s) for s in spec.site_names]

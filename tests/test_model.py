@@ -8,7 +8,12 @@ import torch
 from opacus import GradSampleModule
 from opacus.validators import ModuleValidator
 
-from federation.model import ModelSpec, build_model, predict_risk, unwrapped_state_dict
+from federation.core.model import (
+    ModelSpec,
+    build_model,
+    predict_risk,
+    unwrapped_state_dict,
+)
 
 
 @pytest.mark.parametrize("name", ["mlp", "logreg"])

@@ -23,12 +23,12 @@ import torch
 from matplotlib import image as mpimg
 from sklearn.metrics import roc_auc_score
 
-from federation.cli import main as lhsfed
-from federation.data import encode_labels, read_site_frame, site_file, split_site
-from federation.model import predict_risk
-from federation.report import fmt
-from federation.run_loader import load_checkpoint, sites_data
-from federation.scoring import run_model
+from federation.cli.main import main as lhsfed
+from federation.core.data import encode_labels, read_site_frame, site_file, split_site
+from federation.core.model import predict_risk
+from federation.modeler.report import fmt
+from federation.modeler.run_loader import load_checkpoint, sites_data
+from federation.modeler.scoring import run_model
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
 METRIC_KEYS = {"auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "ece",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from federation.cli import main as lhsfed
+from federation.cli.main import main as lhsfed
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from federation import pki
-from federation.cli import main
+from federation.cli.main import main
+from federation.security import pki
 from tests.deployment_net import free_port
 
 

@@ -20,9 +20,9 @@ import pytest
 from flwr.cli.build import build_fab_from_disk
 
 from client.app_pin import DEFAULT_PIN, NOT_PINNED, AppPin, installed_code, pin_problems
-from federation.deployment import STARTED, run_status
-from federation.flwr_connection import CONNECTION, run_flwr
-from federation.simulation import write_app_folder
+from federation.coordinator.deployment import STARTED, run_status
+from federation.coordinator.flwr_connection import CONNECTION, run_flwr
+from federation.coordinator.simulation import write_app_folder
 from server.run_folder import read_rounds
 from tests.deployment_net import BIN, DOCKER, REPO, Network
 from tests.walkthrough import SITES

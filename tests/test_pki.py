@@ -15,7 +15,7 @@ from flwr.supercore.fab import Fab
 from flwr.supernode.cli.flower_supernode import _validate_public_keys_ed25519
 from flwr.supernode.start_client_internal import _verify_fab
 
-from federation.cli import main
+from federation.cli.main import main
 from tests.deployment_net import REPO
 
 

@@ -6,8 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opacus.accountants import RDPAccountant
 
-from federation.privacy import (
-    calibrate_noise, epsilon_spent, merge_history, planned_steps, sample_rate,
+from federation.core.privacy import (
+    calibrate_noise,
+    epsilon_spent,
+    merge_history,
+    planned_steps,
+    sample_rate,
 )
 
 

@@ -16,9 +16,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmarks import benchmark_set as bs
-from benchmarks.quality import FEDERATED, main as quality
-from federation.model import predict_risk
-from federation.run_loader import load_checkpoint
+from benchmarks.quality import FEDERATED
+from benchmarks.quality import main as quality
+from federation.core.model import predict_risk
+from federation.modeler.run_loader import load_checkpoint
 
 METHODS = ["pooled LR (sklearn CV)", "local-only (defaults, DP off)", *FEDERATED, "federated tuned (DP off)"]
 

@@ -15,15 +15,19 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from client.releases import (evaluation_refusal, feature_column_slices, released_feature_statistics,
-                             released_score_histograms)
-from federation import keys
-from federation.commands.site import load_dataset_spec
-from federation.data import load_site, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.errors import ConfigError, DataError
-from federation.metrics import HIST_BINS, score_histograms
-from federation.model import ModelSpec, build_model
+from client.releases import (
+    evaluation_refusal,
+    feature_column_slices,
+    released_feature_statistics,
+    released_score_histograms,
+)
+from federation.cli.site import load_dataset_spec
+from federation.core import wire
+from federation.core.data import load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.errors import ConfigError, DataError
+from federation.core.metrics import HIST_BINS, score_histograms
+from federation.core.model import ModelSpec, build_model
 from server.feature_stats import combine_statistics, spec_prior
 
 SPEC = load_dataset_spec("uci_heart")
@@ -35,7 +39,7 @@ def _site(name: str, spec=SPEC):
 
 
 def _columns(stats: dict, prefix: str) -> dict[str, tuple[float, float]]:
-    return {n: (stats[keys.STATS_COUNT][i], stats[keys.STATS_SUM][i])
+    return {n: (stats[wire.STATS_COUNT][i], stats[wire.STATS_SUM][i])
             for i, n in enumerate(NAMES) if n.startswith(prefix)}
 
 
@@ -73,10 +77,10 @@ def test_released_columns_are_the_exact_moments_and_the_rest_zero():
     x = _site("cleveland").x_train
     released = released_feature_statistics(x, SPEC)
     observed = ~np.isnan(x)
-    kept = np.array(released[keys.STATS_COUNT]) > 0
+    kept = np.array(released[wire.STATS_COUNT]) > 0
 
-    np.testing.assert_array_equal(np.array(released[keys.STATS_COUNT])[kept], observed.sum(0)[kept])
-    np.testing.assert_allclose(np.array(released[keys.STATS_SUMSQ])[kept],
+    np.testing.assert_array_equal(np.array(released[wire.STATS_COUNT])[kept], observed.sum(0)[kept])
+    np.testing.assert_allclose(np.array(released[wire.STATS_SUMSQ])[kept],
                                np.nansum(x.astype("float64") ** 2, 0)[kept])
     assert kept[NAMES.index("age")] and not kept[NAMES.index("restecg=1")]  # restecg=1: 1 row
     assert all(released[k][i] == 0 for k in released for i in np.flatnonzero(~kept))
@@ -86,12 +90,12 @@ def _attacker_cells(stats: dict, spec, n_rows: int) -> list[float]:
     """Every group size an observer can derive from one release and the site's row count."""
     cells = []
     for feat, cols in feature_column_slices(spec):
-        count, sums = stats[keys.STATS_COUNT][cols], stats[keys.STATS_SUM][cols]
+        count, sums = stats[wire.STATS_COUNT][cols], stats[wire.STATS_SUM][cols]
         if count[0] == 0:
             continue
         cells += [count[0]] + [n_rows - count[0]] * (n_rows > count[0])
         if feat.type == "binary":  # values 0, 1 and a stray 2: n1 + 2·n2 = sum, n1 + 4·n2 = sumsq
-            twos = (stats[keys.STATS_SUMSQ][cols][0] - sums[0]) / 2
+            twos = (stats[wire.STATS_SUMSQ][cols][0] - sums[0]) / 2
             ones = sums[0] - 2 * twos
             cells += [ones, count[0] - ones - twos] + [twos] * (twos > 0)
         if feat.type == "categorical":
@@ -137,17 +141,17 @@ def test_a_coded_numeric_column_with_a_rare_value_is_withheld():
     x = np.r_[np.zeros(20), np.ones(20), 2 * np.ones(3)][:, None]
 
     def solved(stats):
-        moments = [stats[k][0] for k in (keys.STATS_COUNT, keys.STATS_SUM, keys.STATS_SUMSQ)]
+        moments = [stats[k][0] for k in (wire.STATS_COUNT, wire.STATS_SUM, wire.STATS_SUMSQ)]
         return np.linalg.solve(np.vander([0.0, 1.0, 2.0], increasing=True).T, moments)
 
     exact = released_feature_statistics(x, _NUMERIC, min_cell=1)
     released = released_feature_statistics(x, _NUMERIC)
 
     np.testing.assert_allclose(solved(exact), [20, 20, 3])  # control: the attacker's solve works
-    assert released[keys.STATS_COUNT] == [0.0] and solved(released).tolist() == [0, 0, 0]
+    assert released[wire.STATS_COUNT] == [0.0] and solved(released).tolist() == [0, 0, 0]
     everyone = released_feature_statistics(np.full((40, 1), 7.0), _NUMERIC)  # all share 1 value
-    assert everyone[keys.STATS_COUNT] == [0.0]
-    assert released_feature_statistics(np.arange(40.0)[:, None], _NUMERIC)[keys.STATS_COUNT] == [40.0]
+    assert everyone[wire.STATS_COUNT] == [0.0]
+    assert released_feature_statistics(np.arange(40.0)[:, None], _NUMERIC)[wire.STATS_COUNT] == [40.0]
 
 
 def test_bad_thresholds_and_matrices_are_one_line_errors():

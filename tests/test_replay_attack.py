@@ -18,11 +18,11 @@ from flwr.app import ArrayRecord
 
 from client.site_randomness import SiteRandomness
 from client.training import train_locally
-from federation import keys
-from federation.data import load_site
-from federation.model import build_model
-from federation.privacy import noise_for_run
-from federation.settings import RunSettings, model_spec
+from federation.core import wire
+from federation.core.data import load_site
+from federation.core.model import build_model
+from federation.core.privacy import noise_for_run
+from federation.core.settings import RunSettings, model_spec
 from tests.site_nodes import deployed_node, message, run_config, send, site_data_file
 
 ATTACK = ("model=logreg", "train.optimizer=sgd", "train.momentum=0", "train.lr=1",
@@ -95,9 +95,9 @@ def test_replay_attack_against_the_real_train_handler_fails(tmp_path):
     for server_round in range(1, 4):
         reply = send(node, config, message("train", ArrayRecord(arrays), server_round))[0]
         assert not reply.has_error(), reply.error.reason
-        assert keys.TRAIN_LOSS not in reply.content[keys.METRICS]  # no exact per-row loss under DP
+        assert wire.TRAIN_LOSS not in reply.content[wire.METRICS]  # no exact per-row loss under DP
         returned = {k.removeprefix("head."): v.numpy().ravel()
-                    for k, v in reply.content[keys.ARRAYS].items() if k.startswith("head.")}
+                    for k, v in reply.content[wire.ARRAYS].items() if k.startswith("head.")}
         # The best a coordinator can do: replay with the key it would derive from the run seed.
         guess = hashlib.sha256(f"run-seed-{settings.seed * 1000 + server_round}".encode()).digest()
         recovered, _ = _recover_row(settings, returned, n, d, guess)
@@ -115,7 +115,7 @@ def test_dp_runs_with_identical_configs_give_different_weights(tmp_path):
             node = deployed_node(tmp_path / f"{folder}{len(overrides)}", require_dp="false")
             reply = send(node, config, message("train", arrays, 1))[0]
             assert not reply.has_error(), reply.error.reason
-            out.append(np.concatenate([a.numpy().ravel() for a in reply.content[keys.ARRAYS].values()]))
+            out.append(np.concatenate([a.numpy().ravel() for a in reply.content[wire.ARRAYS].values()]))
         return out
 
     dp_a, dp_b = two_rounds()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from federation.report import audit_table, html_table, markdown_table, read_audit
+from federation.modeler.report import (
+    audit_table,
+    html_table,
+    markdown_table,
+    read_audit,
+)
 
 
 def _attack(auc: float, tpr: float) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from federation.errors import ConfigError
-from federation.resume import resumed_config
+from federation.coordinator.resume import resumed_config
+from federation.core.errors import ConfigError
 from server.checkpoint import Checkpoint, save_checkpoint
 from tests.conftest import run_launcher
 

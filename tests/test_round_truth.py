@@ -1,6 +1,6 @@
 """Issue O: each round tells the truth (discarded rounds, refusals, failures with their site),
 a run where nothing aggregated fails, and a deployment run is evaluated from the sites' own
-numbers. Real ServerApp loop and ClientApp (``federation.inprocess``), one real launcher run.
+numbers. Real ServerApp loop and ClientApp (``federation.coordinator.inprocess``), one real launcher run.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ from omegaconf import OmegaConf
 from client.faults import fault_mod, parse_faults
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
-from federation import keys
-from federation.cli import main as lhsfed
-from federation.flwr_app_config import compose_config
-from federation.inprocess import InProcessGrid, run_config_for, run_in_process
-from federation.settings import RunSettings
+from federation.cli.main import main as lhsfed
+from federation.coordinator.flwr_app_config import compose_config
+from federation.coordinator.inprocess import (
+    InProcessGrid,
+    run_config_for,
+    run_in_process,
+)
+from federation.core import wire
+from federation.core.settings import RunSettings
 from server.progress import event_lines, round_line
 from server.run_folder import read_rounds
 from tests.conftest import REPO, read_json, run_launcher
@@ -118,8 +122,8 @@ class _DeadNodesGrid(InProcessGrid):
     def push_messages(self, messages):
         ids = []
         for message in messages:
-            config = message.content.get(keys.CONFIG)
-            server_round = int(config.get(keys.SERVER_ROUND, 0)) if config is not None else 0
+            config = message.content.get(wire.CONFIG)
+            server_round = int(config.get(wire.SERVER_ROUND, 0)) if config is not None else 0
             node = int(message.metadata.dst_node_id)
             self.sent.append((server_round, message.metadata.message_type, node))
             if server_round < self.FROM_ROUND or node not in (self.SILENT, self.UNAVAILABLE):
@@ -217,7 +221,7 @@ def _set_mode(run_dir: Path, mode: str) -> None:
 def test_evaluate_on_a_deployment_run_reports_the_sites_own_numbers(deployment_run, tmp_path_factory,
                                                                     monkeypatch, capsys):
     empty = tmp_path_factory.mktemp("no_data")
-    monkeypatch.setattr("federation.data.embedded_dir", lambda spec: empty)  # no embedded data
+    monkeypatch.setattr("federation.core.data.embedded_dir", lambda spec: empty)  # no embedded data
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(empty))
     capsys.readouterr()
     # control: as a simulation run, evaluate scores rows here, and there are none

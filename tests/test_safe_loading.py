@@ -19,9 +19,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from federation.cli import main as lhsfed
-from federation.errors import ConfigError
-from federation.launcher import CONFIG_DIR
+from federation.cli.main import main as lhsfed
+from federation.coordinator.launcher import CONFIG_DIR
+from federation.core.errors import ConfigError
 from server.checkpoint import load_checkpoint as load_server_checkpoint
 from tests.conftest import run_launcher
 

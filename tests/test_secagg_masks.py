@@ -1,4 +1,4 @@
-"""SecAgg+ mask generator (federation/secagg_masks.py): full-key, uniform, pinned, installed.
+"""SecAgg+ mask generator (federation/core/secagg_masks.py): full-key, uniform, pinned, installed.
 
 Each security property is shown as an attack that fails on ``mask_prg`` next to a control
 showing that it works on Flower 1.41's ``pseudo_rand_gen`` (``FLOWER_PRG``).
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import client.secure_aggregation  # noqa: F401  (installs on the client side)
 import server.secure_aggregation  # noqa: F401  (installs on the server side)
-from federation import secagg_masks
-from federation.secagg_masks import FLOWER_PRG, mask_prg
+from federation.core import secagg_masks
+from federation.core.secagg_masks import FLOWER_PRG, mask_prg
 
 KEY = bytes(range(32))
 DRAWS = 60_000
@@ -110,5 +110,5 @@ def test_install_refuses_a_flower_whose_modules_changed(monkeypatch):
     module = secagg_masks.PATCHED_MODULES[0]
     monkeypatch.setattr(module, "pseudo_rand_gen", lambda *args: [])
 
-    with pytest.raises(RuntimeError, match="federation/secagg_masks.py"):
+    with pytest.raises(RuntimeError, match="federation/core/secagg_masks.py"):
         secagg_masks.install()

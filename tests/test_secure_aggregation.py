@@ -1,6 +1,6 @@
 """Secure aggregation (SecAgg+): equals plain FedAvg within the stated quantization tolerance,
 the server never receives a site's plaintext update (acceptance 3), both sides draw masks
-from ``federation/secagg_masks.py``, and a site refuses an unmask request that would release
+from ``federation/core/secagg_masks.py``, and a site refuses an unmask request that would release
 both secret shares of one node (tried as an attack, with the unprotected mod as control).
 
 The fast tests drive the real ServerApp-side round and the real ClientApp through an
@@ -17,24 +17,37 @@ import pytest
 from flwr.app import ConfigRecord
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.crypto.shamir import combine_shares
-from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
+from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
+    generate_shared_key,
+)
 from flwr.common.secure_aggregation.ndarrays_arithmetic import factor_extract
 from flwr.common.secure_aggregation.quantization import dequantize
-from flwr.common.secure_aggregation.secaggplus_constants import (RECORD_KEY_CONFIGS, RECORD_KEY_STATE,
-                                                                 Key, Stage)
-from flwr.supercore.primitives.asymmetric import bytes_to_private_key, bytes_to_public_key
+from flwr.common.secure_aggregation.secaggplus_constants import (
+    RECORD_KEY_CONFIGS,
+    RECORD_KEY_STATE,
+    Key,
+    Stage,
+)
+from flwr.supercore.primitives.asymmetric import (
+    bytes_to_private_key,
+    bytes_to_public_key,
+)
 
 import client.secure_aggregation as client_secagg
 from client.app import app as client_app
-from federation import secagg_masks
-from federation import keys
-from federation.errors import ConfigError
-from federation.flwr_app_config import compose_config
-from federation.settings import RunSettings, flatten_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core import secagg_masks, wire
+from federation.core.errors import ConfigError
+from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import _plain_train, initial_arrays
 from server.run_folder import read_rounds
-from server.secure_aggregation import (CLIPPING_RANGE, MODULUS_RANGE, QUANTIZATION_RANGE,
-                                       secure_train_round, tolerance)
+from server.secure_aggregation import (
+    CLIPPING_RANGE,
+    MODULUS_RANGE,
+    QUANTIZATION_RANGE,
+    secure_train_round,
+    tolerance,
+)
 from strategies import build_strategy
 from tests.conftest import read_json, run_launcher
 from tests.inprocess_grid import InProcessGrid
@@ -88,7 +101,7 @@ def _site_updates(grid, settings, arrays) -> dict[int, np.ndarray]:
     start = np.concatenate([a.ravel() for a in arrays.to_numpy_ndarrays()]).astype("float64")
     updates = {}
     for reply in grid.send_and_receive(messages):
-        local = reply.content[keys.ARRAYS].to_numpy_ndarrays()
+        local = reply.content[wire.ARRAYS].to_numpy_ndarrays()
         updates[reply.metadata.src_node_id] = np.concatenate([a.ravel() for a in local]) - start
     return updates
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from flwr.app import Message, MetricRecord
 
-from federation import keys
-from federation.run_loader import round_record
-from federation.settings import EarlyStoppingSettings
+from federation.core import wire
+from federation.core.settings import EarlyStoppingSettings
+from federation.modeler.run_loader import round_record
 from server.run_folder import read_rounds
 from server.selection import chosen_round, select, should_stop
 from tests.overfit_cohort import overfit_run_config, write_overfit_cohort
@@ -69,18 +69,18 @@ def _poison_test_metrics(message: Message, context, call_next) -> Message:
     reply = call_next(message, context)
     if message.metadata.message_type != "evaluate" or reply.has_error():
         return reply
-    server_round = int(message.content[keys.CONFIG][keys.SERVER_ROUND])
+    server_round = int(message.content[wire.CONFIG][wire.SERVER_ROUND])
     if server_round < POISON_FROM:
         return reply
-    metrics = dict(reply.content[keys.METRICS])
-    metrics.update({keys.EVAL_LOSS: 0.0, keys.AUROC: 1.0})
-    reply.content[keys.METRICS] = MetricRecord(metrics)
+    metrics = dict(reply.content[wire.METRICS])
+    metrics.update({wire.EVAL_LOSS: 0.0, wire.AUROC: 1.0})
+    reply.content[wire.METRICS] = MetricRecord(metrics)
     return reply
 
 
 @pytest.fixture(scope="module")
 def overfit_runs(tmp_path_factory):
-    from federation.inprocess import run_in_process
+    from federation.coordinator.inprocess import run_in_process
 
     data = tmp_path_factory.mktemp("overfit")
     spec = write_overfit_cohort(data)
@@ -145,7 +145,7 @@ def _ledger_steps(ledgers: Path) -> dict[str, list[tuple[int, float, float, int]
 
 @pytest.mark.slow
 def test_early_stopping_stops_and_the_ledgers_hold_only_the_rounds_taken(tmp_path, monkeypatch):
-    from federation.inprocess import run_in_process
+    from federation.coordinator.inprocess import run_in_process
 
     spec = write_overfit_cohort(tmp_path)
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
@@ -179,7 +179,7 @@ def test_early_stopping_stops_and_the_ledgers_hold_only_the_rounds_taken(tmp_pat
 def test_a_resumed_run_chooses_and_stops_as_the_uninterrupted_one(overfit_runs, tmp_path, monkeypatch):
     """Killed after round 4 (here: a run of 4 rounds), resumed with 6: patience 2 after the
     best round 3 stops it after round 5; model.pt comes from the checkpoint's best arrays."""
-    from federation.inprocess import run_in_process
+    from federation.coordinator.inprocess import run_in_process
 
     clean_dir, clean = overfit_runs["clean"]
     spec = write_overfit_cohort(tmp_path)  # seeded: the same files as the clean run's
@@ -202,9 +202,9 @@ def test_a_resumed_run_chooses_and_stops_as_the_uninterrupted_one(overfit_runs, 
 
 
 def test_bad_selection_and_split_values_are_one_clear_line_each():
-    from federation.errors import ConfigError
-    from federation.flwr_app_config import default_run_config
-    from federation.settings import RunSettings
+    from federation.coordinator.flwr_app_config import default_run_config
+    from federation.core.errors import ConfigError
+    from federation.core.settings import RunSettings
 
     flat = default_run_config() | {"selection.metric": "accuracy", "early_stopping.patience": -1}
     spec = json.loads(flat["data.spec"])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import tomli
 
-from federation.errors import ConfigError
-from federation.flwr_app_config import compose_config, default_run_config
-from federation.settings import RunSettings, flatten_config
+from federation.coordinator.flwr_app_config import compose_config, default_run_config
+from federation.core.errors import ConfigError
+from federation.core.settings import RunSettings, flatten_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from federation.cli import main
+from federation.cli.main import main
 from tests.deployment_net import embedded_dir_for_tests
 
 SITE_FILES = embedded_dir_for_tests()

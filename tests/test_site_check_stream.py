@@ -17,11 +17,11 @@ import pytest
 from rich.console import Console
 
 from client.site_check import check_site_file
-from federation.cli import main
-from federation.commands.site import _progress_bar
-from federation.data import encode_features, load_site, read_site_frame, site_file
-from federation.dataspec import load_spec_file
-from federation.errors import DataError
+from federation.cli.main import main
+from federation.cli.site import _progress_bar
+from federation.core.data import encode_features, load_site, read_site_frame, site_file
+from federation.core.dataspec import load_spec_file
+from federation.core.errors import DataError
 from tests.deployment_net import embedded_dir_for_tests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def test_a_sparse_2gb_file_gets_a_one_line_verdict_in_bounded_memory(tmp_path):
 
 def test_site_check_does_not_import_torch():
     """Torch alone is ~200 MB resident: the check must not pay for it."""
-    code = ("import sys; from federation.cli import build_parser; build_parser(); "
+    code = ("import sys; from federation.cli.main import build_parser; build_parser(); "
             "import client.site_check; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
@@ -156,7 +156,7 @@ def test_file_structure_is_refused_with_one_line_by_the_check_and_the_loader(lin
 
 def test_counts_add_up_across_chunks(tmp_path, monkeypatch):
     """A bad value far into a file (past the first block) is found, with its row number."""
-    monkeypatch.setattr("federation.site_table.BLOCK", 4096)
+    monkeypatch.setattr("federation.core.site_table.BLOCK", 4096)
     lines = CLEVELAND * 4
     path = _write(tmp_path / "site.csv", _with(1000, 7, "inf", lines))
 
@@ -173,7 +173,7 @@ def test_parquet_is_checked_by_batches_and_inf_is_refused(tmp_path, monkeypatch)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr("federation.site_table.CHUNK_ROWS", 50)
+    monkeypatch.setattr("federation.core.site_table.CHUNK_ROWS", 50)
     frame = pd.read_csv(site_file(SPEC, "cleveland"), header=None, names=list(SPEC.columns),
                         na_values=["?"])
     spec = dataclasses.replace(SPEC, format="parquet")
@@ -203,7 +203,7 @@ def test_embedded_sites_encode_as_pandas_typed_reading_did(spec):
 
 
 def test_progress_bar_is_drawn_on_a_terminal_and_the_verdict_stays_last(tmp_path, monkeypatch):
-    monkeypatch.setattr("federation.commands.site.TERMINAL_BAR", 1000)
+    monkeypatch.setattr("federation.cli.site.TERMINAL_BAR", 1000)
     path = _write(tmp_path / "site.csv", CLEVELAND)
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=100)

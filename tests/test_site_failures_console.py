@@ -63,12 +63,11 @@ def test_sat_out_is_the_sites_that_failed_the_train_stage_of_every_round():
 
 
 def test_budget_left_out_only_when_every_site_refused_the_last_round_for_budget():
-    from federation import keys
-
+    from federation.core import wire
     refused = {"train": {}, "failures": [{**_failure("va", "budget refused: no useful budget"),
-                                          "code": keys.BUDGET_REFUSED}]}
-    crashed = {"train": {}, "failures": [{**_failure("va", "site error"), "code": keys.SITE_ERROR}]}
+                                          "code": wire.BUDGET_REFUSED}]}
+    crashed = {"train": {}, "failures": [{**_failure("va", "site error"), "code": wire.SITE_ERROR}]}
     trained = {"train": {"hungary": {}}, "failures": refused["failures"]}
-    assert budget_left_out([trained, refused], keys.BUDGET_REFUSED) == {"site va": "budget refused: no useful budget"}
-    assert budget_left_out([refused, crashed], keys.BUDGET_REFUSED) is None
-    assert budget_left_out([refused, trained], keys.BUDGET_REFUSED) is None
+    assert budget_left_out([trained, refused], wire.BUDGET_REFUSED) == {"site va": "budget refused: no useful budget"}
+    assert budget_left_out([refused, crashed], wire.BUDGET_REFUSED) is None
+    assert budget_left_out([refused, trained], wire.BUDGET_REFUSED) is None

@@ -13,9 +13,16 @@ from flwr.common.serde import message_to_proto
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
-from federation import keys
+from federation.core import wire
 from tests.privacy_runs import rdp_epsilon
-from tests.site_nodes import SPEC_FILE, deployed_node, initial_arrays, message, run_config, send
+from tests.site_nodes import (
+    SPEC_FILE,
+    deployed_node,
+    initial_arrays,
+    message,
+    run_config,
+    send,
+)
 
 
 def _ledger(node: dict) -> SiteLedger:
@@ -33,20 +40,20 @@ def test_epsilon_is_composed_from_the_ledger_not_memory(tmp_path):
 
     history = _ledger(node).history()
     assert len(history) == 3 and not any(r.has_error() for r in replies)
-    eps = [r.content[keys.METRICS][keys.EPSILON] for r in replies]
+    eps = [r.content[wire.METRICS][wire.EPSILON] for r in replies]
     assert eps == sorted(eps) and eps[-1] == pytest.approx(rdp_epsilon(history), rel=1e-9)
     assert eps[-1] <= 3.0  # the run's target, over all its rounds
-    assert replies[-1].content[keys.METRICS][keys.STEPS] == sum(n for _, _, n in history)
+    assert replies[-1].content[wire.METRICS][wire.STEPS] == sum(n for _, _, n in history)
 
 
 def test_a_capped_site_refuses_without_sending_arrays(tmp_path):
     node, config = deployed_node(tmp_path / "va", "va"), run_config(tmp_path, "rounds=3")
-    spent = _train(node, config, 1).content[keys.METRICS][keys.SITE_EPSILON]
+    spent = _train(node, config, 1).content[wire.METRICS][wire.SITE_EPSILON]
     cap = round(spent * 1.05, 3)  # hospital IT lowers the cap: one more round would pass it
 
     second = _train({**node, "max-epsilon": cap}, config, 2)
 
-    assert second.has_error() and second.error.code == keys.BUDGET_REFUSED
+    assert second.has_error() and second.error.code == wire.BUDGET_REFUSED
     assert "site va refuses round 2: ε would reach" in second.error.reason
     assert f"> cap {cap:.4g} (spent {spent:.4g}" in second.error.reason
     assert len(_ledger(node).entries()) == 1  # nothing spent
@@ -58,10 +65,10 @@ def test_the_coordinators_delta_changes_nothing_at_the_site(tmp_path):
     replies = [_train(honest, run_config(tmp_path, "rounds=10")),
                _train(greedy, run_config(tmp_path, "rounds=10", "privacy.delta=0.5"))]
 
-    metrics = [r.content[keys.METRICS] for r in replies]
-    assert metrics[0][keys.NOISE_MULTIPLIER] == metrics[1][keys.NOISE_MULTIPLIER]
-    assert metrics[0][keys.EPSILON] == metrics[1][keys.EPSILON] > 0
-    assert metrics[1][keys.DELTA] == 1e-5
+    metrics = [r.content[wire.METRICS] for r in replies]
+    assert metrics[0][wire.NOISE_MULTIPLIER] == metrics[1][wire.NOISE_MULTIPLIER]
+    assert metrics[0][wire.EPSILON] == metrics[1][wire.EPSILON] > 0
+    assert metrics[1][wire.DELTA] == 1e-5
     # The greedy run's rounds after the tenth are refused exactly as the honest run's would be.
     assert _ledger(greedy).history() == _ledger(honest).history()
 
@@ -72,13 +79,13 @@ def test_a_node_without_its_policy_refuses_every_message(tmp_path):
         node = deployed_node(tmp_path / missing)
         del node[missing]
         reply = _train(node, config)
-        assert reply.has_error() and reply.error.code == keys.SITE_CONFIG_ERROR
+        assert reply.has_error() and reply.error.code == wire.SITE_CONFIG_ERROR
         assert reply.error.reason == "site configuration error (details in the site's log)"
 
 
 def test_require_dp_refuses_privacy_off(tmp_path):
     reply = _train(deployed_node(tmp_path / "s"), run_config(tmp_path, "privacy=off"))
-    assert reply.has_error() and reply.error.code == keys.BUDGET_REFUSED
+    assert reply.has_error() and reply.error.code == wire.BUDGET_REFUSED
     assert "requires DP (require-dp)" in reply.error.reason
 
 
@@ -99,7 +106,7 @@ def test_two_concurrent_train_messages_with_room_for_one_round_train_once(tmp_pa
     """Acceptance 4: the cap is checked and the spend written in one transaction."""
     config = run_config(tmp_path, "rounds=10")
     probe = deployed_node(tmp_path / "probe")
-    one_round = _train(probe, config).content[keys.METRICS][keys.SITE_EPSILON]
+    one_round = _train(probe, config).content[wire.METRICS][wire.SITE_EPSILON]
     two_rounds = rdp_epsilon(_ledger(probe).history() * 2)
     cap = (one_round + two_rounds) / 2  # room for one round, not two
     node = deployed_node(tmp_path / "site", max_epsilon=cap)
@@ -134,7 +141,7 @@ def test_deleting_the_ledger_or_renaming_the_site_refuses_training(tmp_path):
 
     for reply, reason in ((renamed, "site renamed"), (moved, "ledger missing or emptied"),
                           (deleted, "ledger missing or emptied")):
-        assert reply.has_error() and reply.error.code == keys.BUDGET_REFUSED
+        assert reply.has_error() and reply.error.code == wire.BUDGET_REFUSED
         assert reason in reply.error.reason and str(tmp_path) not in reply.error.reason
 
 
@@ -173,13 +180,13 @@ def test_a_coordinator_spec_naming_other_columns_is_refused_without_any_value(tm
                for kind in ("query", "train", "evaluate")]
 
     assert not ok.has_error()  # the site's own spec, sent back by an honest coordinator, works
-    wire = b"".join(message_to_proto(r).SerializeToString() for r in refused)
+    on_the_wire = b"".join(message_to_proto(r).SerializeToString() for r in refused)
     for r in refused:
-        assert r.has_error() and r.error.code == keys.SPEC_MISMATCH
+        assert r.has_error() and r.error.code == wire.SPEC_MISMATCH
         assert r.error.reason.startswith("spec mismatch: the run's dataset spec differs from this site's at features")
     values = [*frame["mrn"], *frame["name"], *(str(v) for v in frame["chol"].unique())]
-    assert not [v for v in values if str(v).encode() in wire and len(str(v)) > 3]
-    assert str(tmp_path).encode() not in wire
+    assert not [v for v in values if str(v).encode() in on_the_wire and len(str(v)) > 3]
+    assert str(tmp_path).encode() not in on_the_wire
 
 
 def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
@@ -194,7 +201,7 @@ def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
 
     reply = send(node, config, message("evaluate", initial_arrays(config)))[0]
 
-    assert reply.has_error() and reply.error.code == keys.EVALUATION_REFUSED
+    assert reply.has_error() and reply.error.code == wire.EVALUATION_REFUSED
     assert reply.error.reason == ("evaluation refused: too few test rows: this site evaluates only "
                                   "test splits of at least 50 rows")
 
@@ -206,14 +213,14 @@ def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):
     assert not _train(node, config).has_error()
     evaluated = send(node, config, message("evaluate", initial_arrays(config), 1))[0]
     assert not evaluated.has_error()
-    assert np.isfinite(evaluated.content[keys.METRICS][keys.AUROC])
+    assert np.isfinite(evaluated.content[wire.METRICS][wire.AUROC])
 
 
 def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
     """Acceptance 8 (statistics): Switzerland has 2 training rows with cp=1; with the site's
     default minimum cell size (10) the real query handler releases nothing of cp."""
-    from federation.commands.site import load_dataset_spec
-    from federation.data import load_site
+    from federation.cli.site import load_dataset_spec
+    from federation.core.data import load_site
     from tests.site_nodes import site_data_file
 
     spec = load_dataset_spec("uci_heart")
@@ -224,11 +231,11 @@ def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
     node = deployed_node(tmp_path / "ch", "switzerland")
     reply = send(node, run_config(tmp_path), message("query", None))[0]
 
-    metrics = reply.content[keys.METRICS]
+    metrics = reply.content[wire.METRICS]
     for level in ("cp=1", "cp=2", "cp=3", "cp=4"):
         i = names.index(level)
-        assert metrics[keys.STATS_COUNT][i] == metrics[keys.STATS_SUM][i] == 0.0
-    assert metrics[keys.STATS_COUNT][names.index("age")] == len(rows)  # a full cell is released
+        assert metrics[wire.STATS_COUNT][i] == metrics[wire.STATS_SUM][i] == 0.0
+    assert metrics[wire.STATS_COUNT][names.index("age")] == len(rows)  # a full cell is released
 
 
 def test_a_simulation_shows_what_each_simulated_site_enforced(dp_run):
@@ -263,5 +270,5 @@ def test_rounds_past_the_plan_or_sent_again_never_take_the_run_past_its_target(t
         again = _train(node, config, server_round=3)
         assert rdp_epsilon(_ledger(node).history()) <= 1.0 * (1 + 1e-6)
         if again.has_error():
-            assert again.error.code == keys.BUDGET_REFUSED
+            assert again.error.code == wire.BUDGET_REFUSED
     assert len(_ledger(node).entries()) >= 3

@@ -1,7 +1,7 @@
 """Every strategy on real federations of the four embedded hospitals (in-process runtime).
 
 One process cannot switch strategy inside Flower's simulation runtime, so these runs use
-``federation.inprocess``: the same ServerApp loop and ClientApp, without Ray's start-up.
+``federation.coordinator.inprocess``: the same ServerApp loop and ClientApp, without Ray's start-up.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from client.faults import fault_mod, parse_faults
-from federation.inprocess import run_config_for, run_in_process
-from federation.settings import STRATEGY_NAMES
+from federation.coordinator.inprocess import run_config_for, run_in_process
+from federation.core.settings import STRATEGY_NAMES
 from server.checkpoint import load_checkpoint
 from server.run_folder import read_rounds
 

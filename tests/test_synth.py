@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from federation.cli import main as lhsfed
 from client.site_check import validated_site
-from federation.data import check_site_sources, load_site, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.errors import DataError
-from federation.synth import LABEL, cohorts, site_sizes
+from federation.cli.main import main as lhsfed
+from federation.core.data import check_site_sources, load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.errors import DataError
+from federation.modeler.synth import LABEL, cohorts, site_sizes
 
 
 def _summary(heterogeneity: float) -> pd.DataFrame:

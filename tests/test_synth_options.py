@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from federation.cli import main as lhsfed
-from federation.data import load_site, site_file
-from federation.dataspec import parse_dataset_spec
-from federation.synth import LABEL, CohortOptions, cohorts, site_sizes
+from federation.cli.main import main as lhsfed
+from federation.core.data import load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.modeler.synth import LABEL, CohortOptions, cohorts, site_sizes
 
 
 def _pooled(options: CohortOptions, *, sites: int = 6, rows: int = 6000) -> pd.DataFrame:

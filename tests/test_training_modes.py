@@ -7,8 +7,8 @@ import torch
 
 from client.site_randomness import SiteRandomness
 from client.training import GRAD_SAMPLE_MODE, train_locally
-from federation.model import ModelSpec, build_model
-from federation.settings import PrivacySettings, TrainSettings
+from federation.core.model import ModelSpec, build_model
+from federation.core.settings import PrivacySettings, TrainSettings
 
 
 def _train(mode: str):

@@ -8,7 +8,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian
 
 from client.faults import corrupt
-from federation import keys
+from federation.core import wire
 from strategies.validated import ValidatedStrategy
 from strategies.validation import norm_bound, screen, update_norm
 from tests.replies import global_arrays, numpy_arrays, train_reply, trained
@@ -24,7 +24,7 @@ class _NoGrid:
 
 
 def _strategy(inner_cls=FedAvg, **kwargs) -> ValidatedStrategy:
-    inner = inner_cls(weighted_by_key=keys.NUM_EXAMPLES, min_available_nodes=1, **kwargs)
+    inner = inner_cls(weighted_by_key=wire.NUM_EXAMPLES, min_available_nodes=1, **kwargs)
     return ValidatedStrategy(inner, norm_factor=10.0, min_train_nodes=2)
 
 

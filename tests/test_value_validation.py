@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from client.site_check import validated_site
-from federation.data import site_file
-from federation.dataspec import parse_dataset_spec
-from federation.errors import DataError
-from federation.flwr_app_config import compose_config
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.data import site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.errors import DataError
 from tests.conftest import read_json, run_launcher
 
 SPEC = parse_dataset_spec(compose_config()["data"])

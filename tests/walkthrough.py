@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
 import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.deployment_net import (BIN, REPO, SITE_CAP, Network, base_env, descendants,
-                                  embedded_dir_for_tests, free_port, wait_for_port)
+from tests.deployment_net import (
+    BIN,
+    REPO,
+    SITE_CAP,
+    Network,
+    base_env,
+    descendants,
+    embedded_dir_for_tests,
+    free_port,
+    wait_for_port,
+)
 
 DOC = REPO / "docs" / "deployment.md"
 SITES = ("cleveland", "hungary")  # the walk-through's hospitals
@@ -155,8 +164,8 @@ class Walkthrough:
 def walkthrough_network(root: Path) -> Iterator[Network]:
     """Steps 1-4 for cleveland and hungary, plus a guarded node and a waiting site: the one
     network the deployment and pinned-code tests share. ``net.walk`` runs later steps."""
-    from federation import pki
-    from federation.app_signing import write_trusted_entities
+    from federation.security import pki
+    from federation.security.app_signing import write_trusted_entities
 
     net = Network(root)
     try:

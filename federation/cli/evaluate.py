@@ -1,0 +1,127 @@
+"""``lhsfed evaluate RUN_DIR``: score the global model per site and pooled; write the reports.
+
+Writes ``evaluation.json``, ``report.html`` and ``report.md`` into the run folder.
+``--baselines`` also trains the local-only and pooled centralized models (simulation only).
+A deployment run (``federation.mode=deployment`` in its ``.hydra/config.yaml``) is always
+reported from the sites' own evaluation in ``metrics.jsonl``: the coordinator never scores
+whatever copy of the data it may happen to hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from federation.cli.arguments import at_least, open_unit_interval
+
+BOOTSTRAP_RESAMPLES = 1000  # the default of federation.core.evaluation (not imported: keeps the CLI fast)
+
+
+def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, threshold: float = 0.5,
+                       resamples: int = BOOTSTRAP_RESAMPLES, baselines: bool = False,
+                       data_dir: Path | None = None, from_rounds: bool = False) -> dict:
+    """Evaluate, then write evaluation.json and both reports; returns the evaluation."""
+    from federation.core import atomic
+    from federation.modeler.report import write_reports
+    from federation.modeler.run_evaluation import (
+        EVALUATION,
+        EvalOptions,
+        evaluate_run,
+        evaluation_from_rounds,
+        scorable_sites,
+    )
+    from federation.modeler.run_loader import (
+        HYDRA_CONFIG,
+        checkpoint_path,
+        data_dir_of,
+        federation_mode,
+        load_checkpoint,
+        load_settings,
+        read_round_records,
+        require_run_dir,
+        round_record,
+    )
+
+    run_dir, options = require_run_dir(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
+    settings, mode = load_settings(run_dir), federation_mode(run_dir)
+    if mode == "deployment" or from_rounds:  # the rows never left the hospitals
+        _refuse_row_options(mode, baselines=baselines, data_dir=data_dir)
+        record = round_record(run_dir, round_number)
+        evaluation = evaluation_from_rounds(run_dir, settings, record, options, mode=mode)
+        predictions = None
+    else:
+        checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
+        sites, skipped = scorable_sites(checkpoint.dataset, data_dir or data_dir_of(run_dir))
+        evaluation, predictions = evaluate_run(run_dir, settings, checkpoint, sites, options,
+                                               baselines=baselines, skipped=skipped)
+    atomic.write_json(run_dir / EVALUATION, evaluation)
+    # The run's own choice (default): every round, so the report shows what came after it.
+    records = [r for r in read_round_records(run_dir)
+               if round_number is None or r["round"] <= evaluation["round"]]
+    write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
+    return evaluation
+
+
+def _refuse_row_options(mode: str, *, baselines: bool, data_dir: Path | None) -> None:
+    """Options that need the sites' rows, which only a simulation's coordinator has."""
+    from federation.core.errors import ConfigError
+
+    fix = ("this is a deployment run: its test rows stay at the hospitals" if mode == "deployment"
+           else "drop --from-rounds")
+    if baselines:
+        raise ConfigError("--baselines trains on every site's rows, which only a simulation has; "
+                          f"{fix} (or drop --baselines)")
+    if data_dir is not None:
+        raise ConfigError(f"--data-dir gives rows to score, but the report comes from the sites' "
+                          f"own evaluation in metrics.jsonl; {fix} (or drop --data-dir)")
+
+
+def _line(name: str, m: dict) -> str:
+    from federation.modeler.report import fmt
+
+    return f"  {name:<14} AUROC {fmt(m['auroc'])}  Brier {fmt(m['brier'])}  n={fmt(m['n'])}"
+
+
+def run(args) -> int:
+    from federation.core.input_files import refuse_file_as_folder
+
+    refuse_file_as_folder(args.data_dir, option="--data-dir")
+    evaluation = evaluate_to_folder(Path(args.run_dir), round_number=args.round,
+                                    threshold=args.threshold, resamples=args.bootstrap,
+                                    baselines=args.baselines, data_dir=args.data_dir,
+                                    from_rounds=args.from_rounds)
+    print(f"global model, round {evaluation['round']} ({evaluation['mode']}):")
+    for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
+        print(_line(name, metrics))
+    for name, reason in evaluation.get("skipped_sites", {}).items():  # its file was refused
+        print(f"  {name:<14} skipped: {reason}")
+    if "baselines" in evaluation:
+        benefit = evaluation["baselines"]["benefit_auroc"]
+        print(f"  benefit over local-only: AUROC {benefit['mean']:+.3f} (mean of sites), "
+              f"{benefit['weighted_mean']:+.3f} (weighted by test rows)")
+    print(f"wrote evaluation.json, report.html and report.md in {args.run_dir}")
+    return 0
+
+
+def add_run_arguments(parser) -> None:
+    """RUN_DIR and --round: which run's global model a modeler command works on."""
+    parser.add_argument("run_dir", help="run folder written by lhsfed-train")
+    parser.add_argument("--round", type=int, default=None, help="a round's checkpoint (default: final)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
+    add_run_arguments(parser)
+    parser.add_argument("--threshold", type=open_unit_interval, default=0.5,
+                        help="risk at or above which a patient is called positive, in (0, 1) "
+                             "(default 0.5)")
+    parser.add_argument("--bootstrap", type=at_least(1), default=BOOTSTRAP_RESAMPLES,
+                        help=f"bootstrap resamples for the AUROC CI (default {BOOTSTRAP_RESAMPLES})")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also train local-only and pooled models (simulation only)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder of the sites' files (default: the run's federation.data_dir)")
+    parser.add_argument("--from-rounds", action="store_true",
+                        help="report the metrics the sites sent in the run's Flower evaluate round "
+                             "(metrics.jsonl) instead of scoring rows here (always so for a "
+                             "deployment run)")
+    parser.set_defaults(func=run)

@@ -1,0 +1,58 @@
+"""``lhsfed``: the command-line tools for hospital IT, coordinators and modelers.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets
+``func`` on its parser. Errors the user can fix print one line and exit 2; so does an
+operating-system error on a path (permission denied, a full disk), named with its path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# One module per subcommand (added as each lands).
+COMMAND_MODULES = (
+    "federation.cli.version",
+    "federation.cli.evaluate",
+    "federation.cli.export",
+    "federation.cli.predict",
+    "federation.cli.audit",
+    "federation.cli.synth",
+    "federation.cli.pki",
+    "federation.cli.site",
+    "federation.cli.nodes",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lhsfed", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from federation.core.errors import LhsFedError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LhsFedError as err:
+        print(f"lhsfed {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"lhsfed {args.command}: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(err: OSError) -> str:
+    """``PATH: reason`` of an OSError, in one line (the path is what the user can fix)."""
+    where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    reason = err.strerror or str(err)
+    return f"{where}: {reason}" if where else reason
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``lhsfed predict MODEL --data CSV --out CSV``: score patients locally with an exported model.
+
+The CSV needs a header row naming the model card's input columns (other columns are kept
+and passed through); the output is the same rows with a ``risk`` column added. A model file
+whose SHA-256 is not the card's is refused before it is loaded. Values outside the card's
+ranges or levels are scored with one warning per row (``--strict``: refused). Nothing is
+written unless every row was scored, and never over the input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+MODEL_CARD = "model_card.json"  # federation.modeler.model_card.MODEL_CARD, not imported: fast CLI
+SHOWN_WARNINGS = 20  # rows warned about one by one; the rest are counted
+
+
+def _inputs(args) -> tuple[Path, Path, Path, Path]:
+    """(model, card, data, out), each checked before anything is read or written."""
+    from federation.core.input_files import require_file, require_output_file
+
+    model = require_file(Path(args.model), what="model file",
+                         fix="give the model.pt or model.onnx that lhsfed export wrote")
+    card = require_file(args.card or model.parent / MODEL_CARD, what="model card",
+                        fix="export writes it beside the model (or pass --card)")
+    data = require_file(Path(args.data), what="CSV of patients",
+                        fix="give --data the CSV to score (a header row of the card's columns)")
+    out = require_output_file(Path(args.out), option="--out",
+                              inputs={"--data": data, "the model": model, "the card": card})
+    return model, card, data, out
+
+
+def _warn(notes: list[str]) -> None:
+    for line in notes[:SHOWN_WARNINGS]:
+        print(f"warning: {line}", file=sys.stderr)
+    if len(notes) > SHOWN_WARNINGS:
+        print(f"warning: {len(notes) - SHOWN_WARNINGS} more rows with values outside the card's "
+              "ranges or levels (--strict refuses them)", file=sys.stderr)
+
+
+def run(args) -> int:
+    from federation.modeler.model_card import read_card, verified_model_bytes
+    from federation.modeler.scoring import check_card, score_csv
+
+    model_path, card_path, data, out = _inputs(args)
+    card = read_card(card_path)
+    check_card(card, card_path)
+    model = verified_model_bytes(model_path, card, card_path)  # before anything loads it
+    rows, notes = score_csv(model, card, data, out, strict=args.strict, source=str(model_path))
+    _warn(notes)
+    print(f"scored {rows} rows -> {out}" + (f" ({len(notes)} with out-of-range values)"
+                                            if notes else ""))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("predict", help="score a CSV of patients with an exported model")
+    parser.add_argument("model", help="exported model file (model.pt or model.onnx)")
+    parser.add_argument("--data", required=True, help="CSV with a header row of the card's columns")
+    parser.add_argument("--out", required=True, help="CSV to write (input rows plus 'risk')")
+    parser.add_argument("--card", type=Path, default=None,
+                        help=f"model card (default: {MODEL_CARD} beside the model)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse values outside the card's ranges or levels (default: warn)")
+    parser.set_defaults(func=run)

@@ -1,1 +1,0 @@
-"""Subcommands of ``lhsfed`` (one module each, registered in ``federation.cli``)."""

@@ -1,0 +1,271 @@
+"""``lhsfed-train``: the coordinator's Hydra launcher.
+
+A thin ``@hydra.main`` around ``train(cfg)``: compose, validate everything up front (one
+clear line on error), flatten to Flower's run config, and run the federation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from federation.coordinator.hydra_folder import (
+    FolderRecord,
+    move_log_file,
+    refuse_uncreatable,
+)
+from federation.coordinator.resume import resumed_config
+from federation.core.data import check_site_sources
+from federation.core.errors import ConfigError, FederationError, LhsFedError
+from federation.core.settings import RunSettings, flatten_config, number
+
+log = logging.getLogger(__name__)
+# configs/ sits beside the packages at the repository root (editable install).
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+FEDERATION_MODES = ("simulation", "deployment")
+# ray: Flower's simulation runtime (one process per client, as SuperNodes); inprocess: the
+# same ServerApp loop and ClientApp in this process (no ~15 s runtime start: sweeps of small
+# federations, tests).
+SIMULATION_RUNTIMES = ("ray", "inprocess")
+
+
+def quiet_libraries() -> None:
+    """Keep the console to one line per round: silence Flower, Ray and Opacus chatter."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    for name in ("flwr", "ray", "opacus"):
+        # A filter, not a level: Flower resets its logger's level when the runtime starts.
+        logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.WARNING)
+
+
+def plain_config(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """The composed config as plain data, with the run folder filled in."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["output_dir"] = str(output_dir)
+    return plain
+
+
+def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
+    """Fail before starting the runtime if any simulated site's file is missing or unreadable."""
+    check_site_sources(settings.data, Path(data_dir) if data_dir else None)
+
+
+# What a run writes into its folder; a new run must not start where these are.
+RUN_ARTEFACTS = ("metrics.jsonl", "checkpoint.pt", "summary.json", "model.pt", "rounds", "ledgers")
+
+
+def refuse_used_folder(output_dir: Path) -> None:
+    """A new run in a folder holding another run's files would append to its metrics, replace
+    its model and, in simulation, compose its sites' ε with the old run's ledger entries."""
+    found = [name for name in RUN_ARTEFACTS if (Path(output_dir) / name).exists()]
+    if not found:
+        return
+    instead = (f"continue it with resume={output_dir}" if (Path(output_dir) / "checkpoint.pt").exists()
+               else "it has no checkpoint to resume from; move it away")
+    raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}); {instead}, or "
+                      "choose another hydra.run.dir")
+
+
+class RefuseUsedRunFolder(Callback):
+    """Runs ``refuse_used_folder`` before Hydra saves ``.hydra/`` into the run folder (it
+    writes the config before calling the task), so a refused run changes nothing there; and
+    notes what was there (``record``), so that what Hydra made for a run refused later, or
+    for a resume, can be taken back."""
+
+    record: FolderRecord | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        _exit_on_config_error(refuse_uncreatable, run_dir)
+        RefuseUsedRunFolder.record = FolderRecord.before_hydra(run_dir)
+        if not config.get("resume"):  # a resume writes into the resumed folder, by design
+            _exit_on_config_error(refuse_used_folder, run_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        for job_dir in sorted(sweep.iterdir()) if sweep.is_dir() else ():
+            if job_dir.is_dir():
+                _exit_on_config_error(refuse_used_folder, job_dir)
+
+
+SITE_POLICY_FILE = "site_policy.json"
+
+
+def write_simulated_policies(settings: RunSettings, output_dir: Path) -> None:
+    """What each simulated hospital enforces (its LHSFED_* policy or the simulation defaults),
+    written to the run folder before it starts; the ClientApp derives the same policy."""
+    import json
+
+    from client.site_policy import simulated_policy
+
+    policies = {site: simulated_policy(site, run_folder=output_dir).to_json()
+                for site in settings.data.site_names}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / SITE_POLICY_FILE).write_text(json.dumps(policies, indent=1) + "\n")
+
+
+def _exit_on_config_error(check, *args) -> None:
+    try:
+        check(*args)
+    except ConfigError as err:
+        print(f"lhsfed-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def simulated_nodes(settings: RunSettings, federation: dict[str, Any]) -> int:
+    """``federation.num_nodes`` (default: one per site); a node without a site is refused."""
+    sites = settings.data.site_names
+    if federation.get("num_nodes") is None:
+        return len(sites)
+    nodes = number(federation["num_nodes"], "federation.num_nodes")
+    if not 1 <= nodes <= len(sites):
+        raise ConfigError(f"federation.num_nodes={nodes}: the dataset {settings.data.name} has "
+                          f"{len(sites)} sites ({', '.join(sites)}), one per simulated node; set "
+                          f"federation.num_nodes between 1 and {len(sites)}, or null")
+    return nodes
+
+
+def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:
+    """Validate and run one federation (or continue one: ``resume=``); returns the run folder."""
+    resume = cfg.get("resume")
+    if resume:
+        hydra_dir = output_dir
+        cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
+        move_log_file(hydra_dir, output_dir / LOG_FILE)
+    plain = plain_config(cfg, output_dir)
+    run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
+    settings = RunSettings.from_run_config(run_config)
+    federation = plain.get("federation") or {}
+    for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
+        if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
+            number(settings.strategy.params[key], f"strategy.{key}", float if "timeout" in key else int)
+    mode = federation.get("mode", "simulation")
+    if mode not in FEDERATION_MODES:
+        raise ConfigError(f"federation.mode {mode!r} is unknown; choose one of {FEDERATION_MODES}")
+    if mode == "deployment":  # the sites' data never reaches the coordinator: no file check
+        from federation.coordinator.deployment import run_in_deployment
+
+        timeout = number(federation["timeout"], "federation.timeout", float)
+        run_in_deployment(run_config, run_dir=output_dir, superlink=federation.get("superlink"),
+                          ca_cert=federation.get("ca_cert"), timeout=timeout)
+        report_sat_out(settings, output_dir, nodes=len(settings.data.sites))
+        return output_dir
+    num_nodes = simulated_nodes(settings, federation)
+    client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
+    runtime = federation.get("runtime") or "ray"
+    if runtime not in SIMULATION_RUNTIMES:
+        raise ConfigError(f"federation.runtime {runtime!r} is unknown; choose one of "
+                          f"{SIMULATION_RUNTIMES}")
+    check_site_files(settings, federation.get("data_dir"))
+    write_simulated_policies(settings, output_dir)
+    if runtime == "inprocess":
+        run_without_ray(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
+                        num_nodes=num_nodes, data_dir=federation.get("data_dir"))
+    else:
+        from federation.coordinator.simulation import run_in_simulation
+
+        run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
+                          num_nodes=num_nodes, client_cpus=client_cpus,
+                          data_dir=federation.get("data_dir"))
+    report_sat_out(settings, output_dir, nodes=num_nodes)
+    return output_dir
+
+
+def run_without_ray(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int,
+                    data_dir: str | None) -> None:
+    """``federation.runtime=inprocess``: federation.coordinator.inprocess.run_in_process, with the same
+    site data folder, signal handling and one-line errors as the Ray runtime."""
+    from federation.coordinator.inprocess import run_in_process
+    from federation.coordinator.interrupt import exit_on_signals
+
+    if data_dir is not None:
+        os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
+    with exit_on_signals(run_dir), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library chatter; the console keeps one line per round
+        run_in_process(run_config, run_dir=run_dir, num_nodes=num_nodes)
+
+
+def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
+    """One console line per site that failed every round; a FederationError if that left
+    fewer sites than ``strategy.min_train_nodes`` allows, or if a resumed run ended with
+    every site refusing for budget (nothing useful was left of the target)."""
+    from federation.core import wire
+    from server.progress import budget_left_out, sat_out, show_sat_out
+    from server.run_folder import METRICS, read_rounds
+
+    if not (Path(output_dir) / METRICS).is_file():
+        return  # a deployment whose run folder is on the SuperLink's machine only
+    records = read_rounds(output_dir)
+    spent = budget_left_out(records, wire.BUDGET_REFUSED)
+    if spent and settings.resume:
+        first = next(iter(spent.values()))
+        raise FederationError(f"no site has budget left for this run (round {records[-1]['round']}: "
+                              f"{first}); the run stops: its model is the last round that trained "
+                              f"({Path(output_dir) / 'model.pt'})")
+    failed = sat_out(records)
+    show_sat_out(failed)
+    minimum = number(settings.strategy.params.get("min_train_nodes", 2), "strategy.min_train_nodes")
+    if failed and nodes - len(failed) < minimum:
+        raise FederationError(
+            f"{len(failed)} site(s) failed every round ({', '.join(failed)}): {nodes - len(failed)} "
+            f"of {nodes} trained, fewer than strategy.min_train_nodes={minimum}; fix those sites "
+            f"(their reasons are above and in {Path(output_dir) / LOG_FILE}) or lower "
+            "strategy.min_train_nodes")
+
+
+LOG_FILE = "launcher.log"
+
+
+def _stop(message: str, code: int) -> None:
+    print(f"lhsfed-train: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def train_or_exit(cfg: DictConfig) -> Path:
+    """``train`` with its outcome as the console shows it: one line and exit 2 for what the
+    user can fix, exit 1 for anything else (its traceback goes to launcher.log only)."""
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir)
+    record, take_back = RefuseUsedRunFolder.record, True
+    try:
+        return train(cfg, hydra_dir, list(HydraConfig.get().overrides.task))
+    except LhsFedError as err:
+        from federation.coordinator.tuning import in_sweep
+
+        if in_sweep():
+            raise  # a trial: federation.coordinator.tuning.SweepAccounting prints it and stops the sweep
+        _stop(str(err), 2)
+    except Exception as err:  # noqa: BLE001 - a bug or a runtime crash: one line, details logged
+        take_back = False  # keep the log that holds the traceback
+        log.exception("lhsfed-train stopped")
+        _stop(f"{type(err).__name__}: {' '.join(str(err).split())[:300]}; the full text is in "
+              f"{_log_path(hydra_dir)}", 1)
+    finally:
+        if take_back and record is not None and record.run_dir == hydra_dir.absolute():
+            record.take_back()  # a refused run or a resume: Hydra's files only, if that is all
+
+
+def _log_path(default_dir: Path) -> Path:
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    return Path(files[0]) if files else default_dir / LOG_FILE
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from federation.coordinator.tuning import in_sweep, trial_objective
+
+    quiet_libraries()
+    output_dir = train_or_exit(cfg)
+    print(f"run folder: {output_dir}")
+    return trial_objective(output_dir) if in_sweep() else None  # what the sweeper minimises

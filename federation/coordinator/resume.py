@@ -1,0 +1,44 @@
+"""``lhsfed-train resume=RUN_DIR``: continue a stopped run with the config it started with.
+
+The run folder holds Hydra's composed config (``.hydra/config.yaml``) and the server's
+checkpoint; only ``rounds=`` may change on resume (to extend a run), since any other change
+would make the checkpoint and the config disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from federation.core.errors import ConfigError, collect_then_raise
+from server.checkpoint import CHECKPOINT
+
+# What may differ on resume: more rounds, and the simulation runtime (the same apps either way).
+CHANGEABLE = ("rounds", "federation.runtime")
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resumed_config(run_dir: str, current: DictConfig, overrides: list[str]
+                   ) -> tuple[DictConfig, Path]:
+    """(the run's saved config, its folder), or a ConfigError listing every problem."""
+    folder = Path(run_dir).expanduser().resolve()
+    saved = folder / ".hydra" / "config.yaml"
+    changed = [o for o in overrides if _override_key(o) not in ("resume", *CHANGEABLE)]
+    problems = [message for bad, message in (
+        (not saved.is_file(), f"{saved} does not exist: resume= takes a run folder that "
+                              "lhsfed-train wrote"),
+        (not (folder / CHECKPOINT).is_file(), f"{folder / CHECKPOINT} does not exist: the run "
+                                              "finished no round, start it again instead"),
+        (bool(changed), f"resume= continues the saved config; only {', '.join(CHANGEABLE)}= "
+                        f"may change with it (remove {changed})"),
+    ) if bad]
+    collect_then_raise(problems, ConfigError)
+    cfg = OmegaConf.load(saved)
+    for key in CHANGEABLE:
+        if any(_override_key(o) == key for o in overrides):
+            OmegaConf.update(cfg, key, OmegaConf.select(current, key), force_add=True)
+    return cfg, folder

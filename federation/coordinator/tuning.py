@@ -1,0 +1,173 @@
+"""Federated tuning: ``lhsfed-train --multirun +tune=federated`` (Hydra's Optuna sweeper).
+
+Every trial is a whole federation, and with DP every trial spends ε at every site. So a
+sweep is accounted as one thing: all its trials write to the SAME site ledgers (one folder
+for the sweep in simulation, ``<sweep>/ledgers`` unless ``LHSFED_LEDGER_DIR`` is set), and
+each site's cap bounds the search as a whole, not each trial. The objective is the pooled
+validation loss of the trial's selected round (``summary["selection"]``): the test split
+plays no part in the choice. ``sweep_summary.json`` beside the trials says which trial won,
+every trial's loss, and the ε each site spent on the whole search, read back from the ledgers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from federation.core import atomic
+from federation.core.errors import FederationError, LhsFedError
+
+log = logging.getLogger(__name__)
+SWEEP_SUMMARY = "sweep_summary.json"
+SWEEP_LEDGERS = "ledgers"
+OBJECTIVE = "pooled validation loss of the selected round (summary.json selection.validation.loss)"
+
+
+def in_sweep() -> bool:
+    """True inside a ``--multirun`` job (a trial), False in a single run."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def trial_objective(run_dir: Path) -> float:
+    """What a trial returns to the sweeper: its selected round's pooled validation loss."""
+    summary = _read_json(Path(run_dir) / "summary.json") or {}
+    try:
+        return float(summary["selection"]["validation"]["loss"])
+    except (KeyError, TypeError, ValueError):
+        raise FederationError(f"{run_dir}/summary.json has no selection.validation.loss (no round "
+                              "was validated); this trial cannot be scored") from None
+
+
+def shared_ledger_dir(sweep_dir: Path) -> Path:
+    """The sweep's one ledger folder: ``LHSFED_LEDGER_DIR`` if set, else ``<sweep>/ledgers``,
+    exported so that every trial's simulated sites (Ray workers inherit it) use it."""
+    if not os.environ.get("LHSFED_LEDGER_DIR"):
+        os.environ["LHSFED_LEDGER_DIR"] = str((Path(sweep_dir) / SWEEP_LEDGERS).resolve())
+    return Path(os.environ["LHSFED_LEDGER_DIR"])
+
+
+# ---- the sweep summary: pure reads of the trial folders and the site ledgers ----------------
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def trial_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job folders (those Hydra saved overrides in), in job order."""
+    found = [p for p in Path(sweep_dir).iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
+    return sorted(found, key=lambda p: (len(p.name), p.name))  # job numbers: 0, 1, ..., 10
+
+
+def trial_record(run_dir: Path, error: str | None = None) -> dict[str, Any]:
+    """One trial: its overrides, its validation loss (None if it failed) and selected round."""
+    overrides = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    selection = (_read_json(run_dir / "summary.json") or {}).get("selection") or {}
+    loss = (selection.get("validation") or {}).get("loss")
+    return {"trial": run_dir.name, "run_dir": str(run_dir.resolve()), "overrides": overrides,
+            "status": "complete" if loss is not None and error is None else "failed",
+            "validation_loss": loss, "selected_round": selection.get("round"),
+            "stopped_early": selection.get("stopped_early"), "error": error}
+
+
+def _site_search_epsilon(site: str, policy: dict, runs: set[str]) -> dict[str, Any]:
+    """ε the site spent on the sweep's runs, composed by its own accountant at its own δ
+    from its ledger, and the site's total over every run its ledger holds."""
+    from client.ledger import SiteLedger
+    from client.node_identity import NodeIdentity
+    from federation.core.privacy import epsilon_spent
+
+    ledger = SiteLedger(Path(policy["ledger_path"]), site=site,
+                        identity=NodeIdentity.of_key(Path(policy["node_key"])))
+    entries = [e for e in ledger.entries() if e.run in runs]
+    return {"epsilon_search": epsilon_spent([e.accountant_step for e in entries],
+                                            delta=policy["delta"], accountant=policy["accountant"]),
+            "epsilon_site_total": ledger.last_total(), "max_epsilon": policy["max_epsilon"],
+            "delta": policy["delta"], "steps": sum(e.steps for e in entries),
+            "trials_spent": len({e.run for e in entries}), "ledger": policy["ledger_path"]}
+
+
+def search_privacy(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per site, what the whole search spent, from the ledgers the sites wrote (simulation:
+    the policies in each trial's site_policy.json); in deployment the ledgers stay at the
+    hospitals, so the last ε each site reported for itself (its total) stands in."""
+    runs = {t["run_dir"] for t in trials}
+    policies: dict[str, dict] = {}
+    for trial in trials:
+        policies |= _read_json(Path(trial["run_dir"]) / "site_policy.json") or {}
+    if policies:
+        return {"source": "site ledgers", "sites": {
+            site: _site_search_epsilon(site, policy, runs) for site, policy in sorted(policies.items())
+            if Path(policy["ledger_path"]).is_file()}}
+    reported: dict[str, Any] = {}
+    for trial in trials:
+        sites = ((_read_json(Path(trial["run_dir"]) / "summary.json") or {}).get("privacy") or {}).get("sites") or {}
+        reported |= {site: {"epsilon_site_total": v.get("site_epsilon")} for site, v in sites.items()}
+    return {"source": "the sites' own reports (ledgers are at the hospitals)", "sites": reported}
+
+
+def sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """Best trial, every trial with its validation loss, ε per site of the whole search."""
+    trials = [trial_record(d, (errors or {}).get(d.name)) for d in trial_dirs(sweep_dir)]
+    scored = [t for t in trials if t["status"] == "complete"]
+    best = min(scored, key=lambda t: t["validation_loss"]) if scored else None
+    if best:  # the winning trial as one single run (the sweep's own +tune= left out)
+        chosen = [o for o in best["overrides"] if not o.lstrip("+~").startswith("tune=")]
+        best = best | {"command": "lhsfed-train " + " ".join(chosen)}
+    return {"objective": OBJECTIVE, "best": best, "trials": trials,
+            "privacy": search_privacy(trials)}
+
+
+def write_sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -> Path:
+    path = Path(sweep_dir) / SWEEP_SUMMARY
+    atomic.write_json(path, sweep_summary(sweep_dir, errors))
+    return path
+
+
+# ---- the Hydra callback ---------------------------------------------------------------------
+
+class SweepAccounting(Callback):
+    """Registered in configs/config.yaml, so that every ``--multirun`` (Optuna or a plain grid)
+    shares one ledger folder and leaves a sweep summary; single runs are untouched.
+
+    A trial that fails with a user-fixable error (a site cap refusing every round, say)
+    stops the sweep with one line: later trials would only spend more of the same budget.
+    """
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ledgers = shared_ledger_dir(Path(config.hydra.sweep.dir))
+        log.info("every trial of this sweep spends from the site ledgers in %s", ledgers)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        run_dir = Path(config.hydra.runtime.output_dir)
+        failed = job_return.status == JobStatus.FAILED
+        # The exception itself: JobReturn.return_value would re-raise it and print a header.
+        error = job_return._return_value if failed else None
+        if failed:
+            self.errors[run_dir.name] = str(error)
+        path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
+        if isinstance(error, LhsFedError):
+            print(f"lhsfed-train: error: trial {run_dir.name} ({run_dir}): "
+                  f"{error}; the sweep stops here, its summary so far is "
+                  f"{path}", file=sys.stderr)
+            sys.exit(2)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
+        best = (_read_json(path) or {}).get("best") or {}
+        print(f"sweep summary: {path} (best: trial {best.get('trial')}, validation loss "
+              f"{best.get('validation_loss')})")

@@ -1,0 +1,70 @@
+"""Keys of records and metrics on the wire (kebab-case, as Flower's own keys are).
+
+Client and server both import these names: a key changed here changes on both sides.
+"""
+
+# RecordDict entries
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+SITE = "site"
+
+# ConfigRecord keys
+SERVER_ROUND = "server-round"
+SITE_NAME = "site-name"
+PROXIMAL_MU = "proximal-mu"
+WITH_CI = "with-ci"  # evaluate: bootstrap the site's AUROC CI of its test rows
+ARRAY_NAMES = "array-names"  # SecAgg+ (legacy layout) sends arrays unnamed: their names, joined by ","
+
+# Train metrics
+NUM_EXAMPLES = "num-examples"
+TRAIN_LOSS = "train-loss"
+EPSILON = "epsilon"
+DELTA = "delta"
+STEPS = "steps"
+NOISE_MULTIPLIER = "noise-multiplier"
+SAMPLE_RATE = "sample-rate"
+SITE_EPSILON = "site-epsilon"  # ε of every run this site joined (its ledger), at the site's δ
+
+# Query asked before a secure-aggregation round: will the site train? (message type query.budget)
+QUERY_BUDGET = "budget"
+# Error codes of a site's refusals (Flower's own codes are < 100); the reason is a category
+# (client.site_errors), never a value from the site's data.
+BUDGET_REFUSED = 4001  # past the site's ε cap, or a run its privacy policy does not allow
+SPEC_MISMATCH = 4002  # the run's dataset spec is not the site's
+DATA_CHECK_FAILED = 4003  # the site's file fails its spec's checks
+EVALUATION_REFUSED = 4004  # the test split is too small to release metrics
+RUN_CONFIG_REFUSED = 4005  # the run config is invalid
+SITE_CONFIG_ERROR = 4006  # the node's own configuration is incomplete or wrong
+UNMASK_REFUSED = 4008  # a SecAgg+ unmask request the site will not answer (client/secure_aggregation.py)
+APP_NOT_PINNED = 4007  # the run's app bundle is not the ClientApp this site pins (client/pinned_runner.py)
+SITE_ERROR = 4099  # anything else (details in the site's log)
+
+# Evaluate metrics
+EVAL_LOSS = "eval-loss"
+AUROC = "auroc"
+AUPRC = "auprc"
+BRIER = "brier"
+N_TEST = "n-test"
+N_POSITIVE = "n-positive"
+SCORE_HIST_POS = "score-hist-pos"
+SCORE_HIST_NEG = "score-hist-neg"
+# The same evaluate metrics of the site's validation rows carry this prefix ("val-auroc");
+# absent when the validation part is under the site's min-eval-rows / min-cell-size.
+VALIDATION_PREFIX = "val-"
+# Modeler metrics each site computes on its own test rows (federation.core.evaluation)
+AUROC_CI_LOW = "auroc-ci-low"
+AUROC_CI_HIGH = "auroc-ci-high"
+ECE = "ece"
+CALIBRATION_SLOPE = "calibration-slope"
+CALIBRATION_INTERCEPT = "calibration-intercept"
+THRESHOLD = "threshold"
+SENSITIVITY = "sensitivity"
+SPECIFICITY = "specificity"
+
+# Feature-statistics query (federated standardization)
+STATS_COUNT = "stats-count"
+STATS_SUM = "stats-sum"
+STATS_SUMSQ = "stats-sumsq"
+QUERY_FEATURE_STATS = "feature-stats"
+QUERY_KIND = "query-kind"

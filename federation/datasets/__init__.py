@@ -1,1 +1,0 @@
-"""Datasets embedded in the package (data files only; loading lives in ``federation.data``)."""

@@ -1,0 +1,101 @@
+"""Export the global model for a hospital: raw feature columns in, risk out.
+
+The exported graph holds the whole preprocessing: the spec's 'missing_if' values become
+missing, categoricals are one-hot encoded, missing values imputed and flagged, features
+standardized with the federated statistics, then the classifier and a sigmoid. A site feeds
+its raw columns (NaN = missing) in the model card's order and gets a risk per row.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from federation.core import atomic
+from federation.core.dataspec import DatasetSpec
+from federation.core.model import RiskModel
+
+FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
+INPUT_NAME, OUTPUT_NAME = "features", "risk"
+ONNX_OPSET = 17
+
+
+class RawFeatureEncoder(nn.Module):
+    """Raw columns -> the model's encoded columns, as ``federation.core.data`` encodes a site file."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        super().__init__()
+        source, level, categorical = [], [], []
+        for index, feat in enumerate(spec.features):
+            for value in (feat.encoded_levels if feat.type == "categorical" else (0.0,)):
+                source.append(index)
+                level.append(float(value))
+                categorical.append(feat.type == "categorical")
+        width = max([len(f.missing_if) for f in spec.features] + [1])
+        missing = [[*f.missing_if] + [math.nan] * (width - len(f.missing_if)) for f in spec.features]
+        self.register_buffer("source", torch.tensor(source, dtype=torch.long))
+        self.register_buffer("level", torch.tensor(level, dtype=torch.float32))
+        self.register_buffer("categorical", torch.tensor(categorical, dtype=torch.bool))
+        # NaN padding never equals a value, so features without 'missing_if' are untouched.
+        self.register_buffer("missing_if", torch.tensor(missing, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hits = (x.unsqueeze(2) == self.missing_if).to(x.dtype).sum(dim=2) > 0
+        x = torch.where(hits, torch.full_like(x, math.nan), x)
+        raw = torch.index_select(x, 1, self.source)
+        onehot = (raw == self.level).to(x.dtype)
+        encoded = torch.where(self.categorical, onehot, raw)
+        return torch.where(torch.isnan(raw), raw, encoded)
+
+
+class DeployableModel(nn.Module):
+    """Encoder + risk model + sigmoid: the single graph that is exported."""
+
+    def __init__(self, model: RiskModel, spec: DatasetSpec) -> None:
+        super().__init__()
+        self.encoder = RawFeatureEncoder(spec)
+        self.preprocess = model.preprocess
+        self.head = model.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.preprocess(self.encoder(x))).squeeze(-1)
+        return torch.sigmoid(logits)
+
+
+def _example(spec: DatasetSpec) -> torch.Tensor:
+    example = torch.zeros(2, len(spec.features))
+    example[1, 0] = math.nan  # trace the missing-value path too
+    return example
+
+
+def torchscript_bytes(model: DeployableModel, spec: DatasetSpec) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is in maintenance; the format still loads
+        traced = torch.jit.trace(model, _example(spec), check_trace=False)
+        torch.jit.save(traced, buffer)
+    return buffer.getvalue()
+
+
+def onnx_bytes(model: DeployableModel, spec: DatasetSpec) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (_example(spec),), buffer, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET, dynamo=False,
+                          dynamic_axes={INPUT_NAME: {0: "rows"}, OUTPUT_NAME: {0: "rows"}})
+    return buffer.getvalue()
+
+
+def export_model(model: RiskModel, spec: DatasetSpec, fmt: str, out_dir: Path) -> Path:
+    """Write the deployable model in ``fmt`` into ``out_dir``; returns its path."""
+    deployable = DeployableModel(model, spec).eval()
+    data = torchscript_bytes(deployable, spec) if fmt == "torchscript" else onnx_bytes(deployable, spec)
+    path = Path(out_dir) / FORMATS[fmt]
+    atomic.write_bytes(path, data)
+    return path

@@ -1,0 +1,223 @@
+"""``report.html`` (self-contained: PNGs inlined as base64, no external link) and ``report.md``.
+
+Both are rendered from the same tables built from ``evaluation.json``, with one number
+format, so the two reports and the JSON always agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.core import atomic
+from federation.modeler import plots
+from federation.modeler.run_evaluation import POOLED, Predictions
+
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+AUDIT_JSON = "audit.json"  # written by ``lhsfed audit``; shown when present
+_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
+          "table{border-collapse:collapse;margin:1em 0}"
+          "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
+          "th{background:#eee}td:first-child{text-align:left}"
+          "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}")
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """The one number format of both reports (None/NaN as 'n/a')."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _epsilon(privacy: dict[str, Any], site: str) -> str:
+    if not privacy.get("enabled"):
+        return "∞ (no DP)"
+    return fmt(privacy.get("epsilon", {}).get(site))
+
+
+def data_table(evaluation: dict[str, Any]) -> Table:
+    privacy = evaluation["privacy"]
+    rows = [[site, fmt(d["n_train"]), fmt(d["n_test"]),
+             fmt(evaluation["sites"][site]["n_positive"]), _epsilon(privacy, site)]
+            for site, d in evaluation["data"].items()]
+    return Table("Sites: data sizes and privacy spent",
+                 ["site", "train rows", "test rows", "test positives", "ε spent"], rows,
+                 f"δ = {privacy['delta']:g}; ε target {privacy['target_epsilon']:g} per site"
+                 if privacy.get("enabled") else "DP off: the updates carry no privacy guarantee")
+
+
+def metrics_table(evaluation: dict[str, Any]) -> Table:
+    threshold = evaluation["threshold"]
+    header = ["site", "AUROC", "95% CI", "AUPRC", "Brier", "ECE", "cal. slope",
+              "cal. intercept", f"sensitivity@{threshold:g}", f"specificity@{threshold:g}"]
+    keys = ("auroc", "auroc_ci", "auprc", "brier", "ece", "calibration_slope",
+            "calibration_intercept", "sensitivity", "specificity")
+    named = {**evaluation["sites"], POOLED: evaluation[POOLED]}
+    rows = []
+    for site, m in named.items():
+        ci = f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]" \
+            if m["auroc_ci_low"] is not None else "n/a"
+        rows.append([site] + [ci if k == "auroc_ci" else fmt(m[k]) for k in keys])
+    return Table(f"Global model (round {evaluation['round']}) on each site's held-out test rows",
+                 header, rows, "pooled = all sites' test rows together; CI: percentile bootstrap")
+
+
+def baselines_table(evaluation: dict[str, Any]) -> Table | None:
+    base = evaluation.get("baselines")
+    if not base:
+        return None
+    local, central, benefit = base["local_only"]["sites"], base["pooled_centralized"]["sites"], \
+        base["benefit_auroc"]
+    rows = [[site, fmt(m["auroc"]), fmt(local[site]["auroc"]), fmt(central[site]["auroc"]),
+             fmt(benefit[site])] for site, m in evaluation["sites"].items()]
+    means = [evaluation["mean_auroc"], base["local_only"]["mean_auroc"],
+             base["pooled_centralized"]["mean_auroc"], benefit]
+    rows.append(["mean of sites"] + [fmt(m["mean"]) for m in means])
+    rows.append(["mean weighted by test rows"] + [fmt(m["weighted_mean"]) for m in means])
+    rows.append(["all test rows pooled"] + [fmt(evaluation[POOLED]["auroc"]), fmt(local[POOLED]["auroc"]),
+                                            fmt(central[POOLED]["auroc"]), fmt(benefit[POOLED])])
+    return Table("AUROC: federated vs local-only vs pooled centralized",
+                 ["site", "global (federated)", "local-only", "pooled centralized",
+                  "benefit (global − local)"], rows,
+                 "pooled row: local-only scores each site's rows with that site's own model; "
+                 f"baselines trained {base['epochs']} epochs with the run's model and DP settings; "
+                 f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
+                 f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}")
+
+
+def _baseline_epsilon(epsilon: float | dict[str, float] | None) -> str:
+    if isinstance(epsilon, dict):
+        known = [v for v in epsilon.values() if v is not None]
+        return f"at most {fmt(max(known))} per site" if known else "∞ (no DP)"
+    return "∞ (no DP)" if epsilon is None else fmt(epsilon)
+
+
+def _auc_with_interval(attack: dict[str, Any]) -> str:
+    low, high = attack["auc_ci95"]
+    return f"{fmt(attack['auc'])} [{fmt(low, 2)}, {fmt(high, 2)}]"
+
+
+def audit_table(audit: dict[str, Any] | None) -> Table | None:
+    """Membership-inference audit (``lhsfed audit``): attack AUC and TPR at 1 % FPR per site."""
+    if not audit:
+        return None
+    loss, lira = audit["attacks"]["loss_threshold"], audit["attacks"]["lira_offline"]
+    rows = [[site.replace("_", " "), _auc_with_interval(loss[site]), _auc_with_interval(lira[site]),
+             f"{fmt(loss[site]['tpr_at_1pct_fpr'])} / {fmt(lira[site]['tpr_at_1pct_fpr'])}"]
+            for site in loss]
+    return Table("Privacy audit: membership inference on the global model",
+                 ["site", "loss-threshold AUC [95 %]", "offline LiRA AUC [95 %]",
+                  "TPR at 1 % FPR (loss / LiRA)"], rows,
+                 "members: each site's training records; non-members: its held-out test records; "
+                 f"AUC 0.5 = no better than chance; {audit['shadows']} shadow federations")
+
+
+def read_audit(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / AUDIT_JSON
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def rounds_table(evaluation: dict[str, Any], records: list[dict[str, Any]]) -> Table | None:
+    """Per round: the pooled validation metrics that chose the round, and the pooled test
+    AUROC, shown for reference only (it took no part in the choice)."""
+    if not records:
+        return None
+    selection = evaluation.get("selection") or {}
+    chosen = selection.get("round")
+    rows = [[str(r["round"]) + (" (selected)" if r["round"] == chosen else ""),
+             fmt(((r.get("validation") or {}).get("pooled") or {}).get("loss"), 4),
+             fmt(((r.get("validation") or {}).get("pooled") or {}).get("auroc")),
+             fmt((r["evaluate"].get("pooled") or {}).get("auroc"))] for r in records]
+    note = (f"selected by the best pooled validation {selection.get('metric', 'loss')}"
+            + ("; stopped early (patience ran out)" if selection.get("stopped_early") else "")
+            if selection else "run from before round selection: its last round is shown")
+    return Table("Rounds: validation (chooses the round) and test (not used for selection)",
+                 ["round", "validation loss", "validation AUROC",
+                  "test AUROC (not used for selection)"], rows, note)
+
+
+def tables(evaluation: dict[str, Any], audit: dict[str, Any] | None = None,
+           records: list[dict[str, Any]] | None = None) -> list[Table]:
+    found = [data_table(evaluation), metrics_table(evaluation), rounds_table(evaluation, records or []),
+             baselines_table(evaluation), audit_table(audit)]
+    return [t for t in found if t is not None]
+
+
+def markdown_table(table: Table) -> str:
+    lines = [f"## {table.title}", "", "| " + " | ".join(table.header) + " |",
+             "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return "\n".join(lines + ([f"\n{table.note}"] if table.note else []))
+
+
+def html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in table.rows)
+    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
+    return f"<h2>{html.escape(table.title)}</h2><table><tr>{head}</tr>{body}</table>{note}"
+
+
+def figures(records: list[dict[str, Any]], predictions: Predictions | None) -> dict[str, bytes]:
+    """Rounds curve, and ROC/calibration where the rows' predictions are at hand (simulation)."""
+    found = {"ROC curves": plots.roc_curves(predictions),
+             "Calibration": plots.calibration_plot(predictions)} if predictions else {}
+    if records:
+        found = {"Rounds": plots.rounds_curve(records), **found}
+    return found
+
+
+def _img(title: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">' \
+           f"<figcaption>{html.escape(title)}</figcaption></figure>"
+
+
+def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text: str,
+                audit: dict[str, Any] | None = None, records: list[dict[str, Any]] | None = None) -> str:
+    title = f"lhs-federation report: {Path(evaluation['run_dir']).name}"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>Run folder {html.escape(evaluation['run_dir'])}; evaluated "
+             f"{html.escape(evaluation['evaluated_at'])} ({evaluation['mode']}).</p>"]
+    parts += [html_table(t) for t in tables(evaluation, audit, records)]
+    parts += ["<h2>Figures</h2>"] + [_img(name, png) for name, png in figs.items()]
+    parts += [f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre></body></html>"]
+    return "\n".join(parts)
+
+
+def render_markdown(evaluation: dict[str, Any], config_text: str,
+                    audit: dict[str, Any] | None = None,
+                    records: list[dict[str, Any]] | None = None) -> str:
+    parts = [f"# lhs-federation report: {Path(evaluation['run_dir']).name}", "",
+             f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
+             f"({evaluation['mode']}). Figures are in report.html."]
+    parts += ["\n" + markdown_table(t) for t in tables(evaluation, audit, records)]
+    parts += ["\n## Configuration\n", "```yaml", config_text.rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
+def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predictions | None,
+                  records: list[dict[str, Any]], config_text: str) -> tuple[Path, Path]:
+    run_dir = Path(run_dir)
+    audit = read_audit(run_dir)
+    page = render_html(evaluation, figures(records, predictions), config_text, audit, records)
+    atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
+    atomic.write_bytes(run_dir / REPORT_MD,
+                       render_markdown(evaluation, config_text, audit, records).encode("utf-8"))
+    return run_dir / REPORT_HTML, run_dir / REPORT_MD

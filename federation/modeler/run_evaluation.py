@@ -1,0 +1,179 @@
+"""Evaluate a run's global model (and optionally the baselines) on every site's test split.
+
+The default model is the round the run selected by its validation rows (``model.pt``); the
+test rows are scored here and never feed back into any choice.
+
+Simulation path: the coordinator holds the embedded (or ``federation.data_dir``) site files,
+so it predicts every site's held-out rows itself; pooled metrics use all rows together.
+Deployment path (:func:`evaluation_from_rounds`): the numbers the sites sent in a round.
+The result is the plain document written as ``evaluation.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from federation.core.data import SiteData, load_site, site_file
+from federation.core.dataspec import DatasetSpec
+from federation.core.errors import DataError
+from federation.core.evaluation import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
+from federation.core.model import predict_risk
+from federation.core.settings import RunSettings
+from federation.modeler import baselines as baseline_models
+from federation.modeler.run_loader import Checkpoint, read_summary
+from server.round_records import json_safe
+
+EVALUATION = "evaluation.json"
+SCORED_HERE = "simulation: scored here on the sites' test rows"
+POOLED = "pooled"
+Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # site -> (labels, risks)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    threshold: float = 0.5
+    resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = 0
+
+
+def scorable_sites(dataset: DatasetSpec, data_dir: Path | None = None
+                   ) -> tuple[list[SiteData], dict[str, str]]:
+    """The sites whose files load, and the one-line reason for each other one: a site whose
+    file was refused in the run (it sat out) is left out of the report, not a crash of it."""
+    sites, skipped = [], {}
+    for name in dataset.site_names:
+        try:
+            sites.append(load_site(site_file(dataset, name, data_dir), dataset, name))
+        except DataError as err:
+            skipped[name] = str(err)
+    if not sites:
+        raise DataError("no site's file could be read: " + "; ".join(skipped.values()))
+    return sites, skipped
+
+
+def predict_sites(model, sites: list[SiteData]) -> Predictions:
+    return {s.name: (s.y_test.astype(int), predict_risk(model, s.x_test)) for s in sites}
+
+
+def with_pooled(predictions: Predictions) -> Predictions:
+    """Add the 'pooled' entry: every site's test rows together."""
+    y = np.concatenate([y for y, _ in predictions.values()])
+    p = np.concatenate([p for _, p in predictions.values()])
+    return {**predictions, POOLED: (y, p)}
+
+
+def score(predictions: Predictions, options: EvalOptions) -> dict[str, dict[str, float]]:
+    return {name: risk_metrics(y, p, threshold=options.threshold, resamples=options.resamples,
+                               seed=options.seed)
+            for name, (y, p) in predictions.items()}
+
+
+def site_means(metrics: dict[str, dict[str, Any]], key: str = "auroc") -> dict[str, float]:
+    """Plain mean over sites, and the mean weighted by each site's test rows (NaN/None skipped)."""
+    pairs = [(m[key], m["n"]) for name, m in metrics.items()
+             if name != POOLED and m.get(key) is not None and not np.isnan(m[key])]
+    if not pairs:
+        return {"mean": float("nan"), "weighted_mean": float("nan")}
+    values, weights = np.array(pairs, dtype=float).T
+    return {"mean": float(values.mean()), "weighted_mean": float(np.average(values, weights=weights))}
+
+
+def baseline_section(settings: RunSettings, checkpoint: Checkpoint, sites: list[SiteData],
+                     global_auroc: dict[str, float], options: EvalOptions) -> dict[str, Any]:
+    """Local-only and pooled models scored on the same test rows, and the federation's benefit."""
+    local = baseline_models.local_only(settings, checkpoint.spec, sites)
+    own_model = {s.name: (s.y_test.astype(int), predict_risk(local[s.name].model, s.x_test))
+                 for s in sites}
+    local_scores = score(with_pooled(own_model), options)  # pooled: each row by its site's model
+    central = baseline_models.pooled(settings, checkpoint.spec, sites)
+    pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
+    benefit = {s.name: {"auroc": global_auroc[s.name] - local_scores[s.name]["auroc"],
+                        "n": len(s.y_test)} for s in sites}
+    return {
+        "local_only": {"sites": local_scores,
+                       "epsilon": {name: b.epsilon for name, b in local.items()},
+                       "mean_auroc": site_means(local_scores)},
+        "pooled_centralized": {"sites": pooled_scores, "epsilon": central.epsilon,
+                               "mean_auroc": site_means(pooled_scores)},
+        "benefit_auroc": {**{name: b["auroc"] for name, b in benefit.items()},
+                          **site_means(benefit),
+                          POOLED: global_auroc[POOLED] - local_scores[POOLED]["auroc"]},
+        "epochs": settings.rounds * settings.train.local_epochs,
+    }
+
+
+def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
+    spent = (read_summary(run_dir).get("privacy") or {}).get("sites") or {}
+    return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
+            "delta": settings.privacy.delta,
+            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
+            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()},
+            # what stopping early left of the planned ε (older runs: absent, None)
+            "unspent_epsilon": {site: (v or {}).get("unspent_epsilon") for site, v in spent.items()}}
+
+
+def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
+    """What was evaluated; ``selection`` is the run's own (summary.json), None before it existed."""
+    return {"run_dir": str(Path(run_dir).resolve()), "round": round_number, "mode": mode,
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "threshold": options.threshold, "bootstrap_resamples": options.resamples,
+            "selection": read_summary(run_dir).get("selection")}
+
+
+def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
+                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False,
+                 skipped: dict[str, str] | None = None) -> tuple[dict[str, Any], Predictions]:
+    """The ``evaluation.json`` document and the predictions behind it (for the plots);
+    ``skipped``: sites left out (their file was refused) and why."""
+    predictions = with_pooled(predict_sites(checkpoint.model, sites))
+    metrics = score(predictions, options)
+    document: dict[str, Any] = {
+        **_header(run_dir, checkpoint.round, SCORED_HERE, options),
+        "sites": {s.name: metrics[s.name] for s in sites},
+        POOLED: metrics[POOLED],
+        "mean_auroc": site_means(metrics),
+        "data": {s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val),
+                          "n_test": len(s.y_test)} for s in sites},
+        "privacy": _privacy(settings, run_dir),
+        **({"skipped_sites": dict(skipped)} if skipped else {}),
+    }
+    if baselines:
+        global_auroc = {name: m["auroc"] for name, m in metrics.items()}
+        document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options)
+    return json_safe(document), predictions
+
+
+def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
+    """A Flower evaluate round's site metrics in evaluation.json's shape (absent ones null)."""
+    return {**{key: None for key in METRIC_KEYS}, "n": site.get("n_test"),
+            **{k: site[k] for k in METRIC_KEYS if k in site}}
+
+
+def from_rounds_mode(mode: str, round_number: int) -> str:
+    """evaluation.json's ``mode`` when the numbers are the sites' own evaluation."""
+    return f"{mode}: the sites' own evaluation, metrics.jsonl round {round_number}"
+
+
+def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[str, Any],
+                           options: EvalOptions, *, mode: str = "deployment") -> dict[str, Any]:
+    """The sites scored the global model themselves in the run's evaluate round (deployment).
+
+    Each site sent every metric of its own rows (``ClientApp.evaluate``); pooled, only
+    AUROC/AUPRC (from the summed score histograms) and Brier are known, the rest is null.
+    """
+    evaluation = record["evaluate"]
+    sites = {name: _round_metrics(m) for name, m in sorted(evaluation["sites"].items())}
+    return json_safe({
+        **_header(run_dir, record["round"], from_rounds_mode(mode, record["round"]), options),
+        "sites": sites,
+        POOLED: _round_metrics(evaluation.get(POOLED) or {}),
+        "mean_auroc": site_means(sites),
+        "data": {name: {"n_train": (record["train"].get(name) or {}).get("num_examples"),
+                        "n_test": m.get("n_test")} for name, m in sorted(evaluation["sites"].items())},
+        "privacy": _privacy(settings, run_dir),
+    })

@@ -1,6 +1,6 @@
 """How long the SuperLink refuses a SIGKILLed hospital node, and what a refused restart exits.
 
-Two hospitals on 127.0.0.1 through the entrypoints (tests/deployment_net.py), one SIGKILL,
+Two hospitals on 127.0.0.1 through the entrypoints (tests/helpers/deployment_net.py), one SIGKILL,
 then restarts as a container restart policy would, each recorded as (seconds after the kill
 it began, exit status, Flower's exit-code line). Also prints ``lhsfed nodes`` before and
 after. Run: ``PYTHONPATH=$PWD .venv/bin/python -m benchmarks.restart_window OUT_DIR``.
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from federation.coordinator.superlink_nodes import list_nodes
-from tests.deployment_net import Network
+from tests.helpers.deployment_net import Network
 
 ADMITTED = "SuperNode ID:"  # what flower-supernode logs once the SuperLink activated it
 

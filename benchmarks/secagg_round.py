@@ -31,7 +31,7 @@ from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import _plain_train, initial_arrays
 from server.secure_aggregation import secure_train_round
 from strategies import build_strategy
-from tests.inprocess_grid import InProcessGrid
+from tests.helpers.inprocess_grid import InProcessGrid
 
 SITES, TIMEOUT, GOAL = 4, 600.0, 2.0
 # One torch thread: on a loaded shared machine torch's pool spin-waits, and round times then

@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
-
-
-def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: float = 600,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``.
-
-    ``env`` adds environment variables (e.g. the simulated sites' privacy policy).
-    """
-    args = [str(LAUNCHER), *overrides]
-    if multirun:
-        args.insert(1, "--multirun")
-        args.append(f"hydra.sweep.dir={tmp / 'multirun'}")
-    else:
-        args.append(f"hydra.run.dir={tmp / 'run'}")
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", **(env or {})}
-    return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+from tests.helpers.runs import run_launcher
 
 
 @pytest.fixture(scope="session")
@@ -59,17 +34,17 @@ def eps1_runs(tmp_path_factory):
     The second run caps one site (``LHSFED_MAX_EPSILON``) halfway through its rounds. Shared
     by the ledger, cap, secure-aggregation and audit tests.
     """
-    from tests.privacy_runs import two_ledger_runs
+    from tests.helpers.privacy_runs import two_ledger_runs
 
     return two_ledger_runs(tmp_path_factory.mktemp("eps1_runs"))
 
 
 @pytest.fixture(scope="session")
 def deployment_network(tmp_path_factory):
-    """docs/deployment.md's walk-through network (tests/walkthrough.py): a TLS SuperLink behind
+    """docs/deployment.md's walk-through network (tests/helpers/walkthrough.py): a TLS SuperLink behind
     its proxy, cleveland and hungary, a guarded node; shared by the deployment and pinned-code
     tests so that CI starts one such network, not two."""
-    from tests.walkthrough import walkthrough_network
+    from tests.helpers.walkthrough import walkthrough_network
 
     with walkthrough_network(tmp_path_factory.mktemp("deployment")) as net:
         yield net

@@ -61,7 +61,7 @@ def run_in_simulation(run_config: dict, *, run_dir: Path, num_nodes: int, client
 def _keep_sigterm_handler() -> Iterator[None]:
     """``ray.init`` replaces the SIGTERM handler by ``sys.exit``, which would unwind into
     Flower's joins on threads that never end; keep ours (Ray's private hook, tested by
-    tests/test_interrupt.py)."""
+    tests/integration/test_interrupt.py)."""
     import ray._private.utils as ray_utils
 
     original = ray_utils.set_sigterm_handler

@@ -52,7 +52,7 @@ def pooled_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]
     Rows in one bin share the bin's centre as score, so ties inside a bin count as half:
     the error against exact pooled AUROC is bounded by the within-bin pairs (tested). Counts
     may be fractional (a group of bins spread evenly): the error is then bounded by the pairs
-    whose released bin ranges overlap (tests/test_metrics.py ``overlap_bound``).
+    whose released bin ranges overlap (tests/unit/test_metrics.py ``overlap_bound``).
     """
     centres = (np.arange(HIST_BINS) + 0.5) / HIST_BINS
     scores = np.concatenate([centres, centres])

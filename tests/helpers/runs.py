@@ -1,0 +1,34 @@
+"""Run ``lhsfed-train`` as a user would, and read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
+
+
+def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: float = 600,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``.
+
+    ``env`` adds environment variables (e.g. the simulated sites' privacy policy).
+    """
+    args = [str(LAUNCHER), *overrides]
+    if multirun:
+        args.insert(1, "--multirun")
+        args.append(f"hydra.sweep.dir={tmp / 'multirun'}")
+    else:
+        args.append(f"hydra.run.dir={tmp / 'run'}")
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", **(env or {})}
+    return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+

@@ -1,0 +1,162 @@
+"""Real federations over the four UCI hospitals (Flower simulation runtime, Opacus DP)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core.data import load_site, site_file
+from federation.core.dataspec import parse_dataset_spec
+from federation.core.model import ModelSpec, build_model
+from tests.helpers.runs import read_json, run_launcher
+
+SITES = {"cleveland", "hungary", "switzerland", "va"}
+pytestmark = pytest.mark.slow
+
+
+def _rounds(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_default_dp_run_writes_the_run_folder(dp_run):
+    for name in (".hydra/config.yaml", "metrics.jsonl", "model.pt", "summary.json"):
+        assert (dp_run / name).is_file(), name
+    summary = read_json(dp_run / "summary.json")
+
+    assert set(summary) == {"rounds", "discarded_rounds", "strategy", "model", "selection", "metrics",
+                            "privacy"}
+    assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "logreg")
+    assert summary["discarded_rounds"] == []
+    assert set(summary["metrics"]) == {"pooled", "sites"}
+    assert set(summary["metrics"]["pooled"]) == {"auroc", "auprc", "brier"}
+    assert set(summary["metrics"]["sites"]) == SITES
+    for site in summary["metrics"]["sites"].values():
+        assert set(site) == {"auroc", "auprc", "brier", "n_test"}
+    assert set(summary["privacy"]) == {"enabled", "delta", "sites"}
+    assert summary["privacy"]["enabled"] is True
+    assert set(summary["privacy"]["sites"]) == SITES
+    last = _rounds(dp_run)[-1]["train"]
+    for site, spent in summary["privacy"]["sites"].items():  # this run's ε, and the site's total
+        assert set(spent) == {"epsilon", "site_epsilon", "planned_epsilon", "unspent_epsilon"}
+        assert spent["site_epsilon"] == last[site]["site_epsilon"]
+        assert spent["site_epsilon"] >= spent["epsilon"] - 1e-9  # a fresh ledger: this run only
+
+
+def test_dp_run_reaches_pooled_auroc_080(dp_run):
+    summary = read_json(dp_run / "summary.json")
+
+    assert summary["metrics"]["pooled"]["auroc"] >= 0.80
+
+
+def test_metrics_jsonl_has_per_site_train_and_eval_every_round(dp_run):
+    rounds = _rounds(dp_run)
+
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4, 5]
+    for record in rounds:
+        assert set(record["train"]) == SITES
+        assert set(record["evaluate"]["sites"]) == SITES
+        assert {"auroc", "auprc", "brier"} <= set(record["evaluate"]["pooled"])
+        assert all("epsilon" in m for m in record["train"].values())
+
+
+def test_epsilon_is_opacus_accounting_of_the_steps_taken_and_within_target(dp_run):
+    summary = read_json(dp_run / "summary.json")
+    last = _rounds(dp_run)[-1]["train"]
+    target = 3.0
+
+    for site, metrics in last.items():
+        accountant = RDPAccountant()  # recomputed independently of federation.core.privacy
+        accountant.history = [(metrics["noise_multiplier"], metrics["sample_rate"], metrics["steps"])]
+        recomputed = accountant.get_epsilon(delta=summary["privacy"]["delta"])
+        assert summary["privacy"]["sites"][site]["epsilon"] == pytest.approx(recomputed, rel=1e-9)
+        assert recomputed <= target
+        assert metrics["steps"] > 0 and metrics["noise_multiplier"] > 0
+
+
+def test_saved_model_rebuilds_from_model_pt(dp_run):
+    saved = torch.load(dp_run / "model.pt", weights_only=False)
+
+    model = build_model(ModelSpec(**saved["model_spec"]))
+    model.load_state_dict(saved["state_dict"])
+    assert saved["round"] == read_json(dp_run / "summary.json")["selection"]["round"]  # the selected one
+    assert len(saved["feature_names"]) == saved["model_spec"]["n_features"]
+    assert (dp_run / "rounds" / "round_001.pt").is_file()
+
+
+def test_non_private_run_reaches_pooled_auroc_085_with_per_site_metrics(nodp_run):
+    summary = read_json(nodp_run / "summary.json")
+
+    assert summary["metrics"]["pooled"]["auroc"] >= 0.85
+    assert set(summary["metrics"]["sites"]) == SITES
+    assert summary["privacy"]["enabled"] is False
+    # Without DP nothing bounds ε: it is reported as unbounded (null), never as 0.
+    assert all(s["epsilon"] is None for s in summary["privacy"]["sites"].values())
+
+
+def test_multirun_sweep_over_epsilon_gives_one_run_folder_each(tmp_path):
+    # The in-process runtime: Hydra's sweep and the sites' ledgers, without a Ray start per job.
+    proc = run_launcher(tmp_path, "privacy.target_epsilon=1,8", "rounds=2", "federation.runtime=inprocess",
+                        multirun=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    runs = sorted((tmp_path / "multirun").glob("*/summary.json"))
+    assert len(runs) == 2
+    by_target = {}
+    for path in runs:
+        config = (path.parent / ".hydra" / "config.yaml").read_text()
+        target = 1.0 if "target_epsilon: 1" in config else 8.0
+        by_target[target] = read_json(path)
+    assert set(by_target) == {1.0, 8.0}
+    assert max(s["epsilon"] for s in by_target[1.0]["privacy"]["sites"].values()) <= 1.0
+    assert max(s["epsilon"] for s in by_target[8.0]["privacy"]["sites"].values()) > 1.0
+
+
+def test_initial_scaling_uses_every_sites_training_rows(dp_run):
+    """The scaling the model carries is the pooled training mean of all four sites (of what
+    each releases at the simulated sites' minimum cell size, 2), not of whichever simulated
+    nodes registered first (the server waits for every one)."""
+    from client.releases import released_feature_statistics
+    from federation.core import wire
+    from server.feature_stats import combine_statistics, spec_prior
+
+    spec = parse_dataset_spec(compose_config()["data"])
+    released = [released_feature_statistics(load_site(site_file(spec, s), spec, s).x_train, spec,
+                                            min_cell=2) for s in sorted(SITES)]
+    parts = [(r[wire.STATS_COUNT], r[wire.STATS_SUM], r[wire.STATS_SUMSQ]) for r in released]
+    pooled_mean, _ = combine_statistics(parts, prior=spec_prior(spec))
+    mean = torch.load(dp_run / "model.pt", weights_only=True)["state_dict"]["preprocess.mean"]
+    np.testing.assert_allclose(mean.numpy(), pooled_mean, rtol=1e-5, atol=1e-6)
+    three_sites, _ = combine_statistics(parts[:3], prior=spec_prior(spec))
+    assert not np.allclose(mean.numpy(), three_sites, rtol=1e-5, atol=1e-6)  # the test can fail
+
+
+def test_sites_bootstrap_their_test_auroc_ci_every_round_and_not_on_validation(dp_run):
+    """With early stopping no round is known to be the last, so the selected round's test CI
+    comes from every round's evaluation; the validation numbers choose, they need no CI."""
+    for record in _rounds(dp_run):
+        for site, metrics in record["evaluate"]["sites"].items():
+            assert metrics["auroc_ci_low"] <= metrics["auroc"] <= metrics["auroc_ci_high"], site
+        for site, metrics in record["validation"]["sites"].items():
+            assert "auroc_ci_low" not in metrics and "ece" in metrics, (record["round"], site)
+
+
+def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
+    """Issue H, acceptance 9: the default federation (DP ε=3, 10 rounds) with the sites' own
+    randomness still reaches pooled AUROC >= 0.88. The noise is the sites' secret, so runs
+    differ: the mean of three runs (in-process: the same ServerApp loop and ClientApp, no
+    Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""
+    from federation.coordinator.inprocess import run_config_for, run_in_process
+
+    aurocs = []
+    for i in range(3):
+        run_dir = tmp_path / str(i)
+        monkeypatch.setenv("LHSFED_LEDGER_DIR", str(run_dir / "ledgers"))
+        summary = run_in_process(run_config_for([], run_dir), run_dir=run_dir, num_nodes=4)
+        aurocs.append(summary["metrics"]["pooled"]["auroc"])
+    assert len(set(aurocs)) == 3  # three different runs: the noise is fresh each time
+    assert np.mean(aurocs) >= 0.88 and min(aurocs) >= 0.87, aurocs

@@ -1,0 +1,83 @@
+"""Acceptance 1 and 2 on real federations: the site ledger across node restarts, the site cap.
+
+``eps1_runs`` (tests/conftest.py): two ε=1, 3-round runs of the four UCI sites, sharing the
+sites' ledgers through ``LHSFED_LEDGER_DIR``; every node process (Ray worker) is new in the
+second run. In the second run one site is capped so that it may take 4 of the 6 rounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from client.ledger import SiteLedger
+from client.node_identity import NodeIdentity
+from server.run_folder import read_rounds
+from tests.helpers.privacy_runs import rdp_epsilon, round_steps
+from tests.helpers.runs import read_json
+
+pytestmark = pytest.mark.slow
+SITES = ("cleveland", "hungary", "switzerland", "va")
+
+
+def _ledger(runs, site: str) -> SiteLedger:
+    ledgers = runs.ledgers
+    return SiteLedger(ledgers / f"{site}.sqlite", site=site,
+                      identity=NodeIdentity.of_key(ledgers / f"{site}.key"))
+
+
+def _spent(runs, site: str) -> list[tuple[float, float, int]]:
+    """Every round's (σ, q, steps) of both runs, from the server's metrics (not the ledger)."""
+    return [step for run in (runs.first, runs.second) for step in round_steps(run, site).values()]
+
+
+def test_ledger_total_is_the_composition_of_all_six_rounds(eps1_runs):
+    for site in SITES:
+        if site == eps1_runs.capped_site:
+            continue
+        ledger, spent = _ledger(eps1_runs, site), _spent(eps1_runs, site)
+        assert len(spent) == 6
+        np.testing.assert_allclose(ledger.history(), spent, rtol=1e-12)
+        assert {e.run for e in ledger.entries()} == {str(eps1_runs.first), str(eps1_runs.second)}
+        total = rdp_epsilon(spent)
+        assert ledger.last_total() == pytest.approx(total, rel=1e-9)
+        last = read_rounds(eps1_runs.second)[-1]["train"][site]
+        assert last["site_epsilon"] == pytest.approx(total, rel=1e-9)
+        # Each run alone stays within its target; the site's total is their composition.
+        for run in (eps1_runs.first, eps1_runs.second):
+            run_eps = read_json(run / "summary.json")["privacy"]["sites"][site]["epsilon"]
+            assert run_eps <= 1.0 < total
+
+
+def _expected_last_round(spent, cap: float) -> int:
+    """How many rounds fit under the cap, composing round by round."""
+    fitting = 0
+    while fitting < len(spent) and rdp_epsilon(spent[: fitting + 1]) <= cap:
+        fitting += 1
+    return fitting
+
+
+def test_capped_site_stops_at_the_right_round_and_the_others_finish(eps1_runs):
+    site, cap = eps1_runs.capped_site, eps1_runs.cap
+    rounds = read_rounds(eps1_runs.second)
+    one_round = _spent(eps1_runs, site)[0]
+    allowed = _expected_last_round([one_round] * 6, cap) - 3  # rounds of the second run
+
+    trained = [r["round"] for r in rounds if site in r["train"]]
+    refused = [r["round"] for r in rounds
+               if any(f"site {site} refuses round {r['round']}" in f["reason"] for f in r["failures"])]
+    assert allowed == 1 and trained == [1] and refused == [2, 3]
+    # The others trained and were evaluated every round; the capped site only in the round it
+    # trained (a site that refused releases nothing that round, evaluation included).
+    for record in rounds:
+        assert set(record["train"]) | {site} == set(SITES)
+        evaluated = set(SITES) if record["round"] in trained else set(SITES) - {site}
+        assert set(record["evaluate"]["sites"]) == evaluated
+    reason = next(f["reason"] for f in rounds[1]["failures"])
+    assert f"cap {cap:.4g}" in reason and "spent" in reason
+    log = (eps1_runs.second / "launcher.log").read_text()
+    assert f"site {site} refuses round 2" in log and f"cap {cap:.4g}" in log
+    ledger = _ledger(eps1_runs, site)
+    assert len(ledger.entries()) == 4
+    assert max(e.epsilon_total for e in ledger.entries()) <= cap
+    assert read_json(eps1_runs.second / "summary.json")["rounds"] == 3

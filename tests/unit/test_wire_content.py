@@ -1,0 +1,78 @@
+"""What a hospital sends back: model-shaped arrays and scalar metrics, never rows or ids."""
+
+from __future__ import annotations
+
+import pytest
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    RecordDict,
+)
+from flwr.supercore.task_identity import TaskIdentity
+
+from client.app import app as client_app
+from client.site import load_this_site
+from federation.coordinator.flwr_app_config import compose_config
+from federation.core import wire
+from federation.core.metrics import HIST_BINS
+from federation.core.model import build_model
+from federation.core.settings import RunSettings, flatten_config
+from server.federation_loop import model_spec
+
+RUN_CONFIG = flatten_config(compose_config(["rounds=2"]))
+SETTINGS = RunSettings.from_run_config(RUN_CONFIG)
+
+
+@pytest.fixture(autouse=True)
+def _as_the_server_process(tmp_path, monkeypatch):
+    """Messages are stamped with the sending process's identity, as the ServerApp's are; the
+    simulated site keeps its ledger in the test's folder."""
+    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+
+
+def _ask(message_type: str, site_index: int = 2) -> tuple[Message, ArrayRecord]:
+    arrays = ArrayRecord(build_model(model_spec(SETTINGS), seed=SETTINGS.seed).state_dict())
+    content = RecordDict({wire.ARRAYS: arrays,
+                          wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
+    message = Message(content, dst_node_id=7, message_type=message_type)
+    context = Context(run_id=1, node_id=7, node_config={"partition-id": site_index},
+                      state=RecordDict(), run_config=dict(RUN_CONFIG))
+    return client_app(message, context), arrays
+
+
+def test_train_reply_holds_only_model_arrays_and_scalar_metrics():
+    reply, sent = _ask(MessageType.TRAIN)
+
+    content = reply.content
+    assert set(content.array_records) == {wire.ARRAYS}
+    returned = content[wire.ARRAYS].to_numpy_ndarrays()
+    assert [a.shape for a in returned] == [a.shape for a in sent.to_numpy_ndarrays()]
+    assert list(content[wire.ARRAYS].keys()) == list(sent.keys())
+    metrics = content[wire.METRICS]
+    assert all(isinstance(v, (int, float)) for v in metrics.values()), dict(metrics)
+    assert set(content.config_records) == {wire.SITE}
+    assert dict(content[wire.SITE]) == {wire.SITE_NAME: "switzerland"}
+
+
+def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
+    _ask(MessageType.TRAIN)  # a site evaluates only a round it trained
+    reply, _ = _ask(MessageType.EVALUATE)
+    site = load_this_site({"partition-id": 2}, SETTINGS.data)
+
+    content = reply.content
+    assert not content.array_records
+    metrics = dict(content[wire.METRICS])
+    lists = {k: v for k, v in metrics.items() if isinstance(v, list)}
+    assert set(lists) == {wire.SCORE_HIST_POS, wire.SCORE_HIST_NEG}
+    for counts in lists.values():
+        assert len(counts) == HIST_BINS != len(site.y_test)
+        # groups of bins holding >= k patients, each group's count spread over its bins
+        assert all(isinstance(c, (int, float)) and c >= 0 for c in counts)
+    assert sum(lists[wire.SCORE_HIST_POS]) == pytest.approx(int(site.y_test.sum()))
+    assert all(isinstance(v, (int, float)) for k, v in metrics.items() if k not in lists)

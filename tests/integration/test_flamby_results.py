@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from opacus.accountants import RDPAccountant
 
-from benchmarks.flamby_heart import DP_DELTA, METHODS, SEEDS, SETTINGS
+from benchmarks.flamby_protocol import DP_DELTA, METHODS, SEEDS, SETTINGS
 from federation.core.privacy import steps_per_epoch
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"

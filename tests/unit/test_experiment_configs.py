@@ -7,11 +7,15 @@ benchmark visibly here rather than silently in a rerun.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from benchmarks.flamby_protocol import METHODS, SETTINGS, SITE_DELTA, SITES, experiment_overrides
+from benchmarks.flamby_protocol import (
+    METHODS,
+    SETTINGS,
+    SITE_DELTA,
+    SITES,
+    experiment_overrides,
+)
 from federation.coordinator.flwr_app_config import CONFIG_DIR, compose_config
 from federation.core.settings import RunSettings, flatten_config
 

@@ -1,4 +1,4 @@
-"""``lhsfed audit``: membership-inference attacks against a run's global model (acceptance 4)."""
+"""``lhsfed audit``: membership-inference attacks against a run's global model."""
 
 from __future__ import annotations
 

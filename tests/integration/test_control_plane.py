@@ -1,4 +1,4 @@
-"""Issue I, part 1: only the coordinator controls the federation.
+"""Only the coordinator controls the federation.
 
 Attacks by a party holding only the public ``ca.pem`` (every hospital has it), driven with
 Flower's own ``flwr`` CLI and Control API client at the hospital-facing port (the proxy), must

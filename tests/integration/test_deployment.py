@@ -70,7 +70,7 @@ def test_walkthrough_evaluate_reports_the_two_sites_own_evaluation(network, firs
 
 
 def test_two_hospitals_train_over_tls(first_run):
-    """Acceptance 1: 2 rounds through the entrypoints; both hospitals train and evaluate."""
+    """2 rounds through the entrypoints over TLS; both hospitals train and evaluate."""
     rounds = read_rounds(first_run)
     assert [r["round"] for r in rounds] == [1, 2]
     for record in rounds:
@@ -83,7 +83,7 @@ def test_two_hospitals_train_over_tls(first_run):
 
 
 def test_node_refuses_an_app_its_trusted_entities_did_not_sign(network, first_run):
-    """Acceptance 5 (refusal side): the guarded node answers every message with an error."""
+    """A node whose trusted entities did not sign the app answers every message with an error."""
     guarded_id = network.node_ids[GUARDED]
     for record in read_rounds(first_run):
         assert GUARDED not in record["train"]
@@ -92,7 +92,7 @@ def test_node_refuses_an_app_its_trusted_entities_did_not_sign(network, first_ru
 
 
 def test_unregistered_and_plaintext_nodes_are_refused(network):
-    """Acceptance 2: an unknown key cannot activate; a plaintext client cannot talk to TLS."""
+    """An unregistered node key cannot activate; a plaintext client cannot talk to TLS."""
     rogue = network.start_node("rogue")  # its key was made, never registered
     env = network.node_env("cleveland")
     plain = start([str(BIN / "flower-supernode"), "--insecure", "--superlink", network.address,
@@ -113,7 +113,7 @@ def _lhsfed_nodes(capsys, superlink: str, ca_cert) -> tuple[int, list[list[str]]
 
 
 def test_lhsfed_nodes_lists_sites_by_name_and_status(network, capsys):
-    """Acceptance: the coordinator's ``lhsfed nodes`` names each site as it was registered,
+    """The coordinator's ``lhsfed nodes`` names each site as it was registered,
     with its node id and status; a registered site whose node never started is ``registered``."""
     code, lines, _ = _lhsfed_nodes(capsys, network.control_address, network.ca_cert)
     assert code == 0 and lines[0] == ["SITE", "NODE", "ID", "STATUS"]
@@ -170,7 +170,7 @@ def _ledger_entries(network: Network, site: str) -> list:
 
 
 def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
-    """Acceptance 3: SIGKILL a hospital mid-round; the round ends with the others; the node,
+    """SIGKILL a hospital mid-round: the round ends with the others; the node,
     restarted through its entrypoint, is refused (exit 1) while its heartbeat lasts, then
     rejoins under the same identity; its ledger keeps every
     entry it had and records the round the node trains after rejoining."""
@@ -200,7 +200,7 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     first, second = read_rounds(tmp_path / "run")
     assert set(first["train"]) == set(SITES) - {victim}
     assert victim in second["train"]  # rejoined and trained again
-    # Issue O, acceptance 2: with two hospitals and min_train_nodes=2, round 1 had one usable
+    # With two hospitals and min_train_nodes=2, round 1 had one usable
     # update: it is discarded (the global model kept), the console says so and why, and the
     # site that trained was charged for it, as docs/strategies.md says.
     (survivor,) = set(SITES) - {victim}

@@ -146,7 +146,7 @@ def test_sites_bootstrap_their_test_auroc_ci_every_round_and_not_on_validation(d
 
 
 def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
-    """Issue H, acceptance 9: the default federation (DP ε=3, 10 rounds) with the sites' own
+    """The default federation (DP ε=3, 10 rounds) with the sites' own
     randomness still reaches pooled AUROC >= 0.88. The noise is the sites' secret, so runs
     differ: the mean of three runs (in-process: the same ServerApp loop and ClientApp, no
     Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""

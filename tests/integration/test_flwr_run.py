@@ -1,4 +1,4 @@
-"""Issue A.6: ``flwr run .`` runs this app unchanged (2 rounds, the four hospitals).
+"""``flwr run .`` runs this app unchanged (2 rounds, the four hospitals).
 
 Flower's own SuperLink in simulation mode, started by the test on a free port with runtime
 dependency installation off (by default it would `uv sync` the app's dependencies into a

@@ -1,4 +1,4 @@
-"""Issue E end to end on real federation runs: evaluate, baselines, report, export, predict.
+"""The modeler's tools on real federation runs: evaluate, baselines, report, export, predict.
 
 One ``lhsfed evaluate --baselines`` per shared run (DP ε=3: ``dp_run``; DP off: ``nodp_run``),
 on a copy of the run folder so other tests see the fixture untouched.

@@ -1,4 +1,4 @@
-"""Issue H.6: a site runs only the ClientApp installed in its image (client/pinned_runner.py).
+"""A site runs only the ClientApp installed in its image (client/pinned_runner.py).
 
 The attack: the coordinator submits a bundle whose client/app.py writes a marker file when
 it is imported and when it handles a message. Control 1: Flower's own loader (what
@@ -157,7 +157,7 @@ def _submit(net: Network, folder: Path) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_site_refuses_a_bundle_with_modified_client_code(network, tmp_path):
-    """Acceptance: the modified bundle's code never runs at the site (no marker), and each
+    """The modified bundle's code never runs at the site (no marker), and each
     site refused the run with the category, in its reply and in its own log."""
     marker = tmp_path / "marker"
     status, output = _submit(network, _bundle(tmp_path, marker=marker))

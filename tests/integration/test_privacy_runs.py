@@ -1,4 +1,4 @@
-"""Acceptance 1 and 2 on real federations: the site ledger across node restarts, the site cap.
+"""On real federations: the site ledger survives node restarts, and the site cap holds.
 
 ``eps1_runs`` (tests/conftest.py): two ε=1, 3-round runs of the four UCI sites, sharing the
 sites' ledgers through ``LHSFED_LEDGER_DIR``; every node process (Ray worker) is new in the

@@ -1,4 +1,4 @@
-"""Issue O: each round tells the truth (discarded rounds, refusals, failures with their site),
+"""Each round tells the truth (discarded rounds, refusals, failures with their site),
 a run where nothing aggregated fails, and a deployment run is evaluated from the sites' own
 numbers. Real ServerApp loop and ClientApp (``federation.coordinator.inprocess``), one real launcher run.
 """

@@ -1,5 +1,5 @@
 """Secure aggregation (SecAgg+): equals plain FedAvg within the stated quantization tolerance,
-the server never receives a site's plaintext update (acceptance 3), both sides draw masks
+the server never receives a site's plaintext update, both sides draw masks
 from ``federation/core/secagg_masks.py``, and a site refuses an unmask request that would release
 both secret shares of one node (tried as an attack, with the unprotected mod as control).
 

@@ -1,4 +1,4 @@
-"""Best-round selection and early stopping read the validation rows only (issue J, 1-2)."""
+"""Best-round selection and early stopping read the validation rows only, never the test rows."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_patience_stops_after_that_many_rounds_without_improvement():
     assert not should_stop([_record(1, None), _record(2, None), _record(3, None)], "loss", rules)
 
 
-# ---- acceptance 1: an overfitting cohort, the test split poisoned mid-run ----------------------
+# ---- an overfitting cohort, the test split poisoned mid-run ------------------------------------
 
 def _poison_test_metrics(message: Message, context, call_next) -> Message:
     """From round POISON_FROM on, the site's test numbers claim a perfect model (loss 0)."""
@@ -132,7 +132,7 @@ def test_a_poisoned_test_split_does_not_change_the_choice(overfit_runs):
     assert select(by_test, "loss").round == POISON_FROM != poisoned["selection"]["round"]
 
 
-# ---- acceptance 2: early stopping under DP leaves budget unspent -----------------------------
+# ---- early stopping under DP leaves budget unspent ------------------------------------------
 
 def _ledger_steps(ledgers: Path) -> dict[str, list[tuple[int, float, float, int]]]:
     found = {}

@@ -1,4 +1,4 @@
-"""Issue J acceptance 3: federated tuning with the Optuna sweeper, accounted in the site ledgers.
+"""Federated tuning with the Optuna sweeper, every trial accounted in the site ledgers.
 
 Real ``lhsfed-train --multirun +tune=federated`` sweeps (Hydra's basic launcher: trials run one
 after another in one process, each a whole simulated federation; ``federation.runtime=inprocess``

@@ -1,4 +1,4 @@
-"""F.3: a strict dataset spec refuses bad values at the site; the other sites train on."""
+"""A strict dataset spec refuses bad values at the site; the other sites train on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue J, acceptance 5: the default recipe on the four UCI heart hospitals at ε = 1.
+"""The default recipe on the four UCI heart hospitals at ε = 1.
 
 The sites' DP noise is their own secret, so runs differ: the mean of three in-process runs
 (the same ServerApp loop and ClientApp as ``lhsfed-train``, no Ray) is asserted, as for ε = 3

@@ -111,7 +111,7 @@ def test_entrypoint_runs_site_check_before_the_node(tmp_path):
 
 @pytest.mark.parametrize("missing", ["LHSFED_MAX_EPSILON", "LHSFED_DELTA", "LHSFED_LEDGER_PATH"])
 def test_entrypoint_refuses_to_start_without_the_sites_privacy_policy(tmp_path, missing):
-    """Issue H, acceptance 3: the site's cap, δ and ledger are mandatory in deployment."""
+    """The site's cap, δ and ledger are mandatory in deployment: the entrypoint refuses without."""
     pki.create_node_key("va", tmp_path)
     (tmp_path / "ca.pem").write_text("x")
     env = {**base_env(tmp_path), "LHSFED_SUPERLINK": "127.0.0.1:9", "LHSFED_BIN": str(BIN),

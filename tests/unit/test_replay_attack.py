@@ -1,4 +1,4 @@
-"""Issue H, acceptance 1 and 2: a coordinator that replays a site's DP randomness reads a patient.
+"""Replaying a site's DP randomness would reveal a patient row; the site's own randomness stops it.
 
 The attack, as a security review ran it: with ``model=logreg train.optimizer=sgd
 train.momentum=0 train.lr=1 train.batch_size=1 train.local_steps=1`` the coordinator sends
@@ -112,7 +112,7 @@ def test_replay_attack_against_the_real_train_handler_fails(tmp_path):
 
 
 def test_dp_runs_with_identical_configs_give_different_weights(tmp_path):
-    """Acceptance 2: the site's randomness is fresh each time; DP off stays reproducible."""
+    """The site's randomness is fresh each time; DP off stays reproducible."""
     def two_rounds(*overrides):
         config = run_config(tmp_path, "rounds=3", *overrides)
         arrays = ArrayRecord(_coordinator_model(RunSettings.from_run_config(config)).state_dict())

@@ -1,4 +1,4 @@
-"""Issue I.4/I.5: a crafted run folder runs nothing, and a deployment never goes plaintext.
+"""A crafted run folder runs nothing, and a deployment never goes plaintext.
 
 A crafted ``.pt`` file whose unpickling writes a marker file stands in for the review's
 ``model.pt`` that ran ``id``: every command that reads a run folder must refuse it with one

@@ -1,4 +1,4 @@
-"""Issue H: what a deployed site enforces whatever the coordinator's run config says (the real
+"""What a deployed site enforces whatever the coordinator's run config says (the real
 ClientApp in this process, a node config as the entrypoint writes it)."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_a_capped_site_refuses_without_sending_arrays(tmp_path):
 
 
 def test_the_coordinators_delta_changes_nothing_at_the_site(tmp_path):
-    """Acceptance 3: privacy.delta=0.5 from the coordinator; the site's δ decides ε and cap."""
+    """privacy.delta=0.5 from the coordinator changes nothing: the site's δ decides ε and cap."""
     honest, greedy = (deployed_node(tmp_path / name, max_epsilon=3.0) for name in ("a", "b"))
     replies = [_train(honest, run_config(tmp_path, "rounds=10")),
                _train(greedy, run_config(tmp_path, "rounds=10", "privacy.delta=0.5"))]
@@ -103,7 +103,7 @@ def test_site_limits_refuse_runs_outside_them(tmp_path, policy, overrides, reaso
 
 
 def test_two_concurrent_train_messages_with_room_for_one_round_train_once(tmp_path):
-    """Acceptance 4: the cap is checked and the spend written in one transaction."""
+    """The cap is checked and the spend written in one transaction: no double spending."""
     config = run_config(tmp_path, "rounds=10")
     probe = deployed_node(tmp_path / "probe")
     one_round = _train(probe, config).content[wire.METRICS][wire.SITE_EPSILON]
@@ -129,7 +129,7 @@ def test_two_concurrent_train_messages_with_room_for_one_round_train_once(tmp_pa
 
 
 def test_deleting_the_ledger_or_renaming_the_site_refuses_training(tmp_path):
-    """Acceptance 5: the budget follows the node's key, not a file or a name."""
+    """The budget follows the node's key, not a file or a name."""
     config = run_config(tmp_path, "rounds=3")
     node = deployed_node(tmp_path / "s")
     assert not _train(node, config, 1).has_error()
@@ -164,7 +164,7 @@ def _site_file_with_identifiers(tmp_path):
 
 
 def test_a_coordinator_spec_naming_other_columns_is_refused_without_any_value(tmp_path):
-    """Acceptance 6: the coordinator's spec reads `mrn` and `name`; the site refuses, and
+    """The coordinator's spec reads `mrn` and `name`; the site refuses, and
     nothing from the file is in the reply's bytes."""
     path, spec_path, frame = _site_file_with_identifiers(tmp_path)
     node = deployed_node(tmp_path / "s", data_path=path, spec_path=str(spec_path))
@@ -190,7 +190,7 @@ def test_a_coordinator_spec_naming_other_columns_is_refused_without_any_value(tm
 
 
 def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
-    """Acceptance 8 (evaluation): the site's own split is used; a tiny one is refused."""
+    """Evaluation uses the site's own split; a tiny one is refused."""
     spec = yaml.safe_load(SPEC_FILE.read_text())
     spec["split"] = {"test_fraction": 0.005, "seed": 42}
     spec_path = tmp_path / "tiny_split.yaml"
@@ -217,7 +217,7 @@ def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):
 
 
 def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
-    """Acceptance 8 (statistics): Switzerland has 2 training rows with cp=1; with the site's
+    """Feature statistics: Switzerland has 2 training rows with cp=1; with the site's
     default minimum cell size (10) the real query handler releases nothing of cp."""
     from federation.cli.site import load_dataset_spec
     from federation.core.data import load_site

@@ -13,7 +13,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 BENCH_ARGS ?=
 
-.PHONY: setup run test bench bench-flamby bench-quality clean chromium nginx
+.PHONY: setup run test lint bench bench-flamby bench-quality clean chromium nginx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ nginx:
 
 test: $(STAMP) chromium nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Layers one way down (import-linter contract in pyproject.toml), then ruff lint and format;
+# all three run, so one pass shows every problem. CI runs it beside `make test` (.ci/run).
+lint: $(STAMP)
+	@status=0; \
+	$(VENV)/bin/lint-imports || status=1; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/ruff format --check . || status=1; \
+	exit $$status
 
 # Scale benchmarks (issue F) -> benchmarks/RESULTS.md; BENCH_ARGS="--quick" for a smoke run.
 bench: $(STAMP)

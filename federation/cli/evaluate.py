@@ -13,13 +13,15 @@ from pathlib import Path
 
 from federation.cli.arguments import at_least, open_unit_interval
 
-BOOTSTRAP_RESAMPLES = 1000  # the default of federation.core.evaluation (not imported: keeps the CLI fast)
-
 
 def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, threshold: float = 0.5,
-                       resamples: int = BOOTSTRAP_RESAMPLES, baselines: bool = False,
+                       resamples: int | None = None, baselines: bool = False,
                        data_dir: Path | None = None, from_rounds: bool = False) -> dict:
-    """Evaluate, then write evaluation.json and both reports; returns the evaluation."""
+    """Evaluate, then write evaluation.json and both reports; returns the evaluation.
+
+    ``resamples``: bootstrap resamples for the AUROC CI (default: ``EvalOptions``' own, the
+    count the sites' evaluation uses).
+    """
     from federation.core import atomic
     from federation.modeler.report import write_reports
     from federation.modeler.run_evaluation import (
@@ -41,7 +43,8 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
         round_record,
     )
 
-    run_dir, options = require_run_dir(run_dir), EvalOptions(threshold=threshold, resamples=resamples)
+    run_dir = require_run_dir(run_dir)
+    options = EvalOptions(threshold=threshold, **({} if resamples is None else {"resamples": resamples}))
     settings, mode = load_settings(run_dir), federation_mode(run_dir)
     if mode == "deployment" or from_rounds:  # the rows never left the hospitals
         _refuse_row_options(mode, baselines=baselines, data_dir=data_dir)
@@ -114,8 +117,9 @@ def register(subparsers) -> None:
     parser.add_argument("--threshold", type=open_unit_interval, default=0.5,
                         help="risk at or above which a patient is called positive, in (0, 1) "
                              "(default 0.5)")
-    parser.add_argument("--bootstrap", type=at_least(1), default=BOOTSTRAP_RESAMPLES,
-                        help=f"bootstrap resamples for the AUROC CI (default {BOOTSTRAP_RESAMPLES})")
+    parser.add_argument("--bootstrap", type=at_least(1), default=None,
+                        help="bootstrap resamples for the AUROC CI, at least 1 (default: the "
+                             "count the sites' own evaluation uses)")
     parser.add_argument("--baselines", action="store_true",
                         help="also train local-only and pooled models (simulation only)")
     parser.add_argument("--data-dir", type=Path, default=None,

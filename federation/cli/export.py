@@ -14,7 +14,14 @@ from pathlib import Path
 from federation.cli.evaluate import add_run_arguments
 from federation.core.errors import ConfigError
 
-FORMATS = ("onnx", "torchscript")  # keys of federation.modeler.export.FORMATS (checked in tests)
+
+def _require_format(fmt: str) -> str:
+    """``--format`` is checked here, against the exporters, so that the parser imports no torch."""
+    from federation.modeler.export import FORMATS
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: invalid choice: {fmt!r} (choose from {', '.join(sorted(FORMATS))})")
+    return fmt
 
 
 def _evaluation_for(run_dir: Path, round_number: int) -> dict:
@@ -53,7 +60,7 @@ def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
         load_settings,
     )
 
-    run_dir = Path(run_dir)
+    run_dir, fmt = Path(run_dir), _require_format(fmt)
     source = checkpoint_path(run_dir, round_number)
     out_dir = _out_dir(out_dir or run_dir / "export", fmt, [source, run_dir / source.name])
     checkpoint = load_checkpoint(source)
@@ -75,6 +82,7 @@ def run(args) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="export the global model with its model card")
     add_run_arguments(parser)
-    parser.add_argument("--format", choices=FORMATS, default="torchscript")
+    parser.add_argument("--format", default="torchscript",
+                        help="model format: torchscript (default) or onnx")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/export)")
     parser.set_defaults(func=run)

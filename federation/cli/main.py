@@ -1,8 +1,10 @@
 """``lhsfed``: the command-line tools for hospital IT, coordinators and modelers.
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets
-``func`` on its parser. Errors the user can fix print one line and exit 2; so does an
-operating-system error on a path (permission denied, a full disk), named with its path.
+``func`` on its parser and imports its layer inside it, so the help is fast. Errors the user
+can fix print one line and exit 2; so does an operating-system error on a path (permission
+denied, a full disk), named with its path, and a command whose extra is not installed (a
+hospital installs the base package only).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+OWN_PACKAGES = ("federation", "client", "server", "strategies")
 # One module per subcommand (added as each lands).
 COMMAND_MODULES = (
     "federation.cli.version",
@@ -42,9 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     except LhsFedError as err:
         print(f"lhsfed {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in OWN_PACKAGES:
+            raise  # a bug of ours, not a missing extra
+        print(f"lhsfed {args.command}: error: {_missing_extra(err)}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"lhsfed {args.command}: error: {_os_error(err)}", file=sys.stderr)
         return 2
+
+
+def _missing_extra(err: ModuleNotFoundError) -> str:
+    return (f"this command needs the Python module {err.name!r}, which is not installed here; "
+            "install the extra that has it: pip install 'lhs-federation[modeler]' (evaluate, "
+            "export, predict, audit) or 'lhs-federation[coordinator]' (the coordinator's tools)")
 
 
 def _os_error(err: OSError) -> str:

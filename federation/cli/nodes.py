@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from federation.security.pki import CA_CERT
+from federation.cli.pki import DEFAULT_DIR
 
 HEADER = ("SITE", "NODE ID", "STATUS")
 
@@ -24,8 +24,9 @@ def format_rows(rows) -> list[str]:
 
 def run(args) -> int:
     from federation.coordinator.superlink_nodes import list_nodes
+    from federation.security.pki import CA_CERT
 
-    rows = list_nodes(args.superlink, args.ca_cert)
+    rows = list_nodes(args.superlink, args.ca_cert or DEFAULT_DIR / CA_CERT)
     print("\n".join(format_rows(rows)))
     if not rows:
         print("no nodes registered yet (lhsfed pki register SITE SITE.pub ...)")
@@ -36,5 +37,6 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("nodes", help="list hospital nodes by site name and status")
     parser.add_argument("--superlink", default="127.0.0.1:9093",
                         help="HOST:PORT of the SuperLink's loopback port (default 127.0.0.1:9093)")
-    parser.add_argument("--ca-cert", type=Path, default=Path("pki") / CA_CERT)
+    parser.add_argument("--ca-cert", type=Path, default=None,
+                        help=f"the federation CA certificate (default: the one in {DEFAULT_DIR})")
     parser.set_defaults(func=run)

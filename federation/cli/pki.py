@@ -3,7 +3,8 @@
 Coordinator: ``init``, ``server-cert``, ``register``, ``signing-key``, ``sign-app``.
 Hospital IT: ``node-key`` (send SITE.pub to the coordinator; SITE.key never leaves),
 ``trusted-entities`` (which app publishers this node accepts).
-Paths are printed, key material never is.
+Paths are printed, key material never is. The security layer (``cryptography``) is imported
+by each handler, so building the parser stays light.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import re
 from pathlib import Path
 
 from federation.core.input_files import require_output_file, require_output_folder
-from federation.security import pki
 
 DEFAULT_DIR = Path("pki")
 # A site or publisher name becomes a file name (SITE.key) and a SuperLink node name.
@@ -34,6 +34,7 @@ def _out_folder(args) -> Path:
 
 
 def _init(args) -> int:
+    from federation.security import pki
     _out_folder(args)
     cert = pki.create_ca(args.out)
     print(f"federation CA: {cert} (give it to every site); its key {args.out / pki.CA_KEY} "
@@ -42,6 +43,7 @@ def _init(args) -> int:
 
 
 def _server_cert(args) -> int:
+    from federation.security import pki
     if args.out is not None:
         _out_folder(args)
     cert = pki.create_server_cert(args.ca_dir, args.host, args.out)
@@ -50,6 +52,7 @@ def _server_cert(args) -> int:
 
 
 def _node_key(args) -> int:
+    from federation.security import pki
     _out_folder(args)
     private, public = pki.create_node_key(args.site, args.out)
     print(f"node key for {args.site}: {private} (0600, stays on this machine); "
@@ -59,14 +62,17 @@ def _node_key(args) -> int:
 
 def _register(args) -> int:
     from federation.coordinator.flwr_connection import register_node
+    from federation.security import pki
 
     pki.load_node_public_key(args.pubkey)
-    node_id = register_node(args.superlink, args.ca_cert, args.pubkey, args.site)
+    ca_cert = args.ca_cert or DEFAULT_DIR / pki.CA_CERT
+    node_id = register_node(args.superlink, ca_cert, args.pubkey, args.site)
     print(f"registered {args.site} as node {node_id} at {args.superlink}")
     return 0
 
 
 def _signing_key(args) -> int:
+    from federation.security import pki
     _out_folder(args)
     private, public = pki.create_signing_key(args.publisher, args.out)
     print(f"app-signing key: {private} (0600); public key {public} "
@@ -85,6 +91,7 @@ def _trusted_entities(args) -> int:
 
 
 def _sign_app(args) -> int:
+    from federation.security import pki
     from federation.security.app_signing import sign_app
 
     _out_folder(args)
@@ -118,7 +125,8 @@ def register(subparsers) -> None:
     p.add_argument("site", type=name)
     p.add_argument("pubkey", type=Path)
     p.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
-    p.add_argument("--ca-cert", type=Path, default=DEFAULT_DIR / pki.CA_CERT)
+    p.add_argument("--ca-cert", type=Path, default=None,
+                   help=f"the federation CA certificate (default: the one in {DEFAULT_DIR})")
     p.set_defaults(func=_register)
 
     p = sub.add_parser("signing-key", help="the app publisher's Ed25519 signing key")

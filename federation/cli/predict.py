@@ -12,13 +12,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-MODEL_CARD = "model_card.json"  # federation.modeler.model_card.MODEL_CARD, not imported: fast CLI
 SHOWN_WARNINGS = 20  # rows warned about one by one; the rest are counted
 
 
 def _inputs(args) -> tuple[Path, Path, Path, Path]:
     """(model, card, data, out), each checked before anything is read or written."""
     from federation.core.input_files import require_file, require_output_file
+    from federation.modeler.model_card import MODEL_CARD
 
     model = require_file(Path(args.model), what="model file",
                          fix="give the model.pt or model.onnx that lhsfed export wrote")
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True, help="CSV with a header row of the card's columns")
     parser.add_argument("--out", required=True, help="CSV to write (input rows plus 'risk')")
     parser.add_argument("--card", type=Path, default=None,
-                        help=f"model card (default: {MODEL_CARD} beside the model)")
+                        help="model card (default: the one lhsfed export wrote beside the model)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse values outside the card's ranges or levels (default: warn)")
     parser.set_defaults(func=run)

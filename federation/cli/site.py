@@ -3,7 +3,8 @@
 The report (table, warnings, failures, then the one-line verdict) goes to stdout; a progress
 bar on large files goes to stderr, and the verdict is stderr's last line too (printed once
 when both are the same terminal). Imports stay light (no torch): the check
-runs in bounded memory on files of any size.
+runs in bounded memory on files of any size. The data layer (pandas, rich) is imported by
+the handler, so ``lhsfed --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-from rich.table import Table
-
-from federation.core.data import site_file
-from federation.core.dataspec import DatasetSpec, load_spec_file
 from federation.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from federation.core.dataspec import DatasetSpec
 
 DATA_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 LARGE_FILE = 32 << 20  # bytes: a progress bar even when stderr is not a terminal
@@ -27,6 +29,8 @@ TERMINAL_BAR = 1 << 20  # bytes: on a terminal, a bar for anything bigger than t
 
 def load_dataset_spec(name: str) -> DatasetSpec:
     """The dataset spec ``configs/data/NAME.yaml`` (what ``lhsfed-train data=NAME`` uses)."""
+    from federation.core.dataspec import load_spec_file
+
     path = DATA_CONFIGS / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in DATA_CONFIGS.glob("*.yaml"))
@@ -35,6 +39,8 @@ def load_dataset_spec(name: str) -> DatasetSpec:
 
 
 def _table(report, spec: DatasetSpec, site: str | None) -> Table:
+    from rich.table import Table
+
     title = f"{site or report.path.name}: {report.rows} rows, labels {report.label_counts or '-'}"
     table = Table(title=title)
     for heading in ("column", "missing", "out of range", "unknown levels", "valid range / levels"):
@@ -52,6 +58,8 @@ def _table(report, spec: DatasetSpec, site: str | None) -> Table:
 @contextmanager
 def _progress_bar(path: Path, stderr: Console) -> Iterator:
     """A byte progress bar on stderr for a large file (or a terminal), removed when done."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
     size = path.stat().st_size if path.is_file() else 0
     if size < LARGE_FILE and not (stderr.is_terminal and size > TERMINAL_BAR):
         yield None
@@ -71,7 +79,11 @@ def _verdict(report, spec: DatasetSpec, path: Path) -> str:
 
 
 def run(args) -> int:
+    from rich.console import Console
+
     from client.site_check import check_site_file
+    from federation.core.data import site_file
+    from federation.core.dataspec import load_spec_file
 
     spec = load_spec_file(args.spec) if args.spec is not None else load_dataset_spec(args.dataset)
     if args.data is None and args.site is None:

@@ -2,20 +2,23 @@
 
 The spec goes to ``OUT/data/NAME.yaml``, a Hydra ``data`` group folder, so training on the
 cohort needs no code:  lhsfed-train --config-dir OUT data=NAME federation.data_dir=OUT
+The generator (numpy, pandas) is imported when the command runs, not when ``lhsfed`` starts.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-
-import pandas as pd
-import yaml
+from typing import TYPE_CHECKING
 
 from federation.core.atomic import write_bytes
 from federation.core.errors import ConfigError
 from federation.core.input_files import require_output_folder
-from federation.modeler.synth import CohortOptions, cohorts, dataset_spec, site_names
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from federation.modeler.synth import CohortOptions
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -26,8 +29,17 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, seed: int,
                   name: str, single_file: bool = False,
-                  options: CohortOptions = CohortOptions()) -> Path:
-    """Generate hospital by hospital (memory of one at a time); returns the spec's path."""
+                  options: CohortOptions | None = None) -> Path:
+    """Generate hospital by hospital (memory of one at a time); returns the spec's path.
+
+    ``options``: how hard the cohort is (default ``CohortOptions()``, the original generator).
+    """
+    import pandas as pd
+    import yaml
+
+    from federation.modeler.synth import CohortOptions, cohorts, dataset_spec
+
+    options = CohortOptions() if options is None else options
     files, names, frames = {}, [], []
     try:
         for site, frame in cohorts(sites, rows, heterogeneity, seed, options):
@@ -60,12 +72,16 @@ FLAGS = {"prevalence": "--prevalence", "signal": "--signal", "missing": "--missi
 
 def option_flags(options: CohortOptions) -> str:
     """The flags that rebuild ``options`` (empty for the defaults)."""
+    from federation.modeler.synth import CohortOptions
+
     default = CohortOptions()
     return "".join(f" {flag} {getattr(options, field)}" for field, flag in FLAGS.items()
                    if getattr(options, field) != getattr(default, field))
 
 
 def options_from(args) -> CohortOptions:
+    from federation.modeler.synth import CohortOptions
+
     options = CohortOptions(**{field: getattr(args, field) for field in FLAGS})
     if options.problems():
         raise ConfigError("; ".join(options.problems()))
@@ -74,6 +90,8 @@ def options_from(args) -> CohortOptions:
 
 def _refuse_overwrite(out: Path, args) -> None:
     """Files an earlier synth (or anyone) left in ``out`` are kept unless ``--force``."""
+    from federation.modeler.synth import site_names
+
     files = ([f"{args.name}.parquet"] if args.single_file
              else [f"{site}.parquet" for site in site_names(max(args.sites, 0))])
     taken = [p for p in (out / f for f in [*files, f"data/{args.name}.yaml"]) if p.exists()]

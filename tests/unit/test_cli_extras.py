@@ -1,0 +1,37 @@
+"""A command whose extra is not installed (a hospital has the base only) says which to install.
+
+Without the ``modeler`` extra, ``lhsfed evaluate`` cannot import matplotlib: the user gets one
+line naming the module and the ``pip install`` that fixes it, and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.helpers.runs import REPO
+
+# matplotlib is absent, as in the SuperNode image; then `lhsfed evaluate RUN_DIR` runs.
+WITHOUT_MATPLOTLIB = """
+import sys
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "matplotlib":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NotInstalled())
+from federation.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB, "evaluate", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("lhsfed evaluate: error: this command needs the Python module 'matplotlib'")
+    assert "pip install 'lhs-federation[modeler]'" in line

@@ -35,3 +35,20 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("lhsfed evaluate: error: this command needs the Python module 'matplotlib'")
     assert "pip install 'lhs-federation[modeler]'" in line
+
+
+# Hydra is absent, as in the SuperNode image; then `lhsfed-train` (its console-script entry) runs.
+WITHOUT_HYDRA = WITHOUT_MATPLOTLIB.replace('"matplotlib"', '"hydra"').replace(
+    "from federation.cli.main import main\nsys.exit(main(sys.argv[1:]))",
+    "from federation.cli.train import main\nmain()")
+
+
+def test_the_launcher_without_the_coordinator_extra_names_it_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_HYDRA], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("lhsfed-train: error: the launcher needs the Python module 'hydra'")
+    assert "pip install 'lhs-federation[coordinator]'" in line
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from federation.cli.arguments import at_least, open_unit_interval
 
-BOOTSTRAP_RESAMPLES = 1000  # the default of federation.core.evaluation (not imported: keeps the CLI fast)
+BOOTSTRAP_RESAMPLES = 1000  # the default of federation.core.metrics (not imported: keeps the CLI fast)
 
 
 def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, threshold: float = 0.5,

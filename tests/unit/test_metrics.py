@@ -18,13 +18,13 @@ from sklearn.metrics import (
 
 from client.releases import released_score_histograms, score_groups
 from federation.core import wire
+from federation.core.feature_stats import combine_statistics
 from federation.core.metrics import (
     HIST_BINS,
     pooled_from_histograms,
     score_histograms,
     site_wire_metrics,
 )
-from server.feature_stats import combine_statistics
 
 
 def test_pooled_auroc_from_site_histograms_matches_exact_pooled_auroc():

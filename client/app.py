@@ -24,7 +24,6 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder
-from client.faults import mods_from_env
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -47,7 +46,7 @@ from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
 # The error mod is outermost: nothing raised below it leaves the site as text.
-app = ClientApp(mods=[site_error_mod, *mods_from_env()])  # faults: only if a test sets LHSFED_TEST_FAULTS
+app = ClientApp(mods=[site_error_mod])
 
 
 @dataclass(frozen=True)

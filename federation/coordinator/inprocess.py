@@ -23,6 +23,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
+from federation.coordinator.apps import CLIENT_APP, load_app
 from federation.core.settings import RunSettings, flatten_config
 
 
@@ -92,14 +93,17 @@ def run_config_for(overrides: list[str], run_dir: Path) -> dict[str, Any]:
 
 
 def run_in_process(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int,
-                   mods: Iterable = ()) -> dict[str, Any]:
-    """One federation, every site in this process; returns the summary."""
-    from client.app import app as client_app  # the apps import late, as in simulation
-    from server.federation_loop import run_federation
+                   mods: Iterable = (), client_app: str | None = None) -> dict[str, Any]:
+    """One federation, every site in this process; returns the summary.
+
+    ``client_app`` ("module:attr") is the ClientApp every site runs (None: the hospital's),
+    ``mods`` wrap it.
+    """
+    from server.federation_loop import run_federation  # imported late, as in simulation
 
     torch.set_num_threads(1)  # as each simulated client gets one CPU in Ray
     settings = RunSettings.from_run_config(dict(run_config))
     # Messages take their run and sender from the process's task identity, as a ServerApp's do.
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
-    grid = InProcessGrid(client_app, run_config, num_nodes, mods)
+    grid = InProcessGrid(load_app(client_app or CLIENT_APP), run_config, num_nodes, mods)
     return run_federation(grid, settings, default_dir=Path(run_dir))

@@ -24,12 +24,14 @@ from federation.core.errors import ConfigError
 from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config, model_spec
 from tests.helpers.faulty_client import (
+    APP_REFERENCE,
     FAULTS_ENV,
     Fault,
     corrupt,
     faulty_app,
     parse_faults,
 )
+from tests.helpers.faulty_client import app as faulty_module_app
 
 RUN_CONFIG = flatten_config(compose_config(["privacy=off"]))
 
@@ -101,3 +103,14 @@ def test_an_injected_crash_answers_as_a_site_error_with_no_text(tmp_path):
 def test_the_test_app_serves_every_message_type_the_hospital_app_does():
     # Flower keeps the registered handlers in a private dict: the one way to list them.
     assert set(faulty_app([])._registered_funcs) == set(client.app.app._registered_funcs)
+
+
+def test_a_client_app_that_cannot_be_loaded_is_one_line_naming_the_key():
+    from federation.coordinator.apps import load_app
+
+    assert load_app(APP_REFERENCE) is faulty_module_app
+    for reference in ("tests.helpers.no_such_module:app", "client.app:no_such_app", "client.app"):
+        with pytest.raises(ConfigError) as err:
+            load_app(reference)
+        assert str(err.value).startswith(f"federation.client_app {reference!r} cannot be loaded")
+        assert "\n" not in str(err.value)

@@ -19,7 +19,7 @@ import yaml
 from client.training import train_locally
 from federation.core.data import load_site, site_file
 from federation.core.dataspec import parse_dataset_spec
-from federation.core.metrics import binary_metrics
+from federation.core.metrics import risk_metrics
 from federation.core.model import ModelSpec, build_model, predict_risk
 from federation.core.settings import PrivacySettings, TrainSettings
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         train_locally(model, x, y, train=train, privacy=PrivacySettings(enabled=False),
                       noise_multiplier=None, seed=epoch)
-        auroc = binary_metrics(y_test, predict_risk(model, x_test))["auroc"]
+        auroc = risk_metrics(y_test, predict_risk(model, x_test), resamples=0)["auroc"]
         epochs.append(time.perf_counter() - start)
     print(json.dumps({"epoch_s": epochs, "auroc": auroc, "rows": int(len(y))}))
 

@@ -2,7 +2,7 @@
 
 Scores are computed here from the sites' test rows (the simulation holds them), so every number
 in the quality table is one formula over real predictions: AUROC, AUPRC and the calibration
-slope (``federation.core.evaluation``) of the pooled test rows of every site.
+slope (``federation.core.metrics``) of the pooled test rows of every site.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from federation.core.data import SiteData
-from federation.core.evaluation import calibration_slope_intercept
+from federation.core.metrics import calibration_slope_intercept
 from federation.core.model import predict_risk
 from federation.core.settings import RunSettings, model_spec
 from federation.modeler.baselines import train_baseline

@@ -27,11 +27,11 @@ import torch
 from benchmarks.common import REPO, machine_info, medians, side_by_side, timed
 from client.app import app as client_app
 from federation.coordinator.flwr_app_config import compose_config
+from federation.coordinator.inprocess import InProcessGrid
 from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import _plain_train, initial_arrays
 from server.secure_aggregation import secure_train_round
 from strategies import build_strategy
-from tests.helpers.inprocess_grid import InProcessGrid
 
 SITES, TIMEOUT, GOAL = 4, 600.0, 2.0
 # One torch thread: on a loaded shared machine torch's pool spin-waits, and round times then
@@ -73,7 +73,7 @@ def measure(repeats: int) -> tuple[dict, tuple[str, dict[str, float]]]:
     run_config["output_dir"] = tempfile.mkdtemp(prefix="secagg-bench-")
     settings = RunSettings.from_run_config(run_config)
     rounds = itertools.count(1)
-    with InProcessGrid(client_app, {n: {"partition-id": n} for n in range(SITES)}, run_config) as grid:
+    with InProcessGrid(client_app, run_config, SITES) as grid:
         arrays = initial_arrays(grid, settings, grid.get_node_ids(), timeout=TIMEOUT)
         strategy = build_strategy(settings.strategy)
         variants = {

@@ -24,7 +24,6 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder
-from client.faults import mods_from_env
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -41,14 +40,13 @@ from federation.core import wire
 from federation.core.data import SiteData
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError, PrivacyBudgetError
-from federation.core.evaluation import site_wire_metrics
-from federation.core.metrics import binary_metrics
+from federation.core.metrics import site_wire_metrics
 from federation.core.model import build_model, predict_risk, unwrapped_state_dict
 from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
 # The error mod is outermost: nothing raised below it leaves the site as text.
-app = ClientApp(mods=[site_error_mod, *mods_from_env()])  # faults: only if a test sets LHSFED_TEST_FAULTS
+app = ClientApp(mods=[site_error_mod])
 
 
 @dataclass(frozen=True)
@@ -170,16 +168,11 @@ def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> 
 
 def _scores(y, risk, *, min_cell: int, with_ci: bool) -> dict:
     """What a site releases about one split: metrics and k-anonymous score histograms."""
-    scores = binary_metrics(y, risk)
     pos, neg = released_score_histograms(y, risk, min_cell=min_cell)
     return {
         wire.NUM_EXAMPLES: len(y),
         wire.N_TEST: len(y),
         wire.N_POSITIVE: int(y.sum()),
-        wire.EVAL_LOSS: scores["loss"],
-        wire.AUROC: scores["auroc"],
-        wire.AUPRC: scores["auprc"],
-        wire.BRIER: scores["brier"],
         wire.SCORE_HIST_POS: pos,
         wire.SCORE_HIST_NEG: neg,
         **site_wire_metrics(y, risk, with_ci=with_ci, seed=SiteRandomness().seed()),

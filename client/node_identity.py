@@ -15,9 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.core.atomic import write_bytes
 from federation.core.errors import ConfigError, PrivacyBudgetError
+from federation.core.key_files import (
+    ssh_private,
+    ssh_public,
+    write_private,
+    write_public,
+)
 
 STATE_SUFFIX = ".ledger-state.json"
 
@@ -31,6 +38,18 @@ class LedgerError(PrivacyBudgetError):
     def __init__(self, message: str, *, public: str) -> None:
         super().__init__(message)
         self.public = public
+
+
+def create_node_key(site: str, out: Path) -> tuple[Path, Path]:
+    """A site's node-authentication key pair: ``SITE.key`` (0600) and ``SITE.pub``.
+
+    EC P-384 in OpenSSH form: the SuperNode reads the private half, the coordinator registers
+    the public half (``lhsfed pki node-key`` calls this; a simulated site makes its own).
+    """
+    key = ec.generate_private_key(ec.SECP384R1())
+    private = write_private(Path(out) / f"{site}.key", ssh_private(key))
+    public = write_public(Path(out) / f"{site}.pub", ssh_public(key) + f" {site}\n".encode())
+    return private, public
 
 
 def _public_bytes(key_path: Path) -> bytes:
@@ -66,8 +85,6 @@ class NodeIdentity:
             if not create:
                 raise ConfigError(f"node config 'node-key' {key_path}: file not found; give this "
                                   "node's private key (SITE.key)")
-            from federation.security.pki import create_node_key
-
             created, _ = create_node_key(site, key_path.parent)
             created.rename(key_path)
         fingerprint = hashlib.sha256(_public_bytes(key_path)).hexdigest()

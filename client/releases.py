@@ -14,6 +14,7 @@ import numpy as np
 from federation.core import wire
 from federation.core.dataspec import DatasetSpec, FeatureSpec
 from federation.core.errors import ConfigError, DataError
+from federation.core.feature_stats import feature_moments
 from federation.core.metrics import HIST_BINS, score_histograms
 
 DEFAULT_MIN_CELL = 10
@@ -97,11 +98,9 @@ def released_feature_statistics(x_train: np.ndarray, spec: DatasetSpec, *,
     keep = np.zeros(len(names), dtype=bool)
     for feat, cols in feature_column_slices(spec):
         keep[cols] = feature_releasable(x_train[:, cols], feat, min_cell=min_cell)
-    observed = ~np.isnan(x_train) & keep
-    values = np.where(observed, x_train, 0.0).astype("float64")
-    return {wire.STATS_COUNT: observed.sum(0).astype(float).tolist(),
-            wire.STATS_SUM: values.sum(0).tolist(),
-            wire.STATS_SUMSQ: (values**2).sum(0).tolist()}
+    count, total, sumsq = feature_moments(x_train, keep)
+    return {wire.STATS_COUNT: count.tolist(), wire.STATS_SUM: total.tolist(),
+            wire.STATS_SUMSQ: sumsq.tolist()}
 
 
 def evaluation_refusal(y_test: np.ndarray, *, min_rows: int = DEFAULT_MIN_TEST_ROWS,

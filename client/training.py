@@ -38,7 +38,8 @@ class LocalTrainResult:
     history: History  # (noise multiplier, sample rate, steps) as Opacus's accountant saw them
 
 
-def _optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
+def local_optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
+    """The run's optimiser for ``model`` (also the audit's shadow models': one recipe)."""
     if train.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
                                weight_decay=train.weight_decay)
@@ -137,7 +138,7 @@ def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: Trai
     gradient norms (hooks, functorch, ghost); it changes speed only.
     """
     anchor = {k: v.detach().clone() for k, v in model.named_parameters()}
-    optimizer = _optimizer(model, train)
+    optimizer = local_optimizer(model, train)
     if not privacy.enabled:
         torch.manual_seed(seed)
         loss, steps = _run_epochs(model, optimizer, _loader(x, y, train.batch_size, seed),

@@ -4,12 +4,12 @@ Sites send only these per-feature aggregates; the combined mean and standard dev
 equal what pooled data would give, without pooling any row. A site withholds a feature with a
 cell under its minimum (count 0: ``client.releases``); a column no site released gets the
 spec's prior instead (:func:`spec_prior`), so its raw values are not fed to the model unscaled.
+The arithmetic is ``federation.core.feature_stats`` (the modeler's baselines use it too).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
@@ -18,11 +18,9 @@ from flwr.serverapp import Grid
 from federation.core import wire
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import FederationError
+from federation.core.feature_stats import Prior, combine_statistics
 
 log = logging.getLogger(__name__)
-
-
-Prior = tuple[np.ndarray, np.ndarray]
 
 
 def spec_prior(spec: DatasetSpec) -> Prior:
@@ -42,20 +40,6 @@ def spec_prior(spec: DatasetSpec) -> Prior:
         mean += [centre] * len(feat.encoded_names())
         std += [scale if scale > 0 else 1.0] * len(feat.encoded_names())
     return np.array(mean), np.array(std)
-
-
-def combine_statistics(parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
-                       prior: Prior | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled mean and (population) standard deviation from per-site moments.
-
-    Columns with count 0 at every site (no data, or withheld) take ``prior`` (default 0, 1).
-    """
-    counts, sums, sumsqs = (np.sum(np.asarray(x, dtype="float64"), axis=0) for x in zip(*parts))
-    safe = np.maximum(counts, 1.0)
-    mean = sums / safe
-    var = np.maximum(sumsqs / safe - mean**2, 0.0)
-    prior_mean, prior_std = prior if prior is not None else (0.0, 1.0)
-    return np.where(counts > 0, mean, prior_mean), np.where(counts > 0, np.sqrt(var), prior_std)
 
 
 def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: Prior | None = None

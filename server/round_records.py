@@ -9,8 +9,7 @@ import numpy as np
 from flwr.app import Message
 
 from federation.core import wire
-from federation.core.evaluation import SITE_WIRE_KEYS
-from federation.core.metrics import pooled_from_histograms
+from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
 
 TRAIN_FIELDS = {"loss": wire.TRAIN_LOSS, "num_examples": wire.NUM_EXAMPLES, "epsilon": wire.EPSILON,
                 "steps": wire.STEPS, "noise_multiplier": wire.NOISE_MULTIPLIER,

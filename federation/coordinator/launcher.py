@@ -172,19 +172,20 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     write_simulated_policies(settings, output_dir)
     if runtime == "inprocess":
         run_without_ray(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
-                        num_nodes=num_nodes, data_dir=federation.get("data_dir"))
+                        num_nodes=num_nodes, data_dir=federation.get("data_dir"),
+                        client_app=federation.get("client_app"))
     else:
         from federation.coordinator.simulation import run_in_simulation
 
         run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
                           num_nodes=num_nodes, client_cpus=client_cpus,
-                          data_dir=federation.get("data_dir"))
+                          data_dir=federation.get("data_dir"), client_app=federation.get("client_app"))
     report_sat_out(settings, output_dir, nodes=num_nodes)
     return output_dir
 
 
 def run_without_ray(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int,
-                    data_dir: str | None) -> None:
+                    data_dir: str | None, client_app: str | None = None) -> None:
     """``federation.runtime=inprocess``: federation.coordinator.inprocess.run_in_process, with the same
     site data folder, signal handling and one-line errors as the Ray runtime."""
     from federation.coordinator.inprocess import run_in_process
@@ -194,7 +195,7 @@ def run_without_ray(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int
         os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
     with exit_on_signals(run_dir), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library chatter; the console keeps one line per round
-        run_in_process(run_config, run_dir=run_dir, num_nodes=num_nodes)
+        run_in_process(run_config, run_dir=run_dir, num_nodes=num_nodes, client_app=client_app)
 
 
 def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:

@@ -2,7 +2,9 @@
 
 The apps must read only ``context.run_config``, as on a real SuperLink. Flower 1.41's
 in-process runtime takes a run config from an app folder's ``pyproject.toml``, so we write
-one for the run, holding the flattened Hydra config; nothing else is special-cased.
+one for the run, holding the flattened Hydra config; nothing else is special-cased. The
+ClientApp is the hospital's (``CLIENT_APP``) unless the caller names another "module:attr"
+(``federation.coordinator.apps``; tests run a fault-injecting one from ``tests/helpers``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from flwr.app import Context, RecordDict
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 
+from federation.coordinator.apps import CLIENT_APP, SERVER_APP, load_app
 from federation.coordinator.interrupt import exit_on_signals
 
 APP_FOLDER = ".flwr-app"
 
 
-def write_app_folder(run_dir: Path, run_config: dict) -> Path:
+def write_app_folder(run_dir: Path, run_config: dict, client_app: str = CLIENT_APP) -> Path:
     """A minimal Flower app folder whose default run config is this run's config."""
     folder = Path(run_dir) / APP_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -30,7 +33,7 @@ def write_app_folder(run_dir: Path, run_config: dict) -> Path:
         "project": {"name": "lhs-federation-run", "version": "0.1.0"},
         "tool": {"flwr": {"app": {
             "publisher": "lhs-federation",
-            "components": {"serverapp": "server.app:app", "clientapp": "client.app:app"},
+            "components": {"serverapp": SERVER_APP, "clientapp": client_app},
             "config": dict(run_config),
         }}},
     }
@@ -39,22 +42,25 @@ def write_app_folder(run_dir: Path, run_config: dict) -> Path:
 
 
 def run_in_simulation(run_config: dict, *, run_dir: Path, num_nodes: int, client_cpus: float,
-                      data_dir: Path | None) -> None:
-    """Start the runtime once, run every round, stop it; errors in the apps propagate."""
-    from client.app import (
-        app as client_app,  # imported late: Ray workers import them too
-    )
-    from server.app import app as server_app
+                      data_dir: Path | None, client_app: str | None = None) -> None:
+    """Start the runtime once, run every round, stop it; errors in the apps propagate.
+
+    ``client_app`` ("module:attr") names the ClientApp every simulated site runs (None: the
+    hospital's).
+    """
+    client_app = client_app or CLIENT_APP
+    clients = load_app(client_app)  # imported late: Ray workers import them too
+    server_app = load_app(SERVER_APP, "the ServerApp")
 
     # Ray's C++ handler would print a stack dump on SIGTERM before ours runs (one line only).
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if data_dir is not None:
         os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
-    folder = write_app_folder(run_dir, run_config)
+    folder = write_app_folder(run_dir, run_config, client_app)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(),
                       run_config=dict(run_config))
     with exit_on_signals(run_dir), _keep_sigterm_handler():
-        _run(client_app, server_app, context, folder, num_nodes, client_cpus)
+        _run(clients, server_app, context, folder, num_nodes, client_cpus)
 
 
 @contextmanager

@@ -52,7 +52,7 @@ SCORE_HIST_NEG = "score-hist-neg"
 # The same evaluate metrics of the site's validation rows carry this prefix ("val-auroc");
 # absent when the validation part is under the site's min-eval-rows / min-cell-size.
 VALIDATION_PREFIX = "val-"
-# Modeler metrics each site computes on its own test rows (federation.core.evaluation)
+# Modeler metrics each site computes on its own test rows (federation.core.metrics)
 AUROC_CI_LOW = "auroc-ci-low"
 AUROC_CI_HIGH = "auroc-ci-high"
 ECE = "ece"

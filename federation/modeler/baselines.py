@@ -19,6 +19,7 @@ import numpy as np
 from client.site_randomness import SiteRandomness
 from client.training import train_locally
 from federation.core.data import SiteData
+from federation.core.feature_stats import feature_statistics
 from federation.core.model import ModelSpec, RiskModel, build_model
 from federation.core.privacy import epsilon_spent, noise_for_run
 from federation.core.settings import RunSettings
@@ -34,15 +35,6 @@ class Baseline:
     model: RiskModel
     epsilon: float | None
     n_train: int
-
-
-def feature_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of observed values per column (as federated standardization)."""
-    observed = ~np.isnan(x)
-    counts = observed.sum(0)
-    mean = np.where(counts > 0, np.nansum(x, 0) / np.maximum(counts, 1), 0.0)
-    var = np.nansum((x - mean) ** 2, 0) / np.maximum(counts, 1)
-    return mean, np.where(counts > 0, np.sqrt(var), 1.0)
 
 
 def _reproducible_randomness(seed: int) -> SiteRandomness:

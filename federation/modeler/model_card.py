@@ -15,7 +15,7 @@ from typing import Any
 import federation
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import DataError
-from federation.core.evaluation import METRIC_KEYS
+from federation.core.metrics import METRIC_KEYS
 from federation.core.settings import RunSettings
 from federation.modeler.run_loader import Checkpoint
 

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from federation.core.evaluation import ECE_BINS  # noqa: E402
+from federation.core.metrics import ECE_BINS  # noqa: E402
 
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]
 _DPI = 100

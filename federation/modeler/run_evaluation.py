@@ -21,7 +21,7 @@ import numpy as np
 from federation.core.data import SiteData, load_site, site_file
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import DataError
-from federation.core.evaluation import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
+from federation.core.metrics import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.core.model import predict_risk
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from federation.core.errors import DataError, collect_then_raise
+from federation.core.site_table import parse_numbers
 from federation.core.value_checks import out_of_range_rows
 
 RISK_COLUMN = "risk"
@@ -84,10 +85,6 @@ def _read_text(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read as CSV with a header row: {reason}") from None
 
 
-def _missing(text: pd.Series, markers: list[str]) -> pd.Series:
-    return text.str.strip().isin(["", *markers])
-
-
 def _rows(mask: pd.Series) -> str:
     rows = (np.flatnonzero(mask.to_numpy()) + 1).tolist()
     more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
@@ -95,14 +92,16 @@ def _rows(mask: pd.Series) -> str:
 
 
 def _column_problem(path: Path, column: str, text: pd.Series, markers: list[str]) -> str | None:
-    """The refusal for one card column's cells, or None when every cell is a number or missing."""
-    missing = _missing(text, markers)
-    numbers = pd.to_numeric(text.where(~missing), errors="coerce")
-    non_numeric = ~missing & numbers.isna() & ~text.str.strip().str.lower().isin(["nan", "-nan", "+nan"])
+    """The refusal for one card column's cells, or None when every cell is a number or missing.
+
+    Cells are parsed as a site parses them (``site_table.parse_numbers``); a number beyond
+    float32 is refused too, as the model's input cannot hold it.
+    """
+    numbers, non_numeric, non_finite = parse_numbers(text, markers)
     if non_numeric.any():
         first = text[non_numeric].iloc[0]
         return f"{path}: column {column!r} {_rows(non_numeric)} has non-numeric value {first!r}"
-    non_finite = ~missing & ~(numbers.abs() <= FLOAT32_MAX)
+    non_finite |= numbers.abs() > FLOAT32_MAX
     if non_finite.any():
         first = text[non_finite].iloc[0]
         return (f"{path}: column {column!r} {_rows(non_finite)} has non-finite value {first!r} "
@@ -132,10 +131,7 @@ def read_patients(path: Path, card: dict[str, Any]) -> pd.DataFrame:
 def feature_matrix(frame: pd.DataFrame, card: dict[str, Any]) -> np.ndarray:
     """Raw input columns in the card's order (float32, NaN = missing)."""
     markers = [str(m) for m in card["input"].get("missing_markers") or []]
-    columns = {}
-    for column in card_columns(card):
-        text = frame[column]
-        columns[column] = pd.to_numeric(text.where(~_missing(text, markers)), errors="coerce")
+    columns = {column: parse_numbers(frame[column], markers)[0] for column in card_columns(card)}
     return pd.DataFrame(columns).to_numpy(dtype="float32")
 
 

@@ -18,7 +18,6 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import struct
 import time
 from pathlib import Path
@@ -29,8 +28,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from client import node_identity
 from federation.core.errors import ConfigError
 from federation.core.input_files import require_file
+from federation.core.key_files import (
+    ssh_private,
+    ssh_public,
+    write_private,
+    write_public,
+)
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "superlink.pem", "superlink.key"
@@ -41,44 +47,13 @@ VALID_DAYS = 825  # the longest lifetime browsers and most TLS stacks accept for
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
-def write_private(path: Path, data: bytes) -> Path:
-    """Write a secret readable by its owner only; never overwrite an existing key."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} already exists; move it away to create a new key") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return path
-
-
-def write_public(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
 def _pem_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def _ssh_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                             serialization.NoEncryption())
-
-
 def _read_key_file(path: Path, *, what: str, fix: str) -> bytes:
     return require_file(path, what=what, fix=fix, error=ConfigError).read_bytes()
-
-
-def ssh_public(key) -> bytes:
-    """OpenSSH one-line public key (``ecdsa-sha2-nistp384 ...`` or ``ssh-ed25519 ...``)."""
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -164,11 +139,9 @@ def create_server_cert(ca_dir: Path, hosts: list[str], out: Path | None = None) 
 
 
 def create_node_key(site: str, out: Path) -> tuple[Path, Path]:
-    """A site's node-authentication key pair: ``SITE.key`` (0600) and ``SITE.pub``."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    private = write_private(Path(out) / f"{site}.key", _ssh_key(key))
-    public = write_public(Path(out) / f"{site}.pub", ssh_public(key) + f" {site}\n".encode())
-    return private, public
+    """A site's node-authentication key pair: ``SITE.key`` (0600) and ``SITE.pub`` (made as the
+    site makes its own: ``client.node_identity.create_node_key``)."""
+    return node_identity.create_node_key(site, out)
 
 
 def load_node_public_key(path: Path) -> ec.EllipticCurvePublicKey:
@@ -193,7 +166,7 @@ def load_node_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 def create_signing_key(publisher: str, out: Path) -> tuple[Path, Path]:
     """The publisher's Ed25519 app-signing key pair: ``PUBLISHER.sign.key`` and ``.sign.pub``."""
     key = ed25519.Ed25519PrivateKey.generate()
-    private = write_private(Path(out) / f"{publisher}.sign.key", _ssh_key(key))
+    private = write_private(Path(out) / f"{publisher}.sign.key", ssh_private(key))
     public = write_public(Path(out) / f"{publisher}.sign.pub",
                           ssh_public(key) + f" {publisher}\n".encode())
     return private, public

@@ -12,13 +12,12 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
 from federation.cli.site import DATA_CONFIGS, load_dataset_spec
-from federation.coordinator.inprocess import run_config_for
+from federation.coordinator.inprocess import InProcessGrid, run_config_for
 from federation.core import wire
 from federation.core.data import embedded_dir
 from federation.core.model import build_model
 from federation.core.settings import RunSettings, model_spec
 from federation.security import pki
-from tests.helpers.inprocess_grid import InProcessGrid
 
 NODE = 11
 SPEC_FILE = DATA_CONFIGS / "uci_heart.yaml"
@@ -62,5 +61,5 @@ def message(kind: str, arrays: ArrayRecord | None, server_round: int = 1, **conf
 
 def send(node_config: dict, run_cfg: dict, *messages: Message) -> list[Message]:
     """Deliver messages to the real ClientApp of a node (its Context kept across them)."""
-    with InProcessGrid(client_app, {NODE: node_config}, run_cfg) as grid:
+    with InProcessGrid(client_app, run_cfg, node_configs={NODE: node_config}) as grid:
         return grid.send_and_receive(list(messages))

@@ -1,20 +1,18 @@
 """A real ``lhsfed-train`` federation (Flower simulation runtime) with misbehaving sites.
 
-The test-only fault mod is switched on through ``LHSFED_TEST_FAULTS`` for this process
-only. va sends NaN weights in round 1, a 1000x update in round 2 and a wrong shape in
+The simulated sites run the test-only ClientApp of ``tests/helpers/faulty_client.py`` (the
+hospital's ClientApp inside a fault mod), chosen by the launcher's ``federation.client_app``. va sends NaN weights in round 1, a 1000x update in round 2 and a wrong shape in
 round 3; hungary crashes in round 2 and must be back in round 3.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from client.faults import FAULTS_ENV
 from server.run_folder import read_rounds
-from tests.helpers.runs import run_launcher
+from tests.helpers.faulty_client import run_with_faults
 
 pytestmark = pytest.mark.slow
 FAULTS = "va:nan@1,va:scale@2,va:shape@3,hungary:raise@2"
@@ -23,11 +21,7 @@ FAULTS = "va:nan@1,va:scale@2,va:shape@3,hungary:raise@2"
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fault_run")
-    os.environ[FAULTS_ENV] = FAULTS  # run_launcher passes os.environ to lhsfed-train
-    try:
-        proc = run_launcher(tmp, "rounds=3", "privacy=off")
-    finally:
-        del os.environ[FAULTS_ENV]
+    proc = run_with_faults(tmp, FAULTS, "rounds=3", "privacy=off")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run", proc
 

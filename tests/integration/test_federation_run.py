@@ -122,7 +122,8 @@ def test_initial_scaling_uses_every_sites_training_rows(dp_run):
     nodes registered first (the server waits for every one)."""
     from client.releases import released_feature_statistics
     from federation.core import wire
-    from server.feature_stats import combine_statistics, spec_prior
+    from federation.core.feature_stats import combine_statistics
+    from server.feature_stats import spec_prior
 
     spec = parse_dataset_spec(compose_config()["data"])
     released = [released_feature_statistics(load_site(site_file(spec, s), spec, s).x_train, spec,

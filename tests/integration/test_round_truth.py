@@ -14,7 +14,6 @@ from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
 from omegaconf import OmegaConf
 
-from client.faults import fault_mod, parse_faults
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
 from federation.cli.main import main as lhsfed
@@ -28,6 +27,7 @@ from federation.core import wire
 from federation.core.settings import RunSettings
 from server.progress import event_lines, round_line
 from server.run_folder import read_rounds
+from tests.helpers.faulty_client import fault_mod, parse_faults
 from tests.helpers.runs import REPO, read_json, run_launcher
 
 SITES = ["cleveland", "hungary", "switzerland", "va"]

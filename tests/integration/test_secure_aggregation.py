@@ -36,6 +36,7 @@ from flwr.supercore.primitives.asymmetric import (
 import client.secure_aggregation as client_secagg
 from client.app import app as client_app
 from federation.coordinator.flwr_app_config import compose_config
+from federation.coordinator.inprocess import InProcessGrid
 from federation.core import secagg_masks, wire
 from federation.core.errors import ConfigError
 from federation.core.settings import RunSettings, flatten_config
@@ -49,7 +50,6 @@ from server.secure_aggregation import (
     tolerance,
 )
 from strategies import build_strategy
-from tests.helpers.inprocess_grid import InProcessGrid
 from tests.helpers.runs import read_json, run_launcher
 
 SITES = 4
@@ -72,7 +72,7 @@ def federation(tmp_path, monkeypatch):
     # The MLP: enough parameters (~800) for the correlation below to mean something.
     run_config = _run_config(tmp_path, "privacy=off", "model=mlp")
     settings = RunSettings.from_run_config(run_config)
-    with InProcessGrid(client_app, {n: {"partition-id": n} for n in range(SITES)}, run_config) as grid:
+    with InProcessGrid(client_app, run_config, SITES) as grid:
         arrays = initial_arrays(grid, settings, grid.get_node_ids(), timeout=60)
         yield settings, grid, arrays
 

@@ -4,24 +4,17 @@ to train without it."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from client.faults import FAULTS_ENV
 from server.progress import budget_left_out, sat_out
-from tests.helpers.runs import run_launcher
+from tests.helpers.faulty_client import run_with_faults
 
 pytestmark = pytest.mark.slow
 CONFIG = ("rounds=2", "privacy=off")
 
 
 def _run(tmp, *overrides):
-    os.environ[FAULTS_ENV] = "va:raise"  # run_launcher passes os.environ to lhsfed-train
-    try:
-        return run_launcher(tmp, *CONFIG, *overrides, timeout=600)
-    finally:
-        del os.environ[FAULTS_ENV]
+    return run_with_faults(tmp, "va:raise", *CONFIG, *overrides, timeout=600)
 
 
 def test_a_site_that_failed_every_round_sits_out_in_one_line(tmp_path):

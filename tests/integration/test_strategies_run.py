@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from client.faults import fault_mod, parse_faults
 from federation.coordinator.inprocess import run_config_for, run_in_process
 from federation.core.settings import STRATEGY_NAMES
 from server.checkpoint import load_checkpoint
 from server.run_folder import read_rounds
+from tests.helpers.faulty_client import fault_mod, parse_faults
 
 pytestmark = pytest.mark.slow
 SITES = ["cleveland", "hungary", "switzerland", "va"]

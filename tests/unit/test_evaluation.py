@@ -1,4 +1,4 @@
-"""Modeler metrics (federation.core.evaluation) against hand computations and scikit-learn."""
+"""Modeler metrics (federation.core.metrics) against hand computations and scikit-learn."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from federation.core.evaluation import (
+from federation.core.metrics import (
     auroc_with_ci,
     bootstrap_aurocs,
     calibration_slope_intercept,
@@ -33,11 +33,11 @@ def test_auroc_matches_sklearn_and_ci_brackets_it():
 
 
 def test_ci_is_the_same_whether_the_resamples_are_drawn_at_once_or_in_chunks(monkeypatch):
-    import federation.core.evaluation as evaluation
+    from federation.core import metrics
 
     y, p = _calibrated_sample(400)
     at_once = auroc_with_ci(y, p, resamples=300, seed=3)
-    monkeypatch.setattr(evaluation, "BOOTSTRAP_CHUNK_DRAWS", 400 * 7)  # 7 resamples a chunk
+    monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK_DRAWS", 400 * 7)  # 7 resamples a chunk
     assert auroc_with_ci(y, p, resamples=300, seed=3) == at_once
 
 

@@ -10,10 +10,10 @@ import torch
 from federation.cli import export as export_command
 from federation.cli.main import main as lhsfed
 from federation.core.data import encode_features, read_site_frame, site_file
+from federation.core.feature_stats import feature_statistics
 from federation.core.model import ModelSpec, build_model, predict_risk
 from federation.core.settings import RunSettings
 from federation.modeler import export as export_module
-from federation.modeler.baselines import feature_statistics
 from federation.modeler.export import DeployableModel, RawFeatureEncoder, onnx_bytes
 
 

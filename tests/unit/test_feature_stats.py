@@ -11,8 +11,8 @@ from client.app import app as client_app
 from federation.coordinator.flwr_app_config import compose_config
 from federation.core import wire
 from federation.core.data import load_site, site_file
+from federation.core.feature_stats import combine_statistics
 from federation.core.settings import RunSettings, flatten_config
-from server.feature_stats import combine_statistics
 
 RUN_CONFIG = flatten_config(compose_config(["privacy=off"]))
 SPEC = RunSettings.from_run_config(RUN_CONFIG).data

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
 
 from client.releases import released_score_histograms, score_groups
+from federation.core import wire
+from federation.core.feature_stats import combine_statistics
 from federation.core.metrics import (
     HIST_BINS,
-    binary_metrics,
     pooled_from_histograms,
     score_histograms,
+    site_wire_metrics,
 )
-from server.feature_stats import combine_statistics
 
 
 def test_pooled_auroc_from_site_histograms_matches_exact_pooled_auroc():
@@ -40,10 +46,14 @@ def test_site_metrics_are_sklearn_values():
     y = np.array([0, 0, 1, 1, 1])
     p = np.array([0.1, 0.6, 0.4, 0.8, 0.9])
 
-    m = binary_metrics(y, p)
+    m = site_wire_metrics(y, p, with_ci=False)
 
-    assert m["auroc"] == roc_auc_score(y, p)
-    assert np.isnan(binary_metrics(np.ones(3), np.array([0.2, 0.5, 0.7]))["auroc"])
+    assert m[wire.AUROC] == roc_auc_score(y, p)
+    assert m[wire.AUPRC] == average_precision_score(y, p)
+    assert m[wire.BRIER] == brier_score_loss(y, p)
+    assert m[wire.EVAL_LOSS] == log_loss(y, p)
+    assert wire.AUROC_CI_LOW not in m
+    assert np.isnan(site_wire_metrics(np.ones(3), np.array([0.2, 0.5, 0.7]))[wire.AUROC])
 
 
 def test_federated_standardization_equals_pooled_statistics():

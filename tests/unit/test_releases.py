@@ -26,9 +26,10 @@ from federation.core import wire
 from federation.core.data import load_site, site_file
 from federation.core.dataspec import parse_dataset_spec
 from federation.core.errors import ConfigError, DataError
+from federation.core.feature_stats import combine_statistics
 from federation.core.metrics import HIST_BINS, score_histograms
 from federation.core.model import ModelSpec, build_model
-from server.feature_stats import combine_statistics, spec_prior
+from server.feature_stats import spec_prior
 
 SPEC = load_dataset_spec("uci_heart")
 NAMES = SPEC.encoded_feature_names()

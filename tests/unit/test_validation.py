@@ -7,10 +7,10 @@ import pytest
 from flwr.app import ConfigRecord
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian
 
-from client.faults import corrupt
 from federation.core import wire
 from strategies.validated import ValidatedStrategy
 from strategies.validation import norm_bound, screen, update_norm
+from tests.helpers.faulty_client import corrupt
 from tests.helpers.replies import global_arrays, numpy_arrays, train_reply, trained
 
 GOOD_SITES = [("cleveland", 11, 212), ("hungary", 12, 205), ("switzerland", 13, 86)]

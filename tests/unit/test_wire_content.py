@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from flwr.app import (
     ArrayRecord,
@@ -76,3 +78,32 @@ def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
         assert all(isinstance(c, (int, float)) and c >= 0 for c in counts)
     assert sum(lists[wire.SCORE_HIST_POS]) == pytest.approx(int(site.y_test.sum()))
     assert all(isinstance(v, (int, float)) for k, v in metrics.items() if k not in lists)
+
+
+def test_evaluate_scores_each_split_in_one_metrics_pass(monkeypatch):
+    """AUROC, AUPRC and Brier are computed once per scored split (test, validation), not once
+    for the reply's headline keys and again for the modeler's metrics: every project module
+    holding one of scikit-learn's functions gets a counting one."""
+    import sklearn.metrics
+
+    calls = {"roc_auc_score": 0, "average_precision_score": 0, "brier_score_loss": 0}
+    for name in calls:
+        real = getattr(sklearn.metrics, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+        for module in list(sys.modules.values()):
+            if module.__name__.split(".")[0] in ("client", "federation") \
+                    and getattr(module, name, None) is real:
+                monkeypatch.setattr(module, name, counted)
+    _ask(MessageType.TRAIN, site_index=0)
+    for name in calls:
+        calls[name] = 0
+
+    reply, _ = _ask(MessageType.EVALUATE, site_index=0)
+
+    scored = dict(reply.content[wire.METRICS])
+    splits = 1 + (wire.VALIDATION_PREFIX + wire.AUROC in scored)
+    assert splits == 2  # this site releases its validation split: both are counted
+    assert calls == {name: splits for name in calls}

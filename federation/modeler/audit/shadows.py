@@ -3,7 +3,8 @@
 Each shadow replays the run's federation in miniature: from the same seeded initialisation
 and preprocessing, every site trains ``local_epochs`` on a random half of its records, the
 updates are averaged by example count (FedAvg), for ``rounds`` rounds, with the run's
-optimizer and batch size and without DP: the shadows only describe how confident such a
+optimizer (the sites' own ``client.training.local_optimizer``: momentum, weight decay) and
+batch size and without DP: the shadows only describe how confident such a
 global model is on records it never saw. A plain tensor loop (no DataLoader, one thread)
 keeps a shadow to seconds.
 """
@@ -16,14 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from client.training import local_optimizer
 from federation.core.model import ModelSpec, build_model, predict_risk
 from federation.core.settings import RunSettings, TrainSettings
-
-
-def _optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=0.9)
-    return torch.optim.Adam(model.parameters(), lr=train.lr)
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, train: TrainSettings, *, epochs: int,
@@ -31,7 +27,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, train: TrainSettings, *,
     """Plain minibatch training of ``model`` in place."""
     generator = torch.Generator().manual_seed(seed)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    optimizer, criterion = _optimizer(model, train), nn.BCEWithLogitsLoss()
+    optimizer, criterion = local_optimizer(model, train), nn.BCEWithLogitsLoss()
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(yt), generator=generator)

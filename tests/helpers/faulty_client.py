@@ -1,9 +1,11 @@
-"""TEST-ONLY fault injection: a Flower client mod that makes chosen sites misbehave.
+"""A test-only ClientApp: the hospital's ClientApp with a fault mod making chosen sites misbehave.
 
-Never part of a deployment: ``client.app`` registers the mod only when the environment
-variable ``LHSFED_TEST_FAULTS`` is set, e.g.::
+It lives under ``tests/`` so no hospital image ships it; the hospital's ``client.app`` has no
+fault hook at all. A simulation runs it only when asked by name, with the faults in the
+environment variable ``LHSFED_TEST_FAULTS`` (read here, never by ``client.app``)::
 
-    LHSFED_TEST_FAULTS="va:nan@1,va:scale@2,hungary:raise@2" lhsfed-train ...
+    LHSFED_TEST_FAULTS="va:nan@1,va:scale@2,hungary:raise@2" \
+        PYTHONPATH=. lhsfed-train +federation.client_app=tests.helpers.faulty_client:app ...
 
 Each entry is ``SITE:KIND`` (every round) or ``SITE:KIND@ROUND``. Kinds, applied to the
 site's reply to a train message:
@@ -18,13 +20,19 @@ site's reply to a train message:
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType
+from flwr.clientapp import ClientApp
 
+from client.app import app as hospital_app
+from client.site_errors import site_error_mod
 from federation.core import wire
 from federation.core.errors import ConfigError, collect_then_raise
+from tests.helpers.runs import REPO, run_launcher
 
 FAULTS_ENV = "LHSFED_TEST_FAULTS"
 KINDS = ("nan", "scale", "shape", "signflip", "raise")
@@ -90,7 +98,28 @@ def fault_mod(faults: list[Fault]):
     return mod
 
 
-def mods_from_env() -> list:
-    """The fault mod when ``LHSFED_TEST_FAULTS`` is set (tests only), else no mod at all."""
-    text = os.environ.get(FAULTS_ENV)
-    return [fault_mod(parse_faults(text))] if text else []
+def faulty_app(faults: list[Fault]) -> ClientApp:
+    """The hospital's ClientApp, unchanged, inside the fault mod (itself inside the error mod,
+    so an injected crash answers as a real one would: a category, the text in the site's log)."""
+    app = ClientApp(mods=[site_error_mod, fault_mod(faults)])
+
+    def hospital(message: Message, context: Context) -> Message:
+        return hospital_app(message, context)
+
+    for register in (app.train(), app.evaluate(), app.query(), app.query(wire.QUERY_BUDGET)):
+        register(hospital)
+    return app
+
+
+app = faulty_app(parse_faults(os.environ.get(FAULTS_ENV, "")))
+
+
+APP_REFERENCE = f"{__name__}:app"
+
+
+def run_with_faults(tmp: Path, faults: str, *overrides: str, **kwargs) -> subprocess.CompletedProcess:
+    """``lhsfed-train`` whose simulated sites run this ClientApp with ``faults`` (the launcher's
+    own ``federation.client_app`` choice; ``tests`` is put on the path of its Ray workers)."""
+    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    return run_launcher(tmp, f"+federation.client_app={APP_REFERENCE}", *overrides,
+                        env={FAULTS_ENV: faults, "PYTHONPATH": path}, **kwargs)

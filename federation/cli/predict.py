@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-MODEL_CARD = "model_card.json"  # federation.modeler.model_card.MODEL_CARD, not imported: fast CLI
+from federation.core.run_layout import MODEL_CARD  # standard library only: the CLI stays fast
 SHOWN_WARNINGS = 20  # rows warned about one by one; the rest are counted
 
 

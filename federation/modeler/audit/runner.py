@@ -18,6 +18,7 @@ from federation.core import atomic
 from federation.core.data import SiteData
 from federation.core.model import predict_risk
 from federation.core.run_layout import AUDIT
+from federation.core.settings import RunSettings
 from federation.modeler.audit.attacks import (
     attack_metrics,
     lira_offline_scores,
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 ALL_SITES = "all_sites"
 
 
-def _sites(run_dir: Path, settings, data_dir: str | None) -> list[SiteData]:
+def _sites(run_dir: Path, settings: RunSettings, data_dir: str | None) -> list[SiteData]:
     """The sites' records: ``data_dir``, else the run's own data folder, else the embedded copy."""
     folder = data_dir or data_dir_of(run_dir) or os.environ.get("LHSFED_SITE_DATA_DIR")
     return sites_data(settings.data, Path(folder) if folder else None)

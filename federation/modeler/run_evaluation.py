@@ -24,7 +24,7 @@ from federation.core.errors import DataError
 from federation.core.evaluation import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.core.model import predict_risk
 from federation.core.records import Evaluation, RoundRecord
-from federation.core.run_layout import json_safe
+from federation.core.run_layout import METRICS, json_safe
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models
 from federation.modeler.run_loader import SavedModel, read_summary
@@ -156,7 +156,7 @@ def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
 
 def from_rounds_mode(mode: str, round_number: int) -> str:
     """evaluation.json's ``mode`` when the numbers are the sites' own evaluation."""
-    return f"{mode}: the sites' own evaluation, metrics.jsonl round {round_number}"
+    return f"{mode}: the sites' own evaluation, {METRICS} round {round_number}"
 
 
 def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: RoundRecord,

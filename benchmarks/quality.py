@@ -28,7 +28,7 @@ from benchmarks.common import REPO, machine_info
 from benchmarks.quality_table import render
 from benchmarks.scores import local_only, model_scores, pooled_logistic_regression
 from federation.core.settings import RunSettings
-from federation.modeler.run_loader import load_checkpoint
+from federation.modeler.run_loader import load_saved_model
 
 SEEDS = (42, 43, 44)
 FEDERATED = {"federated DP off": ["privacy=off"],
@@ -40,7 +40,7 @@ RESULTS = REPO / "benchmarks" / "results"
 def federated_row(dataset: bs.Dataset, overrides: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
     """One federation; its selected model (model.pt) scored on the pooled test rows."""
     summary = bs.federate(dataset, overrides, seed, run_dir)
-    scores = model_scores(load_checkpoint(run_dir / "model.pt").model, bs.sites(dataset, seed))
+    scores = model_scores(load_saved_model(run_dir / "model.pt").model, bs.sites(dataset, seed))
     selection = summary.get("selection") or {}
     return {**scores, "run_dir": str(run_dir), "summary_auroc": summary["metrics"]["pooled"]["auroc"],
             "selected_round": selection.get("round"), "stopped_early": selection.get("stopped_early"),

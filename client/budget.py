@@ -30,6 +30,7 @@ from federation.core.privacy import (
     planned_steps,
     sample_rate,
 )
+from federation.core.run_layout import flwr_run_dir
 from federation.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def run_identity(settings: RunSettings, context: Context) -> str:
 
 def run_folder(settings: RunSettings, context: Context) -> Path:
     """Where the coordinator's run folder is (simulation default for the ledgers)."""
-    return Path(settings.output_dir or Path("outputs") / "flwr" / str(context.run_id))
+    return Path(settings.output_dir or flwr_run_dir(context.run_id))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from federation.core.errors import (
     LhsFedError,
     PrivacyBudgetError,
 )
+from federation.core.run_layout import LEDGERS
 
 log = logging.getLogger("lhsfed.site")
 SITE_LOG = "site.log"
@@ -69,7 +70,7 @@ def _log_file(context: Context) -> Path | None:
     if folder:
         return Path(folder) / SITE_LOG
     run_dir = context.run_config.get("run.output_dir")
-    return Path(str(run_dir)) / "ledgers" / SITE_LOG if run_dir else None
+    return Path(str(run_dir)) / LEDGERS / SITE_LOG if run_dir else None
 
 
 def _log_locally(context: Context, message: Message, err: BaseException) -> None:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from federation.core.errors import ConfigError, collect_then_raise
+from federation.core.run_layout import LEDGERS
 
 LEDGER_PATH = "ledger-path"
 MAX_EPSILON = "max-epsilon"
@@ -158,7 +159,7 @@ def deployed_policy(node_config: dict) -> SitePolicy:
 def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
     """A simulated site's policy: LHSFED_<OPTION> variables, else the simulation defaults."""
     folder = os.environ.get(LEDGER_DIR_ENV)
-    ledgers = Path(folder) if folder else Path(run_folder) / "ledgers"
+    ledgers = Path(folder) if folder else Path(run_folder) / LEDGERS
     raw: dict[str, tuple[object, str]] = {
         LEDGER_PATH: (ledgers / f"{site}{LEDGER_SUFFIX}", LEDGER_DIR_ENV),
         NODE_KEY: (ledgers / f"{site}.key", LEDGER_DIR_ENV),

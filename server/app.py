@@ -7,6 +7,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from federation.core.run_layout import flwr_run_dir
 from federation.core.settings import RunSettings
 from server.federation_loop import run_federation
 from server.run_folder import refuse_outside_runs_root
@@ -17,7 +18,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_run_config(dict(context.run_config))
-    default_dir = Path("outputs") / "flwr" / str(context.run_id)
+    default_dir = flwr_run_dir(context.run_id)
     # Before anything is written: the run config is not trusted to pick the folder.
     refuse_outside_runs_root(Path(settings.output_dir) if settings.output_dir else default_dir)
     run_federation(grid, settings, default_dir=default_dir)

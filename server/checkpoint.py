@@ -1,4 +1,4 @@
-"""The server's checkpoint: everything needed to continue a run after a crash.
+"""The server's resume state: everything needed to continue a run after a crash.
 
 Written atomically (write-then-rename) after every round as ``RUN_DIR/checkpoint.pt``: the
 global arrays, the strategy's state (e.g. FedAdam's moments), the last complete round,
@@ -12,27 +12,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from flwr.app import ArrayRecord
 
 from federation.core import atomic
 from federation.core.errors import ConfigError, DataError
+from federation.core.records import RoundRecord
+from federation.core.run_layout import CHECKPOINT
 from federation.core.safe_load import load_weights_only
 
-CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 
 
 @dataclass
-class Checkpoint:
-    """The state after round ``round`` (0: nothing trained yet)."""
+class ResumeState:
+    """The server's state after round ``round`` (0: nothing trained yet)."""
 
     round: int
     arrays: dict[str, torch.Tensor]
     strategy: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RoundRecord] = field(default_factory=list)
     epsilon_by_site: dict[str, float | None] = field(default_factory=dict)
     best_arrays: dict[str, torch.Tensor] | None = None  # the selected round's global model
 
@@ -40,20 +40,20 @@ class Checkpoint:
         return ArrayRecord({k: v.clone() for k, v in self.arrays.items()})
 
 
-def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
+def save_resume_state(run_dir: Path, state: ResumeState) -> None:
     atomic.torch_save(Path(run_dir) / CHECKPOINT, {
         "format": FORMAT,
-        "round": checkpoint.round,
-        "arrays": checkpoint.arrays,
-        "strategy": checkpoint.strategy,
-        "records_json": json.dumps(checkpoint.records, sort_keys=True),
-        "epsilon_by_site": checkpoint.epsilon_by_site,
-        "best_arrays": checkpoint.best_arrays,
+        "round": state.round,
+        "arrays": state.arrays,
+        "strategy": state.strategy,
+        "records_json": json.dumps([r.to_json() for r in state.records], sort_keys=True),
+        "epsilon_by_site": state.epsilon_by_site,
+        "best_arrays": state.best_arrays,
     })
 
 
-def load_checkpoint(run_dir: Path) -> Checkpoint:
-    """The run folder's checkpoint, or a ConfigError saying why it cannot be resumed."""
+def load_resume_state(run_dir: Path) -> ResumeState:
+    """The run folder's resume state, or a ConfigError saying why it cannot be resumed."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: resume= needs a run folder written by a run "
@@ -65,10 +65,11 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     if payload.get("format") != FORMAT:
         raise ConfigError(f"{path} has checkpoint format {payload.get('format')!r}, "
                           f"this version reads {FORMAT}")
-    return Checkpoint(round=int(payload["round"]), arrays=payload["arrays"],
-                      strategy=payload["strategy"], records=json.loads(payload["records_json"]),
-                      epsilon_by_site=payload["epsilon_by_site"],
-                      best_arrays=payload.get("best_arrays"))
+    records = [RoundRecord.from_json(r) for r in json.loads(payload["records_json"])]
+    return ResumeState(round=int(payload["round"]), arrays=payload["arrays"],
+                       strategy=payload["strategy"], records=records,
+                       epsilon_by_site=payload["epsilon_by_site"],
+                       best_arrays=payload.get("best_arrays"))
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

@@ -21,15 +21,17 @@ from flwr.serverapp import Grid
 from federation.core import wire
 from federation.core.errors import FederationError
 from federation.core.model import build_model
+from federation.core.records import RoundRecord
+from federation.core.run_layout import json_safe
 from federation.core.settings import (  # re-exported for callers of this module
     RunSettings,
     model_spec,
 )
 from server.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
+    ResumeState,
+    load_resume_state,
     remove_stale_temporaries,
-    save_checkpoint,
+    save_resume_state,
 )
 from server.exchange import Exchange, exchange, only_nodes
 from server.feature_stats import query_statistics, spec_prior
@@ -37,7 +39,6 @@ from server.progress import show_round, show_stop
 from server.round_records import (
     evaluation_record,
     failures,
-    json_safe,
     sites_by_node,
     train_by_site,
 )
@@ -111,7 +112,7 @@ def _secure_train(grid: Grid, settings: RunSettings, server_round: int, arrays: 
 
 def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
                timeout: float, settings: RunSettings, sites: dict[int, str]
-               ) -> tuple[ArrayRecord, dict[str, Any]]:
+               ) -> tuple[ArrayRecord, RoundRecord]:
     if settings.privacy.secure_aggregation:
         arrays, train, discarded, secagg = _secure_train(grid, settings, server_round, arrays,
                                                          timeout, sites)
@@ -127,25 +128,24 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
                           train.ok_nodes)
     evaluate = exchange(grid, messages, timeout=timeout, stage="evaluate", sites=sites)
     trained = train_by_site(train.replies)
-    record = {
-        "round": server_round,
-        "train": trained,
-        "evaluate": evaluation_record(evaluate.replies),  # test rows: reported, never chosen by
-        "validation": evaluation_record(evaluate.replies, prefix=wire.VALIDATION_PREFIX),
-        "failures": train.failures + evaluate.failures,
+    record = RoundRecord(
+        round=server_round,
+        train=trained,
+        evaluate=evaluation_record(evaluate.replies),  # test rows: reported, never chosen by
+        validation=evaluation_record(evaluate.replies, prefix=wire.VALIDATION_PREFIX),
+        failures=train.failures + evaluate.failures,
         # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
-        "rejected": [] if secagg else [r.to_dict() for r in strategy.rejected],
-        "aggregated": ([] if discarded else sorted(trained) if secagg
-                       else strategy.aggregated_sites),
-        "discarded": discarded is not None,
-        "discard_reason": discarded,
-    }
-    if secagg:
-        record["secure_aggregation"] = secagg
-    for failure in record["failures"]:  # e.g. a site refusing to pass its own ε cap
+        rejected=[] if secagg else [r.to_dict() for r in strategy.rejected],
+        aggregated=([] if discarded else sorted(trained) if secagg
+                    else strategy.aggregated_sites),
+        discarded=discarded is not None,
+        discard_reason=discarded,
+        secure_aggregation=secagg or None,
+    )
+    for failure in record.failures:  # e.g. a site refusing to pass its own ε cap
         log.warning("round %s: %s of site %s (node %s) failed: %s", server_round, failure["stage"],
                     failure["site"] or "unknown", failure["node"], failure["reason"])
-    return arrays, json_safe(record)
+    return arrays, record.normalized()
 
 
 def _max_epsilon(known: float | None, reported: float | None) -> float | None:
@@ -154,17 +154,17 @@ def _max_epsilon(known: float | None, reported: float | None) -> float | None:
 
 
 def _start(grid: Grid, settings: RunSettings, folder: RunFolder, strategy: ValidatedStrategy,
-           nodes: list[int], timeout: float, sites: dict[int, str]) -> Checkpoint:
+           nodes: list[int], timeout: float, sites: dict[int, str]) -> ResumeState:
     """Round 0 of a new run, or the last complete round of the run being resumed."""
     if not settings.resume:
-        return Checkpoint(round=0, arrays=initial_arrays(grid, settings, nodes, timeout, sites)
-                          .to_torch_state_dict())
-    checkpoint = load_checkpoint(folder.path)
+        return ResumeState(round=0, arrays=initial_arrays(grid, settings, nodes, timeout, sites)
+                           .to_torch_state_dict())
+    state = load_resume_state(folder.path)
     remove_stale_temporaries(folder.path)
-    strategy.load_state_dict(checkpoint.strategy)
-    folder.rewrite_rounds(checkpoint.records)
-    log.info("resuming %s after round %s", folder.path, checkpoint.round)
-    return checkpoint
+    strategy.load_state_dict(state.strategy)
+    folder.rewrite_rounds(state.records)
+    log.info("resuming %s after round %s", folder.path, state.round)
+    return state
 
 
 def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict[str, Any]:
@@ -184,22 +184,23 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         if should_stop(records, metric, settings.early_stopping):
             break
         arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings, sites)
-        for site, metrics in record["train"].items():
+        for site, metrics in record.train.items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
         records.append(record)
         selected = chosen_round(records, metric) == server_round
         best = arrays.to_torch_state_dict() if selected else best
         # The checkpoint first: a round in metrics.jsonl is always one a resume starts after.
-        save_checkpoint(folder.path, Checkpoint(server_round, arrays.to_torch_state_dict(),
-                                                strategy.state_dict(), records, epsilon_by_site, best))
+        save_resume_state(folder.path, ResumeState(server_round, arrays.to_torch_state_dict(),
+                                                   strategy.state_dict(), records, epsilon_by_site,
+                                                   best))
         folder.append_round(record)
         if aggregated_any(records):  # never a model.pt that no site's update ever changed
             folder.save_model(arrays, spec, settings, server_round, selected=selected)
-        show_round(record, settings.rounds)
+        show_round(record.to_json(), settings.rounds)
     return _finish(folder, settings, records, epsilon_by_site, best)
 
 
-def _finish(folder: RunFolder, settings: RunSettings, records: list[dict[str, Any]],
+def _finish(folder: RunFolder, settings: RunSettings, records: list[RoundRecord],
             epsilon_by_site: dict[str, float | None], best: dict | None) -> dict[str, Any]:
     """model.pt from the selected round's arrays (again: a kill may have come between the
     checkpoint and model.pt), then summary.json; raises if no round aggregated."""

@@ -1,8 +1,7 @@
-"""Turn one round's replies into the JSON record written to ``metrics.jsonl`` (pure)."""
+"""Turn one round's replies into the parts of its :class:`RoundRecord` (pure)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -10,6 +9,7 @@ from flwr.app import Message
 
 from federation.core import wire
 from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
+from federation.core.records import Evaluation
 
 TRAIN_FIELDS = {"loss": wire.TRAIN_LOSS, "num_examples": wire.NUM_EXAMPLES, "epsilon": wire.EPSILON,
                 "steps": wire.STEPS, "noise_multiplier": wire.NOISE_MULTIPLIER,
@@ -85,23 +85,13 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     return pooled
 
 
-def evaluation_record(replies: Iterable[Message], prefix: str = "") -> dict[str, object]:
-    """``{"sites": .., "pooled": ..}`` of the test split, or (``prefix`` ``val-``) of the
+def evaluation_record(replies: Iterable[Message], prefix: str = "") -> Evaluation:
+    """The sites' and pooled metrics of the test split, or (``prefix`` ``val-``) of the
     validation split; a site that released nothing for that split is left out."""
     ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
     by_site = {site_of(r): _unprefixed(r, prefix) for r in ok}
     by_site = {site: m for site, m in by_site.items() if wire.N_TEST in m}
-    return {"sites": {site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
-                      for site, m in by_site.items()},
-            "pooled": pooled_evaluation(list(by_site.values()))}
+    return Evaluation(sites={site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
+                             for site, m in by_site.items()},
+                      pooled=pooled_evaluation(list(by_site.values())))
 
-
-def json_safe(value):
-    """NaN and infinities become null so every line is valid JSON."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,17 @@ from flwr.app import ArrayRecord
 from federation.core import atomic
 from federation.core.errors import ConfigError
 from federation.core.model import ModelSpec
+from federation.core.records import RoundRecord
+from federation.core.run_layout import (
+    METRICS,
+    MODEL,
+    SUMMARY,
+    jsonl_line,
+    read_jsonl,
+    round_model,
+)
 from federation.core.settings import RunSettings
 
-METRICS = "metrics.jsonl"
-MODEL = "model.pt"
-SUMMARY = "summary.json"
-ROUNDS = "rounds"
 RUNS_ROOT_ENV = "LHSFED_RUNS_ROOT"  # set by docker/entrypoint-superlink.sh (default $PWD/outputs)
 
 
@@ -47,12 +51,12 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
-    def append_round(self, record: dict[str, Any]) -> None:
-        atomic.append_line(self.path / METRICS, json.dumps(record, sort_keys=True))
+    def append_round(self, record: RoundRecord) -> None:
+        atomic.append_line(self.path / METRICS, jsonl_line(record.to_json()))
 
-    def rewrite_rounds(self, records: list[dict[str, Any]]) -> None:
+    def rewrite_rounds(self, records: list[RoundRecord]) -> None:
         """Replace metrics.jsonl by exactly these records (resume drops rounds it will redo)."""
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        lines = "".join(jsonl_line(r.to_json()) + "\n" for r in records)
         atomic.write_bytes(self.path / METRICS, lines.encode())
 
     def save_model(self, arrays: ArrayRecord, spec: ModelSpec, settings: RunSettings,
@@ -66,7 +70,7 @@ class RunFolder:
             "dataset_spec": settings.data.to_json(),
             "round": server_round,
         }
-        atomic.torch_save(self.path / ROUNDS / f"round_{server_round:03d}.pt", payload)
+        atomic.torch_save(self.path / round_model(server_round), payload)
         if selected:
             atomic.torch_save(self.path / MODEL, payload)
 
@@ -75,6 +79,5 @@ class RunFolder:
 
 
 def read_rounds(path: Path) -> list[dict[str, Any]]:
-    """Every complete round record of a run folder."""
-    lines = (Path(path) / METRICS).read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    """Every complete round record of a run folder, as the JSON on disk."""
+    return read_jsonl(Path(path) / METRICS)

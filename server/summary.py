@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from federation.core.records import Evaluation, RoundRecord
+from federation.core.run_layout import METRICS, MODEL, SUMMARY
 from federation.core.settings import RunSettings
 from server.selection import chosen_round, select, should_stop
 
@@ -12,36 +14,40 @@ POOLED_KEYS = ("auroc", "auprc", "brier")
 SITE_KEYS = ("auroc", "auprc", "brier", "n_test")
 
 
-def aggregated_any(rounds: list[dict[str, Any]]) -> bool:
-    """Whether some round changed the global model (older records lack ``discarded``)."""
-    return any(r.get("aggregated") and not r.get("discarded") for r in rounds)
+def aggregated_any(rounds: list[RoundRecord]) -> bool:
+    """Whether some round changed the global model."""
+    return any(r.changed_model for r in rounds)
 
 
-def discarded_rounds(rounds: list[dict[str, Any]]) -> list[int]:
-    return [r["round"] for r in rounds if r.get("discarded")]
+def discarded_rounds(rounds: list[RoundRecord]) -> list[int]:
+    return [r.round for r in rounds if r.discarded]
 
 
-def site_totals(rounds: list[dict[str, Any]]) -> dict[str, float | None]:
+def _round(rounds: list[RoundRecord], server_round: int | None) -> RoundRecord | None:
+    return next((r for r in rounds if r.round == server_round), None)
+
+
+def site_totals(rounds: list[RoundRecord]) -> dict[str, float | None]:
     """Each site's lifetime ε (its ledger, every run it joined) as last reported in this run."""
     totals: dict[str, float | None] = {}
     for record in rounds:
-        for site, metrics in record["train"].items():
+        for site, metrics in record.train.items():
             totals[site] = metrics.get("site_epsilon")
     return totals
 
 
-def selection_summary(settings: RunSettings, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[str, Any]:
     """The round handed out, chosen by the pooled validation metric, and whether patience
     ran out before ``rounds``; without any validation metric, the last round (``round`` of
     ``validation`` is then empty)."""
     metric = settings.selection.metric
     server_round = chosen_round(rounds, metric)
-    record = next((r for r in rounds if r["round"] == server_round), {})
-    last = rounds[-1]["round"] if rounds else 0
+    record = _round(rounds, server_round)
+    last = rounds[-1].round if rounds else 0
     return {
         "round": server_round,
         "metric": metric,
-        "validation": (record.get("validation") or {}).get("pooled", {}),
+        "validation": record.validation.pooled if record else {},
         "by_validation": select(rounds, metric).round is not None,
         "stopped_early": last < settings.rounds and should_stop(rounds, metric, settings.early_stopping),
         "rounds_planned": settings.rounds,
@@ -59,13 +65,13 @@ def _privacy_sites(settings: RunSettings, epsilon_by_site: dict[str, float | Non
             for site, eps in sorted(epsilon_by_site.items())}
 
 
-def build_summary(settings: RunSettings, rounds: list[dict[str, Any]],
+def build_summary(settings: RunSettings, rounds: list[RoundRecord],
                   epsilon_by_site: dict[str, float]) -> dict[str, Any]:
     """Test evaluation of the selected round, the rounds that kept the global model, and each
     site's ε: the largest of this run (``epsilon``) and its lifetime total (``site_epsilon``)."""
     selection = selection_summary(settings, rounds)
-    record = next((r for r in rounds if r["round"] == selection["round"]), {})
-    evaluation = record.get("evaluate") or {"pooled": {}, "sites": {}}
+    record = _round(rounds, selection["round"])
+    evaluation = record.evaluate if record else Evaluation()
     return {
         "rounds": len(rounds),
         "discarded_rounds": discarded_rounds(rounds),
@@ -73,9 +79,9 @@ def build_summary(settings: RunSettings, rounds: list[dict[str, Any]],
         "model": settings.model.name,
         "selection": selection,
         "metrics": {
-            "pooled": {k: evaluation["pooled"].get(k) for k in POOLED_KEYS},
+            "pooled": {k: evaluation.pooled.get(k) for k in POOLED_KEYS},
             "sites": {site: {k: m.get(k) for k in SITE_KEYS}
-                      for site, m in sorted(evaluation["sites"].items())},
+                      for site, m in sorted(evaluation.sites.items())},
         },
         "privacy": {
             "enabled": settings.privacy.enabled,
@@ -85,16 +91,16 @@ def build_summary(settings: RunSettings, rounds: list[dict[str, Any]],
     }
 
 
-def no_aggregation_reason(rounds: list[dict[str, Any]], run_dir: Path) -> str:
+def no_aggregation_reason(rounds: list[RoundRecord], run_dir: Path) -> str:
     """One line: why no round changed the global model, each site's first failure."""
     first: dict[str, str] = {}
-    for failure in (f for r in rounds for f in r["failures"]):
+    for failure in (f for r in rounds for f in r.failures):
         who = failure.get("site") or f"node {failure['node']}"
         first.setdefault(who, str(failure["reason"]).strip().splitlines()[-1][:300])
     why = "; ".join(f"{who}: {reason}" for who, reason in sorted(first.items()))
-    reasons = [r["discard_reason"] for r in rounds if r.get("discard_reason")]
+    reasons = [r.discard_reason for r in rounds if r.discard_reason]
     last = reasons[-1] if reasons else None
     return (f"no round aggregated an update ({len(rounds)} of {len(rounds)} discarded"
             + (f", {last}" if last else "") + ")"
             + (f"; {why}" if why else "")
-            + f"; no model.pt was written, metrics.jsonl and summary.json are in {run_dir}")
+            + f"; no {MODEL} was written, {METRICS} and {SUMMARY} are in {run_dir}")

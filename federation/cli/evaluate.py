@@ -23,24 +23,23 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
     count the sites' evaluation uses).
     """
     from federation.core import atomic
+    from federation.core.run_layout import EVALUATION, HYDRA_CONFIG
     from federation.modeler.report import write_reports
     from federation.modeler.run_evaluation import (
-        EVALUATION,
         EvalOptions,
         evaluate_run,
         evaluation_from_rounds,
         scorable_sites,
     )
     from federation.modeler.run_loader import (
-        HYDRA_CONFIG,
-        checkpoint_path,
         data_dir_of,
         federation_mode,
-        load_checkpoint,
+        load_saved_model,
         load_settings,
         read_round_records,
         require_run_dir,
         round_record,
+        saved_model_path,
     )
 
     run_dir = require_run_dir(run_dir)
@@ -52,14 +51,14 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
         evaluation = evaluation_from_rounds(run_dir, settings, record, options, mode=mode)
         predictions = None
     else:
-        checkpoint = load_checkpoint(checkpoint_path(run_dir, round_number))
+        checkpoint = load_saved_model(saved_model_path(run_dir, round_number))
         sites, skipped = scorable_sites(checkpoint.dataset, data_dir or data_dir_of(run_dir))
         evaluation, predictions = evaluate_run(run_dir, settings, checkpoint, sites, options,
                                                baselines=baselines, skipped=skipped)
     atomic.write_json(run_dir / EVALUATION, evaluation)
     # The run's own choice (default): every round, so the report shows what came after it.
     records = [r for r in read_round_records(run_dir)
-               if round_number is None or r["round"] <= evaluation["round"]]
+               if round_number is None or r.round <= evaluation["round"]]
     write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
     return evaluation
 

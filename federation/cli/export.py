@@ -8,43 +8,38 @@ the run is evaluated first (simulation), which also writes the reports.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from federation.cli.evaluate import add_run_arguments
 from federation.core.errors import ConfigError
+from federation.core.run_layout import (
+    EVALUATION,
+    EXPORT,
+    EXPORTED_MODELS,
+    MODEL_CARD,
+    read_json,
+)
 
-
-def _require_format(fmt: str) -> str:
-    """``--format`` is checked here, against the exporters, so that the parser imports no torch."""
-    from federation.modeler.export import FORMATS
-
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format: invalid choice: {fmt!r} (choose from {', '.join(sorted(FORMATS))})")
-    return fmt
+FORMATS = tuple(sorted(EXPORTED_MODELS))
 
 
 def _evaluation_for(run_dir: Path, round_number: int) -> dict:
     from federation.cli.evaluate import evaluate_to_folder
-    from federation.modeler.run_evaluation import EVALUATION
 
-    path = run_dir / EVALUATION
-    if path.is_file():
-        evaluation = json.loads(path.read_text())
-        if evaluation.get("round") == round_number:
-            return evaluation
+    evaluation = read_json(run_dir / EVALUATION)
+    if evaluation is not None and evaluation.get("round") == round_number:
+        return evaluation
     return evaluate_to_folder(run_dir, round_number=round_number)
 
 
 def _out_dir(out_dir: Path, fmt: str, run_files: list[Path]) -> Path:
     """``--out``: a folder, and not one where the export would replace the run's model.pt."""
     from federation.core.input_files import require_output_folder, same_file
-    from federation.modeler.export import FORMATS as FILES
 
     out_dir = require_output_folder(Path(out_dir), option="--out")
-    if any(same_file(out_dir / FILES[fmt], f) for f in run_files):
+    if any(same_file(out_dir / EXPORTED_MODELS[fmt], f) for f in run_files):
         raise ConfigError(f"--out {out_dir}: exporting there would overwrite the run's "
-                          f"{FILES[fmt]}; give another folder (default RUN_DIR/export)")
+                          f"{EXPORTED_MODELS[fmt]}; give another folder (default RUN_DIR/export)")
     return out_dir
 
 
@@ -53,17 +48,17 @@ def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
     """Export a run's global model; returns (model file, model card)."""
     from federation.core import atomic
     from federation.modeler.export import export_model
-    from federation.modeler.model_card import MODEL_CARD, build_card
+    from federation.modeler.model_card import build_card
     from federation.modeler.run_loader import (
-        checkpoint_path,
-        load_checkpoint,
+        load_saved_model,
         load_settings,
+        saved_model_path,
     )
 
-    run_dir, fmt = Path(run_dir), _require_format(fmt)
-    source = checkpoint_path(run_dir, round_number)
-    out_dir = _out_dir(out_dir or run_dir / "export", fmt, [source, run_dir / source.name])
-    checkpoint = load_checkpoint(source)
+    run_dir = Path(run_dir)
+    source = saved_model_path(run_dir, round_number)
+    out_dir = _out_dir(out_dir or run_dir / EXPORT, fmt, [source, run_dir / source.name])
+    checkpoint = load_saved_model(source)
     evaluation = _evaluation_for(run_dir, checkpoint.round)
     model_path = export_model(checkpoint.model, checkpoint.dataset, fmt, out_dir)
     card = build_card(checkpoint, load_settings(run_dir), evaluation, fmt=fmt,
@@ -82,7 +77,7 @@ def run(args) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="export the global model with its model card")
     add_run_arguments(parser)
-    parser.add_argument("--format", default="torchscript",
+    parser.add_argument("--format", default="torchscript", choices=FORMATS,
                         help="model format: torchscript (default) or onnx")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/export)")
     parser.set_defaults(func=run)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from federation.core.run_layout import MODEL_CARD  # standard library only: the CLI stays fast
+
 SHOWN_WARNINGS = 20  # rows warned about one by one; the rest are counted
 
 
 def _inputs(args) -> tuple[Path, Path, Path, Path]:
     """(model, card, data, out), each checked before anything is read or written."""
     from federation.core.input_files import require_file, require_output_file
-    from federation.modeler.model_card import MODEL_CARD
 
     model = require_file(Path(args.model), what="model file",
                          fix="give the model.pt or model.onnx that lhsfed export wrote")

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.core.errors import ConfigError
+from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG
 
-HYDRA_FILES = (".hydra", "launcher.log")
+HYDRA_FILES = (HYDRA_DIR, LAUNCHER_LOG)
 
 
 def nearest_existing(path: Path) -> Path:

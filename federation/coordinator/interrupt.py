@@ -66,10 +66,10 @@ def kill_descendants() -> int:
 
 def last_round(run_dir: Path) -> int:
     """The round a resume starts after (0: none finished); read from the checkpoint."""
-    from server.checkpoint import load_checkpoint
+    from server.checkpoint import load_resume_state
 
     try:
-        return load_checkpoint(Path(run_dir)).round
+        return load_resume_state(Path(run_dir)).round
     except Exception:  # noqa: BLE001 - no readable checkpoint: nothing to resume
         return 0
 

@@ -26,6 +26,14 @@ from federation.coordinator.hydra_folder import (
 from federation.coordinator.resume import resumed_config
 from federation.core.data import check_site_sources
 from federation.core.errors import ConfigError, FederationError, LhsFedError
+from federation.core.run_layout import (
+    CHECKPOINT,
+    LAUNCHER_LOG,
+    METRICS,
+    MODEL,
+    RUN_ARTEFACTS,
+    SITE_POLICY,
+)
 from federation.core.settings import RunSettings, flatten_config, number
 
 log = logging.getLogger(__name__)
@@ -62,17 +70,13 @@ def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
     check_site_sources(settings.data, Path(data_dir) if data_dir else None)
 
 
-# What a run writes into its folder; a new run must not start where these are.
-RUN_ARTEFACTS = ("metrics.jsonl", "checkpoint.pt", "summary.json", "model.pt", "rounds", "ledgers")
-
-
 def refuse_used_folder(output_dir: Path) -> None:
     """A new run in a folder holding another run's files would append to its metrics, replace
     its model and, in simulation, compose its sites' ε with the old run's ledger entries."""
     found = [name for name in RUN_ARTEFACTS if (Path(output_dir) / name).exists()]
     if not found:
         return
-    instead = (f"continue it with resume={output_dir}" if (Path(output_dir) / "checkpoint.pt").exists()
+    instead = (f"continue it with resume={output_dir}" if (Path(output_dir) / CHECKPOINT).exists()
                else "it has no checkpoint to resume from; move it away")
     raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}); {instead}, or "
                       "choose another hydra.run.dir")
@@ -100,9 +104,6 @@ class RefuseUsedRunFolder(Callback):
                 _exit_on_config_error(refuse_used_folder, job_dir)
 
 
-SITE_POLICY_FILE = "site_policy.json"
-
-
 def write_simulated_policies(settings: RunSettings, output_dir: Path) -> None:
     """What each simulated hospital enforces (its LHSFED_* policy or the simulation defaults),
     written to the run folder before it starts; the ClientApp derives the same policy."""
@@ -113,7 +114,7 @@ def write_simulated_policies(settings: RunSettings, output_dir: Path) -> None:
     policies = {site: simulated_policy(site, run_folder=output_dir).to_json()
                 for site in settings.data.site_names}
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(output_dir) / SITE_POLICY_FILE).write_text(json.dumps(policies, indent=1) + "\n")
+    (Path(output_dir) / SITE_POLICY).write_text(json.dumps(policies, indent=1) + "\n")
 
 
 def _exit_on_config_error(check, *args) -> None:
@@ -143,7 +144,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     if resume:
         hydra_dir = output_dir
         cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
-        move_log_file(hydra_dir, output_dir / LOG_FILE)
+        move_log_file(hydra_dir, output_dir / LAUNCHER_LOG)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)
@@ -204,7 +205,7 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
     every site refusing for budget (nothing useful was left of the target)."""
     from federation.core import wire
     from server.progress import budget_left_out, sat_out, show_sat_out
-    from server.run_folder import METRICS, read_rounds
+    from server.run_folder import read_rounds
 
     if not (Path(output_dir) / METRICS).is_file():
         return  # a deployment whose run folder is on the SuperLink's machine only
@@ -214,7 +215,7 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
         first = next(iter(spent.values()))
         raise FederationError(f"no site has budget left for this run (round {records[-1]['round']}: "
                               f"{first}); the run stops: its model is the last round that trained "
-                              f"({Path(output_dir) / 'model.pt'})")
+                              f"({Path(output_dir) / MODEL})")
     failed = sat_out(records)
     show_sat_out(failed)
     minimum = number(settings.strategy.params.get("min_train_nodes", 2), "strategy.min_train_nodes")
@@ -222,11 +223,8 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
         raise FederationError(
             f"{len(failed)} site(s) failed every round ({', '.join(failed)}): {nodes - len(failed)} "
             f"of {nodes} trained, fewer than strategy.min_train_nodes={minimum}; fix those sites "
-            f"(their reasons are above and in {Path(output_dir) / LOG_FILE}) or lower "
+            f"(their reasons are above and in {Path(output_dir) / LAUNCHER_LOG}) or lower "
             "strategy.min_train_nodes")
-
-
-LOG_FILE = "launcher.log"
 
 
 def _stop(message: str, code: int) -> None:
@@ -259,7 +257,7 @@ def train_or_exit(cfg: DictConfig) -> Path:
 
 def _log_path(default_dir: Path) -> Path:
     files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    return Path(files[0]) if files else default_dir / LOG_FILE
+    return Path(files[0]) if files else default_dir / LAUNCHER_LOG
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")

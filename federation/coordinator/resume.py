@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from federation.core.errors import ConfigError, collect_then_raise
-from server.checkpoint import CHECKPOINT
+from federation.core.run_layout import CHECKPOINT, HYDRA_CONFIG
 
 # What may differ on resume: more rounds, and the simulation runtime (the same apps either way).
 CHANGEABLE = ("rounds", "federation.runtime")
@@ -26,7 +26,7 @@ def resumed_config(run_dir: str, current: DictConfig, overrides: list[str]
                    ) -> tuple[DictConfig, Path]:
     """(the run's saved config, its folder), or a ConfigError listing every problem."""
     folder = Path(run_dir).expanduser().resolve()
-    saved = folder / ".hydra" / "config.yaml"
+    saved = folder / HYDRA_CONFIG
     changed = [o for o in overrides if _override_key(o) not in ("resume", *CHANGEABLE)]
     problems = [message for bad, message in (
         (not saved.is_file(), f"{saved} does not exist: resume= takes a run folder that "

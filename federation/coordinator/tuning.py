@@ -11,7 +11,6 @@ every trial's loss, and the ε each site spent on the whole search, read back fr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -26,10 +25,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from federation.core import atomic
 from federation.core.errors import FederationError, LhsFedError
+from federation.core.run_layout import (
+    HYDRA_OVERRIDES,
+    SITE_POLICY,
+    SUMMARY,
+    SWEEP_LEDGERS,
+    SWEEP_SUMMARY,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
-SWEEP_SUMMARY = "sweep_summary.json"
-SWEEP_LEDGERS = "ledgers"
 OBJECTIVE = "pooled validation loss of the selected round (summary.json selection.validation.loss)"
 
 
@@ -40,11 +45,11 @@ def in_sweep() -> bool:
 
 def trial_objective(run_dir: Path) -> float:
     """What a trial returns to the sweeper: its selected round's pooled validation loss."""
-    summary = _read_json(Path(run_dir) / "summary.json") or {}
+    summary = read_json(Path(run_dir) / SUMMARY) or {}
     try:
         return float(summary["selection"]["validation"]["loss"])
     except (KeyError, TypeError, ValueError):
-        raise FederationError(f"{run_dir}/summary.json has no selection.validation.loss (no round "
+        raise FederationError(f"{Path(run_dir) / SUMMARY} has no selection.validation.loss (no round "
                               "was validated); this trial cannot be scored") from None
 
 
@@ -58,20 +63,16 @@ def shared_ledger_dir(sweep_dir: Path) -> Path:
 
 # ---- the sweep summary: pure reads of the trial folders and the site ledgers ----------------
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def trial_dirs(sweep_dir: Path) -> list[Path]:
     """The sweep's job folders (those Hydra saved overrides in), in job order."""
-    found = [p for p in Path(sweep_dir).iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
+    found = [p for p in Path(sweep_dir).iterdir() if (p / HYDRA_OVERRIDES).is_file()]
     return sorted(found, key=lambda p: (len(p.name), p.name))  # job numbers: 0, 1, ..., 10
 
 
 def trial_record(run_dir: Path, error: str | None = None) -> dict[str, Any]:
     """One trial: its overrides, its validation loss (None if it failed) and selected round."""
-    overrides = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
-    selection = (_read_json(run_dir / "summary.json") or {}).get("selection") or {}
+    overrides = [str(o) for o in OmegaConf.load(run_dir / HYDRA_OVERRIDES)]
+    selection = (read_json(run_dir / SUMMARY) or {}).get("selection") or {}
     loss = (selection.get("validation") or {}).get("loss")
     return {"trial": run_dir.name, "run_dir": str(run_dir.resolve()), "overrides": overrides,
             "status": "complete" if loss is not None and error is None else "failed",
@@ -103,14 +104,14 @@ def search_privacy(trials: list[dict[str, Any]]) -> dict[str, Any]:
     runs = {t["run_dir"] for t in trials}
     policies: dict[str, dict] = {}
     for trial in trials:
-        policies |= _read_json(Path(trial["run_dir"]) / "site_policy.json") or {}
+        policies |= read_json(Path(trial["run_dir"]) / SITE_POLICY) or {}
     if policies:
         return {"source": "site ledgers", "sites": {
             site: _site_search_epsilon(site, policy, runs) for site, policy in sorted(policies.items())
             if Path(policy["ledger_path"]).is_file()}}
     reported: dict[str, Any] = {}
     for trial in trials:
-        sites = ((_read_json(Path(trial["run_dir"]) / "summary.json") or {}).get("privacy") or {}).get("sites") or {}
+        sites = ((read_json(Path(trial["run_dir"]) / SUMMARY) or {}).get("privacy") or {}).get("sites") or {}
         reported |= {site: {"epsilon_site_total": v.get("site_epsilon")} for site, v in sites.items()}
     return {"source": "the sites' own reports (ledgers are at the hospitals)", "sites": reported}
 
@@ -168,6 +169,6 @@ class SweepAccounting(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
-        best = (_read_json(path) or {}).get("best") or {}
+        best = (read_json(path) or {}).get("best") or {}
         print(f"sweep summary: {path} (best: trial {best.get('trial')}, validation loss "
               f"{best.get('validation_loss')})")

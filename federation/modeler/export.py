@@ -19,8 +19,9 @@ from torch import nn
 from federation.core import atomic
 from federation.core.dataspec import DatasetSpec
 from federation.core.model import RiskModel
+from federation.core.run_layout import EXPORTED_MODELS
 
-FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
+FORMATS = EXPORTED_MODELS
 INPUT_NAME, OUTPUT_NAME = "features", "risk"
 ONNX_OPSET = 17
 

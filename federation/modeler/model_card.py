@@ -17,9 +17,7 @@ from federation.core.dataspec import DatasetSpec
 from federation.core.errors import DataError
 from federation.core.metrics import METRIC_KEYS
 from federation.core.settings import RunSettings
-from federation.modeler.run_loader import Checkpoint
-
-MODEL_CARD = "model_card.json"
+from federation.modeler.run_loader import SavedModel
 
 
 def input_columns(spec: DatasetSpec) -> list[dict[str, Any]]:
@@ -43,7 +41,7 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_card(checkpoint: Checkpoint, settings: RunSettings, evaluation: dict[str, Any], *,
+def build_card(checkpoint: SavedModel, settings: RunSettings, evaluation: dict[str, Any], *,
                fmt: str, model_file: Path) -> dict[str, Any]:
     """The card of ``model_file`` (already written): what it predicts, from what, its SHA-256."""
     spec = checkpoint.dataset

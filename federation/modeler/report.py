@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from federation.core import atomic
+from federation.core.records import RoundRecord
+from federation.core.run_layout import AUDIT, REPORT_HTML, REPORT_MD, read_json
 from federation.modeler import plots
 from federation.modeler.run_evaluation import POOLED, Predictions
 
-REPORT_HTML = "report.html"
-REPORT_MD = "report.md"
-AUDIT_JSON = "audit.json"  # written by ``lhsfed audit``; shown when present
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
           "table{border-collapse:collapse;margin:1em 0}"
           "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
@@ -128,21 +126,20 @@ def audit_table(audit: dict[str, Any] | None) -> Table | None:
 
 
 def read_audit(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / AUDIT_JSON
-    return json.loads(path.read_text()) if path.is_file() else None
+    """``audit.json`` (written by ``lhsfed audit``), None if the run was not audited."""
+    return read_json(Path(run_dir) / AUDIT)
 
 
-def rounds_table(evaluation: dict[str, Any], records: list[dict[str, Any]]) -> Table | None:
+def rounds_table(evaluation: dict[str, Any], records: list[RoundRecord]) -> Table | None:
     """Per round: the pooled validation metrics that chose the round, and the pooled test
     AUROC, shown for reference only (it took no part in the choice)."""
     if not records:
         return None
     selection = evaluation.get("selection") or {}
     chosen = selection.get("round")
-    rows = [[str(r["round"]) + (" (selected)" if r["round"] == chosen else ""),
-             fmt(((r.get("validation") or {}).get("pooled") or {}).get("loss"), 4),
-             fmt(((r.get("validation") or {}).get("pooled") or {}).get("auroc")),
-             fmt((r["evaluate"].get("pooled") or {}).get("auroc"))] for r in records]
+    rows = [[str(r.round) + (" (selected)" if r.round == chosen else ""),
+             fmt(r.validation.pooled.get("loss"), 4), fmt(r.validation.pooled.get("auroc")),
+             fmt(r.evaluate.pooled.get("auroc"))] for r in records]
     note = (f"selected by the best pooled validation {selection.get('metric', 'loss')}"
             + ("; stopped early (patience ran out)" if selection.get("stopped_early") else "")
             if selection else "run from before round selection: its last round is shown")
@@ -152,7 +149,7 @@ def rounds_table(evaluation: dict[str, Any], records: list[dict[str, Any]]) -> T
 
 
 def tables(evaluation: dict[str, Any], audit: dict[str, Any] | None = None,
-           records: list[dict[str, Any]] | None = None) -> list[Table]:
+           records: list[RoundRecord] | None = None) -> list[Table]:
     found = [data_table(evaluation), metrics_table(evaluation), rounds_table(evaluation, records or []),
              baselines_table(evaluation), audit_table(audit)]
     return [t for t in found if t is not None]
@@ -173,12 +170,12 @@ def html_table(table: Table) -> str:
     return f"<h2>{html.escape(table.title)}</h2><table><tr>{head}</tr>{body}</table>{note}"
 
 
-def figures(records: list[dict[str, Any]], predictions: Predictions | None) -> dict[str, bytes]:
+def figures(records: list[RoundRecord], predictions: Predictions | None) -> dict[str, bytes]:
     """Rounds curve, and ROC/calibration where the rows' predictions are at hand (simulation)."""
     found = {"ROC curves": plots.roc_curves(predictions),
              "Calibration": plots.calibration_plot(predictions)} if predictions else {}
     if records:
-        found = {"Rounds": plots.rounds_curve(records), **found}
+        found = {"Rounds": plots.rounds_curve([r.to_json() for r in records]), **found}
     return found
 
 
@@ -189,7 +186,7 @@ def _img(title: str, png: bytes) -> str:
 
 
 def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text: str,
-                audit: dict[str, Any] | None = None, records: list[dict[str, Any]] | None = None) -> str:
+                audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None) -> str:
     title = f"lhs-federation report: {Path(evaluation['run_dir']).name}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -203,7 +200,7 @@ def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text:
 
 def render_markdown(evaluation: dict[str, Any], config_text: str,
                     audit: dict[str, Any] | None = None,
-                    records: list[dict[str, Any]] | None = None) -> str:
+                    records: list[RoundRecord] | None = None) -> str:
     parts = [f"# lhs-federation report: {Path(evaluation['run_dir']).name}", "",
              f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
              f"({evaluation['mode']}). Figures are in report.html."]
@@ -213,7 +210,7 @@ def render_markdown(evaluation: dict[str, Any], config_text: str,
 
 
 def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predictions | None,
-                  records: list[dict[str, Any]], config_text: str) -> tuple[Path, Path]:
+                  records: list[RoundRecord], config_text: str) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     audit = read_audit(run_dir)
     page = render_html(evaluation, figures(records, predictions), config_text, audit, records)

@@ -23,12 +23,12 @@ from federation.core.dataspec import DatasetSpec
 from federation.core.errors import DataError
 from federation.core.metrics import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.core.model import predict_risk
+from federation.core.records import Evaluation, RoundRecord
+from federation.core.run_layout import METRICS, json_safe
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models
-from federation.modeler.run_loader import Checkpoint, read_summary
-from server.round_records import json_safe
+from federation.modeler.run_loader import SavedModel, read_summary
 
-EVALUATION = "evaluation.json"
 SCORED_HERE = "simulation: scored here on the sites' test rows"
 POOLED = "pooled"
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # site -> (labels, risks)
@@ -83,7 +83,7 @@ def site_means(metrics: dict[str, dict[str, Any]], key: str = "auroc") -> dict[s
     return {"mean": float(values.mean()), "weighted_mean": float(np.average(values, weights=weights))}
 
 
-def baseline_section(settings: RunSettings, checkpoint: Checkpoint, sites: list[SiteData],
+def baseline_section(settings: RunSettings, checkpoint: SavedModel, sites: list[SiteData],
                      global_auroc: dict[str, float], options: EvalOptions) -> dict[str, Any]:
     """Local-only and pooled models scored on the same test rows, and the federation's benefit."""
     local = baseline_models.local_only(settings, checkpoint.spec, sites)
@@ -125,17 +125,17 @@ def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -
             "selection": read_summary(run_dir).get("selection")}
 
 
-def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: Checkpoint,
+def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: SavedModel,
                  sites: list[SiteData], options: EvalOptions, *, baselines: bool = False,
                  skipped: dict[str, str] | None = None) -> tuple[dict[str, Any], Predictions]:
     """The ``evaluation.json`` document and the predictions behind it (for the plots);
     ``skipped``: sites left out (their file was refused) and why."""
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
     metrics = score(predictions, options)
+    scored = Evaluation(sites={s.name: metrics[s.name] for s in sites}, pooled=metrics[POOLED])
     document: dict[str, Any] = {
         **_header(run_dir, checkpoint.round, SCORED_HERE, options),
-        "sites": {s.name: metrics[s.name] for s in sites},
-        POOLED: metrics[POOLED],
+        **scored.to_json(),
         "mean_auroc": site_means(metrics),
         "data": {s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val),
                           "n_test": len(s.y_test)} for s in sites},
@@ -156,24 +156,24 @@ def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
 
 def from_rounds_mode(mode: str, round_number: int) -> str:
     """evaluation.json's ``mode`` when the numbers are the sites' own evaluation."""
-    return f"{mode}: the sites' own evaluation, metrics.jsonl round {round_number}"
+    return f"{mode}: the sites' own evaluation, {METRICS} round {round_number}"
 
 
-def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: dict[str, Any],
+def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: RoundRecord,
                            options: EvalOptions, *, mode: str = "deployment") -> dict[str, Any]:
     """The sites scored the global model themselves in the run's evaluate round (deployment).
 
     Each site sent every metric of its own rows (``ClientApp.evaluate``); pooled, only
     AUROC/AUPRC (from the summed score histograms) and Brier are known, the rest is null.
     """
-    evaluation = record["evaluate"]
-    sites = {name: _round_metrics(m) for name, m in sorted(evaluation["sites"].items())}
+    evaluation = record.evaluate
+    reported = Evaluation(sites={name: _round_metrics(m) for name, m in sorted(evaluation.sites.items())},
+                          pooled=_round_metrics(evaluation.pooled))
     return json_safe({
-        **_header(run_dir, record["round"], from_rounds_mode(mode, record["round"]), options),
-        "sites": sites,
-        POOLED: _round_metrics(evaluation.get(POOLED) or {}),
-        "mean_auroc": site_means(sites),
-        "data": {name: {"n_train": (record["train"].get(name) or {}).get("num_examples"),
-                        "n_test": m.get("n_test")} for name, m in sorted(evaluation["sites"].items())},
+        **_header(run_dir, record.round, from_rounds_mode(mode, record.round), options),
+        **reported.to_json(),
+        "mean_auroc": site_means(reported.sites),
+        "data": {name: {"n_train": (record.train.get(name) or {}).get("num_examples"),
+                        "n_test": m.get("n_test")} for name, m in sorted(evaluation.sites.items())},
         "privacy": _privacy(settings, run_dir),
     })

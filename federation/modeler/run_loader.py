@@ -7,7 +7,6 @@ and ``rounds/round_NNN.pt`` (weights plus what rebuilds the model), ``metrics.js
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,25 @@ from federation.core.data import SiteData, load_site, site_file
 from federation.core.dataspec import DatasetSpec, spec_from_json
 from federation.core.errors import ConfigError, DataError
 from federation.core.model import ModelSpec, RiskModel, build_model
+from federation.core.records import RoundRecord, read_round_records
+from federation.core.run_layout import (
+    HYDRA_CONFIG,
+    METRICS,
+    MODEL,
+    ROUNDS,
+    SUMMARY,
+    read_json,
+    round_model,
+)
 from federation.core.safe_load import load_weights_only
 from federation.core.settings import RunSettings, flatten_config
-from server.run_folder import MODEL, ROUNDS, SUMMARY, read_rounds
 
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 _REWRITE = "use the run folder lhsfed-train wrote (or run it again); do not load this file"
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """A global model as saved after one round, rebuilt and ready to predict."""
+class SavedModel:
+    """A finished run's global model as saved after one round, rebuilt and ready to predict."""
 
     model: RiskModel
     spec: ModelSpec
@@ -39,19 +46,20 @@ class Checkpoint:
 def require_run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / MODEL).is_file():
-        raise DataError(f"{run_dir}: not a finished run folder (no {MODEL}); "
-                        "pass the folder lhsfed-train printed as 'run folder:'")
+        raise DataError(f"{run_dir}: not a finished run folder (no {MODEL}): the run has not "
+                        "finished a round; pass the folder lhsfed-train printed as 'run folder:'")
     return run_dir
 
 
 def run_config(run_dir: Path) -> dict[str, Any]:
-    """The coordinator's composed Hydra config of the run, as plain data."""
+    """The coordinator's composed Hydra config of the run, as plain data, interpolations
+    resolved as the launcher resolved them for the run's apps."""
     from omegaconf import OmegaConf
 
     path = Path(run_dir) / HYDRA_CONFIG
     if not path.is_file():
-        raise ConfigError(f"{path}: missing; the run folder must be one written by lhsfed-train")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        raise ConfigError(f"{path} not found: {run_dir} is not a run folder of lhsfed-train")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
 def load_settings(run_dir: Path) -> RunSettings:
@@ -59,20 +67,20 @@ def load_settings(run_dir: Path) -> RunSettings:
     return RunSettings.from_run_config(flatten_config(run_config(run_dir)))
 
 
-def checkpoint_path(run_dir: Path, round_number: int | None = None) -> Path:
+def saved_model_path(run_dir: Path, round_number: int | None = None) -> Path:
     """``model.pt`` (the selected round; before selection existed, the last) or
     ``rounds/round_NNN.pt``; a missing round names those there are."""
     run_dir = require_run_dir(run_dir)
     if round_number is None:
         return run_dir / MODEL
-    path = run_dir / ROUNDS / f"round_{round_number:03d}.pt"
+    path = run_dir / round_model(round_number)
     if not path.is_file():
         known = sorted(int(p.stem.split("_")[1]) for p in (run_dir / ROUNDS).glob("round_*.pt"))
         raise DataError(f"{path}: no checkpoint for round {round_number}; rounds saved: {known}")
     return path
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
+def load_saved_model(path: Path) -> SavedModel:
     """A saved global model, loaded with ``weights_only=True``; a file that does not load that
     way, or does not rebuild the model, is refused with one line naming it."""
     payload = load_weights_only(path, fix=_REWRITE)
@@ -84,11 +92,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
                         f"({type(err).__name__}: {detail}); {_REWRITE}") from None
 
 
-def _rebuild(payload: dict[str, Any], path: Path) -> Checkpoint:
+def _rebuild(payload: dict[str, Any], path: Path) -> SavedModel:
     spec = ModelSpec(**payload["model_spec"])
     model = build_model(spec)
     model.load_state_dict(payload["state_dict"])
-    return Checkpoint(model.eval(), spec, spec_from_json(payload["dataset_spec"]),
+    return SavedModel(model.eval(), spec, spec_from_json(payload["dataset_spec"]),
                       list(payload["feature_names"]), int(payload["round"]), path)
 
 
@@ -110,13 +118,8 @@ def data_dir_of(run_dir: Path) -> Path | None:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(Path(run_dir) / SUMMARY) or {}
 
-
-def read_round_records(run_dir: Path) -> list[dict[str, Any]]:
-    """Every round's record from ``metrics.jsonl`` (train metrics, ε, evaluation)."""
-    return read_rounds(run_dir)
 
 
 def selected_round(run_dir: Path) -> int | None:
@@ -125,18 +128,18 @@ def selected_round(run_dir: Path) -> int | None:
     return None if selection.get("round") is None else int(selection["round"])
 
 
-def round_record(run_dir: Path, round_number: int | None = None) -> dict[str, Any]:
+def round_record(run_dir: Path, round_number: int | None = None) -> RoundRecord:
     """One round's record (default: the selected round, or the last for a run from before
     selection); a missing round names those there are."""
     records = read_round_records(run_dir)
     if not records:
-        raise DataError(f"{Path(run_dir) / 'metrics.jsonl'}: no round was recorded")
+        raise DataError(f"{Path(run_dir) / METRICS}: no round was recorded")
     if round_number is None:
         round_number = selected_round(run_dir)
     if round_number is None:
         return records[-1]
-    found = [r for r in records if r["round"] == round_number]
+    found = [r for r in records if r.round == round_number]
     if not found:
-        raise DataError(f"{run_dir}: no round {round_number} in metrics.jsonl; "
-                        f"rounds recorded: {[r['round'] for r in records]}")
+        raise DataError(f"{run_dir}: no round {round_number} in {METRICS}; "
+                        f"rounds recorded: {[r.round for r in records]}")
     return found[0]

@@ -20,7 +20,7 @@ import pytest
 
 from client.ledger import open_site_ledger
 from client.site_policy import LEDGER_SUFFIX, simulated_policy
-from server.checkpoint import load_checkpoint
+from server.checkpoint import load_resume_state
 from server.run_folder import read_rounds
 from tests.helpers.privacy_runs import rdp_epsilon
 from tests.helpers.runs import LAUNCHER
@@ -98,7 +98,7 @@ def test_sigint_in_round_2_exits_130_at_once_in_one_line(interrupted):
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert took < BOUND_S
     assert left == []  # no raylet, GCS or worker of this run survives it
-    done = load_checkpoint(run_dir).round
+    done = load_resume_state(run_dir).round
     assert proc.stderr.strip().splitlines()[-1] == (
         f"lhsfed-train: interrupted after round {done}; resume with lhsfed-train resume={run_dir}")
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -122,7 +122,7 @@ def _ledger(run_dir: Path, site: str):
 def test_resume_completes_within_every_sites_target(resumed):
     run_dir, cwd, proc = resumed
     assert [r["round"] for r in read_rounds(run_dir)] == [1, 2, 3]
-    assert load_checkpoint(run_dir).round == 3
+    assert load_resume_state(run_dir).round == 3
     over_plan = []
     for site in SITES:
         entries = _ledger(run_dir, site).entries()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from server.checkpoint import load_checkpoint
+from server.checkpoint import load_resume_state
 from server.run_folder import read_rounds
 from tests.helpers.runs import LAUNCHER, run_launcher
 
@@ -58,7 +58,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
 
     killed = tmp_path_factory.mktemp("killed")
     _kill_after_round(killed / "run", killed, kill_after=3)
-    assert load_checkpoint(killed / "run").round == 3
+    assert load_resume_state(killed / "run").round == 3
     assert not (killed / "run" / "summary.json").exists()
 
     resumer = tmp_path_factory.mktemp("resumer")
@@ -70,7 +70,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
 def test_resume_finishes_rounds_4_to_6(runs):
     _, run_dir, resumed = runs
     assert [r["round"] for r in read_rounds(run_dir)] == [1, 2, 3, 4, 5, 6]
-    assert load_checkpoint(run_dir).round == 6
+    assert load_resume_state(run_dir).round == 6
     assert f"run folder: {run_dir}" in resumed.stdout
     assert "round   4/6" in resumed.stdout and "round   3/6" not in resumed.stdout
 

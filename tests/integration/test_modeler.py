@@ -27,7 +27,7 @@ from federation.cli.main import main as lhsfed
 from federation.core.data import encode_labels, read_site_frame, site_file, split_site
 from federation.core.model import predict_risk
 from federation.modeler.report import fmt
-from federation.modeler.run_loader import load_checkpoint, sites_data
+from federation.modeler.run_loader import load_saved_model, sites_data
 from federation.modeler.scoring import run_model
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
@@ -62,7 +62,7 @@ def _evaluation(run: Path) -> dict:
 @pytest.mark.slow
 def test_evaluation_json_has_every_metric_and_sklearn_auroc(dp_evaluated):
     evaluation = _evaluation(dp_evaluated)
-    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    checkpoint = load_saved_model(dp_evaluated / "model.pt")
     sites = sites_data(checkpoint.dataset)
     y = {s.name: s.y_test for s in sites}
     p = {s.name: predict_risk(checkpoint.model, s.x_test) for s in sites}
@@ -195,7 +195,7 @@ def test_exported_model_gives_the_torch_risks_and_predict_scores_a_csv(
         dp_evaluated, tmp_path, fmt_name, filename):
     out = tmp_path / "export"
     assert lhsfed(["export", str(dp_evaluated), "--format", fmt_name, "--out", str(out)]) == 0
-    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    checkpoint = load_saved_model(dp_evaluated / "model.pt")
     card = json.loads((out / "model_card.json").read_text())
 
     for site in sites_data(checkpoint.dataset):
@@ -217,7 +217,7 @@ def test_exported_model_gives_the_torch_risks_and_predict_scores_a_csv(
 def test_predict_refuses_a_csv_missing_a_model_card_column(dp_evaluated, tmp_path):
     out = tmp_path / "export"
     assert lhsfed(["export", str(dp_evaluated), "--format", "onnx", "--out", str(out)]) == 0
-    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    checkpoint = load_saved_model(dp_evaluated / "model.pt")
     raw = _raw_test_rows(checkpoint.dataset, "cleveland").drop(columns=["chol"])
     raw.to_csv(tmp_path / "patients.csv", index=False)
 
@@ -251,7 +251,7 @@ def test_predict_refuses_a_model_changed_after_export(dp_evaluated, tmp_path, ca
     assert lhsfed(["export", str(dp_evaluated), "--out", str(out)]) == 0
     card = json.loads((out / "model_card.json").read_text())
     exported = (out / "model.pt").read_bytes()
-    checkpoint = load_checkpoint(dp_evaluated / "model.pt")
+    checkpoint = load_saved_model(dp_evaluated / "model.pt")
     _raw_test_rows(checkpoint.dataset, "cleveland").to_csv(tmp_path / "patients.csv", index=False)
     assert card["model"]["sha256"] == hashlib.sha256(exported).hexdigest()
     assert _predict(out / "model.pt", tmp_path, capsys)[0] == 0  # unmodified: predicts

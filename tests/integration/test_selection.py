@@ -11,6 +11,7 @@ import torch
 from flwr.app import Message, MetricRecord
 
 from federation.core import wire
+from federation.core.records import RoundRecord
 from federation.core.settings import EarlyStoppingSettings
 from federation.modeler.run_loader import round_record
 from server.run_folder import read_rounds
@@ -22,10 +23,11 @@ POISON_FROM = 2  # the test split's metrics lie from this round on
 
 
 def _record(server_round: int, val_loss: float | None, test_loss: float = 0.5, *,
-            aggregated: bool = True) -> dict:
+            aggregated: bool = True) -> RoundRecord:
     validation = {"pooled": {} if val_loss is None else {"loss": val_loss, "auroc": 1 - val_loss}}
-    return {"round": server_round, "aggregated": ["a"] if aggregated else [], "discarded": False,
-            "validation": validation, "evaluate": {"pooled": {"loss": test_loss}}}
+    return RoundRecord.from_json({"round": server_round, "aggregated": ["a"] if aggregated else [],
+                                  "discarded": False, "validation": validation,
+                                  "evaluate": {"pooled": {"loss": test_loss}}})
 
 
 # ---- pure rules ------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def test_overfitting_run_hands_out_the_round_with_the_lowest_validation_loss(ove
     kept = torch.load(run_dir / "rounds" / f"round_{chosen:03d}.pt", weights_only=True)
     assert model["round"] == chosen
     assert all(torch.equal(model["state_dict"][k], v) for k, v in kept["state_dict"].items())
-    assert round_record(run_dir)["round"] == chosen  # lhsfed evaluate's default round
+    assert round_record(run_dir).round == chosen  # lhsfed evaluate's default round
 
 
 @pytest.mark.slow
@@ -128,7 +130,7 @@ def test_a_poisoned_test_split_does_not_change_the_choice(overfit_runs):
     assert [r["validation"] for r in poisoned_records] == [r["validation"] for r in read_rounds(clean_dir)]
     # Control: the poison is real, and choosing by the test split would have followed it.
     assert poisoned_records[-1]["evaluate"]["pooled"]["loss"] == 0.0
-    by_test = [{**r, "validation": r["evaluate"]} for r in poisoned_records]
+    by_test = [RoundRecord.from_json({**r, "validation": r["evaluate"]}) for r in poisoned_records]
     assert select(by_test, "loss").round == POISON_FROM != poisoned["selection"]["round"]
 
 

@@ -14,7 +14,7 @@ import torch
 
 from federation.coordinator.inprocess import run_config_for, run_in_process
 from federation.core.settings import STRATEGY_NAMES
-from server.checkpoint import load_checkpoint
+from server.checkpoint import load_resume_state
 from server.run_folder import read_rounds
 from tests.helpers.faulty_client import fault_mod, parse_faults
 
@@ -51,7 +51,7 @@ def test_every_strategy_runs_three_rounds(strategy_runs, name):
     assert all(r["aggregated"] == SITES and r["rejected"] == [] for r in records)
     assert summary["strategy"] == name and summary["rounds"] == 3
     assert summary["metrics"]["pooled"]["auroc"] > 0.7
-    assert load_checkpoint(strategy_runs[name]).round == 3
+    assert load_resume_state(strategy_runs[name]).round == 3
 
 
 @pytest.mark.parametrize("name", ["fedprox", "fedadam", "fedyogi"])
@@ -67,7 +67,7 @@ def test_fedprox_mu_reaches_the_clients(strategy_runs):
 
 
 def test_fedadam_checkpoint_holds_its_moments(strategy_runs):
-    state = load_checkpoint(strategy_runs["fedadam"]).strategy
+    state = load_resume_state(strategy_runs["fedadam"]).strategy
     assert set(state) == {"m_t", "v_t"}
     assert all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in state["v_t"].values())
 

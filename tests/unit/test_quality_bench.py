@@ -19,7 +19,7 @@ from benchmarks import benchmark_set as bs
 from benchmarks.quality import FEDERATED
 from benchmarks.quality import main as quality
 from federation.core.model import predict_risk
-from federation.modeler.run_loader import load_checkpoint
+from federation.modeler.run_loader import load_saved_model
 
 METHODS = ["pooled LR (sklearn CV)", "local-only (defaults, DP off)", *FEDERATED, "federated tuned (DP off)"]
 
@@ -57,7 +57,7 @@ def test_federated_numbers_are_the_selected_models_scored_on_the_test_rows(quick
         (row,) = methods[method]
         run = Path(row["run_dir"])
         summary = json.loads((run / "summary.json").read_text())
-        risk = np.concatenate([predict_risk(load_checkpoint(run / "model.pt").model, s.x_test) for s in sites])
+        risk = np.concatenate([predict_risk(load_saved_model(run / "model.pt").model, s.x_test) for s in sites])
         assert row["auroc"] == pytest.approx(roc_auc_score(y, risk), abs=1e-12)
         assert summary["selection"]["round"] == row["selected_round"] <= summary["rounds"] <= 2
         assert summary["selection"]["metric"] == "loss"

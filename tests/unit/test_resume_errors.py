@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from federation.coordinator.resume import resumed_config
 from federation.core.errors import ConfigError
-from server.checkpoint import Checkpoint, save_checkpoint
+from server.checkpoint import ResumeState, save_resume_state
 from tests.helpers.runs import run_launcher
 
 
@@ -15,7 +15,7 @@ def _run_folder(tmp_path, rounds=6):
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(OmegaConf.create({"rounds": rounds, "seed": 42, "resume": None}),
                    tmp_path / ".hydra" / "config.yaml")
-    save_checkpoint(tmp_path, Checkpoint(round=3, arrays={}))
+    save_resume_state(tmp_path, ResumeState(round=3, arrays={}))
     return tmp_path
 
 

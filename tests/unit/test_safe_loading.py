@@ -21,8 +21,9 @@ from omegaconf import OmegaConf
 
 from federation.cli.main import main as lhsfed
 from federation.coordinator.launcher import CONFIG_DIR
-from federation.core.errors import ConfigError
-from server.checkpoint import load_checkpoint as load_server_checkpoint
+from federation.core.errors import ConfigError, DataError
+from federation.modeler.audit.runner import audit_run
+from server.checkpoint import load_resume_state
 from tests.helpers.runs import run_launcher
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
@@ -92,6 +93,16 @@ def test_modeler_commands_refuse_a_crafted_file_and_run_nothing(crafted_run, mar
     assert not (crafted_run / "export").exists() and not (crafted_run / "audit.json").exists()
 
 
+def test_audit_loads_the_run_through_the_weights_only_loader_and_runs_nothing(crafted_run, marker):
+    with pytest.raises(DataError) as refused:
+        audit_run(crafted_run, shadows=1)
+
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{crafted_run / 'model.pt'}: cannot be read safely")
+    assert not marker.exists() and not (crafted_run / "audit.json").exists()
+
+
 def test_lhsfed_audit_cli_refuses_the_reviewed_attack(crafted_run, marker):
     proc = subprocess.run([str(LHSFED), "audit", str(crafted_run)], capture_output=True,
                           text=True, timeout=300)
@@ -104,7 +115,7 @@ def test_lhsfed_audit_cli_refuses_the_reviewed_attack(crafted_run, marker):
 
 def test_resume_refuses_a_crafted_checkpoint_and_runs_nothing(crafted_run, marker):
     with pytest.raises(ConfigError) as refused:
-        load_server_checkpoint(crafted_run)
+        load_resume_state(crafted_run)
 
     message = str(refused.value)
     assert len(message.splitlines()) == 1

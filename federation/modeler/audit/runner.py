@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from federation.core import atomic
-from federation.core.data import SiteData, load_site, site_file
-from federation.core.errors import ConfigError
+from federation.core.data import SiteData
 from federation.core.model import predict_risk
-from federation.core.settings import RunSettings, flatten_config
+from federation.core.run_layout import AUDIT
+from federation.core.settings import RunSettings
 from federation.modeler.audit.attacks import (
     attack_metrics,
     lira_offline_scores,
@@ -27,35 +26,22 @@ from federation.modeler.audit.attacks import (
     loss_per_record,
 )
 from federation.modeler.audit.shadows import train_shadows
-from federation.modeler.run_loader import load_checkpoint
+from federation.modeler.run_loader import (
+    data_dir_of,
+    load_saved_model,
+    load_settings,
+    saved_model_path,
+    sites_data,
+)
 
 log = logging.getLogger(__name__)
-AUDIT = "audit.json"
 ALL_SITES = "all_sites"
 
 
-def _run_settings(run_dir: Path) -> tuple[RunSettings, str | None]:
-    """The run's settings and its data folder, from the config Hydra saved in the run."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: {run_dir} is not a run folder of lhsfed-train")
-    plain = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    return (RunSettings.from_run_config(flatten_config(plain)),
-            (plain.get("federation") or {}).get("data_dir"))
-
-
-def _global_model(run_dir: Path):
-    path = run_dir / "model.pt"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: the run has not finished a round")
-    checkpoint = load_checkpoint(path)  # weights_only: a crafted model.pt runs nothing
-    return checkpoint.spec, checkpoint.model
-
-
-def _sites(settings: RunSettings, data_dir: str | None) -> list[SiteData]:
-    folder = data_dir or os.environ.get("LHSFED_SITE_DATA_DIR")
-    return [load_site(site_file(settings.data, name, Path(folder) if folder else None),
-                      settings.data, name) for name in settings.data.site_names]
+def _sites(run_dir: Path, settings: RunSettings, data_dir: str | None) -> list[SiteData]:
+    """The sites' records: ``data_dir``, else the run's own data folder, else the embedded copy."""
+    folder = data_dir or data_dir_of(run_dir) or os.environ.get("LHSFED_SITE_DATA_DIR")
+    return sites_data(settings.data, Path(folder) if folder else None)
 
 
 def _attack(scores: np.ndarray, members: np.ndarray, groups: np.ndarray, names: list[str]
@@ -70,9 +56,10 @@ def audit_run(run_dir: Path, *, shadows: int = 8, seed: int = 0,
               data_dir: str | None = None) -> dict[str, Any]:
     """Run both attacks on every site; write and return ``audit.json``."""
     run_dir = Path(run_dir)
-    settings, run_data_dir = _run_settings(run_dir)
-    spec, model = _global_model(run_dir)
-    sites = _sites(settings, data_dir or run_data_dir)
+    settings = load_settings(run_dir)
+    saved = load_saved_model(saved_model_path(run_dir))  # weights_only: a crafted file runs nothing
+    spec, model = saved.spec, saved.model
+    sites = _sites(run_dir, settings, data_dir)
     x = np.concatenate([a for s in sites for a in (s.x_train, s.x_test)])
     y = np.concatenate([a for s in sites for a in (s.y_train, s.y_test)])
     members = np.concatenate([np.r_[np.ones(len(s.y_train)), np.zeros(len(s.y_test))]

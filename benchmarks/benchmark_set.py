@@ -58,17 +58,62 @@ class Dataset:
 DATASETS = (
     Dataset("uci_heart", "4 UCI hospitals (this project's split), 920 rows, 55 % positive"),
     Dataset("uci_heart_flamby", "4 UCI hospitals as FLamby splits them, 740 complete rows"),
-    Dataset("synth_rare", "6 sites of 80-500 rows, 7 % positive, 3x missingness, informative",
-            Synth(6, 1500, 0.5, CohortOptions(prevalence=0.07, missing=3.0, informative_missing=1.0,
-                                              noise_features=5, min_rows=80, max_rows=500)), 6),
-    Dataset("synth_weak", "5 sites of 80-500 rows, 9 % positive, weak signal, 10 noise columns",
-            Synth(5, 1400, 0.4, CohortOptions(prevalence=0.09, signal=0.5, missing=2.0,
-                                              informative_missing=0.5, noise_features=10,
-                                              min_rows=80, max_rows=500)), 5),
-    Dataset("synth_hetero", "8 very different sites of 80-400 rows, 6 % positive, 4x missingness",
-            Synth(8, 1800, 0.9, CohortOptions(prevalence=0.06, signal=0.8, missing=4.0,
-                                              informative_missing=1.5, noise_features=3,
-                                              min_rows=80, max_rows=400)), 8),
+    Dataset(
+        "synth_rare",
+        "6 sites of 80-500 rows, 7 % positive, 3x missingness, informative",
+        Synth(
+            6,
+            1500,
+            0.5,
+            CohortOptions(
+                prevalence=0.07,
+                missing=3.0,
+                informative_missing=1.0,
+                noise_features=5,
+                min_rows=80,
+                max_rows=500,
+            ),
+        ),
+        6,
+    ),
+    Dataset(
+        "synth_weak",
+        "5 sites of 80-500 rows, 9 % positive, weak signal, 10 noise columns",
+        Synth(
+            5,
+            1400,
+            0.4,
+            CohortOptions(
+                prevalence=0.09,
+                signal=0.5,
+                missing=2.0,
+                informative_missing=0.5,
+                noise_features=10,
+                min_rows=80,
+                max_rows=500,
+            ),
+        ),
+        5,
+    ),
+    Dataset(
+        "synth_hetero",
+        "8 very different sites of 80-400 rows, 6 % positive, 4x missingness",
+        Synth(
+            8,
+            1800,
+            0.9,
+            CohortOptions(
+                prevalence=0.06,
+                signal=0.8,
+                missing=4.0,
+                informative_missing=1.5,
+                noise_features=3,
+                min_rows=80,
+                max_rows=400,
+            ),
+        ),
+        8,
+    ),
 )
 
 
@@ -90,8 +135,15 @@ def prepare(dataset: Dataset, workdir: Path) -> Dataset:
     if not (folder / "data" / f"{dataset.name}.yaml").is_file():
         s = dataset.synth
         folder.mkdir(parents=True, exist_ok=True)
-        write_cohorts(folder, sites=s.sites, rows=s.rows, heterogeneity=s.heterogeneity, seed=s.seed,
-                      name=dataset.name, options=s.options)
+        write_cohorts(
+            folder,
+            sites=s.sites,
+            rows=s.rows,
+            heterogeneity=s.heterogeneity,
+            seed=s.seed,
+            name=dataset.name,
+            options=s.options,
+        )
     return Dataset(dataset.name, dataset.about, dataset.synth, dataset.sites, folder)
 
 
@@ -135,8 +187,7 @@ def _site_env(dataset: Dataset, run_dir: Path):
 def federate(dataset: Dataset, overrides: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
     """One federation on ``dataset``; returns its summary (the run folder holds the rest)."""
     config = run_config(dataset, overrides, seed, run_dir)
-    with _site_env(dataset, run_dir), open(os.devnull, "w") as quiet, \
-            contextlib.redirect_stdout(quiet):
+    with _site_env(dataset, run_dir), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         return run_in_process(config, run_dir=run_dir, num_nodes=dataset.sites)
 
 
@@ -157,9 +208,13 @@ def profile(dataset: Dataset, seed: int) -> dict[str, Any]:
     n_train = [len(s.y_train) for s in loaded]
     x = np.concatenate([s.x_train for s in loaded])
     y = np.concatenate([s.y_train for s in loaded])
-    return {"sites": len(loaded), "n_train_min": min(n_train), "n_train_max": max(n_train),
-            "positive_rate": float(y.mean()),
-            "positives_min_site": int(min(s.y_train.sum() for s in loaded)),
-            "features": int(x.shape[1]),
-            "missing_max_column": float(np.isnan(x).mean(0).max()),
-            "missing_overall": float(np.isnan(x).mean())}
+    return {
+        "sites": len(loaded),
+        "n_train_min": min(n_train),
+        "n_train_max": max(n_train),
+        "positive_rate": float(y.mean()),
+        "positives_min_site": int(min(s.y_train.sum() for s in loaded)),
+        "features": int(x.shape[1]),
+        "missing_max_column": float(np.isnan(x).mean(0).max()),
+        "missing_overall": float(np.isnan(x).mean()),
+    }

@@ -44,8 +44,15 @@ def main(argv: list[str] | None = None) -> None:
     epochs = []
     for epoch in range(args.epochs):
         start = time.perf_counter()
-        train_locally(model, x, y, train=train, privacy=PrivacySettings(enabled=False),
-                      noise_multiplier=None, seed=epoch)
+        train_locally(
+            model,
+            x,
+            y,
+            train=train,
+            privacy=PrivacySettings(enabled=False),
+            noise_multiplier=None,
+            seed=epoch,
+        )
         auroc = risk_metrics(y_test, predict_risk(model, x_test), resamples=0)["auroc"]
         epochs.append(time.perf_counter() - start)
     print(json.dumps({"epoch_s": epochs, "auroc": auroc, "rows": int(len(y))}))

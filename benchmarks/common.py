@@ -22,18 +22,36 @@ BIN = Path(sys.executable).parent
 
 def machine_info() -> dict[str, str]:
     """CPU, cores, memory, load and framework versions, for the results header."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{mem_kb / 2**20:.1f} GiB",
-            "load (uptime)": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "python": platform.python_version(), "torch": version("torch"),
-            "opacus": version("opacus"), "flwr": version("flwr")}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(
+        next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    )
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem_kb / 2**20:.1f} GiB",
+        "load (uptime)": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "opacus": version("opacus"),
+        "flwr": version("flwr"),
+    }
 
 
-def side_by_side(variants: dict[str, Callable[[], dict[str, float]]], repeats: int
-                 ) -> dict[str, dict[str, list[float]]]:
+def side_by_side(
+    variants: dict[str, Callable[[], dict[str, float]]], repeats: int
+) -> dict[str, dict[str, list[float]]]:
     """Run every variant once per repeat, interleaved, so load changes hit all of them alike.
 
     Each variant returns named measures ({"wall": s, "cpu": s}); lists per variant and measure.
@@ -95,12 +113,19 @@ def tree_memory(root: int) -> tuple[int, int]:
     return rss, pss
 
 
-def run_watched(args: list[str], *, cwd: Path, env: dict | None = None, poll_s: float = 1.0,
-                timeout: float = 3600) -> dict[str, float]:
+def run_watched(
+    args: list[str], *, cwd: Path, env: dict | None = None, poll_s: float = 1.0, timeout: float = 3600
+) -> dict[str, float]:
     """Run a command; wall time and peak process-tree RSS/PSS, sampled every ``poll_s``."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     peak = [0, 0]
     done = threading.Event()
 
@@ -118,8 +143,12 @@ def run_watched(args: list[str], *, cwd: Path, env: dict | None = None, poll_s: 
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{output[-3000:]}")
-    return {"wall_s": wall, "peak_rss_gib": peak[0] / 2**30, "peak_pss_gib": peak[1] / 2**30,
-            "output": output}
+    return {
+        "wall_s": wall,
+        "peak_rss_gib": peak[0] / 2**30,
+        "peak_pss_gib": peak[1] / 2**30,
+        "output": output,
+    }
 
 
 def fresh_run_dir(path: Path) -> Path:
@@ -128,14 +157,32 @@ def fresh_run_dir(path: Path) -> Path:
     return path
 
 
-def synth_cohort(out: Path, *, sites: int, rows: int, heterogeneity: float = 0.5, seed: int = 0,
-                 name: str = "bench") -> Path:
+def synth_cohort(
+    out: Path, *, sites: int, rows: int, heterogeneity: float = 0.5, seed: int = 0, name: str = "bench"
+) -> Path:
     """Write a synthetic cohort with ``lhsfed synth`` (reused if already there)."""
     spec = out / "data" / f"{name}.yaml"
     if not spec.is_file():
-        subprocess.run([str(BIN / "lhsfed"), "synth", "--sites", str(sites), "--rows", str(rows),
-                        "--heterogeneity", str(heterogeneity), "--seed", str(seed),
-                        "--name", name, "--out", str(out)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(BIN / "lhsfed"),
+                "synth",
+                "--sites",
+                str(sites),
+                "--rows",
+                str(rows),
+                "--heterogeneity",
+                str(heterogeneity),
+                "--seed",
+                str(seed),
+                "--name",
+                name,
+                "--out",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return spec
 
 

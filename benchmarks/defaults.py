@@ -26,17 +26,30 @@ from benchmarks import benchmark_set as bs
 from benchmarks.common import REPO, machine_info
 
 RESULTS = REPO / "benchmarks" / "results"
-PRIVACY = {"off": ["privacy=off"], "ε=3": ["privacy=dp", "privacy.target_epsilon=3.0"],
-           "ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"]}
+PRIVACY = {
+    "off": ["privacy=off"],
+    "ε=3": ["privacy=dp", "privacy.target_epsilon=3.0"],
+    "ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"],
+}
 # Every recipe starts from the configs as they were before this benchmark, so a cell means the
 # same whatever the defaults become: 10 rounds x 1 local epoch, clip 1.0, no weight decay,
 # patience 3. A recipe overrides that; the screen moves one factor at a time from a centre.
-BASE = ["rounds=10", "train.local_epochs=1", "train.momentum=0.9", "train.weight_decay=0.0",
-        "privacy.max_grad_norm=1.0", "early_stopping.patience=3"]
+BASE = [
+    "rounds=10",
+    "train.local_epochs=1",
+    "train.momentum=0.9",
+    "train.weight_decay=0.0",
+    "privacy.max_grad_norm=1.0",
+    "early_stopping.patience=3",
+]
 CENTRE = ["model=logreg", "train.optimizer=adam", "train.lr=0.01", "train.batch_size=32"]
 RECIPES: dict[str, list[str]] = {
-    "old default: mlp adam 0.01 b16": ["model=mlp", "train.optimizer=adam", "train.lr=0.01",
-                                       "train.batch_size=16"],
+    "old default: mlp adam 0.01 b16": [
+        "model=mlp",
+        "train.optimizer=adam",
+        "train.lr=0.01",
+        "train.batch_size=16",
+    ],
     "centre: logreg adam 0.01 b32": CENTRE,
     "centre, mlp": [*CENTRE, "model=mlp"],
     "centre, sgd+momentum lr 0.1": [*CENTRE, "train.optimizer=sgd", "train.lr=0.1"],
@@ -59,16 +72,26 @@ def cell(recipe: str, dataset: bs.Dataset, privacy: str, seed: int, workdir: Pat
     start = time.time()
     summary = bs.federate(dataset, [*BASE, *RECIPES[recipe], *PRIVACY[privacy]], seed, run_dir)
     selection = summary["selection"]
-    return {"recipe": recipe, "data": dataset.name, "privacy": privacy, "seed": seed,
-            "loss": selection["validation"]["loss"], "val_auroc": selection["validation"].get("auroc"),
-            "round": selection["round"], "rounds_run": summary["rounds"], "seconds": time.time() - start}
+    return {
+        "recipe": recipe,
+        "data": dataset.name,
+        "privacy": privacy,
+        "seed": seed,
+        "loss": selection["validation"]["loss"],
+        "val_auroc": selection["validation"].get("auroc"),
+        "round": selection["round"],
+        "rounds_run": summary["rounds"],
+        "seconds": time.time() - start,
+    }
 
 
 def _done(path: Path) -> set[tuple]:
     if not path.is_file():
         return set()
-    return {(r["recipe"], r["data"], r["privacy"], r["seed"])
-            for r in map(json.loads, path.read_text().splitlines())}
+    return {
+        (r["recipe"], r["data"], r["privacy"], r["seed"])
+        for r in map(json.loads, path.read_text().splitlines())
+    }
 
 
 def run_stage(stage: str, recipes: list[str], datasets: list[bs.Dataset], path: Path, workdir: Path) -> None:
@@ -80,10 +103,14 @@ def run_stage(stage: str, recipes: list[str], datasets: list[bs.Dataset], path: 
             for privacy in privacies:
                 for seed in seeds:
                     if (recipe, dataset.name, privacy, seed) in done or (
-                            privacy == "off" and recipe in DP_ONLY):
+                        privacy == "off" and recipe in DP_ONLY
+                    ):
                         continue
-                    row = {**cell(recipe, prepared, privacy, seed, workdir), "stage": stage,
-                           "load": machine_info()["load (uptime)"].split("load average:")[-1].strip()}
+                    row = {
+                        **cell(recipe, prepared, privacy, seed, workdir),
+                        "stage": stage,
+                        "load": machine_info()["load (uptime)"].split("load average:")[-1].strip(),
+                    }
                     with path.open("a") as out:
                         out.write(json.dumps(row) + "\n")
                     print(json.dumps(row), flush=True)
@@ -114,8 +141,13 @@ and the best on 5 of the 10 screen cells, within 0.2 % of the best on 2 more.
 def _with_dp_only_copies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A DP-only recipe's DP-off cells are its base recipe's (the same run, DP off)."""
     present = {r["recipe"] for r in rows}
-    copies = [{**r, "recipe": k} for k, base in DP_ONLY.items() if k in present
-              for r in rows if r["recipe"] == base and r["privacy"] == "off"]
+    copies = [
+        {**r, "recipe": k}
+        for k, base in DP_ONLY.items()
+        if k in present
+        for r in rows
+        if r["recipe"] == base and r["privacy"] == "off"
+    ]
     return rows + copies
 
 
@@ -129,16 +161,28 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, float]]:
     columns = sorted(cells, key=lambda c: (c[1], c[0]))
     recipes = sorted({r["recipe"] for r in rows}, key=list(RECIPES).index)
     best = {c: min(statistics.mean(v) for v in cells[c].values()) for c in columns}
-    regret = {k: max(statistics.mean(cells[c][k]) / best[c] - 1 for c in columns if k in cells[c])
-              for k in recipes}
-    lines = ["| recipe | " + " | ".join(f"{d} {p}" for d, p in columns) + " | worst regret (cells) |",
-             "|---|" + "---:|" * (len(columns) + 1)]
+    regret = {
+        k: max(statistics.mean(cells[c][k]) / best[c] - 1 for c in columns if k in cells[c]) for k in recipes
+    }
+    lines = [
+        "| recipe | " + " | ".join(f"{d} {p}" for d, p in columns) + " | worst regret (cells) |",
+        "|---|" + "---:|" * (len(columns) + 1),
+    ]
     for k in recipes:
-        values = [("–" if k not in cells[c] else
-                   f"**{statistics.mean(cells[c][k]):.4f}**" if statistics.mean(cells[c][k]) == best[c]
-                   else f"{statistics.mean(cells[c][k]):.4f}") for c in columns]
+        values = [
+            (
+                "–"
+                if k not in cells[c]
+                else f"**{statistics.mean(cells[c][k]):.4f}**"
+                if statistics.mean(cells[c][k]) == best[c]
+                else f"{statistics.mean(cells[c][k]):.4f}"
+            )
+            for c in columns
+        ]
         ran = sum(k in cells[c] for c in columns)
-        lines.append(f"| {k} | " + " | ".join(values) + f" | {100 * regret[k]:.1f} % ({ran}/{len(columns)}) |")
+        lines.append(
+            f"| {k} | " + " | ".join(values) + f" | {100 * regret[k]:.1f} % ({ran}/{len(columns)}) |"
+        )
     complete = {k: v for k, v in regret.items() if all(k in cells[c] for c in columns)}
     return lines, complete
 
@@ -153,15 +197,24 @@ def render(path: Path, out: Path) -> None:
         seeds = sorted({r["seed"] for r in staged})
         lines, regret = table(staged)
         loads = sorted({r["load"] for r in staged})
-        text += [f"## Stage `{stage}`: pooled validation loss of the selected round, seeds {seeds}", "",
-                 f"Command: `python -m benchmarks.defaults --stage {stage} --recipes …` (the recipes "
-                 f"below); "
-                 f"{sum(r['seconds'] for r in staged) / 60:.0f} min of runs; load averages seen "
-                 f"{loads[0]} … {loads[-1]}.", "", *lines, ""]
+        text += [
+            f"## Stage `{stage}`: pooled validation loss of the selected round, seeds {seeds}",
+            "",
+            f"Command: `python -m benchmarks.defaults --stage {stage} --recipes …` (the recipes "
+            f"below); "
+            f"{sum(r['seconds'] for r in staged) / 60:.0f} min of runs; load averages seen "
+            f"{loads[0]} … {loads[-1]}.",
+            "",
+            *lines,
+            "",
+        ]
         if regret:
             best = min(regret, key=regret.get)
-            text += [f"Smallest worst regret among the recipes that ran every cell: **{best}** "
-                     f"({100 * regret[best]:.1f} %).", ""]
+            text += [
+                f"Smallest worst regret among the recipes that ran every cell: **{best}** "
+                f"({100 * regret[best]:.1f} %).",
+                "",
+            ]
     text += [NOTES]
     out.write_text("\n".join(text) + "\n")
 
@@ -179,8 +232,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     path = Path(args.results)
     if args.stage:
-        run_stage(args.stage, args.recipes or list(RECIPES), bs.by_name(args.datasets), path,
-                  Path(args.workdir))
+        run_stage(
+            args.stage, args.recipes or list(RECIPES), bs.by_name(args.datasets), path, Path(args.workdir)
+        )
     if args.render:
         render(path, RESULTS / "defaults.md")
 

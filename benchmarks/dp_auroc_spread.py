@@ -5,7 +5,8 @@ secret noise moves it.
 
 Since issue H each site draws its DP noise and batches from its own CSPRNG, so two runs of the
 same config differ (privacy=off runs stay identical). Each run is the default federation
-(``lhsfed-train`` defaults: 4 UCI hospitals, logistic regression with SGD, FedAvg, up to 10 rounds, ε = 3) through
+(``lhsfed-train`` defaults: 4 UCI hospitals, logistic regression with SGD, FedAvg, up to 10
+rounds, ε = 3) through
 ``federation.coordinator.inprocess`` (the same ServerApp loop and ClientApp, without Ray).
 """
 
@@ -40,11 +41,15 @@ def main() -> None:
     load, start = os.getloadavg()[0], time.time()
     with tempfile.TemporaryDirectory() as tmp:
         aurocs = [pooled_auroc(Path(tmp) / str(i), args.overrides) for i in range(args.runs)]
-    print(f"Command: `python -m benchmarks.dp_auroc_spread --runs {args.runs} {' '.join(args.overrides)}`"
-          f" (load average {load:.1f} at start, {time.time() - start:.0f} s)\n")
+    print(
+        f"Command: `python -m benchmarks.dp_auroc_spread --runs {args.runs} {' '.join(args.overrides)}`"
+        f" (load average {load:.1f} at start, {time.time() - start:.0f} s)\n"
+    )
     print("| runs | mean | min | max | stdev |\n|---:|---:|---:|---:|---:|")
-    print(f"| {len(aurocs)} | {statistics.mean(aurocs):.3f} | {min(aurocs):.3f} | {max(aurocs):.3f} | "
-          f"{statistics.stdev(aurocs) if len(aurocs) > 1 else 0:.3f} |")
+    print(
+        f"| {len(aurocs)} | {statistics.mean(aurocs):.3f} | {min(aurocs):.3f} | {max(aurocs):.3f} | "
+        f"{statistics.stdev(aurocs) if len(aurocs) > 1 else 0:.3f} |"
+    )
     print("\nPer run: " + ", ".join(f"{a:.3f}" for a in aurocs))
 
 

@@ -35,8 +35,17 @@ def _epoch(x, y, *, dp: bool, mode: str = "hooks"):
     def run():
         model = build_model(ModelSpec("mlp", n_features=x.shape[1]), seed=0)
         model.preprocess.set_statistics(np.nanmean(x, 0), np.nanstd(x, 0))
-        train_locally(model, x, y, train=TRAIN, privacy=PrivacySettings(enabled=dp),
-                      noise_multiplier=NOISE if dp else None, seed=1, grad_sample_mode=mode)
+        train_locally(
+            model,
+            x,
+            y,
+            train=TRAIN,
+            privacy=PrivacySettings(enabled=dp),
+            noise_multiplier=NOISE if dp else None,
+            seed=1,
+            grad_sample_mode=mode,
+        )
+
     return run
 
 
@@ -59,7 +68,14 @@ def run(rows: int = 50_000, repeats: int = 5) -> dict:
     times = side_by_side({k: (lambda v=v: timed(v)) for k, v in variants.items()}, repeats)
     med = medians(times)
     best = min((k for k in med if k != "plain"), key=lambda k: med[k]["cpu"])
-    return {"rows": rows, "features": x.shape[1], "repeats": repeats, "times": times,
-            "medians": med, "best": best,
-            "ratio": {m: med[best][m] / med["plain"][m] for m in ("cpu", "wall")},
-            "profile_dp": profile_top(variants[best]), "profile_plain": profile_top(variants["plain"])}
+    return {
+        "rows": rows,
+        "features": x.shape[1],
+        "repeats": repeats,
+        "times": times,
+        "medians": med,
+        "best": best,
+        "ratio": {m: med[best][m] / med["plain"][m] for m in ("cpu", "wall")},
+        "profile_dp": profile_top(variants[best]),
+        "profile_plain": profile_top(variants["plain"]),
+    }

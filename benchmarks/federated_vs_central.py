@@ -24,14 +24,34 @@ from benchmarks.common import (
 
 
 def federated_command(data_dir: Path, run_dir: Path, rounds: int, *extra: str) -> list[str]:
-    return [str(BIN / "lhsfed-train"), "--config-dir", str(data_dir), "data=bench",
-            f"federation.data_dir={data_dir}", f"rounds={rounds}", "privacy=off",
-            "train.batch_size=256", f"hydra.run.dir={run_dir}", *extra]
+    return [
+        str(BIN / "lhsfed-train"),
+        "--config-dir",
+        str(data_dir),
+        "data=bench",
+        f"federation.data_dir={data_dir}",
+        f"rounds={rounds}",
+        "privacy=off",
+        "train.batch_size=256",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
 
 
 def central_command(data_dir: Path, rounds: int) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.central", "--config-dir", str(data_dir),
-            "--data", "bench", "--epochs", str(rounds), "--batch-size", "256"]
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.central",
+        "--config-dir",
+        str(data_dir),
+        "--data",
+        "bench",
+        "--epochs",
+        str(rounds),
+        "--batch-size",
+        "256",
+    ]
 
 
 def seconds_per_round(run_dir: Path) -> float:
@@ -61,8 +81,16 @@ def run(work: Path, *, sites: int = 4, rows: int = 200_000, rounds: int = 3, rep
     times = side_by_side({"federated": federated, "central": central}, repeats)
     wall = {k: median(v["wall"]) for k, v in times.items()}
     per_round = {k: median(v) for k, v in steady.items()}
-    return {"sites": sites, "rows": rows, "rounds": rounds, "repeats": repeats, "times": times,
-            "steady": steady, "wall": wall, "per_round": per_round,
-            "ratio_wall": wall["federated"] / wall["central"],
-            "ratio_per_round": per_round["federated"] / per_round["central"],
-            "command": " ".join(federated_command(data_dir, Path("RUN"), rounds))}
+    return {
+        "sites": sites,
+        "rows": rows,
+        "rounds": rounds,
+        "repeats": repeats,
+        "times": times,
+        "steady": steady,
+        "wall": wall,
+        "per_round": per_round,
+        "ratio_wall": wall["federated"] / wall["central"],
+        "ratio_per_round": per_round["federated"] / per_round["central"],
+        "command": " ".join(federated_command(data_dir, Path("RUN"), rounds)),
+    }

@@ -58,8 +58,7 @@ def evaluate(model, sites: list[SiteData]) -> tuple[float, float, float]:
     return float(np.mean(per_centre)), float(accuracy_score(y, risk >= 0.5)), float(roc_auc_score(y, risk))
 
 
-def _central(method: str, settings: RunSettings, sites: list[SiteData], seed: int, setting: str
-             ) -> RunResult:
+def _central(method: str, settings: RunSettings, sites: list[SiteData], seed: int, setting: str) -> RunResult:
     """Pooled or one site's local-only model, trained outside the federation."""
     train_on = sites if method == "pooled" else [s for s in sites if s.name == method.split()[1]]
     x = np.concatenate([s.x_train for s in train_on])
@@ -72,11 +71,10 @@ def _ledger_steps(run_dir: Path, settings: RunSettings) -> tuple[tuple[str, floa
     """Per site: the (σ, q, steps) its ledger recorded over the whole run and their ε."""
     rows = []
     for site in settings.data.site_names:
-        history = merge_history(open_site_ledger(simulated_policy(site, run_folder=run_dir),
-                                                 site).history())
+        history = merge_history(open_site_ledger(simulated_policy(site, run_folder=run_dir), site).history())
         if len(history) != 1:
             raise RuntimeError(f"{site}: expected one (σ, q) over the run, got {history}")
-        (sigma, rate, steps), = history
+        ((sigma, rate, steps),) = history
         rows.append((site, sigma, rate, steps, epsilon_spent(history, delta=settings.privacy.delta)))
     return tuple(rows)
 
@@ -93,8 +91,9 @@ def _sites_delta(delta: float):
         os.environ.pop("LHSFED_DELTA") if before is None else os.environ.update(LHSFED_DELTA=before)
 
 
-def _federated(method: str, overrides: list[str], sites: list[SiteData], seed: int, setting: str,
-               workdir: Path) -> RunResult:
+def _federated(
+    method: str, overrides: list[str], sites: list[SiteData], seed: int, setting: str, workdir: Path
+) -> RunResult:
     run_dir = workdir / f"{method.replace(' ', '_')}-{setting}-{seed}"
     config = run_config_for(overrides, run_dir)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), _sites_delta(SITE_DELTA):
@@ -126,9 +125,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--merge", nargs="*", type=Path, default=[],
-                        help="only merge the per-run CSVs of earlier --out folders (runs split "
-                             "over processes) into one table in --out")
+    parser.add_argument(
+        "--merge",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="only merge the per-run CSVs of earlier --out folders (runs split "
+        "over processes) into one table in --out",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")  # Opacus's per-step chatter
@@ -145,9 +149,12 @@ def main() -> None:
                 for seed in args.seeds:
                     results.append(run_one(method, setting, seed, sites, Path(tmp)))
                     r = results[-1]
-                    print(f"{method:>18} {setting:>6} seed {seed}: mean-centre acc "
-                          f"{r.mean_centre_accuracy:.4f}  pooled acc {r.pooled_accuracy:.4f}  "
-                          f"AUROC {r.pooled_auroc:.4f}  ({time.time() - start:.0f} s)", flush=True)
+                    print(
+                        f"{method:>18} {setting:>6} seed {seed}: mean-centre acc "
+                        f"{r.mean_centre_accuracy:.4f}  pooled acc {r.pooled_accuracy:.4f}  "
+                        f"AUROC {r.pooled_auroc:.4f}  ({time.time() - start:.0f} s)",
+                        flush=True,
+                    )
     write_results(results, args.out, seconds=time.time() - start)
 
 

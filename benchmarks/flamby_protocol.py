@@ -21,10 +21,19 @@ DP_DELTA = 1e-3  # FLamby's δ: the recorded DP rows (results/*.csv) used it
 SITE_DELTA = 1e-4
 # Mean accuracy over the four centres' test sets, mean of 5 seeds (FLamby, NeurIPS 2022).
 FLAMBY_PUBLISHED = {
-    "pooled": 0.7353, "local cleveland": 0.7221, "local hungary": 0.6287,
-    "local switzerland": 0.5670, "local va": 0.6366, "fedavg": 0.6850, "fedprox": 0.6850,
-    "fedadam": 0.7255, "fedyogi": 0.7314, "fedadagrad": 0.7314,
-    "dp fedavg ε=1": 0.702, "dp fedavg ε=5": 0.700, "dp fedavg ε=10": 0.698,
+    "pooled": 0.7353,
+    "local cleveland": 0.7221,
+    "local hungary": 0.6287,
+    "local switzerland": 0.5670,
+    "local va": 0.6366,
+    "fedavg": 0.6850,
+    "fedprox": 0.6850,
+    "fedadam": 0.7255,
+    "fedyogi": 0.7314,
+    "fedadagrad": 0.7314,
+    "dp fedavg ε=1": 0.702,
+    "dp fedavg ε=5": 0.700,
+    "dp fedavg ε=10": 0.698,
 }
 METHODS = tuple(FLAMBY_PUBLISHED)
 SETTINGS = ("flamby", "tuned")  # FLamby's hyperparameters, this project's defaults

@@ -14,9 +14,17 @@ from benchmarks.common import BIN, REPO, fresh_run_dir, run_watched, synth_cohor
 
 
 def command(data_dir: Path, run_dir: Path, rounds: int) -> list[str]:
-    return [str(BIN / "lhsfed-train"), "--config-dir", str(data_dir), "data=bench",
-            f"federation.data_dir={data_dir}", f"rounds={rounds}", "train.batch_size=256",
-            "strategy.round_timeout=7200", f"hydra.run.dir={run_dir}"]
+    return [
+        str(BIN / "lhsfed-train"),
+        "--config-dir",
+        str(data_dir),
+        "data=bench",
+        f"federation.data_dir={data_dir}",
+        f"rounds={rounds}",
+        "train.batch_size=256",
+        "strategy.round_timeout=7200",
+        f"hydra.run.dir={run_dir}",
+    ]
 
 
 def run_one(work: Path, *, sites: int, rows: int, rounds: int) -> dict:
@@ -25,13 +33,21 @@ def run_one(work: Path, *, sites: int, rows: int, rounds: int) -> dict:
     run_dir = fresh_run_dir(work / f"run_{sites}x{rows}x{rounds}")
     result = run_watched(command(data_dir, run_dir, rounds), cwd=REPO, timeout=4 * 3600)
     summary = (run_dir / "summary.json").read_text()
-    return {"sites": sites, "rows": rows, "rounds": rounds, "wall_s": result["wall_s"],
-            "peak_rss_gib": result["peak_rss_gib"], "peak_pss_gib": result["peak_pss_gib"],
-            "summary": summary, "command": " ".join(command(data_dir, Path("RUN"), rounds))}
+    return {
+        "sites": sites,
+        "rows": rows,
+        "rounds": rounds,
+        "wall_s": result["wall_s"],
+        "peak_rss_gib": result["peak_rss_gib"],
+        "peak_pss_gib": result["peak_pss_gib"],
+        "summary": summary,
+        "command": " ".join(command(data_dir, Path("RUN"), rounds)),
+    }
 
 
-def run(work: Path, *, sites: int = 100, rows: int = 1_000_000, rounds: int = 5,
-        compare_sites: int | None = 10) -> list[dict]:
+def run(
+    work: Path, *, sites: int = 100, rows: int = 1_000_000, rounds: int = 5, compare_sites: int | None = 10
+) -> list[dict]:
     """The full-size run, and the same rows over fewer sites for the memory comparison."""
     runs = [run_one(work, sites=sites, rows=rows, rounds=rounds)]
     if compare_sites:

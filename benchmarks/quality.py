@@ -31,9 +31,11 @@ from federation.core.settings import RunSettings
 from federation.modeler.run_loader import load_saved_model
 
 SEEDS = (42, 43, 44)
-FEDERATED = {"federated DP off": ["privacy=off"],
-             "federated ε=3": ["privacy=dp", "privacy.target_epsilon=3.0"],
-             "federated ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"]}
+FEDERATED = {
+    "federated DP off": ["privacy=off"],
+    "federated ε=3": ["privacy=dp", "privacy.target_epsilon=3.0"],
+    "federated ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"],
+}
 RESULTS = REPO / "benchmarks" / "results"
 
 
@@ -42,22 +44,30 @@ def federated_row(dataset: bs.Dataset, overrides: list[str], seed: int, run_dir:
     summary = bs.federate(dataset, overrides, seed, run_dir)
     scores = model_scores(load_saved_model(run_dir / "model.pt").model, bs.sites(dataset, seed))
     selection = summary.get("selection") or {}
-    return {**scores, "run_dir": str(run_dir), "summary_auroc": summary["metrics"]["pooled"]["auroc"],
-            "selected_round": selection.get("round"), "stopped_early": selection.get("stopped_early"),
-            "rounds_run": summary["rounds"],
-            "validation_loss": (selection.get("validation") or {}).get("loss"),
-            "epsilon": {s: v.get("epsilon") for s, v in summary["privacy"]["sites"].items()}}
+    return {
+        **scores,
+        "run_dir": str(run_dir),
+        "summary_auroc": summary["metrics"]["pooled"]["auroc"],
+        "selected_round": selection.get("round"),
+        "stopped_early": selection.get("stopped_early"),
+        "rounds_run": summary["rounds"],
+        "validation_loss": (selection.get("validation") or {}).get("loss"),
+        "epsilon": {s: v.get("epsilon") for s, v in summary["privacy"]["sites"].items()},
+    }
 
 
 def baseline_rows(dataset: bs.Dataset, seed: int, quick: list[str]) -> dict[str, dict[str, Any]]:
     sites = bs.sites(dataset, seed)
     settings = RunSettings.from_run_config(bs.run_config(dataset, quick, seed, Path("")))
-    return {"pooled LR (sklearn CV)": pooled_logistic_regression(sites, seed),
-            "local-only (defaults, DP off)": local_only(settings, sites)}
+    return {
+        "pooled LR (sklearn CV)": pooled_logistic_regression(sites, seed),
+        "local-only (defaults, DP off)": local_only(settings, sites),
+    }
 
 
-def dataset_runs(dataset: bs.Dataset, seeds: tuple[int, ...], workdir: Path, quick: list[str],
-                 trials: int) -> dict[str, list[dict[str, Any]]]:
+def dataset_runs(
+    dataset: bs.Dataset, seeds: tuple[int, ...], workdir: Path, quick: list[str], trials: int
+) -> dict[str, list[dict[str, Any]]]:
     """Every method on every seed of one dataset (tuning once, on the first seed's validation)."""
     from benchmarks.tuning import tune  # optuna: imported only when a bench runs
 
@@ -75,15 +85,20 @@ def dataset_runs(dataset: bs.Dataset, seeds: tuple[int, ...], workdir: Path, qui
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke: uci_heart only, one seed, 2 rounds, 2 tuning trials")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke: uci_heart only, one seed, 2 rounds, 2 tuning trials"
+    )
     parser.add_argument("--datasets", nargs="*", default=None)
     parser.add_argument("--seeds", nargs="*", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None, help="Optuna trials per dataset (default 6)")
     parser.add_argument("--out", default=str(RESULTS), help="folder for quality.md and quality.json")
     parser.add_argument("--workdir", default=None, help="keep the run folders here (default: a temp dir)")
-    parser.add_argument("--combine", nargs="*", default=None,
-                        help="quality.json files of runs on different datasets: one table from them")
+    parser.add_argument(
+        "--combine",
+        nargs="*",
+        default=None,
+        help="quality.json files of runs on different datasets: one table from them",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.combine:
@@ -96,15 +111,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trials = args.trials or (2 if args.quick else 6)
     info, start = machine_info(), time.time()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="lhsfed-quality-"))
-    results = {"command": "python -m benchmarks.quality " + " ".join(argv),
-               "machine": info, "seeds": list(seeds), "trials": trials, "quick": args.quick,
-               "datasets": {}}
+    results = {
+        "command": "python -m benchmarks.quality " + " ".join(argv),
+        "machine": info,
+        "seeds": list(seeds),
+        "trials": trials,
+        "quick": args.quick,
+        "datasets": {},
+    }
     try:
         for dataset in datasets:
             prepared = bs.prepare(dataset, workdir)
             results["datasets"][dataset.name] = {
-                "about": dataset.about, "profile": bs.profile(prepared, seeds[0]),
-                "methods": dataset_runs(prepared, seeds, workdir, quick, trials)}
+                "about": dataset.about,
+                "profile": bs.profile(prepared, seeds[0]),
+                "methods": dataset_runs(prepared, seeds, workdir, quick, trials),
+            }
             print(f"{dataset.name} done ({time.time() - start:.0f} s)", flush=True)
     finally:
         if not args.workdir:
@@ -117,10 +139,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs on different datasets (run side by side: wall = the longest)."""
     first = parts[0]
-    return {**first, "command": " & ".join(p["command"] for p in parts), "part_walls_s": [p["wall_s"] for p in parts],
-            "datasets": {k: v for p in parts for k, v in p["datasets"].items()},
-            "wall_s": max(p["wall_s"] for p in parts), "parallel": len(parts),
-            "load_after": parts[-1]["load_after"]}
+    return {
+        **first,
+        "command": " & ".join(p["command"] for p in parts),
+        "part_walls_s": [p["wall_s"] for p in parts],
+        "datasets": {k: v for p in parts for k, v in p["datasets"].items()},
+        "wall_s": max(p["wall_s"] for p in parts),
+        "parallel": len(parts),
+        "load_after": parts[-1]["load_after"],
+    }
 
 
 def _write(results: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -6,8 +6,14 @@ import statistics
 from typing import Any
 
 BASELINE = "pooled LR (sklearn CV)"
-ORDER = (BASELINE, "local-only (defaults, DP off)", "federated DP off", "federated ε=3", "federated ε=1",
-         "federated tuned (DP off)")
+ORDER = (
+    BASELINE,
+    "local-only (defaults, DP off)",
+    "federated DP off",
+    "federated ε=3",
+    "federated ε=1",
+    "federated tuned (DP off)",
+)
 # (method, goal: AUROC at least the pooled LR's minus this)
 GOALS = (("federated DP off", 0.01), ("federated ε=3", 0.03))
 
@@ -25,10 +31,12 @@ def mean(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def _profile_line(p: dict[str, Any]) -> str:
-    return (f"{p['sites']} sites of {p['n_train_min']}-{p['n_train_max']} training rows, "
-            f"{100 * p['positive_rate']:.1f} % positive (as few as {p['positives_min_site']} positives at "
-            f"one site), {p['features']} input columns, {100 * p['missing_overall']:.0f} % of values "
-            f"missing (up to {100 * p['missing_max_column']:.0f} % in one column)")
+    return (
+        f"{p['sites']} sites of {p['n_train_min']}-{p['n_train_max']} training rows, "
+        f"{100 * p['positive_rate']:.1f} % positive (as few as {p['positives_min_site']} positives at "
+        f"one site), {p['features']} input columns, {100 * p['missing_overall']:.0f} % of values "
+        f"missing (up to {100 * p['missing_max_column']:.0f} % in one column)"
+    )
 
 
 def _why(method: str, rows: list[dict[str, Any]], base: list[dict[str, Any]], profile: dict[str, Any]) -> str:
@@ -37,14 +45,26 @@ def _why(method: str, rows: list[dict[str, Any]], base: list[dict[str, Any]], pr
     rounds = ", ".join(f"{r.get('selected_round')}/{r.get('rounds_run')}" for r in rows)
     eps = [e for r in rows for e in (r.get("epsilon") or {}).values() if e is not None]
     stopped = any(r.get("stopped_early") for r in rows)
-    spent = (f"; ε spent per site up to {max(eps):.2f}" + (" (early stopping left the rest unspent)"
-                                                          if stopped else "")) if eps else ""
-    return (f"gap per seed {gaps} against an sd over seeds of {statistics.stdev([r['auroc'] for r in rows]) if len(rows) > 1 else 0:.3f}; "
-            f"selected/run rounds {rounds}{spent}; sites of {profile['n_train_min']}-{profile['n_train_max']} "
-            f"training rows, as few as {profile['positives_min_site']} positives at one site"
-            + ("; DP noise is calibrated per site to its own rows, so the smallest sites add the most"
-               if "ε" in method else "; the pooled LR picks its L2 penalty by 5-fold CV on all rows at "
-               "once, the federation has a fixed recipe and stops on validation loss"))
+    spent = (
+        (
+            f"; ε spent per site up to {max(eps):.2f}"
+            + (" (early stopping left the rest unspent)" if stopped else "")
+        )
+        if eps
+        else ""
+    )
+    sd = statistics.stdev([r["auroc"] for r in rows]) if len(rows) > 1 else 0
+    return (
+        f"gap per seed {gaps} against an sd over seeds of {sd:.3f}; "
+        f"selected/run rounds {rounds}{spent}; sites of {profile['n_train_min']}-{profile['n_train_max']} "
+        f"training rows, as few as {profile['positives_min_site']} positives at one site"
+        + (
+            "; DP noise is calibrated per site to its own rows, so the smallest sites add the most"
+            if "ε" in method
+            else "; the pooled LR picks its L2 penalty by 5-fold CV on all rows at "
+            "once, the federation has a fixed recipe and stops on validation loss"
+        )
+    )
 
 
 def goal_lines(methods: dict[str, list[dict[str, Any]]], profile: dict[str, Any]) -> list[str]:
@@ -56,47 +76,67 @@ def goal_lines(methods: dict[str, list[dict[str, Any]]], profile: dict[str, Any]
         gap = mean(methods[method], "auroc") - base
         ok = gap >= -slack
         line = f"- {method} − pooled LR = {gap:+.3f} AUROC (goal ≥ −{slack:.2f}): " + (
-            "**met**" if ok else f"**MISSED** ({_why(method, methods[method], methods[BASELINE], profile)})")
+            "**met**" if ok else f"**MISSED** ({_why(method, methods[method], methods[BASELINE], profile)})"
+        )
         lines.append(line)
     return lines
 
 
 def dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
     methods = entry["methods"]
-    lines = [f"### {name}", "", f"{entry['about']}. Profile (first seed's split): {_profile_line(entry['profile'])}.",
-             "", "| method | AUROC | AUPRC | calibration slope | selected round (of run) |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        f"### {name}",
+        "",
+        f"{entry['about']}. Profile (first seed's split): {_profile_line(entry['profile'])}.",
+        "",
+        "| method | AUROC | AUPRC | calibration slope | selected round (of run) |",
+        "|---|---:|---:|---:|---|",
+    ]
     for method, rows in sorted(methods.items(), key=lambda m: ORDER.index(m[0]) if m[0] in ORDER else 99):
         rounds = ", ".join(f"{r['selected_round']}/{r['rounds_run']}" for r in rows if "rounds_run" in r)
-        lines.append(f"| {method} | {_mean_sd([r['auroc'] for r in rows])} | "
-                     f"{_mean_sd([r['auprc'] for r in rows])} | {_mean_sd([r['slope'] for r in rows])} | "
-                     f"{rounds or '–'} |")
+        lines.append(
+            f"| {method} | {_mean_sd([r['auroc'] for r in rows])} | "
+            f"{_mean_sd([r['auprc'] for r in rows])} | {_mean_sd([r['slope'] for r in rows])} | "
+            f"{rounds or '–'} |"
+        )
     tuning = next((r["tuning"] for r in methods.get("federated tuned (DP off)", []) if "tuning" in r), None)
     lines += ["", *goal_lines(methods, entry["profile"])]
     if tuning:
-        lines += [f"- tuned: Optuna TPE, {len(tuning['trials'])} trials on the first seed's pooled "
-                  f"validation loss (best {tuning['best_validation_loss']:.4f}): "
-                  f"`{' '.join(tuning['best'])}`"]
+        lines += [
+            f"- tuned: Optuna TPE, {len(tuning['trials'])} trials on the first seed's pooled "
+            f"validation loss (best {tuning['best_validation_loss']:.4f}): "
+            f"`{' '.join(tuning['best'])}`"
+        ]
     return lines + [""]
 
 
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
-    lines = ["# Model quality on the benchmark datasets (issue J)", "",
-             f"Command: `{results['command']}`; {len(results['seeds'])} seed(s) {results['seeds']} "
-             f"(run seed = split seed), mean ± sd of the pooled test rows of every site; "
-             f"whole benchmark {results['wall_s'] / 60:.1f} min"
-             + (f" ({results['parallel']} processes side by side, one per dataset; the parts took "
-                + ", ".join(f"{w / 60:.1f}" for w in results.get("part_walls_s", [])) + " min)"
-                if results.get("parallel") else "") + ".",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load at start: "
-             f"`{m['load (uptime)']}`; at the end: `{results['load_after']}`.", "",
-             "Federated rows use the defaults with no tuning, except *tuned*; every federated model "
-             "is the round the run selected by pooled validation loss, scored once on the test rows. "
-             "Pooled LR is sklearn `LogisticRegressionCV` on every site's train+validation rows "
-             "(mean imputation, missing indicators, standardization); local-only is each hospital "
-             "alone with the default recipe, DP off, scored on its own test rows, pooled. What the "
-             "misses mean: docs/defaults.md.", ""]
+    lines = [
+        "# Model quality on the benchmark datasets (issue J)",
+        "",
+        f"Command: `{results['command']}`; {len(results['seeds'])} seed(s) {results['seeds']} "
+        f"(run seed = split seed), mean ± sd of the pooled test rows of every site; "
+        f"whole benchmark {results['wall_s'] / 60:.1f} min"
+        + (
+            f" ({results['parallel']} processes side by side, one per dataset; the parts took "
+            + ", ".join(f"{w / 60:.1f}" for w in results.get("part_walls_s", []))
+            + " min)"
+            if results.get("parallel")
+            else ""
+        )
+        + ".",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load at start: "
+        f"`{m['load (uptime)']}`; at the end: `{results['load_after']}`.",
+        "",
+        "Federated rows use the defaults with no tuning, except *tuned*; every federated model "
+        "is the round the run selected by pooled validation loss, scored once on the test rows. "
+        "Pooled LR is sklearn `LogisticRegressionCV` on every site's train+validation rows "
+        "(mean imputation, missing indicators, standardization); local-only is each hospital "
+        "alone with the default recipe, DP off, scored on its own test rows, pooled. What the "
+        "misses mean: docs/defaults.md.",
+        "",
+    ]
     if results.get("quick"):
         lines += ["**Smoke run (`--quick`): 2 rounds, one seed; not the benchmark's figures.**", ""]
     for name, entry in results["datasets"].items():

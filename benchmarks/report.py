@@ -60,19 +60,27 @@ def _status(value: float, goal: float) -> str:
 
 
 def _machine(results: dict) -> list[str]:
-    lines = ["# Benchmarks (issue F)", "",
-             "Written by `make bench` (`python -m benchmarks.run [options]`; `--only c` reruns one",
-             "section and keeps the others). Every ratio is measured side by side in one run,",
-             "variants interleaved, medians over repeats. The machine is shared: the load below",
-             "is what other users ran meanwhile, so absolute times are noisy; ratios count.", ""]
+    lines = [
+        "# Benchmarks (issue F)",
+        "",
+        "Written by `make bench` (`python -m benchmarks.run [options]`; `--only c` reruns one",
+        "section and keeps the others). Every ratio is measured side by side in one run,",
+        "variants interleaved, medians over repeats. The machine is shared: the load below",
+        "is what other users ran meanwhile, so absolute times are noisy; ratios count.",
+        "",
+    ]
     groups: dict[str, list[str]] = {}
     for key, machine in sorted(results.get("machines", {}).items()):
         command = results["commands"].get(key, "")
         groups.setdefault(repr((command, sorted(machine.items()))), []).append(key)
     for keys in groups.values():
         machine, command = results["machines"][keys[0]], results["commands"].get(keys[0], "")
-        lines += [f"Sections ({', '.join(keys)}): `python -m benchmarks.run {command}`", "",
-                  "| machine | |", "|---|---|"]
+        lines += [
+            f"Sections ({', '.join(keys)}): `python -m benchmarks.run {command}`",
+            "",
+            "| machine | |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v} |" for k, v in machine.items()] + [""]
     if results.get("quick"):
         lines += ["", "**Quick (smoke) sizes, not the issue's sizes.**"]
@@ -80,74 +88,123 @@ def _machine(results: dict) -> list[str]:
 
 
 def _section_a(a: dict) -> list[str]:
-    lines = ["", "## (a) DP-SGD epoch / plain epoch",
-             f"{a['rows']} rows x {a['features']} features, MLP (hidden 32), batch 256, Adam, "
-             f"noise 1.0, {a['repeats']} repeats; `benchmarks/dp_epoch.py` "
-             "(calls `client.training.train_locally`).", "",
-             "| variant | median CPU s | median wall s | CPU ratio to plain |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "## (a) DP-SGD epoch / plain epoch",
+        f"{a['rows']} rows x {a['features']} features, MLP (hidden 32), batch 256, Adam, "
+        f"noise 1.0, {a['repeats']} repeats; `benchmarks/dp_epoch.py` "
+        "(calls `client.training.train_locally`).",
+        "",
+        "| variant | median CPU s | median wall s | CPU ratio to plain |",
+        "|---|---|---|---|",
+    ]
     plain = a["medians"]["plain"]
     for name, med in a["medians"].items():
         lines.append(f"| {name} | {med['cpu']:.3f} | {med['wall']:.3f} | {med['cpu'] / plain['cpu']:.2f} |")
-    lines += ["", f"Best DP mode: `{a['best']}`; DP/plain = {a['ratio']['cpu']:.2f} (CPU time), "
-              f"{a['ratio']['wall']:.2f} (wall): {_status(a['ratio']['cpu'], GOALS['a'])}."]
+    lines += [
+        "",
+        f"Best DP mode: `{a['best']}`; DP/plain = {a['ratio']['cpu']:.2f} (CPU time), "
+        f"{a['ratio']['wall']:.2f} (wall): {_status(a['ratio']['cpu'], GOALS['a'])}.",
+    ]
     if a["ratio"]["cpu"] > GOALS["a"]:
-        lines += ["", NOTES_A, "", "cProfile of one DP epoch (top by own time):", "", "```",
-                  a["profile_dp"], "```", "", "Plain epoch:", "", "```", a["profile_plain"], "```"]
+        lines += [
+            "",
+            NOTES_A,
+            "",
+            "cProfile of one DP epoch (top by own time):",
+            "",
+            "```",
+            a["profile_dp"],
+            "```",
+            "",
+            "Plain epoch:",
+            "",
+            "```",
+            a["profile_plain"],
+            "```",
+        ]
     return lines
 
 
 def _section_b(b: dict) -> list[str]:
-    return ["", "## (b) Federated simulation / centralized training, same sample-epochs",
-            f"{b['sites']} hospitals, {b['rows']} rows, {b['rounds']} rounds x 1 local epoch vs "
-            f"{b['rounds']} epochs on the pooled rows; DP off; batch 256; {b['repeats']} repeats.",
-            "", f"Federated: `{b['command']}`",
-            "Centralized: `python -m benchmarks.central --config-dir DIR --data bench --epochs "
-            f"{b['rounds']} --batch-size 256`", "",
-            "| | federated | centralized | ratio |", "|---|---|---|---|",
-            f"| process wall s (median) | {b['wall']['federated']:.1f} | {b['wall']['central']:.1f} | "
-            f"{b['ratio_wall']:.2f} |",
-            f"| s per round / per epoch (median) | {b['per_round']['federated']:.1f} | "
-            f"{b['per_round']['central']:.1f} | {b['ratio_per_round']:.2f} |", "",
-            f"Steady state: {_status(b['ratio_per_round'], GOALS['b'])}; whole process including "
-            f"the runtime's start (Ray, ~15 s) and the statistics query: "
-            f"{_status(b['ratio_wall'], GOALS['b'])}.",
-            "Note: the federation trains two sites at once (one Ray actor per core); the "
-            "centralized baseline uses one thread, as each client does.",
-            *(["", NOTES_B] if b["ratio_per_round"] > GOALS["b"] else [])]
+    return [
+        "",
+        "## (b) Federated simulation / centralized training, same sample-epochs",
+        f"{b['sites']} hospitals, {b['rows']} rows, {b['rounds']} rounds x 1 local epoch vs "
+        f"{b['rounds']} epochs on the pooled rows; DP off; batch 256; {b['repeats']} repeats.",
+        "",
+        f"Federated: `{b['command']}`",
+        "Centralized: `python -m benchmarks.central --config-dir DIR --data bench --epochs "
+        f"{b['rounds']} --batch-size 256`",
+        "",
+        "| | federated | centralized | ratio |",
+        "|---|---|---|---|",
+        f"| process wall s (median) | {b['wall']['federated']:.1f} | {b['wall']['central']:.1f} | "
+        f"{b['ratio_wall']:.2f} |",
+        f"| s per round / per epoch (median) | {b['per_round']['federated']:.1f} | "
+        f"{b['per_round']['central']:.1f} | {b['ratio_per_round']:.2f} |",
+        "",
+        f"Steady state: {_status(b['ratio_per_round'], GOALS['b'])}; whole process including "
+        f"the runtime's start (Ray, ~15 s) and the statistics query: "
+        f"{_status(b['ratio_wall'], GOALS['b'])}.",
+        "Note: the federation trains two sites at once (one Ray actor per core); the "
+        "centralized baseline uses one thread, as each client does.",
+        *(["", NOTES_B] if b["ratio_per_round"] > GOALS["b"] else []),
+    ]
 
 
 def _section_c(runs: list[dict]) -> list[str]:
-    lines = ["", "## (c) Many simulated hospitals: wall time and peak memory", "",
-             "| hospitals | rows | rounds | wall | peak RSS sum | peak PSS sum |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## (c) Many simulated hospitals: wall time and peak memory",
+        "",
+        "| hospitals | rows | rounds | wall | peak RSS sum | peak PSS sum |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['sites']} | {r['rows']} | {r['rounds']} | {r['wall_s'] / 60:.1f} min | "
-                     f"{r['peak_rss_gib']:.2f} GiB | {r['peak_pss_gib']:.2f} GiB |")
+        lines.append(
+            f"| {r['sites']} | {r['rows']} | {r['rounds']} | {r['wall_s'] / 60:.1f} min | "
+            f"{r['peak_rss_gib']:.2f} GiB | {r['peak_pss_gib']:.2f} GiB |"
+        )
     first = runs[0]
-    lines += ["", f"Command: `{first['command']}` (DP on, after `lhsfed synth --sites "
-              f"{first['sites']} --rows {first['rows']} --heterogeneity 0.7`).",
-              "Memory is the launcher's whole process tree (Ray's processes included), sampled "
-              "every second; PSS shares each library page among the processes mapping it.",
-              f"Time: {_status(first['wall_s'] / 60, GOALS['c_minutes'])} minutes; memory: "
-              f"{_status(first['peak_pss_gib'], GOALS['c_gib'])} GiB."]
+    lines += [
+        "",
+        f"Command: `{first['command']}` (DP on, after `lhsfed synth --sites "
+        f"{first['sites']} --rows {first['rows']} --heterogeneity 0.7`).",
+        "Memory is the launcher's whole process tree (Ray's processes included), sampled "
+        "every second; PSS shares each library page among the processes mapping it.",
+        f"Time: {_status(first['wall_s'] / 60, GOALS['c_minutes'])} minutes; memory: "
+        f"{_status(first['peak_pss_gib'], GOALS['c_gib'])} GiB.",
+    ]
     if (first["sites"], first["rows"], first["rounds"]) != (100, 1_000_000, 5):
-        lines += ["", "**Not the issue's full size** (100 hospitals, 1M rows, 5 rounds): the full "
-                  "size did not fit the session on the shared machine; `python -m benchmarks.run "
-                  "--only c` runs it. Same rows over fewer hospitals is the second row: memory "
-                  "stays flat with the number of hospitals; time does not (see profile)."]
+        lines += [
+            "",
+            "**Not the issue's full size** (100 hospitals, 1M rows, 5 rounds): the full "
+            "size did not fit the session on the shared machine; `python -m benchmarks.run "
+            "--only c` runs it. Same rows over fewer hospitals is the second row: memory "
+            "stays flat with the number of hospitals; time does not (see profile).",
+        ]
     lines += ["", NOTES_C]
     return lines
 
 
 def _section_d(d: dict) -> list[str]:
-    lines = ["", "## (d) Bytes a hospital sends per round / float32 model size",
-             "Real ClientApp replies, serialized as on the wire (`flwr.common.serde.message_to_proto`);"
-             " `benchmarks/wire_bytes.py`.", "",
-             "| model | float32 bytes | arrays alone | train reply | evaluate reply | query (once) | train/model | round/model |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## (d) Bytes a hospital sends per round / float32 model size",
+        "Real ClientApp replies, serialized as on the wire (`flwr.common.serde.message_to_proto`);"
+        " `benchmarks/wire_bytes.py`.",
+        "",
+        "| model | float32 bytes | arrays alone | train reply | evaluate reply | query (once) "
+        "| train/model | round/model |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in d.items():
-        lines.append(f"| {name} | {m['model_bytes']} | {m['arrays_only']} | {m['train_reply']} | {m['evaluate_reply']} | "
-                     f"{m['query_reply_once']} | {m['train_ratio']:.3f} | {m['round_ratio']:.3f} |")
+        lines.append(
+            f"| {name} | {m['model_bytes']} | {m['arrays_only']} | {m['train_reply']} "
+            f"| {m['evaluate_reply']} | "
+            f"{m['query_reply_once']} | {m['train_ratio']:.3f} | {m['round_ratio']:.3f} |"
+        )
     default = next(iter(d.values()))
     lines += ["", f"Default model, train+evaluate per round: {_status(default['round_ratio'], GOALS['d'])}."]
     if default["round_ratio"] > GOALS["d"]:

@@ -19,9 +19,11 @@ from tests.helpers.deployment_net import Network
 
 ADMITTED = "SuperNode ID:"  # what flower-supernode logs once the SuperLink activated it
 
+
 def _refusal_line(log: str) -> str:
-    return next((line.split("Exit Code:")[1].strip() for line in log.splitlines()
-                 if "Exit Code:" in line), "")
+    return next(
+        (line.split("Exit Code:")[1].strip() for line in log.splitlines() if "Exit Code:" in line), ""
+    )
 
 
 def restart_until_served(net: Network, site: str, killed_at: float, limit_s: float = 300) -> list:
@@ -34,9 +36,14 @@ def restart_until_served(net: Network, site: str, killed_at: float, limit_s: flo
         if proc.alive():
             attempts.append({"began_s": round(began, 1), "status": None})
             return attempts
-        attempts.append({"began_s": round(began, 1), "status": proc.popen.returncode,
-                         "ended_s": round(time.monotonic() - killed_at, 1),
-                         "flower_exit_code": _refusal_line(proc.output())})
+        attempts.append(
+            {
+                "began_s": round(began, 1),
+                "status": proc.popen.returncode,
+                "ended_s": round(time.monotonic() - killed_at, 1),
+                "flower_exit_code": _refusal_line(proc.output()),
+            }
+        )
         time.sleep(2)
     return attempts
 

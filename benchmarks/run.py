@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="(c) rounds")
     parser.add_argument("--repeats", type=int, default=5, help="(a) repeats")
     parser.add_argument("--b-repeats", type=int, default=3, help="(b) repeats")
-    parser.add_argument("--compare-sites", type=int, default=10,
-                        help="(c) also run the same rows over this many sites (0: skip)")
+    parser.add_argument(
+        "--compare-sites",
+        type=int,
+        default=10,
+        help="(c) also run the same rows over this many sites (0: skip)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=None, help="folder for cohorts and runs")
     args = parser.parse_args(argv)
@@ -38,11 +42,16 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {"machine": machine_info(), "quick": args.quick}
     sections = {
         "a": lambda: dp_epoch.run(rows=5_000 if args.quick else 50_000, repeats=args.repeats),
-        "b": lambda: federated_vs_central.run(work, rows=20_000 if args.quick else 200_000,
-                                              repeats=1 if args.quick else args.b_repeats),
-        "c": lambda: many_hospitals.run(work, sites=10 if args.quick else args.sites,
-                                        rows=20_000 if args.quick else args.rows, rounds=args.rounds,
-                                        compare_sites=2 if args.quick else args.compare_sites),
+        "b": lambda: federated_vs_central.run(
+            work, rows=20_000 if args.quick else 200_000, repeats=1 if args.quick else args.b_repeats
+        ),
+        "c": lambda: many_hospitals.run(
+            work,
+            sites=10 if args.quick else args.sites,
+            rows=20_000 if args.quick else args.rows,
+            rounds=args.rounds,
+            compare_sites=2 if args.quick else args.compare_sites,
+        ),
         "d": wire_bytes.run,
     }
     for key in sorted(only):
@@ -52,9 +61,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _write(out: Path, results: dict, key: str, argv: list[str] | None) -> None:
-    section = {key: results[key], "quick": results["quick"],
-               "machine": {**results["machine"], "load after (uptime)": machine_info()["load (uptime)"]},
-               "commands": {key: " ".join(argv if argv is not None else sys.argv[1:])}}
+    section = {
+        key: results[key],
+        "quick": results["quick"],
+        "machine": {**results["machine"], "load after (uptime)": machine_info()["load (uptime)"]},
+        "commands": {key: " ".join(argv if argv is not None else sys.argv[1:])},
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     merged = _merge_previous(out.with_suffix(".json"), section)
     out.with_suffix(".json").write_text(json.dumps(merged, indent=1, default=str))

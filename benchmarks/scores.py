@@ -27,8 +27,11 @@ from federation.modeler.baselines import train_baseline
 def pooled_scores(y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
     """AUROC, AUPRC and calibration slope of pooled predictions."""
     slope, _ = calibration_slope_intercept(y, risk)
-    return {"auroc": float(roc_auc_score(y, risk)), "auprc": float(average_precision_score(y, risk)),
-            "slope": slope}
+    return {
+        "auroc": float(roc_auc_score(y, risk)),
+        "auprc": float(average_precision_score(y, risk)),
+        "slope": slope,
+    }
 
 
 def _test(sites: list[SiteData]) -> tuple[np.ndarray, np.ndarray]:
@@ -55,9 +58,11 @@ def pooled_logistic_regression(sites: list[SiteData], seed: int) -> dict[str, fl
     parts = [fit_rows(s) for s in sites]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     keep = ~np.isnan(x).all(0)  # a column no training row records carries nothing
-    fit = make_pipeline(SimpleImputer(strategy="mean", add_indicator=True), StandardScaler(),
-                        LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=2000,
-                                             random_state=seed))
+    fit = make_pipeline(
+        SimpleImputer(strategy="mean", add_indicator=True),
+        StandardScaler(),
+        LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=2000, random_state=seed),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit.fit(x[:, keep], y)

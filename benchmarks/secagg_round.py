@@ -78,9 +78,11 @@ def measure(repeats: int) -> tuple[dict, tuple[str, dict[str, float]]]:
         strategy = build_strategy(settings.strategy)
         variants = {
             "plain FedAvg round": lambda: _timed_round(
-                lambda: _plain_train(grid, strategy, next(rounds), arrays, TIMEOUT)),
+                lambda: _plain_train(grid, strategy, next(rounds), arrays, TIMEOUT)
+            ),
             "SecAgg+ round": lambda: _timed_round(
-                lambda: secure_train_round(grid, settings, next(rounds), arrays, TIMEOUT)),
+                lambda: secure_train_round(grid, settings, next(rounds), arrays, TIMEOUT)
+            ),
         }
         side_by_side(variants, 1)  # warm-up, untimed: first-call costs (imports, Opacus) of each
         times = side_by_side(variants, repeats)
@@ -93,29 +95,44 @@ def report(result: dict, profiled: tuple[str, dict[str, float]], command: str, i
     med = result["medians"]
     plain, secure = med["plain FedAvg round"], med["SecAgg+ round"]
     ratio = secure["wall"] / plain["wall"]
-    lines = ["# SecAgg+ round vs plain round (4 sites)", "",
-             f"Command: `{command}`", "", "| machine | |", "|---|---|"]
+    lines = [
+        "# SecAgg+ round vs plain round (4 sites)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| machine | |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in info.items()]
     lines += ["", "| round | median wall s | median CPU s | all wall s |", "|---|---|---|---|"]
     for name, m in med.items():
         walls = ", ".join(f"{w:.2f}" for w in result["times"][name]["wall"])
         lines.append(f"| {name} | {m['wall']:.2f} | {m['cpu']:.2f} | {walls} |")
     verdict = "met" if ratio <= GOAL else "MISSED"
-    lines += ["", f"**Ratio SecAgg+ / plain (median wall): {ratio:.2f}** "
-              f"(CPU: {secure['cpu'] / plain['cpu']:.2f}); goal <= {GOAL:g}: {verdict}.", "",
-              f"Where one SecAgg+ round's {split['total']:.2f} s go (profiled): sites' local "
-              f"training {split.get('train_locally', 0):.2f} s, budget query "
-              f"{split.get('budget', 0):.2f} s, mask generation (ChaCha20, both sides) "
-              f"{split.get('mask_prg', 0):.3f} s, the rest (keys, Shamir shares, encryption, "
-              f"quantization, message copies) "
-              f"{split['total'] - sum(v for k, v in split.items() if k != 'total'):.2f} s.", "",
-              "What this leaves out: the grid is in process, so a deployment adds, per SecAgg+ "
-              "round, the latency of 4 more server-site round trips (budget query and 3 more "
-              "protocol stages; a plain round has 1). The own-time list below shows where the "
-              "protocol's CPU goes.", "",
-              "Profile of one more SecAgg+ round (cProfile: top 25 by cumulative time, then top "
-              "15 by own time):", "",
-              "```", profile.strip(), "```", ""]
+    lines += [
+        "",
+        f"**Ratio SecAgg+ / plain (median wall): {ratio:.2f}** "
+        f"(CPU: {secure['cpu'] / plain['cpu']:.2f}); goal <= {GOAL:g}: {verdict}.",
+        "",
+        f"Where one SecAgg+ round's {split['total']:.2f} s go (profiled): sites' local "
+        f"training {split.get('train_locally', 0):.2f} s, budget query "
+        f"{split.get('budget', 0):.2f} s, mask generation (ChaCha20, both sides) "
+        f"{split.get('mask_prg', 0):.3f} s, the rest (keys, Shamir shares, encryption, "
+        f"quantization, message copies) "
+        f"{split['total'] - sum(v for k, v in split.items() if k != 'total'):.2f} s.",
+        "",
+        "What this leaves out: the grid is in process, so a deployment adds, per SecAgg+ "
+        "round, the latency of 4 more server-site round trips (budget query and 3 more "
+        "protocol stages; a plain round has 1). The own-time list below shows where the "
+        "protocol's CPU goes.",
+        "",
+        "Profile of one more SecAgg+ round (cProfile: top 25 by cumulative time, then top 15 by own time):",
+        "",
+        "```",
+        profile.strip(),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -31,13 +31,18 @@ def pooled_auroc(overrides: list[str], run_dir: Path) -> float:
 
 
 def table(rounds: int, strategies: list[str]) -> str:
-    lines = ["| strategy | " + " | ".join(f"AUROC, {p}" for p in PRIVACY) + " |",
-             "|---|" + "---:|" * len(PRIVACY)]
+    lines = [
+        "| strategy | " + " | ".join(f"AUROC, {p}" for p in PRIVACY) + " |",
+        "|---|" + "---:|" * len(PRIVACY),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in strategies:
-            cells = [pooled_auroc([f"strategy={strategy}", f"rounds={rounds}", *privacy],
-                                  Path(tmp) / f"{strategy}-{i}")
-                     for i, privacy in enumerate(PRIVACY.values())]
+            cells = [
+                pooled_auroc(
+                    [f"strategy={strategy}", f"rounds={rounds}", *privacy], Path(tmp) / f"{strategy}-{i}"
+                )
+                for i, privacy in enumerate(PRIVACY.values())
+            ]
             lines.append(f"| {strategy} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
             print(lines[-1], file=sys.stderr, flush=True)
     return "\n".join(lines)

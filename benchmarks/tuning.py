@@ -20,20 +20,23 @@ def trial_overrides(trial: optuna.Trial) -> list[str]:
     """One recipe: model, optimiser, learning rate, batch size, local epochs, weight decay."""
     optimizer = trial.suggest_categorical("optimizer", ["adam", "sgd"])
     low, high = (1e-3, 3e-2) if optimizer == "adam" else (1e-2, 0.5)
-    return [f"model={trial.suggest_categorical('model', ['logreg', 'mlp'])}",
-            f"train.optimizer={optimizer}",
-            f"train.lr={trial.suggest_float('lr', low, high, log=True):.5g}",
-            f"train.batch_size={trial.suggest_categorical('batch_size', [16, 32, 64])}",
-            f"train.local_epochs={trial.suggest_int('local_epochs', 1, 3)}",
-            f"train.weight_decay={trial.suggest_categorical('weight_decay', [0.0, 1e-4, 1e-3])}"]
+    return [
+        f"model={trial.suggest_categorical('model', ['logreg', 'mlp'])}",
+        f"train.optimizer={optimizer}",
+        f"train.lr={trial.suggest_float('lr', low, high, log=True):.5g}",
+        f"train.batch_size={trial.suggest_categorical('batch_size', [16, 32, 64])}",
+        f"train.local_epochs={trial.suggest_int('local_epochs', 1, 3)}",
+        f"train.weight_decay={trial.suggest_categorical('weight_decay', [0.0, 1e-4, 1e-3])}",
+    ]
 
 
 def validation_loss(summary: dict[str, Any]) -> float:
     return float(summary["selection"]["validation"]["loss"])
 
 
-def tune(dataset: bs.Dataset, seed: int, workdir: Path, quick: list[str], trials: int
-         ) -> tuple[list[str], dict[str, Any]]:
+def tune(
+    dataset: bs.Dataset, seed: int, workdir: Path, quick: list[str], trials: int
+) -> tuple[list[str], dict[str, Any]]:
     """(best overrides, what the study tried) after ``trials`` DP-off federations."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tried: list[dict[str, Any]] = []

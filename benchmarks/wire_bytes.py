@@ -25,18 +25,23 @@ from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import model_spec
 
-MODELS = {"mlp hidden 32": ["model=mlp"], "mlp hidden 256": ["model=mlp", "model.hidden=256"],
-          "logreg (default)": ["model=logreg"]}
+MODELS = {
+    "mlp hidden 32": ["model=mlp"],
+    "mlp hidden 256": ["model=mlp", "model.hidden=256"],
+    "logreg (default)": ["model=logreg"],
+}
 
 
 def _reply_bytes(run_config: dict, message_type: str, arrays: ArrayRecord | None) -> int:
-    content = RecordDict({wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1,
-                                                     wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})})
+    content = RecordDict(
+        {wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1, wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})}
+    )
     if arrays is not None:
         content[wire.ARRAYS] = arrays
     message = Message(content, dst_node_id=7, message_type=message_type)
-    context = Context(run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(),
-                      run_config=dict(run_config))
+    context = Context(
+        run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config=dict(run_config)
+    )
     reply = client_app(message, context)
     assert not reply.has_error(), reply.error
     return len(message_to_proto(reply).SerializeToString())
@@ -51,9 +56,15 @@ def measure(overrides: list[str]) -> dict[str, float]:
     evaluate = _reply_bytes(run_config, MessageType.EVALUATE, arrays)
     query = _reply_bytes(run_config, MessageType.QUERY, None)
     arrays_only = len(recorddict_to_proto(RecordDict({wire.ARRAYS: arrays})).SerializeToString())
-    return {"model_bytes": model_bytes, "arrays_only": arrays_only, "train_reply": train, "evaluate_reply": evaluate,
-            "query_reply_once": query, "train_ratio": train / model_bytes,
-            "round_ratio": (train + evaluate) / model_bytes}
+    return {
+        "model_bytes": model_bytes,
+        "arrays_only": arrays_only,
+        "train_reply": train,
+        "evaluate_reply": evaluate,
+        "query_reply_once": query,
+        "train_ratio": train / model_bytes,
+        "round_ratio": (train + evaluate) / model_bytes,
+    }
 
 
 def run() -> dict:

@@ -90,8 +90,9 @@ def _round(message: Message) -> int:
 
 
 def _reply(message: Message, site: str, metrics: dict, arrays: ArrayRecord | None = None) -> Message:
-    content = RecordDict({wire.METRICS: MetricRecord(metrics),
-                          wire.SITE: ConfigRecord({wire.SITE_NAME: site})})
+    content = RecordDict(
+        {wire.METRICS: MetricRecord(metrics), wire.SITE: ConfigRecord({wire.SITE_NAME: site})}
+    )
     if arrays is not None:
         content[wire.ARRAYS] = arrays
     return Message(content=content, reply_to=message)
@@ -102,12 +103,16 @@ def budget(message: Message, context: Context) -> Message:
     """Will this site train the coming round? (asked before a secure-aggregation round)."""
     site = _open_site(context)
     site_budget = site.budget(context)
-    refusal = site_budget.refusal(site.settings, site_budget.noise(site.settings, _round(message)),
-                                   _round(message))
+    refusal = site_budget.refusal(
+        site.settings, site_budget.noise(site.settings, _round(message)), _round(message)
+    )
     if refusal:
         raise PrivacyBudgetError(refusal)
-    return _reply(message, site.data.name, {wire.NUM_EXAMPLES: len(site.data.y_train),
-                                            wire.SITE_EPSILON: site_budget.site_epsilon()})
+    return _reply(
+        message,
+        site.data.name,
+        {wire.NUM_EXAMPLES: len(site.data.y_train), wire.SITE_EPSILON: site_budget.site_epsilon()},
+    )
 
 
 @app.query()
@@ -115,8 +120,11 @@ def query(message: Message, context: Context) -> Message:
     """Per-feature count, sum and sum of squares of observed training values; a feature
     with a cell under the site's minimum cell size is withheld (all 0)."""
     site = _open_site(context)
-    return _reply(message, site.data.name, released_feature_statistics(
-        site.data.x_train, site.spec, min_cell=site.policy.min_cell_size))
+    return _reply(
+        message,
+        site.data.name,
+        released_feature_statistics(site.data.x_train, site.spec, min_cell=site.policy.min_cell_size),
+    )
 
 
 @app.train(mods=[secure_aggregation_mod])
@@ -135,8 +143,13 @@ def train(message: Message, context: Context) -> Message:
     planned = budget.reserve(settings, noise, server_round)
     config = message.content.get(wire.CONFIG, ConfigRecord())
     result = train_locally(
-        model, data.x_train, data.y_train, train=settings.train, privacy=settings.privacy,
-        noise_multiplier=noise, seed=settings.seed * 1000 + server_round,  # seed: DP off only
+        model,
+        data.x_train,
+        data.y_train,
+        train=settings.train,
+        privacy=settings.privacy,
+        noise_multiplier=noise,
+        seed=settings.seed * 1000 + server_round,  # seed: DP off only
         proximal_mu=float(config.get(wire.PROXIMAL_MU, 0.0)),
     )
     if settings.privacy.enabled and sum(n for *_, n in result.history) != sum(e.steps for e in planned):
@@ -157,8 +170,9 @@ def train(message: Message, context: Context) -> Message:
 
 def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> str | None:
     """Why this site will not score the model this round (None: it will)."""
-    too_small = evaluation_refusal(site.data.y_test, min_rows=site.policy.min_eval_rows,
-                                   min_cell=site.policy.min_cell_size)
+    too_small = evaluation_refusal(
+        site.data.y_test, min_rows=site.policy.min_eval_rows, min_cell=site.policy.min_cell_size
+    )
     if too_small:
         return too_small.removeprefix("evaluation refused ").replace("(", "", 1).replace(")", "", 1)
     budget = site.budget(context)
@@ -184,8 +198,9 @@ def _validation_scores(site: SiteView, model) -> dict:
     data, policy = site.data, site.policy
     if evaluation_refusal(data.y_val, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size):
         return {}
-    scores = _scores(data.y_val, predict_risk(model, data.x_val), min_cell=policy.min_cell_size,
-                     with_ci=False)
+    scores = _scores(
+        data.y_val, predict_risk(model, data.x_val), min_cell=policy.min_cell_size, with_ci=False
+    )
     return {wire.VALIDATION_PREFIX + k: v for k, v in scores.items() if k != wire.NUM_EXAMPLES}
 
 
@@ -200,6 +215,7 @@ def evaluate(message: Message, context: Context) -> Message:
         raise EvaluationRefused(refusal)
     model = _model(settings, message.content[wire.ARRAYS])
     with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
-    test = _scores(data.y_test, predict_risk(model, data.x_test),
-                   min_cell=site.policy.min_cell_size, with_ci=with_ci)
+    test = _scores(
+        data.y_test, predict_risk(model, data.x_test), min_cell=site.policy.min_cell_size, with_ci=with_ci
+    )
     return _reply(message, data.name, {**test, **_validation_scores(site, model)})

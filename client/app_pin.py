@@ -39,8 +39,10 @@ class AppPin:
     def parse(cls, text: str) -> AppPin:
         fab_id, _, version = text.strip().partition("==")
         if fab_id.count("/") != 1 or not all(fab_id.split("/")) or (_ and not version):
-            raise ValueError(f"LHSFED_APP_PIN={text!r}: give PUBLISHER/NAME or "
-                             f"PUBLISHER/NAME==VERSION (default {DEFAULT_PIN})")
+            raise ValueError(
+                f"LHSFED_APP_PIN={text!r}: give PUBLISHER/NAME or "
+                f"PUBLISHER/NAME==VERSION (default {DEFAULT_PIN})"
+            )
         return cls(fab_id, version or None)
 
 
@@ -56,16 +58,21 @@ def _packed(paths: list[str]) -> list[str]:
 
 def installed_code(package_dirs: dict[str, Path]) -> dict[str, str]:
     """SHA-256 of every file of the installed packages a FAB built from them would carry."""
-    files = {f"{name}/{path.relative_to(folder).as_posix()}": path
-             for name, folder in package_dirs.items() for path in folder.rglob("*") if path.is_file()}
+    files = {
+        f"{name}/{path.relative_to(folder).as_posix()}": path
+        for name, folder in package_dirs.items()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
     return {rel: hashlib.sha256(files[rel].read_bytes()).hexdigest() for rel in _packed(list(files))}
 
 
 def bundle_code(fab: bytes) -> dict[str, str]:
     """SHA-256 of every file the FAB carries under a pinned package."""
     with zipfile.ZipFile(BytesIO(fab)) as archive:
-        names = [n for n in archive.namelist()
-                 if n.split("/", 1)[0] in PINNED_PACKAGES and not n.endswith("/")]
+        names = [
+            n for n in archive.namelist() if n.split("/", 1)[0] in PINNED_PACKAGES and not n.endswith("/")
+        ]
         return _digests({name: archive.read(name) for name in names})
 
 

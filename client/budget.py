@@ -41,13 +41,15 @@ MAX_NOISE_MULTIPLIER = 10.0
 TARGET_TOLERANCE = 1e-6
 
 
-def noise_for_rest(history: History, *, rate: float, steps: int, target_epsilon: float,
-                   delta: float, accountant: str) -> float | None:
+def noise_for_rest(
+    history: History, *, rate: float, steps: int, target_epsilon: float, delta: float, accountant: str
+) -> float | None:
     """Smallest σ (within 0.01 %) so that ``history`` plus ``steps`` more steps at ``rate``
     compose to at most ``target_epsilon``; None if even ``MAX_NOISE_MULTIPLIER`` is not enough.
 
     Opacus's ``get_noise_multiplier`` starts from an empty history, so the bisection is ours.
     """
+
     def epsilon(sigma: float) -> float:
         return epsilon_spent(list(history) + [(sigma, rate, steps)], delta=delta, accountant=accountant)
 
@@ -81,11 +83,13 @@ class SiteBudget:
     n_train: int
 
     @classmethod
-    def open(cls, context: Context, settings: RunSettings, policy: SitePolicy, site: str,
-             n_train: int) -> "SiteBudget":
+    def open(
+        cls, context: Context, settings: RunSettings, policy: SitePolicy, site: str, n_train: int
+    ) -> "SiteBudget":
         ledger = open_site_ledger(policy, site, create_key=not is_deployed(dict(context.node_config)))
-        return cls(site=site, run=run_identity(settings, context), n_train=n_train, ledger=ledger,
-                   policy=policy)
+        return cls(
+            site=site, run=run_identity(settings, context), n_train=n_train, ledger=ledger, policy=policy
+        )
 
     @property
     def delta(self) -> float:
@@ -110,8 +114,9 @@ class SiteBudget:
         """
         if not settings.privacy.enabled:
             return None
-        planned = noise_for_run(settings, self.n_train, delta=self.policy.delta,
-                                accountant=self.policy.accountant)
+        planned = noise_for_run(
+            settings, self.n_train, delta=self.policy.delta, accountant=self.policy.accountant
+        )
         if server_round is None:
             return planned
         refused = self.round_refusal(settings, server_round)
@@ -128,21 +133,34 @@ class SiteBudget:
         target = settings.privacy.target_epsilon
         return self._epsilon(history) <= target * (1 + TARGET_TOLERANCE)
 
-    def _recalibrated(self, settings: RunSettings, spent: History, per_round: tuple[float, float, int],
-                      server_round: int) -> float:
+    def _recalibrated(
+        self, settings: RunSettings, spent: History, per_round: tuple[float, float, int], server_round: int
+    ) -> float:
         rounds_left = max(settings.rounds - server_round + 1, 1)
         target = settings.privacy.target_epsilon
-        sigma = noise_for_rest(spent, rate=per_round[1], steps=per_round[2] * rounds_left,
-                               target_epsilon=target, delta=self.policy.delta,
-                               accountant=self.policy.accountant)
+        sigma = noise_for_rest(
+            spent,
+            rate=per_round[1],
+            steps=per_round[2] * rounds_left,
+            target_epsilon=target,
+            delta=self.policy.delta,
+            accountant=self.policy.accountant,
+        )
         if sigma is None:
             raise PrivacyBudgetError(
                 f"site {self.site} has no useful budget left for this run: it spent ε "
                 f"{self._epsilon(spent):.4g} of the target {target:g} (δ={self.policy.delta:g}); "
                 f"{rounds_left} more round(s) would need a noise multiplier above "
-                f"{MAX_NOISE_MULTIPLIER:g}; keep the run as it is, or start a new one")
-        log.info("site %s: round %s on, σ %.4g keeps the run within ε %g (spent %.4g)",
-                 self.site, server_round, sigma, target, self._epsilon(spent))
+                f"{MAX_NOISE_MULTIPLIER:g}; keep the run as it is, or start a new one"
+            )
+        log.info(
+            "site %s: round %s on, σ %.4g keeps the run within ε %g (spent %.4g)",
+            self.site,
+            server_round,
+            sigma,
+            target,
+            self._epsilon(spent),
+        )
         return sigma
 
     def rate(self, settings: RunSettings) -> float:
@@ -151,8 +169,13 @@ class SiteBudget:
     def planned_round(self, settings: RunSettings, noise: float | None) -> History:
         """The accountant steps one round will take (σ = 0: DP off, no finite ε)."""
         t = settings.train
-        steps = planned_steps(n_train=self.n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
-                              rounds=1, local_steps=t.local_steps)
+        steps = planned_steps(
+            n_train=self.n_train,
+            batch_size=t.batch_size,
+            local_epochs=t.local_epochs,
+            rounds=1,
+            local_steps=t.local_steps,
+        )
         return [(noise or 0.0, self.rate(settings), steps)]
 
     def run_refusal(self, settings: RunSettings, noise: float | None) -> str | None:
@@ -161,17 +184,25 @@ class SiteBudget:
         if not settings.privacy.enabled:
             return f"{site} requires DP (require-dp): privacy=off is refused" if p.require_dp else None
         checks = [
-            (settings.rounds <= p.max_rounds, f"{site} allows at most {p.max_rounds} rounds "
-                                              f"(max-rounds); the run asks {settings.rounds}"),
-            (t.local_epochs <= p.max_local_epochs,
-             f"{site} allows at most {p.max_local_epochs} local epochs (max-local-epochs); the run "
-             f"asks {t.local_epochs}"),
-            (p.delta <= 1 / (10 * self.n_train),
-             f"{site}'s δ={p.delta:g} is more than 1/(10·n_train) = {1 / (10 * self.n_train):.3g} for "
-             "its training rows; the site must lower its 'delta'"),
-            (noise is not None and noise >= p.min_noise_multiplier,
-             f"{site} requires a noise multiplier >= {p.min_noise_multiplier:g} "
-             f"(min-noise-multiplier); this run's would be {noise or 0:.3g}"),
+            (
+                settings.rounds <= p.max_rounds,
+                f"{site} allows at most {p.max_rounds} rounds (max-rounds); the run asks {settings.rounds}",
+            ),
+            (
+                t.local_epochs <= p.max_local_epochs,
+                f"{site} allows at most {p.max_local_epochs} local epochs (max-local-epochs); the run "
+                f"asks {t.local_epochs}",
+            ),
+            (
+                p.delta <= 1 / (10 * self.n_train),
+                f"{site}'s δ={p.delta:g} is more than 1/(10·n_train) = {1 / (10 * self.n_train):.3g} for "
+                "its training rows; the site must lower its 'delta'",
+            ),
+            (
+                noise is not None and noise >= p.min_noise_multiplier,
+                f"{site} requires a noise multiplier >= {p.min_noise_multiplier:g} "
+                f"(min-noise-multiplier); this run's would be {noise or 0:.3g}",
+            ),
         ]
         return next((message for ok, message in checks if not ok), None)
 
@@ -183,19 +214,21 @@ class SiteBudget:
         spent, would = self._epsilon(history), self._epsilon(history + list(planned))
         if would <= self.policy.max_epsilon:
             return None
-        return (f"site {self.site} refuses round {server_round}: ε would reach {would:.4g} > cap "
-                f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.policy.delta:g})")
+        return (
+            f"site {self.site} refuses round {server_round}: ε would reach {would:.4g} > cap "
+            f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.policy.delta:g})"
+        )
 
     def round_refusal(self, settings: RunSettings, server_round: int) -> str | None:
         """A round number outside the run's own ``1..rounds`` (the coordinator's counter is not
         trusted: rounds past the plan would train at the plan's σ, past the run's target)."""
         if 1 <= server_round <= settings.rounds:
             return None
-        return (f"site {self.site} refuses round {server_round}: this run has rounds 1 to "
-                f"{settings.rounds}")
+        return f"site {self.site} refuses round {server_round}: this run has rounds 1 to {settings.rounds}"
 
-    def target_refusal(self, settings: RunSettings, entries: list[LedgerEntry], planned: History,
-                       server_round: int) -> str | None:
+    def target_refusal(
+        self, settings: RunSettings, entries: list[LedgerEntry], planned: History, server_round: int
+    ) -> str | None:
         """Why the planned round would take this run past its ε target (None: within it).
 
         Checked in the same ledger transaction as the cap, so two train messages for one
@@ -206,16 +239,21 @@ class SiteBudget:
         run_history = [e.accountant_step for e in entries if e.run == self.run]
         if self._within_target(settings, run_history + list(planned)):
             return None
-        return (f"site {self.site} refuses round {server_round}: this run's ε would reach "
-                f"{self._epsilon(run_history + list(planned)):.4g} > its target "
-                f"{settings.privacy.target_epsilon:g} (δ={self.policy.delta:g})")
+        return (
+            f"site {self.site} refuses round {server_round}: this run's ε would reach "
+            f"{self._epsilon(run_history + list(planned)):.4g} > its target "
+            f"{settings.privacy.target_epsilon:g} (δ={self.policy.delta:g})"
+        )
 
     def refusal(self, settings: RunSettings, noise: float | None, server_round: int) -> str | None:
         """Read-only check (the budget query before a secure-aggregation round)."""
         entries, planned = self.ledger.entries(), self.planned_round(settings, noise)
-        return (self.round_refusal(settings, server_round) or self.run_refusal(settings, noise)
-                or self.cap_refusal(entries, planned, server_round)
-                or self.target_refusal(settings, entries, planned, server_round))
+        return (
+            self.round_refusal(settings, server_round)
+            or self.run_refusal(settings, noise)
+            or self.cap_refusal(entries, planned, server_round)
+            or self.target_refusal(settings, entries, planned, server_round)
+        )
 
     def reserve(self, settings: RunSettings, noise: float | None, server_round: int) -> list[LedgerEntry]:
         """Check the round, the policy, the cap and the run target and write the round's spend
@@ -229,16 +267,24 @@ class SiteBudget:
         planned = self.planned_round(settings, noise)
 
         def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
-            refused = (self.cap_refusal(entries, planned, server_round)
-                       or self.target_refusal(settings, entries, planned, server_round))
+            refused = self.cap_refusal(entries, planned, server_round) or self.target_refusal(
+                settings, entries, planned, server_round
+            )
             if refused:
                 return refused
             history = [e.accountant_step for e in entries]
             run_history = [e.accountant_step for e in entries if e.run == self.run]
-            return [new_entry(site=self.site, run=self.run, server_round=server_round, step=step,
-                              delta=self.policy.delta,
-                              epsilon_run=self._epsilon(run_history + planned[:i + 1]),
-                              epsilon_total=self._epsilon(history + planned[:i + 1]))
-                    for i, step in enumerate(planned)]
+            return [
+                new_entry(
+                    site=self.site,
+                    run=self.run,
+                    server_round=server_round,
+                    step=step,
+                    delta=self.policy.delta,
+                    epsilon_run=self._epsilon(run_history + planned[: i + 1]),
+                    epsilon_total=self._epsilon(history + planned[: i + 1]),
+                )
+                for i, step in enumerate(planned)
+            ]
 
         return self.ledger.reserve(plan)

@@ -48,8 +48,18 @@ _SCHEMA = (
         hash TEXT NOT NULL
     )""",
 )
-_COLUMNS = ("site", "run", "server_round", "noise_multiplier", "sample_rate", "steps", "delta",
-            "epsilon_run", "epsilon_total", "recorded_at")
+_COLUMNS = (
+    "site",
+    "run",
+    "server_round",
+    "noise_multiplier",
+    "sample_rate",
+    "steps",
+    "delta",
+    "epsilon_run",
+    "epsilon_total",
+    "recorded_at",
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,10 @@ class SiteLedger:
                     conn.execute(statement)
                 self._bind(conn)
         except (OSError, sqlite3.Error) as err:
-            raise ConfigError(f"privacy ledger {self.path} cannot be opened ({err}); set the node "
-                              f"config 'ledger-path' to a writable file") from None
+            raise ConfigError(
+                f"privacy ledger {self.path} cannot be opened ({err}); set the node "
+                f"config 'ledger-path' to a writable file"
+            ) from None
         self.entries()  # verify now: a broken ledger refuses before anything else happens
 
     @contextmanager
@@ -113,19 +125,26 @@ class SiteLedger:
         """First use writes whose ledger this is; later uses must be that node and site."""
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if not meta:
-            conn.executemany("INSERT INTO meta VALUES (?, ?)",
-                             [("identity", self.identity.fingerprint), ("site", self.site)])
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("identity", self.identity.fingerprint), ("site", self.site)],
+            )
             return
         if meta.get("identity") != self.identity.fingerprint:
-            raise LedgerError(f"privacy ledger {self.path} belongs to another node (key "
-                              f"{meta.get('identity', '?')[:16]}…, this node's is "
-                              f"{self.identity.fingerprint[:16]}…); point 'ledger-path' at this "
-                              "node's own ledger", public="ledger belongs to another node")
+            raise LedgerError(
+                f"privacy ledger {self.path} belongs to another node (key "
+                f"{meta.get('identity', '?')[:16]}…, this node's is "
+                f"{self.identity.fingerprint[:16]}…); point 'ledger-path' at this "
+                "node's own ledger",
+                public="ledger belongs to another node",
+            )
         if meta.get("site") != self.site:
-            raise LedgerError(f"privacy ledger {self.path} is site {meta.get('site')!r}'s but the "
-                              f"node config says site-name {self.site!r}: the budget follows the node, "
-                              f"not its name; set site-name back to {meta.get('site')!r}",
-                              public="site renamed: this node's ledger was written under another site-name")
+            raise LedgerError(
+                f"privacy ledger {self.path} is site {meta.get('site')!r}'s but the "
+                f"node config says site-name {self.site!r}: the budget follows the node, "
+                f"not its name; set site-name back to {meta.get('site')!r}",
+                public="site renamed: this node's ledger was written under another site-name",
+            )
 
     def _verified(self, conn: sqlite3.Connection) -> list[tuple[LedgerEntry, str]]:
         rows = conn.execute(f"SELECT {', '.join(_COLUMNS)}, prev_hash, hash FROM spend ORDER BY id")
@@ -133,10 +152,12 @@ class SiteLedger:
         for n, row in enumerate(rows.fetchall(), start=1):
             entry, prev_hash, digest = LedgerEntry(*row[:-2]), row[-2], row[-1]
             if prev_hash != head or _row_hash(prev_hash, entry) != digest:
-                raise LedgerError(f"privacy ledger {self.path}: hash chain broken at entry {n} "
-                                  "(a row was edited, deleted or inserted); the site will not "
-                                  "train until the ledger is restored from its backup",
-                                  public=f"ledger hash chain broken at entry {n}")
+                raise LedgerError(
+                    f"privacy ledger {self.path}: hash chain broken at entry {n} "
+                    "(a row was edited, deleted or inserted); the site will not "
+                    "train until the ledger is restored from its backup",
+                    public=f"ledger hash chain broken at entry {n}",
+                )
             chain.append((entry, digest))
             head = digest
         self.identity.check_state(self.path, [digest for _, digest in chain])
@@ -164,9 +185,11 @@ class SiteLedger:
             digests = [d for _, d in chain]
             for entry in planned:
                 digest = _row_hash(head, entry)
-                conn.execute(f"INSERT INTO spend ({', '.join(_COLUMNS)}, prev_hash, hash) VALUES "
-                             f"({', '.join('?' for _ in _COLUMNS)}, ?, ?)",
-                             (*(asdict(entry)[c] for c in _COLUMNS), head, digest))
+                conn.execute(
+                    f"INSERT INTO spend ({', '.join(_COLUMNS)}, prev_hash, hash) VALUES "
+                    f"({', '.join('?' for _ in _COLUMNS)}, ?, ?)",
+                    (*(asdict(entry)[c] for c in _COLUMNS), head, digest),
+                )
                 head = digest
                 digests.append(digest)
         # After the commit: a state naming a row the ledger lacks would lock the site out.
@@ -179,22 +202,42 @@ class SiteLedger:
         return entries[-1].epsilon_total if entries else 0.0
 
     def state_dict(self) -> dict:
-        return {"site": self.site, "identity": self.identity.fingerprint,
-                "entries": [asdict(e) for e in self.entries()]}
+        return {
+            "site": self.site,
+            "identity": self.identity.fingerprint,
+            "entries": [asdict(e) for e in self.entries()],
+        }
 
 
-def new_entry(*, site: str, run: str, server_round: int, step: tuple[float, float, int],
-              delta: float, epsilon_run: float, epsilon_total: float) -> LedgerEntry:
+def new_entry(
+    *,
+    site: str,
+    run: str,
+    server_round: int,
+    step: tuple[float, float, int],
+    delta: float,
+    epsilon_run: float,
+    epsilon_total: float,
+) -> LedgerEntry:
     sigma, rate, steps = step
-    return LedgerEntry(site=site, run=run, server_round=server_round, noise_multiplier=float(sigma),
-                       sample_rate=float(rate), steps=int(steps), delta=float(delta),
-                       epsilon_run=float(epsilon_run), epsilon_total=float(epsilon_total),
-                       recorded_at=time.time())
+    return LedgerEntry(
+        site=site,
+        run=run,
+        server_round=server_round,
+        noise_multiplier=float(sigma),
+        sample_rate=float(rate),
+        steps=int(steps),
+        delta=float(delta),
+        epsilon_run=float(epsilon_run),
+        epsilon_total=float(epsilon_total),
+        recorded_at=time.time(),
+    )
 
 
 def open_site_ledger(policy, site: str, *, create_key: bool = False) -> SiteLedger:
     """The ledger a site's policy (:class:`client.site_policy.SitePolicy`) points at, opened
     as that node (its key and state); ``create_key``: a simulated site gets a key if none."""
-    identity = NodeIdentity.of_key(policy.node_key, create=create_key, site=site,
-                                   state_path=policy.node_state)
+    identity = NodeIdentity.of_key(
+        policy.node_key, create=create_key, site=site, state_path=policy.node_state
+    )
     return SiteLedger(policy.ledger_path, identity=identity, site=site)

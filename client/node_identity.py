@@ -60,10 +60,13 @@ def _public_bytes(key_path: Path) -> bytes:
             key = load(data, password=None)
         except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
             continue
-        return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                             serialization.PublicFormat.OpenSSH)
-    raise ConfigError(f"node config 'node-key' {key_path}: not an unencrypted OpenSSH or PEM "
-                      "private key; give the SITE.key that `lhsfed pki node-key` wrote")
+        return key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    raise ConfigError(
+        f"node config 'node-key' {key_path}: not an unencrypted OpenSSH or PEM "
+        "private key; give the SITE.key that `lhsfed pki node-key` wrote"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,9 @@ class NodeIdentity:
     state_path: Path
 
     @classmethod
-    def of_key(cls, key_path: Path, *, create: bool = False, site: str = "site",
-               state_path: Path | None = None) -> "NodeIdentity":
+    def of_key(
+        cls, key_path: Path, *, create: bool = False, site: str = "site", state_path: Path | None = None
+    ) -> "NodeIdentity":
         """The identity of ``key_path``; ``create`` (simulation) makes a key if there is none.
 
         ``state_path`` (node config ``node-state``) is where the ledger state is kept when the
@@ -83,13 +87,16 @@ class NodeIdentity:
         key_path = Path(key_path)
         if not key_path.is_file():
             if not create:
-                raise ConfigError(f"node config 'node-key' {key_path}: file not found; give this "
-                                  "node's private key (SITE.key)")
+                raise ConfigError(
+                    f"node config 'node-key' {key_path}: file not found; give this "
+                    "node's private key (SITE.key)"
+                )
             created, _ = create_node_key(site, key_path.parent)
             created.rename(key_path)
         fingerprint = hashlib.sha256(_public_bytes(key_path)).hexdigest()
-        return cls(fingerprint, Path(state_path) if state_path else
-                   key_path.with_name(key_path.name + STATE_SUFFIX))
+        return cls(
+            fingerprint, Path(state_path) if state_path else key_path.with_name(key_path.name + STATE_SUFFIX)
+        )
 
     @property
     def genesis(self) -> str:
@@ -102,8 +109,11 @@ class NodeIdentity:
         try:
             return json.loads(self.state_path.read_text())
         except (OSError, ValueError):
-            raise LedgerError(f"node ledger state {self.state_path} is unreadable; restore it "
-                              "with the ledger from their backup", public="ledger state unreadable") from None
+            raise LedgerError(
+                f"node ledger state {self.state_path} is unreadable; restore it "
+                "with the ledger from their backup",
+                public="ledger state unreadable",
+            ) from None
 
     def check_state(self, ledger: Path, digests: list[str]) -> None:
         """Refuse a ledger that lacks the last row this node remembers writing."""
@@ -115,24 +125,32 @@ class NodeIdentity:
                 f"privacy ledger {ledger} is missing or empty, but this node's state "
                 f"({self.state_path}) records {state['entries']} entries: its spending would "
                 "restart from zero; restore the ledger from its backup (docs/privacy.md)",
-                public=f"ledger missing or emptied (the node recorded {state['entries']} entries)")
+                public=f"ledger missing or emptied (the node recorded {state['entries']} entries)",
+            )
         if state.get("head") not in digests:
             raise LedgerError(
                 f"privacy ledger {ledger} does not hold the last entry this node wrote "
                 f"(entry {state['entries']}): it was replaced by another or an older copy; "
                 "restore the latest backup (docs/privacy.md)",
-                public="ledger replaced or rolled back (it lacks the node's last entry)")
+                public="ledger replaced or rolled back (it lacks the node's last entry)",
+            )
 
     def record_state(self, ledger: Path, digests: list[str]) -> None:
         """Remember the ledger's length and head (atomic write; never shrinks)."""
         state = self._state() or {}
         if len(digests) < int(state.get("entries", 0)):
             return
-        record = {"identity": self.fingerprint, "ledger": str(ledger), "entries": len(digests),
-                  "head": digests[-1] if digests else None}
+        record = {
+            "identity": self.fingerprint,
+            "ledger": str(ledger),
+            "entries": len(digests),
+            "head": digests[-1] if digests else None,
+        }
         try:
             write_bytes(self.state_path, json.dumps(record, indent=1).encode())
         except OSError as err:
-            raise ConfigError(f"node ledger state {self.state_path} cannot be written ({err}); the "
-                              "node key's folder must be writable") from None
+            raise ConfigError(
+                f"node ledger state {self.state_path} cannot be written ({err}); the "
+                "node key's folder must be writable"
+            ) from None
         self.state_path.chmod(0o600)

@@ -56,14 +56,29 @@ POLL_SECONDS = 1.0  # Flower's SuperExec default
 def _runtime_client(address: str, *interceptors) -> RuntimeHttpClient:
     """Plain HTTP to the SuperNode's Runtime API, which listens on 127.0.0.1 only."""
     return RuntimeHttpClient.from_server_address(
-        server_address=address, insecure=True, root_certificates=None,
-        interceptors=list(interceptors), retry_invoker=make_simple_http_retry_invoker())
+        server_address=address,
+        insecure=True,
+        root_certificates=None,
+        interceptors=list(interceptors),
+        retry_invoker=make_simple_http_retry_invoker(),
+    )
 
 
 def _launch(address: str, pin: str, token: str) -> subprocess.Popen:
     """One process per task, as Flower's SuperExec does (``-P``: nothing from the cwd)."""
-    args = [sys.executable, "-P", "-m", "client.pinned_runner", "task", "--pin", pin,
-            "--runtime-api-address", address, "--parent-pid", str(os.getpid())]
+    args = [
+        sys.executable,
+        "-P",
+        "-m",
+        "client.pinned_runner",
+        "task",
+        "--pin",
+        pin,
+        "--runtime-api-address",
+        address,
+        "--parent-pid",
+        str(os.getpid()),
+    ]
     return subprocess.Popen(args, env={**os.environ, TOKEN_ENV: token})
 
 
@@ -71,11 +86,15 @@ def serve(address: str, pin: str, secret: bytes | None) -> None:
     """Acquire ClientApp tasks (no other task type) from the SuperNode and run each one."""
     interceptors = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
     if secret:
-        interceptors.append(SuperExecAuthHttpInterceptor(
-            master_secret=secret, protected_methods=frozenset({"/flwr.proto.Runtime/AcquireTask"})))
+        interceptors.append(
+            SuperExecAuthHttpInterceptor(
+                master_secret=secret, protected_methods=frozenset({"/flwr.proto.Runtime/AcquireTask"})
+            )
+        )
     runtime, running = _runtime_client(address, *interceptors), []
-    log.info("pinned ClientApp runner: %s from %s, app pin %s", "client.app:app",
-             Path(client.__file__).parent, pin)
+    log.info(
+        "pinned ClientApp runner: %s from %s, app pin %s", "client.app:app", Path(client.__file__).parent, pin
+    )
     while True:
         reply = runtime.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP]))
         if reply.HasField("task") and reply.token:
@@ -108,8 +127,11 @@ def _execute(message: Message, context: Context) -> tuple[Message, str, str]:
 
 def run_task(address: str, pin: AppPin, token: str) -> int:
     """One task: pull its input, check the FAB, run or refuse, push the reply and status."""
-    runtime = _runtime_client(address, RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
-                              RuntimeTokenHttpInterceptor(token))
+    runtime = _runtime_client(
+        address,
+        RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
+        RuntimeTokenHttpInterceptor(token),
+    )
     heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(runtime))
     heartbeat.start()
     context, status, details = None, SubStatus.FAILED, "ClientApp task failed"
@@ -153,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     try:
         pin = AppPin.parse(args.pin)
-        secret = Path(args.superexec_auth_secret_file).read_bytes() \
-            if args.superexec_auth_secret_file else None
+        secret = (
+            Path(args.superexec_auth_secret_file).read_bytes() if args.superexec_auth_secret_file else None
+        )
     except (ValueError, OSError) as err:
         print(f"pinned_runner: {err}", file=sys.stderr)
         return 64

@@ -23,8 +23,10 @@ DEFAULT_MIN_TEST_ROWS = 50
 
 def _check_threshold(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"site setting {name} must be a whole number >= 1 (got {value!r}); "
-                          "set it in the site's node config or leave it at its default")
+        raise ConfigError(
+            f"site setting {name} must be a whole number >= 1 (got {value!r}); "
+            "set it in the site's node config or leave it at its default"
+        )
     return int(value)
 
 
@@ -83,8 +85,9 @@ def feature_releasable(x: np.ndarray, feat: FeatureSpec, *, min_cell: int) -> bo
     return all(c is None or c >= min_cell for c in feature_cells(x, feat))
 
 
-def released_feature_statistics(x_train: np.ndarray, spec: DatasetSpec, *,
-                                min_cell: int = DEFAULT_MIN_CELL) -> dict[str, list[float]]:
+def released_feature_statistics(
+    x_train: np.ndarray, spec: DatasetSpec, *, min_cell: int = DEFAULT_MIN_CELL
+) -> dict[str, list[float]]:
     """Per-column count, sum and sum of squares, all 0 for a feature with a cell under k.
 
     A categorical is released or withheld as a whole: withholding one rare level while
@@ -93,18 +96,24 @@ def released_feature_statistics(x_train: np.ndarray, spec: DatasetSpec, *,
     min_cell = _check_threshold("min_cell", min_cell)
     names = spec.encoded_feature_names()
     if x_train.ndim != 2 or x_train.shape[1] != len(names):
-        raise DataError(f"training matrix has {x_train.shape[-1]} columns, the dataset spec "
-                        f"{spec.name!r} encodes {len(names)}; load the site with the run's spec")
+        raise DataError(
+            f"training matrix has {x_train.shape[-1]} columns, the dataset spec "
+            f"{spec.name!r} encodes {len(names)}; load the site with the run's spec"
+        )
     keep = np.zeros(len(names), dtype=bool)
     for feat, cols in feature_column_slices(spec):
         keep[cols] = feature_releasable(x_train[:, cols], feat, min_cell=min_cell)
     count, total, sumsq = feature_moments(x_train, keep)
-    return {wire.STATS_COUNT: count.tolist(), wire.STATS_SUM: total.tolist(),
-            wire.STATS_SUMSQ: sumsq.tolist()}
+    return {
+        wire.STATS_COUNT: count.tolist(),
+        wire.STATS_SUM: total.tolist(),
+        wire.STATS_SUMSQ: sumsq.tolist(),
+    }
 
 
-def evaluation_refusal(y_test: np.ndarray, *, min_rows: int = DEFAULT_MIN_TEST_ROWS,
-                       min_cell: int = DEFAULT_MIN_CELL) -> str | None:
+def evaluation_refusal(
+    y_test: np.ndarray, *, min_rows: int = DEFAULT_MIN_TEST_ROWS, min_cell: int = DEFAULT_MIN_CELL
+) -> str | None:
     """Why this test split is not evaluated (None: it may be).
 
     The reason names the rule and its numbers only, never the split's own counts: a refusal
@@ -114,11 +123,15 @@ def evaluation_refusal(y_test: np.ndarray, *, min_rows: int = DEFAULT_MIN_TEST_R
     min_cell = _check_threshold("min_cell", min_cell)
     y = np.asarray(y_test).astype(int)
     if len(y) < min_rows:
-        return (f"evaluation refused (too few test rows): this site evaluates only test splits "
-                f"of at least {min_rows} rows")
+        return (
+            f"evaluation refused (too few test rows): this site evaluates only test splits "
+            f"of at least {min_rows} rows"
+        )
     if np.bincount(y, minlength=2)[:2].min() < min_cell:
-        return (f"evaluation refused (too few of one class): this site evaluates only test "
-                f"splits with at least {min_cell} rows of each class")
+        return (
+            f"evaluation refused (too few of one class): this site evaluates only test "
+            f"splits with at least {min_cell} rows of each class"
+        )
     return None
 
 
@@ -139,8 +152,9 @@ def score_groups(counts: np.ndarray, *, min_cell: int) -> list[tuple[int, int]]:
     return groups
 
 
-def released_score_histograms(y: np.ndarray, p: np.ndarray, *, min_cell: int = DEFAULT_MIN_CELL
-                              ) -> tuple[list[float], list[float]]:
+def released_score_histograms(
+    y: np.ndarray, p: np.ndarray, *, min_cell: int = DEFAULT_MIN_CELL
+) -> tuple[list[float], list[float]]:
     """Score histograms (HIST_BINS bins per class) in which no group of bins holds < k patients.
 
     Each group's positives and negatives are spread evenly over its bins (fractional counts):

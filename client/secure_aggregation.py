@@ -61,8 +61,7 @@ def _to_our_layout(message: Message) -> dict[str, np.ndarray]:
     names = str(config.pop(wire.ARRAY_NAMES)).split(",")
     global_weights = dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True))
     state_dict = {name: torch.from_numpy(array) for name, array in global_weights.items()}
-    message.content = RecordDict({wire.ARRAYS: ArrayRecord(state_dict),
-                                  wire.CONFIG: ConfigRecord(config)})
+    message.content = RecordDict({wire.ARRAYS: ArrayRecord(state_dict), wire.CONFIG: ConfigRecord(config)})
     return global_weights
 
 
@@ -72,22 +71,31 @@ def _check_range(update: list[np.ndarray], num_examples: int, context: Context) 
     clip, max_weight = float(state.get("clipping_range", 0)), float(state.get("max_weight", 0))
     largest = max(float(np.abs(u).max()) for u in update) * num_examples / max(max_weight, 1.0)
     if clip and largest > clip:
-        raise ValueError(f"weighted update reaches {largest:.3g} > SecAgg+ clipping range "
-                         f"{clip:g}: raise server/secure_aggregation.py CLIPPING_RANGE")
+        raise ValueError(
+            f"weighted update reaches {largest:.3g} > SecAgg+ clipping range "
+            f"{clip:g}: raise server/secure_aggregation.py CLIPPING_RANGE"
+        )
 
 
-def _legacy_reply(request: Message, reply: Message, global_weights: dict[str, np.ndarray],
-                  context: Context) -> Message:
+def _legacy_reply(
+    request: Message, reply: Message, global_weights: dict[str, np.ndarray], context: Context
+) -> Message:
     """Our train reply -> legacy fit result carrying the update, plus our metrics and site."""
     if reply.has_error():
         raise PrivacyBudgetError(reply.error.reason)  # SecAgg+ drops this site from the round
     local = reply.content[wire.ARRAYS].to_numpy_ndarrays()
-    update = [np.asarray(w, dtype="float64") - np.asarray(g, dtype="float64")
-              for w, g in zip(local, global_weights.values(), strict=True)]
+    update = [
+        np.asarray(w, dtype="float64") - np.asarray(g, dtype="float64")
+        for w, g in zip(local, global_weights.values(), strict=True)
+    ]
     num_examples = int(reply.content[wire.METRICS][wire.NUM_EXAMPLES])
     _check_range(update, num_examples, context)
-    fitres = FitRes(status=Status(code=Code.OK, message=""), parameters=ndarrays_to_parameters(update),
-                    num_examples=num_examples, metrics={})
+    fitres = FitRes(
+        status=Status(code=Code.OK, message=""),
+        parameters=ndarrays_to_parameters(update),
+        num_examples=num_examples,
+        metrics={},
+    )
     content = fitres_to_recorddict(fitres, keep_input=False)
     content[wire.METRICS] = reply.content[wire.METRICS]
     content[wire.SITE] = reply.content[wire.SITE]
@@ -97,6 +105,7 @@ def _legacy_reply(request: Message, reply: Message, global_weights: dict[str, np
 @contextmanager
 def _quiet_flower() -> Iterator[None]:
     """The SecAgg+ mod logs each stage at DEBUG; keep the console to one line per round."""
+
     def keep(record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
 
@@ -117,13 +126,18 @@ def unmask_refusal(own: int, committed: set[int], active: list[int], dead: list[
     """
     both, unknown = set(active) & set(dead), (set(active) | set(dead)) - committed
     problems = [f"node(s) {sorted(both)} listed both active and dead"] if both else []
-    problems += [f"node(s) {sorted(unknown)} not among this round's share holders "
-                 f"{sorted(committed)}"] if unknown else []
+    problems += (
+        [f"node(s) {sorted(unknown)} not among this round's share holders {sorted(committed)}"]
+        if unknown
+        else []
+    )
     problems += [f"this node ({own}) listed as dead"] if own in dead else []
     if not problems:
         return None
-    return ("SecAgg+ unmask refused, no secret share sent: " + "; ".join(problems) + ". The "
-            "server must list each neighbour once, active or dead, from this round's nodes")
+    return (
+        "SecAgg+ unmask refused, no secret share sent: " + "; ".join(problems) + ". The "
+        "server must list each neighbour once, active or dead, from this round's nodes"
+    )
 
 
 def _refuse_unmask(message: Message, context: Context) -> Message | None:
@@ -134,9 +148,11 @@ def _refuse_unmask(message: Message, context: Context) -> Message | None:
     state = SecAggPlusState(**context.state.config_records.get(RECORD_KEY_STATE, {}))
     active, dead = configs.get(Key.ACTIVE_NODE_ID_LIST, []), configs.get(Key.DEAD_NODE_ID_LIST, [])
     if state.current_stage != Stage.COLLECT_MASKED_VECTORS:  # answered, aborted or never started
-        reason = (f"SecAgg+ unmask refused, no secret share sent: this site is at stage "
-                  f"{state.current_stage!r}; it answers one unmask request per round, after "
-                  "sending its masked vector")
+        reason = (
+            f"SecAgg+ unmask refused, no secret share sent: this site is at stage "
+            f"{state.current_stage!r}; it answers one unmask request per round, after "
+            "sending its masked vector"
+        )
     else:
         reason = unmask_refusal(state.nid, set(state.rd_seed_share_dict), list(active), list(dead))
     if reason is None:

@@ -33,16 +33,19 @@ def site_location(node_config: dict, spec: DatasetSpec) -> tuple[str, Path]:
         raise ConfigError(f"node config needs {DATA_PATH!r} (and {SITE_NAME!r}) for this site")
     index = int(node_config[PARTITION_ID])
     if index >= len(spec.sites):
-        raise ConfigError(f"node partition {index} has no site: dataset {spec.name!r} has "
-                          f"{len(spec.sites)} sites; run that many nodes")
+        raise ConfigError(
+            f"node partition {index} has no site: dataset {spec.name!r} has "
+            f"{len(spec.sites)} sites; run that many nodes"
+        )
     name = spec.site_names[index]
     data_dir = os.environ.get(DATA_DIR_ENV)
     return name, site_file(spec, name, Path(data_dir) if data_dir else None)
 
 
 def _site_bytes(site: SiteData) -> int:
-    return sum(a.nbytes for a in (site.x_train, site.y_train, site.x_test, site.y_test,
-                                        site.x_val, site.y_val))
+    return sum(
+        a.nbytes for a in (site.x_train, site.y_train, site.x_test, site.y_test, site.x_val, site.y_val)
+    )
 
 
 _CACHE: ByteBoundedCache[SiteData] = ByteBoundedCache(cache_limit_bytes(), _site_bytes)

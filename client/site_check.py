@@ -115,8 +115,11 @@ def _without_repeated_header(rows: pd.DataFrame, spec: DatasetSpec, report: Site
     for i, name in enumerate(header):  # column by column: a row-wise apply took minutes
         repeats &= rows.iloc[:, i].astype(str).str.strip().eq(name).to_numpy()
     for index in rows.index[repeats]:
-        report.fail(f"row {index + 1}", "repeats the column names (a duplicated header line); "
-                    "remove it" + ("" if spec.header else ", the spec says the file has no header"))
+        report.fail(
+            f"row {index + 1}",
+            "repeats the column names (a duplicated header line); "
+            "remove it" + ("" if spec.header else ", the spec says the file has no header"),
+        )
     return rows[~repeats]
 
 
@@ -153,8 +156,12 @@ def _count_label(rows: pd.DataFrame, scan: _Scan) -> None:
     values = _numeric(rows, label.column, scan)
     known = set(label.positive_values) | set(label.negative_values)
     allowed = sorted(f"{v:g}" for v in known)
-    scan.note(label.column, "label", values.isna() | ~values.isin(known),
-              lambda i: f"label value {rows[label.column].iloc[i]!r} is not allowed; allowed: {allowed}")
+    scan.note(
+        label.column,
+        "label",
+        values.isna() | ~values.isin(known),
+        lambda i: f"label value {rows[label.column].iloc[i]!r} is not allowed; allowed: {allowed}",
+    )
     scan.labels["positive"] += int(values.isin(label.positive_values).sum())
     scan.labels["negative"] += int(values.isin(label.negative_values).sum())
 
@@ -163,8 +170,7 @@ def _add_chunk(rows: pd.DataFrame, scan: _Scan) -> None:
     rows = _without_repeated_header(rows, scan.spec, scan.report)
     scan.report.rows += len(rows)
     for feat in scan.spec.features:
-        values = (_text_levels(rows, feat, scan.spec) if feat.text_levels
-                  else _numeric(rows, feat.name, scan))
+        values = _text_levels(rows, feat, scan.spec) if feat.text_levels else _numeric(rows, feat.name, scan)
         _count_feature(values, feat, scan.columns.setdefault(feat.name, ColumnReport(feat.name)))
     _count_label(rows, scan)
 
@@ -175,13 +181,16 @@ def _value_warnings(scan: _Scan) -> None:
         col = scan.columns[feat.name]
         report.columns.append(col)
         if col.out_of_range:
-            report.warnings.append(f"{report.path}: column {feat.name!r}: {col.out_of_range} values "
-                                   f"outside [{feat.min:g}, {feat.max:g}] {feat.unit or ''}".rstrip())
+            report.warnings.append(
+                f"{report.path}: column {feat.name!r}: {col.out_of_range} values "
+                f"outside [{feat.min:g}, {feat.max:g}] {feat.unit or ''}".rstrip()
+            )
         if col.unknown_levels:
             allowed = feat.levels if feat.type == "categorical" else (0.0, 1.0)
             shown = [v if isinstance(v, str) else f"{v:g}" for v in allowed]
-            report.warnings.append(f"{report.path}: column {feat.name!r}: {col.unknown_levels} values "
-                                   f"not in the levels {shown}")
+            report.warnings.append(
+                f"{report.path}: column {feat.name!r}: {col.unknown_levels} values not in the levels {shown}"
+            )
 
 
 def _finish(scan: _Scan) -> None:
@@ -198,8 +207,10 @@ def _finish(scan: _Scan) -> None:
     positive, negative = scan.labels["positive"], scan.labels["negative"]
     if positive + negative and min(positive, negative) == 0:
         only = "positive" if positive else "negative"
-        report.fail(f"column {spec.label.column!r}", f"every row is {only}: a site needs both "
-                    "classes to train and to be evaluated")
+        report.fail(
+            f"column {spec.label.column!r}",
+            f"every row is {only}: a site needs both classes to train and to be evaluated",
+        )
     if spec.strict_values:  # the spec declares implausible values unacceptable, not suspicious
         report.failures.extend(report.warnings)
         report.warnings = []

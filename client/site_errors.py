@@ -82,8 +82,15 @@ def _log_locally(context: Context, message: Message, err: BaseException) -> None
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s message refused: %s",
-                                (message.metadata.message_type, err), (type(err), err, err.__traceback__))
+        record = log.makeRecord(
+            log.name,
+            logging.ERROR,
+            __file__,
+            0,
+            "%s message refused: %s",
+            (message.metadata.message_type, err),
+            (type(err), err, err.__traceback__),
+        )
         handler.emit(record)
         handler.close()
     except OSError:

@@ -69,6 +69,7 @@ def _positive(cast, upper: float = math.inf):
         if isinstance(raw, bool) or not 0 < value < upper:
             return None, f"must be in (0, {upper:g}) (got {raw!r})"
         return value, None
+
     return parse
 
 
@@ -90,7 +91,9 @@ def _flag(raw):
 
 
 def _accountant(raw):
-    return (str(raw), None) if str(raw) in ACCOUNTANTS else (None, f"must be one of {ACCOUNTANTS} (got {raw!r})")
+    return (
+        (str(raw), None) if str(raw) in ACCOUNTANTS else (None, f"must be one of {ACCOUNTANTS} (got {raw!r})")
+    )
 
 
 def _path(raw):
@@ -112,8 +115,13 @@ OPTIONS = {
     "min-eval-rows": ("min_eval_rows", _positive(int)),
     "min-cell-size": ("min_cell_size", _positive(int)),
 }
-SIMULATION_DEFAULTS = {MAX_EPSILON: SIMULATION_MAX_EPSILON, DELTA: 1e-5, "require-dp": False,
-                       "min-eval-rows": 20, "min-cell-size": 2}
+SIMULATION_DEFAULTS = {
+    MAX_EPSILON: SIMULATION_MAX_EPSILON,
+    DELTA: 1e-5,
+    "require-dp": False,
+    "min-eval-rows": 20,
+    "min-cell-size": 2,
+}
 
 
 def env_name(option: str) -> str:
@@ -127,8 +135,9 @@ def _per_site(raw: str, site: str, name: str) -> str | None:
     for part in filter(None, (p.strip() for p in raw.split(","))):
         key, sep, value = part.partition("=")
         if not sep:
-            raise ConfigError(f"{name}={raw!r}: item {part!r} is not SITE=VALUE; write e.g. "
-                              f"'hungary=2.0,va=4'")
+            raise ConfigError(
+                f"{name}={raw!r}: item {part!r} is not SITE=VALUE; write e.g. 'hungary=2.0,va=4'"
+            )
         if key.strip() == site:
             return value.strip()
     return None
@@ -151,8 +160,10 @@ def deployed_policy(node_config: dict) -> SitePolicy:
     """A deployed node's policy: the required options must all be in its node config."""
     missing = [k for k in REQUIRED_IN_DEPLOYMENT if k not in node_config]
     if missing:
-        raise ConfigError(f"node config lacks {', '.join(repr(k) for k in missing)}: the site's "
-                          "privacy policy is mandatory (docs/deployment.md, 'Site policy')")
+        raise ConfigError(
+            f"node config lacks {', '.join(repr(k) for k in missing)}: the site's "
+            "privacy policy is mandatory (docs/deployment.md, 'Site policy')"
+        )
     return _parse({k: (v, f"node config {k!r}") for k, v in node_config.items() if k in OPTIONS})
 
 

@@ -77,8 +77,9 @@ class SitePoissonSampler(Sampler[list[int]]):
     each row in each batch independently with probability ``sample_rate`` (empty batches
     happen and are still DP steps)."""
 
-    def __init__(self, *, num_samples: int, sample_rate: float, steps: int,
-                 randomness: SiteRandomness) -> None:
+    def __init__(
+        self, *, num_samples: int, sample_rate: float, steps: int, randomness: SiteRandomness
+    ) -> None:
         self.num_samples, self.sample_rate, self.steps = num_samples, sample_rate, steps
         self.randomness = randomness
 

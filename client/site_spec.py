@@ -66,5 +66,7 @@ def site_spec(spec_path: Path | None, run_spec: DatasetSpec) -> DatasetSpec:
         return own
     where = first_difference(canonical(own), canonical(run_spec))
     log.warning("run's dataset spec differs from the site's %s at %s", spec_path, where)
-    raise SpecMismatch(f"the run's dataset spec differs from this site's at {where}: the site "
-                       "reads its data only with the spec it checked")
+    raise SpecMismatch(
+        f"the run's dataset spec differs from this site's at {where}: the site "
+        "reads its data only with the spec it checked"
+    )

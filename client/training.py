@@ -41,8 +41,9 @@ class LocalTrainResult:
 def local_optimizer(model: nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
     """The run's optimiser for ``model`` (also the audit's shadow models': one recipe)."""
     if train.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
-                               weight_decay=train.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+        )
     return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
 
@@ -63,18 +64,21 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoa
     """Shuffled fixed-size batches, reproducible from the run seed (training without DP)."""
     data = _BatchedTensors(torch.as_tensor(x), torch.as_tensor(y))
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator,
-                      collate_fn=_already_batched)
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=_already_batched
+    )
 
 
-def _poisson_loader(x: np.ndarray, y: np.ndarray, batch_size: int,
-                    randomness: SiteRandomness) -> DataLoader:
+def _poisson_loader(x: np.ndarray, y: np.ndarray, batch_size: int, randomness: SiteRandomness) -> DataLoader:
     """Poisson-sampled batches drawn with the site's CSPRNG: as many per pass as Opacus's
     DPDataLoader yields (1 / sample rate), so Opacus derives the same sample rate from it."""
     n = len(y)
-    sampler = SitePoissonSampler(num_samples=n, sample_rate=sample_rate(n_train=n, batch_size=batch_size),
-                                 steps=steps_per_epoch(n_train=n, batch_size=batch_size),
-                                 randomness=randomness)
+    sampler = SitePoissonSampler(
+        num_samples=n,
+        sample_rate=sample_rate(n_train=n, batch_size=batch_size),
+        steps=steps_per_epoch(n_train=n, batch_size=batch_size),
+        randomness=randomness,
+    )
     data = _BatchedTensors(torch.as_tensor(x), torch.as_tensor(y))
     return DataLoader(data, batch_sampler=sampler, collate_fn=_already_batched)
 
@@ -107,8 +111,9 @@ def _batches(loader, *, epochs: int, max_steps: int):
                 return
 
 
-def _run_epochs(model, optimizer, loader, criterion, *, epochs: int, anchor, train: TrainSettings,
-                mu: float) -> tuple[float, int]:
+def _run_epochs(
+    model, optimizer, loader, criterion, *, epochs: int, anchor, train: TrainSettings, mu: float
+) -> tuple[float, int]:
     total, batches, steps = 0.0, 0, 0
     model.train()
     for xb, yb in _batches(loader, epochs=epochs, max_steps=train.local_steps):
@@ -126,10 +131,19 @@ def _run_epochs(model, optimizer, loader, criterion, *, epochs: int, anchor, tra
     return total / max(batches, 1), steps
 
 
-def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: TrainSettings,
-                  privacy: PrivacySettings, noise_multiplier: float | None, seed: int,
-                  proximal_mu: float = 0.0, grad_sample_mode: str = GRAD_SAMPLE_MODE,
-                  randomness: SiteRandomness | None = None) -> LocalTrainResult:
+def train_locally(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    train: TrainSettings,
+    privacy: PrivacySettings,
+    noise_multiplier: float | None,
+    seed: int,
+    proximal_mu: float = 0.0,
+    grad_sample_mode: str = GRAD_SAMPLE_MODE,
+    randomness: SiteRandomness | None = None,
+) -> LocalTrainResult:
     """Train ``model`` in place for ``train.local_epochs`` epochs on the site's rows.
 
     ``seed`` makes training without DP reproducible; under DP it is ignored and ``randomness``
@@ -141,9 +155,16 @@ def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: Trai
     optimizer = local_optimizer(model, train)
     if not privacy.enabled:
         torch.manual_seed(seed)
-        loss, steps = _run_epochs(model, optimizer, _loader(x, y, train.batch_size, seed),
-                                  nn.BCEWithLogitsLoss(), epochs=train.local_epochs,
-                                  anchor=anchor, train=train, mu=proximal_mu)
+        loss, steps = _run_epochs(
+            model,
+            optimizer,
+            _loader(x, y, train.batch_size, seed),
+            nn.BCEWithLogitsLoss(),
+            epochs=train.local_epochs,
+            anchor=anchor,
+            train=train,
+            mu=proximal_mu,
+        )
         return LocalTrainResult(loss, steps, [])
     randomness = randomness or SiteRandomness()
     torch.manual_seed(randomness.seed())  # dropout masks: a secret seed, never the run's
@@ -151,9 +172,12 @@ def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: Trai
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus warns about secure RNG on every call
         private = engine.make_private(
-            module=model, optimizer=optimizer, criterion=nn.BCEWithLogitsLoss(),
+            module=model,
+            optimizer=optimizer,
+            criterion=nn.BCEWithLogitsLoss(),
             data_loader=_poisson_loader(x, y, train.batch_size, randomness),
-            noise_multiplier=noise_multiplier, max_grad_norm=privacy.max_grad_norm,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=privacy.max_grad_norm,
             poisson_sampling=False,  # the loader above already Poisson-samples, with site randomness
             grad_sample_mode=grad_sample_mode,
         )
@@ -162,7 +186,15 @@ def train_locally(model: nn.Module, x: np.ndarray, y: np.ndarray, *, train: Trai
     else:
         (dp_model, dp_optimizer, dp_loader), criterion = private, nn.BCEWithLogitsLoss()
     use_site_noise(dp_optimizer, randomness)
-    loss, steps = _run_epochs(dp_model, dp_optimizer, dp_loader, criterion, epochs=train.local_epochs,
-                              anchor=anchor, train=train, mu=proximal_mu)
+    loss, steps = _run_epochs(
+        dp_model,
+        dp_optimizer,
+        dp_loader,
+        criterion,
+        epochs=train.local_epochs,
+        anchor=anchor,
+        train=train,
+        mu=proximal_mu,
+    )
     history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]
     return LocalTrainResult(loss, steps, history)

@@ -41,35 +41,45 @@ class ResumeState:
 
 
 def save_resume_state(run_dir: Path, state: ResumeState) -> None:
-    atomic.torch_save(Path(run_dir) / CHECKPOINT, {
-        "format": FORMAT,
-        "round": state.round,
-        "arrays": state.arrays,
-        "strategy": state.strategy,
-        "records_json": json.dumps([r.to_json() for r in state.records], sort_keys=True),
-        "epsilon_by_site": state.epsilon_by_site,
-        "best_arrays": state.best_arrays,
-    })
+    atomic.torch_save(
+        Path(run_dir) / CHECKPOINT,
+        {
+            "format": FORMAT,
+            "round": state.round,
+            "arrays": state.arrays,
+            "strategy": state.strategy,
+            "records_json": json.dumps([r.to_json() for r in state.records], sort_keys=True),
+            "epsilon_by_site": state.epsilon_by_site,
+            "best_arrays": state.best_arrays,
+        },
+    )
 
 
 def load_resume_state(run_dir: Path) -> ResumeState:
     """The run folder's resume state, or a ConfigError saying why it cannot be resumed."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
-        raise ConfigError(f"{path} does not exist: resume= needs a run folder written by a run "
-                          "that finished at least one round")
+        raise ConfigError(
+            f"{path} does not exist: resume= needs a run folder written by a run "
+            "that finished at least one round"
+        )
     try:
         payload = load_weights_only(path, fix="start a new run instead")
     except DataError as err:  # one line naming the file; nothing in it was run
         raise ConfigError(str(err)) from None
     if payload.get("format") != FORMAT:
-        raise ConfigError(f"{path} has checkpoint format {payload.get('format')!r}, "
-                          f"this version reads {FORMAT}")
+        raise ConfigError(
+            f"{path} has checkpoint format {payload.get('format')!r}, this version reads {FORMAT}"
+        )
     records = [RoundRecord.from_json(r) for r in json.loads(payload["records_json"])]
-    return ResumeState(round=int(payload["round"]), arrays=payload["arrays"],
-                       strategy=payload["strategy"], records=records,
-                       epsilon_by_site=payload["epsilon_by_site"],
-                       best_arrays=payload.get("best_arrays"))
+    return ResumeState(
+        round=int(payload["round"]),
+        arrays=payload["arrays"],
+        strategy=payload["strategy"],
+        records=records,
+        epsilon_by_site=payload["epsilon_by_site"],
+        best_arrays=payload.get("best_arrays"),
+    )
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

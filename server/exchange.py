@@ -31,17 +31,16 @@ class Exchange:
         return {int(r.metadata.src_node_id) for r in self.replies if not r.has_error()}
 
 
-def exchange(grid: Grid, messages: Iterable[Message], *, timeout: float, stage: str,
-             sites: dict[int, str]) -> Exchange:
+def exchange(
+    grid: Grid, messages: Iterable[Message], *, timeout: float, stage: str, sites: dict[int, str]
+) -> Exchange:
     """Send ``messages``, collect the replies, learn node -> site names into ``sites``."""
     messages = list(messages)
     replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
     sites.update(sites_by_node(replies))
     # The grid gives each message its id when it pushes it: map replies back to their node.
-    to_node = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages
-               if m.metadata.message_id}
-    answered = {to_node.get(r.metadata.reply_to_message_id, int(r.metadata.src_node_id))
-                for r in replies}
+    to_node = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages if m.metadata.message_id}
+    answered = {to_node.get(r.metadata.reply_to_message_id, int(r.metadata.src_node_id)) for r in replies}
     missing = {int(m.metadata.dst_node_id) for m in messages} - answered
     found = failures(replies, stage=stage, nodes_by_message=to_node, sites=sites)
     found += unanswered(missing, stage=stage, timeout=timeout, sites=sites)

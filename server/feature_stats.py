@@ -42,35 +42,49 @@ def spec_prior(spec: DatasetSpec) -> Prior:
     return np.array(mean), np.array(std)
 
 
-def query_statistics(grid: Grid, node_ids: list[int], timeout: float, *, prior: Prior | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+def query_statistics(
+    grid: Grid, node_ids: list[int], timeout: float, *, prior: Prior | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """Ask every node for its feature moments; returns mean, std and the sites that answered
     (node id -> site name: later error replies carry no site name, the round record needs it).
 
     ``prior`` (:func:`spec_prior` of the run's dataset) fills columns no site released.
     """
     messages = [
-        Message(RecordDict({wire.CONFIG: ConfigRecord({wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})}),
-                dst_node_id=node, message_type=MessageType.QUERY)
+        Message(
+            RecordDict({wire.CONFIG: ConfigRecord({wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})}),
+            dst_node_id=node,
+            message_type=MessageType.QUERY,
+        )
         for node in node_ids
     ]
     answers = list(grid.send_and_receive(messages, timeout=timeout))
     errors = sorted((r for r in answers if r.has_error()), key=lambda r: r.metadata.src_node_id)
     for r in errors:
-        log.warning("site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason)
+        log.warning(
+            "site on node %s could not send feature statistics: %s", r.metadata.src_node_id, r.error.reason
+        )
     # Sorted by site: the sums, hence the initial model, do not depend on arrival order.
-    replies = sorted((r for r in answers if not r.has_error()),
-                     key=lambda r: str(r.content[wire.SITE][wire.SITE_NAME]))
+    replies = sorted(
+        (r for r in answers if not r.has_error()), key=lambda r: str(r.content[wire.SITE][wire.SITE_NAME])
+    )
     if not replies:
         lines = errors[0].error.reason.strip().splitlines() if errors else ["no reply in time"]
         first = (lines or ["(no reason given)"])[-1][:500]
-        raise FederationError(f"no site could send its feature statistics ({len(errors)} of "
-                              f"{len(node_ids)} failed); the first reason: {first}")
-    parts = [(m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
-             for m in (r.content[wire.METRICS] for r in replies)]
+        raise FederationError(
+            f"no site could send its feature statistics ({len(errors)} of "
+            f"{len(node_ids)} failed); the first reason: {first}"
+        )
+    parts = [
+        (m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
+        for m in (r.content[wire.METRICS] for r in replies)
+    ]
     mean, std = combine_statistics(parts, prior=prior)
     unreleased = int((np.sum([p[0] for p in parts], axis=0) == 0).sum())
     if unreleased:
         log.info("%s feature columns released by no site: scaled by the spec's prior", unreleased)
-    return mean, std, {int(r.metadata.src_node_id): str(r.content[wire.SITE][wire.SITE_NAME])
-                       for r in replies}
+    return (
+        mean,
+        std,
+        {int(r.metadata.src_node_id): str(r.content[wire.SITE][wire.SITE_NAME]) for r in replies},
+    )

@@ -72,8 +72,9 @@ def nodes_to_wait_for(settings: RunSettings) -> int:
     return max(int(settings.strategy.params.get("min_available_nodes", 2)), settings.expected_nodes)
 
 
-def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout: float,
-                   sites: dict[int, str] | None = None) -> ArrayRecord:
+def initial_arrays(
+    grid: Grid, settings: RunSettings, nodes: list[int], timeout: float, sites: dict[int, str] | None = None
+) -> ArrayRecord:
     """Seeded model whose preprocessing uses the federated feature statistics; the node id ->
     site names learnt from the replies go into ``sites``."""
     # A feature no site may release (a cell under its k) is scaled from the spec's ranges.
@@ -86,9 +87,14 @@ def initial_arrays(grid: Grid, settings: RunSettings, nodes: list[int], timeout:
     return ArrayRecord(model.state_dict())
 
 
-def _plain_train(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
-                 timeout: float, sites: dict[int, str]
-                 ) -> tuple[ArrayRecord, Exchange, str | None, dict[str, Any]]:
+def _plain_train(
+    grid: Grid,
+    strategy: ValidatedStrategy,
+    server_round: int,
+    arrays: ArrayRecord,
+    timeout: float,
+    sites: dict[int, str],
+) -> tuple[ArrayRecord, Exchange, str | None, dict[str, Any]]:
     messages = strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
     train = exchange(grid, messages, timeout=timeout, stage="train", sites=sites)
     new_arrays, _ = strategy.aggregate_train(server_round, train.replies)
@@ -98,34 +104,48 @@ def _plain_train(grid: Grid, strategy: ValidatedStrategy, server_round: int, arr
     return new_arrays, train, None, {}
 
 
-def _secure_train(grid: Grid, settings: RunSettings, server_round: int, arrays: ArrayRecord,
-                  timeout: float, sites: dict[int, str]
-                  ) -> tuple[ArrayRecord, Exchange, str | None, dict[str, Any]]:
+def _secure_train(
+    grid: Grid,
+    settings: RunSettings,
+    server_round: int,
+    arrays: ArrayRecord,
+    timeout: float,
+    sites: dict[int, str],
+) -> tuple[ArrayRecord, Exchange, str | None, dict[str, Any]]:
     new_arrays, replies, secagg = secure_train_round(grid, settings, server_round, arrays, timeout)
     sites.update(sites_by_node(replies))
     train = Exchange(replies, failures(replies, stage="train", sites=sites))
     # SecAgg+ hands back the very arrays it was given when the round did not complete.
-    discarded = (f"secure aggregation did not complete ({secagg.get('sites', 0)} site(s) could "
-                 "train); the global model is kept") if new_arrays is arrays else None
+    discarded = (
+        (
+            f"secure aggregation did not complete ({secagg.get('sites', 0)} site(s) could "
+            "train); the global model is kept"
+        )
+        if new_arrays is arrays
+        else None
+    )
     return new_arrays, train, discarded, secagg
 
 
-def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, arrays: ArrayRecord,
-               timeout: float, settings: RunSettings, sites: dict[int, str]
-               ) -> tuple[ArrayRecord, RoundRecord]:
+def _run_round(
+    grid: Grid,
+    strategy: ValidatedStrategy,
+    server_round: int,
+    arrays: ArrayRecord,
+    timeout: float,
+    settings: RunSettings,
+    sites: dict[int, str],
+) -> tuple[ArrayRecord, RoundRecord]:
     if settings.privacy.secure_aggregation:
-        arrays, train, discarded, secagg = _secure_train(grid, settings, server_round, arrays,
-                                                         timeout, sites)
+        arrays, train, discarded, secagg = _secure_train(grid, settings, server_round, arrays, timeout, sites)
     else:
-        arrays, train, discarded, secagg = _plain_train(grid, strategy, server_round, arrays,
-                                                        timeout, sites)
+        arrays, train, discarded, secagg = _plain_train(grid, strategy, server_round, arrays, timeout, sites)
     # The test CI every round: with early stopping no round is known to be the last one, and
     # the bootstrap costs a site ~0.4 s at 10k test rows (0.02 s at 100).
     with_ci = ConfigRecord({wire.WITH_CI: True})
     # Only the nodes that trained: a node that let the train timeout pass is not waited for a
     # second time, and a site that did not train the round refuses to score it anyway.
-    messages = only_nodes(strategy.configure_evaluate(server_round, arrays, with_ci, grid),
-                          train.ok_nodes)
+    messages = only_nodes(strategy.configure_evaluate(server_round, arrays, with_ci, grid), train.ok_nodes)
     evaluate = exchange(grid, messages, timeout=timeout, stage="evaluate", sites=sites)
     trained = train_by_site(train.replies)
     record = RoundRecord(
@@ -136,15 +156,20 @@ def _run_round(grid: Grid, strategy: ValidatedStrategy, server_round: int, array
         failures=train.failures + evaluate.failures,
         # Under SecAgg+ the server sees only the sum: no per-site validation is possible.
         rejected=[] if secagg else [r.to_dict() for r in strategy.rejected],
-        aggregated=([] if discarded else sorted(trained) if secagg
-                    else strategy.aggregated_sites),
+        aggregated=([] if discarded else sorted(trained) if secagg else strategy.aggregated_sites),
         discarded=discarded is not None,
         discard_reason=discarded,
         secure_aggregation=secagg or None,
     )
     for failure in record.failures:  # e.g. a site refusing to pass its own ε cap
-        log.warning("round %s: %s of site %s (node %s) failed: %s", server_round, failure["stage"],
-                    failure["site"] or "unknown", failure["node"], failure["reason"])
+        log.warning(
+            "round %s: %s of site %s (node %s) failed: %s",
+            server_round,
+            failure["stage"],
+            failure["site"] or "unknown",
+            failure["node"],
+            failure["reason"],
+        )
     return arrays, record.normalized()
 
 
@@ -153,12 +178,20 @@ def _max_epsilon(known: float | None, reported: float | None) -> float | None:
     return None if known is None or reported is None else max(known, reported)
 
 
-def _start(grid: Grid, settings: RunSettings, folder: RunFolder, strategy: ValidatedStrategy,
-           nodes: list[int], timeout: float, sites: dict[int, str]) -> ResumeState:
+def _start(
+    grid: Grid,
+    settings: RunSettings,
+    folder: RunFolder,
+    strategy: ValidatedStrategy,
+    nodes: list[int],
+    timeout: float,
+    sites: dict[int, str],
+) -> ResumeState:
     """Round 0 of a new run, or the last complete round of the run being resumed."""
     if not settings.resume:
-        return ResumeState(round=0, arrays=initial_arrays(grid, settings, nodes, timeout, sites)
-                           .to_torch_state_dict())
+        return ResumeState(
+            round=0, arrays=initial_arrays(grid, settings, nodes, timeout, sites).to_torch_state_dict()
+        )
     state = load_resume_state(folder.path)
     remove_stale_temporaries(folder.path)
     strategy.load_state_dict(state.strategy)
@@ -190,9 +223,17 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         selected = chosen_round(records, metric) == server_round
         best = arrays.to_torch_state_dict() if selected else best
         # The checkpoint first: a round in metrics.jsonl is always one a resume starts after.
-        save_resume_state(folder.path, ResumeState(server_round, arrays.to_torch_state_dict(),
-                                                   strategy.state_dict(), records, epsilon_by_site,
-                                                   best))
+        save_resume_state(
+            folder.path,
+            ResumeState(
+                server_round,
+                arrays.to_torch_state_dict(),
+                strategy.state_dict(),
+                records,
+                epsilon_by_site,
+                best,
+            ),
+        )
         folder.append_round(record)
         if aggregated_any(records):  # never a model.pt that no site's update ever changed
             folder.save_model(arrays, spec, settings, server_round, selected=selected)
@@ -200,16 +241,20 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     return _finish(folder, settings, records, epsilon_by_site, best)
 
 
-def _finish(folder: RunFolder, settings: RunSettings, records: list[RoundRecord],
-            epsilon_by_site: dict[str, float | None], best: dict | None) -> dict[str, Any]:
+def _finish(
+    folder: RunFolder,
+    settings: RunSettings,
+    records: list[RoundRecord],
+    epsilon_by_site: dict[str, float | None],
+    best: dict | None,
+) -> dict[str, Any]:
     """model.pt from the selected round's arrays (again: a kill may have come between the
     checkpoint and model.pt), then summary.json; raises if no round aggregated."""
     summary = json_safe(build_summary(settings, records, epsilon_by_site))
     if summary["selection"]["stopped_early"]:
         show_stop(summary["selection"], settings.rounds)
     if aggregated_any(records) and best is not None:
-        folder.save_model(ArrayRecord(best), model_spec(settings), settings,
-                          summary["selection"]["round"])
+        folder.save_model(ArrayRecord(best), model_spec(settings), settings, summary["selection"]["round"])
     folder.write_summary(summary)
     if not aggregated_any(records):
         raise FederationError(no_aggregation_reason(records, folder.path))

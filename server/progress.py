@@ -68,13 +68,20 @@ def event_lines(record: dict[str, Any]) -> list[str]:
     lines, prefix = [], f"  round {record['round']}"
     if record.get("discarded"):
         charged = sorted(s for s, t in record["train"].items() if t.get("epsilon") is not None)
-        lines.append(f"[yellow]{prefix} discarded: {escape(str(record.get('discard_reason')))}"
-                     + (f"; ε still charged at {len(charged)} site(s) that trained "
-                        f"({', '.join(charged)})" if charged else "") + "[/yellow]")
+        lines.append(
+            f"[yellow]{prefix} discarded: {escape(str(record.get('discard_reason')))}"
+            + (
+                f"; ε still charged at {len(charged)} site(s) that trained ({', '.join(charged)})"
+                if charged
+                else ""
+            )
+            + "[/yellow]"
+        )
     for failure in record.get("failures", []):
         reason = " ".join(str(failure["reason"]).split())[:500]
-        lines.append(f"[red]{prefix} {failure.get('stage', 'train')}: {escape(_who(failure))}: "
-                     f"{escape(reason)}[/red]")
+        lines.append(
+            f"[red]{prefix} {failure.get('stage', 'train')}: {escape(_who(failure))}: {escape(reason)}[/red]"
+        )
     return lines
 
 
@@ -84,9 +91,11 @@ def show_round(record: dict[str, Any], total_rounds: int) -> None:
 
 
 def stop_line(selection: dict[str, Any], total_rounds: int) -> str:
-    return (f"[cyan]stopped early: no better pooled validation {selection['metric']} for "
-            f"{selection['patience']} round(s); round {selection['round']} of {total_rounds} "
-            "planned is the model handed out[/cyan]")
+    return (
+        f"[cyan]stopped early: no better pooled validation {selection['metric']} for "
+        f"{selection['patience']} round(s); round {selection['round']} of {total_rounds} "
+        "planned is the model handed out[/cyan]"
+    )
 
 
 def show_stop(selection: dict[str, Any], total_rounds: int) -> None:
@@ -96,9 +105,14 @@ def show_stop(selection: dict[str, Any], total_rounds: int) -> None:
 def sat_out(records: list[dict[str, Any]]) -> dict[str, str]:
     """Site (or node, if it never named itself) -> its first reason, for each one that failed
     the train stage of every round of the run."""
-    failed = [{_named(failure): str(failure["reason"])
-               for failure in record.get("failures", []) if failure.get("stage", "train") == "train"}
-              for record in records]
+    failed = [
+        {
+            _named(failure): str(failure["reason"])
+            for failure in record.get("failures", [])
+            if failure.get("stage", "train") == "train"
+        }
+        for record in records
+    ]
     if not failed:
         return {}
     every = set(failed[0]).intersection(*failed[1:])
@@ -107,8 +121,10 @@ def sat_out(records: list[dict[str, Any]]) -> dict[str, str]:
 
 def show_sat_out(failed: dict[str, str]) -> None:
     for who, reason in failed.items():
-        _console.print(f"[yellow]{escape(who)} sat out every round: "
-                       f"{escape(' '.join(reason.split())[:500])}[/yellow]", soft_wrap=True)
+        _console.print(
+            f"[yellow]{escape(who)} sat out every round: {escape(' '.join(reason.split())[:500])}[/yellow]",
+            soft_wrap=True,
+        )
 
 
 def budget_left_out(records: list[dict[str, Any]], budget_code: int) -> dict[str, str] | None:

@@ -11,12 +11,25 @@ from federation.core import wire
 from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
 from federation.core.records import Evaluation
 
-TRAIN_FIELDS = {"loss": wire.TRAIN_LOSS, "num_examples": wire.NUM_EXAMPLES, "epsilon": wire.EPSILON,
-                "steps": wire.STEPS, "noise_multiplier": wire.NOISE_MULTIPLIER,
-                "sample_rate": wire.SAMPLE_RATE, "site_epsilon": wire.SITE_EPSILON, "delta": wire.DELTA}
-EVAL_FIELDS = {"auroc": wire.AUROC, "auprc": wire.AUPRC, "brier": wire.BRIER,
-               "loss": wire.EVAL_LOSS, "n_test": wire.N_TEST, "n_positive": wire.N_POSITIVE,
-               **SITE_WIRE_KEYS}
+TRAIN_FIELDS = {
+    "loss": wire.TRAIN_LOSS,
+    "num_examples": wire.NUM_EXAMPLES,
+    "epsilon": wire.EPSILON,
+    "steps": wire.STEPS,
+    "noise_multiplier": wire.NOISE_MULTIPLIER,
+    "sample_rate": wire.SAMPLE_RATE,
+    "site_epsilon": wire.SITE_EPSILON,
+    "delta": wire.DELTA,
+}
+EVAL_FIELDS = {
+    "auroc": wire.AUROC,
+    "auprc": wire.AUPRC,
+    "brier": wire.BRIER,
+    "loss": wire.EVAL_LOSS,
+    "n_test": wire.N_TEST,
+    "n_positive": wire.N_POSITIVE,
+    **SITE_WIRE_KEYS,
+}
 
 
 def site_of(reply: Message) -> str:
@@ -34,13 +47,20 @@ def train_by_site(replies: Iterable[Message]) -> dict[str, dict[str, float]]:
 
 def sites_by_node(replies: Iterable[Message]) -> dict[int, str]:
     """Flower node id -> site name, from the replies that named their site."""
-    return {int(r.metadata.src_node_id): site_of(r) for r in replies
-            if not r.has_error() and wire.SITE in r.content}
+    return {
+        int(r.metadata.src_node_id): site_of(r)
+        for r in replies
+        if not r.has_error() and wire.SITE in r.content
+    }
 
 
-def failures(replies: Iterable[Message], *, stage: str = "train",
-             nodes_by_message: dict[str, int] | None = None,
-             sites: dict[int, str] | None = None) -> list[dict[str, object]]:
+def failures(
+    replies: Iterable[Message],
+    *,
+    stage: str = "train",
+    nodes_by_message: dict[str, int] | None = None,
+    sites: dict[int, str] | None = None,
+) -> list[dict[str, object]]:
     """Replies that carried an error instead of content: stage, node, site and reason.
 
     An error the SuperLink wrote for a dead node comes from the SuperLink itself (node 1):
@@ -51,24 +71,39 @@ def failures(replies: Iterable[Message], *, stage: str = "train",
     found = []
     for r in (r for r in replies if r.has_error()):
         node = nodes_by_message.get(r.metadata.reply_to_message_id, int(r.metadata.src_node_id))
-        found.append({"stage": stage, "node": int(node), "site": sites.get(int(node)),
-                      "code": int(r.error.code), "reason": r.error.reason})
+        found.append(
+            {
+                "stage": stage,
+                "node": int(node),
+                "site": sites.get(int(node)),
+                "code": int(r.error.code),
+                "reason": r.error.reason,
+            }
+        )
     return found
 
 
-def unanswered(nodes: Iterable[int], *, stage: str, timeout: float,
-               sites: dict[int, str] | None = None) -> list[dict[str, object]]:
+def unanswered(
+    nodes: Iterable[int], *, stage: str, timeout: float, sites: dict[int, str] | None = None
+) -> list[dict[str, object]]:
     """Failures for the nodes that sent nothing back within the round's timeout."""
     sites = sites or {}
-    return [{"stage": stage, "node": int(n), "site": sites.get(int(n)), "code": None,
-             "reason": f"no reply within strategy.round_timeout ({timeout:g}s)"}
-            for n in sorted(nodes)]
+    return [
+        {
+            "stage": stage,
+            "node": int(n),
+            "site": sites.get(int(n)),
+            "code": None,
+            "reason": f"no reply within strategy.round_timeout ({timeout:g}s)",
+        }
+        for n in sorted(nodes)
+    ]
 
 
 def _unprefixed(reply: Message, prefix: str) -> dict:
     """The reply's metrics whose key starts with ``prefix``, under the plain wire keys."""
     metrics = reply.content[wire.METRICS]
-    return {k[len(prefix):]: metrics[k] for k in metrics.keys() if k.startswith(prefix)}
+    return {k[len(prefix) :]: metrics[k] for k in metrics.keys() if k.startswith(prefix)}
 
 
 def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
@@ -91,7 +126,10 @@ def evaluation_record(replies: Iterable[Message], prefix: str = "") -> Evaluatio
     ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
     by_site = {site_of(r): _unprefixed(r, prefix) for r in ok}
     by_site = {site: m for site, m in by_site.items() if wire.N_TEST in m}
-    return Evaluation(sites={site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
-                             for site, m in by_site.items()},
-                      pooled=pooled_evaluation(list(by_site.values())))
-
+    return Evaluation(
+        sites={
+            site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
+            for site, m in by_site.items()
+        },
+        pooled=pooled_evaluation(list(by_site.values())),
+    )

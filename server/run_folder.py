@@ -39,8 +39,10 @@ def refuse_outside_runs_root(folder: Path, root: str | None = None) -> Path:
         return resolved
     base = Path(root).resolve()
     if not resolved.is_relative_to(base):
-        raise ConfigError(f"run.output_dir={folder}: outside the coordinator's runs root {base} "
-                          f"({RUNS_ROOT_ENV}); choose a folder under it")
+        raise ConfigError(
+            f"run.output_dir={folder}: outside the coordinator's runs root {base} "
+            f"({RUNS_ROOT_ENV}); choose a folder under it"
+        )
     return resolved
 
 
@@ -59,8 +61,15 @@ class RunFolder:
         lines = "".join(jsonl_line(r.to_json()) + "\n" for r in records)
         atomic.write_bytes(self.path / METRICS, lines.encode())
 
-    def save_model(self, arrays: ArrayRecord, spec: ModelSpec, settings: RunSettings,
-                   server_round: int, *, selected: bool = True) -> None:
+    def save_model(
+        self,
+        arrays: ArrayRecord,
+        spec: ModelSpec,
+        settings: RunSettings,
+        server_round: int,
+        *,
+        selected: bool = True,
+    ) -> None:
         """Global weights plus what rebuilds the model: ``rounds/round_NNN.pt`` always, and
         ``model.pt`` too when this is the round the run hands out (``selected``)."""
         payload = {

@@ -88,29 +88,43 @@ def received_summary(replies: list[tuple[str, Message]]) -> dict[str, dict[str, 
     """Per protocol stage: replies, bytes of plaintext arrays, bytes of masked vectors."""
     summary: dict[str, dict[str, int]] = {}
     for stage, reply in replies:
-        row = summary.setdefault(stage, {"replies": 0, "errors": 0, "plaintext_array_bytes": 0,
-                                         "masked_vector_bytes": 0})
+        row = summary.setdefault(
+            stage, {"replies": 0, "errors": 0, "plaintext_array_bytes": 0, "masked_vector_bytes": 0}
+        )
         row["replies"] += 1
         if reply.has_error():
             row["errors"] += 1
             continue
-        row["plaintext_array_bytes"] += sum(len(a.data) for rec in reply.content.array_records.values()
-                                            for a in rec.values())
+        row["plaintext_array_bytes"] += sum(
+            len(a.data) for rec in reply.content.array_records.values() for a in rec.values()
+        )
         masked = reply.content.config_records[RECORD_KEY_CONFIGS].get(Key.MASKED_PARAMETERS, [])
         row["masked_vector_bytes"] += sum(len(b) for b in masked)
     return summary
 
 
-def screen_budgets(grid: Grid, nodes: list[int], server_round: int, timeout: float
-                   ) -> tuple[dict[int, int], list[Message]]:
+def screen_budgets(
+    grid: Grid, nodes: list[int], server_round: int, timeout: float
+) -> tuple[dict[int, int], list[Message]]:
     """Sites whose own ε cap allows this round (node -> examples), and the others' refusals."""
     query = f"{MessageType.QUERY}.{wire.QUERY_BUDGET}"
-    messages = [Message(RecordDict({wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: server_round})}),
-                        dst_node_id=node, message_type=query) for node in nodes]
+    messages = [
+        Message(
+            RecordDict({wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: server_round})}),
+            dst_node_id=node,
+            message_type=query,
+        )
+        for node in nodes
+    ]
     replies = list(grid.send_and_receive(messages, timeout=timeout))
-    return ({r.metadata.src_node_id: int(r.content[wire.METRICS][wire.NUM_EXAMPLES])
-             for r in replies if not r.has_error()},
-            [r for r in replies if r.has_error()])
+    return (
+        {
+            r.metadata.src_node_id: int(r.content[wire.METRICS][wire.NUM_EXAMPLES])
+            for r in replies
+            if not r.has_error()
+        },
+        [r for r in replies if r.has_error()],
+    )
 
 
 def _fit_config(settings: RunSettings, server_round: int, names: list[str]) -> dict[str, Any]:
@@ -120,19 +134,27 @@ def _fit_config(settings: RunSettings, server_round: int, names: list[str]) -> d
     return config
 
 
-def _legacy_context(grid: Grid, settings: RunSettings, server_round: int, nodes: list[int],
-                    arrays: ArrayRecord) -> LegacyContext:
+def _legacy_context(
+    grid: Grid, settings: RunSettings, server_round: int, nodes: list[int], arrays: ArrayRecord
+) -> LegacyContext:
     names = list(arrays.keys())
-    strategy = LegacyFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=len(nodes),
-                            min_available_clients=len(nodes), accept_failures=True,
-                            fit_metrics_aggregation_fn=lambda _: {},  # ours are per site
-                            on_fit_config_fn=lambda rnd: _fit_config(settings, rnd, names))
+    strategy = LegacyFedAvg(
+        fraction_fit=1.0,
+        fraction_evaluate=0.0,
+        min_fit_clients=len(nodes),
+        min_available_clients=len(nodes),
+        accept_failures=True,
+        fit_metrics_aggregation_fn=lambda _: {},  # ours are per site
+        on_fit_config_fn=lambda rnd: _fit_config(settings, rnd, names),
+    )
     manager = SimpleClientManager()
     for node in nodes:
         manager.register(GridClientProxy(node, grid, grid.run.run_id))
-    context = LegacyContext(Context(run_id=grid.run.run_id, node_id=0, node_config={},
-                                    state=RecordDict(), run_config={}),
-                            strategy=strategy, client_manager=manager)
+    context = LegacyContext(
+        Context(run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}),
+        strategy=strategy,
+        client_manager=manager,
+    )
     context.state[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: server_round})
     parameters = ndarrays_to_parameters(arrays.to_numpy_ndarrays())
     context.state[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(parameters, keep_input=True)
@@ -142,36 +164,49 @@ def _legacy_context(grid: Grid, settings: RunSettings, server_round: int, nodes:
 def _apply_update(arrays: ArrayRecord, update: list[np.ndarray]) -> ArrayRecord:
     merged = {}
     for (name, weight), delta in zip(arrays.to_torch_state_dict().items(), update, strict=True):
-        merged[name] = (weight.double() + torch.from_numpy(np.asarray(delta, dtype="float64"))
-                        ).to(weight.dtype)
+        merged[name] = (weight.double() + torch.from_numpy(np.asarray(delta, dtype="float64"))).to(
+            weight.dtype
+        )
     return ArrayRecord(merged)
 
 
-def secure_train_round(grid: Grid, settings: RunSettings, server_round: int, arrays: ArrayRecord,
-                       timeout: float) -> tuple[ArrayRecord, list[Message], dict[str, Any]]:
+def secure_train_round(
+    grid: Grid, settings: RunSettings, server_round: int, arrays: ArrayRecord, timeout: float
+) -> tuple[ArrayRecord, list[Message], dict[str, Any]]:
     """One SecAgg+ training round: (new global arrays, train replies and refusals, witness)."""
     willing, refusals = screen_budgets(grid, sorted(grid.get_node_ids()), server_round, timeout)
     witness = WitnessGrid(grid)
-    report: dict[str, Any] = {"sites": len(willing), "tolerance": tolerance(len(willing)),
-                              "clipping_range": CLIPPING_RANGE,
-                              "quantization_range": QUANTIZATION_RANGE}
+    report: dict[str, Any] = {
+        "sites": len(willing),
+        "tolerance": tolerance(len(willing)),
+        "clipping_range": CLIPPING_RANGE,
+        "quantization_range": QUANTIZATION_RANGE,
+    }
     if len(willing) < MIN_SITES:
-        log.warning("round %s: only %s site(s) may train; secure aggregation needs %s, round "
-                    "skipped", server_round, len(willing), MIN_SITES)
+        log.warning(
+            "round %s: only %s site(s) may train; secure aggregation needs %s, round skipped",
+            server_round,
+            len(willing),
+            MIN_SITES,
+        )
         return arrays, refusals, report
     context = _legacy_context(witness, settings, server_round, sorted(willing), arrays)
     start = context.state[MAIN_PARAMS_RECORD]
-    SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=RECONSTRUCTION_THRESHOLD,
-                       max_weight=float(sum(willing.values())),  # weights n_i / N <= 1
-                       clipping_range=CLIPPING_RANGE, quantization_range=QUANTIZATION_RANGE,
-                       modulus_range=MODULUS_RANGE, timeout=timeout)(witness, context)
+    SecAggPlusWorkflow(
+        num_shares=1.0,
+        reconstruction_threshold=RECONSTRUCTION_THRESHOLD,
+        max_weight=float(sum(willing.values())),  # weights n_i / N <= 1
+        clipping_range=CLIPPING_RANGE,
+        quantization_range=QUANTIZATION_RANGE,
+        modulus_range=MODULUS_RANGE,
+        timeout=timeout,
+    )(witness, context)
     aggregated = context.state[MAIN_PARAMS_RECORD]
     if aggregated is not start:
         update = parameters_to_ndarrays(arrayrecord_to_parameters(aggregated, keep_input=True))
         arrays = _apply_update(arrays, update)
     else:
-        log.warning("round %s: secure aggregation did not complete; global model unchanged",
-                    server_round)
+        log.warning("round %s: secure aggregation did not complete; global model unchanged", server_round)
     report["received"] = received_summary(witness.replies)
     trained = [r for _, r in witness.replies if r.has_error() or wire.METRICS in r.content]
     return arrays, refusals + trained, report

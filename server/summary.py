@@ -55,18 +55,25 @@ def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[
     }
 
 
-def _privacy_sites(settings: RunSettings, epsilon_by_site: dict[str, float | None],
-                   totals: dict[str, float | None]) -> dict[str, dict[str, float | None]]:
+def _privacy_sites(
+    settings: RunSettings, epsilon_by_site: dict[str, float | None], totals: dict[str, float | None]
+) -> dict[str, dict[str, float | None]]:
     """Per site: ε spent in this run, the run's planned ε, what stopping early left unspent."""
     planned = settings.privacy.target_epsilon if settings.privacy.enabled else None
-    return {site: {"epsilon": eps, "site_epsilon": totals.get(site), "planned_epsilon": planned,
-                   "unspent_epsilon": (None if planned is None or eps is None
-                                       else max(planned - eps, 0.0))}
-            for site, eps in sorted(epsilon_by_site.items())}
+    return {
+        site: {
+            "epsilon": eps,
+            "site_epsilon": totals.get(site),
+            "planned_epsilon": planned,
+            "unspent_epsilon": (None if planned is None or eps is None else max(planned - eps, 0.0)),
+        }
+        for site, eps in sorted(epsilon_by_site.items())
+    }
 
 
-def build_summary(settings: RunSettings, rounds: list[RoundRecord],
-                  epsilon_by_site: dict[str, float]) -> dict[str, Any]:
+def build_summary(
+    settings: RunSettings, rounds: list[RoundRecord], epsilon_by_site: dict[str, float]
+) -> dict[str, Any]:
     """Test evaluation of the selected round, the rounds that kept the global model, and each
     site's ε: the largest of this run (``epsilon``) and its lifetime total (``site_epsilon``)."""
     selection = selection_summary(settings, rounds)
@@ -80,8 +87,7 @@ def build_summary(settings: RunSettings, rounds: list[RoundRecord],
         "selection": selection,
         "metrics": {
             "pooled": {k: evaluation.pooled.get(k) for k in POOLED_KEYS},
-            "sites": {site: {k: m.get(k) for k in SITE_KEYS}
-                      for site, m in sorted(evaluation.sites.items())},
+            "sites": {site: {k: m.get(k) for k in SITE_KEYS} for site, m in sorted(evaluation.sites.items())},
         },
         "privacy": {
             "enabled": settings.privacy.enabled,
@@ -100,7 +106,10 @@ def no_aggregation_reason(rounds: list[RoundRecord], run_dir: Path) -> str:
     why = "; ".join(f"{who}: {reason}" for who, reason in sorted(first.items()))
     reasons = [r.discard_reason for r in rounds if r.discard_reason]
     last = reasons[-1] if reasons else None
-    return (f"no round aggregated an update ({len(rounds)} of {len(rounds)} discarded"
-            + (f", {last}" if last else "") + ")"
-            + (f"; {why}" if why else "")
-            + f"; no {MODEL} was written, {METRICS} and {SUMMARY} are in {run_dir}")
+    return (
+        f"no round aggregated an update ({len(rounds)} of {len(rounds)} discarded"
+        + (f", {last}" if last else "")
+        + ")"
+        + (f"; {why}" if why else "")
+        + f"; no {MODEL} was written, {METRICS} and {SUMMARY} are in {run_dir}"
+    )

@@ -25,8 +25,13 @@ from federation.core.errors import ConfigError
 from federation.core.settings import StrategySettings
 from strategies.validated import ValidatedStrategy
 
-SAMPLING = ("fraction_train", "fraction_evaluate", "min_train_nodes", "min_evaluate_nodes",
-            "min_available_nodes")
+SAMPLING = (
+    "fraction_train",
+    "fraction_evaluate",
+    "min_train_nodes",
+    "min_evaluate_nodes",
+    "min_available_nodes",
+)
 _ADAPTIVE = ("eta", "eta_l", "tau")
 _CLASSES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "fedavg": (FedAvg, ()),
@@ -52,8 +57,9 @@ def strategy_kwargs(settings: StrategySettings) -> dict[str, Any]:
     params = {k: v for k, v in settings.params.items() if k not in ROUND_KEYS}
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ConfigError(f"strategy {settings.name!r} takes no parameter {unknown}; "
-                          f"it takes {list(allowed)}")
+        raise ConfigError(
+            f"strategy {settings.name!r} takes no parameter {unknown}; it takes {list(allowed)}"
+        )
     return params
 
 
@@ -61,17 +67,19 @@ def build_strategy(settings: StrategySettings) -> Strategy:
     """The Flower strategy for ``settings.name``, weighting by each site's example count."""
     cls, _ = _CLASSES.get(settings.name, (None, ()))
     kwargs = strategy_kwargs(settings)
-    return cls(weighted_by_key=wire.NUM_EXAMPLES, arrayrecord_key=wire.ARRAYS,
-               configrecord_key=wire.CONFIG, **kwargs)
+    return cls(
+        weighted_by_key=wire.NUM_EXAMPLES, arrayrecord_key=wire.ARRAYS, configrecord_key=wire.CONFIG, **kwargs
+    )
 
 
-def build_validated_strategy(settings: StrategySettings, *, seed: int | None = None
-                             ) -> ValidatedStrategy:
+def build_validated_strategy(settings: StrategySettings, *, seed: int | None = None) -> ValidatedStrategy:
     """``build_strategy`` behind update validation: what the round loop runs."""
     params = settings.params
     max_norm = params.get("max_update_norm")
     return ValidatedStrategy(
-        build_strategy(settings), norm_factor=float(params.get("norm_factor", 10.0)),
+        build_strategy(settings),
+        norm_factor=float(params.get("norm_factor", 10.0)),
         max_update_norm=None if max_norm is None else float(max_norm),
-        min_train_nodes=int(params.get("min_train_nodes", 2)), seed=seed,
+        min_train_nodes=int(params.get("min_train_nodes", 2)),
+        seed=seed,
     )

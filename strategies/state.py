@@ -30,7 +30,9 @@ def load_strategy_state(strategy: object, state: dict[str, dict[str, torch.Tenso
     """Put moments saved by ``strategy_state`` back onto a freshly built strategy."""
     for name, moments in state.items():
         if name not in MOMENT_ATTRIBUTES or not hasattr(strategy, name):
-            raise ConfigError(f"checkpoint holds strategy state {name!r} that "
-                              f"{type(strategy).__name__} does not keep: resume with the "
-                              "strategy the run started with")
+            raise ConfigError(
+                f"checkpoint holds strategy state {name!r} that "
+                f"{type(strategy).__name__} does not keep: resume with the "
+                "strategy the run started with"
+            )
         setattr(strategy, name, {k: v.numpy() for k, v in moments.items()})

@@ -57,9 +57,15 @@ class ValidatedStrategy(Strategy):
         Seeds node sampling per round (seed * 1000 + round) so a resumed run samples alike.
     """
 
-    def __init__(self, inner: Strategy, *, norm_factor: float = 10.0,
-                 max_update_norm: float | None = None, min_train_nodes: int = 2,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        *,
+        norm_factor: float = 10.0,
+        max_update_norm: float | None = None,
+        min_train_nodes: int = 2,
+        seed: int | None = None,
+    ) -> None:
         self.inner = inner
         self.norm_factor = norm_factor
         self.max_update_norm = max_update_norm
@@ -71,12 +77,17 @@ class ValidatedStrategy(Strategy):
         self._reference: validation.Arrays = {}
 
     def summary(self) -> None:
-        log.info("update validation: norm factor %s, fixed bound %s, min train nodes %s",
-                 self.norm_factor, self.max_update_norm, self.min_train_nodes)
+        log.info(
+            "update validation: norm factor %s, fixed bound %s, min train nodes %s",
+            self.norm_factor,
+            self.max_update_norm,
+            self.min_train_nodes,
+        )
         self.inner.summary()
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         self._reference = {k: a.numpy() for k, a in arrays.items()}
         if self.seed is not None:
             random.seed(self.seed * 1000 + server_round)  # Flower samples with `random`
@@ -87,8 +98,9 @@ class ValidatedStrategy(Strategy):
         ok = [r for r in replies if not r.has_error()]
         weight_key = getattr(self.inner, "weighted_by_key", wire.NUM_EXAMPLES)
         arrays = [_arrays(r) for r in ok]
-        reasons = validation.screen([a or {} for a in arrays], self._reference,
-                                    factor=self.norm_factor, max_norm=self.max_update_norm)
+        reasons = validation.screen(
+            [a or {} for a in arrays], self._reference, factor=self.norm_factor, max_norm=self.max_update_norm
+        )
         kept, rejected = [], []
         for reply, got, reason in zip(ok, arrays, reasons, strict=True):
             if got is None:
@@ -101,38 +113,45 @@ class ValidatedStrategy(Strategy):
                 rejected.append(Rejection(_site(reply), int(reply.metadata.src_node_id), reason))
         return sorted(kept, key=_site), sorted(rejected, key=lambda r: r.site)
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
-                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         kept, self.rejected = self.screen(list(replies))
         for r in self.rejected:
-            log.warning("round %s: rejected the update of site %s (node %s): %s",
-                        server_round, r.site, r.node, r.reason)
+            log.warning(
+                "round %s: rejected the update of site %s (node %s): %s",
+                server_round,
+                r.site,
+                r.node,
+                r.reason,
+            )
         self.aggregated_sites, self.discarded = [_site(r) for r in kept], None
         if len(kept) < self.min_train_nodes:
-            self.discarded = (f"only {len(kept)} usable updates (minimum {self.min_train_nodes}); "
-                              "the global model is kept")
+            self.discarded = (
+                f"only {len(kept)} usable updates (minimum {self.min_train_nodes}); the global model is kept"
+            )
             log.warning("round %s: %s", server_round, self.discarded)
             self.aggregated_sites = []
             return None, None
         arrays, metrics = self.inner.aggregate_train(server_round, kept)
         if arrays is None:
-            self.discarded = (f"{type(self.inner).__name__} aggregated nothing; "
-                              "the global model is kept")
+            self.discarded = f"{type(self.inner).__name__} aggregated nothing; the global model is kept"
             self.aggregated_sites = []
             return None, metrics
         return self._in_global_dtypes(arrays), metrics
 
     def _in_global_dtypes(self, arrays: ArrayRecord) -> ArrayRecord:
         """Flower's FedOpt promotes float32 arrays to float64; the global model keeps its dtypes."""
-        return ArrayRecord({k: Array(np.asarray(a.numpy(), dtype=self._reference[k].dtype))
-                            for k, a in arrays.items()})
+        return ArrayRecord(
+            {k: Array(np.asarray(a.numpy(), dtype=self._reference[k].dtype)) for k, a in arrays.items()}
+        )
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
-                           ) -> MetricRecord | None:
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         return self.inner.aggregate_evaluate(server_round, replies)
 
     def state_dict(self) -> dict:

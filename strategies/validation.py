@@ -52,8 +52,10 @@ def finiteness_problem(update: Arrays) -> str | None:
 
 def update_norm(update: Arrays, reference: Arrays) -> float:
     """L2 norm of (update - reference) over every array, in float64."""
-    total = sum(float(np.sum((update[k].astype("float64") - ref.astype("float64")) ** 2))
-                for k, ref in reference.items())
+    total = sum(
+        float(np.sum((update[k].astype("float64") - ref.astype("float64")) ** 2))
+        for k, ref in reference.items()
+    )
     return float(np.sqrt(total))
 
 
@@ -71,8 +73,9 @@ def norm_bound(norms: list[float], *, factor: float, max_norm: float | None) -> 
     return factor * low_median if low_median > 0 else float("inf")
 
 
-def screen(updates: list[Arrays], reference: Arrays, *, factor: float, max_norm: float | None
-           ) -> list[str | None]:
+def screen(
+    updates: list[Arrays], reference: Arrays, *, factor: float, max_norm: float | None
+) -> list[str | None]:
     """Per update: None if it may be aggregated, else the reason it must be dropped."""
     reasons = [structure_problem(u, reference) or finiteness_problem(u) for u in updates]
     norms = {i: update_norm(u, reference) for i, u in enumerate(updates) if reasons[i] is None}

@@ -14,9 +14,16 @@ from pathlib import Path
 from federation.cli.arguments import at_least, open_unit_interval
 
 
-def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, threshold: float = 0.5,
-                       resamples: int | None = None, baselines: bool = False,
-                       data_dir: Path | None = None, from_rounds: bool = False) -> dict:
+def evaluate_to_folder(
+    run_dir: Path,
+    *,
+    round_number: int | None = None,
+    threshold: float = 0.5,
+    resamples: int | None = None,
+    baselines: bool = False,
+    data_dir: Path | None = None,
+    from_rounds: bool = False,
+) -> dict:
     """Evaluate, then write evaluation.json and both reports; returns the evaluation.
 
     ``resamples``: bootstrap resamples for the AUROC CI (default: ``EvalOptions``' own, the
@@ -53,12 +60,14 @@ def evaluate_to_folder(run_dir: Path, *, round_number: int | None = None, thresh
     else:
         checkpoint = load_saved_model(saved_model_path(run_dir, round_number))
         sites, skipped = scorable_sites(checkpoint.dataset, data_dir or data_dir_of(run_dir))
-        evaluation, predictions = evaluate_run(run_dir, settings, checkpoint, sites, options,
-                                               baselines=baselines, skipped=skipped)
+        evaluation, predictions = evaluate_run(
+            run_dir, settings, checkpoint, sites, options, baselines=baselines, skipped=skipped
+        )
     atomic.write_json(run_dir / EVALUATION, evaluation)
     # The run's own choice (default): every round, so the report shows what came after it.
-    records = [r for r in read_round_records(run_dir)
-               if round_number is None or r.round <= evaluation["round"]]
+    records = [
+        r for r in read_round_records(run_dir) if round_number is None or r.round <= evaluation["round"]
+    ]
     write_reports(run_dir, evaluation, predictions, records, (run_dir / HYDRA_CONFIG).read_text())
     return evaluation
 
@@ -67,14 +76,21 @@ def _refuse_row_options(mode: str, *, baselines: bool, data_dir: Path | None) ->
     """Options that need the sites' rows, which only a simulation's coordinator has."""
     from federation.core.errors import ConfigError
 
-    fix = ("this is a deployment run: its test rows stay at the hospitals" if mode == "deployment"
-           else "drop --from-rounds")
+    fix = (
+        "this is a deployment run: its test rows stay at the hospitals"
+        if mode == "deployment"
+        else "drop --from-rounds"
+    )
     if baselines:
-        raise ConfigError("--baselines trains on every site's rows, which only a simulation has; "
-                          f"{fix} (or drop --baselines)")
+        raise ConfigError(
+            "--baselines trains on every site's rows, which only a simulation has; "
+            f"{fix} (or drop --baselines)"
+        )
     if data_dir is not None:
-        raise ConfigError(f"--data-dir gives rows to score, but the report comes from the sites' "
-                          f"own evaluation in metrics.jsonl; {fix} (or drop --data-dir)")
+        raise ConfigError(
+            f"--data-dir gives rows to score, but the report comes from the sites' "
+            f"own evaluation in metrics.jsonl; {fix} (or drop --data-dir)"
+        )
 
 
 def _line(name: str, m: dict) -> str:
@@ -87,10 +103,15 @@ def run(args) -> int:
     from federation.core.input_files import refuse_file_as_folder
 
     refuse_file_as_folder(args.data_dir, option="--data-dir")
-    evaluation = evaluate_to_folder(Path(args.run_dir), round_number=args.round,
-                                    threshold=args.threshold, resamples=args.bootstrap,
-                                    baselines=args.baselines, data_dir=args.data_dir,
-                                    from_rounds=args.from_rounds)
+    evaluation = evaluate_to_folder(
+        Path(args.run_dir),
+        round_number=args.round,
+        threshold=args.threshold,
+        resamples=args.bootstrap,
+        baselines=args.baselines,
+        data_dir=args.data_dir,
+        from_rounds=args.from_rounds,
+    )
     print(f"global model, round {evaluation['round']} ({evaluation['mode']}):")
     for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
         print(_line(name, metrics))
@@ -98,8 +119,10 @@ def run(args) -> int:
         print(f"  {name:<14} skipped: {reason}")
     if "baselines" in evaluation:
         benefit = evaluation["baselines"]["benefit_auroc"]
-        print(f"  benefit over local-only: AUROC {benefit['mean']:+.3f} (mean of sites), "
-              f"{benefit['weighted_mean']:+.3f} (weighted by test rows)")
+        print(
+            f"  benefit over local-only: AUROC {benefit['mean']:+.3f} (mean of sites), "
+            f"{benefit['weighted_mean']:+.3f} (weighted by test rows)"
+        )
     print(f"wrote evaluation.json, report.html and report.md in {args.run_dir}")
     return 0
 
@@ -113,18 +136,33 @@ def add_run_arguments(parser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
     add_run_arguments(parser)
-    parser.add_argument("--threshold", type=open_unit_interval, default=0.5,
-                        help="risk at or above which a patient is called positive, in (0, 1) "
-                             "(default 0.5)")
-    parser.add_argument("--bootstrap", type=at_least(1), default=None,
-                        help="bootstrap resamples for the AUROC CI, at least 1 (default: the "
-                             "count the sites' own evaluation uses)")
-    parser.add_argument("--baselines", action="store_true",
-                        help="also train local-only and pooled models (simulation only)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder of the sites' files (default: the run's federation.data_dir)")
-    parser.add_argument("--from-rounds", action="store_true",
-                        help="report the metrics the sites sent in the run's Flower evaluate round "
-                             "(metrics.jsonl) instead of scoring rows here (always so for a "
-                             "deployment run)")
+    parser.add_argument(
+        "--threshold",
+        type=open_unit_interval,
+        default=0.5,
+        help="risk at or above which a patient is called positive, in (0, 1) (default 0.5)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=at_least(1),
+        default=None,
+        help="bootstrap resamples for the AUROC CI, at least 1 (default: the "
+        "count the sites' own evaluation uses)",
+    )
+    parser.add_argument(
+        "--baselines", action="store_true", help="also train local-only and pooled models (simulation only)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder of the sites' files (default: the run's federation.data_dir)",
+    )
+    parser.add_argument(
+        "--from-rounds",
+        action="store_true",
+        help="report the metrics the sites sent in the run's Flower evaluate round "
+        "(metrics.jsonl) instead of scoring rows here (always so for a "
+        "deployment run)",
+    )
     parser.set_defaults(func=run)

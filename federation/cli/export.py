@@ -38,13 +38,16 @@ def _out_dir(out_dir: Path, fmt: str, run_files: list[Path]) -> Path:
 
     out_dir = require_output_folder(Path(out_dir), option="--out")
     if any(same_file(out_dir / EXPORTED_MODELS[fmt], f) for f in run_files):
-        raise ConfigError(f"--out {out_dir}: exporting there would overwrite the run's "
-                          f"{EXPORTED_MODELS[fmt]}; give another folder (default RUN_DIR/export)")
+        raise ConfigError(
+            f"--out {out_dir}: exporting there would overwrite the run's "
+            f"{EXPORTED_MODELS[fmt]}; give another folder (default RUN_DIR/export)"
+        )
     return out_dir
 
 
-def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
-               out_dir: Path | None = None) -> tuple[Path, Path]:
+def export_run(
+    run_dir: Path, fmt: str, *, round_number: int | None = None, out_dir: Path | None = None
+) -> tuple[Path, Path]:
     """Export a run's global model; returns (model file, model card)."""
     from federation.core import atomic
     from federation.modeler.export import export_model
@@ -61,15 +64,15 @@ def export_run(run_dir: Path, fmt: str, *, round_number: int | None = None,
     checkpoint = load_saved_model(source)
     evaluation = _evaluation_for(run_dir, checkpoint.round)
     model_path = export_model(checkpoint.model, checkpoint.dataset, fmt, out_dir)
-    card = build_card(checkpoint, load_settings(run_dir), evaluation, fmt=fmt,
-                      model_file=model_path)
+    card = build_card(checkpoint, load_settings(run_dir), evaluation, fmt=fmt, model_file=model_path)
     atomic.write_json(out_dir / MODEL_CARD, card)
     return model_path, out_dir / MODEL_CARD
 
 
 def run(args) -> int:
-    model_path, card_path = export_run(Path(args.run_dir), args.format, round_number=args.round,
-                                       out_dir=args.out)
+    model_path, card_path = export_run(
+        Path(args.run_dir), args.format, round_number=args.round, out_dir=args.out
+    )
     print(f"wrote {model_path} and {card_path}")
     return 0
 
@@ -77,7 +80,8 @@ def run(args) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="export the global model with its model card")
     add_run_arguments(parser)
-    parser.add_argument("--format", default="torchscript", choices=FORMATS,
-                        help="model format: torchscript (default) or onnx")
+    parser.add_argument(
+        "--format", default="torchscript", choices=FORMATS, help="model format: torchscript (default) or onnx"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/export)")
     parser.set_defaults(func=run)

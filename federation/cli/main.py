@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _missing_extra(err: ModuleNotFoundError) -> str:
-    return (f"this command needs the Python module {err.name!r}, which is not installed here; "
-            "install the extra that has it: pip install 'lhs-federation[modeler]' (evaluate, "
-            "export, predict, audit) or 'lhs-federation[coordinator]' (the coordinator's tools)")
+    return (
+        f"this command needs the Python module {err.name!r}, which is not installed here; "
+        "install the extra that has it: pip install 'lhs-federation[modeler]' (evaluate, "
+        "export, predict, audit) or 'lhs-federation[coordinator]' (the coordinator's tools)"
+    )
 
 
 def _os_error(err: OSError) -> str:

@@ -35,8 +35,15 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("nodes", help="list hospital nodes by site name and status")
-    parser.add_argument("--superlink", default="127.0.0.1:9093",
-                        help="HOST:PORT of the SuperLink's loopback port (default 127.0.0.1:9093)")
-    parser.add_argument("--ca-cert", type=Path, default=None,
-                        help=f"the federation CA certificate (default: the one in {DEFAULT_DIR})")
+    parser.add_argument(
+        "--superlink",
+        default="127.0.0.1:9093",
+        help="HOST:PORT of the SuperLink's loopback port (default 127.0.0.1:9093)",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        type=Path,
+        default=None,
+        help=f"the federation CA certificate (default: the one in {DEFAULT_DIR})",
+    )
     parser.set_defaults(func=run)

@@ -25,7 +25,8 @@ def name(text: str) -> str:
     if not NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a valid name: use letters, digits, '_', '.' or '-' (at most 63, "
-            "starting with a letter or digit), e.g. cleveland")
+            "starting with a letter or digit), e.g. cleveland"
+        )
     return text
 
 
@@ -35,15 +36,19 @@ def _out_folder(args) -> Path:
 
 def _init(args) -> int:
     from federation.security import pki
+
     _out_folder(args)
     cert = pki.create_ca(args.out)
-    print(f"federation CA: {cert} (give it to every site); its key {args.out / pki.CA_KEY} "
-          "stays with the coordinator")
+    print(
+        f"federation CA: {cert} (give it to every site); its key {args.out / pki.CA_KEY} "
+        "stays with the coordinator"
+    )
     return 0
 
 
 def _server_cert(args) -> int:
     from federation.security import pki
+
     if args.out is not None:
         _out_folder(args)
     cert = pki.create_server_cert(args.ca_dir, args.host, args.out)
@@ -53,10 +58,12 @@ def _server_cert(args) -> int:
 
 def _node_key(args) -> int:
     from federation.security import pki
+
     _out_folder(args)
     private, public = pki.create_node_key(args.site, args.out)
-    print(f"node key for {args.site}: {private} (0600, stays on this machine); "
-          f"send {public} to the coordinator")
+    print(
+        f"node key for {args.site}: {private} (0600, stays on this machine); send {public} to the coordinator"
+    )
     return 0
 
 
@@ -73,18 +80,22 @@ def _register(args) -> int:
 
 def _signing_key(args) -> int:
     from federation.security import pki
+
     _out_folder(args)
     private, public = pki.create_signing_key(args.publisher, args.out)
-    print(f"app-signing key: {private} (0600); public key {public} "
-          f"(id {pki.public_key_id(public.read_bytes())})")
+    print(
+        f"app-signing key: {private} (0600); public key {public} "
+        f"(id {pki.public_key_id(public.read_bytes())})"
+    )
     return 0
 
 
 def _trusted_entities(args) -> int:
     from federation.security.app_signing import write_trusted_entities
 
-    require_output_file(args.out, option="--out",
-                        inputs={f"public key {i}": k for i, k in enumerate(args.pubkey, 1)})
+    require_output_file(
+        args.out, option="--out", inputs={f"public key {i}": k for i, k in enumerate(args.pubkey, 1)}
+    )
     path = write_trusted_entities(args.out, args.pubkey)
     print(f"trusted entities: {path}")
     return 0
@@ -110,8 +121,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=_init)
 
     p = sub.add_parser("server-cert", help="SuperLink TLS certificate signed by the CA")
-    p.add_argument("--host", action="append", required=True,
-                   help="DNS name or IP the SuperNodes dial (repeat for more)")
+    p.add_argument(
+        "--host", action="append", required=True, help="DNS name or IP the SuperNodes dial (repeat for more)"
+    )
     p.add_argument("--ca-dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--out", type=Path, default=None, help="default: the CA folder")
     p.set_defaults(func=_server_cert)
@@ -125,8 +137,12 @@ def register(subparsers) -> None:
     p.add_argument("site", type=name)
     p.add_argument("pubkey", type=Path)
     p.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
-    p.add_argument("--ca-cert", type=Path, default=None,
-                   help=f"the federation CA certificate (default: the one in {DEFAULT_DIR})")
+    p.add_argument(
+        "--ca-cert",
+        type=Path,
+        default=None,
+        help=f"the federation CA certificate (default: the one in {DEFAULT_DIR})",
+    )
     p.set_defaults(func=_register)
 
     p = sub.add_parser("signing-key", help="the app publisher's Ed25519 signing key")

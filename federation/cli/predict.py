@@ -21,14 +21,22 @@ def _inputs(args) -> tuple[Path, Path, Path, Path]:
     """(model, card, data, out), each checked before anything is read or written."""
     from federation.core.input_files import require_file, require_output_file
 
-    model = require_file(Path(args.model), what="model file",
-                         fix="give the model.pt or model.onnx that lhsfed export wrote")
-    card = require_file(args.card or model.parent / MODEL_CARD, what="model card",
-                        fix="export writes it beside the model (or pass --card)")
-    data = require_file(Path(args.data), what="CSV of patients",
-                        fix="give --data the CSV to score (a header row of the card's columns)")
-    out = require_output_file(Path(args.out), option="--out",
-                              inputs={"--data": data, "the model": model, "the card": card})
+    model = require_file(
+        Path(args.model), what="model file", fix="give the model.pt or model.onnx that lhsfed export wrote"
+    )
+    card = require_file(
+        args.card or model.parent / MODEL_CARD,
+        what="model card",
+        fix="export writes it beside the model (or pass --card)",
+    )
+    data = require_file(
+        Path(args.data),
+        what="CSV of patients",
+        fix="give --data the CSV to score (a header row of the card's columns)",
+    )
+    out = require_output_file(
+        Path(args.out), option="--out", inputs={"--data": data, "the model": model, "the card": card}
+    )
     return model, card, data, out
 
 
@@ -36,8 +44,11 @@ def _warn(notes: list[str]) -> None:
     for line in notes[:SHOWN_WARNINGS]:
         print(f"warning: {line}", file=sys.stderr)
     if len(notes) > SHOWN_WARNINGS:
-        print(f"warning: {len(notes) - SHOWN_WARNINGS} more rows with values outside the card's "
-              "ranges or levels (--strict refuses them)", file=sys.stderr)
+        print(
+            f"warning: {len(notes) - SHOWN_WARNINGS} more rows with values outside the card's "
+            "ranges or levels (--strict refuses them)",
+            file=sys.stderr,
+        )
 
 
 def run(args) -> int:
@@ -50,8 +61,7 @@ def run(args) -> int:
     model = verified_model_bytes(model_path, card, card_path)  # before anything loads it
     rows, notes = score_csv(model, card, data, out, strict=args.strict, source=str(model_path))
     _warn(notes)
-    print(f"scored {rows} rows -> {out}" + (f" ({len(notes)} with out-of-range values)"
-                                            if notes else ""))
+    print(f"scored {rows} rows -> {out}" + (f" ({len(notes)} with out-of-range values)" if notes else ""))
     return 0
 
 
@@ -60,8 +70,15 @@ def register(subparsers) -> None:
     parser.add_argument("model", help="exported model file (model.pt or model.onnx)")
     parser.add_argument("--data", required=True, help="CSV with a header row of the card's columns")
     parser.add_argument("--out", required=True, help="CSV to write (input rows plus 'risk')")
-    parser.add_argument("--card", type=Path, default=None,
-                        help="model card (default: the one lhsfed export wrote beside the model)")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse values outside the card's ranges or levels (default: warn)")
+    parser.add_argument(
+        "--card",
+        type=Path,
+        default=None,
+        help="model card (default: the one lhsfed export wrote beside the model)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse values outside the card's ranges or levels (default: warn)",
+    )
     parser.set_defaults(func=run)

@@ -48,10 +48,12 @@ def _table(report, spec: DatasetSpec, site: str | None) -> Table:
     features = {f.name: f for f in spec.features}
     for col in report.columns:
         feat = features[col.name]
-        allowed = (f"{feat.min:g}..{feat.max:g} {feat.unit or ''}" if feat.min is not None
-                   else ",".join(f"{v:g}" for v in feat.levels) or feat.type)
-        table.add_row(col.name, str(col.missing), str(col.out_of_range), str(col.unknown_levels),
-                      allowed)
+        allowed = (
+            f"{feat.min:g}..{feat.max:g} {feat.unit or ''}"
+            if feat.min is not None
+            else ",".join(f"{v:g}" for v in feat.levels) or feat.type
+        )
+        table.add_row(col.name, str(col.missing), str(col.out_of_range), str(col.unknown_levels), allowed)
     return table
 
 
@@ -113,6 +115,10 @@ def register(subparsers) -> None:
     check.add_argument("--data", type=Path, default=None, help="the site's data file")
     check.add_argument("--site", default=None, help="site name (default file: the embedded copy)")
     check.add_argument("--dataset", default="uci_heart", help="configs/data/NAME.yaml")
-    check.add_argument("--spec", type=Path, default=None,
-                       help="the site's own dataset spec file (node config spec-path); overrides --dataset")
+    check.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="the site's own dataset spec file (node config spec-path); overrides --dataset",
+    )
     check.set_defaults(func=run)

@@ -27,9 +27,17 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, seed: int,
-                  name: str, single_file: bool = False,
-                  options: CohortOptions | None = None) -> Path:
+def write_cohorts(
+    out: Path,
+    *,
+    sites: int,
+    rows: int,
+    heterogeneity: float,
+    seed: int,
+    name: str,
+    single_file: bool = False,
+    options: CohortOptions | None = None,
+) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path.
 
     ``options``: how hard the cohort is (default ``CohortOptions()``, the original generator).
@@ -53,21 +61,28 @@ def write_cohorts(out: Path, *, sites: int, rows: int, heterogeneity: float, see
         raise ConfigError(str(err)) from None  # the CLI adds "lhsfed synth: error:"
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
-        spec = dataset_spec(name, file=f"{name}.parquet", sites=names,
-                            noise_features=options.noise_features)
+        spec = dataset_spec(name, file=f"{name}.parquet", sites=names, noise_features=options.noise_features)
     else:
         spec = dataset_spec(name, files, noise_features=options.noise_features)
     spec_path = out / "data" / f"{name}.yaml"
-    header = (f"# Synthetic cohort: lhsfed synth --sites {sites} --rows {rows} "
-              f"--heterogeneity {heterogeneity} --seed {seed}{option_flags(options)}\n")
+    header = (
+        f"# Synthetic cohort: lhsfed synth --sites {sites} --rows {rows} "
+        f"--heterogeneity {heterogeneity} --seed {seed}{option_flags(options)}\n"
+    )
     write_bytes(spec_path, (header + yaml.safe_dump(spec, sort_keys=False)).encode())
     return spec_path
 
 
 # CohortOptions field -> command-line flag (the spec header records the non-default ones).
-FLAGS = {"prevalence": "--prevalence", "signal": "--signal", "missing": "--missing",
-         "informative_missing": "--informative-missing", "noise_features": "--noise-features",
-         "min_rows": "--min-site-rows", "max_rows": "--max-site-rows"}
+FLAGS = {
+    "prevalence": "--prevalence",
+    "signal": "--signal",
+    "missing": "--missing",
+    "informative_missing": "--informative-missing",
+    "noise_features": "--noise-features",
+    "min_rows": "--min-site-rows",
+    "max_rows": "--max-site-rows",
+}
 
 
 def option_flags(options: CohortOptions) -> str:
@@ -75,8 +90,11 @@ def option_flags(options: CohortOptions) -> str:
     from federation.modeler.synth import CohortOptions
 
     default = CohortOptions()
-    return "".join(f" {flag} {getattr(options, field)}" for field, flag in FLAGS.items()
-                   if getattr(options, field) != getattr(default, field))
+    return "".join(
+        f" {flag} {getattr(options, field)}"
+        for field, flag in FLAGS.items()
+        if getattr(options, field) != getattr(default, field)
+    )
 
 
 def options_from(args) -> CohortOptions:
@@ -92,13 +110,17 @@ def _refuse_overwrite(out: Path, args) -> None:
     """Files an earlier synth (or anyone) left in ``out`` are kept unless ``--force``."""
     from federation.modeler.synth import site_names
 
-    files = ([f"{args.name}.parquet"] if args.single_file
-             else [f"{site}.parquet" for site in site_names(max(args.sites, 0))])
+    files = (
+        [f"{args.name}.parquet"]
+        if args.single_file
+        else [f"{site}.parquet" for site in site_names(max(args.sites, 0))]
+    )
     taken = [p for p in (out / f for f in [*files, f"data/{args.name}.yaml"]) if p.exists()]
     if taken:
         more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-        raise ConfigError(f"--out {out}: {taken[0]} already exists{more}; give an empty folder, "
-                          "or --force to overwrite")
+        raise ConfigError(
+            f"--out {out}: {taken[0]} already exists{more}; give an empty folder, or --force to overwrite"
+        )
 
 
 def run(args) -> int:
@@ -110,12 +132,21 @@ def run(args) -> int:
     out = require_output_folder(Path(args.out), option="--out")
     if not args.force:
         _refuse_overwrite(out, args)
-    spec_path = write_cohorts(out, sites=args.sites, rows=args.rows,
-                              heterogeneity=args.heterogeneity, seed=args.seed, name=args.name,
-                              single_file=args.single_file, options=options)
+    spec_path = write_cohorts(
+        out,
+        sites=args.sites,
+        rows=args.rows,
+        heterogeneity=args.heterogeneity,
+        seed=args.seed,
+        name=args.name,
+        single_file=args.single_file,
+        options=options,
+    )
     print(f"wrote {args.sites} hospitals ({args.rows} rows) and {spec_path}")
-    print(f"train: lhsfed-train --config-dir {out.resolve()} data={args.name} "
-          f"federation.data_dir={out.resolve()}")
+    print(
+        f"train: lhsfed-train --config-dir {out.resolve()} data={args.name} "
+        f"federation.data_dir={out.resolve()}"
+    )
     return 0
 
 
@@ -123,29 +154,69 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("synth", help="write synthetic non-IID hospitals for scale tests")
     parser.add_argument("--sites", type=int, required=True, help="number of hospitals")
     parser.add_argument("--rows", type=int, required=True, help="total rows over all hospitals")
-    parser.add_argument("--heterogeneity", type=float, default=0.5,
-                        help="0 = identical hospitals, 1 = very different (default 0.5)")
+    parser.add_argument(
+        "--heterogeneity",
+        type=float,
+        default=0.5,
+        help="0 = identical hospitals, 1 = very different (default 0.5)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="synth", help="dataset (spec) name (default synth)")
-    parser.add_argument("--single-file", action="store_true",
-                        help="one multi-centre file with a 'hospital' column instead of one per site")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite the hospitals' files and spec already in --out")
+    parser.add_argument(
+        "--single-file",
+        action="store_true",
+        help="one multi-centre file with a 'hospital' column instead of one per site",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite the hospitals' files and spec already in --out"
+    )
     hard = parser.add_argument_group("how hard the cohort is (defaults: the original generator)")
-    hard.add_argument("--prevalence", type=float, default=None,
-                      help="mean outcome rate of a typical hospital, e.g. 0.07 (default about 0.2)")
-    hard.add_argument("--signal", type=float, default=1.0,
-                      help="scale of the outcome coefficients; < 1 is a weaker signal (default 1)")
-    hard.add_argument("--missing", type=float, default=1.0,
-                      help="scale of every value's missing rate, capped at 95%% (default 1)")
-    hard.add_argument("--informative-missing", dest="informative_missing", type=float, default=0.0,
-                      help="logit shift per sd of severity by which healthier patients' values go "
-                           "unrecorded more often: missing flags carry signal (default 0: at random)")
-    hard.add_argument("--noise-features", dest="noise_features", type=int, default=0,
-                      help="extra numeric columns unrelated to the outcome (default 0)")
-    hard.add_argument("--min-site-rows", dest="min_rows", type=int, default=60,
-                      help="fewest rows a hospital gets (default 60)")
-    hard.add_argument("--max-site-rows", dest="max_rows", type=int, default=None,
-                      help="most rows a hospital gets (default: no bound)")
+    hard.add_argument(
+        "--prevalence",
+        type=float,
+        default=None,
+        help="mean outcome rate of a typical hospital, e.g. 0.07 (default about 0.2)",
+    )
+    hard.add_argument(
+        "--signal",
+        type=float,
+        default=1.0,
+        help="scale of the outcome coefficients; < 1 is a weaker signal (default 1)",
+    )
+    hard.add_argument(
+        "--missing",
+        type=float,
+        default=1.0,
+        help="scale of every value's missing rate, capped at 95%% (default 1)",
+    )
+    hard.add_argument(
+        "--informative-missing",
+        dest="informative_missing",
+        type=float,
+        default=0.0,
+        help="logit shift per sd of severity by which healthier patients' values go "
+        "unrecorded more often: missing flags carry signal (default 0: at random)",
+    )
+    hard.add_argument(
+        "--noise-features",
+        dest="noise_features",
+        type=int,
+        default=0,
+        help="extra numeric columns unrelated to the outcome (default 0)",
+    )
+    hard.add_argument(
+        "--min-site-rows",
+        dest="min_rows",
+        type=int,
+        default=60,
+        help="fewest rows a hospital gets (default 60)",
+    )
+    hard.add_argument(
+        "--max-site-rows",
+        dest="max_rows",
+        type=int,
+        default=None,
+        help="most rows a hospital gets (default: no bound)",
+    )
     parser.set_defaults(func=run)

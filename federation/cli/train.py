@@ -17,8 +17,10 @@ def main() -> None:
     except ModuleNotFoundError as err:
         if (err.name or "").split(".")[0] in OWN_PACKAGES:
             raise  # a bug of ours, not a missing extra
-        print(f"lhsfed-train: error: the launcher needs the Python module {err.name!r}, which is not "
-              "installed here; install the coordinator's extra: pip install 'lhs-federation[coordinator]'",
-              file=sys.stderr)
+        print(
+            f"lhsfed-train: error: the launcher needs the Python module {err.name!r}, which is not "
+            "installed here; install the coordinator's extra: pip install 'lhs-federation[coordinator]'",
+            file=sys.stderr,
+        )
         sys.exit(2)
     launch()

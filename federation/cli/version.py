@@ -8,8 +8,10 @@ from importlib.metadata import version
 def run(_args) -> int:
     import federation
 
-    print(f"lhs-federation {federation.__version__} (flwr {version('flwr')}, "
-          f"torch {version('torch')}, opacus {version('opacus')})")
+    print(
+        f"lhs-federation {federation.__version__} (flwr {version('flwr')}, "
+        f"torch {version('torch')}, opacus {version('opacus')})"
+    )
     return 0
 
 

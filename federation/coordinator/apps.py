@@ -21,5 +21,7 @@ def load_app(reference: str, key: str = "federation.client_app"):
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"{key} {reference!r} cannot be loaded ({err}); give module:attribute "
-                          f"of a ClientApp, e.g. {CLIENT_APP!r}") from None
+        raise ConfigError(
+            f"{key} {reference!r} cannot be loaded ({err}); give module:attribute "
+            f"of a ClientApp, e.g. {CLIENT_APP!r}"
+        ) from None

@@ -55,13 +55,16 @@ def stop_run(home: Path, started: dict[str, int]) -> None:
             log.warning("could not stop run %s on the SuperLink: %s", started["run_id"], err)
 
 
-def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]
-            ) -> tuple[int, list[str]]:
+def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]) -> tuple[int, list[str]]:
     """``flwr run APP CONNECTION --stream``; echoes progress lines, returns the run id (also
     put in ``started``, for :func:`stop_run`)."""
-    proc = subprocess.Popen([FLWR, "run", str(folder), CONNECTION, "--stream"],
-                            env=flwr_env(home), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [FLWR, "run", str(folder), CONNECTION, "--stream"],
+        env=flwr_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     run_id, lines, deadline = None, [], time.monotonic() + timeout
     try:
         for line in proc.stdout:
@@ -86,7 +89,7 @@ def run_status(home: Path, run_id: int) -> tuple[str, str]:
     """(status, details) of a run as the SuperLink reports it."""
     proc = run_flwr(home, "ls", CONNECTION, "--run-id", str(run_id), "--format", "json")
     try:
-        run = json.loads(proc.stdout[proc.stdout.index("{"):])["runs"][0]
+        run = json.loads(proc.stdout[proc.stdout.index("{") :])["runs"][0]
     except (ValueError, KeyError, IndexError):
         return "unknown", (proc.stderr or proc.stdout).strip()[-300:]
     return str(run.get("status")), str(run.get("status-details", ""))
@@ -99,16 +102,21 @@ def require_tls(ca_cert: Path | str | None) -> Path:
     the network: without TLS anyone on the path could read or change them.
     """
     if ca_cert is None or not str(ca_cert).strip():
-        raise ConfigError("federation.ca_cert is null: a deployment is submitted over TLS only; "
-                          "set federation.ca_cert=pki/ca.pem (the federation CA, lhsfed pki init)")
+        raise ConfigError(
+            "federation.ca_cert is null: a deployment is submitted over TLS only; "
+            "set federation.ca_cert=pki/ca.pem (the federation CA, lhsfed pki init)"
+        )
     if not Path(ca_cert).is_file():
-        raise ConfigError(f"federation.ca_cert={ca_cert}: file not found; give the federation "
-                          "CA certificate (lhsfed pki init writes pki/ca.pem)")
+        raise ConfigError(
+            f"federation.ca_cert={ca_cert}: file not found; give the federation "
+            "CA certificate (lhsfed pki init writes pki/ca.pem)"
+        )
     return Path(ca_cert)
 
 
-def run_in_deployment(run_config: dict, *, run_dir: Path, superlink: str, ca_cert: Path | None,
-                      timeout: float) -> int:
+def run_in_deployment(
+    run_config: dict, *, run_dir: Path, superlink: str, ca_cert: Path | None, timeout: float
+) -> int:
     """Submit, stream, and fail with the SuperLink's reason unless the run completed."""
     ca_cert = require_tls(ca_cert)  # before anything is written or dialled
     if not superlink or ":" not in superlink:

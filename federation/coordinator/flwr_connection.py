@@ -25,8 +25,10 @@ CONNECTION = "lhsfed"
 FLWR = str(Path(sys.executable).parent / "flwr")
 # The hospital-facing proxy's answer to anything but the Fleet API (docker/proxy.conf.template).
 PROXY_REFUSAL = "403 Forbidden"
-CONTROL_HINT = ("that port is the hospital-facing proxy, which passes only the Fleet API; run this "
-                "on the SuperLink host against its loopback port (e.g. 127.0.0.1:9093)")
+CONTROL_HINT = (
+    "that port is the hospital-facing proxy, which passes only the Fleet API; run this "
+    "on the SuperLink host against its loopback port (e.g. 127.0.0.1:9093)"
+)
 
 
 def write_flower_home(home: Path, address: str, ca_cert: Path | None) -> Path:
@@ -46,15 +48,21 @@ def write_flower_home(home: Path, address: str, ca_cert: Path | None) -> Path:
 
 
 def flwr_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0",
-            "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    return {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+    }
 
 
-def run_flwr(home: Path, *args: str, timeout: float = 120, cwd: Path | None = None
-             ) -> subprocess.CompletedProcess:
+def run_flwr(
+    home: Path, *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """``flwr ARGS`` against the home's connection; output captured as text."""
-    return subprocess.run([FLWR, *args], env=flwr_env(home), cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [FLWR, *args], env=flwr_env(home), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @contextmanager
@@ -66,7 +74,7 @@ def temporary_home(address: str, ca_cert: Path | None) -> Iterator[Path]:
 def json_reply(proc: subprocess.CompletedProcess, what: str) -> dict:
     """The ``--format json`` answer of a ``flwr`` command, or one clear error line."""
     try:
-        reply = json.loads(proc.stdout[proc.stdout.index("{"):])
+        reply = json.loads(proc.stdout[proc.stdout.index("{") :])
     except ValueError:
         reply = {}
     if proc.returncode != 0 or not reply.get("success", False):
@@ -80,6 +88,15 @@ def json_reply(proc: subprocess.CompletedProcess, what: str) -> dict:
 def register_node(address: str, ca_cert: Path, public_key: Path, site: str) -> int:
     """Register a site's public key with the SuperLink (``flwr supernode register``)."""
     with temporary_home(address, ca_cert) as home:
-        proc = run_flwr(home, "supernode", "register", str(Path(public_key).resolve()),
-                        CONNECTION, "--name", site, "--format", "json")
+        proc = run_flwr(
+            home,
+            "supernode",
+            "register",
+            str(Path(public_key).resolve()),
+            CONNECTION,
+            "--name",
+            site,
+            "--format",
+            "json",
+        )
     return int(json_reply(proc, f"registering {site} at {address}")["node-id"])

@@ -40,8 +40,10 @@ def refuse_uncreatable(run_dir: Path) -> None:
     else:
         problem = None if os.access(base, os.W_OK | os.X_OK) else f"{base} is not writable"
     if problem:
-        raise ConfigError(f"hydra.run.dir={run_dir}: the run folder cannot be created ({problem}); "
-                          "choose another hydra.run.dir")
+        raise ConfigError(
+            f"hydra.run.dir={run_dir}: the run folder cannot be created ({problem}); "
+            "choose another hydra.run.dir"
+        )
 
 
 @dataclass

@@ -43,13 +43,27 @@ class InProcessGrid(Grid):
     task identity), and clears that on exit.
     """
 
-    def __init__(self, client_app, run_config: dict[str, Any], num_nodes: int = 0,
-                 mods: Iterable = (), *, node_configs: dict[int, dict] | None = None) -> None:
+    def __init__(
+        self,
+        client_app,
+        run_config: dict[str, Any],
+        num_nodes: int = 0,
+        mods: Iterable = (),
+        *,
+        node_configs: dict[int, dict] | None = None,
+    ) -> None:
         self._call = make_ffn(client_app, list(mods))
         nodes = partition_nodes(num_nodes) if node_configs is None else node_configs
-        self.contexts = {node: Context(run_id=RUN_ID, node_id=node, state=RecordDict(),
-                                       node_config=dict(config), run_config=dict(run_config))
-                         for node, config in nodes.items()}
+        self.contexts = {
+            node: Context(
+                run_id=RUN_ID,
+                node_id=node,
+                state=RecordDict(),
+                node_config=dict(config),
+                run_config=dict(run_config),
+            )
+            for node, config in nodes.items()
+        }
         self.received: list[Message] = []  # every reply, in order (what the server side saw)
         self._replies: dict[str, Message] = {}
         self._run = Run.create_empty(run_id=RUN_ID)
@@ -68,23 +82,31 @@ class InProcessGrid(Grid):
     def run(self) -> Run:
         return self._run
 
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
 
     def _deliver(self, message: Message) -> Message:
-        delivered = Message(copy.deepcopy(message.content), message.metadata.dst_node_id,
-                            message.metadata.message_type)
+        delivered = Message(
+            copy.deepcopy(message.content), message.metadata.dst_node_id, message.metadata.message_type
+        )
         delivered.metadata.__dict__["_message_id"] = message.metadata.message_id
         try:
             reply = copy.deepcopy(self._call(delivered, self.contexts[message.metadata.dst_node_id]))
         except Exception as err:  # noqa: BLE001 - a crashing site answers with an error
             reason = f"{type(err)}:<'{err}'>"
-            reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason),
-                            reply_to=delivered)
+            reply = Message(
+                Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=delivered
+            )
         self.received.append(reply)
         return reply
 
@@ -99,8 +121,9 @@ class InProcessGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return [self._replies.pop(i) for i in message_ids if i in self._replies]
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
-                         ) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         return self.pull_messages(self.push_messages(messages))
 
 
@@ -113,8 +136,14 @@ def run_config_for(overrides: list[str], run_dir: Path) -> dict[str, Any]:
     return flatten_config(plain)
 
 
-def run_in_process(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int,
-                   mods: Iterable = (), client_app: str | None = None) -> dict[str, Any]:
+def run_in_process(
+    run_config: dict[str, Any],
+    *,
+    run_dir: Path,
+    num_nodes: int,
+    mods: Iterable = (),
+    client_app: str | None = None,
+) -> dict[str, Any]:
     """One federation, every site in this process; returns the summary.
 
     ``client_app`` ("module:attr") is the ClientApp every site runs (None: the hospital's),

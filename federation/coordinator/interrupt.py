@@ -77,8 +77,10 @@ def last_round(run_dir: Path) -> int:
 def interrupted_line(run_dir: Path) -> str:
     done = last_round(run_dir)
     if done == 0:
-        return (f"interrupted before round 1 finished; nothing to resume: start a new run "
-                f"(another hydra.run.dir than {run_dir})")
+        return (
+            f"interrupted before round 1 finished; nothing to resume: start a new run "
+            f"(another hydra.run.dir than {run_dir})"
+        )
     return f"interrupted after round {done}; resume with lhsfed-train resume={run_dir}"
 
 

@@ -76,10 +76,14 @@ def refuse_used_folder(output_dir: Path) -> None:
     found = [name for name in RUN_ARTEFACTS if (Path(output_dir) / name).exists()]
     if not found:
         return
-    instead = (f"continue it with resume={output_dir}" if (Path(output_dir) / CHECKPOINT).exists()
-               else "it has no checkpoint to resume from; move it away")
-    raise ConfigError(f"{output_dir} already holds a run ({', '.join(found)}); {instead}, or "
-                      "choose another hydra.run.dir")
+    instead = (
+        f"continue it with resume={output_dir}"
+        if (Path(output_dir) / CHECKPOINT).exists()
+        else "it has no checkpoint to resume from; move it away"
+    )
+    raise ConfigError(
+        f"{output_dir} already holds a run ({', '.join(found)}); {instead}, or choose another hydra.run.dir"
+    )
 
 
 class RefuseUsedRunFolder(Callback):
@@ -111,8 +115,9 @@ def write_simulated_policies(settings: RunSettings, output_dir: Path) -> None:
 
     from client.site_policy import simulated_policy
 
-    policies = {site: simulated_policy(site, run_folder=output_dir).to_json()
-                for site in settings.data.site_names}
+    policies = {
+        site: simulated_policy(site, run_folder=output_dir).to_json() for site in settings.data.site_names
+    }
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     (Path(output_dir) / SITE_POLICY).write_text(json.dumps(policies, indent=1) + "\n")
 
@@ -132,9 +137,11 @@ def simulated_nodes(settings: RunSettings, federation: dict[str, Any]) -> int:
         return len(sites)
     nodes = number(federation["num_nodes"], "federation.num_nodes")
     if not 1 <= nodes <= len(sites):
-        raise ConfigError(f"federation.num_nodes={nodes}: the dataset {settings.data.name} has "
-                          f"{len(sites)} sites ({', '.join(sites)}), one per simulated node; set "
-                          f"federation.num_nodes between 1 and {len(sites)}, or null")
+        raise ConfigError(
+            f"federation.num_nodes={nodes}: the dataset {settings.data.name} has "
+            f"{len(sites)} sites ({', '.join(sites)}), one per simulated node; set "
+            f"federation.num_nodes between 1 and {len(sites)}, or null"
+        )
     return nodes
 
 
@@ -159,34 +166,53 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
         from federation.coordinator.deployment import run_in_deployment
 
         timeout = number(federation["timeout"], "federation.timeout", float)
-        run_in_deployment(run_config, run_dir=output_dir, superlink=federation.get("superlink"),
-                          ca_cert=federation.get("ca_cert"), timeout=timeout)
+        run_in_deployment(
+            run_config,
+            run_dir=output_dir,
+            superlink=federation.get("superlink"),
+            ca_cert=federation.get("ca_cert"),
+            timeout=timeout,
+        )
         report_sat_out(settings, output_dir, nodes=len(settings.data.sites))
         return output_dir
     num_nodes = simulated_nodes(settings, federation)
     client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
     runtime = federation.get("runtime") or "ray"
     if runtime not in SIMULATION_RUNTIMES:
-        raise ConfigError(f"federation.runtime {runtime!r} is unknown; choose one of "
-                          f"{SIMULATION_RUNTIMES}")
+        raise ConfigError(f"federation.runtime {runtime!r} is unknown; choose one of {SIMULATION_RUNTIMES}")
     check_site_files(settings, federation.get("data_dir"))
     write_simulated_policies(settings, output_dir)
     if runtime == "inprocess":
-        run_without_ray(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
-                        num_nodes=num_nodes, data_dir=federation.get("data_dir"),
-                        client_app=federation.get("client_app"))
+        run_without_ray(
+            run_config | {"run.expected_nodes": num_nodes},
+            run_dir=output_dir,
+            num_nodes=num_nodes,
+            data_dir=federation.get("data_dir"),
+            client_app=federation.get("client_app"),
+        )
     else:
         from federation.coordinator.simulation import run_in_simulation
 
-        run_in_simulation(run_config | {"run.expected_nodes": num_nodes}, run_dir=output_dir,
-                          num_nodes=num_nodes, client_cpus=client_cpus,
-                          data_dir=federation.get("data_dir"), client_app=federation.get("client_app"))
+        run_in_simulation(
+            run_config | {"run.expected_nodes": num_nodes},
+            run_dir=output_dir,
+            num_nodes=num_nodes,
+            client_cpus=client_cpus,
+            data_dir=federation.get("data_dir"),
+            client_app=federation.get("client_app"),
+        )
     report_sat_out(settings, output_dir, nodes=num_nodes)
     return output_dir
 
 
-def run_without_ray(run_config: dict[str, Any], *, run_dir: Path, num_nodes: int,
-                    data_dir: str | None, client_app: str | None = None) -> None:
+def run_without_ray(
+    run_config: dict[str, Any],
+    *,
+    run_dir: Path,
+    num_nodes: int,
+    data_dir: str | None,
+    client_app: str | None = None,
+) -> None:
     """``federation.runtime=inprocess``: federation.coordinator.inprocess.run_in_process, with the same
     site data folder, signal handling and one-line errors as the Ray runtime."""
     from federation.coordinator.inprocess import run_in_process
@@ -213,9 +239,11 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
     spent = budget_left_out(records, wire.BUDGET_REFUSED)
     if spent and settings.resume:
         first = next(iter(spent.values()))
-        raise FederationError(f"no site has budget left for this run (round {records[-1]['round']}: "
-                              f"{first}); the run stops: its model is the last round that trained "
-                              f"({Path(output_dir) / MODEL})")
+        raise FederationError(
+            f"no site has budget left for this run (round {records[-1]['round']}: "
+            f"{first}); the run stops: its model is the last round that trained "
+            f"({Path(output_dir) / MODEL})"
+        )
     failed = sat_out(records)
     show_sat_out(failed)
     minimum = number(settings.strategy.params.get("min_train_nodes", 2), "strategy.min_train_nodes")
@@ -224,7 +252,8 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
             f"{len(failed)} site(s) failed every round ({', '.join(failed)}): {nodes - len(failed)} "
             f"of {nodes} trained, fewer than strategy.min_train_nodes={minimum}; fix those sites "
             f"(their reasons are above and in {Path(output_dir) / LAUNCHER_LOG}) or lower "
-            "strategy.min_train_nodes")
+            "strategy.min_train_nodes"
+        )
 
 
 def _stop(message: str, code: int) -> None:
@@ -248,8 +277,11 @@ def train_or_exit(cfg: DictConfig) -> Path:
     except Exception as err:  # noqa: BLE001 - a bug or a runtime crash: one line, details logged
         take_back = False  # keep the log that holds the traceback
         log.exception("lhsfed-train stopped")
-        _stop(f"{type(err).__name__}: {' '.join(str(err).split())[:300]}; the full text is in "
-              f"{_log_path(hydra_dir)}", 1)
+        _stop(
+            f"{type(err).__name__}: {' '.join(str(err).split())[:300]}; the full text is in "
+            f"{_log_path(hydra_dir)}",
+            1,
+        )
     finally:
         if take_back and record is not None and record.run_dir == hydra_dir.absolute():
             record.take_back()  # a refused run or a resume: Hydra's files only, if that is all

@@ -22,20 +22,30 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def resumed_config(run_dir: str, current: DictConfig, overrides: list[str]
-                   ) -> tuple[DictConfig, Path]:
+def resumed_config(run_dir: str, current: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
     """(the run's saved config, its folder), or a ConfigError listing every problem."""
     folder = Path(run_dir).expanduser().resolve()
     saved = folder / HYDRA_CONFIG
     changed = [o for o in overrides if _override_key(o) not in ("resume", *CHANGEABLE)]
-    problems = [message for bad, message in (
-        (not saved.is_file(), f"{saved} does not exist: resume= takes a run folder that "
-                              "lhsfed-train wrote"),
-        (not (folder / CHECKPOINT).is_file(), f"{folder / CHECKPOINT} does not exist: the run "
-                                              "finished no round, start it again instead"),
-        (bool(changed), f"resume= continues the saved config; only {', '.join(CHANGEABLE)}= "
-                        f"may change with it (remove {changed})"),
-    ) if bad]
+    problems = [
+        message
+        for bad, message in (
+            (
+                not saved.is_file(),
+                f"{saved} does not exist: resume= takes a run folder that lhsfed-train wrote",
+            ),
+            (
+                not (folder / CHECKPOINT).is_file(),
+                f"{folder / CHECKPOINT} does not exist: the run finished no round, start it again instead",
+            ),
+            (
+                bool(changed),
+                f"resume= continues the saved config; only {', '.join(CHANGEABLE)}= "
+                f"may change with it (remove {changed})",
+            ),
+        )
+        if bad
+    ]
     collect_then_raise(problems, ConfigError)
     cfg = OmegaConf.load(saved)
     for key in CHANGEABLE:

@@ -31,18 +31,29 @@ def write_app_folder(run_dir: Path, run_config: dict, client_app: str = CLIENT_A
     folder.mkdir(parents=True, exist_ok=True)
     project = {
         "project": {"name": "lhs-federation-run", "version": "0.1.0"},
-        "tool": {"flwr": {"app": {
-            "publisher": "lhs-federation",
-            "components": {"serverapp": SERVER_APP, "clientapp": client_app},
-            "config": dict(run_config),
-        }}},
+        "tool": {
+            "flwr": {
+                "app": {
+                    "publisher": "lhs-federation",
+                    "components": {"serverapp": SERVER_APP, "clientapp": client_app},
+                    "config": dict(run_config),
+                }
+            }
+        },
     }
     (folder / "pyproject.toml").write_bytes(tomli_w.dumps(project).encode())
     return folder
 
 
-def run_in_simulation(run_config: dict, *, run_dir: Path, num_nodes: int, client_cpus: float,
-                      data_dir: Path | None, client_app: str | None = None) -> None:
+def run_in_simulation(
+    run_config: dict,
+    *,
+    run_dir: Path,
+    num_nodes: int,
+    client_cpus: float,
+    data_dir: Path | None,
+    client_app: str | None = None,
+) -> None:
     """Start the runtime once, run every round, stop it; errors in the apps propagate.
 
     ``client_app`` ("module:attr") names the ClientApp every simulated site runs (None: the
@@ -57,8 +68,7 @@ def run_in_simulation(run_config: dict, *, run_dir: Path, num_nodes: int, client
     if data_dir is not None:
         os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
     folder = write_app_folder(run_dir, run_config, client_app)
-    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(),
-                      run_config=dict(run_config))
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
     with exit_on_signals(run_dir), _keep_sigterm_handler():
         _run(clients, server_app, context, folder, num_nodes, client_cpus)
 
@@ -78,18 +88,22 @@ def _keep_sigterm_handler() -> Iterator[None]:
         ray_utils.set_sigterm_handler = original
 
 
-def _run(client_app, server_app, context: Context, folder: Path, num_nodes: int,
-         client_cpus: float) -> None:
+def _run(client_app, server_app, context: Context, folder: Path, num_nodes: int, client_cpus: float) -> None:
     _run_simulation(
         num_supernodes=num_nodes,
         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
         client_app=client_app,
         server_app=server_app,
-        backend_config={"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
-                        "init_args": {"num_cpus": os.cpu_count() or 2, "include_dashboard": False,
-                                      # Actor logs stay out of the console (one line per round);
-                                      # app errors still reach the server as error replies.
-                                      "log_to_driver": False}},
+        backend_config={
+            "client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
+            "init_args": {
+                "num_cpus": os.cpu_count() or 2,
+                "include_dashboard": False,
+                # Actor logs stay out of the console (one line per round);
+                # app errors still reach the server as error replies.
+                "log_to_driver": False,
+            },
+        },
         server_app_context=context,
         app_dir=str(folder),
         is_app=True,  # clients read their run config from the app folder too

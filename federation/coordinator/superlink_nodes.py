@@ -39,8 +39,11 @@ def _client(home: Path) -> ControlHttpClient:
     connection = config[config["default"]]
     ca = connection.get("root-certificates")
     return ControlHttpClient.from_server_address(
-        connection["address"], insecure=bool(connection.get("insecure", False)),
-        root_certificates=Path(ca).read_bytes() if ca else None, interceptors=())
+        connection["address"],
+        insecure=bool(connection.get("insecure", False)),
+        root_certificates=Path(ca).read_bytes() if ca else None,
+        interceptors=(),
+    )
 
 
 def _reason(address: str, err: httpx.HTTPError) -> str:
@@ -48,11 +51,15 @@ def _reason(address: str, err: httpx.HTTPError) -> str:
     if isinstance(err, httpx.HTTPStatusError) and err.response.status_code == 403:
         return CONTROL_HINT
     if "CERTIFICATE_VERIFY_FAILED" in text:
-        return ("TLS verification failed: --ca-cert is not the CA that signed the SuperLink's "
-                "certificate (use the coordinator's pki/ca.pem)")
+        return (
+            "TLS verification failed: --ca-cert is not the CA that signed the SuperLink's "
+            "certificate (use the coordinator's pki/ca.pem)"
+        )
     if isinstance(err, httpx.ConnectError):
-        return (f"cannot connect to {address} ({text}); is the SuperLink running and is this "
-                "its loopback port (LHSFED_PORT, default 9093)?")
+        return (
+            f"cannot connect to {address} ({text}); is the SuperLink running and is this "
+            "its loopback port (LHSFED_PORT, default 9093)?"
+        )
     return text
 
 
@@ -66,6 +73,8 @@ def list_nodes(address: str, ca_cert: Path) -> list[NodeRow]:
             raise ConfigError(f"listing nodes at {address} failed: {_reason(address, err)}") from None
         finally:
             client.close()
-    rows = [NodeRow(node.name if node.HasField("name") else UNNAMED, node.node_id, node.status)
-            for node in reply.nodes_info]
+    rows = [
+        NodeRow(node.name if node.HasField("name") else UNNAMED, node.node_id, node.status)
+        for node in reply.nodes_info
+    ]
     return sorted(rows, key=lambda row: (row.site, row.node_id))

@@ -49,8 +49,10 @@ def trial_objective(run_dir: Path) -> float:
     try:
         return float(summary["selection"]["validation"]["loss"])
     except (KeyError, TypeError, ValueError):
-        raise FederationError(f"{Path(run_dir) / SUMMARY} has no selection.validation.loss (no round "
-                              "was validated); this trial cannot be scored") from None
+        raise FederationError(
+            f"{Path(run_dir) / SUMMARY} has no selection.validation.loss (no round "
+            "was validated); this trial cannot be scored"
+        ) from None
 
 
 def shared_ledger_dir(sweep_dir: Path) -> Path:
@@ -63,6 +65,7 @@ def shared_ledger_dir(sweep_dir: Path) -> Path:
 
 # ---- the sweep summary: pure reads of the trial folders and the site ledgers ----------------
 
+
 def trial_dirs(sweep_dir: Path) -> list[Path]:
     """The sweep's job folders (those Hydra saved overrides in), in job order."""
     found = [p for p in Path(sweep_dir).iterdir() if (p / HYDRA_OVERRIDES).is_file()]
@@ -74,10 +77,16 @@ def trial_record(run_dir: Path, error: str | None = None) -> dict[str, Any]:
     overrides = [str(o) for o in OmegaConf.load(run_dir / HYDRA_OVERRIDES)]
     selection = (read_json(run_dir / SUMMARY) or {}).get("selection") or {}
     loss = (selection.get("validation") or {}).get("loss")
-    return {"trial": run_dir.name, "run_dir": str(run_dir.resolve()), "overrides": overrides,
-            "status": "complete" if loss is not None and error is None else "failed",
-            "validation_loss": loss, "selected_round": selection.get("round"),
-            "stopped_early": selection.get("stopped_early"), "error": error}
+    return {
+        "trial": run_dir.name,
+        "run_dir": str(run_dir.resolve()),
+        "overrides": overrides,
+        "status": "complete" if loss is not None and error is None else "failed",
+        "validation_loss": loss,
+        "selected_round": selection.get("round"),
+        "stopped_early": selection.get("stopped_early"),
+        "error": error,
+    }
 
 
 def _site_search_epsilon(site: str, policy: dict, runs: set[str]) -> dict[str, Any]:
@@ -87,14 +96,21 @@ def _site_search_epsilon(site: str, policy: dict, runs: set[str]) -> dict[str, A
     from client.node_identity import NodeIdentity
     from federation.core.privacy import epsilon_spent
 
-    ledger = SiteLedger(Path(policy["ledger_path"]), site=site,
-                        identity=NodeIdentity.of_key(Path(policy["node_key"])))
+    ledger = SiteLedger(
+        Path(policy["ledger_path"]), site=site, identity=NodeIdentity.of_key(Path(policy["node_key"]))
+    )
     entries = [e for e in ledger.entries() if e.run in runs]
-    return {"epsilon_search": epsilon_spent([e.accountant_step for e in entries],
-                                            delta=policy["delta"], accountant=policy["accountant"]),
-            "epsilon_site_total": ledger.last_total(), "max_epsilon": policy["max_epsilon"],
-            "delta": policy["delta"], "steps": sum(e.steps for e in entries),
-            "trials_spent": len({e.run for e in entries}), "ledger": policy["ledger_path"]}
+    return {
+        "epsilon_search": epsilon_spent(
+            [e.accountant_step for e in entries], delta=policy["delta"], accountant=policy["accountant"]
+        ),
+        "epsilon_site_total": ledger.last_total(),
+        "max_epsilon": policy["max_epsilon"],
+        "delta": policy["delta"],
+        "steps": sum(e.steps for e in entries),
+        "trials_spent": len({e.run for e in entries}),
+        "ledger": policy["ledger_path"],
+    }
 
 
 def search_privacy(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -106,9 +122,14 @@ def search_privacy(trials: list[dict[str, Any]]) -> dict[str, Any]:
     for trial in trials:
         policies |= read_json(Path(trial["run_dir"]) / SITE_POLICY) or {}
     if policies:
-        return {"source": "site ledgers", "sites": {
-            site: _site_search_epsilon(site, policy, runs) for site, policy in sorted(policies.items())
-            if Path(policy["ledger_path"]).is_file()}}
+        return {
+            "source": "site ledgers",
+            "sites": {
+                site: _site_search_epsilon(site, policy, runs)
+                for site, policy in sorted(policies.items())
+                if Path(policy["ledger_path"]).is_file()
+            },
+        }
     reported: dict[str, Any] = {}
     for trial in trials:
         sites = ((read_json(Path(trial["run_dir"]) / SUMMARY) or {}).get("privacy") or {}).get("sites") or {}
@@ -124,8 +145,7 @@ def sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -> dict
     if best:  # the winning trial as one single run (the sweep's own +tune= left out)
         chosen = [o for o in best["overrides"] if not o.lstrip("+~").startswith("tune=")]
         best = best | {"command": "lhsfed-train " + " ".join(chosen)}
-    return {"objective": OBJECTIVE, "best": best, "trials": trials,
-            "privacy": search_privacy(trials)}
+    return {"objective": OBJECTIVE, "best": best, "trials": trials, "privacy": search_privacy(trials)}
 
 
 def write_sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -> Path:
@@ -135,6 +155,7 @@ def write_sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -
 
 
 # ---- the Hydra callback ---------------------------------------------------------------------
+
 
 class SweepAccounting(Callback):
     """Registered in configs/config.yaml, so that every ``--multirun`` (Optuna or a plain grid)
@@ -162,13 +183,18 @@ class SweepAccounting(Callback):
             self.errors[run_dir.name] = str(error)
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
         if isinstance(error, LhsFedError):
-            print(f"lhsfed-train: error: trial {run_dir.name} ({run_dir}): "
-                  f"{error}; the sweep stops here, its summary so far is "
-                  f"{path}", file=sys.stderr)
+            print(
+                f"lhsfed-train: error: trial {run_dir.name} ({run_dir}): "
+                f"{error}; the sweep stops here, its summary so far is "
+                f"{path}",
+                file=sys.stderr,
+            )
             sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
         best = (read_json(path) or {}).get("best") or {}
-        print(f"sweep summary: {path} (best: trial {best.get('trial')}, validation loss "
-              f"{best.get('validation_loss')})")
+        print(
+            f"sweep summary: {path} (best: trial {best.get('trial')}, validation loss "
+            f"{best.get('validation_loss')})"
+        )

@@ -70,7 +70,7 @@ def _installed_copy(name: str) -> Path:
         return Path()
     url = json.loads(dist.read_text("direct_url.json") or "{}")
     if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
-        return Path(url["url"][len("file://"):]) / "federation" / "datasets" / name
+        return Path(url["url"][len("file://") :]) / "federation" / "datasets" / name
     return Path(str(dist.locate_file(f"federation/core/datasets/{name}")))
 
 
@@ -95,8 +95,13 @@ def _parquet_site_filter(path: Path, spec: DatasetSpec, site_value: str | None) 
         return None  # reported as a missing column by _site_rows
     kind = schema.field(spec.site_column).type
     try:
-        value = (int(site_value) if pa.types.is_integer(kind) else
-                 float(site_value) if pa.types.is_floating(kind) else site_value)
+        value = (
+            int(site_value)
+            if pa.types.is_integer(kind)
+            else float(site_value)
+            if pa.types.is_floating(kind)
+            else site_value
+        )
     except ValueError:
         return None
     return [(spec.site_column, "==", value)]
@@ -106,8 +111,10 @@ def _site_rows(frame: pd.DataFrame, spec: DatasetSpec, site_value: str, path: Pa
     """The rows of a multi-centre file that belong to one site."""
     column = spec.site_column
     if column not in frame.columns:
-        raise DataError(f"{path}: site column {column!r} is missing; the spec's data.site_column "
-                        "must name the column that says which hospital a row is from")
+        raise DataError(
+            f"{path}: site column {column!r} is missing; the spec's data.site_column "
+            "must name the column that says which hospital a row is from"
+        )
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values):
         try:
@@ -118,8 +125,10 @@ def _site_rows(frame: pd.DataFrame, spec: DatasetSpec, site_value: str, path: Pa
         rows = values.astype(str) == site_value
     if not rows.any():
         found = sorted(map(str, values.dropna().unique()))[:10]
-        raise DataError(f"{path}: no row has {column!r} == {site_value!r} (values found: {found}); "
-                        "fix data.sites or the file")
+        raise DataError(
+            f"{path}: no row has {column!r} == {site_value!r} (values found: {found}); "
+            "fix data.sites or the file"
+        )
     return frame[rows.to_numpy()].reset_index(drop=True)
 
 
@@ -213,8 +222,7 @@ def split_site(x: np.ndarray, y: np.ndarray, spec: DatasetSpec) -> tuple[np.ndar
     )
 
 
-def split_validation(x_train: np.ndarray, y_train: np.ndarray, spec: DatasetSpec
-                     ) -> tuple[np.ndarray, ...]:
+def split_validation(x_train: np.ndarray, y_train: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
     """(x_train, x_val, y_train, y_val): the validation part of the non-test rows.
 
     Seeded with ``split.seed`` and stratified like the test split; fraction 0 (or too few
@@ -225,8 +233,11 @@ def split_validation(x_train: np.ndarray, y_train: np.ndarray, spec: DatasetSpec
         return x_train, x_train[:0], y_train, y_train[:0]
     counts = np.bincount(y_train.astype(int), minlength=2)
     stratify = y_train if counts.min() >= spec.split.stratify_min_class_rows else None
-    return tuple(train_test_split(x_train, y_train, test_size=fraction,
-                                  random_state=spec.split.seed, stratify=stratify))
+    return tuple(
+        train_test_split(
+            x_train, y_train, test_size=fraction, random_state=spec.split.seed, stratify=stratify
+        )
+    )
 
 
 def complete_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
@@ -281,6 +292,7 @@ def check_site_sources(spec: DatasetSpec, data_dir: Path | None = None) -> None:
         raise DataError(f"{path}: site column {spec.site_column!r} is missing")
     present = set(frame[spec.site_column].dropna().map(value_text))
     absent = [value for value in spec.sites.values() if value not in present]
-    collect_then_raise([f"{path}: no row has {spec.site_column!r} == {v!r}; fix data.sites or the file"
-                        for v in absent], DataError)
-
+    collect_then_raise(
+        [f"{path}: no row has {spec.site_column!r} == {v!r}; fix data.sites or the file" for v in absent],
+        DataError,
+    )

@@ -170,8 +170,10 @@ def _problems(spec: DatasetSpec) -> list[str]:
     if not 0.0 < spec.split.test_fraction < 1.0:
         problems.append(f"data.split.test_fraction must be in (0, 1) (got {spec.split.test_fraction})")
     if not 0.0 <= spec.split.validation_fraction < 1.0:
-        problems.append("data.split.validation_fraction must be in [0, 1) (got "
-                        f"{spec.split.validation_fraction}); 0 keeps every non-test row for training")
+        problems.append(
+            "data.split.validation_fraction must be in [0, 1) (got "
+            f"{spec.split.validation_fraction}); 0 keeps every non-test row for training"
+        )
     if spec.standardize not in STANDARDIZE_MODES:
         problems.append(f"data.standardize must be one of {STANDARDIZE_MODES} (got {spec.standardize!r})")
     if not spec.label.positive_values:
@@ -182,8 +184,10 @@ def _problems(spec: DatasetSpec) -> list[str]:
 def _layout_problems(spec: DatasetSpec) -> list[str]:
     problems = []
     if bool(spec.file) != bool(spec.site_column):
-        problems.append("a multi-centre file needs both data.file and data.site_column "
-                        f"(got file={spec.file!r}, site_column={spec.site_column!r})")
+        problems.append(
+            "a multi-centre file needs both data.file and data.site_column "
+            f"(got file={spec.file!r}, site_column={spec.site_column!r})"
+        )
     kept = {f.name for f in spec.features} | {spec.label.column, spec.site_column}
     for column in sorted(kept & set(spec.drop_columns)):
         problems.append(f"column {column!r} is both used and in data.drop_columns; remove one")
@@ -275,8 +279,9 @@ def load_spec_file(path: Path) -> DatasetSpec:
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ConfigError(f"dataset spec {path} cannot be read ({err.strerror or err}); check the "
-                          "path") from None
+        raise ConfigError(
+            f"dataset spec {path} cannot be read ({err.strerror or err}); check the path"
+        ) from None
     except yaml.YAMLError:
         raise ConfigError(f"dataset spec {path} is not valid YAML; fix the file") from None
     if not isinstance(raw, dict):

@@ -27,8 +27,9 @@ def feature_moments(x: np.ndarray, keep: np.ndarray | None = None) -> Moments:
     return observed.sum(0).astype("float64"), values.sum(0), (values**2).sum(0)
 
 
-def combine_statistics(parts: Iterable[Moments], *, prior: Prior | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def combine_statistics(
+    parts: Iterable[Moments], *, prior: Prior | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pooled mean and (population) standard deviation from per-part moments.
 
     Columns with count 0 in every part (no data, or withheld) take ``prior`` (default 0, 1).

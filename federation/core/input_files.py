@@ -40,8 +40,10 @@ def require_output_file(path: Path, *, option: str, inputs: dict[str, Path]) -> 
         raise ConfigError(f"{option} {path}: is a directory; give the file to write")
     for name, source in inputs.items():
         if same_file(path, source):
-            raise ConfigError(f"{option} {path} is the same file as {name} {source}; "
-                              f"write to another file so the input stays as it is")
+            raise ConfigError(
+                f"{option} {path} is the same file as {name} {source}; "
+                f"write to another file so the input stays as it is"
+            )
     return path
 
 
@@ -49,14 +51,16 @@ def require_output_folder(path: Path, *, option: str) -> Path:
     """An output folder: missing (it will be created) or a folder, never an existing file."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {path}: is a file, not a folder; give a folder to write into "
-                          "(nothing was written)")
+        raise ConfigError(
+            f"{option} {path}: is a file, not a folder; give a folder to write into (nothing was written)"
+        )
     return path
 
 
 def refuse_file_as_folder(path: Path | None, *, option: str) -> Path | None:
     """An input folder option (``--data-dir``): refused if it names a file."""
     if path is not None and Path(path).is_file():
-        raise ConfigError(f"{option} {path}: is a file, not a folder; give the folder that holds "
-                          "the sites' files")
+        raise ConfigError(
+            f"{option} {path}: is a file, not a folder; give the folder that holds the sites' files"
+        )
     return path

@@ -37,11 +37,11 @@ def write_public(path: Path, data: bytes) -> Path:
 
 def ssh_private(key) -> bytes:
     """An unencrypted OpenSSH private key file's bytes."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
 
 
 def ssh_public(key) -> bytes:
     """OpenSSH one-line public key (``ecdsa-sha2-nistp384 ...`` or ``ssh-ed25519 ...``)."""
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH)
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)

@@ -31,14 +31,31 @@ BOOTSTRAP_CHUNK_DRAWS = 1_000_000
 CI_LEVEL = 0.95
 _EPS = 1e-7
 # What a site adds to its evaluate reply (so a deployment gets them without any row leaving)
-SITE_WIRE_KEYS = {"auroc_ci_low": wire.AUROC_CI_LOW, "auroc_ci_high": wire.AUROC_CI_HIGH,
-                  "ece": wire.ECE, "calibration_slope": wire.CALIBRATION_SLOPE,
-                  "calibration_intercept": wire.CALIBRATION_INTERCEPT,
-                  "threshold": wire.THRESHOLD, "sensitivity": wire.SENSITIVITY,
-                  "specificity": wire.SPECIFICITY}
-METRIC_KEYS = ("n", "n_positive", "auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier",
-               "ece", "calibration_slope", "calibration_intercept", "threshold", "sensitivity",
-               "specificity")
+SITE_WIRE_KEYS = {
+    "auroc_ci_low": wire.AUROC_CI_LOW,
+    "auroc_ci_high": wire.AUROC_CI_HIGH,
+    "ece": wire.ECE,
+    "calibration_slope": wire.CALIBRATION_SLOPE,
+    "calibration_intercept": wire.CALIBRATION_INTERCEPT,
+    "threshold": wire.THRESHOLD,
+    "sensitivity": wire.SENSITIVITY,
+    "specificity": wire.SPECIFICITY,
+}
+METRIC_KEYS = (
+    "n",
+    "n_positive",
+    "auroc",
+    "auroc_ci_low",
+    "auroc_ci_high",
+    "auprc",
+    "brier",
+    "ece",
+    "calibration_slope",
+    "calibration_intercept",
+    "threshold",
+    "sensitivity",
+    "specificity",
+)
 
 
 def _two_classes(y: np.ndarray) -> bool:
@@ -57,8 +74,9 @@ def bootstrap_aurocs(y: np.ndarray, p: np.ndarray, draws: np.ndarray) -> np.ndar
     n_groups = int(group_of.max()) + 1
     cell = (group_of[draws] + n_groups * np.arange(resamples)[:, None]).ravel()
     drawn = np.bincount(cell, minlength=resamples * n_groups).reshape(resamples, n_groups)
-    pos = np.bincount(cell, weights=y[draws].ravel(), minlength=resamples * n_groups
-                      ).reshape(resamples, n_groups)
+    pos = np.bincount(cell, weights=y[draws].ravel(), minlength=resamples * n_groups).reshape(
+        resamples, n_groups
+    )
     neg = drawn - pos
     below = np.cumsum(neg, axis=1) - neg  # negatives scored lower than each tie group
     n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
@@ -67,8 +85,9 @@ def bootstrap_aurocs(y: np.ndarray, p: np.ndarray, draws: np.ndarray) -> np.ndar
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                  seed: int = 0) -> tuple[float, float, float]:
+def auroc_with_ci(
+    y: np.ndarray, p: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float, float]:
     """AUROC and its percentile-bootstrap 95% CI (resamples drawing one class are skipped)."""
     if not _two_classes(y):
         return float("nan"), float("nan"), float("nan")
@@ -77,9 +96,12 @@ def auroc_with_ci(y: np.ndarray, p: np.ndarray, *, resamples: int = BOOTSTRAP_RE
     rng = np.random.default_rng(seed)
     # In chunks of ~1M draws: memory stays flat with a site's size (the stream is the same).
     chunk = max(1, BOOTSTRAP_CHUNK_DRAWS // len(y))
-    boot = np.concatenate([
-        bootstrap_aurocs(y, p, rng.integers(0, len(y), size=(min(chunk, resamples - start), len(y))))
-        for start in range(0, resamples, chunk)])
+    boot = np.concatenate(
+        [
+            bootstrap_aurocs(y, p, rng.integers(0, len(y), size=(min(chunk, resamples - start), len(y))))
+            for start in range(0, resamples, chunk)
+        ]
+    )
     boot = boot[~np.isnan(boot)]
     tail = (1 - CI_LEVEL) / 2 * 100
     low, high = np.percentile(boot, [tail, 100 - tail])
@@ -121,8 +143,14 @@ def sensitivity_specificity(y: np.ndarray, p: np.ndarray, threshold: float) -> t
     return float(sens), float(spec)
 
 
-def risk_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5,
-                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, float]:
+def risk_metrics(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, float]:
     """Every metric of ``evaluation.json`` for one set of predictions."""
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
@@ -146,8 +174,9 @@ def risk_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float = 0.5,
     }
 
 
-def site_wire_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *,
-                      with_ci: bool = True, seed: int = 0) -> dict[str, float]:
+def site_wire_metrics(
+    y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *, with_ci: bool = True, seed: int = 0
+) -> dict[str, float]:
     """A site's metrics of one split under their wire keys, for ``ClientApp.evaluate``.
 
     One :func:`risk_metrics` pass gives AUROC, AUPRC, Brier and ``SITE_WIRE_KEYS``; the log
@@ -156,14 +185,20 @@ def site_wire_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *,
     it in the last round. ``seed`` draws the bootstrap resamples (a site passes a secret one:
     known resamples would let a coordinator relate the CI bounds to individual test rows).
     """
-    metrics = risk_metrics(y, p, threshold=threshold, resamples=BOOTSTRAP_RESAMPLES if with_ci else 0,
-                           seed=seed)
+    metrics = risk_metrics(
+        y, p, threshold=threshold, resamples=BOOTSTRAP_RESAMPLES if with_ci else 0, seed=seed
+    )
     clipped = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
     return {
-        wire.AUROC: metrics["auroc"], wire.AUPRC: metrics["auprc"], wire.BRIER: metrics["brier"],
+        wire.AUROC: metrics["auroc"],
+        wire.AUPRC: metrics["auprc"],
+        wire.BRIER: metrics["brier"],
         wire.EVAL_LOSS: float(log_loss(np.asarray(y, dtype=int), clipped, labels=[0, 1])),
-        **{key: metrics[name] for name, key in SITE_WIRE_KEYS.items()
-           if with_ci or name not in ("auroc_ci_low", "auroc_ci_high")},
+        **{
+            key: metrics[name]
+            for name, key in SITE_WIRE_KEYS.items()
+            if with_ci or name not in ("auroc_ci_low", "auroc_ci_high")
+        },
     }
 
 
@@ -193,7 +228,5 @@ def pooled_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]
         return {"auroc": float("nan"), "auprc": float("nan")}
     return {
         "auroc": float(roc_auc_score(labels[keep], scores[keep], sample_weight=weights[keep])),
-        "auprc": float(
-            average_precision_score(labels[keep], scores[keep], sample_weight=weights[keep])
-        ),
+        "auprc": float(average_precision_score(labels[keep], scores[keep], sample_weight=weights[keep])),
     }

@@ -30,8 +30,9 @@ def sample_rate(*, n_train: int, batch_size: int) -> float:
     return 1.0 / steps_per_epoch(n_train=n_train, batch_size=batch_size)
 
 
-def planned_steps(*, n_train: int, batch_size: int, local_epochs: int, rounds: int,
-                  local_steps: int = 0) -> int:
+def planned_steps(
+    *, n_train: int, batch_size: int, local_epochs: int, rounds: int, local_steps: int = 0
+) -> int:
     """DP-SGD steps a site takes over the whole training (``local_steps`` > 0: per round)."""
     if local_steps > 0:
         return rounds * local_steps
@@ -57,8 +58,9 @@ def calibrate_noise(
     )
 
 
-def epsilon_spent(history: Iterable[tuple[float, float, int]], *, delta: float,
-                  accountant: str = "rdp") -> float:
+def epsilon_spent(
+    history: Iterable[tuple[float, float, int]], *, delta: float, accountant: str = "rdp"
+) -> float:
     """ε of the composition of every recorded step (0 when nothing was spent).
 
     A step without noise (σ = 0, training with DP off) has no finite ε: the result is inf.
@@ -108,8 +110,17 @@ def noise_for_run(settings, n_train: int, *, delta: float, accountant: str) -> f
     """One noise multiplier for a whole run of ``settings`` (a RunSettings): the ε target
     over every round's steps at ``delta`` (a site passes its own δ and accountant)."""
     t = settings.train
-    steps = planned_steps(n_train=n_train, batch_size=t.batch_size, local_epochs=t.local_epochs,
-                          rounds=settings.rounds, local_steps=t.local_steps)
-    return calibrate_noise(target_epsilon=settings.privacy.target_epsilon, delta=delta,
-                           rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
-                           steps=steps, accountant=accountant)
+    steps = planned_steps(
+        n_train=n_train,
+        batch_size=t.batch_size,
+        local_epochs=t.local_epochs,
+        rounds=settings.rounds,
+        local_steps=t.local_steps,
+    )
+    return calibrate_noise(
+        target_epsilon=settings.privacy.target_epsilon,
+        delta=delta,
+        rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
+        steps=steps,
+        accountant=accountant,
+    )

@@ -64,10 +64,15 @@ class RoundRecord:
 
     def to_json(self) -> dict[str, Any]:
         document = {
-            "round": self.round, "train": self.train, "evaluate": self.evaluate.to_json(),
-            "validation": self.validation.to_json(), "failures": self.failures,
-            "rejected": self.rejected, "aggregated": self.aggregated,
-            "discarded": self.discarded, "discard_reason": self.discard_reason,
+            "round": self.round,
+            "train": self.train,
+            "evaluate": self.evaluate.to_json(),
+            "validation": self.validation.to_json(),
+            "failures": self.failures,
+            "rejected": self.rejected,
+            "aggregated": self.aggregated,
+            "discarded": self.discarded,
+            "discard_reason": self.discard_reason,
         }
         if self.secure_aggregation:
             document["secure_aggregation"] = self.secure_aggregation
@@ -76,7 +81,8 @@ class RoundRecord:
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> RoundRecord:
         return cls(
-            round=int(document["round"]), train=dict(document.get("train") or {}),
+            round=int(document["round"]),
+            train=dict(document.get("train") or {}),
             evaluate=Evaluation.from_json(document.get("evaluate")),
             validation=Evaluation.from_json(document.get("validation")),
             failures=list(document.get("failures") or []),

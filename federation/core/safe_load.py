@@ -20,8 +20,18 @@ import torch
 from federation.core.errors import DataError
 
 # What torch.load raises on a refused global, a truncated archive or a file that is no archive.
-_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
-                zipfile.BadZipFile, AttributeError, ImportError, TypeError, KeyError)
+_LOAD_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    OSError,
+    zipfile.BadZipFile,
+    AttributeError,
+    ImportError,
+    TypeError,
+    KeyError,
+)
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -43,9 +53,12 @@ def load_weights_only(path: Path, *, fix: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except _LOAD_ERRORS as err:
-        raise DataError(f"{path}: cannot be read safely as plain weights ({_reason(err)}); "
-                        f"nothing in it was run; {fix}") from None
+        raise DataError(
+            f"{path}: cannot be read safely as plain weights ({_reason(err)}); nothing in it was run; {fix}"
+        ) from None
     if not isinstance(payload, dict):
-        raise DataError(f"{path}: cannot be read as a run file: it holds a "
-                        f"{type(payload).__name__}, not the dict lhs-federation saves; {fix}")
+        raise DataError(
+            f"{path}: cannot be read as a run file: it holds a "
+            f"{type(payload).__name__}, not the dict lhs-federation saves; {fix}"
+        )
     return payload

@@ -36,9 +36,13 @@ _WORD = 8  # bytes per candidate draw
 MAX_RANGE = 2**63  # masks are int64 arrays, as in Flower
 FLOWER_PRG = _flwr_utils.pseudo_rand_gen  # the function replaced (kept for the tests' control)
 # By import path: the packages re-export functions under these same names.
-PATCHED_MODULES = tuple(importlib.import_module(name) for name in (
-    "flwr.client.mod.secure_aggregation.secaggplus_mod",
-    "flwr.server.workflow.secure_aggregation.secaggplus_workflow"))
+PATCHED_MODULES = tuple(
+    importlib.import_module(name)
+    for name in (
+        "flwr.client.mod.secure_aggregation.secaggplus_mod",
+        "flwr.server.workflow.secure_aggregation.secaggplus_workflow",
+    )
+)
 
 
 def _keystream(key: bytes):
@@ -55,7 +59,7 @@ def _uniform(stream, num_range: int, count: int) -> np.ndarray:
         words = np.frombuffer(stream.update(bytes(_WORD * (count - filled))), dtype="<u8")
         kept = words & bit_mask
         kept = kept[kept < np.uint64(num_range)]
-        out[filled:filled + kept.size] = kept.astype(np.int64)
+        out[filled : filled + kept.size] = kept.astype(np.int64)
         filled += kept.size
     return out
 
@@ -66,11 +70,15 @@ def mask_prg(seed: bytes, num_range: int, dimensions_list: list[tuple[int, ...]]
     Drop-in for Flower's ``pseudo_rand_gen(seed, num_range, dimensions_list)``.
     """
     if not 1 <= num_range <= MAX_RANGE:
-        raise ValueError(f"SecAgg+ mask range {num_range} must be in [1, 2**63]: set "
-                         "server/secure_aggregation.py MODULUS_RANGE within it")
+        raise ValueError(
+            f"SecAgg+ mask range {num_range} must be in [1, 2**63]: set "
+            "server/secure_aggregation.py MODULUS_RANGE within it"
+        )
     stream = _keystream(bytes(seed))
-    return [_uniform(stream, num_range, int(np.prod(shape, dtype=np.int64))).reshape(shape)
-            for shape in dimensions_list]
+    return [
+        _uniform(stream, num_range, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+        for shape in dimensions_list
+    ]
 
 
 def install() -> None:
@@ -78,6 +86,8 @@ def install() -> None:
     for module in PATCHED_MODULES:
         current = getattr(module, "pseudo_rand_gen", None)
         if current is not FLOWER_PRG and current is not mask_prg:
-            raise RuntimeError(f"{module.__name__}.pseudo_rand_gen is not Flower 1.41's: review "
-                               "federation/core/secagg_masks.py for this Flower version")
+            raise RuntimeError(
+                f"{module.__name__}.pseudo_rand_gen is not Flower 1.41's: review "
+                "federation/core/secagg_masks.py for this Flower version"
+            )
         module.pseudo_rand_gen = mask_prg

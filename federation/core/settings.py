@@ -16,8 +16,16 @@ from federation.core.dataspec import DatasetSpec, spec_from_json
 from federation.core.errors import ConfigError, collect_then_raise
 from federation.core.model import MODEL_NAMES, ModelSpec
 
-STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
-                  "trimmed_mean", "krum")
+STRATEGY_NAMES = (
+    "fedavg",
+    "fedprox",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "fedmedian",
+    "trimmed_mean",
+    "krum",
+)
 # Strategies that only need the weighted mean of the updates (what SecAgg+ reveals).
 SECURE_AGGREGATION_STRATEGIES = ("fedavg", "fedprox")
 # Groups the apps need; the launcher-only group (federation) is not sent.
@@ -129,8 +137,12 @@ def _typed(cls, values: dict[str, Any], group: str):
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown} for {cls.__name__}; known: {sorted(types)}")
-    converters = {"bool": lambda v, _key: _to_bool(v), "int": lambda v, key: number(v, key),
-                  "float": lambda v, key: number(v, key, float), "str": lambda v, _key: str(v)}
+    converters = {
+        "bool": lambda v, _key: _to_bool(v),
+        "int": lambda v, key: number(v, key),
+        "float": lambda v, key: number(v, key, float),
+        "str": lambda v, _key: str(v),
+    }
     converted, problems = {}, []
     for key, value in values.items():
         try:
@@ -152,8 +164,9 @@ def number(value: Any, key: str, kind: type = int) -> int | float:
         return converted
     except (TypeError, ValueError, OverflowError):
         what = "a whole number" if kind is int else "a finite number"
-        raise ConfigError(f"{key}={value!r} is not {what}; give one, e.g. {key}="
-                          f"{'10' if kind is int else '0.5'}") from None
+        raise ConfigError(
+            f"{key}={value!r} is not {what}; give one, e.g. {key}={'10' if kind is int else '0.5'}"
+        ) from None
 
 
 def _to_bool(value: Any) -> bool:
@@ -173,10 +186,14 @@ def _group(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _problems(s: RunSettings) -> list[str]:
     checks = [
-        (s.strategy.name in STRATEGY_NAMES,
-         f"strategy {s.strategy.name!r} is unknown; choose one of {', '.join(STRATEGY_NAMES)}"),
-        (s.model.name in MODEL_NAMES,
-         f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}"),
+        (
+            s.strategy.name in STRATEGY_NAMES,
+            f"strategy {s.strategy.name!r} is unknown; choose one of {', '.join(STRATEGY_NAMES)}",
+        ),
+        (
+            s.model.name in MODEL_NAMES,
+            f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}",
+        ),
         (s.rounds >= 1, f"rounds must be >= 1 (got {s.rounds})"),
         (s.train.local_epochs >= 1, f"train.local_epochs must be >= 1 (got {s.train.local_epochs})"),
         (s.train.local_steps >= 0, f"train.local_steps must be >= 0 (got {s.train.local_steps})"),
@@ -184,23 +201,37 @@ def _problems(s: RunSettings) -> list[str]:
         (s.train.weight_decay >= 0, f"train.weight_decay must be >= 0 (got {s.train.weight_decay})"),
         (s.train.batch_size >= 1, f"train.batch_size must be >= 1 (got {s.train.batch_size})"),
         (s.train.lr > 0, f"train.lr must be > 0 (got {s.train.lr})"),
-        (s.train.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd (got {s.train.optimizer!r})"),
-        (s.selection.metric in SELECTION_METRICS,
-         f"selection.metric must be one of {', '.join(SELECTION_METRICS)} (got {s.selection.metric!r})"),
-        (s.early_stopping.patience >= 0,
-         f"early_stopping.patience must be >= 0, 0 turns it off (got {s.early_stopping.patience})"),
-        (s.early_stopping.min_rounds >= 0,
-         f"early_stopping.min_rounds must be >= 0 (got {s.early_stopping.min_rounds})"),
-        (s.privacy.target_epsilon > 0,
-         f"privacy.target_epsilon must be > 0 (got {s.privacy.target_epsilon})"),
+        (
+            s.train.optimizer in ("adam", "sgd"),
+            f"train.optimizer must be adam or sgd (got {s.train.optimizer!r})",
+        ),
+        (
+            s.selection.metric in SELECTION_METRICS,
+            f"selection.metric must be one of {', '.join(SELECTION_METRICS)} (got {s.selection.metric!r})",
+        ),
+        (
+            s.early_stopping.patience >= 0,
+            f"early_stopping.patience must be >= 0, 0 turns it off (got {s.early_stopping.patience})",
+        ),
+        (
+            s.early_stopping.min_rounds >= 0,
+            f"early_stopping.min_rounds must be >= 0 (got {s.early_stopping.min_rounds})",
+        ),
+        (
+            s.privacy.target_epsilon > 0,
+            f"privacy.target_epsilon must be > 0 (got {s.privacy.target_epsilon})",
+        ),
         (0 < s.privacy.delta < 1, f"privacy.delta must be in (0, 1) (got {s.privacy.delta})"),
-        (s.privacy.max_grad_norm > 0,
-         f"privacy.max_grad_norm must be > 0 (got {s.privacy.max_grad_norm})"),
-        (s.privacy.accountant in ("rdp", "prv"),
-         f"privacy.accountant must be rdp or prv (got {s.privacy.accountant!r})"),
-        (not s.privacy.secure_aggregation or s.strategy.name in SECURE_AGGREGATION_STRATEGIES,
-         f"privacy.secure_aggregation=true hides each site's update, so strategy "
-         f"{s.strategy.name!r} cannot see them; use one of {', '.join(SECURE_AGGREGATION_STRATEGIES)}"),
+        (s.privacy.max_grad_norm > 0, f"privacy.max_grad_norm must be > 0 (got {s.privacy.max_grad_norm})"),
+        (
+            s.privacy.accountant in ("rdp", "prv"),
+            f"privacy.accountant must be rdp or prv (got {s.privacy.accountant!r})",
+        ),
+        (
+            not s.privacy.secure_aggregation or s.strategy.name in SECURE_AGGREGATION_STRATEGIES,
+            f"privacy.secure_aggregation=true hides each site's update, so strategy "
+            f"{s.strategy.name!r} cannot see them; use one of {', '.join(SECURE_AGGREGATION_STRATEGIES)}",
+        ),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -225,5 +256,9 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
 
 def model_spec(settings: RunSettings) -> ModelSpec:
     """The model both apps build for a run: the server to start it, each site to load weights."""
-    return ModelSpec(name=settings.model.name, n_features=len(settings.data.encoded_feature_names()),
-                     hidden=settings.model.hidden, dropout=settings.model.dropout)
+    return ModelSpec(
+        name=settings.model.name,
+        n_features=len(settings.data.encoded_feature_names()),
+        hidden=settings.model.hidden,
+        dropout=settings.model.dropout,
+    )

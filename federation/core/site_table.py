@@ -39,15 +39,19 @@ def _blocks(handle, path: Path, progress: Progress | None) -> Iterator[tuple[int
     while block := handle.read(BLOCK):
         if (nul := block.find(b"\0")) >= 0:
             line = before + (buffer + block[:nul]).count(b"\n") + 1
-            raise DataError(f"{path}: line {line}: binary content (a NUL byte), not a CSV text "
-                            "file; export the site's table as CSV")
+            raise DataError(
+                f"{path}: line {line}: binary content (a NUL byte), not a CSV text "
+                "file; export the site's table as CSV"
+            )
         if not before and not buffer:
             block = block.removeprefix(codecs.BOM_UTF8)
         *complete, buffer = (buffer + block).split(b"\n")
         _check_lengths(complete, before, path)
         if len(buffer) > LINE_LIMIT:
-            raise DataError(f"{path}: line {before + len(complete) + 1} is longer than "
-                            f"{LINE_LIMIT >> 10} kB (no line break); a site row is one short line")
+            raise DataError(
+                f"{path}: line {before + len(complete) + 1} is longer than "
+                f"{LINE_LIMIT >> 10} kB (no line break); a site row is one short line"
+            )
         if complete:
             yield before + 1, complete
         before += len(complete)
@@ -60,8 +64,10 @@ def _blocks(handle, path: Path, progress: Progress | None) -> Iterator[tuple[int
 def _check_lengths(lines: list[bytes], before: int, path: Path) -> None:
     for i, line in enumerate(lines):
         if len(line) > LINE_LIMIT:
-            raise DataError(f"{path}: line {before + i + 1} is longer than {LINE_LIMIT >> 10} kB; "
-                            "a site row is one short line")
+            raise DataError(
+                f"{path}: line {before + i + 1} is longer than {LINE_LIMIT >> 10} kB; "
+                "a site row is one short line"
+            )
 
 
 def _text(lines: list[bytes], first: int, path: Path) -> str:
@@ -69,9 +75,10 @@ def _text(lines: list[bytes], first: int, path: Path) -> str:
     try:
         return joined.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = first + joined[:err.start].count(b"\n")
-        raise DataError(f"{path}: line {line} is not UTF-8 text ({err.reason}); save the file "
-                        "as UTF-8 CSV") from None
+        line = first + joined[: err.start].count(b"\n")
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 text ({err.reason}); save the file as UTF-8 CSV"
+        ) from None
 
 
 def _fields(line: str) -> list[str]:
@@ -105,25 +112,42 @@ def _width_error(path: Path, row: int, fields: list[str], names: list[str], head
     """One line naming the row and the first column that is extra or missing."""
     source = "the header's" if header else "the spec's"
     if len(fields) > len(names):
-        return DataError(f"{path}: row {row} column {len(names) + 1}: {len(fields)} fields, more than "
-                         f"{source} {len(names)} columns; remove the extra field(s) (a trailing comma?)")
-    return DataError(f"{path}: row {row} column {names[len(fields)]!r}: is missing (the row has "
-                     f"{len(fields)} fields, {source} columns are {len(names)})")
+        return DataError(
+            f"{path}: row {row} column {len(names) + 1}: {len(fields)} fields, more than "
+            f"{source} {len(names)} columns; remove the extra field(s) (a trailing comma?)"
+        )
+    return DataError(
+        f"{path}: row {row} column {names[len(fields)]!r}: is missing (the row has "
+        f"{len(fields)} fields, {source} columns are {len(names)})"
+    )
 
 
-def _frame(lines: list[tuple[int, str]], names: list[str], start: int, path: Path,
-           header: bool) -> pd.DataFrame:
+def _frame(
+    lines: list[tuple[int, str]], names: list[str], start: int, path: Path, header: bool
+) -> pd.DataFrame:
     """Text cells of lines already known to be rows; each must have one field per column."""
     for i, (number, line) in enumerate(lines):
         if line.count('"') % 2:
-            raise DataError(f"{path}: line {number}: an unclosed quote (a quoted field may not "
-                            "span lines); fix the quoting")
+            raise DataError(
+                f"{path}: line {number}: an unclosed quote (a quoted field may not "
+                "span lines); fix the quoting"
+            )
         if (line.count(",") + 1 if '"' not in line else len(_fields(line))) != len(names):
             raise _width_error(path, start + i + 1, _fields(line), names, header)
     text = io.StringIO("\n".join(line for _, line in lines))
-    frame = pd.read_csv(text, header=None, names=range(len(names)), dtype=str, na_filter=False,
-                        skipinitialspace=True, skip_blank_lines=False) if lines else \
-        pd.DataFrame(columns=range(len(names)), dtype=str)
+    frame = (
+        pd.read_csv(
+            text,
+            header=None,
+            names=range(len(names)),
+            dtype=str,
+            na_filter=False,
+            skipinitialspace=True,
+            skip_blank_lines=False,
+        )
+        if lines
+        else pd.DataFrame(columns=range(len(names)), dtype=str)
+    )
     frame.columns, frame.index = names, pd.RangeIndex(start, start + len(frame))
     return frame
 
@@ -189,8 +213,11 @@ def _fast_floats(text: pd.Series) -> pd.Series | None:
 
 def _typed(cells: pd.Series) -> bool:
     """Numbers or booleans already (Parquet), not text to parse."""
-    return (pd.api.types.is_bool_dtype(cells) or pd.api.types.is_numeric_dtype(cells)
-            or (cells.dtype == object and pd.api.types.infer_dtype(cells, skipna=True) == "boolean"))
+    return (
+        pd.api.types.is_bool_dtype(cells)
+        or pd.api.types.is_numeric_dtype(cells)
+        or (cells.dtype == object and pd.api.types.infer_dtype(cells, skipna=True) == "boolean")
+    )
 
 
 def parse_numbers(cells: pd.Series, missing_markers=()) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -216,6 +243,8 @@ def refusal_reason(value, non_finite: bool, markers=()) -> str:
     value = value.item() if isinstance(value, np.generic) else value  # inf, not np.float64(inf)
     marker = f"a missing marker {list(markers)}" if markers else "the spec's missing marker"
     if non_finite:
-        return (f"non-finite value {value!r} (NaN, infinity and numbers beyond ±1.8e308 are "
-                f"refused); use a finite number, or {marker}")
+        return (
+            f"non-finite value {value!r} (NaN, infinity and numbers beyond ±1.8e308 are "
+            f"refused); use a finite number, or {marker}"
+        )
     return f"non-numeric value {value!r}; use a number, or {marker}"

@@ -40,12 +40,17 @@ def _outside(values: np.ndarray, column: dict[str, Any]) -> np.ndarray:
 
 def out_of_range_rows(x: np.ndarray, columns: list[dict[str, Any]], path: Path) -> list[str]:
     """One line per row with a value outside its column's range or levels (row 1 = first data row)."""
-    flags = {i: _outside(x[:, i], c) for i, c in enumerate(columns)
-             if c.get("type") in ("categorical", "binary") or c.get("min") is not None
-             or c.get("max") is not None}
+    flags = {
+        i: _outside(x[:, i], c)
+        for i, c in enumerate(columns)
+        if c.get("type") in ("categorical", "binary") or c.get("min") is not None or c.get("max") is not None
+    }
     lines = []
     for row in np.flatnonzero(np.any(list(flags.values()), axis=0)) if flags else []:
-        cells = [f"{columns[i]['name']} {x[row, i]:g} not in {_allowed(columns[i])}"
-                 for i, flag in flags.items() if flag[row]]
+        cells = [
+            f"{columns[i]['name']} {x[row, i]:g} not in {_allowed(columns[i])}"
+            for i, flag in flags.items()
+            if flag[row]
+        ]
         lines.append(f"{path}: row {row + 1}: {'; '.join(cells)}")
     return lines

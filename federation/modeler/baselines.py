@@ -43,26 +43,39 @@ def _reproducible_randomness(seed: int) -> SiteRandomness:
     return SiteRandomness(key=hashlib.sha256(f"lhsfed-baseline:{seed}".encode()).digest())
 
 
-def train_baseline(settings: RunSettings, spec: ModelSpec, x: np.ndarray, y: np.ndarray
-                   ) -> Baseline:
+def train_baseline(settings: RunSettings, spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> Baseline:
     """One model on (x, y) for the federation's total epochs, with the run's DP settings."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus accountant and hook chatter, once per batch
         model = build_model(spec, seed=settings.seed)
         model.preprocess.set_statistics(*feature_statistics(x))
         epochs = settings.rounds * settings.train.local_epochs
-        noise = (noise_for_run(settings, len(y), delta=settings.privacy.delta,
-                              accountant=settings.privacy.accountant)
-                 if settings.privacy.enabled else None)
+        noise = (
+            noise_for_run(
+                settings, len(y), delta=settings.privacy.delta, accountant=settings.privacy.accountant
+            )
+            if settings.privacy.enabled
+            else None
+        )
         steps = settings.rounds * settings.train.local_steps  # 0: epochs decide
         train = replace(settings.train, local_epochs=epochs, local_steps=steps)
-        result = train_locally(model, x, y, train=train,
-                               privacy=settings.privacy, noise_multiplier=noise,
-                               seed=settings.seed * 1000 + _BASELINE_SEED_OFFSET,
-                               randomness=_reproducible_randomness(settings.seed))
-        epsilon = (epsilon_spent(result.history, delta=settings.privacy.delta,
-                                 accountant=settings.privacy.accountant)
-                   if settings.privacy.enabled else None)
+        result = train_locally(
+            model,
+            x,
+            y,
+            train=train,
+            privacy=settings.privacy,
+            noise_multiplier=noise,
+            seed=settings.seed * 1000 + _BASELINE_SEED_OFFSET,
+            randomness=_reproducible_randomness(settings.seed),
+        )
+        epsilon = (
+            epsilon_spent(
+                result.history, delta=settings.privacy.delta, accountant=settings.privacy.accountant
+            )
+            if settings.privacy.enabled
+            else None
+        )
     model.eval()
     return Baseline(model, epsilon, len(y))
 

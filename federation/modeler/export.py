@@ -33,7 +33,7 @@ class RawFeatureEncoder(nn.Module):
         super().__init__()
         source, level, categorical = [], [], []
         for index, feat in enumerate(spec.features):
-            for value in (feat.encoded_levels if feat.type == "categorical" else (0.0,)):
+            for value in feat.encoded_levels if feat.type == "categorical" else (0.0,):
                 source.append(index)
                 level.append(float(value))
                 categorical.append(feat.type == "categorical")
@@ -87,9 +87,16 @@ def onnx_bytes(model: DeployableModel, spec: DatasetSpec) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (_example(spec),), buffer, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET, dynamo=False,
-                          dynamic_axes={INPUT_NAME: {0: "rows"}, OUTPUT_NAME: {0: "rows"}})
+        torch.onnx.export(
+            model,
+            (_example(spec),),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            dynamic_axes={INPUT_NAME: {0: "rows"}, OUTPUT_NAME: {0: "rows"}},
+        )
     return buffer.getvalue()
 
 

@@ -31,8 +31,7 @@ def _png(fig) -> bytes:
 def rounds_curve(records: list[dict[str, Any]]) -> bytes:
     """Mean train loss, pooled test loss and pooled AUROC per round."""
     rounds = [r["round"] for r in records]
-    train = [np.nanmean([t.get("loss") or np.nan for t in r["train"].values()] or [np.nan])
-             for r in records]
+    train = [np.nanmean([t.get("loss") or np.nan for t in r["train"].values()] or [np.nan]) for r in records]
     pooled = [r["evaluate"].get("pooled", {}) for r in records]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     left.plot(rounds, train, marker="o", label="train loss (mean of sites)")
@@ -67,10 +66,8 @@ def calibration_plot(predictions: Predictions) -> bytes:
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     for name, (y, p) in predictions.items():
         observed, predicted = calibration_curve(y, p, n_bins=ECE_BINS, strategy="uniform")
-        ax.plot(predicted, observed, marker="o", label=name,
-                linewidth=2.5 if name == "pooled" else 1.2)
+        ax.plot(predicted, observed, marker="o", label=name, linewidth=2.5 if name == "pooled" else 1.2)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    ax.set(xlabel="predicted risk", ylabel="observed rate", title="Calibration", xlim=(0, 1),
-           ylim=(0, 1))
+    ax.set(xlabel="predicted risk", ylabel="observed rate", title="Calibration", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8, loc="upper left")
     return _png(fig)

@@ -18,11 +18,13 @@ from federation.core.run_layout import AUDIT, REPORT_HTML, REPORT_MD, read_json
 from federation.modeler import plots
 from federation.modeler.run_evaluation import POOLED, Predictions
 
-_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}"
-          "table{border-collapse:collapse;margin:1em 0}"
-          "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
-          "th{background:#eee}td:first-child{text-align:left}"
-          "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}")
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1100px}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
+    "th{background:#eee}td:first-child{text-align:left}"
+    "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}"
+)
 
 
 @dataclass(frozen=True)
@@ -50,52 +52,107 @@ def _epsilon(privacy: dict[str, Any], site: str) -> str:
 
 def data_table(evaluation: dict[str, Any]) -> Table:
     privacy = evaluation["privacy"]
-    rows = [[site, fmt(d["n_train"]), fmt(d["n_test"]),
-             fmt(evaluation["sites"][site]["n_positive"]), _epsilon(privacy, site)]
-            for site, d in evaluation["data"].items()]
-    return Table("Sites: data sizes and privacy spent",
-                 ["site", "train rows", "test rows", "test positives", "ε spent"], rows,
-                 f"δ = {privacy['delta']:g}; ε target {privacy['target_epsilon']:g} per site"
-                 if privacy.get("enabled") else "DP off: the updates carry no privacy guarantee")
+    rows = [
+        [
+            site,
+            fmt(d["n_train"]),
+            fmt(d["n_test"]),
+            fmt(evaluation["sites"][site]["n_positive"]),
+            _epsilon(privacy, site),
+        ]
+        for site, d in evaluation["data"].items()
+    ]
+    return Table(
+        "Sites: data sizes and privacy spent",
+        ["site", "train rows", "test rows", "test positives", "ε spent"],
+        rows,
+        f"δ = {privacy['delta']:g}; ε target {privacy['target_epsilon']:g} per site"
+        if privacy.get("enabled")
+        else "DP off: the updates carry no privacy guarantee",
+    )
 
 
 def metrics_table(evaluation: dict[str, Any]) -> Table:
     threshold = evaluation["threshold"]
-    header = ["site", "AUROC", "95% CI", "AUPRC", "Brier", "ECE", "cal. slope",
-              "cal. intercept", f"sensitivity@{threshold:g}", f"specificity@{threshold:g}"]
-    keys = ("auroc", "auroc_ci", "auprc", "brier", "ece", "calibration_slope",
-            "calibration_intercept", "sensitivity", "specificity")
+    header = [
+        "site",
+        "AUROC",
+        "95% CI",
+        "AUPRC",
+        "Brier",
+        "ECE",
+        "cal. slope",
+        "cal. intercept",
+        f"sensitivity@{threshold:g}",
+        f"specificity@{threshold:g}",
+    ]
+    keys = (
+        "auroc",
+        "auroc_ci",
+        "auprc",
+        "brier",
+        "ece",
+        "calibration_slope",
+        "calibration_intercept",
+        "sensitivity",
+        "specificity",
+    )
     named = {**evaluation["sites"], POOLED: evaluation[POOLED]}
     rows = []
     for site, m in named.items():
-        ci = f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]" \
-            if m["auroc_ci_low"] is not None else "n/a"
+        ci = (
+            f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]"
+            if m["auroc_ci_low"] is not None
+            else "n/a"
+        )
         rows.append([site] + [ci if k == "auroc_ci" else fmt(m[k]) for k in keys])
-    return Table(f"Global model (round {evaluation['round']}) on each site's held-out test rows",
-                 header, rows, "pooled = all sites' test rows together; CI: percentile bootstrap")
+    return Table(
+        f"Global model (round {evaluation['round']}) on each site's held-out test rows",
+        header,
+        rows,
+        "pooled = all sites' test rows together; CI: percentile bootstrap",
+    )
 
 
 def baselines_table(evaluation: dict[str, Any]) -> Table | None:
     base = evaluation.get("baselines")
     if not base:
         return None
-    local, central, benefit = base["local_only"]["sites"], base["pooled_centralized"]["sites"], \
-        base["benefit_auroc"]
-    rows = [[site, fmt(m["auroc"]), fmt(local[site]["auroc"]), fmt(central[site]["auroc"]),
-             fmt(benefit[site])] for site, m in evaluation["sites"].items()]
-    means = [evaluation["mean_auroc"], base["local_only"]["mean_auroc"],
-             base["pooled_centralized"]["mean_auroc"], benefit]
+    local, central, benefit = (
+        base["local_only"]["sites"],
+        base["pooled_centralized"]["sites"],
+        base["benefit_auroc"],
+    )
+    rows = [
+        [site, fmt(m["auroc"]), fmt(local[site]["auroc"]), fmt(central[site]["auroc"]), fmt(benefit[site])]
+        for site, m in evaluation["sites"].items()
+    ]
+    means = [
+        evaluation["mean_auroc"],
+        base["local_only"]["mean_auroc"],
+        base["pooled_centralized"]["mean_auroc"],
+        benefit,
+    ]
     rows.append(["mean of sites"] + [fmt(m["mean"]) for m in means])
     rows.append(["mean weighted by test rows"] + [fmt(m["weighted_mean"]) for m in means])
-    rows.append(["all test rows pooled"] + [fmt(evaluation[POOLED]["auroc"]), fmt(local[POOLED]["auroc"]),
-                                            fmt(central[POOLED]["auroc"]), fmt(benefit[POOLED])])
-    return Table("AUROC: federated vs local-only vs pooled centralized",
-                 ["site", "global (federated)", "local-only", "pooled centralized",
-                  "benefit (global − local)"], rows,
-                 "pooled row: local-only scores each site's rows with that site's own model; "
-                 f"baselines trained {base['epochs']} epochs with the run's model and DP settings; "
-                 f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
-                 f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}")
+    rows.append(
+        ["all test rows pooled"]
+        + [
+            fmt(evaluation[POOLED]["auroc"]),
+            fmt(local[POOLED]["auroc"]),
+            fmt(central[POOLED]["auroc"]),
+            fmt(benefit[POOLED]),
+        ]
+    )
+    return Table(
+        "AUROC: federated vs local-only vs pooled centralized",
+        ["site", "global (federated)", "local-only", "pooled centralized", "benefit (global − local)"],
+        rows,
+        "pooled row: local-only scores each site's rows with that site's own model; "
+        f"baselines trained {base['epochs']} epochs with the run's model and DP settings; "
+        f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
+        f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}",
+    )
 
 
 def _baseline_epsilon(epsilon: float | dict[str, float] | None) -> str:
@@ -115,14 +172,22 @@ def audit_table(audit: dict[str, Any] | None) -> Table | None:
     if not audit:
         return None
     loss, lira = audit["attacks"]["loss_threshold"], audit["attacks"]["lira_offline"]
-    rows = [[site.replace("_", " "), _auc_with_interval(loss[site]), _auc_with_interval(lira[site]),
-             f"{fmt(loss[site]['tpr_at_1pct_fpr'])} / {fmt(lira[site]['tpr_at_1pct_fpr'])}"]
-            for site in loss]
-    return Table("Privacy audit: membership inference on the global model",
-                 ["site", "loss-threshold AUC [95 %]", "offline LiRA AUC [95 %]",
-                  "TPR at 1 % FPR (loss / LiRA)"], rows,
-                 "members: each site's training records; non-members: its held-out test records; "
-                 f"AUC 0.5 = no better than chance; {audit['shadows']} shadow federations")
+    rows = [
+        [
+            site.replace("_", " "),
+            _auc_with_interval(loss[site]),
+            _auc_with_interval(lira[site]),
+            f"{fmt(loss[site]['tpr_at_1pct_fpr'])} / {fmt(lira[site]['tpr_at_1pct_fpr'])}",
+        ]
+        for site in loss
+    ]
+    return Table(
+        "Privacy audit: membership inference on the global model",
+        ["site", "loss-threshold AUC [95 %]", "offline LiRA AUC [95 %]", "TPR at 1 % FPR (loss / LiRA)"],
+        rows,
+        "members: each site's training records; non-members: its held-out test records; "
+        f"AUC 0.5 = no better than chance; {audit['shadows']} shadow federations",
+    )
 
 
 def read_audit(run_dir: Path) -> dict[str, Any] | None:
@@ -137,43 +202,69 @@ def rounds_table(evaluation: dict[str, Any], records: list[RoundRecord]) -> Tabl
         return None
     selection = evaluation.get("selection") or {}
     chosen = selection.get("round")
-    rows = [[str(r.round) + (" (selected)" if r.round == chosen else ""),
-             fmt(r.validation.pooled.get("loss"), 4), fmt(r.validation.pooled.get("auroc")),
-             fmt(r.evaluate.pooled.get("auroc"))] for r in records]
-    note = (f"selected by the best pooled validation {selection.get('metric', 'loss')}"
-            + ("; stopped early (patience ran out)" if selection.get("stopped_early") else "")
-            if selection else "run from before round selection: its last round is shown")
-    return Table("Rounds: validation (chooses the round) and test (not used for selection)",
-                 ["round", "validation loss", "validation AUROC",
-                  "test AUROC (not used for selection)"], rows, note)
+    rows = [
+        [
+            str(r.round) + (" (selected)" if r.round == chosen else ""),
+            fmt(r.validation.pooled.get("loss"), 4),
+            fmt(r.validation.pooled.get("auroc")),
+            fmt(r.evaluate.pooled.get("auroc")),
+        ]
+        for r in records
+    ]
+    note = (
+        f"selected by the best pooled validation {selection.get('metric', 'loss')}"
+        + ("; stopped early (patience ran out)" if selection.get("stopped_early") else "")
+        if selection
+        else "run from before round selection: its last round is shown"
+    )
+    return Table(
+        "Rounds: validation (chooses the round) and test (not used for selection)",
+        ["round", "validation loss", "validation AUROC", "test AUROC (not used for selection)"],
+        rows,
+        note,
+    )
 
 
-def tables(evaluation: dict[str, Any], audit: dict[str, Any] | None = None,
-           records: list[RoundRecord] | None = None) -> list[Table]:
-    found = [data_table(evaluation), metrics_table(evaluation), rounds_table(evaluation, records or []),
-             baselines_table(evaluation), audit_table(audit)]
+def tables(
+    evaluation: dict[str, Any], audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None
+) -> list[Table]:
+    found = [
+        data_table(evaluation),
+        metrics_table(evaluation),
+        rounds_table(evaluation, records or []),
+        baselines_table(evaluation),
+        audit_table(audit),
+    ]
     return [t for t in found if t is not None]
 
 
 def markdown_table(table: Table) -> str:
-    lines = [f"## {table.title}", "", "| " + " | ".join(table.header) + " |",
-             "|" + "---|" * len(table.header)]
+    lines = [
+        f"## {table.title}",
+        "",
+        "| " + " | ".join(table.header) + " |",
+        "|" + "---|" * len(table.header),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in table.rows]
     return "\n".join(lines + ([f"\n{table.note}"] if table.note else []))
 
 
 def html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in table.rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
+    )
     note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
     return f"<h2>{html.escape(table.title)}</h2><table><tr>{head}</tr>{body}</table>{note}"
 
 
 def figures(records: list[RoundRecord], predictions: Predictions | None) -> dict[str, bytes]:
     """Rounds curve, and ROC/calibration where the rows' predictions are at hand (simulation)."""
-    found = {"ROC curves": plots.roc_curves(predictions),
-             "Calibration": plots.calibration_plot(predictions)} if predictions else {}
+    found = (
+        {"ROC curves": plots.roc_curves(predictions), "Calibration": plots.calibration_plot(predictions)}
+        if predictions
+        else {}
+    )
     if records:
         found = {"Rounds": plots.rounds_curve([r.to_json() for r in records]), **found}
     return found
@@ -181,40 +272,61 @@ def figures(records: list[RoundRecord], predictions: Predictions | None) -> dict
 
 def _img(title: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">' \
-           f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    return (
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
 
 
-def render_html(evaluation: dict[str, Any], figs: dict[str, bytes], config_text: str,
-                audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None) -> str:
+def render_html(
+    evaluation: dict[str, Any],
+    figs: dict[str, bytes],
+    config_text: str,
+    audit: dict[str, Any] | None = None,
+    records: list[RoundRecord] | None = None,
+) -> str:
     title = f"lhs-federation report: {Path(evaluation['run_dir']).name}"
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Run folder {html.escape(evaluation['run_dir'])}; evaluated "
-             f"{html.escape(evaluation['evaluated_at'])} ({evaluation['mode']}).</p>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+        f"<p>Run folder {html.escape(evaluation['run_dir'])}; evaluated "
+        f"{html.escape(evaluation['evaluated_at'])} ({evaluation['mode']}).</p>",
+    ]
     parts += [html_table(t) for t in tables(evaluation, audit, records)]
     parts += ["<h2>Figures</h2>"] + [_img(name, png) for name, png in figs.items()]
     parts += [f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre></body></html>"]
     return "\n".join(parts)
 
 
-def render_markdown(evaluation: dict[str, Any], config_text: str,
-                    audit: dict[str, Any] | None = None,
-                    records: list[RoundRecord] | None = None) -> str:
-    parts = [f"# lhs-federation report: {Path(evaluation['run_dir']).name}", "",
-             f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
-             f"({evaluation['mode']}). Figures are in report.html."]
+def render_markdown(
+    evaluation: dict[str, Any],
+    config_text: str,
+    audit: dict[str, Any] | None = None,
+    records: list[RoundRecord] | None = None,
+) -> str:
+    parts = [
+        f"# lhs-federation report: {Path(evaluation['run_dir']).name}",
+        "",
+        f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
+        f"({evaluation['mode']}). Figures are in report.html.",
+    ]
     parts += ["\n" + markdown_table(t) for t in tables(evaluation, audit, records)]
     parts += ["\n## Configuration\n", "```yaml", config_text.rstrip(), "```", ""]
     return "\n".join(parts)
 
 
-def write_reports(run_dir: Path, evaluation: dict[str, Any], predictions: Predictions | None,
-                  records: list[RoundRecord], config_text: str) -> tuple[Path, Path]:
+def write_reports(
+    run_dir: Path,
+    evaluation: dict[str, Any],
+    predictions: Predictions | None,
+    records: list[RoundRecord],
+    config_text: str,
+) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     audit = read_audit(run_dir)
     page = render_html(evaluation, figures(records, predictions), config_text, audit, records)
     atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
-    atomic.write_bytes(run_dir / REPORT_MD,
-                       render_markdown(evaluation, config_text, audit, records).encode("utf-8"))
+    atomic.write_bytes(
+        run_dir / REPORT_MD, render_markdown(evaluation, config_text, audit, records).encode("utf-8")
+    )
     return run_dir / REPORT_HTML, run_dir / REPORT_MD

@@ -41,8 +41,9 @@ class EvalOptions:
     seed: int = 0
 
 
-def scorable_sites(dataset: DatasetSpec, data_dir: Path | None = None
-                   ) -> tuple[list[SiteData], dict[str, str]]:
+def scorable_sites(
+    dataset: DatasetSpec, data_dir: Path | None = None
+) -> tuple[list[SiteData], dict[str, str]]:
     """The sites whose files load, and the one-line reason for each other one: a site whose
     file was refused in the run (it sat out) is left out of the report, not a crash of it."""
     sites, skipped = [], {}
@@ -68,66 +69,98 @@ def with_pooled(predictions: Predictions) -> Predictions:
 
 
 def score(predictions: Predictions, options: EvalOptions) -> dict[str, dict[str, float]]:
-    return {name: risk_metrics(y, p, threshold=options.threshold, resamples=options.resamples,
-                               seed=options.seed)
-            for name, (y, p) in predictions.items()}
+    return {
+        name: risk_metrics(y, p, threshold=options.threshold, resamples=options.resamples, seed=options.seed)
+        for name, (y, p) in predictions.items()
+    }
 
 
 def site_means(metrics: dict[str, dict[str, Any]], key: str = "auroc") -> dict[str, float]:
     """Plain mean over sites, and the mean weighted by each site's test rows (NaN/None skipped)."""
-    pairs = [(m[key], m["n"]) for name, m in metrics.items()
-             if name != POOLED and m.get(key) is not None and not np.isnan(m[key])]
+    pairs = [
+        (m[key], m["n"])
+        for name, m in metrics.items()
+        if name != POOLED and m.get(key) is not None and not np.isnan(m[key])
+    ]
     if not pairs:
         return {"mean": float("nan"), "weighted_mean": float("nan")}
     values, weights = np.array(pairs, dtype=float).T
     return {"mean": float(values.mean()), "weighted_mean": float(np.average(values, weights=weights))}
 
 
-def baseline_section(settings: RunSettings, checkpoint: SavedModel, sites: list[SiteData],
-                     global_auroc: dict[str, float], options: EvalOptions) -> dict[str, Any]:
+def baseline_section(
+    settings: RunSettings,
+    checkpoint: SavedModel,
+    sites: list[SiteData],
+    global_auroc: dict[str, float],
+    options: EvalOptions,
+) -> dict[str, Any]:
     """Local-only and pooled models scored on the same test rows, and the federation's benefit."""
     local = baseline_models.local_only(settings, checkpoint.spec, sites)
-    own_model = {s.name: (s.y_test.astype(int), predict_risk(local[s.name].model, s.x_test))
-                 for s in sites}
+    own_model = {s.name: (s.y_test.astype(int), predict_risk(local[s.name].model, s.x_test)) for s in sites}
     local_scores = score(with_pooled(own_model), options)  # pooled: each row by its site's model
     central = baseline_models.pooled(settings, checkpoint.spec, sites)
     pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
-    benefit = {s.name: {"auroc": global_auroc[s.name] - local_scores[s.name]["auroc"],
-                        "n": len(s.y_test)} for s in sites}
+    benefit = {
+        s.name: {"auroc": global_auroc[s.name] - local_scores[s.name]["auroc"], "n": len(s.y_test)}
+        for s in sites
+    }
     return {
-        "local_only": {"sites": local_scores,
-                       "epsilon": {name: b.epsilon for name, b in local.items()},
-                       "mean_auroc": site_means(local_scores)},
-        "pooled_centralized": {"sites": pooled_scores, "epsilon": central.epsilon,
-                               "mean_auroc": site_means(pooled_scores)},
-        "benefit_auroc": {**{name: b["auroc"] for name, b in benefit.items()},
-                          **site_means(benefit),
-                          POOLED: global_auroc[POOLED] - local_scores[POOLED]["auroc"]},
+        "local_only": {
+            "sites": local_scores,
+            "epsilon": {name: b.epsilon for name, b in local.items()},
+            "mean_auroc": site_means(local_scores),
+        },
+        "pooled_centralized": {
+            "sites": pooled_scores,
+            "epsilon": central.epsilon,
+            "mean_auroc": site_means(pooled_scores),
+        },
+        "benefit_auroc": {
+            **{name: b["auroc"] for name, b in benefit.items()},
+            **site_means(benefit),
+            POOLED: global_auroc[POOLED] - local_scores[POOLED]["auroc"],
+        },
         "epochs": settings.rounds * settings.train.local_epochs,
     }
 
 
 def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     spent = (read_summary(run_dir).get("privacy") or {}).get("sites") or {}
-    return {"enabled": settings.privacy.enabled, "target_epsilon": settings.privacy.target_epsilon,
-            "delta": settings.privacy.delta,
-            "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
-            "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()},
-            # what stopping early left of the planned ε (older runs: absent, None)
-            "unspent_epsilon": {site: (v or {}).get("unspent_epsilon") for site, v in spent.items()}}
+    return {
+        "enabled": settings.privacy.enabled,
+        "target_epsilon": settings.privacy.target_epsilon,
+        "delta": settings.privacy.delta,
+        "epsilon": {site: (v or {}).get("epsilon") for site, v in spent.items()},
+        "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()},
+        # what stopping early left of the planned ε (older runs: absent, None)
+        "unspent_epsilon": {site: (v or {}).get("unspent_epsilon") for site, v in spent.items()},
+    }
 
 
 def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
     """What was evaluated; ``selection`` is the run's own (summary.json), None before it existed."""
-    return {"run_dir": str(Path(run_dir).resolve()), "round": round_number, "mode": mode,
-            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "threshold": options.threshold, "bootstrap_resamples": options.resamples,
-            "selection": read_summary(run_dir).get("selection")}
+    return {
+        "run_dir": str(Path(run_dir).resolve()),
+        "round": round_number,
+        "mode": mode,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "threshold": options.threshold,
+        "bootstrap_resamples": options.resamples,
+        "selection": read_summary(run_dir).get("selection"),
+    }
 
 
-def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: SavedModel,
-                 sites: list[SiteData], options: EvalOptions, *, baselines: bool = False,
-                 skipped: dict[str, str] | None = None) -> tuple[dict[str, Any], Predictions]:
+def evaluate_run(
+    run_dir: Path,
+    settings: RunSettings,
+    checkpoint: SavedModel,
+    sites: list[SiteData],
+    options: EvalOptions,
+    *,
+    baselines: bool = False,
+    skipped: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], Predictions]:
     """The ``evaluation.json`` document and the predictions behind it (for the plots);
     ``skipped``: sites left out (their file was refused) and why."""
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
@@ -137,8 +170,10 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: SavedModel,
         **_header(run_dir, checkpoint.round, SCORED_HERE, options),
         **scored.to_json(),
         "mean_auroc": site_means(metrics),
-        "data": {s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val),
-                          "n_test": len(s.y_test)} for s in sites},
+        "data": {
+            s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val), "n_test": len(s.y_test)}
+            for s in sites
+        },
         "privacy": _privacy(settings, run_dir),
         **({"skipped_sites": dict(skipped)} if skipped else {}),
     }
@@ -150,8 +185,11 @@ def evaluate_run(run_dir: Path, settings: RunSettings, checkpoint: SavedModel,
 
 def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
     """A Flower evaluate round's site metrics in evaluation.json's shape (absent ones null)."""
-    return {**{key: None for key in METRIC_KEYS}, "n": site.get("n_test"),
-            **{k: site[k] for k in METRIC_KEYS if k in site}}
+    return {
+        **{key: None for key in METRIC_KEYS},
+        "n": site.get("n_test"),
+        **{k: site[k] for k in METRIC_KEYS if k in site},
+    }
 
 
 def from_rounds_mode(mode: str, round_number: int) -> str:
@@ -159,21 +197,36 @@ def from_rounds_mode(mode: str, round_number: int) -> str:
     return f"{mode}: the sites' own evaluation, {METRICS} round {round_number}"
 
 
-def evaluation_from_rounds(run_dir: Path, settings: RunSettings, record: RoundRecord,
-                           options: EvalOptions, *, mode: str = "deployment") -> dict[str, Any]:
+def evaluation_from_rounds(
+    run_dir: Path,
+    settings: RunSettings,
+    record: RoundRecord,
+    options: EvalOptions,
+    *,
+    mode: str = "deployment",
+) -> dict[str, Any]:
     """The sites scored the global model themselves in the run's evaluate round (deployment).
 
     Each site sent every metric of its own rows (``ClientApp.evaluate``); pooled, only
     AUROC/AUPRC (from the summed score histograms) and Brier are known, the rest is null.
     """
     evaluation = record.evaluate
-    reported = Evaluation(sites={name: _round_metrics(m) for name, m in sorted(evaluation.sites.items())},
-                          pooled=_round_metrics(evaluation.pooled))
-    return json_safe({
-        **_header(run_dir, record.round, from_rounds_mode(mode, record.round), options),
-        **reported.to_json(),
-        "mean_auroc": site_means(reported.sites),
-        "data": {name: {"n_train": (record.train.get(name) or {}).get("num_examples"),
-                        "n_test": m.get("n_test")} for name, m in sorted(evaluation.sites.items())},
-        "privacy": _privacy(settings, run_dir),
-    })
+    reported = Evaluation(
+        sites={name: _round_metrics(m) for name, m in sorted(evaluation.sites.items())},
+        pooled=_round_metrics(evaluation.pooled),
+    )
+    return json_safe(
+        {
+            **_header(run_dir, record.round, from_rounds_mode(mode, record.round), options),
+            **reported.to_json(),
+            "mean_auroc": site_means(reported.sites),
+            "data": {
+                name: {
+                    "n_train": (record.train.get(name) or {}).get("num_examples"),
+                    "n_test": m.get("n_test"),
+                }
+                for name, m in sorted(evaluation.sites.items())
+            },
+            "privacy": _privacy(settings, run_dir),
+        }
+    )

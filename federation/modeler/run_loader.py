@@ -46,8 +46,10 @@ class SavedModel:
 def require_run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / MODEL).is_file():
-        raise DataError(f"{run_dir}: not a finished run folder (no {MODEL}): the run has not "
-                        "finished a round; pass the folder lhsfed-train printed as 'run folder:'")
+        raise DataError(
+            f"{run_dir}: not a finished run folder (no {MODEL}): the run has not "
+            "finished a round; pass the folder lhsfed-train printed as 'run folder:'"
+        )
     return run_dir
 
 
@@ -88,22 +90,28 @@ def load_saved_model(path: Path) -> SavedModel:
         return _rebuild(payload, Path(path))
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         detail = (str(err).splitlines() or [""])[0]
-        raise DataError(f"{path}: not a global model saved by lhs-federation "
-                        f"({type(err).__name__}: {detail}); {_REWRITE}") from None
+        raise DataError(
+            f"{path}: not a global model saved by lhs-federation ({type(err).__name__}: {detail}); {_REWRITE}"
+        ) from None
 
 
 def _rebuild(payload: dict[str, Any], path: Path) -> SavedModel:
     spec = ModelSpec(**payload["model_spec"])
     model = build_model(spec)
     model.load_state_dict(payload["state_dict"])
-    return SavedModel(model.eval(), spec, spec_from_json(payload["dataset_spec"]),
-                      list(payload["feature_names"]), int(payload["round"]), path)
+    return SavedModel(
+        model.eval(),
+        spec,
+        spec_from_json(payload["dataset_spec"]),
+        list(payload["feature_names"]),
+        int(payload["round"]),
+        path,
+    )
 
 
 def sites_data(dataset: DatasetSpec, data_dir: Path | None = None) -> list[SiteData]:
     """Every site's encoded train/validation/test split, exactly as the sites split it (seeded)."""
-    return [load_site(site_file(dataset, name, data_dir), dataset, name)
-            for name in dataset.site_names]
+    return [load_site(site_file(dataset, name, data_dir), dataset, name) for name in dataset.site_names]
 
 
 def federation_mode(run_dir: Path) -> str:
@@ -119,7 +127,6 @@ def data_dir_of(run_dir: Path) -> Path | None:
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
     return read_json(Path(run_dir) / SUMMARY) or {}
-
 
 
 def selected_round(run_dir: Path) -> int | None:
@@ -140,6 +147,7 @@ def round_record(run_dir: Path, round_number: int | None = None) -> RoundRecord:
         return records[-1]
     found = [r for r in records if r.round == round_number]
     if not found:
-        raise DataError(f"{run_dir}: no round {round_number} in {METRICS}; "
-                        f"rounds recorded: {[r.round for r in records]}")
+        raise DataError(
+            f"{run_dir}: no round {round_number} in {METRICS}; rounds recorded: {[r.round for r in records]}"
+        )
     return found[0]

@@ -39,8 +39,10 @@ def card_columns(card: dict[str, Any]) -> list[str]:
 def check_card(card: Any, path: Path) -> None:
     """Refuse a card without the keys scoring reads, naming each missing key once."""
     if not isinstance(card, dict):
-        raise DataError(f"{path}: not a model card (a JSON object with 'input' and 'model'); "
-                        "use the model_card.json lhsfed export wrote")
+        raise DataError(
+            f"{path}: not a model card (a JSON object with 'input' and 'model'); "
+            "use the model_card.json lhsfed export wrote"
+        )
     problems = []
     columns = card["input"].get("columns") if isinstance(card.get("input"), dict) else None
     if not isinstance(columns, list) or not columns:
@@ -49,13 +51,14 @@ def check_card(card: Any, path: Path) -> None:
         problems.append("every entry of input.columns needs a 'name'")
     model = card.get("model") if isinstance(card.get("model"), dict) else {}
     if model.get("format") not in FORMATS:
-        problems.append(f"key model.format must be one of {list(FORMATS)} "
-                        f"(got {model.get('format')!r})")
+        problems.append(f"key model.format must be one of {list(FORMATS)} (got {model.get('format')!r})")
     if not model.get("sha256"):
         problems.append("key model.sha256 is missing")
     if problems:
-        raise DataError(f"{path}: not a usable model card: {'; '.join(problems)}; "
-                        "export the model again with lhsfed export")
+        raise DataError(
+            f"{path}: not a usable model card: {'; '.join(problems)}; "
+            "export the model again with lhsfed export"
+        )
 
 
 def _header(path: Path) -> list[str]:
@@ -70,8 +73,10 @@ def _refuse_duplicates(path: Path, header: list[str]) -> None:
     seen: dict[str, int] = {}
     for index, name in enumerate(header, start=1):
         if name in seen:
-            raise DataError(f"{path}: column {name!r} appears twice (columns {seen[name]} and "
-                            f"{index}); keep one, so the model reads the values you mean")
+            raise DataError(
+                f"{path}: column {name!r} appears twice (columns {seen[name]} and "
+                f"{index}); keep one, so the model reads the values you mean"
+            )
         seen[name] = index
 
 
@@ -104,9 +109,11 @@ def _column_problem(path: Path, column: str, text: pd.Series, markers: list[str]
     non_finite |= numbers.abs() > FLOAT32_MAX
     if non_finite.any():
         first = text[non_finite].iloc[0]
-        return (f"{path}: column {column!r} {_rows(non_finite)} has non-finite value {first!r} "
-                f"(NaN, inf and numbers beyond {FLOAT32_MAX:.3g} cannot be scored); leave the "
-                f"cell empty{' or write ' + repr(markers[0]) if markers else ''} for a missing value")
+        return (
+            f"{path}: column {column!r} {_rows(non_finite)} has non-finite value {first!r} "
+            f"(NaN, inf and numbers beyond {FLOAT32_MAX:.3g} cannot be scored); leave the "
+            f"cell empty{' or write ' + repr(markers[0]) if markers else ''} for a missing value"
+        )
     return None
 
 
@@ -117,9 +124,11 @@ def read_patients(path: Path, card: dict[str, Any]) -> pd.DataFrame:
     wanted = card_columns(card)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: column {missing[0]!r} is missing"
-                        + (f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else "")
-                        + f"; the model card expects columns {wanted}")
+        raise DataError(
+            f"{path}: column {missing[0]!r} is missing"
+            + (f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else "")
+            + f"; the model card expects columns {wanted}"
+        )
     if frame.empty:
         raise DataError(f"{path}: has a header row but no patients to score")
     markers = [str(m) for m in card["input"].get("missing_markers") or []]
@@ -146,13 +155,17 @@ def run_model(model: bytes, fmt: str, x: np.ndarray, *, source: str = "model") -
     try:
         session = _load(model, fmt)
     except Exception as err:  # noqa: BLE001 - see docstring
-        raise DataError(f"{source}: cannot be loaded as {FORMATS[fmt]} model ({_first_line(err)}); "
-                        "use the file lhsfed export wrote, or export again") from None
+        raise DataError(
+            f"{source}: cannot be loaded as {FORMATS[fmt]} model ({_first_line(err)}); "
+            "use the file lhsfed export wrote, or export again"
+        ) from None
     try:
         return session(x)
     except Exception as err:  # noqa: BLE001 - see docstring
-        raise DataError(f"{source}: the {fmt} model does not take the card's {x.shape[1]} input "
-                        f"columns ({_first_line(err)}); export the model and card again") from None
+        raise DataError(
+            f"{source}: the {fmt} model does not take the card's {x.shape[1]} input "
+            f"columns ({_first_line(err)}); export the model and card again"
+        ) from None
 
 
 def _first_line(err: Exception) -> str:
@@ -180,20 +193,24 @@ def _load(model: bytes, fmt: str):
     return score
 
 
-def score_csv(model: bytes, card: dict[str, Any], data: Path, out: Path, *, strict: bool = False,
-              source: str = "model") -> tuple[int, list[str]]:
+def score_csv(
+    model: bytes, card: dict[str, Any], data: Path, out: Path, *, strict: bool = False, source: str = "model"
+) -> tuple[int, list[str]]:
     """Write ``out``: the input rows with a risk column added; returns (rows, warnings).
 
     ``strict`` refuses out-of-range values and unknown levels instead of warning.
     """
     from federation.core import atomic
+
     frame = read_patients(data, card)
     x = feature_matrix(frame, card)
     notes = out_of_range_rows(x, card["input"]["columns"], Path(data))
     if strict and notes:
         more = f" (and {len(notes) - 1} more rows)" if len(notes) > 1 else ""
-        raise DataError(f"{notes[0]}{more}; --strict refuses values outside the card's ranges "
-                        "and levels: correct them, or drop --strict to score with a warning")
+        raise DataError(
+            f"{notes[0]}{more}; --strict refuses values outside the card's ranges "
+            "and levels: correct them, or drop --strict to score with a warning"
+        )
     risk = run_model(model, card["model"]["format"], x, source=source)
     scored = frame.assign(**{RISK_COLUMN: risk})
     atomic.write_bytes(Path(out), scored.to_csv(index=False).encode("utf-8"))

@@ -65,8 +65,14 @@ NUMERICS = (
 BINARIES = ("sex", "diabetes", "hypertension", "copd", "heart_failure", "ckd")
 # Shared outcome model, on standardized severity/age and the binaries.
 COEF_SEVERITY, COEF_AGE, COEF_PRIOR = 0.9, 0.35, 0.45
-COEF_BINARY = {"sex": 0.05, "diabetes": 0.2, "hypertension": 0.1, "copd": 0.35,
-               "heart_failure": 0.5, "ckd": 0.3}
+COEF_BINARY = {
+    "sex": 0.05,
+    "diabetes": 0.2,
+    "hypertension": 0.1,
+    "copd": 0.35,
+    "heart_failure": 0.5,
+    "ckd": 0.3,
+}
 COEF_SMOKER = {"never": 0.0, "former": 0.1, "current": 0.3}
 COEF_ADMISSION = {"elective": -0.5, "emergency": 0.3, "urgent": 0.1}
 BASE_LOGIT = -2.6  # about 20 % readmitted in a typical hospital
@@ -96,14 +102,18 @@ class CohortOptions:
 
     def problems(self) -> list[str]:
         checks = [
-            (self.prevalence is None or 0.0 < self.prevalence < 1.0,
-             f"--prevalence must be in (0, 1) (got {self.prevalence})"),
+            (
+                self.prevalence is None or 0.0 < self.prevalence < 1.0,
+                f"--prevalence must be in (0, 1) (got {self.prevalence})",
+            ),
             (self.signal >= 0, f"--signal must be >= 0 (got {self.signal})"),
             (self.missing >= 0, f"--missing must be >= 0 (got {self.missing})"),
             (self.noise_features >= 0, f"--noise-features must be >= 0 (got {self.noise_features})"),
             (self.min_rows >= 1, f"--min-site-rows must be >= 1 (got {self.min_rows})"),
-            (self.max_rows is None or self.max_rows >= self.min_rows,
-             f"--max-site-rows ({self.max_rows}) must be >= --min-site-rows ({self.min_rows})"),
+            (
+                self.max_rows is None or self.max_rows >= self.min_rows,
+                f"--max-site-rows ({self.max_rows}) must be >= --min-site-rows ({self.min_rows})",
+            ),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -113,8 +123,14 @@ def site_names(n_sites: int) -> list[str]:
     return [f"hospital_{i + 1:0{width}d}" for i in range(n_sites)]
 
 
-def site_sizes(n_sites: int, total_rows: int, heterogeneity: float, rng: np.random.Generator,
-               min_rows: int = 60, max_rows: int | None = None) -> np.ndarray:
+def site_sizes(
+    n_sites: int,
+    total_rows: int,
+    heterogeneity: float,
+    rng: np.random.Generator,
+    min_rows: int = 60,
+    max_rows: int | None = None,
+) -> np.ndarray:
     """Rows per hospital summing to ``total_rows``: log-normal spread growing with H, each
     between ``min_rows`` and ``max_rows`` (rows over the cap go to the hospitals under it)."""
     if total_rows < n_sites * min_rows:
@@ -126,8 +142,9 @@ def site_sizes(n_sites: int, total_rows: int, heterogeneity: float, rng: np.rand
     sizes = min_rows + np.floor(extra * weights / weights.sum()).astype(int)
     if max_rows is not None:
         sizes = _water_fill(sizes, weights, total_rows, max_rows)
-    sizes[np.argmax(sizes if max_rows is None else np.where(sizes < max_rows, weights, -1))] += \
+    sizes[np.argmax(sizes if max_rows is None else np.where(sizes < max_rows, weights, -1))] += (
         total_rows - sizes.sum()
+    )
     return sizes
 
 
@@ -150,13 +167,18 @@ def _categorical(rng, n, levels, base, heterogeneity):
 
 
 def _binaries(rng, age_z, severity, offset) -> dict[str, np.ndarray]:
-    logits = {"sex": 0.0 * age_z, "diabetes": -1.3 + 0.4 * age_z + 0.3 * severity,
-              "hypertension": -0.4 + 0.8 * age_z + 0.2 * severity,
-              "copd": -2.2 + 0.5 * age_z + 0.4 * severity,
-              "heart_failure": -2.4 + 0.8 * age_z + 0.6 * severity,
-              "ckd": -2.3 + 0.7 * age_z + 0.5 * severity}
-    return {k: (rng.random(len(age_z)) < 1 / (1 + np.exp(-(v + offset)))).astype("int8")
-            for k, v in logits.items()}
+    logits = {
+        "sex": 0.0 * age_z,
+        "diabetes": -1.3 + 0.4 * age_z + 0.3 * severity,
+        "hypertension": -0.4 + 0.8 * age_z + 0.2 * severity,
+        "copd": -2.2 + 0.5 * age_z + 0.4 * severity,
+        "heart_failure": -2.4 + 0.8 * age_z + 0.6 * severity,
+        "ckd": -2.3 + 0.7 * age_z + 0.5 * severity,
+    }
+    return {
+        k: (rng.random(len(age_z)) < 1 / (1 + np.exp(-(v + offset)))).astype("int8")
+        for k, v in logits.items()
+    }
 
 
 def _missing_probability(rate: float, severity: np.ndarray, informative: float) -> np.ndarray | float:
@@ -169,16 +191,23 @@ def _missing_probability(rate: float, severity: np.ndarray, informative: float) 
     return np.minimum(0.95, 1 / (1 + np.exp(-(base - informative * severity))))
 
 
-def _numerics(rng, severity, age, recording, heterogeneity,
-              options: CohortOptions = CohortOptions()) -> dict[str, np.ndarray]:
+def _numerics(
+    rng, severity, age, recording, heterogeneity, options: CohortOptions = CohortOptions()
+) -> dict[str, np.ndarray]:
     out = {}
     for feat in NUMERICS:
         shift = rng.normal(0.0, 0.25 * heterogeneity) * feat.sd  # lab calibration, local habits
-        values = (feat.mean + shift + feat.per_severity * severity
-                  + feat.per_decade * (age - 62) / 10 + rng.normal(0, feat.sd, len(age)))
+        values = (
+            feat.mean
+            + shift
+            + feat.per_severity * severity
+            + feat.per_decade * (age - 62) / 10
+            + rng.normal(0, feat.sd, len(age))
+        )
         values = np.round(np.clip(values, feat.low, feat.high), feat.decimals)
-        chance = _missing_probability(feat.missing_rate * recording * options.missing, severity,
-                                      options.informative_missing)
+        chance = _missing_probability(
+            feat.missing_rate * recording * options.missing, severity, options.informative_missing
+        )
         missing = rng.random(len(age)) < chance
         out[feat.name] = np.where(missing, np.nan, values)
     return out
@@ -195,29 +224,37 @@ def _intercept(linear: np.ndarray, prevalence: float) -> float:
 
 def _noise_columns(rng, n_rows: int, count: int, heterogeneity: float) -> dict[str, np.ndarray]:
     """Measurements that have nothing to do with the outcome (site-shifted, rounded)."""
-    return {f"{NOISE_PREFIX}{i + 1:02d}": np.round(rng.normal(rng.normal(0, heterogeneity), 1.0, n_rows), 2)
-            for i in range(count)}
+    return {
+        f"{NOISE_PREFIX}{i + 1:02d}": np.round(rng.normal(rng.normal(0, heterogeneity), 1.0, n_rows), 2)
+        for i in range(count)
+    }
 
 
-def _outcome_logit(rng, h, severity, age_z, prior, binaries, smoker, admission,
-                   options: CohortOptions) -> np.ndarray:
+def _outcome_logit(
+    rng, h, severity, age_z, prior, binaries, smoker, admission, options: CohortOptions
+) -> np.ndarray:
     """The shared outcome model (scaled by ``options.signal``) plus this hospital's offset."""
     offset, k = rng.normal(0, 0.8 * h), options.signal  # k = 1: the original sums, term by term
 
     def linear(start):
-        return (start + k * COEF_SEVERITY * severity + k * COEF_AGE * age_z
-                + k * COEF_PRIOR * (prior - 0.8)
-                + sum(k * COEF_BINARY[b] * v for b, v in binaries.items())
-                + k * pd.Series(smoker).map(COEF_SMOKER).to_numpy()
-                + k * pd.Series(admission).map(COEF_ADMISSION).to_numpy())
+        return (
+            start
+            + k * COEF_SEVERITY * severity
+            + k * COEF_AGE * age_z
+            + k * COEF_PRIOR * (prior - 0.8)
+            + sum(k * COEF_BINARY[b] * v for b, v in binaries.items())
+            + k * pd.Series(smoker).map(COEF_SMOKER).to_numpy()
+            + k * pd.Series(admission).map(COEF_ADMISSION).to_numpy()
+        )
 
     if options.prevalence is None:
         return linear(BASE_LOGIT + offset)
     return linear(_intercept(linear(0.0), options.prevalence) + offset)
 
 
-def hospital_cohort(name: str, n_rows: int, heterogeneity: float, seed: int,
-                    options: CohortOptions = CohortOptions()) -> pd.DataFrame:
+def hospital_cohort(
+    name: str, n_rows: int, heterogeneity: float, seed: int, options: CohortOptions = CohortOptions()
+) -> pd.DataFrame:
     """One hospital's admissions: ids, site, features (with units per ``NUMERICS``), outcome."""
     rng = np.random.default_rng(seed)
     h = float(heterogeneity)
@@ -236,15 +273,28 @@ def hospital_cohort(name: str, n_rows: int, heterogeneity: float, seed: int,
     outcome = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype("int8")
     smoker[rng.random(n_rows) < 0.1 * recording] = None  # smoking status often unrecorded
     noise = _noise_columns(rng, n_rows, options.noise_features, h)
-    return pd.DataFrame({
-        ID_COLUMN: [f"{name}-{i:07d}" for i in range(n_rows)], SITE_COLUMN: name, "age": age,
-        **binaries, **numerics, "smoker": smoker, "admission_type": admission, **noise,
-        LABEL: outcome,
-    })
+    return pd.DataFrame(
+        {
+            ID_COLUMN: [f"{name}-{i:07d}" for i in range(n_rows)],
+            SITE_COLUMN: name,
+            "age": age,
+            **binaries,
+            **numerics,
+            "smoker": smoker,
+            "admission_type": admission,
+            **noise,
+            LABEL: outcome,
+        }
+    )
 
 
-def cohorts(n_sites: int, total_rows: int, heterogeneity: float, seed: int = 0,
-            options: CohortOptions = CohortOptions()):
+def cohorts(
+    n_sites: int,
+    total_rows: int,
+    heterogeneity: float,
+    seed: int = 0,
+    options: CohortOptions = CohortOptions(),
+):
     """Yield (site name, frame) one hospital at a time, so callers can stream them to disk."""
     if not 0.0 <= heterogeneity <= 1.0:
         raise ValueError(f"heterogeneity must be in [0, 1] (got {heterogeneity})")
@@ -262,20 +312,31 @@ def feature_specs(noise_features: int = 0) -> list[dict]:
     return [
         {"name": "age", "type": "numeric", "min": 18, "max": 100, "unit": "years"},
         *({"name": b, "type": "binary"} for b in BINARIES),
-        *({"name": f.name, "type": "numeric", "min": f.low, "max": f.high, "unit": f.unit}
-          for f in NUMERICS),
+        *({"name": f.name, "type": "numeric", "min": f.low, "max": f.high, "unit": f.unit} for f in NUMERICS),
         {"name": "smoker", "type": "categorical", "levels": list(SMOKER_LEVELS)},
         {"name": "admission_type", "type": "categorical", "levels": list(ADMISSION_LEVELS)},
         *({"name": f"{NOISE_PREFIX}{i + 1:02d}", "type": "numeric"} for i in range(noise_features)),
     ]
 
 
-def dataset_spec(name: str, files: dict[str, str] | None = None, *, file: str | None = None,
-                 sites: list[str] | None = None, noise_features: int = 0) -> dict:
+def dataset_spec(
+    name: str,
+    files: dict[str, str] | None = None,
+    *,
+    file: str | None = None,
+    sites: list[str] | None = None,
+    noise_features: int = 0,
+) -> dict:
     """A dataset spec for per-site ``files`` or one multi-centre ``file`` holding ``sites``."""
-    spec = {"name": name, "format": "parquet", "header": True, "columns": [],
-            "missing_markers": [], "drop_columns": [ID_COLUMN],
-            "label": {"column": LABEL, "positive_values": [1], "negative_values": [0]}}
+    spec = {
+        "name": name,
+        "format": "parquet",
+        "header": True,
+        "columns": [],
+        "missing_markers": [],
+        "drop_columns": [ID_COLUMN],
+        "label": {"column": LABEL, "positive_values": [1], "negative_values": [0]},
+    }
     if file is not None:
         spec.update(file=file, site_column=SITE_COLUMN, sites=list(sites or ()))
     else:

@@ -48,8 +48,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _read_key_file(path: Path, *, what: str, fix: str) -> bytes:
@@ -57,26 +58,38 @@ def _read_key_file(path: Path, *, what: str, fix: str) -> bytes:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "lhs-federation"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "lhs-federation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=VALID_DAYS)))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=VALID_DAYS))
+    )
 
 
 def create_ca(out: Path, name: str = "lhs-federation CA") -> Path:
     """Federation CA under ``out``: ca.key (0600) and ca.pem (what every site trusts)."""
     key = ec.generate_private_key(ec.SECP384R1())
-    cert = (_builder(_name(name), _name(name), key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                           critical=True)
-            .sign(key, hashes.SHA384()))
+    cert = (
+        _builder(_name(name), _name(name), key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA384())
+    )
     write_private(Path(out) / CA_KEY, _pem_key(key))
     return write_public(Path(out) / CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
 
@@ -100,9 +113,11 @@ def load_ca(ca_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
         key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise ConfigError(f"{ca_dir}: {CA_KEY} / {CA_CERT} are not the CA's PEM key and "
-                          f"certificate ({_first_line(err)}); use the folder `lhsfed pki init` "
-                          "wrote") from None
+        raise ConfigError(
+            f"{ca_dir}: {CA_KEY} / {CA_CERT} are not the CA's PEM key and "
+            f"certificate ({_first_line(err)}); use the folder `lhsfed pki init` "
+            "wrote"
+        ) from None
     return key, cert
 
 
@@ -127,12 +142,13 @@ def create_server_cert(ca_dir: Path, hosts: list[str], out: Path | None = None) 
     hosts = list(dict.fromkeys([*hosts, *LOOPBACK_HOSTS]))
     ca_key, ca_cert = load_ca(ca_dir)
     key = ec.generate_private_key(ec.SECP384R1())
-    cert = (_builder(_name(hosts[0]), ca_cert.subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName(_subject_alt_names(hosts)), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA384()))
+    cert = (
+        _builder(_name(hosts[0]), ca_cert.subject, key.public_key())
+        .add_extension(x509.SubjectAlternativeName(_subject_alt_names(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA384())
+    )
     out = Path(out or ca_dir)
     write_private(out / SERVER_KEY, _pem_key(key))
     return write_public(out / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
@@ -152,23 +168,24 @@ def load_node_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_ssh_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise ConfigError(f"{path}: not an OpenSSH public key ({_first_line(err)}); "
-                          f"{fix}") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in ("secp256r1",
-                                                                             "secp384r1",
-                                                                             "secp521r1"):
+        raise ConfigError(f"{path}: not an OpenSSH public key ({_first_line(err)}); {fix}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in (
+        "secp256r1",
+        "secp384r1",
+        "secp521r1",
+    ):
         raise ConfigError(f"{path}: node keys must be NIST-curve EC keys (lhsfed pki node-key)")
     return key
 
 
 # --- app signing (Flower's FAB verification: ed25519 over timestamp + sha256(FAB)) ---
 
+
 def create_signing_key(publisher: str, out: Path) -> tuple[Path, Path]:
     """The publisher's Ed25519 app-signing key pair: ``PUBLISHER.sign.key`` and ``.sign.pub``."""
     key = ed25519.Ed25519PrivateKey.generate()
     private = write_private(Path(out) / f"{publisher}.sign.key", ssh_private(key))
-    public = write_public(Path(out) / f"{publisher}.sign.pub",
-                          ssh_public(key) + f" {publisher}\n".encode())
+    public = write_public(Path(out) / f"{publisher}.sign.pub", ssh_public(key) + f" {publisher}\n".encode())
     return private, public
 
 
@@ -178,8 +195,10 @@ def load_signing_key(path: Path) -> ed25519.Ed25519PrivateKey:
     try:
         key = serialization.load_ssh_private_key(data, None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise ConfigError(f"{path}: not an OpenSSH private key ({_first_line(err)}); "
-                          f"give the PUBLISHER.sign.key file; {fix}") from None
+        raise ConfigError(
+            f"{path}: not an OpenSSH private key ({_first_line(err)}); "
+            f"give the PUBLISHER.sign.key file; {fix}"
+        ) from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError(f"{path}: app-signing keys must be Ed25519")
     return key
@@ -194,8 +213,7 @@ def sign_fab(fab: bytes, key: ed25519.Ed25519PrivateKey, signed_at: int | None =
     """A verification record for ``fab``: base64url signature (unpadded) and its time."""
     signed_at = int(time.time()) if signed_at is None else signed_at
     signature = key.sign(signed_message(fab, signed_at))
-    return {"signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode(),
-            "signed_at": signed_at}
+    return {"signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode(), "signed_at": signed_at}
 
 
 def public_key_id(public_line: bytes) -> str:

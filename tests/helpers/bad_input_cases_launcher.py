@@ -8,15 +8,21 @@ bad-input corpus (tests/unit/test_bad_inputs.py) as plain data.
 from __future__ import annotations
 
 CASES: list[tuple[list[str], str]] = [
-    (["federation.num_nodes=10"],
-     "federation.num_nodes=10: the dataset uci_heart has 4 sites"),
+    (["federation.num_nodes=10"], "federation.num_nodes=10: the dataset uci_heart has 4 sites"),
     (["federation.num_nodes=0"], "set federation.num_nodes between 1 and 4"),
-    (["+data.strict_vaules=true"],
-     "data.strict_vaules: unknown key in the dataset spec; did you mean 'strict_values'?"),
+    (
+        ["+data.strict_vaules=true"],
+        "data.strict_vaules: unknown key in the dataset spec; did you mean 'strict_values'?",
+    ),
     (["+data.label.colum=num"], "data.label.colum: unknown key in the dataset spec; did you mean 'column'?"),
-    (["+data.split.test_fracton=0.2"], "data.split.test_fracton: unknown key in the dataset spec; "
-                                      "did you mean 'test_fraction'?"),
-    (["federation.runtime=spark"], "federation.runtime 'spark' is unknown; choose one of ('ray', 'inprocess')"),
+    (
+        ["+data.split.test_fracton=0.2"],
+        "data.split.test_fracton: unknown key in the dataset spec; did you mean 'test_fraction'?",
+    ),
+    (
+        ["federation.runtime=spark"],
+        "federation.runtime 'spark' is unknown; choose one of ('ray', 'inprocess')",
+    ),
     (["rounds=abc"], "rounds='abc' is not a whole number"),
     (["rounds=2.5"], "rounds=2.5 is not a whole number"),
     (["seed=x1"], "seed='x1' is not a whole number"),
@@ -25,8 +31,10 @@ CASES: list[tuple[list[str], str]] = [
     (["train.batch_size=many"], "train.batch_size='many' is not a whole number"),
     (["federation.client_cpus=x"], "federation.client_cpus='x' is not a finite number"),
     (["strategy.min_train_nodes=two"], "strategy.min_train_nodes='two' is not a whole number"),
-    (["hydra.run.dir={tmp}/afile/run"],
-     "the run folder cannot be created ({tmp}/afile is not a folder); choose another hydra.run.dir"),
+    (
+        ["hydra.run.dir={tmp}/afile/run"],
+        "the run folder cannot be created ({tmp}/afile is not a folder); choose another hydra.run.dir",
+    ),
     (["federation.data_dir={tmp}/nowhere"], "{tmp}/nowhere/processed.cleveland.data: data file not found"),
     (["resume={tmp}/nowhere"], "{tmp}/nowhere/.hydra/config.yaml does not exist"),
 ]

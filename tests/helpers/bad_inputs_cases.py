@@ -14,8 +14,7 @@ def _predict(data: str, *extra: str) -> list[str]:
 
 
 def _card(folder: str, model: str = "model.onnx") -> list[str]:
-    return ["predict", f"{{d}}/{folder}/{model}", "--data", "{d}/patients.csv",
-            "--out", "{d}/scored.csv"]
+    return ["predict", f"{{d}}/{folder}/{model}", "--data", "{d}/patients.csv", "--out", "{d}/scored.csv"]
 
 
 MODEL_AND_CARD = [
@@ -30,13 +29,21 @@ MODEL_AND_CARD = [
     ("model-not-the-cards", _card("swapped"), "not the model the card describes"),
     ("missing-model-no-card", _card("nowhere"), "nowhere/model.onnx: model file not found"),
     ("missing-card", _card("no_card"), "model_card.json: model card not found"),
-    ("model-is-a-directory", [*_card("onnx")[:1], "{d}/folder", *_card("onnx")[2:],
-                              "--card", "{d}/onnx/model_card.json"],
-     "folder: is a directory, not a model file"),
-    ("card-is-a-directory", [*_card("onnx"), "--card", "{d}/folder"],
-     "folder: is a directory, not a model card"),
-    ("torchscript-with-the-onnx-card", [*_card("ts", "model.pt"), "--card", "{d}/onnx/model_card.json"],
-     "not the model the card describes"),
+    (
+        "model-is-a-directory",
+        [*_card("onnx")[:1], "{d}/folder", *_card("onnx")[2:], "--card", "{d}/onnx/model_card.json"],
+        "folder: is a directory, not a model file",
+    ),
+    (
+        "card-is-a-directory",
+        [*_card("onnx"), "--card", "{d}/folder"],
+        "folder: is a directory, not a model card",
+    ),
+    (
+        "torchscript-with-the-onnx-card",
+        [*_card("ts", "model.pt"), "--card", "{d}/onnx/model_card.json"],
+        "not the model the card describes",
+    ),
 ]
 
 PATIENTS = [
@@ -53,26 +60,47 @@ PATIENTS = [
     ("empty-file", _predict("{d}/empty.csv"), "cannot be read as CSV"),
     ("header-only", _predict("{d}/header_only.csv"), "has a header row but no patients to score"),
     ("binary-file", _predict("{d}/binary.csv"), "cannot be read as CSV text"),
-    ("strict-out-of-range", _predict("{d}/age430.csv", "--strict"),
-     "row 2: age 430 not in range 18..100 years; --strict refuses"),
+    (
+        "strict-out-of-range",
+        _predict("{d}/age430.csv", "--strict"),
+        "row 2: age 430 not in range 18..100 years; --strict refuses",
+    ),
     ("strict-unknown-level", _predict("{d}/cp9.csv", "--strict"), "row 2: cp 9 not in levels [1, 2, 3, 4]"),
     ("strict-binary-level", _predict("{d}/sex2.csv", "--strict"), "row 2: sex 2 not in levels [0, 1]"),
     ("no-data-option", PREDICT[:-1], "the following arguments are required: --data"),
 ]
 
 OUTPUT = [
-    ("out-is-data", [*_predict("{d}/patients.csv")[:2], "--out", "{d}/patients.csv",
-                     "--data", "{d}/patients.csv"], "is the same file as --data"),
-    ("out-is-data-by-symlink", [*PREDICT[:2], "--out", "{d}/link.csv", "--data", "{d}/patients.csv"],
-     "is the same file as --data"),
-    ("out-is-data-by-relative-path", [*PREDICT[:2], "--out", "{d}/folder/../patients.csv",
-                                      "--data", "{d}/patients.csv"], "is the same file as --data"),
-    ("out-is-data-by-hard-link", [*PREDICT[:2], "--out", "{d}/hard.csv", "--data", "{d}/patients.csv"],
-     "is the same file as --data"),
-    ("out-is-the-model", [*PREDICT[:2], "--out", "{d}/onnx/model.onnx", "--data", "{d}/patients.csv"],
-     "is the same file as the model"),
-    ("out-is-a-directory", [*PREDICT[:2], "--out", "{d}/folder", "--data", "{d}/patients.csv"],
-     "folder: is a directory; give the file to write"),
+    (
+        "out-is-data",
+        [*_predict("{d}/patients.csv")[:2], "--out", "{d}/patients.csv", "--data", "{d}/patients.csv"],
+        "is the same file as --data",
+    ),
+    (
+        "out-is-data-by-symlink",
+        [*PREDICT[:2], "--out", "{d}/link.csv", "--data", "{d}/patients.csv"],
+        "is the same file as --data",
+    ),
+    (
+        "out-is-data-by-relative-path",
+        [*PREDICT[:2], "--out", "{d}/folder/../patients.csv", "--data", "{d}/patients.csv"],
+        "is the same file as --data",
+    ),
+    (
+        "out-is-data-by-hard-link",
+        [*PREDICT[:2], "--out", "{d}/hard.csv", "--data", "{d}/patients.csv"],
+        "is the same file as --data",
+    ),
+    (
+        "out-is-the-model",
+        [*PREDICT[:2], "--out", "{d}/onnx/model.onnx", "--data", "{d}/patients.csv"],
+        "is the same file as the model",
+    ),
+    (
+        "out-is-a-directory",
+        [*PREDICT[:2], "--out", "{d}/folder", "--data", "{d}/patients.csv"],
+        "folder: is a directory; give the file to write",
+    ),
 ]
 
 EVALUATE = [
@@ -87,26 +115,43 @@ EVALUATE = [
     ("evaluate-missing-round", ["evaluate", "{d}/run", "--round", "9"], "no checkpoint for round 9"),
     ("evaluate-round-text", ["evaluate", "{d}/run", "--round", "last"], "invalid int value: 'last'"),
     ("evaluate-crafted-model", ["evaluate", "{d}/run_bad_model"], "cannot be read safely as plain weights"),
-    ("evaluate-data-dir-missing", ["evaluate", "{d}/run", "--data-dir", "{d}/nowhere"],
-     "nowhere/processed.cleveland.data: data file not found"),
-    ("evaluate-data-dir-a-file", ["evaluate", "{d}/run", "--data-dir", "{d}/patients.csv"],
-     "--data-dir {d}/patients.csv: is a file, not a folder"),
-    ("evaluate-baselines-from-rounds", ["evaluate", "{d}/run", "--from-rounds", "--baselines"],
-     "--baselines trains on every site's rows"),
+    (
+        "evaluate-data-dir-missing",
+        ["evaluate", "{d}/run", "--data-dir", "{d}/nowhere"],
+        "nowhere/processed.cleveland.data: data file not found",
+    ),
+    (
+        "evaluate-data-dir-a-file",
+        ["evaluate", "{d}/run", "--data-dir", "{d}/patients.csv"],
+        "--data-dir {d}/patients.csv: is a file, not a folder",
+    ),
+    (
+        "evaluate-baselines-from-rounds",
+        ["evaluate", "{d}/run", "--from-rounds", "--baselines"],
+        "--baselines trains on every site's rows",
+    ),
 ]
 
 AUDIT_AND_EXPORT = [
     ("audit-shadows-0", ["audit", "{d}/run", "--shadows", "0"], "--shadows: must be at least 1 (got 0)"),
-    ("audit-shadows-minus-3", ["audit", "{d}/run", "--shadows", "-3"],
-     "--shadows: must be at least 1 (got -3)"),
-    ("audit-data-dir-missing", ["audit", "{d}/run", "--data-dir", "{d}/nowhere"],
-     "nowhere/processed.cleveland.data: data file not found"),
-    ("audit-data-dir-a-file", ["audit", "{d}/run", "--data-dir", "{d}/patients.csv"],
-     "--data-dir {d}/patients.csv: is a file, not a folder"),
+    (
+        "audit-shadows-minus-3",
+        ["audit", "{d}/run", "--shadows", "-3"],
+        "--shadows: must be at least 1 (got -3)",
+    ),
+    (
+        "audit-data-dir-missing",
+        ["audit", "{d}/run", "--data-dir", "{d}/nowhere"],
+        "nowhere/processed.cleveland.data: data file not found",
+    ),
+    (
+        "audit-data-dir-a-file",
+        ["audit", "{d}/run", "--data-dir", "{d}/patients.csv"],
+        "--data-dir {d}/patients.csv: is a file, not a folder",
+    ),
     ("audit-not-a-run", ["audit", "{d}/not_a_run"], "not a run folder of lhsfed-train"),
     ("audit-run-without-model", ["audit", "{d}/run_no_model"], "the run has not finished a round"),
-    ("export-over-the-run", ["export", "{d}/run", "--out", "{d}/run"],
-     "would overwrite the run's model.pt"),
+    ("export-over-the-run", ["export", "{d}/run", "--out", "{d}/run"], "would overwrite the run's model.pt"),
     ("export-out-a-file", ["export", "{d}/run", "--out", "{d}/patients.csv"], "is a file, not a folder"),
     ("export-unknown-format", ["export", "{d}/run", "--format", "pickle"], "invalid choice: 'pickle'"),
     ("export-missing-round", ["export", "{d}/run", "--round", "9"], "no checkpoint for round 9"),
@@ -116,60 +161,133 @@ AUDIT_AND_EXPORT = [
 REGISTER = ["pki", "register", "site", "--superlink", "127.0.0.1:9", "--ca-cert", "{d}/ca/ca.pem"]
 PKI = [
     ("node-key-out-a-file", ["pki", "node-key", "x", "--out", "{d}/patients.csv"], "is a file, not a folder"),
-    ("node-key-exists", ["pki", "node-key", "site", "--out", "{d}/keys"],
-     "site.key already exists; move it away"),
-    ("node-key-path-name", ["pki", "node-key", "../evil", "--out", "{d}/keys"], "'../evil' is not a valid name"),
+    (
+        "node-key-exists",
+        ["pki", "node-key", "site", "--out", "{d}/keys"],
+        "site.key already exists; move it away",
+    ),
+    (
+        "node-key-path-name",
+        ["pki", "node-key", "../evil", "--out", "{d}/keys"],
+        "'../evil' is not a valid name",
+    ),
     ("register-random-bytes", [*REGISTER, "{d}/keys/random.pub"], "not an OpenSSH public key"),
     ("register-private-key", [*REGISTER, "{d}/keys/site.key"], "is a PRIVATE key, which must never leave"),
-    ("register-signing-key", [*REGISTER, "{d}/keys/publisher.sign.pub"], "node keys must be NIST-curve EC keys"),
+    (
+        "register-signing-key",
+        [*REGISTER, "{d}/keys/publisher.sign.pub"],
+        "node keys must be NIST-curve EC keys",
+    ),
     ("register-missing-key", [*REGISTER, "{d}/keys/nowhere.pub"], "public key file not found"),
     ("register-a-directory", [*REGISTER, "{d}/keys"], "is a directory, not a public key file"),
     ("init-out-a-file", ["pki", "init", "--out", "{d}/patients.csv"], "is a file, not a folder"),
     ("init-over-a-ca", ["pki", "init", "--out", "{d}/ca"], "ca.key already exists"),
-    ("server-cert-no-ca", ["pki", "server-cert", "--host", "h", "--ca-dir", "{d}/not_a_run"],
-     "CA files not found"),
-    ("server-cert-garbage-ca", ["pki", "server-cert", "--host", "h", "--ca-dir", "{d}/bad_ca"],
-     "are not the CA's PEM key and certificate"),
-    ("signing-key-exists", ["pki", "signing-key", "publisher", "--out", "{d}/keys"],
-     "publisher.sign.key already exists"),
-    ("sign-app-random-key", ["pki", "sign-app", "--key", "{d}/keys/random.pub", "--out", "{d}/signed"],
-     "not an OpenSSH private key"),
-    ("sign-app-node-key", ["pki", "sign-app", "--key", "{d}/keys/site.key", "--out", "{d}/signed"],
-     "app-signing keys must be Ed25519"),
-    ("sign-app-missing-key", ["pki", "sign-app", "--key", "{d}/keys/nowhere", "--out", "{d}/signed"],
-     "signing key not found"),
-    ("sign-app-out-a-file", ["pki", "sign-app", "--key", "{d}/keys/publisher.sign.key", "--out",
-                             "{d}/patients.csv"], "is a file, not a folder"),
-    ("trusted-entities-node-key", ["pki", "trusted-entities", "{d}/keys/site.pub", "--out", "{d}/t.yaml"],
-     "must be ssh-ed25519 public keys"),
-    ("trusted-entities-random-bytes", ["pki", "trusted-entities", "{d}/keys/random.pub", "--out",
-                                       "{d}/t.yaml"], "must be ssh-ed25519 public keys"),
-    ("sign-app-not-an-app", ["pki", "sign-app", "--app", "{d}/folder", "--key",
-                             "{d}/keys/publisher.sign.key", "--out", "{d}/signed"],
-     "not a Flower app folder (no pyproject.toml)"),
-    ("trusted-entities-missing", ["pki", "trusted-entities", "{d}/keys/nowhere", "--out", "{d}/t.yaml"],
-     "signing public key not found"),
-    ("trusted-entities-over-its-key", ["pki", "trusted-entities", "{d}/keys/publisher.sign.pub",
-                                       "--out", "{d}/keys/publisher.sign.pub"],
-     "is the same file as public key 1"),
+    (
+        "server-cert-no-ca",
+        ["pki", "server-cert", "--host", "h", "--ca-dir", "{d}/not_a_run"],
+        "CA files not found",
+    ),
+    (
+        "server-cert-garbage-ca",
+        ["pki", "server-cert", "--host", "h", "--ca-dir", "{d}/bad_ca"],
+        "are not the CA's PEM key and certificate",
+    ),
+    (
+        "signing-key-exists",
+        ["pki", "signing-key", "publisher", "--out", "{d}/keys"],
+        "publisher.sign.key already exists",
+    ),
+    (
+        "sign-app-random-key",
+        ["pki", "sign-app", "--key", "{d}/keys/random.pub", "--out", "{d}/signed"],
+        "not an OpenSSH private key",
+    ),
+    (
+        "sign-app-node-key",
+        ["pki", "sign-app", "--key", "{d}/keys/site.key", "--out", "{d}/signed"],
+        "app-signing keys must be Ed25519",
+    ),
+    (
+        "sign-app-missing-key",
+        ["pki", "sign-app", "--key", "{d}/keys/nowhere", "--out", "{d}/signed"],
+        "signing key not found",
+    ),
+    (
+        "sign-app-out-a-file",
+        ["pki", "sign-app", "--key", "{d}/keys/publisher.sign.key", "--out", "{d}/patients.csv"],
+        "is a file, not a folder",
+    ),
+    (
+        "trusted-entities-node-key",
+        ["pki", "trusted-entities", "{d}/keys/site.pub", "--out", "{d}/t.yaml"],
+        "must be ssh-ed25519 public keys",
+    ),
+    (
+        "trusted-entities-random-bytes",
+        ["pki", "trusted-entities", "{d}/keys/random.pub", "--out", "{d}/t.yaml"],
+        "must be ssh-ed25519 public keys",
+    ),
+    (
+        "sign-app-not-an-app",
+        [
+            "pki",
+            "sign-app",
+            "--app",
+            "{d}/folder",
+            "--key",
+            "{d}/keys/publisher.sign.key",
+            "--out",
+            "{d}/signed",
+        ],
+        "not a Flower app folder (no pyproject.toml)",
+    ),
+    (
+        "trusted-entities-missing",
+        ["pki", "trusted-entities", "{d}/keys/nowhere", "--out", "{d}/t.yaml"],
+        "signing public key not found",
+    ),
+    (
+        "trusted-entities-over-its-key",
+        ["pki", "trusted-entities", "{d}/keys/publisher.sign.pub", "--out", "{d}/keys/publisher.sign.pub"],
+        "is the same file as public key 1",
+    ),
 ]
 
 SYNTH = ["synth", "--sites", "2", "--rows", "600", "--out"]
 OTHER = [
-    ("synth-negative-rows", ["synth", "--sites", "2", "--rows", "-5", "--out", "{d}/new"],
-     "lhsfed synth: error: -5 rows cannot give 2 sites"),  # the prefix once
-    ("synth-one-site", ["synth", "--sites", "1", "--rows", "600", "--out", "{d}/new"],
-     "--sites must be at least 2 (got 1)"),
+    (
+        "synth-negative-rows",
+        ["synth", "--sites", "2", "--rows", "-5", "--out", "{d}/new"],
+        "lhsfed synth: error: -5 rows cannot give 2 sites",
+    ),  # the prefix once
+    (
+        "synth-one-site",
+        ["synth", "--sites", "1", "--rows", "600", "--out", "{d}/new"],
+        "--sites must be at least 2 (got 1)",
+    ),
     ("synth-heterogeneity", [*SYNTH, "{d}/new", "--heterogeneity", "2"], "--heterogeneity must be in [0, 1]"),
     ("synth-out-a-file", [*SYNTH, "{d}/patients.csv"], "is a file, not a folder"),
-    ("synth-over-an-earlier-one", [*SYNTH, "{d}/synth_done"], "already exists; give an empty folder, or --force"),
-    ("synth-rows-text", ["synth", "--sites", "2", "--rows", "many", "--out", "{d}/new"],
-     "invalid int value: 'many'"),
-    ("site-check-unknown-dataset", ["site", "check", "--dataset", "nope", "--data", "{d}/patients.csv"],
-     "dataset 'nope' is unknown"),
+    (
+        "synth-over-an-earlier-one",
+        [*SYNTH, "{d}/synth_done"],
+        "already exists; give an empty folder, or --force",
+    ),
+    (
+        "synth-rows-text",
+        ["synth", "--sites", "2", "--rows", "many", "--out", "{d}/new"],
+        "invalid int value: 'many'",
+    ),
+    (
+        "site-check-unknown-dataset",
+        ["site", "check", "--dataset", "nope", "--data", "{d}/patients.csv"],
+        "dataset 'nope' is unknown",
+    ),
     ("site-check-no-file", ["site", "check"], "give --data PATH"),
-    ("site-check-spec-not-a-mapping", ["site", "check", "--spec", "{d}/patients.csv", "--data",
-                                       "{d}/patients.csv"], "must be a mapping of keys"),
+    (
+        "site-check-spec-not-a-mapping",
+        ["site", "check", "--spec", "{d}/patients.csv", "--data", "{d}/patients.csv"],
+        "must be a mapping of keys",
+    ),
     ("nodes-without-the-ca", ["nodes", "--ca-cert", "{d}/nowhere.pem"], "CA certificate not found"),
     ("unknown-command", ["nonsense"], "invalid choice: 'nonsense'"),
     ("no-command", [], "the following arguments are required: command"),
@@ -181,6 +299,9 @@ CASES = [*MODEL_AND_CARD, *PATIENTS, *OUTPUT, *EVALUATE, *AUDIT_AND_EXPORT, *PKI
 SUBPROCESS_IDS = ("nan-text",)
 # lhsfed-train config errors that already give one line (each start costs ~10 s: keep few).
 LAUNCHER_CASES = [
-    ("launcher-negative-epsilon", ["privacy.target_epsilon=-1"],
-     "privacy.target_epsilon must be > 0 (got -1.0)"),
+    (
+        "launcher-negative-epsilon",
+        ["privacy.target_epsilon=-1"],
+        "privacy.target_epsilon must be > 0 (got -1.0)",
+    ),
 ]

@@ -58,7 +58,8 @@ def _cards(d: Path) -> None:
     (d / "garbage_ts" / "model.pt").write_bytes(garbage)
     ts_card = json.loads((d / "ts" / "model_card.json").read_text())
     (d / "garbage_ts" / "model_card.json").write_text(
-        json.dumps({**ts_card, "model": {**ts_card["model"], "sha256": sha}}))
+        json.dumps({**ts_card, "model": {**ts_card["model"], "sha256": sha}})
+    )
     _card_variant(d, "card_no_input", model, {"model": card["model"]})
     _card_variant(d, "card_list", model, [1, 2])
     _card_variant(d, "card_not_json", model, b"{ not json")
@@ -85,15 +86,24 @@ def _patients(d: Path) -> None:
         bad[1][header.index(column)] = value
         _csv(d / name, header, bad)
 
-    for name, column, value in [("nan.csv", "age", "NaN"), ("inf.csv", "chol", "inf"),
-                                ("neg_inf.csv", "oldpeak", "-inf"), ("e309.csv", "age", "1e309"),
-                                ("e39.csv", "thalach", "1e39"), ("text.csv", "age", "abc"),
-                                ("age430.csv", "age", "430"), ("cp9.csv", "cp", "9"),
-                                ("sex2.csv", "sex", "2")]:
+    for name, column, value in [
+        ("nan.csv", "age", "NaN"),
+        ("inf.csv", "chol", "inf"),
+        ("neg_inf.csv", "oldpeak", "-inf"),
+        ("e309.csv", "age", "1e309"),
+        ("e39.csv", "thalach", "1e39"),
+        ("text.csv", "age", "abc"),
+        ("age430.csv", "age", "430"),
+        ("cp9.csv", "cp", "9"),
+        ("sex2.csv", "sex", "2"),
+    ]:
         changed(name, column, value)
     _csv(d / "dup.csv", [*header, "age"], [[*r, "50"] for r in rows])
-    _csv(d / "no_chol.csv", [h for h in header if h != "chol"],
-         [[v for h, v in zip(header, r) if h != "chol"] for r in rows])
+    _csv(
+        d / "no_chol.csv",
+        [h for h in header if h != "chol"],
+        [[v for h, v in zip(header, r) if h != "chol"] for r in rows],
+    )
     _csv(d / "header_only.csv", header, [])
     (d / "empty.csv").write_bytes(b"")
     (d / "binary.csv").write_bytes(b"\xff\xfe\x00" + os.urandom(200))
@@ -108,11 +118,12 @@ def site_file_rows(n: int = 6) -> list[list[str]]:
 
     spec = load_spec_file(Path(__file__).resolve().parents[2] / "configs" / "data" / "uci_heart.yaml")
     lines = site_file(spec, "cleveland").read_text().splitlines()
-    return [line.split(",")[:len(COLUMNS)] for line in lines if "?" not in line][:n]
+    return [line.split(",")[: len(COLUMNS)] for line in lines if "?" not in line][:n]
 
 
 def _keys(d: Path) -> None:
     from federation.security import pki
+
     pki.create_node_key("site", d / "keys")
     pki.create_signing_key("publisher", d / "keys")
     pki.create_ca(d / "ca")

@@ -112,17 +112,23 @@ def descendants(pid: int) -> list[int]:
 
 def start(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Proc:
     handle = open(log, "ab")
-    popen = subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                             cwd=cwd or log.parent, start_new_session=True)
+    popen = subprocess.Popen(
+        args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd or log.parent, start_new_session=True
+    )
     handle.close()
     return Proc(popen, log)
 
 
 def base_env(home: Path) -> dict[str, str]:
     """The container's environment: our tools on PATH, a private Flower home, no telemetry."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0",
-            "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONWARNINGS": "ignore"}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "FLWR_HOME": str(home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 @dataclass
@@ -158,14 +164,18 @@ class Network:
         pki.create_server_cert(self.pki_dir, ["127.0.0.1", "localhost"])
 
     def start_superlink(self, timeout: float = 90) -> Proc:
-        env = {**base_env(self.root / "superlink-home"), "LHSFED_TLS_DIR": str(self.pki_dir),
-               "LHSFED_BIND_HOST": "127.0.0.1", "LHSFED_PORT": str(self.control_port),
-               "LHSFED_PROXY_HOST": "127.0.0.1", "LHSFED_PROXY_PORT": str(self.port),
-               "LHSFED_PROXY_DIR": str(self.root / "proxy"),
-               "LHSFED_RUNS_ROOT": str(self.runs_root or self.root.parent),
-               "LHSFED_STATE_DB": str(self.root / "state" / "superlink.db")}
-        proc = start(["bash", str(DOCKER / "entrypoint-superlink.sh")], env,
-                     self.root / "superlink.log")
+        env = {
+            **base_env(self.root / "superlink-home"),
+            "LHSFED_TLS_DIR": str(self.pki_dir),
+            "LHSFED_BIND_HOST": "127.0.0.1",
+            "LHSFED_PORT": str(self.control_port),
+            "LHSFED_PROXY_HOST": "127.0.0.1",
+            "LHSFED_PROXY_PORT": str(self.port),
+            "LHSFED_PROXY_DIR": str(self.root / "proxy"),
+            "LHSFED_RUNS_ROOT": str(self.runs_root or self.root.parent),
+            "LHSFED_STATE_DB": str(self.root / "state" / "superlink.db"),
+        }
+        proc = start(["bash", str(DOCKER / "entrypoint-superlink.sh")], env, self.root / "superlink.log")
         self.procs.append(proc)
         wait_for_port(self.control_port, timeout)
         wait_for_port(self.port, timeout)
@@ -179,37 +189,46 @@ class Network:
 
     def register(self, site: str) -> int:
         self.node_key(site)
-        return register_node(self.control_address, self.ca_cert,
-                             self.root / "sites" / site / f"{site}.pub", site)
+        return register_node(
+            self.control_address, self.ca_cert, self.root / "sites" / site / f"{site}.pub", site
+        )
 
     def node_env(self, site: str, **overrides: str) -> dict[str, str]:
         folder = self.root / "sites" / site
         spec_dir = embedded_dir_for_tests()
-        env = {**base_env(folder / "flwr-home"), "LHSFED_SUPERLINK": self.address,
-               "LHSFED_CA_CERT": str(self.ca_cert), "LHSFED_NODE_KEY": str(self.node_key(site)),
-               "LHSFED_DATA_PATH": str(spec_dir.get(site, spec_dir["hungary"])), "LHSFED_SITE_NAME": site,
-               "LHSFED_LEDGER_PATH": str(folder / "ledger" / "ledger.sqlite"),
-               # the site's own privacy policy (mandatory): a cap over every run, its δ
-               "LHSFED_MAX_EPSILON": SITE_CAP, "LHSFED_DELTA": "1e-5",
-               "LHSFED_NODE_PORT": str(free_port())}
+        env = {
+            **base_env(folder / "flwr-home"),
+            "LHSFED_SUPERLINK": self.address,
+            "LHSFED_CA_CERT": str(self.ca_cert),
+            "LHSFED_NODE_KEY": str(self.node_key(site)),
+            "LHSFED_DATA_PATH": str(spec_dir.get(site, spec_dir["hungary"])),
+            "LHSFED_SITE_NAME": site,
+            "LHSFED_LEDGER_PATH": str(folder / "ledger" / "ledger.sqlite"),
+            # the site's own privacy policy (mandatory): a cap over every run, its δ
+            "LHSFED_MAX_EPSILON": SITE_CAP,
+            "LHSFED_DELTA": "1e-5",
+            "LHSFED_NODE_PORT": str(free_port()),
+        }
         env.update(overrides)
         return env
 
     def start_node(self, site: str, env: dict[str, str] | None = None, tag: str = "") -> Proc:
-        proc = start(["bash", str(DOCKER / "entrypoint-supernode.sh")], env or self.node_env(site),
-                     self.root / "sites" / site / f"supernode{tag}.log")
+        proc = start(
+            ["bash", str(DOCKER / "entrypoint-supernode.sh")],
+            env or self.node_env(site),
+            self.root / "sites" / site / f"supernode{tag}.log",
+        )
         self.procs.append(proc)
         self.nodes[site] = proc
         return proc
 
     def coordinator_home(self) -> Path:
-        return write_flower_home(self.root / "coordinator-home", self.control_address,
-                                 self.ca_cert)
+        return write_flower_home(self.root / "coordinator-home", self.control_address, self.ca_cert)
 
     def online_nodes(self) -> list[dict]:
         proc = run_flwr(self.coordinator_home(), "supernode", "ls", CONNECTION, "--format", "json")
         try:
-            reply = json.loads(proc.stdout[proc.stdout.index("{"):])
+            reply = json.loads(proc.stdout[proc.stdout.index("{") :])
         except ValueError:
             return []
         return [n for n in reply.get("nodes", []) if str(n.get("status", "")).lower() == "online"]

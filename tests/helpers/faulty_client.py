@@ -56,16 +56,16 @@ def parse_faults(text: str) -> list[Fault]:
         site, _, rest = entry.partition(":")
         kind, _, when = rest.partition("@")
         if not site or kind not in KINDS or (when and not when.isdigit()):
-            problems.append(f"{FAULTS_ENV} entry {entry!r} must be SITE:KIND[@ROUND] "
-                            f"with KIND one of {', '.join(KINDS)}")
+            problems.append(
+                f"{FAULTS_ENV} entry {entry!r} must be SITE:KIND[@ROUND] with KIND one of {', '.join(KINDS)}"
+            )
             continue
         faults.append(Fault(site, kind, int(when) if when else None))
     collect_then_raise(problems, ConfigError)
     return faults
 
 
-def corrupt(kind: str, sent: dict[str, np.ndarray], trained: dict[str, np.ndarray]
-            ) -> dict[str, np.ndarray]:
+def corrupt(kind: str, sent: dict[str, np.ndarray], trained: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The arrays a faulty site returns instead of ``trained`` (pure)."""
     first = next(iter(trained))
     if kind == "nan":
@@ -92,7 +92,8 @@ def fault_mod(faults: list[Fault]):
             sent = {k: a.numpy() for k, a in message.content[wire.ARRAYS].items()}
             trained = {k: a.numpy() for k, a in reply.content[wire.ARRAYS].items()}
             reply.content[wire.ARRAYS] = ArrayRecord(
-                {k: Array(v) for k, v in corrupt(fault.kind, sent, trained).items()})
+                {k: Array(v) for k, v in corrupt(fault.kind, sent, trained).items()}
+            )
         return reply
 
     return mod
@@ -121,5 +122,10 @@ def run_with_faults(tmp: Path, faults: str, *overrides: str, **kwargs) -> subpro
     """``lhsfed-train`` whose simulated sites run this ClientApp with ``faults`` (the launcher's
     own ``federation.client_app`` choice; ``tests`` is put on the path of its Ray workers)."""
     path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
-    return run_launcher(tmp, f"+federation.client_app={APP_REFERENCE}", *overrides,
-                        env={FAULTS_ENV: faults, "PYTHONPATH": path}, **kwargs)
+    return run_launcher(
+        tmp,
+        f"+federation.client_app={APP_REFERENCE}",
+        *overrides,
+        env={FAULTS_ENV: faults, "PYTHONPATH": path},
+        **kwargs,
+    )

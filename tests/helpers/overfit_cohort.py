@@ -23,8 +23,10 @@ def write_overfit_cohort(folder: Path, *, sites: int = 3, rows: int = 600, seed:
     rng = np.random.default_rng(seed)
     files = {}
     for site, frame in cohorts(sites, rows, 0.3, seed):
-        noise = pd.DataFrame(rng.normal(size=(len(frame), NOISE_FEATURES)),
-                             columns=[f"noise_{i}" for i in range(NOISE_FEATURES)])
+        noise = pd.DataFrame(
+            rng.normal(size=(len(frame), NOISE_FEATURES)),
+            columns=[f"noise_{i}" for i in range(NOISE_FEATURES)],
+        )
         files[site] = f"{site}.parquet"
         pd.concat([frame, noise], axis=1).to_parquet(folder / files[site], index=False)
     spec = dataset_spec("overfit", files)
@@ -35,8 +37,19 @@ def write_overfit_cohort(folder: Path, *, sites: int = 3, rows: int = 600, seed:
 def overfit_run_config(spec: dict, run_dir: Path, *overrides: str) -> dict:
     """DP off, a wide MLP and many local epochs: the recipe that overfits this cohort."""
     # Pinned whatever the defaults are: an MLP with Adam, as this cohort was built to overfit.
-    config = run_config_for(["privacy=off", "model=mlp", "model.hidden=64", "train.optimizer=adam",
-                             "train.batch_size=16", "train.local_epochs=3", "train.lr=0.003",
-                             "rounds=6", *overrides], run_dir)
+    config = run_config_for(
+        [
+            "privacy=off",
+            "model=mlp",
+            "model.hidden=64",
+            "train.optimizer=adam",
+            "train.batch_size=16",
+            "train.local_epochs=3",
+            "train.lr=0.003",
+            "rounds=6",
+            *overrides,
+        ],
+        run_dir,
+    )
     config["data.spec"] = json.dumps(spec, sort_keys=True)
     return config

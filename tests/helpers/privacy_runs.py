@@ -21,8 +21,9 @@ CAPPED_AFTER = 4  # the capped site may take 4 of the 6 rounds of both runs
 def rdp_epsilon(history: list[tuple[float, float, int]], delta: float = DELTA) -> float:
     """ε of (σ, q, steps) groups by summing their RDP curves (Opacus's analysis functions)."""
     orders = RDPAccountant.DEFAULT_ALPHAS
-    rdp = np.sum([compute_rdp(q=q, noise_multiplier=s, steps=n, orders=orders)
-                  for s, q, n in history], axis=0)
+    rdp = np.sum(
+        [compute_rdp(q=q, noise_multiplier=s, steps=n, orders=orders) for s, q, n in history], axis=0
+    )
     return float(get_privacy_spent(orders=orders, rdp=rdp, delta=delta)[0])
 
 
@@ -32,8 +33,11 @@ def round_steps(run: Path, site: str) -> dict[int, tuple[float, float, int]]:
     for record in read_rounds(run):
         metrics = record["train"].get(site)
         if metrics:
-            steps[record["round"]] = (metrics["noise_multiplier"], metrics["sample_rate"],
-                                      metrics["steps"] - before)
+            steps[record["round"]] = (
+                metrics["noise_multiplier"],
+                metrics["sample_rate"],
+                metrics["steps"] - before,
+            )
             before = metrics["steps"]
     return steps
 
@@ -53,5 +57,6 @@ def two_ledger_runs(tmp: Path) -> SimpleNamespace:
     below, above = (rdp_epsilon([one_round] * n) for n in (CAPPED_AFTER, CAPPED_AFTER + 1))
     cap = round((below + above) / 2, 4)
     second = _launch(tmp / "second", {**env, "LHSFED_MAX_EPSILON": f"{CAPPED_SITE}={cap}"})
-    return SimpleNamespace(first=first, second=second, ledgers=ledgers, overrides=OVERRIDES,
-                           capped_site=CAPPED_SITE, cap=cap)
+    return SimpleNamespace(
+        first=first, second=second, ledgers=ledgers, overrides=OVERRIDES, capped_site=CAPPED_SITE, cap=cap
+    )

@@ -32,8 +32,10 @@ def numpy_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
 def trained(reference: ArrayRecord, seed: int, scale: float = 0.01) -> dict[str, np.ndarray]:
     """A plausible local update: the global arrays plus small noise."""
     rng = np.random.default_rng(seed)
-    return {k: (v + scale * rng.standard_normal(v.shape)).astype(v.dtype)
-            for k, v in numpy_arrays(reference).items()}
+    return {
+        k: (v + scale * rng.standard_normal(v.shape)).astype(v.dtype)
+        for k, v in numpy_arrays(reference).items()
+    }
 
 
 def train_reply(site: str, node: int, arrays: dict[str, np.ndarray], n: int) -> Message:
@@ -41,9 +43,11 @@ def train_reply(site: str, node: int, arrays: dict[str, np.ndarray], n: int) -> 
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
     instruction = Message(RecordDict(), dst_node_id=node, message_type=MessageType.TRAIN)
     instruction.metadata.__dict__["_message_id"] = str(uuid4())
-    content = RecordDict({
-        wire.ARRAYS: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-        wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: n, wire.TRAIN_LOSS: 0.5}),
-        wire.SITE: ConfigRecord({wire.SITE_NAME: site}),
-    })
+    content = RecordDict(
+        {
+            wire.ARRAYS: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+            wire.METRICS: MetricRecord({wire.NUM_EXAMPLES: n, wire.TRAIN_LOSS: 0.5}),
+            wire.SITE: ConfigRecord({wire.SITE_NAME: site}),
+        }
+    )
     return Message(content, reply_to=instruction)

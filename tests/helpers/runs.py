@@ -12,8 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
 
 
-def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: float = 600,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_launcher(
+    tmp: Path,
+    *overrides: str,
+    multirun: bool = False,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``.
 
     ``env`` adds environment variables (e.g. the simulated sites' privacy policy).
@@ -30,5 +35,3 @@ def run_launcher(tmp: Path, *overrides: str, multirun: bool = False, timeout: fl
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
-
-

@@ -34,9 +34,15 @@ def deployed_node(folder: Path, site: str = "cleveland", **policy) -> dict:
     key = folder / f"{site}.key"
     if not key.exists():
         pki.create_node_key(site, folder)
-    config = {"data-path": str(policy.pop("data_path", site_data_file(site))), "site-name": site,
-              "ledger-path": str(folder / "ledger.sqlite"), "spec-path": str(SPEC_FILE),
-              "node-key": str(key), "max-epsilon": 5.0, "delta": 1e-5}
+    config = {
+        "data-path": str(policy.pop("data_path", site_data_file(site))),
+        "site-name": site,
+        "ledger-path": str(folder / "ledger.sqlite"),
+        "spec-path": str(SPEC_FILE),
+        "node-key": str(key),
+        "max-epsilon": 5.0,
+        "delta": 1e-5,
+    }
     config.update({k.replace("_", "-"): v for k, v in policy.items()})
     return config
 

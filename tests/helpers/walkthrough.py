@@ -47,9 +47,8 @@ def walkthrough_blocks(doc: Path = DOC) -> dict[int, list[str]]:
     marks = list(STEP.finditer(text))
     steps = {}
     for mark, after in zip(marks, [*marks[1:], None]):
-        body = text[mark.end():after.start() if after else len(text)]
-        steps[int(mark.group(1))] = [b for b in BLOCK.findall(body)
-                                     if not b.startswith(CONTAINER_FORM)]
+        body = text[mark.end() : after.start() if after else len(text)]
+        steps[int(mark.group(1))] = [b for b in BLOCK.findall(body) if not b.startswith(CONTAINER_FORM)]
     return steps
 
 
@@ -105,29 +104,47 @@ class Walkthrough:
     def __init__(self, net: Network):
         self.net, self.steps = net, walkthrough_blocks()
         self.data = embedded_dir_for_tests()
-        self.vars = {"APP": str(REPO), "BIN": str(BIN), "PKI": str(net.pki_dir),
-                     "STATE": str(net.root / "state"), "RUNS": str(net.runs_root or net.root.parent),
-                     "LINK": "127.0.0.1", "PROXY_HOST": "127.0.0.1", "PROXY_PORT": str(net.port),
-                     "SUPERLINK_PORT": str(net.control_port), "ROUNDS": "2",
-                     "SPEC": str(REPO / "configs" / "data" / "uci_heart.yaml"),
-                     "MAX_EPSILON": SITE_CAP}  # as Network.node_env gives restarted nodes
+        self.vars = {
+            "APP": str(REPO),
+            "BIN": str(BIN),
+            "PKI": str(net.pki_dir),
+            "STATE": str(net.root / "state"),
+            "RUNS": str(net.runs_root or net.root.parent),
+            "LINK": "127.0.0.1",
+            "PROXY_HOST": "127.0.0.1",
+            "PROXY_PORT": str(net.port),
+            "SUPERLINK_PORT": str(net.control_port),
+            "ROUNDS": "2",
+            "SPEC": str(REPO / "configs" / "data" / "uci_heart.yaml"),
+            "MAX_EPSILON": SITE_CAP,
+        }  # as Network.node_env gives restarted nodes
 
     def site(self, site: str, **extra: str) -> dict[str, str]:
         """A hospital's variables (its folder is the one ``Network`` uses for that site)."""
         folder = self.net.root / "sites" / site
-        return {"SITE": site, "SITE_DIR": str(folder), "DATA": str(self.data[site]),
-                "NODE_PORT": str(free_port()), **extra}
+        return {
+            "SITE": site,
+            "SITE_DIR": str(folder),
+            "DATA": str(self.data[site]),
+            "NODE_PORT": str(free_port()),
+            **extra,
+        }
 
-    def run(self, step: int, block: int, timeout: float = 120, **values: str
-            ) -> subprocess.CompletedProcess:
+    def run(self, step: int, block: int, timeout: float = 120, **values: str) -> subprocess.CompletedProcess:
         """One block as a bash script (``set -euo pipefail``), in a folder of its own."""
         env = {**base_env(self.net.root / "shell-home"), **self.vars, **values}
         env.pop("FLWR_HOME")
         cwd = self.net.root / "shell"
         cwd.mkdir(parents=True, exist_ok=True)
-        return subprocess.run(["bash", "-euo", "pipefail", "-c", self.steps[step][block]], env=env,
-                              cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", self.steps[step][block]],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def check(self, step: int, block: int, timeout: float = 120, **values: str) -> str:
         proc = self.run(step, block, timeout, **values)
@@ -174,8 +191,9 @@ def walkthrough_network(root: Path) -> Iterator[Network]:
         node_ids = {site: walk.join(site) for site in SITES}  # steps 2-4
         node_ids.update({site: net.register(site) for site in (GUARDED, WAITING)})
         pki.create_signing_key("stranger", net.root / "stranger")
-        trusted = write_trusted_entities(net.root / "sites" / GUARDED / "trusted.yaml",
-                                         [net.root / "stranger" / "stranger.sign.pub"])
+        trusted = write_trusted_entities(
+            net.root / "sites" / GUARDED / "trusted.yaml", [net.root / "stranger" / "stranger.sign.pub"]
+        )
         net.start_node(GUARDED, net.node_env(GUARDED, LHSFED_TRUSTED_ENTITIES=str(trusted)))
         net.wait_online(3, timeout=240)
         net.node_ids, net.walk = node_ids, walk

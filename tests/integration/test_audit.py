@@ -14,8 +14,16 @@ from tests.helpers.runs import read_json, run_launcher
 
 # The non-private run of docs/privacy.md: small sites, many epochs, so the model memorises.
 # Built to leak (an attack must find it): a wide MLP with Adam trained far past fitting.
-NON_PRIVATE = ("privacy=off", "model=mlp", "train.optimizer=adam", "train.batch_size=16",
-               "model.hidden=256", "train.lr=0.03", "train.local_epochs=100", "rounds=5")
+NON_PRIVATE = (
+    "privacy=off",
+    "model=mlp",
+    "train.optimizer=adam",
+    "train.batch_size=16",
+    "model.hidden=256",
+    "train.lr=0.03",
+    "train.local_epochs=100",
+    "rounds=5",
+)
 SMALL_SITE_ROWS = 60  # every site keeps its first 60 records: 33 train, 9 validation, 18 test
 SHADOWS = "8"
 EMBEDDED = embedded_dir(RunSettings.from_run_config(default_run_config()).data)

@@ -36,15 +36,21 @@ def test_a_site_with_nan_and_inf_sits_out_and_the_run_evaluates(tmp_path, capsys
     verdict = capsys.readouterr().err.splitlines()[-1]
     assert "column 'chol' row 6: non-finite value 'NaN'" in verdict
 
-    proc = run_launcher(tmp_path, f"rounds={ROUNDS}", "privacy=off", "strategy.min_train_nodes=3",
-                        f"federation.data_dir={data_dir}")
+    proc = run_launcher(
+        tmp_path,
+        f"rounds={ROUNDS}",
+        "privacy=off",
+        "strategy.min_train_nodes=3",
+        f"federation.data_dir={data_dir}",
+    )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = [line.strip() for line in proc.stdout.splitlines() if "data check failed" in line]
     failures = [line for line in lines if line.startswith("round")]
-    assert [line.split(":")[0].strip() for line in failures] == [f"round {r} train"
-                                                                 for r in range(1, ROUNDS + 1)]
+    assert [line.split(":")[0].strip() for line in failures] == [
+        f"round {r} train" for r in range(1, ROUNDS + 1)
+    ]
     (sat_out,) = [line for line in lines if "sat out every round" in line]  # and once at the end
     assert sat_out.startswith("node ")  # it never answered, so never named its site
     run = tmp_path / "run"

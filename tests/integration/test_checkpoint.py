@@ -27,12 +27,16 @@ from strategies.state import load_strategy_state, strategy_state
 
 def _checkpoint(round_: int, size: int = 4) -> ResumeState:
     """A checkpoint whose every value says which round wrote it."""
-    return ResumeState(round=round_, arrays={"w": torch.full((size,), float(round_))},
-                        strategy={"m_t": {"w": torch.full((3,), float(round_))}},
-                        records=[RoundRecord(round=r, evaluate=Evaluation(pooled={"auroc": None}))
-                                 for r in range(1, round_ + 1)],
-                        epsilon_by_site={"va": 0.5 * round_, "hungary": None},
-                        best_arrays={"w": torch.full((size,), float(round_ - 1))})
+    return ResumeState(
+        round=round_,
+        arrays={"w": torch.full((size,), float(round_))},
+        strategy={"m_t": {"w": torch.full((3,), float(round_))}},
+        records=[
+            RoundRecord(round=r, evaluate=Evaluation(pooled={"auroc": None})) for r in range(1, round_ + 1)
+        ],
+        epsilon_by_site={"va": 0.5 * round_, "hungary": None},
+        best_arrays={"w": torch.full((size,), float(round_ - 1))},
+    )
 
 
 def test_round_trip(tmp_path):

@@ -66,7 +66,7 @@ def _hospital_home(net: Network) -> Path:
 
 
 def _reply(proc: subprocess.CompletedProcess) -> dict:
-    return json.loads(proc.stdout[proc.stdout.index("{"):])
+    return json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
 def _refused(proc: subprocess.CompletedProcess) -> bool:
@@ -76,8 +76,18 @@ def _refused(proc: subprocess.CompletedProcess) -> bool:
 
 def _submit(home: Path, output_dir: Path) -> subprocess.CompletedProcess:
     """``flwr run .`` of this app with a chosen run folder; it waits for SuperNodes (none come)."""
-    return run_flwr(home, "run", ".", CONNECTION, "--format", "json", "--run-config",
-                    f'run.output_dir="{output_dir}"', cwd=REPO, timeout=300)
+    return run_flwr(
+        home,
+        "run",
+        ".",
+        CONNECTION,
+        "--format",
+        "json",
+        "--run-config",
+        f'run.output_dir="{output_dir}"',
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -89,8 +99,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 
 def _run_ids(home: Path) -> set[int]:
-    return {int(r["run-id"]) for r in _reply(run_flwr(home, "ls", CONNECTION, "--format", "json"))
-            ["runs"]}
+    return {int(r["run-id"]) for r in _reply(run_flwr(home, "ls", CONNECTION, "--format", "json"))["runs"]}
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +114,35 @@ def waiting_run(network):
 @pytest.mark.slow
 def test_hospital_cannot_register_a_node_key(network, tmp_path, capsys):
     _, public = pki.create_node_key("intruder", tmp_path)
-    attack = run_flwr(_hospital_home(network), "supernode", "register", str(public), CONNECTION,
-                      "--format", "json")
+    attack = run_flwr(
+        _hospital_home(network), "supernode", "register", str(public), CONNECTION, "--format", "json"
+    )
     assert _refused(attack)
-    assert main(["pki", "register", "intruder", str(public), "--superlink", network.address,
-                 "--ca-cert", str(network.ca_cert)]) == 2
+    assert (
+        main(
+            [
+                "pki",
+                "register",
+                "intruder",
+                str(public),
+                "--superlink",
+                network.address,
+                "--ca-cert",
+                str(network.ca_cert),
+            ]
+        )
+        == 2
+    )
     assert "passes only the Fleet API" in capsys.readouterr().err  # one line, the fix in it
-    known = _reply(run_flwr(network.coordinator_home(), "supernode", "ls", CONNECTION,
-                            "--format", "json"))["nodes"]
+    known = _reply(run_flwr(network.coordinator_home(), "supernode", "ls", CONNECTION, "--format", "json"))[
+        "nodes"
+    ]
     assert known == []  # nothing was registered
     # Control: the same call at the SuperLink's own port registers the key.
     _, other = pki.create_node_key("control", tmp_path)
-    control = run_flwr(network.coordinator_home(), "supernode", "register", str(other),
-                       CONNECTION, "--format", "json")
+    control = run_flwr(
+        network.coordinator_home(), "supernode", "register", str(other), CONNECTION, "--format", "json"
+    )
     assert _reply(control)["success"] is True
 
 
@@ -133,18 +158,20 @@ def test_hospital_cannot_list_submit_or_stop_runs(network, waiting_run):
     assert _refused(run_flwr(hospital, "stop", str(run_id), CONNECTION, "--format", "json"))
     assert not run_status(coordinator, run_id)[0].startswith("finished")
     # Control: the coordinator can stop it.
-    assert _reply(run_flwr(coordinator, "stop", str(run_id), CONNECTION, "--format", "json"))[
-        "success"] is True
+    assert (
+        _reply(run_flwr(coordinator, "stop", str(run_id), CONNECTION, "--format", "json"))["success"] is True
+    )
     _wait(lambda: run_status(coordinator, run_id)[0] == "finished:stopped", 60, "not stopped")
 
 
 @pytest.mark.slow
 def test_flower_control_client_is_refused_at_the_hospital_port(network):
     """Flower's own Control API client, not only the CLI; 403 comes from the proxy."""
+
     def client(address: str) -> ControlHttpClient:
         return ControlHttpClient.from_server_address(
-            address, insecure=False, root_certificates=network.ca_cert.read_bytes(),
-            interceptors=())
+            address, insecure=False, root_certificates=network.ca_cert.read_bytes(), interceptors=()
+        )
 
     with pytest.raises(httpx.HTTPStatusError, match="403"):
         client(network.address).ListRuns(ListRunsRequest())
@@ -152,10 +179,18 @@ def test_flower_control_client_is_refused_at_the_hospital_port(network):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [
-    "/v1/control/list-runs", "/v1/runtime/get-nodes", "/docs", "/v1/fleet/../control/list-runs",
-    "/v1/fleet/%2e%2e/control/list-runs", "/v1/fleet/..%2fcontrol/list-runs",
-    "/v1/fleet//../control/list-runs"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/control/list-runs",
+        "/v1/runtime/get-nodes",
+        "/docs",
+        "/v1/fleet/../control/list-runs",
+        "/v1/fleet/%2e%2e/control/list-runs",
+        "/v1/fleet/..%2fcontrol/list-runs",
+        "/v1/fleet//../control/list-runs",
+    ],
+)
 def test_proxy_passes_only_plain_fleet_request_lines(network, path):
     """Raw request lines (http.client sends them unnormalised): tricks to reach Control fail."""
     context = ssl.create_default_context(cafile=str(network.ca_cert))
@@ -192,10 +227,15 @@ def test_runs_root_resolves_dots_and_symlinks(tmp_path):
 def test_superlink_entrypoint_refuses_a_public_bind(tmp_path):
     pki.create_ca(tmp_path)
     pki.create_server_cert(tmp_path, ["link.example.org"])
-    env = {**base_env(tmp_path), "LHSFED_TLS_DIR": str(tmp_path), "LHSFED_BIND_HOST": "0.0.0.0",
-           "LHSFED_STATE_DB": str(tmp_path / "state.db")}
-    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **base_env(tmp_path),
+        "LHSFED_TLS_DIR": str(tmp_path),
+        "LHSFED_BIND_HOST": "0.0.0.0",
+        "LHSFED_STATE_DB": str(tmp_path / "state.db"),
+    }
+    proc = subprocess.run(
+        ["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 64
     assert "LHSFED_BIND_HOST=0.0.0.0" in proc.stderr and "no authentication" in proc.stderr
 
@@ -203,23 +243,36 @@ def test_superlink_entrypoint_refuses_a_public_bind(tmp_path):
 def test_proxy_entrypoint_refuses_a_non_loopback_upstream(tmp_path):
     pki.create_ca(tmp_path)
     pki.create_server_cert(tmp_path, ["link.example.org"])
-    env = {**base_env(tmp_path), "LHSFED_TLS_DIR": str(tmp_path),
-           "LHSFED_UPSTREAM": "10.0.0.5:9093", "LHSFED_PROXY_DIR": str(tmp_path / "proxy")}
-    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-proxy.sh")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **base_env(tmp_path),
+        "LHSFED_TLS_DIR": str(tmp_path),
+        "LHSFED_UPSTREAM": "10.0.0.5:9093",
+        "LHSFED_PROXY_DIR": str(tmp_path / "proxy"),
+    }
+    proc = subprocess.run(
+        ["bash", str(DOCKER / "entrypoint-proxy.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 64
-    assert proc.stderr.strip() == ("entrypoint-proxy: LHSFED_UPSTREAM=10.0.0.5:9093 must be a "
-                                   "loopback HOST:PORT (the SuperLink binds to loopback)")
+    assert proc.stderr.strip() == (
+        "entrypoint-proxy: LHSFED_UPSTREAM=10.0.0.5:9093 must be a "
+        "loopback HOST:PORT (the SuperLink binds to loopback)"
+    )
 
 
 def _superlink_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     pki.create_ca(tmp_path / "pki")
     pki.create_server_cert(tmp_path / "pki", ["127.0.0.1"])
-    return {**base_env(tmp_path / "home"), "LHSFED_TLS_DIR": str(tmp_path / "pki"),
-            "LHSFED_PORT": str(free_port()), "LHSFED_PROXY_HOST": "127.0.0.1",
-            "LHSFED_PROXY_PORT": str(free_port()), "LHSFED_PROXY_DIR": str(tmp_path / "proxy"),
-            "LHSFED_STATE_DB": str(tmp_path / "state.db"), "LHSFED_RUNS_ROOT": str(tmp_path / "runs"),
-            **extra}
+    return {
+        **base_env(tmp_path / "home"),
+        "LHSFED_TLS_DIR": str(tmp_path / "pki"),
+        "LHSFED_PORT": str(free_port()),
+        "LHSFED_PROXY_HOST": "127.0.0.1",
+        "LHSFED_PROXY_PORT": str(free_port()),
+        "LHSFED_PROXY_DIR": str(tmp_path / "proxy"),
+        "LHSFED_STATE_DB": str(tmp_path / "state.db"),
+        "LHSFED_RUNS_ROOT": str(tmp_path / "runs"),
+        **extra,
+    }
 
 
 def test_superlink_entrypoint_with_only_lhsfed_bin_starts_its_superexec(tmp_path):
@@ -228,9 +281,14 @@ def test_superlink_entrypoint_with_only_lhsfed_bin_starts_its_superexec(tmp_path
     env = _superlink_env(tmp_path, PATH="/usr/bin:/bin", LHSFED_BIN=str(BIN))
     proc = start(["bash", str(DOCKER / "entrypoint-superlink.sh")], env, tmp_path / "superlink.log")
     try:
-        _wait(lambda: not proc.alive() or any(
-            "flower-superexec" in _cmdline(pid) for pid in descendants(proc.popen.pid)),
-            120, "flower-superexec never started")
+        _wait(
+            lambda: (
+                not proc.alive()
+                or any("flower-superexec" in _cmdline(pid) for pid in descendants(proc.popen.pid))
+            ),
+            120,
+            "flower-superexec never started",
+        )
         assert proc.alive(), proc.output()[-2000:]
     finally:
         proc.stop()
@@ -251,8 +309,13 @@ def test_superlink_entrypoint_refuses_a_busy_port_in_one_line(tmp_path, busy):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         env = _superlink_env(tmp_path, LHSFED_BIN=str(BIN), **{busy: str(taken.getsockname()[1])})
-        proc = subprocess.run(["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env,
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["bash", str(DOCKER / "entrypoint-superlink.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert proc.returncode == 64
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"entrypoint-superlink: {busy}: ")
     assert "is in use" in proc.stderr
@@ -261,7 +324,8 @@ def test_superlink_entrypoint_refuses_a_busy_port_in_one_line(tmp_path, busy):
 def test_superlink_entrypoint_without_flower_exits_in_one_line(tmp_path):
     (tmp_path / "empty-bin").mkdir()
     env = _superlink_env(tmp_path, LHSFED_BIN=str(tmp_path / "empty-bin"))
-    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", str(DOCKER / "entrypoint-superlink.sh")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 64 and proc.stderr.count("\n") == 1
     assert "empty-bin/flower-superlink: not found (set LHSFED_BIN" in proc.stderr

@@ -52,8 +52,9 @@ ROWS = {"north": 420, "south": 260, "east": 180}
 
 def _admissions() -> pd.DataFrame:
     """Three hospitals' rows in one table, with the site in a 'centre' column."""
-    frames = [hospital_cohort(site, ROWS[site], 0.6, seed=i).assign(centre=site)
-              for i, site in enumerate(SITES)]
+    frames = [
+        hospital_cohort(site, ROWS[site], 0.6, seed=i).assign(centre=site) for i, site in enumerate(SITES)
+    ]
     table = pd.concat(frames, ignore_index=True).drop(columns="hospital")
     return table.rename(columns={"readmitted_30d": "readmitted"}).sample(frac=1.0, random_state=0)
 
@@ -86,9 +87,14 @@ def test_each_centre_gets_only_its_rows_with_text_categories_one_hot(multicentre
         assert len(data.y_train) + len(data.y_val) + len(data.y_test) == ROWS[site]
         assert data.x_train.shape[1] == len(spec.encoded_feature_names()) == 12
     names = spec.encoded_feature_names()
-    assert names[-6:] == ["smoker=never", "smoker=former", "smoker=current",
-                          "admission_type=elective", "admission_type=emergency",
-                          "admission_type=urgent"]
+    assert names[-6:] == [
+        "smoker=never",
+        "smoker=former",
+        "smoker=current",
+        "admission_type=elective",
+        "admission_type=emergency",
+        "admission_type=urgent",
+    ]
     onehot = data.x_train[:, -3:]
     assert set(np.unique(onehot.sum(1))) == {1.0}  # admission type always recorded
     smoker = data.x_train[:, -6:-3]
@@ -129,14 +135,20 @@ def test_spec_layout_mistakes_are_config_errors_naming_the_keys():
 def test_multicentre_spec_trains_end_to_end_with_no_code_change(multicentre, tmp_path):
     config_dir, data_dir = multicentre
 
-    proc = run_launcher(tmp_path, f"hydra.searchpath=[file://{config_dir}]", "data=multicentre",
-                        f"federation.data_dir={data_dir}", "rounds=2")
+    proc = run_launcher(
+        tmp_path,
+        f"hydra.searchpath=[file://{config_dir}]",
+        "data=multicentre",
+        f"federation.data_dir={data_dir}",
+        "rounds=2",
+    )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_json(tmp_path / "run" / "summary.json")
     assert set(summary["metrics"]["sites"]) == set(SITES)
     assert sum(s["n_test"] for s in summary["metrics"]["sites"].values()) == pytest.approx(
-        0.3 * sum(ROWS.values()), abs=3)
+        0.3 * sum(ROWS.values()), abs=3
+    )
     assert 0.5 < summary["metrics"]["pooled"]["auroc"] <= 1.0
     assert all(0 < s["epsilon"] <= 3.0 for s in summary["privacy"]["sites"].values())
     last_round = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])

@@ -34,8 +34,14 @@ REFUSAL_WINDOW_S = HEARTBEAT_PATIENCE * HEARTBEAT_DEFAULT_INTERVAL
 
 
 def _overrides(net: Network, *extra: str) -> list[str]:
-    return ["federation=deployment", f"superlink={net.control_address}", f"federation.ca_cert={net.ca_cert}",
-            "federation.timeout=600", "rounds=2", *extra]
+    return [
+        "federation=deployment",
+        f"superlink={net.control_address}",
+        f"federation.ca_cert={net.ca_cert}",
+        "federation.timeout=600",
+        "rounds=2",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +69,7 @@ def test_walkthrough_evaluate_reports_the_two_sites_own_evaluation(network, firs
     own test rows, from metrics.jsonl (never the coordinator's copy of the data)."""
     out = network.walk.check(5, 2, timeout=300, RUN=str(first_run))
     lines = [line.split() for line in out.splitlines() if line.startswith("  ")]
-    reported = {l[0]: l[-1] for l in lines if l[0] != "pooled" and l[-1].startswith("n=")}
+    reported = {cells[0]: cells[-1] for cells in lines if cells[0] != "pooled" and cells[-1].startswith("n=")}
     assert reported == {site: f"n={n}" for site, n in N_TEST.items()}
     last = read_rounds(first_run)[-1]["evaluate"]["sites"]
     assert {site: last[site]["n_test"] for site in SITES} == N_TEST
@@ -95,9 +101,24 @@ def test_unregistered_and_plaintext_nodes_are_refused(network):
     """An unregistered node key cannot activate; a plaintext client cannot talk to TLS."""
     rogue = network.start_node("rogue")  # its key was made, never registered
     env = network.node_env("cleveland")
-    plain = start([str(BIN / "flower-supernode"), "--insecure", "--superlink", network.address,
-                   "--max-retries", "2", "--max-wait-time", "20", "--port", env["LHSFED_NODE_PORT"],
-                   "--node-config", "site-name='plain'"], env, network.root / "plaintext.log")
+    plain = start(
+        [
+            str(BIN / "flower-supernode"),
+            "--insecure",
+            "--superlink",
+            network.address,
+            "--max-retries",
+            "2",
+            "--max-wait-time",
+            "20",
+            "--port",
+            env["LHSFED_NODE_PORT"],
+            "--node-config",
+            "site-name='plain'",
+        ],
+        env,
+        network.root / "plaintext.log",
+    )
     network.procs.append(plain)
     for proc in (rogue, plain):
         assert proc.popen.wait(timeout=120) != 0
@@ -179,14 +200,23 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     trains_before = node.output().count("Receiving: train message")
     # Three available nodes (the two hospitals and the guarded one, which refuses every app):
     # round 2 then waits for the killed hospital to rejoin instead of starting without it.
-    run = subprocess.Popen([str(LAUNCHER), *_overrides(network, "strategy.min_available_nodes=3",
-                                                        "strategy.round_timeout=90"),
-                            f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [
+            str(LAUNCHER),
+            *_overrides(network, "strategy.min_available_nodes=3", "strategy.round_timeout=90"),
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        _wait_for(lambda: run.poll() is not None
-                  or node.output().count("Receiving: train message") > trains_before, 400,
-                  "the victim never received a train message")
+        _wait_for(
+            lambda: run.poll() is not None or node.output().count("Receiving: train message") > trains_before,
+            400,
+            "the victim never received a train message",
+        )
         assert run.poll() is None, "the run ended before the victim trained: " + run.stderr.read()
         ledger = _ledger_entries(network, victim)
         network.walk.check(6, 0, **network.walk.site(victim))  # the doc's kill: node and runner
@@ -207,8 +237,9 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     assert first["discarded"] and not second["discarded"]
     assert "round 1 discarded" in out and "minimum 2" in out
     assert f"ε still charged at 1 site(s) that trained ({survivor})" in out
-    survivor_rounds = [e.server_round for e in _ledger_entries(network, survivor)
-                       if e.run == str(tmp_path / "run")]
+    survivor_rounds = [
+        e.server_round for e in _ledger_entries(network, survivor) if e.run == str(tmp_path / "run")
+    ]
     assert survivor_rounds == [1, 2]
     assert "Receiving: train message" in restarted.output()
     # As documented: each refused restart exits 1 (Flower's own code, 305, is in its log) and
@@ -219,8 +250,8 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
         assert "[code: 2004] Failed to activate SuperNode" in log
         assert began < REFUSAL_WINDOW_S
     after = _ledger_entries(network, victim)
-    assert after[:len(ledger)] == ledger  # nothing recorded before the kill was lost
-    rejoined = [e for e in after[len(ledger):] if e.run == str(tmp_path / "run")]
+    assert after[: len(ledger)] == ledger  # nothing recorded before the kill was lost
+    rejoined = [e for e in after[len(ledger) :] if e.run == str(tmp_path / "run")]
     rounds = [e.server_round for e in rejoined]
     # Round 2 is recorded; round 1 only if the kill came after its spending was written
     # (then it counts, conservatively, though its update never arrived).

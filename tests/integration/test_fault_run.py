@@ -1,8 +1,9 @@
 """A real ``lhsfed-train`` federation (Flower simulation runtime) with misbehaving sites.
 
 The simulated sites run the test-only ClientApp of ``tests/helpers/faulty_client.py`` (the
-hospital's ClientApp inside a fault mod), chosen by the launcher's ``federation.client_app``. va sends NaN weights in round 1, a 1000x update in round 2 and a wrong shape in
-round 3; hungary crashes in round 2 and must be back in round 3.
+hospital's ClientApp inside a fault mod), chosen by the launcher's ``federation.client_app``.
+va sends NaN weights in round 1, a 1000x update in round 2 and a wrong shape in round 3;
+hungary crashes in round 2 and must be back in round 3.
 """
 
 from __future__ import annotations

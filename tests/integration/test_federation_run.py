@@ -28,8 +28,15 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
         assert (dp_run / name).is_file(), name
     summary = read_json(dp_run / "summary.json")
 
-    assert set(summary) == {"rounds", "discarded_rounds", "strategy", "model", "selection", "metrics",
-                            "privacy"}
+    assert set(summary) == {
+        "rounds",
+        "discarded_rounds",
+        "strategy",
+        "model",
+        "selection",
+        "metrics",
+        "privacy",
+    }
     assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "logreg")
     assert summary["discarded_rounds"] == []
     assert set(summary["metrics"]) == {"pooled", "sites"}
@@ -100,8 +107,9 @@ def test_non_private_run_reaches_pooled_auroc_085_with_per_site_metrics(nodp_run
 
 def test_multirun_sweep_over_epsilon_gives_one_run_folder_each(tmp_path):
     # The in-process runtime: Hydra's sweep and the sites' ledgers, without a Ray start per job.
-    proc = run_launcher(tmp_path, "privacy.target_epsilon=1,8", "rounds=2", "federation.runtime=inprocess",
-                        multirun=True)
+    proc = run_launcher(
+        tmp_path, "privacy.target_epsilon=1,8", "rounds=2", "federation.runtime=inprocess", multirun=True
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     runs = sorted((tmp_path / "multirun").glob("*/summary.json"))
@@ -126,8 +134,10 @@ def test_initial_scaling_uses_every_sites_training_rows(dp_run):
     from server.feature_stats import spec_prior
 
     spec = parse_dataset_spec(compose_config()["data"])
-    released = [released_feature_statistics(load_site(site_file(spec, s), spec, s).x_train, spec,
-                                            min_cell=2) for s in sorted(SITES)]
+    released = [
+        released_feature_statistics(load_site(site_file(spec, s), spec, s).x_train, spec, min_cell=2)
+        for s in sorted(SITES)
+    ]
     parts = [(r[wire.STATS_COUNT], r[wire.STATS_SUM], r[wire.STATS_SUMSQ]) for r in released]
     pooled_mean, _ = combine_statistics(parts, prior=spec_prior(spec))
     mean = torch.load(dp_run / "model.pt", weights_only=True)["state_dict"]["preprocess.mean"]

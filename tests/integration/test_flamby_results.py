@@ -58,7 +58,9 @@ def test_dp_steps_are_every_step_each_site_took():
     for _, row in DP.iterrows():
         if row["setting"] == "flamby":
             assert row["steps"] == 15 * 100
-            assert row["sample_rate"] == pytest.approx(1 / steps_per_epoch(n_train=N_TRAIN[row["site"]], batch_size=4))
+            assert row["sample_rate"] == pytest.approx(
+                1 / steps_per_epoch(n_train=N_TRAIN[row["site"]], batch_size=4)
+            )
         else:
             assert row["steps"] == 10 * steps_per_epoch(n_train=N_TRAIN[row["site"]], batch_size=16)
     assert np.isfinite(DP["epsilon"]).all()

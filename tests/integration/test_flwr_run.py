@@ -32,10 +32,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def sim_superlink(tmp_path):
     port = free_port()
-    proc: Proc = start([str(BIN / "flower-superlink"), "--insecure", "--simulation",
-                        "--disable-runtime-dependency-installation", "--host", "127.0.0.1",
-                        "--port", str(port)], base_env(tmp_path / "superlink-home"),
-                       tmp_path / "superlink.log")
+    proc: Proc = start(
+        [
+            str(BIN / "flower-superlink"),
+            "--insecure",
+            "--simulation",
+            "--disable-runtime-dependency-installation",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        base_env(tmp_path / "superlink-home"),
+        tmp_path / "superlink.log",
+    )
     try:
         wait_for_port(port, 90)
         yield write_flower_home(tmp_path / "flwr-home", f"127.0.0.1:{port}", None)
@@ -45,12 +55,22 @@ def sim_superlink(tmp_path):
 
 def test_flwr_run_dot_completes_two_rounds(sim_superlink, tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_flwr(sim_superlink, "run", ".", CONNECTION, "--stream",
-                    "--federation-config", "num-supernodes=4",
-                    "--run-config", f'rounds=2 run.output_dir="{run_dir}"', timeout=500, cwd=REPO)
+    proc = run_flwr(
+        sim_superlink,
+        "run",
+        ".",
+        CONNECTION,
+        "--stream",
+        "--federation-config",
+        "num-supernodes=4",
+        "--run-config",
+        f'rounds=2 run.output_dir="{run_dir}"',
+        timeout=500,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     listing = run_flwr(sim_superlink, "ls", CONNECTION, "--format", "json")
-    run = json.loads(listing.stdout[listing.stdout.index("{"):])["runs"][0]
+    run = json.loads(listing.stdout[listing.stdout.index("{") :])["runs"][0]
     assert run["status"] == "finished:completed", run
     summary = read_json(run_dir / "summary.json")
     assert summary["rounds"] == 2

@@ -53,15 +53,21 @@ def _reserved_round(run_dir: Path, site: str) -> int:
         return 0
 
 
-def _interrupt(tmp: Path, config: tuple[str, ...], sig: signal.Signals, *, to_group: bool,
-               ready) -> tuple[subprocess.CompletedProcess, float, list[str]]:
+def _interrupt(
+    tmp: Path, config: tuple[str, ...], sig: signal.Signals, *, to_group: bool, ready
+) -> tuple[subprocess.CompletedProcess, float, list[str]]:
     """Start lhsfed-train, send ``sig`` once ``ready(run_dir)``; (result, seconds to exit, the
     processes of ours still alive after it)."""
     mark = uuid.uuid4().hex
-    proc = subprocess.Popen([str(LAUNCHER), *config, f"hydra.run.dir={tmp / 'run'}"], cwd=tmp,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "LHSFED_TEST_MARK": mark},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(LAUNCHER), *config, f"hydra.run.dir={tmp / 'run'}"],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "LHSFED_TEST_MARK": mark},
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 600
     while not ready(tmp / "run") and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -81,8 +87,11 @@ def _interrupt(tmp: Path, config: tuple[str, ...], sig: signal.Signals, *, to_gr
 def _in_round_2(run_dir: Path) -> bool:
     """Round 1 recorded and some site already reserved round 2's steps."""
     metrics = run_dir / "metrics.jsonl"
-    return (metrics.exists() and len(metrics.read_text().splitlines()) == 1
-            and any(_reserved_round(run_dir, site) >= 2 for site in SITES))
+    return (
+        metrics.exists()
+        and len(metrics.read_text().splitlines()) == 1
+        and any(_reserved_round(run_dir, site) >= 2 for site in SITES)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +109,8 @@ def test_sigint_in_round_2_exits_130_at_once_in_one_line(interrupted):
     assert left == []  # no raylet, GCS or worker of this run survives it
     done = load_resume_state(run_dir).round
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"lhsfed-train: interrupted after round {done}; resume with lhsfed-train resume={run_dir}")
+        f"lhsfed-train: interrupted after round {done}; resume with lhsfed-train resume={run_dir}"
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
@@ -109,8 +119,14 @@ def resumed(interrupted, tmp_path_factory):
     run_dir = interrupted[0]
     cwd = tmp_path_factory.mktemp("resumer")
     # In-process: the same launcher, apps and ledgers without Ray's start (its stop is tested above).
-    proc = subprocess.run([str(LAUNCHER), f"resume={run_dir}", "federation.runtime=inprocess"], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"})
+    proc = subprocess.run(
+        [str(LAUNCHER), f"resume={run_dir}", "federation.runtime=inprocess"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, cwd, proc
 
@@ -134,8 +150,9 @@ def test_resume_completes_within_every_sites_target(resumed):
             over_plan.append(site)
             # The control: had the resumed rounds kept the run's first σ, the site would overspend.
             first_sigma = entries[0].noise_multiplier
-            assert rdp_epsilon([(first_sigma, q, n) for _, q, n in history],
-                               delta=entries[0].delta) > TARGET, site
+            assert (
+                rdp_epsilon([(first_sigma, q, n) for _, q, n in history], delta=entries[0].delta) > TARGET
+            ), site
             assert entries[-1].noise_multiplier > first_sigma
     assert over_plan  # at least one site's interrupted round stayed in its ledger
 
@@ -151,13 +168,17 @@ def test_sigterm_exits_143_at_once_and_leaves_no_ray_process(tmp_path):
     def round_1_done(run_dir: Path) -> bool:
         return (run_dir / "metrics.jsonl").exists()
 
-    proc, took, left = _interrupt(tmp_path, ("rounds=3", "privacy=off"), signal.SIGTERM,
-                                  to_group=False, ready=round_1_done)
+    proc, took, left = _interrupt(
+        tmp_path, ("rounds=3", "privacy=off"), signal.SIGTERM, to_group=False, ready=round_1_done
+    )
 
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert took < BOUND_S and left == []
-    assert re.fullmatch(r"lhsfed-train: interrupted after round [12]; resume with lhsfed-train "
-                        rf"resume={re.escape(str(tmp_path / 'run'))}", proc.stderr.strip())
+    assert re.fullmatch(
+        r"lhsfed-train: interrupted after round [12]; resume with lhsfed-train "
+        rf"resume={re.escape(str(tmp_path / 'run'))}",
+        proc.stderr.strip(),
+    )
 
 
 STOPPED_SCRIPT = """
@@ -176,14 +197,21 @@ with exit_on_signals(Path(sys.argv[1]), stop=stop):
 
 def test_the_handler_ends_the_processes_it_started_and_says_nothing_is_resumable(tmp_path):
     """The mechanism a deployment uses too, without a runtime: no round finished here."""
-    proc = subprocess.Popen([sys.executable, "-c", STOPPED_SCRIPT, str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_SCRIPT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     child = int(proc.stdout.readline())
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
 
     assert proc.returncode == 130
-    assert err.splitlines() == ["stopped 1", "lhsfed-train: interrupted before round 1 finished; "
-                                f"nothing to resume: start a new run (another hydra.run.dir than {tmp_path})"]
+    assert err.splitlines() == [
+        "stopped 1",
+        "lhsfed-train: interrupted before round 1 finished; "
+        f"nothing to resume: start a new run (another hydra.run.dir than {tmp_path})",
+    ]
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

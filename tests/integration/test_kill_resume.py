@@ -26,13 +26,18 @@ CONFIG = ("rounds=6", "strategy=fedadam", "privacy=off")
 DP_CONFIG = ("rounds=4", "strategy=fedadam")
 
 
-def _kill_after_round(run_dir: Path, cwd: Path, kill_after: int, timeout: float = 600,
-                      config: tuple[str, ...] = CONFIG) -> None:
+def _kill_after_round(
+    run_dir: Path, cwd: Path, kill_after: int, timeout: float = 600, config: tuple[str, ...] = CONFIG
+) -> None:
     """Start lhsfed-train, SIGKILL its whole process group once ``kill_after`` rounds are logged."""
-    proc = subprocess.Popen([str(LAUNCHER), *config, f"hydra.run.dir={run_dir}"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(LAUNCHER), *config, f"hydra.run.dir={run_dir}"],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"},
+        start_new_session=True,
+    )
     metrics, deadline = run_dir / "metrics.jsonl", time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -96,8 +101,10 @@ def test_resumed_summary_has_the_same_shape_and_metrics(runs):
     assert got["metrics"] == expected["metrics"]
 
     def without_ci(record):  # the sites' bootstrap resamples are their secret: bounds differ
-        sites = {site: {k: v for k, v in m.items() if not k.startswith("auroc_ci_")}
-                 for site, m in record["evaluate"]["sites"].items()}
+        sites = {
+            site: {k: v for k, v in m.items() if not k.startswith("auroc_ci_")}
+            for site, m in record["evaluate"]["sites"].items()
+        }
         return {**record["evaluate"], "sites": sites}
 
     assert [without_ci(r) for r in read_rounds(resumed)] == [without_ci(r) for r in read_rounds(whole)]

@@ -31,8 +31,18 @@ from federation.modeler.run_loader import load_saved_model, sites_data
 from federation.modeler.scoring import run_model
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
-METRIC_KEYS = {"auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "ece",
-               "calibration_slope", "calibration_intercept", "sensitivity", "specificity"}
+METRIC_KEYS = {
+    "auroc",
+    "auroc_ci_low",
+    "auroc_ci_high",
+    "auprc",
+    "brier",
+    "ece",
+    "calibration_slope",
+    "calibration_intercept",
+    "sensitivity",
+    "specificity",
+}
 CI_KEYS = {"auroc_ci_low", "auroc_ci_high"}
 SITES = {"cleveland", "hungary", "switzerland", "va"}
 CHROMIUM = "/usr/bin/chromium"
@@ -73,8 +83,7 @@ def test_evaluation_json_has_every_metric_and_sklearn_auroc(dp_evaluated):
         assert all(metrics[k] is not None for k in METRIC_KEYS), name
         assert metrics["auroc_ci_low"] < metrics["auroc"] < metrics["auroc_ci_high"]
     for name in SITES:
-        assert evaluation["sites"][name]["auroc"] == pytest.approx(roc_auc_score(y[name], p[name]),
-                                                                   abs=1e-12)
+        assert evaluation["sites"][name]["auroc"] == pytest.approx(roc_auc_score(y[name], p[name]), abs=1e-12)
         assert evaluation["sites"][name]["n"] == len(y[name])
     pooled_y = np.concatenate([y[s.name] for s in sites])
     pooled_p = np.concatenate([p[s.name] for s in sites])
@@ -94,11 +103,14 @@ def test_baselines_table_is_consistent(run_fixture, request):
         glob = evaluation["pooled"] if name == "pooled" else evaluation["sites"][name]
         assert base["benefit_auroc"][name] == pytest.approx(glob["auroc"] - local[name]["auroc"])
     assert base["local_only"]["mean_auroc"]["mean"] == pytest.approx(
-        np.mean([local[name]["auroc"] for name in SITES]))
+        np.mean([local[name]["auroc"] for name in SITES])
+    )
     assert base["local_only"]["mean_auroc"]["weighted_mean"] == pytest.approx(
-        sum(local[name]["auroc"] * n[name] for name in SITES) / sum(n.values()))
+        sum(local[name]["auroc"] * n[name] for name in SITES) / sum(n.values())
+    )
     assert base["benefit_auroc"]["mean"] == pytest.approx(
-        evaluation["mean_auroc"]["mean"] - base["local_only"]["mean_auroc"]["mean"])
+        evaluation["mean_auroc"]["mean"] - base["local_only"]["mean_auroc"]["mean"]
+    )
     if evaluation["privacy"]["enabled"]:  # baselines spend the run's ε target, no more
         spent = [*base["local_only"]["epsilon"].values(), base["pooled_centralized"]["epsilon"]]
         assert all(2.5 < eps <= 3.0 + 1e-6 for eps in spent)
@@ -129,11 +141,25 @@ def test_report_html_renders_in_headless_chromium(dp_evaluated, tmp_path):
     shot = tmp_path / "report.png"
 
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
-         f"--screenshot={shot}", (dp_evaluated / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            (dp_evaluated / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "http://" not in page and "https://" not in page  # opens offline
@@ -164,17 +190,27 @@ def test_report_md_has_the_numbers_of_evaluation_json(dp_evaluated):
     base = evaluation["baselines"]
 
     for name, m in [*evaluation["sites"].items(), ("pooled", evaluation["pooled"])]:
-        assert rows[name] == [fmt(m["auroc"]), f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]",
-                              fmt(m["auprc"]), fmt(m["brier"]), fmt(m["ece"]),
-                              fmt(m["calibration_slope"]), fmt(m["calibration_intercept"]),
-                              fmt(m["sensitivity"]), fmt(m["specificity"])]
+        assert rows[name] == [
+            fmt(m["auroc"]),
+            f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]",
+            fmt(m["auprc"]),
+            fmt(m["brier"]),
+            fmt(m["ece"]),
+            fmt(m["calibration_slope"]),
+            fmt(m["calibration_intercept"]),
+            fmt(m["sensitivity"]),
+            fmt(m["specificity"]),
+        ]
     baseline_rows = _markdown_rows(markdown.split("## AUROC")[1])
     for name in [*SITES, "all test rows pooled"]:
         key = "pooled" if name.startswith("all") else name
         glob = evaluation["pooled"] if key == "pooled" else evaluation["sites"][key]
         assert baseline_rows[name] == [
-            fmt(glob["auroc"]), fmt(base["local_only"]["sites"][key]["auroc"]),
-            fmt(base["pooled_centralized"]["sites"][key]["auroc"]), fmt(base["benefit_auroc"][key])]
+            fmt(glob["auroc"]),
+            fmt(base["local_only"]["sites"][key]["auroc"]),
+            fmt(base["pooled_centralized"]["sites"][key]["auroc"]),
+            fmt(base["benefit_auroc"][key]),
+        ]
     assert baseline_rows["mean of sites"][0] == fmt(evaluation["mean_auroc"]["mean"])
     assert baseline_rows["mean of sites"][3] == fmt(base["benefit_auroc"]["mean"])
 
@@ -184,15 +220,17 @@ def _raw_test_rows(spec, site: str) -> pd.DataFrame:
     path = site_file(spec, site)
     frame = read_site_frame(path, spec)
     names = [f.name for f in spec.features]
-    _, raw_test, _, _ = split_site(frame[names].to_numpy(dtype="float64"),
-                                   encode_labels(frame, spec, path), spec)
+    _, raw_test, _, _ = split_site(
+        frame[names].to_numpy(dtype="float64"), encode_labels(frame, spec, path), spec
+    )
     return pd.DataFrame(raw_test, columns=names)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt_name, filename", [("torchscript", "model.pt"), ("onnx", "model.onnx")])
 def test_exported_model_gives_the_torch_risks_and_predict_scores_a_csv(
-        dp_evaluated, tmp_path, fmt_name, filename):
+    dp_evaluated, tmp_path, fmt_name, filename
+):
     out = tmp_path / "export"
     assert lhsfed(["export", str(dp_evaluated), "--format", fmt_name, "--out", str(out)]) == 0
     checkpoint = load_saved_model(dp_evaluated / "model.pt")
@@ -201,11 +239,23 @@ def test_exported_model_gives_the_torch_risks_and_predict_scores_a_csv(
     for site in sites_data(checkpoint.dataset):
         raw = _raw_test_rows(checkpoint.dataset, site.name)
         raw.to_csv(tmp_path / "patients.csv", index=False)
-        assert lhsfed(["predict", str(out / filename), "--data", str(tmp_path / "patients.csv"),
-                       "--out", str(tmp_path / "scored.csv")]) == 0
+        assert (
+            lhsfed(
+                [
+                    "predict",
+                    str(out / filename),
+                    "--data",
+                    str(tmp_path / "patients.csv"),
+                    "--out",
+                    str(tmp_path / "scored.csv"),
+                ]
+            )
+            == 0
+        )
         scored = pd.read_csv(tmp_path / "scored.csv")
-        np.testing.assert_allclose(scored["risk"], predict_risk(checkpoint.model, site.x_test),
-                                   atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            scored["risk"], predict_risk(checkpoint.model, site.x_test), atol=1e-5, rtol=0
+        )
     assert card["model"]["format"] == fmt_name
     selected = json.loads((dp_evaluated / "summary.json").read_text())["selection"]["round"]
     assert set(card["training"]["sites"]) == SITES and card["training"]["rounds"] == selected
@@ -221,9 +271,20 @@ def test_predict_refuses_a_csv_missing_a_model_card_column(dp_evaluated, tmp_pat
     raw = _raw_test_rows(checkpoint.dataset, "cleveland").drop(columns=["chol"])
     raw.to_csv(tmp_path / "patients.csv", index=False)
 
-    proc = subprocess.run([str(LHSFED), "predict", str(out / "model.onnx"), "--data",
-                           str(tmp_path / "patients.csv"), "--out", str(tmp_path / "scored.csv")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            str(LHSFED),
+            "predict",
+            str(out / "model.onnx"),
+            "--data",
+            str(tmp_path / "patients.csv"),
+            "--out",
+            str(tmp_path / "scored.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -240,8 +301,16 @@ class _EveryoneLowRisk(torch.nn.Module):
 
 
 def _predict(model: Path, tmp_path: Path, capsys) -> tuple[int, list[str]]:
-    code = lhsfed(["predict", str(model), "--data", str(tmp_path / "patients.csv"),
-                   "--out", str(tmp_path / "scored.csv")])
+    code = lhsfed(
+        [
+            "predict",
+            str(model),
+            "--data",
+            str(tmp_path / "patients.csv"),
+            "--out",
+            str(tmp_path / "scored.csv"),
+        ]
+    )
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -282,13 +351,17 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_ev
     assert lhsfed(["evaluate", str(copy), "--from-rounds"]) == 0
     deployed = _evaluation(copy)
 
-    assert deployed["mode"] == f"simulation: the sites' own evaluation, metrics.jsonl round {simulated['round']}"
+    assert (
+        deployed["mode"] == f"simulation: the sites' own evaluation, metrics.jsonl round {simulated['round']}"
+    )
     assert simulated["mode"] == "simulation: scored here on the sites' test rows"
     assert deployed["round"] == simulated["round"]
     for name in SITES:  # each site scored the same model on the same rows, at home
         for key in METRIC_KEYS - CI_KEYS | {"n", "n_positive", "threshold"}:
-            assert deployed["sites"][name][key] == pytest.approx(simulated["sites"][name][key],
-                                                                  abs=1e-6), (name, key)
+            assert deployed["sites"][name][key] == pytest.approx(simulated["sites"][name][key], abs=1e-6), (
+                name,
+                key,
+            )
         # The bootstrap CI: the site draws its resamples from its own secret randomness, so
         # only the same kind of interval around the same AUROC, not the same bounds.
         site = deployed["sites"][name]

@@ -27,7 +27,7 @@ from server.run_folder import read_rounds
 from tests.helpers.deployment_net import BIN, DOCKER, REPO, Network
 from tests.helpers.walkthrough import SITES
 
-MARKING = '''
+MARKING = """
 # --- added by the coordinator: proof that this code ran -----------------------------
 import pathlib as _pathlib
 
@@ -46,7 +46,7 @@ def _marked(_name, _handler):
 
 
 app._registered_funcs = {{n: _marked(n, f) for n, f in app._registered_funcs.items()}}
-'''
+"""
 
 
 def _bundle(root: Path, *, marker: Path | None = None, publisher: str = "lhs-federation") -> Path:
@@ -73,6 +73,7 @@ def _installed() -> dict[str, str]:
 
 # ---- the check itself, on bundles built by Flower's own builder (fast) ----------------------
 
+
 def test_unmodified_bundles_pass_the_pin(tmp_path):
     pin, installed = AppPin.parse(DEFAULT_PIN), _installed()
     bare = write_app_folder(tmp_path / "bare", {"rounds": 1})  # what lhsfed-train sends
@@ -85,13 +86,15 @@ def test_modified_added_or_missing_client_files_are_refused(tmp_path):
     pin, installed = AppPin.parse(DEFAULT_PIN), _installed()
     modified = _bundle(tmp_path / "modified", marker=tmp_path / "marker")
     assert pin_problems(build_fab_from_disk(modified), pin, installed) == [
-        "bundle file client/app.py differs from the installed code"]
+        "bundle file client/app.py differs from the installed code"
+    ]
     extra = _bundle(tmp_path / "extra")
     (extra / "client" / "helper.py").write_text("print('hi')\n")
     (extra / "client" / "budget.py").unlink()
     assert pin_problems(build_fab_from_disk(extra), pin, installed) == [
         "bundle file client/budget.py differs from the installed code",
-        "bundle file client/helper.py differs from the installed code"]
+        "bundle file client/helper.py differs from the installed code",
+    ]
     assert not (tmp_path / "marker").exists()  # checking never imports the bundle
 
 
@@ -99,11 +102,13 @@ def test_another_identity_or_version_is_refused(tmp_path):
     installed = _installed()
     stranger = build_fab_from_disk(_bundle(tmp_path / "stranger", publisher="someone-else"))
     assert pin_problems(stranger, AppPin.parse(DEFAULT_PIN), installed) == [
-        "app 'someone-else/lhs-federation-run' is not the pinned 'lhs-federation/lhs-federation-run'"]
+        "app 'someone-else/lhs-federation-run' is not the pinned 'lhs-federation/lhs-federation-run'"
+    ]
     ours = build_fab_from_disk(_bundle(tmp_path / "ours"))
     assert pin_problems(ours, AppPin.parse(DEFAULT_PIN + "==0.1.0"), installed) == []
     assert pin_problems(ours, AppPin.parse(DEFAULT_PIN + "==9.9"), installed) == [
-        "version '0.1.0' is not the pinned '9.9'"]
+        "version '0.1.0' is not the pinned '9.9'"
+    ]
     with pytest.raises(ValueError, match="LHSFED_APP_PIN='nope': give PUBLISHER/NAME"):
         AppPin.parse("nope")
 
@@ -128,15 +133,21 @@ try:
 except Exception:
     pass
 """
-    env = {"PATH": "/usr/bin:/bin", "FLWR_HOME": str(tmp_path / "home"),
-           "PYTHONPATH": str(REPO), "FLWR_TELEMETRY_ENABLED": "0"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "FLWR_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(REPO),
+        "FLWR_TELEMETRY_ENABLED": "0",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert marker.read_text().splitlines() == ["imported", "handled train.default"]
 
 
 # ---- end to end: a deployed site (entrypoint, TLS SuperLink, 2 nodes) -----------------------
+
 
 @pytest.fixture(scope="module")
 def network(deployment_network):
@@ -190,8 +201,13 @@ def test_entrypoint_stops_the_node_when_the_runner_exits(tmp_path):
     net = Network(tmp_path)
     net.make_pki()
     env = net.node_env("va", LHSFED_APP_PIN="not-a-pin", LHSFED_BIN=str(BIN))
-    proc = subprocess.run(["bash", str(DOCKER / "entrypoint-supernode.sh")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(DOCKER / "entrypoint-supernode.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 64
     assert "LHSFED_APP_PIN='not-a-pin': give PUBLISHER/NAME" in proc.stderr
     assert "node or runner exited (status 64); both stopped" in proc.stderr

@@ -22,8 +22,9 @@ SITES = ("cleveland", "hungary", "switzerland", "va")
 
 def _ledger(runs, site: str) -> SiteLedger:
     ledgers = runs.ledgers
-    return SiteLedger(ledgers / f"{site}.sqlite", site=site,
-                      identity=NodeIdentity.of_key(ledgers / f"{site}.key"))
+    return SiteLedger(
+        ledgers / f"{site}.sqlite", site=site, identity=NodeIdentity.of_key(ledgers / f"{site}.key")
+    )
 
 
 def _spent(runs, site: str) -> list[tuple[float, float, int]]:
@@ -64,8 +65,11 @@ def test_capped_site_stops_at_the_right_round_and_the_others_finish(eps1_runs):
     allowed = _expected_last_round([one_round] * 6, cap) - 3  # rounds of the second run
 
     trained = [r["round"] for r in rounds if site in r["train"]]
-    refused = [r["round"] for r in rounds
-               if any(f"site {site} refuses round {r['round']}" in f["reason"] for f in r["failures"])]
+    refused = [
+        r["round"]
+        for r in rounds
+        if any(f"site {site} refuses round {r['round']}" in f["reason"] for f in r["failures"])
+    ]
     assert allowed == 1 and trained == [1] and refused == [2, 3]
     # The others trained and were evaluated every round; the capped site only in the round it
     # trained (a site that refused releases nothing that round, evaluation included).

@@ -40,10 +40,16 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 # ---- the console lines (pure) --------------------------------------------------------------
 
+
 def _record(**changes) -> dict:
-    record = {"round": 2, "train": {"va": {"epsilon": 1.5, "site_epsilon": 4.25}},
-              "evaluate": {"pooled": {"auroc": 0.8, "loss": 0.5}, "sites": {}},
-              "failures": [], "discarded": False, "discard_reason": None}
+    record = {
+        "round": 2,
+        "train": {"va": {"epsilon": 1.5, "site_epsilon": 4.25}},
+        "evaluate": {"pooled": {"auroc": 0.8, "loss": 0.5}, "sites": {}},
+        "failures": [],
+        "discarded": False,
+        "discard_reason": None,
+    }
     return record | changes
 
 
@@ -55,12 +61,26 @@ def test_round_line_shows_this_runs_and_the_sites_lifetime_epsilon():
 
 
 def test_each_failure_and_a_discard_get_a_line_naming_the_site():
-    record = _record(discarded=True, discard_reason="only 1 usable updates (minimum 2); the global "
-                                                    "model is kept",
-                     failures=[{"stage": "train", "node": 77, "site": "hungary", "code": 4001,
-                                "reason": "budget refused: site hungary refuses round 2: [cap]"},
-                               {"stage": "train", "node": 78, "site": None, "code": None,
-                                "reason": "no reply within strategy.round_timeout (600s)"}])
+    record = _record(
+        discarded=True,
+        discard_reason="only 1 usable updates (minimum 2); the global model is kept",
+        failures=[
+            {
+                "stage": "train",
+                "node": 77,
+                "site": "hungary",
+                "code": 4001,
+                "reason": "budget refused: site hungary refuses round 2: [cap]",
+            },
+            {
+                "stage": "train",
+                "node": 78,
+                "site": None,
+                "code": None,
+                "reason": "no reply within strategy.round_timeout (600s)",
+            },
+        ],
+    )
 
     lines = event_lines(record)
 
@@ -75,14 +95,16 @@ def test_each_failure_and_a_discard_get_a_line_naming_the_site():
 
 # ---- a discarded round (min_train_nodes) ---------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_round_short_of_min_train_nodes_is_discarded_shown_and_charged(tmp_path, capsys):
     """va's round-2 update is rejected (NaN), leaving 3 of the 4 updates min_train_nodes=4
     asks for: the round keeps the global model, yet every site that trained paid for it."""
     config = run_config_for(["rounds=2", "strategy.min_train_nodes=4"], tmp_path)
 
-    summary = run_in_process(config, run_dir=tmp_path, num_nodes=4,
-                             mods=[fault_mod(parse_faults("va:nan@2"))])
+    summary = run_in_process(
+        config, run_dir=tmp_path, num_nodes=4, mods=[fault_mod(parse_faults("va:nan@2"))]
+    )
 
     first, second = read_rounds(tmp_path)
     assert (first["discarded"], second["discarded"]) == (False, True)
@@ -90,23 +112,31 @@ def test_a_round_short_of_min_train_nodes_is_discarded_shown_and_charged(tmp_pat
     assert second["aggregated"] == [] and set(second["train"]) == set(SITES)
     assert summary["discarded_rounds"] == [2] and summary["rounds"] == 2
     # the global model is kept: round 2 saved exactly round 1's weights (control: round 1 moved)
-    kept, before = _weights(tmp_path / "rounds" / "round_002.pt"), _weights(tmp_path / "rounds" / "round_001.pt")
+    kept, before = (
+        _weights(tmp_path / "rounds" / "round_002.pt"),
+        _weights(tmp_path / "rounds" / "round_001.pt"),
+    )
     assert all(torch.equal(kept[k], before[k]) for k in kept)
     out = capsys.readouterr().out
-    assert "round 2 discarded: only 3 usable updates (minimum 4); the global model is kept; " \
-           "ε still charged at 4 site(s) that trained (cleveland, hungary, switzerland, va)" in out
+    assert (
+        "round 2 discarded: only 3 usable updates (minimum 4); the global model is kept; "
+        "ε still charged at 4 site(s) that trained (cleveland, hungary, switzerland, va)" in out
+    )
     for site in SITES:  # each ledger holds the discarded round: sites reserve before training
         ledgers = tmp_path / "ledgers"
-        ledger = SiteLedger(ledgers / f"{site}.sqlite", site=site,
-                            identity=NodeIdentity.of_key(ledgers / f"{site}.key"))
+        ledger = SiteLedger(
+            ledgers / f"{site}.sqlite", site=site, identity=NodeIdentity.of_key(ledgers / f"{site}.key")
+        )
         assert [e.server_round for e in ledger.entries()] == [1, 2], site
         assert summary["privacy"]["sites"][site]["site_epsilon"] == pytest.approx(
-            ledger.last_total(), rel=1e-9)
+            ledger.last_total(), rel=1e-9
+        )
     docs = " ".join((REPO / "docs" / "strategies.md").read_text().split())
     assert "a discarded round is still charged in the sites' ledgers" in docs
 
 
 # ---- failures name their site --------------------------------------------------------------
+
 
 class _DeadNodesGrid(InProcessGrid):
     """From round 2, one node never answers and another is answered for by the SuperLink
@@ -131,8 +161,9 @@ class _DeadNodesGrid(InProcessGrid):
             message.metadata.__dict__["_message_id"] = f"lost-{server_round}-{node}"
             ids.append(message.metadata.message_id)
             if node == self.UNAVAILABLE:
-                reply = Message(Error(code=ErrorCode.NODE_UNAVAILABLE, reason="Node Unavailable"),
-                                reply_to=message)
+                reply = Message(
+                    Error(code=ErrorCode.NODE_UNAVAILABLE, reason="Node Unavailable"), reply_to=message
+                )
                 reply.metadata.__dict__["_src_node_id"] = SUPERLINK_NODE_ID
                 self._replies[message.metadata.message_id] = reply
         return ids
@@ -153,8 +184,7 @@ def _run_with(grid_type, config: dict, run_dir: Path, mods=()) -> tuple[dict, In
 def test_failures_name_the_site_and_dead_nodes_are_not_asked_to_evaluate(tmp_path, capsys):
     config = run_config_for(["rounds=2", "privacy=off"], tmp_path)
 
-    _, grid = _run_with(_DeadNodesGrid, config, tmp_path,
-                        mods=[fault_mod(parse_faults("hungary:raise@1"))])
+    _, grid = _run_with(_DeadNodesGrid, config, tmp_path, mods=[fault_mod(parse_faults("hungary:raise@1"))])
 
     first, second = read_rounds(tmp_path)
     crash = [(f["stage"], f["site"], f["node"]) for f in first["failures"]]
@@ -176,6 +206,7 @@ def test_failures_name_the_site_and_dead_nodes_are_not_asked_to_evaluate(tmp_pat
 
 # ---- every site refuses: the launcher fails -----------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_run_where_every_site_refuses_exits_non_zero_with_each_sites_reason(tmp_path):
     proc = run_launcher(tmp_path, "rounds=1", env={"LHSFED_MAX_EPSILON": "0.01"})
@@ -185,8 +216,7 @@ def test_a_run_where_every_site_refuses_exits_non_zero_with_each_sites_reason(tm
     assert len(errors) == 1 and "no round aggregated an update" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     for site in SITES:  # one console line per site, with its reason
-        lines = [line for line in proc.stdout.splitlines()
-                 if f"round 1 train: site {site} " in line]
+        lines = [line for line in proc.stdout.splitlines() if f"round 1 train: site {site} " in line]
         assert len(lines) == 1, proc.stdout
         assert f"budget refused: site {site} refuses round 1" in lines[0] and "cap 0.01" in lines[0]
     run = tmp_path / "run"
@@ -196,6 +226,7 @@ def test_a_run_where_every_site_refuses_exits_non_zero_with_each_sites_reason(tm
 
 
 # ---- lhsfed evaluate on a deployment run ---------------------------------------------------
+
 
 @pytest.fixture()
 def deployment_run(tmp_path, monkeypatch) -> Path:
@@ -217,8 +248,9 @@ def _set_mode(run_dir: Path, mode: str) -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_on_a_deployment_run_reports_the_sites_own_numbers(deployment_run, tmp_path_factory,
-                                                                    monkeypatch, capsys):
+def test_evaluate_on_a_deployment_run_reports_the_sites_own_numbers(
+    deployment_run, tmp_path_factory, monkeypatch, capsys
+):
     empty = tmp_path_factory.mktemp("no_data")
     monkeypatch.setattr("federation.core.data.embedded_dir", lambda spec: empty)  # no embedded data
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(empty))
@@ -236,7 +268,9 @@ def test_evaluate_on_a_deployment_run_reports_the_sites_own_numbers(deployment_r
     assert sorted(last) == ["cleveland", "hungary", "va"]  # switzerland never trained: not scored
     assert sorted(evaluation["sites"]) == sorted(last)
     assert {s: m["n"] for s, m in evaluation["sites"].items()} == {s: m["n_test"] for s, m in last.items()}
-    assert {s: d["n_test"] for s, d in evaluation["data"].items()} == {s: m["n_test"] for s, m in last.items()}
+    assert {s: d["n_test"] for s, d in evaluation["data"].items()} == {
+        s: m["n_test"] for s, m in last.items()
+    }
     for site, metrics in last.items():
         assert evaluation["sites"][site]["auroc"] == pytest.approx(metrics["auroc"], abs=1e-12)
     assert evaluation["mode"] == "deployment: the sites' own evaluation, metrics.jsonl round 2"

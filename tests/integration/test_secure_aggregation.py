@@ -114,11 +114,18 @@ def test_server_never_receives_a_plaintext_update(federation):
     _, _, report = secure_train_round(grid, settings, 1, arrays, timeout=60)
 
     # Nothing the server received holds an array: only keys, shares and masked integers.
-    assert grid.received and all(len(a.data) == 0 for r in grid.received
-                                 for rec in r.content.array_records.values() for a in rec.values())
+    assert grid.received and all(
+        len(a.data) == 0
+        for r in grid.received
+        for rec in r.content.array_records.values()
+        for a in rec.values()
+    )
     assert all(row["plaintext_array_bytes"] == 0 for row in report["received"].values())
-    masked = {r.metadata.src_node_id: r.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
-              for r in grid.received if Key.MASKED_PARAMETERS in r.content.config_records.get(RECORD_KEY_CONFIGS, {})}
+    masked = {
+        r.metadata.src_node_id: r.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
+        for r in grid.received
+        if Key.MASKED_PARAMETERS in r.content.config_records.get(RECORD_KEY_CONFIGS, {})
+    }
     assert set(masked) == set(updates)
     for node, blobs in masked.items():
         vectors = [bytes_to_ndarray(b) for b in blobs][1:]  # first entry: the weight factor
@@ -148,11 +155,14 @@ def test_both_sides_draw_every_mask_from_the_cryptographic_prg(federation, monke
     assert report["sites"] == SITES and _max_gap(secure, arrays) > 100 * tolerance(SITES)
 
 
-@pytest.mark.parametrize(("active", "dead", "problem"), [
-    ([1, 2, 3], [2], "both active and dead"),
-    ([1, 2, 9], [], "not among this round's share holders"),
-    ([2, 3], [1], "this node (1) listed as dead"),
-])
+@pytest.mark.parametrize(
+    ("active", "dead", "problem"),
+    [
+        ([1, 2, 3], [2], "both active and dead"),
+        ([1, 2, 9], [], "not among this round's share holders"),
+        ([2, 3], [1], "this node (1) listed as dead"),
+    ],
+)
 def test_unmask_refusal_names_the_problem(active, dead, problem):
     reason = client_secagg.unmask_refusal(1, {1, 2, 3}, active, dead)
     assert reason is not None and problem in reason and "no secret share sent" in reason
@@ -200,9 +210,13 @@ def _target_secrets(attack: _ListsActiveNodeAsDead) -> tuple[list[bytes], list[b
 def _unmask_target(attack: _ListsActiveNodeAsDead) -> tuple[np.ndarray, float]:
     """The server's attack: strip the target's private and pairwise masks from its vector."""
     target, (seeds, key_shares) = attack.target, _target_secrets(attack)
-    replies = {stage: {r.metadata.src_node_id: r.content.config_records[RECORD_KEY_CONFIGS]
-                       for r in attack.replies[stage]}
-               for stage in (Stage.SETUP, Stage.COLLECT_MASKED_VECTORS)}
+    replies = {
+        stage: {
+            r.metadata.src_node_id: r.content.config_records[RECORD_KEY_CONFIGS]
+            for r in attack.replies[stage]
+        }
+        for stage in (Stage.SETUP, Stage.COLLECT_MASKED_VECTORS)
+    }
     masked = replies[Stage.COLLECT_MASKED_VECTORS][target][Key.MASKED_PARAMETERS]
     vector = [bytes_to_ndarray(b) for b in masked]
     shapes = [v.shape for v in vector]
@@ -223,7 +237,8 @@ def _unmask_target(attack: _ListsActiveNodeAsDead) -> tuple[np.ndarray, float]:
 
 
 def test_control_without_the_check_a_server_listing_a_node_active_and_dead_reads_its_update(
-        federation, monkeypatch):
+    federation, monkeypatch
+):
     settings, grid, arrays = federation
     target = min(grid.get_node_ids())
     update = _site_updates(grid, settings, arrays)[target]
@@ -286,8 +301,10 @@ def test_a_site_answers_one_unmask_request_per_round(federation):
     secure, _, _ = secure_train_round(attack, settings, 1, arrays, timeout=60)
 
     assert len(attack.second) == SITES and all(r.has_error() for r in attack.second)
-    assert all(r.error.code == client_secagg.UNMASK_REFUSED and "one unmask request per round"
-               in r.error.reason for r in attack.second)
+    assert all(
+        r.error.code == client_secagg.UNMASK_REFUSED and "one unmask request per round" in r.error.reason
+        for r in attack.second
+    )
     assert _max_gap(secure, arrays) > 100 * tolerance(SITES)  # the honest round still completed
 
 

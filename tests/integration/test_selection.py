@@ -22,15 +22,23 @@ from tests.helpers.privacy_runs import rdp_epsilon
 POISON_FROM = 2  # the test split's metrics lie from this round on
 
 
-def _record(server_round: int, val_loss: float | None, test_loss: float = 0.5, *,
-            aggregated: bool = True) -> RoundRecord:
+def _record(
+    server_round: int, val_loss: float | None, test_loss: float = 0.5, *, aggregated: bool = True
+) -> RoundRecord:
     validation = {"pooled": {} if val_loss is None else {"loss": val_loss, "auroc": 1 - val_loss}}
-    return RoundRecord.from_json({"round": server_round, "aggregated": ["a"] if aggregated else [],
-                                  "discarded": False, "validation": validation,
-                                  "evaluate": {"pooled": {"loss": test_loss}}})
+    return RoundRecord.from_json(
+        {
+            "round": server_round,
+            "aggregated": ["a"] if aggregated else [],
+            "discarded": False,
+            "validation": validation,
+            "evaluate": {"pooled": {"loss": test_loss}},
+        }
+    )
 
 
 # ---- pure rules ------------------------------------------------------------------------------
+
 
 def test_the_lowest_validation_loss_is_selected_and_a_tie_keeps_the_earlier_round():
     records = [_record(1, 0.6), _record(2, 0.4), _record(3, 0.5), _record(4, 0.4)]
@@ -65,6 +73,7 @@ def test_patience_stops_after_that_many_rounds_without_improvement():
 
 
 # ---- an overfitting cohort, the test split poisoned mid-run ------------------------------------
+
 
 def _poison_test_metrics(message: Message, context, call_next) -> Message:
     """From round POISON_FROM on, the site's test numbers claim a perfect model (loss 0)."""
@@ -136,12 +145,14 @@ def test_a_poisoned_test_split_does_not_change_the_choice(overfit_runs):
 
 # ---- early stopping under DP leaves budget unspent ------------------------------------------
 
+
 def _ledger_steps(ledgers: Path) -> dict[str, list[tuple[int, float, float, int]]]:
     found = {}
     for path in sorted(ledgers.glob("*.sqlite")):
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            found[path.stem] = conn.execute("SELECT server_round, noise_multiplier, sample_rate, steps "
-                                            "FROM spend ORDER BY id").fetchall()
+            found[path.stem] = conn.execute(
+                "SELECT server_round, noise_multiplier, sample_rate, steps FROM spend ORDER BY id"
+            ).fetchall()
     return found
 
 
@@ -153,8 +164,15 @@ def test_early_stopping_stops_and_the_ledgers_hold_only_the_rounds_taken(tmp_pat
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
     run_dir, rounds = tmp_path / "run", 12
     # A step size far too large for DP-SGD's noise: the validation loss stops improving early.
-    config = overfit_run_config(spec, run_dir, "privacy=dp", f"rounds={rounds}", "train.lr=0.3",
-                                "train.local_epochs=2", "early_stopping.patience=2")
+    config = overfit_run_config(
+        spec,
+        run_dir,
+        "privacy=dp",
+        f"rounds={rounds}",
+        "train.lr=0.3",
+        "train.local_epochs=2",
+        "early_stopping.patience=2",
+    )
     summary = run_in_process(config, run_dir=run_dir, num_nodes=3)
 
     taken = summary["rounds"]
@@ -166,13 +184,15 @@ def test_early_stopping_stops_and_the_ledgers_hold_only_the_rounds_taken(tmp_pat
         spent = summary["privacy"]["sites"][site]
         assert [r[0] for r in rows] == list(range(1, taken + 1))
         history = [(sigma, q, steps) for _, sigma, q, steps in rows]
-        assert spent["epsilon"] == pytest.approx(rdp_epsilon(history, delta=summary["privacy"]["delta"]),
-                                                 rel=1e-9)
+        assert spent["epsilon"] == pytest.approx(
+            rdp_epsilon(history, delta=summary["privacy"]["delta"]), rel=1e-9
+        )
         assert spent["epsilon"] < spent["planned_epsilon"] == 3.0
         assert spent["unspent_epsilon"] == pytest.approx(3.0 - spent["epsilon"])
         # Control: the steps of all planned rounds would have reached the planned ε.
-        full = rdp_epsilon([(sigma, q, steps * rounds) for sigma, q, steps in history[:1]],
-                           delta=summary["privacy"]["delta"])
+        full = rdp_epsilon(
+            [(sigma, q, steps * rounds) for sigma, q, steps in history[:1]], delta=summary["privacy"]["delta"]
+        )
         assert full == pytest.approx(3.0, abs=0.02)
     assert json.loads((run_dir / "summary.json").read_text())["selection"]["stopped_early"]
 
@@ -187,11 +207,17 @@ def test_a_resumed_run_chooses_and_stops_as_the_uninterrupted_one(overfit_runs, 
     spec = write_overfit_cohort(tmp_path)  # seeded: the same files as the clean run's
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
     run_dir = tmp_path / "run"
-    run_in_process(overfit_run_config(spec, run_dir, "rounds=4", "early_stopping.patience=2"),
-                   run_dir=run_dir, num_nodes=3)
+    run_in_process(
+        overfit_run_config(spec, run_dir, "rounds=4", "early_stopping.patience=2"),
+        run_dir=run_dir,
+        num_nodes=3,
+    )
     (run_dir / "model.pt").unlink()
-    resumed = run_in_process(overfit_run_config(spec, run_dir, "early_stopping.patience=2")
-                             | {"run.resume": True}, run_dir=run_dir, num_nodes=3)
+    resumed = run_in_process(
+        overfit_run_config(spec, run_dir, "early_stopping.patience=2") | {"run.resume": True},
+        run_dir=run_dir,
+        num_nodes=3,
+    )
 
     chosen = clean["selection"]["round"]
     assert resumed["selection"]["round"] == chosen

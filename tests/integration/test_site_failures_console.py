@@ -46,10 +46,20 @@ def _failure(site, reason, stage="train", node=7):
 
 def test_sat_out_is_the_sites_that_failed_the_train_stage_of_every_round():
     records = [
-        {"failures": [_failure("va", "data check failed"), _failure("hungary", "crash"),
-                      _failure(None, "site configuration error", node=9)]},
-        {"failures": [_failure("va", "data check failed"), _failure("hungary", "x", stage="evaluate"),
-                      _failure(None, "site configuration error", node=9)]},
+        {
+            "failures": [
+                _failure("va", "data check failed"),
+                _failure("hungary", "crash"),
+                _failure(None, "site configuration error", node=9),
+            ]
+        },
+        {
+            "failures": [
+                _failure("va", "data check failed"),
+                _failure("hungary", "x", stage="evaluate"),
+                _failure(None, "site configuration error", node=9),
+            ]
+        },
     ]
     assert sat_out(records) == {"node 9": "site configuration error", "site va": "data check failed"}
     assert sat_out([]) == {}
@@ -57,10 +67,15 @@ def test_sat_out_is_the_sites_that_failed_the_train_stage_of_every_round():
 
 def test_budget_left_out_only_when_every_site_refused_the_last_round_for_budget():
     from federation.core import wire
-    refused = {"train": {}, "failures": [{**_failure("va", "budget refused: no useful budget"),
-                                          "code": wire.BUDGET_REFUSED}]}
+
+    refused = {
+        "train": {},
+        "failures": [{**_failure("va", "budget refused: no useful budget"), "code": wire.BUDGET_REFUSED}],
+    }
     crashed = {"train": {}, "failures": [{**_failure("va", "site error"), "code": wire.SITE_ERROR}]}
     trained = {"train": {"hungary": {}}, "failures": refused["failures"]}
-    assert budget_left_out([trained, refused], wire.BUDGET_REFUSED) == {"site va": "budget refused: no useful budget"}
+    assert budget_left_out([trained, refused], wire.BUDGET_REFUSED) == {
+        "site va": "budget refused: no useful budget"
+    }
     assert budget_left_out([refused, crashed], wire.BUDGET_REFUSED) is None
     assert budget_left_out([refused, trained], wire.BUDGET_REFUSED) is None

@@ -74,8 +74,7 @@ def test_fedadam_checkpoint_holds_its_moments(strategy_runs):
 
 @pytest.mark.parametrize("name", ["fedmedian", "krum"])
 def test_robust_strategies_withstand_a_sign_flipping_site(tmp_path, name):
-    summary = _run(tmp_path, f"strategy={name}", "rounds=3", "privacy=off",
-                   faults="cleveland:signflip")
+    summary = _run(tmp_path, f"strategy={name}", "rounds=3", "privacy=off", faults="cleveland:signflip")
     records = read_rounds(tmp_path)
 
     assert all(r["rejected"] == [] for r in records)  # a flipped update has a normal norm

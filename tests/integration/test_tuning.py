@@ -26,8 +26,9 @@ SWEEP = ("hydra/sweeper=optuna", "+tune=federated", "federation.runtime=inproces
 
 
 def _ledger(ledgers: Path, site: str) -> SiteLedger:
-    return SiteLedger(ledgers / f"{site}.sqlite", site=site,
-                      identity=NodeIdentity.of_key(ledgers / f"{site}.key"))
+    return SiteLedger(
+        ledgers / f"{site}.sqlite", site=site, identity=NodeIdentity.of_key(ledgers / f"{site}.key")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +63,15 @@ def test_the_site_ledgers_hold_every_trials_steps(sweep):
     for run in runs:  # no trial kept a ledger of its own
         assert not (run / "ledgers").exists()
         assert {p["ledger_path"] for p in read_json(run / "site_policy.json").values()} == {
-            str(ledgers / f"{site}.sqlite") for site in SITES}
+            str(ledgers / f"{site}.sqlite") for site in SITES
+        }
     for site in SITES:
         ledger = _ledger(ledgers, site)
         assert {e.run for e in ledger.entries()} == {str(r) for r in runs}
         for run in runs:  # the ledger's steps are the steps the server saw the site take
-            np.testing.assert_allclose(ledger.history(str(run)),
-                                       list(round_steps(run, site).values()), rtol=1e-12)
+            np.testing.assert_allclose(
+                ledger.history(str(run)), list(round_steps(run, site).values()), rtol=1e-12
+            )
         searched = rdp_epsilon(ledger.history())
         assert ledger.last_total() == pytest.approx(searched, rel=1e-9)
         reported = summary["privacy"]["sites"][site]
@@ -81,8 +84,14 @@ def test_the_site_ledgers_hold_every_trials_steps(sweep):
 def test_a_trial_the_site_cap_refuses_stops_the_sweep_with_one_line(tmp_path):
     # Trial 0 spends ε≈3 at each site; trial 1's first round would bring every site to ≈4 > 3.5.
     cap = 3.5
-    proc = run_launcher(tmp_path, *SWEEP, "rounds=1", "hydra.sweeper.n_trials=2", multirun=True,
-                        env={"LHSFED_MAX_EPSILON": str(cap)})
+    proc = run_launcher(
+        tmp_path,
+        *SWEEP,
+        "rounds=1",
+        "hydra.sweeper.n_trials=2",
+        multirun=True,
+        env={"LHSFED_MAX_EPSILON": str(cap)},
+    )
     sweep = tmp_path / "multirun"
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -28,11 +28,14 @@ def _cleveland_with(tmp_path, replacement: str):
     return path
 
 
-@pytest.mark.parametrize("row, message", [
-    (FIRST.replace("63.0,", "sixty,", 1), "column 'age' row 1"),
-    (FIRST.replace("63.0,", "430.0,", 1), "column 'age': 1 values outside [18, 100] years"),
-    (FIRST.replace("63.0,1.0,1.0,", "63.0,1.0,9.0,", 1), "column 'cp': 1 values not in the levels"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (FIRST.replace("63.0,", "sixty,", 1), "column 'age' row 1"),
+        (FIRST.replace("63.0,", "430.0,", 1), "column 'age': 1 values outside [18, 100] years"),
+        (FIRST.replace("63.0,1.0,1.0,", "63.0,1.0,9.0,", 1), "column 'cp': 1 values not in the levels"),
+    ],
+)
 def test_strict_spec_rejects_wrong_type_out_of_range_and_unknown_level(tmp_path, row, message):
     path = _cleveland_with(tmp_path, row)
 
@@ -56,11 +59,10 @@ def test_a_site_with_bad_values_sits_out_while_the_others_train(tmp_path):
     shutil.copytree(site_file(SPEC, "cleveland").parent, data_dir)
     target = data_dir / "processed.va.data"
     va_rows = target.read_text().splitlines()
-    va_rows[0] = "430" + va_rows[0][va_rows[0].index(","):]  # an age of 430 years
+    va_rows[0] = "430" + va_rows[0][va_rows[0].index(",") :]  # an age of 430 years
     target.write_text("\n".join(va_rows) + "\n")
 
-    proc = run_launcher(tmp_path, "rounds=2", "data.strict_values=true",
-                        f"federation.data_dir={data_dir}")
+    proc = run_launcher(tmp_path, "rounds=2", "data.strict_values=true", f"federation.data_dir={data_dir}")
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_json(tmp_path / "run" / "summary.json")

@@ -58,8 +58,13 @@ def test_the_console_script_refuses_as_main_does(corpus, case):
     _, argv, expected = next(c for c in CASES if c[0] == case)
     before = snapshot(corpus)
 
-    proc = subprocess.run([str(LHSFED), *_fill(argv, corpus)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"})
+    proc = subprocess.run(
+        [str(LHSFED), *_fill(argv, corpus)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"},
+    )
 
     _assert_one_clear_line(proc.returncode, proc.stderr, _fill([expected], corpus)[0])
     assert snapshot(corpus) == before
@@ -70,8 +75,9 @@ def test_the_console_script_refuses_as_main_does(corpus, case):
 ALL_LAUNCHER_CASES = list(LAUNCHER_CASES)
 
 
-@pytest.mark.parametrize("overrides, expected", [c[1:] for c in ALL_LAUNCHER_CASES],
-                         ids=[c[0] for c in ALL_LAUNCHER_CASES])
+@pytest.mark.parametrize(
+    "overrides, expected", [c[1:] for c in ALL_LAUNCHER_CASES], ids=[c[0] for c in ALL_LAUNCHER_CASES]
+)
 def test_launcher_refuses_with_one_clear_line(tmp_path, overrides, expected):
     before = snapshot(*LAUNCHER_INPUTS)
 
@@ -90,8 +96,16 @@ def test_predict_scores_out_of_range_rows_with_one_warning_per_row(corpus, tmp_p
     """Without --strict an out-of-range row is scored, and said so (the snapshot sees writes)."""
     before = snapshot(tmp_path)
 
-    code = lhsfed(["predict", str(corpus / "onnx" / "model.onnx"), "--data",
-                   str(corpus / "age430.csv"), "--out", str(tmp_path / "scored.csv")])
+    code = lhsfed(
+        [
+            "predict",
+            str(corpus / "onnx" / "model.onnx"),
+            "--data",
+            str(corpus / "age430.csv"),
+            "--out",
+            str(tmp_path / "scored.csv"),
+        ]
+    )
 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 0

@@ -12,12 +12,15 @@ RATE, STEPS, DELTA = 1 / 13, 13, 1e-5
 
 
 def _rest(history, steps, target):
-    return noise_for_rest(history, rate=RATE, steps=steps, target_epsilon=target, delta=DELTA,
-                          accountant="rdp")
+    return noise_for_rest(
+        history, rate=RATE, steps=steps, target_epsilon=target, delta=DELTA, accountant="rdp"
+    )
 
 
-@pytest.mark.parametrize("done, extra, left, target", [
-    (1, 1, 2, 3.0), (2, 0, 1, 3.0), (1, 0, 3, 1.0), (3, 1, 2, 8.0), (1, 1, 9, 3.0)])
+@pytest.mark.parametrize(
+    "done, extra, left, target",
+    [(1, 1, 2, 3.0), (2, 0, 1, 3.0), (1, 0, 3, 1.0), (3, 1, 2, 8.0), (1, 1, 9, 3.0)],
+)
 def test_the_rest_stays_within_the_target_and_no_less_noise_would(done, extra, left, target):
     sigma0 = calibrate_noise(target_epsilon=target, delta=DELTA, rate=RATE, steps=STEPS * (done + left))
     history = [(sigma0, RATE, STEPS * (done + extra))]  # ``extra`` rounds interrupted and redone

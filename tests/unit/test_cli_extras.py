@@ -26,9 +26,13 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", WITHOUT_MATPLOTLIB, "evaluate", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, "evaluate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -40,12 +44,19 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path):
 # Hydra is absent, as in the SuperNode image; then `lhsfed-train` (its console-script entry) runs.
 WITHOUT_HYDRA = WITHOUT_MATPLOTLIB.replace('"matplotlib"', '"hydra"').replace(
     "from federation.cli.main import main\nsys.exit(main(sys.argv[1:]))",
-    "from federation.cli.train import main\nmain()")
+    "from federation.cli.train import main\nmain()",
+)
 
 
 def test_the_launcher_without_the_coordinator_extra_names_it_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", WITHOUT_HYDRA], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_HYDRA],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()

@@ -36,9 +36,14 @@ print(json.dumps(report))
 
 
 def _helps() -> dict[str, list]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HELPS)], capture_output=True,
-                          text=True, check=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(HELPS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     return json.loads(proc.stdout)
 
 

@@ -18,8 +18,9 @@ def test_default_dp_federation_at_epsilon_1_reaches_pooled_auroc_087(tmp_path, m
     for i in range(3):
         run_dir = tmp_path / str(i)
         monkeypatch.setenv("LHSFED_LEDGER_DIR", str(run_dir / "ledgers"))
-        summary = run_in_process(run_config_for(["privacy.target_epsilon=1.0"], run_dir),
-                                 run_dir=run_dir, num_nodes=4)
+        summary = run_in_process(
+            run_config_for(["privacy.target_epsilon=1.0"], run_dir), run_dir=run_dir, num_nodes=4
+        )
         aurocs.append(summary["metrics"]["pooled"]["auroc"])
         rounds.append(summary["selection"]["round"])
         assert max(s["epsilon"] for s in summary["privacy"]["sites"].values()) <= 1.0 + 1e-9

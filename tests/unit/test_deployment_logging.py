@@ -18,8 +18,9 @@ logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s %(me
 
 
 def _logged(imports: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(imports=imports)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(imports=imports)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 

@@ -32,7 +32,7 @@ def _host_path(source: str, pki_root: Path) -> Path:
     """A bind-mount source on the host; ./pki is generated, everything else is in the repo."""
     rel = Path(source)
     if rel.parts[:2] == (".", "pki") or rel.parts[0] == "pki":
-        return pki_root.joinpath(*rel.parts[rel.parts.index("pki") + 1:])
+        return pki_root.joinpath(*rel.parts[rel.parts.index("pki") + 1 :])
     return (DOCKER / rel).resolve()
 
 
@@ -64,8 +64,9 @@ def test_compose_references_exist(tmp_path):
             assert env.get(var), f"{name}: required {var} not set"
         for var in SITE_ENV:  # each path lies in a mount whose host file exists
             target = next(t for t in mounts if env[var] == t or env[var].startswith(t + "/"))
-            host = mounts[target] / Path(env[var]).relative_to(target) if env[var] != target \
-                else mounts[target]
+            host = (
+                mounts[target] / Path(env[var]).relative_to(target) if env[var] != target else mounts[target]
+            )
             assert host.is_file(), f"{name}: {var}={env[var]} -> {host} missing"
         ledger_mount = next(t for t in mounts if env["LHSFED_LEDGER_PATH"].startswith(t + "/"))
         assert mounts[ledger_mount] is None  # the ledger lives on a named volume
@@ -83,8 +84,13 @@ def test_dockerfile_copy_sources_exist():
 
 
 def _entrypoint(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(DOCKER / "entrypoint-supernode.sh")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", str(DOCKER / "entrypoint-supernode.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_entrypoint_names_a_missing_variable(tmp_path):
@@ -98,11 +104,18 @@ def test_entrypoint_runs_site_check_before_the_node(tmp_path):
     pki.create_node_key("va", tmp_path)
     bad = tmp_path / "va.csv"
     bad.write_text("63,1,1,145,233,1,2,150,0,2.3,3,0,6,0\n")
-    env = {**base_env(tmp_path), "LHSFED_SUPERLINK": "127.0.0.1:9", "LHSFED_BIN": str(BIN),
-           "LHSFED_CA_CERT": str(tmp_path / "ca.pem"), "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
-           "LHSFED_DATA_PATH": str(bad), "LHSFED_SITE_NAME": "va",
-           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite"),
-           "LHSFED_MAX_EPSILON": "3", "LHSFED_DELTA": "1e-5"}
+    env = {
+        **base_env(tmp_path),
+        "LHSFED_SUPERLINK": "127.0.0.1:9",
+        "LHSFED_BIN": str(BIN),
+        "LHSFED_CA_CERT": str(tmp_path / "ca.pem"),
+        "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
+        "LHSFED_DATA_PATH": str(bad),
+        "LHSFED_SITE_NAME": "va",
+        "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite"),
+        "LHSFED_MAX_EPSILON": "3",
+        "LHSFED_DELTA": "1e-5",
+    }
     proc = _entrypoint(env)
     assert proc.returncode == 64
     assert "fewer than the minimum 20" in proc.stdout
@@ -114,13 +127,22 @@ def test_entrypoint_refuses_to_start_without_the_sites_privacy_policy(tmp_path, 
     """The site's cap, δ and ledger are mandatory in deployment: the entrypoint refuses without."""
     pki.create_node_key("va", tmp_path)
     (tmp_path / "ca.pem").write_text("x")
-    env = {**base_env(tmp_path), "LHSFED_SUPERLINK": "127.0.0.1:9", "LHSFED_BIN": str(BIN),
-           "LHSFED_CA_CERT": str(tmp_path / "ca.pem"), "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
-           "LHSFED_DATA_PATH": str(tmp_path / "va.csv"), "LHSFED_SITE_NAME": "va",
-           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger.sqlite"), "LHSFED_MAX_EPSILON": "3",
-           "LHSFED_DELTA": "1e-5"}
+    env = {
+        **base_env(tmp_path),
+        "LHSFED_SUPERLINK": "127.0.0.1:9",
+        "LHSFED_BIN": str(BIN),
+        "LHSFED_CA_CERT": str(tmp_path / "ca.pem"),
+        "LHSFED_NODE_KEY": str(tmp_path / "va.key"),
+        "LHSFED_DATA_PATH": str(tmp_path / "va.csv"),
+        "LHSFED_SITE_NAME": "va",
+        "LHSFED_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
+        "LHSFED_MAX_EPSILON": "3",
+        "LHSFED_DELTA": "1e-5",
+    }
     del env[missing]
     proc = _entrypoint(env)
     assert proc.returncode == 64 and proc.stdout == ""
-    assert proc.stderr.strip() == (f"entrypoint-supernode: {missing} is not set: the site's privacy "
-                                   "policy is mandatory (see docs/deployment.md)")
+    assert proc.stderr.strip() == (
+        f"entrypoint-supernode: {missing} is not set: the site's privacy "
+        "policy is mandatory (see docs/deployment.md)"
+    )

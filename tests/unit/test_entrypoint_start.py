@@ -24,20 +24,31 @@ def node_env(tmp_path) -> dict[str, str]:
     for name in ("ca.pem", "site.key"):
         (tmp_path / name).write_text("placeholder\n")
     (tmp_path / "heart.csv").write_text("not,the,schema\n1,2,3\n")
-    env = {**base_env(tmp_path / "unused"), "LHSFED_SUPERLINK": "127.0.0.1:9",
-           "LHSFED_CA_CERT": str(tmp_path / "ca.pem"), "LHSFED_NODE_KEY": str(tmp_path / "site.key"),
-           "LHSFED_DATA_PATH": str(tmp_path / "heart.csv"), "LHSFED_SITE_NAME": "cleveland",
-           "LHSFED_MAX_EPSILON": "3", "LHSFED_DELTA": "1e-5",
-           "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite"),
-           "LHSFED_NODE_PORT": str(free_port())}
+    env = {
+        **base_env(tmp_path / "unused"),
+        "LHSFED_SUPERLINK": "127.0.0.1:9",
+        "LHSFED_CA_CERT": str(tmp_path / "ca.pem"),
+        "LHSFED_NODE_KEY": str(tmp_path / "site.key"),
+        "LHSFED_DATA_PATH": str(tmp_path / "heart.csv"),
+        "LHSFED_SITE_NAME": "cleveland",
+        "LHSFED_MAX_EPSILON": "3",
+        "LHSFED_DELTA": "1e-5",
+        "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite"),
+        "LHSFED_NODE_PORT": str(free_port()),
+    }
     env.pop("FLWR_HOME")
     return env
 
 
-def _start(env: dict[str, str], cwd: Path, timeout: float = BOUND_S
-           ) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(DOCKER / "entrypoint-supernode.sh")], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+def _start(env: dict[str, str], cwd: Path, timeout: float = BOUND_S) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(DOCKER / "entrypoint-supernode.sh")],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:
@@ -63,7 +74,8 @@ def test_occupied_node_port_exits_at_once_naming_it(node_env, tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert _last_line(proc) == (
         f"entrypoint-supernode: LHSFED_NODE_PORT={port}: 127.0.0.1:{port} is in use (another "
-        "node on this host?); give each node its own LHSFED_NODE_PORT")
+        "node on this host?); give each node its own LHSFED_NODE_PORT"
+    )
 
 
 def test_free_port_passes_and_each_node_gets_its_own_flower_home(node_env, tmp_path):

@@ -51,8 +51,7 @@ def test_bootstrap_aurocs_equal_sklearn_on_each_resample_with_ties():
     aurocs = bootstrap_aurocs(y, p, draws)
 
     assert np.isnan(aurocs[0])
-    np.testing.assert_allclose(aurocs[1:], [roc_auc_score(y[d], p[d]) for d in draws[1:]],
-                               atol=1e-12)
+    np.testing.assert_allclose(aurocs[1:], [roc_auc_score(y[d], p[d]) for d in draws[1:]], atol=1e-12)
 
 
 def test_ece_by_hand():

@@ -23,10 +23,22 @@ PRESETS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 # FLamby's Fed-Heart-Disease protocol (owkin/FLamby), as overrides on the project's defaults.
 PROTOCOL = ["data=uci_heart_flamby", "data.split.validation_fraction=0", "early_stopping.patience=0"]
-CENTRAL = ["model=logreg", "rounds=1", "train.local_epochs=50", "train.batch_size=4",
-           "train.lr=0.001", "train.optimizer=adam"]
-FEDERATED = ["model=logreg", "rounds=15", "train.local_steps=100", "train.batch_size=4",
-             "train.optimizer=sgd", "train.momentum=0"]
+CENTRAL = [
+    "model=logreg",
+    "rounds=1",
+    "train.local_epochs=50",
+    "train.batch_size=4",
+    "train.lr=0.001",
+    "train.optimizer=adam",
+]
+FEDERATED = [
+    "model=logreg",
+    "rounds=15",
+    "train.local_steps=100",
+    "train.batch_size=4",
+    "train.optimizer=sgd",
+    "train.momentum=0",
+]
 ADAPTIVE = ["strategy.beta_1=0.9", "strategy.beta_2=0.999", "strategy.tau=1e-8"]
 DP = ["privacy=dp", "privacy.delta=1e-4", "privacy.max_grad_norm=1.1", "strategy=fedavg"]
 FLAMBY_FEDAVG = [*FEDERATED, "strategy=fedavg", "train.lr=0.001"]
@@ -34,14 +46,41 @@ RECORDED = {
     "flamby_heart": [*PROTOCOL, "privacy=off"],
     "flamby_heart_central": [*PROTOCOL, "privacy=off", *CENTRAL],
     "flamby_heart_fedavg": [*PROTOCOL, "privacy=off", *FLAMBY_FEDAVG],
-    "flamby_heart_fedprox": [*PROTOCOL, "privacy=off", *FEDERATED, "strategy=fedprox",
-                             "strategy.proximal_mu=0.01", "train.lr=0.001"],
-    "flamby_heart_fedadam": [*PROTOCOL, "privacy=off", *FEDERATED, "strategy=fedadam",
-                             "train.lr=0.01", "strategy.eta=0.01", *ADAPTIVE],
-    "flamby_heart_fedyogi": [*PROTOCOL, "privacy=off", *FEDERATED, "strategy=fedyogi",
-                             "train.lr=0.003162", "strategy.eta=0.01", *ADAPTIVE],
-    "flamby_heart_fedadagrad": [*PROTOCOL, "privacy=off", *FEDERATED, "strategy=fedadagrad",
-                                "train.lr=0.003162", "strategy.eta=0.316228", "strategy.tau=1e-8"],
+    "flamby_heart_fedprox": [
+        *PROTOCOL,
+        "privacy=off",
+        *FEDERATED,
+        "strategy=fedprox",
+        "strategy.proximal_mu=0.01",
+        "train.lr=0.001",
+    ],
+    "flamby_heart_fedadam": [
+        *PROTOCOL,
+        "privacy=off",
+        *FEDERATED,
+        "strategy=fedadam",
+        "train.lr=0.01",
+        "strategy.eta=0.01",
+        *ADAPTIVE,
+    ],
+    "flamby_heart_fedyogi": [
+        *PROTOCOL,
+        "privacy=off",
+        *FEDERATED,
+        "strategy=fedyogi",
+        "train.lr=0.003162",
+        "strategy.eta=0.01",
+        *ADAPTIVE,
+    ],
+    "flamby_heart_fedadagrad": [
+        *PROTOCOL,
+        "privacy=off",
+        *FEDERATED,
+        "strategy=fedadagrad",
+        "train.lr=0.003162",
+        "strategy.eta=0.316228",
+        "strategy.tau=1e-8",
+    ],
     "flamby_heart_dp": [*PROTOCOL, *DP],
     "flamby_heart_dp_fedavg": [*PROTOCOL, *DP, *FLAMBY_FEDAVG],
 }

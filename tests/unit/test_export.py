@@ -49,8 +49,9 @@ def test_onnx_graph_handles_nan_and_matches_torch_risks():
     spec, raw, encoded = _raw_and_encoded("switzerland")
     model = build_model(ModelSpec("mlp", encoded.shape[1]), seed=5)
     model.preprocess.set_statistics(*feature_statistics(encoded))
-    session = onnxruntime.InferenceSession(onnx_bytes(DeployableModel(model, spec).eval(), spec),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        onnx_bytes(DeployableModel(model, spec).eval(), spec), providers=["CPUExecutionProvider"]
+    )
 
     (risk,) = session.run(None, {session.get_inputs()[0].name: raw})
 

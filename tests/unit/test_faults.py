@@ -38,8 +38,11 @@ RUN_CONFIG = flatten_config(compose_config(["privacy=off"]))
 
 def test_parse_faults_reads_sites_kinds_and_rounds():
     faults = parse_faults("va:nan@1, hungary:raise,cleveland:signflip@12")
-    assert faults == [Fault("va", "nan", 1), Fault("hungary", "raise", None),
-                      Fault("cleveland", "signflip", 12)]
+    assert faults == [
+        Fault("va", "nan", 1),
+        Fault("hungary", "raise", None),
+        Fault("cleveland", "signflip", 12),
+    ]
     assert faults[0].applies("va", 1) and not faults[0].applies("va", 2)
     assert faults[1].applies("hungary", 7)
 
@@ -68,8 +71,13 @@ def _train(app, tmp_path) -> Message:
     settings = RunSettings.from_run_config(RUN_CONFIG)
     arrays = ArrayRecord(build_model(model_spec(settings), seed=settings.seed).state_dict())
     content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
-    context = Context(run_id=1, node_id=7, node_config={"partition-id": 3}, state=RecordDict(),
-                      run_config={**RUN_CONFIG, "run.output_dir": str(tmp_path)})
+    context = Context(
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": 3},
+        state=RecordDict(),
+        run_config={**RUN_CONFIG, "run.output_dir": str(tmp_path)},
+    )
     return app(Message(content, dst_node_id=7, message_type=MessageType.TRAIN), context)
 
 

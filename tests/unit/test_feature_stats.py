@@ -28,16 +28,23 @@ def _as_the_server_process():
 def _query(partition: int) -> Message:
     content = RecordDict({wire.CONFIG: ConfigRecord({wire.QUERY_KIND: wire.QUERY_FEATURE_STATS})})
     message = Message(content, dst_node_id=10 + partition, message_type=MessageType.QUERY)
-    context = Context(run_id=1, node_id=10 + partition, node_config={"partition-id": partition},
-                      state=RecordDict(), run_config=dict(RUN_CONFIG))
+    context = Context(
+        run_id=1,
+        node_id=10 + partition,
+        node_config={"partition-id": partition},
+        state=RecordDict(),
+        run_config=dict(RUN_CONFIG),
+    )
     return client_app(message, context)
 
 
 def test_federated_statistics_of_the_four_uci_sites_equal_pooled_training_rows(monkeypatch):
     monkeypatch.setenv("LHSFED_MIN_CELL_SIZE", "1")  # every cell released: exact pooling
     replies = [_query(i) for i in range(len(SPEC.sites))]
-    parts = [(m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
-             for m in (r.content[wire.METRICS] for r in replies)]
+    parts = [
+        (m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
+        for m in (r.content[wire.METRICS] for r in replies)
+    ]
 
     mean, std = combine_statistics(parts)
 
@@ -68,8 +75,11 @@ def test_no_site_able_to_answer_stops_the_run_with_the_sites_reason(tmp_path, mo
         (tmp_path / source.name).write_text(header + "\n" + source.read_text())
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(tmp_path))
     config = run_config_for(["privacy=off", "rounds=1"], tmp_path / "run")
-    with pytest.raises(FederationError, match=r"4 of 4 failed.*data check failed: 1 problem "
-                                              r"\(details in the site's log\)"):
+    with pytest.raises(
+        FederationError,
+        match=r"4 of 4 failed.*data check failed: 1 problem "
+        r"\(details in the site's log\)",
+    ):
         run_in_process(config, run_dir=tmp_path / "run", num_nodes=4)
     assert not (tmp_path / "run" / "summary.json").exists()
     # The reason stays at the site (here the simulated sites' log beside their ledgers).

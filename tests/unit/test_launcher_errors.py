@@ -7,12 +7,17 @@ import pytest
 from tests.helpers.runs import run_launcher
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["strategy=nonsense"], "Could not find 'strategy/nonsense'"),
-    (["privacy.target_epsilon=-1"], "privacy.target_epsilon must be > 0 (got -1.0)"),
-    (["federation.data_dir=/nonexistent/site-files"],
-     "/nonexistent/site-files/processed.cleveland.data: data file not found"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["strategy=nonsense"], "Could not find 'strategy/nonsense'"),
+        (["privacy.target_epsilon=-1"], "privacy.target_epsilon must be > 0 (got -1.0)"),
+        (
+            ["federation.data_dir=/nonexistent/site-files"],
+            "/nonexistent/site-files/processed.cleveland.data: data file not found",
+        ),
+    ],
+)
 def test_bad_config_fails_fast_with_one_clear_line(tmp_path, overrides, expected):
     proc = run_launcher(tmp_path, *overrides, timeout=120)
 

@@ -21,14 +21,26 @@ def _launch(tmp, argv: list[str]) -> subprocess.CompletedProcess:
     """As a user would: in ``tmp``, the default run folder (under ``tmp/outputs``)."""
     (tmp / "afile").write_text("not a folder\n")
     args = [str(LAUNCHER), *(a.format(tmp=tmp) for a in argv)]
-    return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"})
+    return subprocess.run(
+        args,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "FLWR_TELEMETRY_ENABLED": "0"},
+    )
 
 
 # Each lhsfed-train start costs seconds of imports: the real command for one case of each kind,
 # every case through the launcher's train() in this process.
-CLI_KINDS = ("federation.num_nodes=10", "+data.strict_vaules", "rounds=abc", "hydra.run.dir",
-             "federation.data_dir", "resume")
+CLI_KINDS = (
+    "federation.num_nodes=10",
+    "+data.strict_vaules",
+    "rounds=abc",
+    "hydra.run.dir",
+    "federation.data_dir",
+    "resume",
+)
 CLI_CASES = [case for case in CASES if case[0][0].startswith(CLI_KINDS)]
 
 
@@ -74,10 +86,15 @@ def test_the_control_a_run_that_started_keeps_its_folder(tmp_path):
 
 
 def test_every_unknown_key_anywhere_in_a_spec_is_named_with_the_closest_valid_one():
-    raw = {"name": "x", "columns": ["age", "y"], "label": {"column": "y", "positve_values": [1]},
-           "features": [{"name": "age", "type": "numeric", "mni": 18}], "sites": {"a": "a.csv"},
-           "split": {"test_fraction": 0.3, "validation_fraction": 0.1, "sed": 1},
-           "strict_vaules": True}
+    raw = {
+        "name": "x",
+        "columns": ["age", "y"],
+        "label": {"column": "y", "positve_values": [1]},
+        "features": [{"name": "age", "type": "numeric", "mni": 18}],
+        "sites": {"a": "a.csv"},
+        "split": {"test_fraction": 0.3, "validation_fraction": 0.1, "sed": 1},
+        "strict_vaules": True,
+    }
 
     problems = unknown_keys(raw)
 
@@ -92,17 +109,31 @@ def test_every_unknown_key_anywhere_in_a_spec_is_named_with_the_closest_valid_on
 
 
 def test_validation_fraction_is_a_valid_split_key():
-    raw = {"name": "x", "label": {"column": "y", "positive_values": [1]},
-           "features": [{"name": "age"}], "sites": {"a": "a.csv"},
-           "split": {"test_fraction": 0.3, "validation_fraction": 0.1}}
+    raw = {
+        "name": "x",
+        "label": {"column": "y", "positive_values": [1]},
+        "features": [{"name": "age"}],
+        "sites": {"a": "a.csv"},
+        "split": {"test_fraction": 0.3, "validation_fraction": 0.1},
+    }
     assert parse_dataset_spec(raw).split.test_fraction == 0.3
 
 
-@pytest.mark.parametrize("value, kind, ok", [
-    ("10", int, 10), (3.0, int, 3), (0.5, float, 0.5), ("1e-3", float, 1e-3),
-    ("abc", int, None), (2.5, int, None), (True, int, None), ("nan", float, None),
-    (float("inf"), float, None), (None, int, None),
-])
+@pytest.mark.parametrize(
+    "value, kind, ok",
+    [
+        ("10", int, 10),
+        (3.0, int, 3),
+        (0.5, float, 0.5),
+        ("1e-3", float, 1e-3),
+        ("abc", int, None),
+        (2.5, int, None),
+        (True, int, None),
+        ("nan", float, None),
+        (float("inf"), float, None),
+        (None, int, None),
+    ],
+)
 def test_number_parses_or_names_the_key(value, kind, ok):
     if ok is None:
         with pytest.raises(ConfigError, match=r"^rounds=.* is not a"):

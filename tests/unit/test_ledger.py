@@ -21,8 +21,15 @@ from tests.helpers.privacy_runs import rdp_epsilon
 
 
 def _entry(run="r1", server_round=1, step=(1.1, 0.07, 14)):
-    return new_entry(site="va", run=run, server_round=server_round, step=step, delta=1e-5,
-                     epsilon_run=0.5, epsilon_total=0.7)
+    return new_entry(
+        site="va",
+        run=run,
+        server_round=server_round,
+        step=step,
+        delta=1e-5,
+        epsilon_run=0.5,
+        epsilon_total=0.7,
+    )
 
 
 def _identity(folder, site="va") -> NodeIdentity:
@@ -151,8 +158,9 @@ def test_non_private_training_has_no_finite_epsilon():
 
 
 @hsettings(max_examples=10, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.6, 4.0), st.floats(0.01, 0.3), st.integers(1, 60)),
-                min_size=1, max_size=4))
+@given(
+    st.lists(st.tuples(st.floats(0.6, 4.0), st.floats(0.01, 0.3), st.integers(1, 60)), min_size=1, max_size=4)
+)
 def test_composition_over_entries_is_summed_rdp(history):
     """What the ledger composes equals Opacus's RDP curves summed entry by entry."""
     assert epsilon_spent(history, delta=1e-5) == pytest.approx(rdp_epsilon(history), rel=1e-9)

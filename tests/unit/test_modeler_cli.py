@@ -16,8 +16,16 @@ def test_predict_without_a_model_card_names_it(tmp_path, capsys):
     (tmp_path / "model.onnx").write_bytes(b"")
     (tmp_path / "patients.csv").write_text("age\n50\n")
 
-    code = lhsfed(["predict", str(tmp_path / "model.onnx"), "--data", str(tmp_path / "patients.csv"),
-                   "--out", str(tmp_path / "out.csv")])
+    code = lhsfed(
+        [
+            "predict",
+            str(tmp_path / "model.onnx"),
+            "--data",
+            str(tmp_path / "patients.csv"),
+            "--out",
+            str(tmp_path / "out.csv"),
+        ]
+    )
 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1

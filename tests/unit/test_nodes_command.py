@@ -14,13 +14,16 @@ def test_no_superlink_is_one_line(tmp_path, capsys):
     code = main(["nodes", "--superlink", f"127.0.0.1:{port}", "--ca-cert", str(tmp_path / "ca.pem")])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert err.startswith(f"lhsfed nodes: error: listing nodes at 127.0.0.1:{port} failed: cannot "
-                          f"connect to 127.0.0.1:{port}")
+    assert err.startswith(
+        f"lhsfed nodes: error: listing nodes at 127.0.0.1:{port} failed: cannot connect to 127.0.0.1:{port}"
+    )
 
 
 def test_missing_ca_is_one_line(tmp_path, capsys):
     code = main(["nodes", "--ca-cert", str(tmp_path / "ca.pem")])
     _, err = capsys.readouterr()
     assert code == 2
-    assert err == (f"lhsfed nodes: error: {tmp_path / 'ca.pem'}: CA certificate not found "
-                   "(lhsfed pki init writes ca.pem)\n")
+    assert err == (
+        f"lhsfed nodes: error: {tmp_path / 'ca.pem'}: CA certificate not found "
+        "(lhsfed pki init writes ca.pem)\n"
+    )

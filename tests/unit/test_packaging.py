@@ -26,11 +26,24 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 SITE_PACKAGES = ("client", "federation/core")  # every module, not only what client.app reaches
 SITE_MODULES = sorted(
     ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-    for package in SITE_PACKAGES for path in (REPO / package).rglob("*.py")
-) + ["federation.cli.main", "federation.cli.site", "federation.cli.pki", "federation.security.pki",
-     "federation.security.app_signing"]
-NOT_AT_A_SITE = ["matplotlib", "onnx", "onnxruntime", "hydra", "omegaconf", "federation.modeler",
-                 "federation.coordinator"]
+    for package in SITE_PACKAGES
+    for path in (REPO / package).rglob("*.py")
+) + [
+    "federation.cli.main",
+    "federation.cli.site",
+    "federation.cli.pki",
+    "federation.security.pki",
+    "federation.security.app_signing",
+]
+NOT_AT_A_SITE = [
+    "matplotlib",
+    "onnx",
+    "onnxruntime",
+    "hydra",
+    "omegaconf",
+    "federation.modeler",
+    "federation.coordinator",
+]
 
 # A site image in miniature: the top-level modules of every distribution outside the base
 # install (argv[1], JSON) cannot be imported; then the given modules are imported (argv[2:])
@@ -79,14 +92,21 @@ def _closure(requirements: list[str], extra: str = "") -> set[str]:
 def _outside_base() -> list[str]:
     """Top-level module names that only distributions outside the base install provide."""
     base = _closure(PYPROJECT["dependencies"]) | {_norm(PYPROJECT["name"])}
-    return sorted(top for top, dists in metadata.packages_distributions().items()
-                  if not {_norm(d) for d in dists} & base and top not in sys.stdlib_module_names)
+    return sorted(
+        top
+        for top, dists in metadata.packages_distributions().items()
+        if not {_norm(d) for d in dists} & base and top not in sys.stdlib_module_names
+    )
 
 
 def _import_as_at_a_site(*modules: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, json.dumps(_outside_base()), *modules],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(_outside_base()), *modules],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_site_modules_import_with_the_base_dependencies_only():

@@ -32,8 +32,19 @@ def _run(capsys, *argv: str) -> str:
 
 def test_ca_and_server_certificate(tmp_path, capsys):
     _run(capsys, "pki", "init", "--out", str(tmp_path))
-    _run(capsys, "pki", "server-cert", "--ca-dir", str(tmp_path), "--host", "127.0.0.1",
-         "--host", "localhost", "--host", "link.example.org")
+    _run(
+        capsys,
+        "pki",
+        "server-cert",
+        "--ca-dir",
+        str(tmp_path),
+        "--host",
+        "127.0.0.1",
+        "--host",
+        "localhost",
+        "--host",
+        "link.example.org",
+    )
     assert _mode(tmp_path / "ca.key") == 0o600 and _mode(tmp_path / "superlink.key") == 0o600
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
     cert = x509.load_pem_x509_certificate((tmp_path / "superlink.pem").read_bytes())
@@ -74,8 +85,18 @@ def test_existing_key_is_never_overwritten(tmp_path, capsys):
 
 def test_register_rejects_a_key_flower_would_refuse(tmp_path, capsys):
     _run(capsys, "pki", "signing-key", "lhs", "--out", str(tmp_path))
-    code = main(["pki", "register", "va", str(tmp_path / "lhs.sign.pub"),
-                 "--superlink", "127.0.0.1:1", "--ca-cert", str(tmp_path / "none.pem")])
+    code = main(
+        [
+            "pki",
+            "register",
+            "va",
+            str(tmp_path / "lhs.sign.pub"),
+            "--superlink",
+            "127.0.0.1:1",
+            "--ca-cert",
+            str(tmp_path / "none.pem"),
+        ]
+    )
     assert code == 2
     assert "NIST-curve EC" in capsys.readouterr().err
 
@@ -84,12 +105,22 @@ def _signed_app(tmp_path: Path, capsys) -> tuple[Fab, Path]:
     keys = tmp_path / "keys"
     _run(capsys, "pki", "signing-key", "lhs", "--out", str(keys))
     _run(capsys, "pki", "signing-key", "stranger", "--out", str(keys))
-    _run(capsys, "pki", "sign-app", "--app", str(REPO), "--key", str(keys / "lhs.sign.key"),
-         "--out", str(tmp_path / "signed"))
+    _run(
+        capsys,
+        "pki",
+        "sign-app",
+        "--app",
+        str(REPO),
+        "--key",
+        str(keys / "lhs.sign.key"),
+        "--out",
+        str(tmp_path / "signed"),
+    )
     records = json.loads((tmp_path / "signed" / "verification.json").read_text())
     content = (tmp_path / "signed" / "app.fab").read_bytes()
-    verifications = {r["public_key_id"]: json.dumps({k: v for k, v in r.items()
-                                                     if k != "public_key_id"}) for r in records}
+    verifications = {
+        r["public_key_id"]: json.dumps({k: v for k, v in r.items() if k != "public_key_id"}) for r in records
+    }
     return Fab("", content, {**verifications, "valid_license": "Valid"}), keys
 
 

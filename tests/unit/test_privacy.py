@@ -51,8 +51,9 @@ def test_nothing_spent_is_zero():
 
 @settings(max_examples=12, deadline=None)
 @given(
-    history=st.lists(st.tuples(st.floats(0.3, 8.0), st.floats(1e-4, 1.0), st.integers(1, 20000)),
-                     min_size=1, max_size=6),
+    history=st.lists(
+        st.tuples(st.floats(0.3, 8.0), st.floats(1e-4, 1.0), st.integers(1, 20000)), min_size=1, max_size=6
+    ),
     delta=st.sampled_from([1e-3, 1e-5, 1e-7]),
 )
 def test_cached_rdp_composition_is_opacus_bit_for_bit(history, delta):

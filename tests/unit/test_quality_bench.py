@@ -57,7 +57,9 @@ def test_federated_numbers_are_the_selected_models_scored_on_the_test_rows(quick
         (row,) = methods[method]
         run = Path(row["run_dir"])
         summary = json.loads((run / "summary.json").read_text())
-        risk = np.concatenate([predict_risk(load_saved_model(run / "model.pt").model, s.x_test) for s in sites])
+        risk = np.concatenate(
+            [predict_risk(load_saved_model(run / "model.pt").model, s.x_test) for s in sites]
+        )
         assert row["auroc"] == pytest.approx(roc_auc_score(y, risk), abs=1e-12)
         assert summary["selection"]["round"] == row["selected_round"] <= summary["rounds"] <= 2
         assert summary["selection"]["metric"] == "loss"

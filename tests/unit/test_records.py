@@ -12,8 +12,10 @@ from federation.core.run_layout import METRICS, jsonl_line
 LINE = {
     "round": 2,
     "train": {"va": {"loss": 0.61, "num_examples": 120, "epsilon": 0.8, "site_epsilon": 2.4}},
-    "evaluate": {"sites": {"va": {"auroc": 0.74, "n_test": 40, "auroc_ci_low": None}},
-                 "pooled": {"auroc": 0.74, "brier": 0.2, "loss": 0.55, "n_test": 40}},
+    "evaluate": {
+        "sites": {"va": {"auroc": 0.74, "n_test": 40, "auroc_ci_low": None}},
+        "pooled": {"auroc": 0.74, "brier": 0.2, "loss": 0.55, "n_test": 40},
+    },
     "validation": {"sites": {}, "pooled": {}},
     "failures": [{"stage": "train", "node": 7, "site": "hungary", "code": 4001, "reason": "cap"}],
     "rejected": [],

@@ -40,11 +40,15 @@ def _site(name: str, spec=SPEC):
 
 
 def _columns(stats: dict, prefix: str) -> dict[str, tuple[float, float]]:
-    return {n: (stats[wire.STATS_COUNT][i], stats[wire.STATS_SUM][i])
-            for i, n in enumerate(NAMES) if n.startswith(prefix)}
+    return {
+        n: (stats[wire.STATS_COUNT][i], stats[wire.STATS_SUM][i])
+        for i, n in enumerate(NAMES)
+        if n.startswith(prefix)
+    }
 
 
 # ---- 1. feature statistics -------------------------------------------------------------------
+
 
 def test_switzerland_rare_chest_pain_count_is_not_released():
     """Review finding: Switzerland's training rows hold 2 with cp=1; the count left the site."""
@@ -81,8 +85,9 @@ def test_released_columns_are_the_exact_moments_and_the_rest_zero():
     kept = np.array(released[wire.STATS_COUNT]) > 0
 
     np.testing.assert_array_equal(np.array(released[wire.STATS_COUNT])[kept], observed.sum(0)[kept])
-    np.testing.assert_allclose(np.array(released[wire.STATS_SUMSQ])[kept],
-                               np.nansum(x.astype("float64") ** 2, 0)[kept])
+    np.testing.assert_allclose(
+        np.array(released[wire.STATS_SUMSQ])[kept], np.nansum(x.astype("float64") ** 2, 0)[kept]
+    )
     assert kept[NAMES.index("age")] and not kept[NAMES.index("restecg=1")]  # restecg=1: 1 row
     assert all(released[k][i] == 0 for k in released for i in np.flatnonzero(~kept))
 
@@ -104,11 +109,19 @@ def _attacker_cells(stats: dict, spec, n_rows: int) -> list[float]:
     return cells
 
 
-_MIXED = parse_dataset_spec({
-    "name": "mixed", "columns": ["a", "b", "c", "y"], "label": {"column": "y", "positive_values": [1]},
-    "sites": {"s": "s.csv"},
-    "features": [{"name": "a", "type": "numeric"}, {"name": "b", "type": "binary"},
-                 {"name": "c", "type": "categorical", "levels": [1, 2, 3], "drop_first": True}]})
+_MIXED = parse_dataset_spec(
+    {
+        "name": "mixed",
+        "columns": ["a", "b", "c", "y"],
+        "label": {"column": "y", "positive_values": [1]},
+        "sites": {"s": "s.csv"},
+        "features": [
+            {"name": "a", "type": "numeric"},
+            {"name": "b", "type": "binary"},
+            {"name": "c", "type": "categorical", "levels": [1, 2, 3], "drop_first": True},
+        ],
+    }
+)
 
 
 _RARE_REST = [(1.0, 0.0, 2)] * 12 + [(2.0, 1.0, 3)] * 12 + [(3.0, 2.0, 1)] * 3  # 3 stray/dropped
@@ -116,25 +129,46 @@ _RARE_REST = [(1.0, 0.0, 2)] * 12 + [(2.0, 1.0, 3)] * 12 + [(3.0, 2.0, 1)] * 3  
 
 @settings(max_examples=150, deadline=None)
 @example(rows=_RARE_REST, min_cell=10)
-@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.floats(-50, 50)),
-                               st.one_of(st.none(), st.sampled_from([0.0, 1.0, 1.0, 0.0, 2.0])),
-                               st.one_of(st.none(), st.sampled_from([1, 2, 3, 4]))),
-                     min_size=1, max_size=80),
-       min_cell=st.integers(2, 12))
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(-50, 50)),
+            st.one_of(st.none(), st.sampled_from([0.0, 1.0, 1.0, 0.0, 2.0])),
+            st.one_of(st.none(), st.sampled_from([1, 2, 3, 4])),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    min_cell=st.integers(2, 12),
+)
 def test_no_derivable_cell_of_a_release_is_under_k(rows, min_cell):
     """Numeric, binary (with a stray 2) and drop-first categorical (an unknown level 4), missing too."""
     nan = float("nan")
-    x = np.array([[nan if a is None else a, nan if b is None else b,
-                   *([nan, nan] if c is None else [float(c == 2), float(c == 3)])] for a, b, c in rows])
+    x = np.array(
+        [
+            [
+                nan if a is None else a,
+                nan if b is None else b,
+                *([nan, nan] if c is None else [float(c == 2), float(c == 3)]),
+            ]
+            for a, b, c in rows
+        ]
+    )
 
     stats = released_feature_statistics(x, _MIXED, min_cell=min_cell)
 
     assert all(c >= min_cell for c in _attacker_cells(stats, _MIXED, len(rows)))
 
 
-_NUMERIC = parse_dataset_spec({
-    "name": "coded", "columns": ["v", "y"], "label": {"column": "y", "positive_values": [1]},
-    "sites": {"s": "s.csv"}, "features": [{"name": "v", "type": "numeric"}]})
+_NUMERIC = parse_dataset_spec(
+    {
+        "name": "coded",
+        "columns": ["v", "y"],
+        "label": {"column": "y", "positive_values": [1]},
+        "sites": {"s": "s.csv"},
+        "features": [{"name": "v", "type": "numeric"}],
+    }
+)
 
 
 def test_a_coded_numeric_column_with_a_rare_value_is_withheld():
@@ -168,13 +202,12 @@ def test_bad_thresholds_and_matrices_are_one_line_errors():
 def _preprocessed(min_cell: int, prior) -> np.ndarray:
     """Standardized UCI training rows when every site releases with ``min_cell``."""
     sites = [_site(s) for s in SPEC.site_names]
-    parts = [tuple(released_feature_statistics(s.x_train, SPEC, min_cell=min_cell).values())
-             for s in sites]
+    parts = [tuple(released_feature_statistics(s.x_train, SPEC, min_cell=min_cell).values()) for s in sites]
     model = build_model(ModelSpec("mlp", len(NAMES)))
     model.preprocess.set_statistics(*combine_statistics(parts, prior=prior))
     x = np.concatenate([s.x_train for s in sites])
     with torch.no_grad():
-        z = model.preprocess(torch.as_tensor(x))[:, :len(NAMES)].numpy()
+        z = model.preprocess(torch.as_tensor(x))[:, : len(NAMES)].numpy()
     return np.where(np.isnan(x), np.nan, z)
 
 
@@ -198,6 +231,7 @@ def test_with_nothing_released_the_prior_keeps_inputs_scaled_unlike_the_raw_fall
 
 # ---- 2. evaluation refusal -------------------------------------------------------------------
 
+
 def _numbers(reason: str) -> set[str]:
     return set(re.findall(r"\d+", reason))
 
@@ -219,11 +253,16 @@ def test_uci_sites_refused_or_evaluated_by_the_rule():
 
     assert [s for s, v in verdicts.items() if v] == ["switzerland"]
     assert evaluation_refusal(_site("switzerland").y_test, min_rows=30).startswith(
-        "evaluation refused (too few of one class)")
+        "evaluation refused (too few of one class)"
+    )
 
 
-@given(n_pos=st.integers(0, 120), n_neg=st.integers(0, 120),
-       min_rows=st.integers(1, 100), min_cell=st.integers(1, 30))
+@given(
+    n_pos=st.integers(0, 120),
+    n_neg=st.integers(0, 120),
+    min_rows=st.integers(1, 100),
+    min_cell=st.integers(1, 30),
+)
 def test_refusal_follows_the_rule_and_names_only_its_numbers(n_pos, n_neg, min_rows, min_cell):
     y = np.r_[np.ones(n_pos), np.zeros(n_neg)]
 
@@ -234,6 +273,7 @@ def test_refusal_follows_the_rule_and_names_only_its_numbers(n_pos, n_neg, min_r
 
 
 # ---- 3. score histograms ---------------------------------------------------------------------
+
 
 def attacker_groups(pos: list[float], neg: list[float]) -> list[float]:
     """Patients in each run of bins an observer can tell apart (maximal runs of equal values)."""
@@ -266,8 +306,13 @@ def test_crafted_age_model_locates_no_single_uci_test_patient():
 
 
 @settings(max_examples=200, deadline=None)
-@given(ages=st.lists(st.integers(18, 100), min_size=1, max_size=150),
-       labels=st.data(), low=st.floats(0, 60), width=st.floats(0.05, 2.0), min_cell=st.integers(2, 25))
+@given(
+    ages=st.lists(st.integers(18, 100), min_size=1, max_size=150),
+    labels=st.data(),
+    low=st.floats(0, 60),
+    width=st.floats(0.05, 2.0),
+    min_cell=st.integers(2, 25),
+)
 def test_no_released_group_holds_fewer_than_k_patients(ages, labels, low, width, min_cell):
     age = np.array(ages, dtype=float)
     y = np.array(labels.draw(st.lists(st.integers(0, 1), min_size=len(ages), max_size=len(ages))))

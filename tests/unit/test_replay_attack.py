@@ -31,8 +31,14 @@ from tests.helpers.site_nodes import (
     site_data_file,
 )
 
-ATTACK = ("model=logreg", "train.optimizer=sgd", "train.momentum=0", "train.lr=1",
-          "train.batch_size=1", "train.local_steps=1")
+ATTACK = (
+    "model=logreg",
+    "train.optimizer=sgd",
+    "train.momentum=0",
+    "train.lr=1",
+    "train.batch_size=1",
+    "train.local_steps=1",
+)
 
 
 def _coordinator_model(settings: RunSettings):
@@ -47,8 +53,16 @@ def _update(settings, x, y, key: bytes) -> dict[str, np.ndarray]:
     """Weights after one site round with randomness keyed by ``key`` (what a replay runs)."""
     model = _coordinator_model(settings)
     noise = noise_for_run(settings, len(y), delta=1e-5, accountant="rdp")
-    train_locally(model, x, y, train=settings.train, privacy=settings.privacy, noise_multiplier=noise,
-                  seed=0, randomness=SiteRandomness(key=key))
+    train_locally(
+        model,
+        x,
+        y,
+        train=settings.train,
+        privacy=settings.privacy,
+        noise_multiplier=noise,
+        seed=0,
+        randomness=SiteRandomness(key=key),
+    )
     return {k: v.detach().numpy().ravel() for k, v in model.head.state_dict().items()}
 
 
@@ -102,8 +116,11 @@ def test_replay_attack_against_the_real_train_handler_fails(tmp_path):
         reply = send(node, config, message("train", ArrayRecord(arrays), server_round))[0]
         assert not reply.has_error(), reply.error.reason
         assert wire.TRAIN_LOSS not in reply.content[wire.METRICS]  # no exact per-row loss under DP
-        returned = {k.removeprefix("head."): v.numpy().ravel()
-                    for k, v in reply.content[wire.ARRAYS].items() if k.startswith("head.")}
+        returned = {
+            k.removeprefix("head."): v.numpy().ravel()
+            for k, v in reply.content[wire.ARRAYS].items()
+            if k.startswith("head.")
+        }
         # The best a coordinator can do: replay with the key it would derive from the run seed.
         guess = hashlib.sha256(f"run-seed-{settings.seed * 1000 + server_round}".encode()).digest()
         recovered, _ = _recover_row(settings, returned, n, d, guess)
@@ -113,6 +130,7 @@ def test_replay_attack_against_the_real_train_handler_fails(tmp_path):
 
 def test_dp_runs_with_identical_configs_give_different_weights(tmp_path):
     """The site's randomness is fresh each time; DP off stays reproducible."""
+
     def two_rounds(*overrides):
         config = run_config(tmp_path, "rounds=3", *overrides)
         arrays = ArrayRecord(_coordinator_model(RunSettings.from_run_config(config)).state_dict())

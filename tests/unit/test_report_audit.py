@@ -13,14 +13,22 @@ from federation.modeler.report import (
 
 
 def _attack(auc: float, tpr: float) -> dict:
-    return {"auc": auc, "auc_ci95": [auc - 0.05, auc + 0.05], "tpr_at_1pct_fpr": tpr,
-            "members": 40, "non_members": 20}
+    return {
+        "auc": auc,
+        "auc_ci95": [auc - 0.05, auc + 0.05],
+        "tpr_at_1pct_fpr": tpr,
+        "members": 40,
+        "non_members": 20,
+    }
 
 
-AUDIT = {"shadows": 8, "attacks": {
-    "loss_threshold": {"va": _attack(0.675, 0.0), "all_sites": _attack(0.601, 0.0)},
-    "lira_offline": {"va": _attack(0.731, 0.31), "all_sites": _attack(0.585, 0.006)},
-}}
+AUDIT = {
+    "shadows": 8,
+    "attacks": {
+        "loss_threshold": {"va": _attack(0.675, 0.0), "all_sites": _attack(0.601, 0.0)},
+        "lira_offline": {"va": _attack(0.731, 0.31), "all_sites": _attack(0.585, 0.006)},
+    },
+}
 
 
 def test_audit_table_has_every_site_and_both_attacks():

@@ -13,8 +13,9 @@ from tests.helpers.runs import run_launcher
 
 def _run_folder(tmp_path, rounds=6):
     (tmp_path / ".hydra").mkdir()
-    OmegaConf.save(OmegaConf.create({"rounds": rounds, "seed": 42, "resume": None}),
-                   tmp_path / ".hydra" / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"rounds": rounds, "seed": 42, "resume": None}), tmp_path / ".hydra" / "config.yaml"
+    )
     save_resume_state(tmp_path, ResumeState(round=3, arrays={}))
     return tmp_path
 

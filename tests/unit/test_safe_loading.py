@@ -74,15 +74,17 @@ def test_control_unrestricted_torch_load_runs_the_crafted_file(crafted_run, mark
     assert marker.read_text() == "ran"
 
 
-@pytest.mark.parametrize("command, file", [
-    (["audit"], "model.pt"),
-    (["evaluate"], "model.pt"),
-    (["export"], "model.pt"),
-    (["evaluate", "--round", "1"], "rounds/round_001.pt"),
-    (["export", "--round", "1", "--format", "onnx"], "rounds/round_001.pt"),
-])
-def test_modeler_commands_refuse_a_crafted_file_and_run_nothing(crafted_run, marker, capsys,
-                                                                command, file):
+@pytest.mark.parametrize(
+    "command, file",
+    [
+        (["audit"], "model.pt"),
+        (["evaluate"], "model.pt"),
+        (["export"], "model.pt"),
+        (["evaluate", "--round", "1"], "rounds/round_001.pt"),
+        (["export", "--round", "1", "--format", "onnx"], "rounds/round_001.pt"),
+    ],
+)
+def test_modeler_commands_refuse_a_crafted_file_and_run_nothing(crafted_run, marker, capsys, command, file):
     code = lhsfed([command[0], str(crafted_run), *command[1:]])
 
     err = capsys.readouterr().err.strip().splitlines()
@@ -104,8 +106,9 @@ def test_audit_loads_the_run_through_the_weights_only_loader_and_runs_nothing(cr
 
 
 def test_lhsfed_audit_cli_refuses_the_reviewed_attack(crafted_run, marker):
-    proc = subprocess.run([str(LHSFED), "audit", str(crafted_run)], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [str(LHSFED), "audit", str(crafted_run)], capture_output=True, text=True, timeout=300
+    )
 
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -138,8 +141,9 @@ def _one_line_ca_cert_refusal(proc: subprocess.CompletedProcess) -> None:
 
 
 def test_deployment_without_ca_cert_is_refused(tmp_path):
-    proc = run_launcher(tmp_path, "federation=deployment", "federation.ca_cert=null",
-                        "superlink=127.0.0.1:1", timeout=120)
+    proc = run_launcher(
+        tmp_path, "federation=deployment", "federation.ca_cert=null", "superlink=127.0.0.1:1", timeout=120
+    )
 
     _one_line_ca_cert_refusal(proc)
     assert not (tmp_path / "run" / ".flwr-home").exists()  # no Flower connection was written
@@ -149,8 +153,13 @@ def test_deployment_without_ca_cert_dials_nothing(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
         port = listener.getsockname()[1]
-        proc = run_launcher(tmp_path, "federation=deployment", "federation.ca_cert=null",
-                            f"superlink=127.0.0.1:{port}", timeout=120)
+        proc = run_launcher(
+            tmp_path,
+            "federation=deployment",
+            "federation.ca_cert=null",
+            f"superlink=127.0.0.1:{port}",
+            timeout=120,
+        )
 
         _one_line_ca_cert_refusal(proc)
         with pytest.raises(BlockingIOError):  # the kernel queued no connection from the run

@@ -25,7 +25,7 @@ DRAWS = 60_000
 
 def _fold_twin(key: bytes) -> bytes:
     """Another key with the same 32-bit XOR fold: flip the same bits in words 0 and 1."""
-    words = [int.from_bytes(key[i:i + 4], "little") for i in range(0, len(key), 4)]
+    words = [int.from_bytes(key[i : i + 4], "little") for i in range(0, len(key), 4)]
     words[0] ^= 0xDEADBEEF
     words[1] ^= 0xDEADBEEF
     return b"".join(w.to_bytes(4, "little") for w in words)
@@ -36,10 +36,12 @@ def test_keys_with_the_same_32_bit_fold_give_different_masks():
     shapes = [(1,), (1000,)]
     assert twin != KEY
 
-    flower = [np.array_equal(a, b) for a, b in zip(FLOWER_PRG(KEY, 2**32, shapes),
-                                                   FLOWER_PRG(twin, 2**32, shapes))]
-    ours = np.concatenate([(a == b).ravel() for a, b in zip(mask_prg(KEY, 2**32, shapes),
-                                                            mask_prg(twin, 2**32, shapes))])
+    flower = [
+        np.array_equal(a, b) for a, b in zip(FLOWER_PRG(KEY, 2**32, shapes), FLOWER_PRG(twin, 2**32, shapes))
+    ]
+    ours = np.concatenate(
+        [(a == b).ravel() for a, b in zip(mask_prg(KEY, 2**32, shapes), mask_prg(twin, 2**32, shapes))]
+    )
 
     assert all(flower)  # control: Flower's masks depend only on the fold
     assert ours.mean() < 0.01  # ours: unrelated streams (chance agreement is 2^-32 per value)
@@ -49,8 +51,10 @@ def test_test_vector():
     masks = mask_prg(KEY, 2**32, [(1,), (2, 3)])
     tiny = mask_prg(KEY, 5, [(8,), ()])
 
-    assert [m.tolist() for m in masks] == [[3087556423], [[1381903855, 1991016538, 176787926],
-                                                          [3785587494, 3517341648, 1646802802]]]
+    assert [m.tolist() for m in masks] == [
+        [3087556423],
+        [[1381903855, 1991016538, 176787926], [3785587494, 3517341648, 1646802802]],
+    ]
     assert [m.tolist() for m in tiny] == [[2, 0, 2, 2, 4, 2, 2, 1], 1]
     assert all(m.dtype == np.int64 for m in masks + tiny) and tiny[1].shape == ()
 
@@ -69,8 +73,9 @@ def test_test_vector_is_hkdf_chacha20_words_with_rejection():
     masks = mask_prg(KEY, 2**32, [(1,), (2, 3)])
     tiny = mask_prg(KEY, 5, [(8,), ()])
 
-    assert np.concatenate([m.ravel() for m in masks]).tolist() == \
-        (words[:7] & np.uint64(2**32 - 1)).tolist()  # 2^32: no word rejected
+    assert (
+        np.concatenate([m.ravel() for m in masks]).tolist() == (words[:7] & np.uint64(2**32 - 1)).tolist()
+    )  # 2^32: no word rejected
     assert np.concatenate([m.ravel() for m in tiny]).tolist() == low3[low3 < 5][:9].tolist()
 
 
@@ -101,8 +106,10 @@ def test_range_outside_int64_is_refused_with_the_setting_to_change(num_range):
 
 
 def test_both_flower_secaggplus_modules_call_mask_prg():
-    for name in ("flwr.client.mod.secure_aggregation.secaggplus_mod",
-                 "flwr.server.workflow.secure_aggregation.secaggplus_workflow"):
+    for name in (
+        "flwr.client.mod.secure_aggregation.secaggplus_mod",
+        "flwr.server.workflow.secure_aggregation.secaggplus_workflow",
+    ):
         assert importlib.import_module(name).pseudo_rand_gen is mask_prg
 
 

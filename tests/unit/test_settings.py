@@ -31,12 +31,15 @@ def test_pyproject_flwr_config_equals_the_default_hydra_config():
     assert table == default_run_config()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("privacy.target_epsilon=-1", "privacy.target_epsilon must be > 0 (got -1.0)"),
-    ("strategy.name=nonsense", "strategy 'nonsense' is unknown"),
-    ("rounds=0", "rounds must be >= 1"),
-    ("privacy.delta=2", "privacy.delta must be in (0, 1)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("privacy.target_epsilon=-1", "privacy.target_epsilon must be > 0 (got -1.0)"),
+        ("strategy.name=nonsense", "strategy 'nonsense' is unknown"),
+        ("rounds=0", "rounds must be >= 1"),
+        ("privacy.delta=2", "privacy.delta must be in (0, 1)"),
+    ],
+)
 def test_bad_values_are_rejected_with_the_key_and_value(override, message):
     flat = flatten_config(compose_config([override]))
 

@@ -45,14 +45,22 @@ CASES = {
     # name: (lines builder, words the one-line reason must contain)
     "missing_file": (None, ["file not found"]),
     "empty_file": (lambda: [], ["file is empty"]),
-    "missing_column": (lambda: [",".join(line.split(",")[:12]) for line in CLEVELAND],
-                       ["column 'thal'", "is missing"]),
-    "non_numeric": (lambda: CLEVELAND[:5] + [_replace_field(CLEVELAND[5], 4, "high")] + CLEVELAND[6:],
-                    ["column 'chol'", "row 6", "non-numeric", "'high'"]),
-    "label_outside": (lambda: CLEVELAND[:9] + [_replace_field(CLEVELAND[9], 13, "7")] + CLEVELAND[10:],
-                      ["column 'num'", "row 10", "'7'", "not allowed"]),
-    "one_class": (lambda: [line for line in CLEVELAND if line.endswith(",0")],
-                  ["column 'num'", "every row is negative"]),
+    "missing_column": (
+        lambda: [",".join(line.split(",")[:12]) for line in CLEVELAND],
+        ["column 'thal'", "is missing"],
+    ),
+    "non_numeric": (
+        lambda: CLEVELAND[:5] + [_replace_field(CLEVELAND[5], 4, "high")] + CLEVELAND[6:],
+        ["column 'chol'", "row 6", "non-numeric", "'high'"],
+    ),
+    "label_outside": (
+        lambda: CLEVELAND[:9] + [_replace_field(CLEVELAND[9], 13, "7")] + CLEVELAND[10:],
+        ["column 'num'", "row 10", "'7'", "not allowed"],
+    ),
+    "one_class": (
+        lambda: [line for line in CLEVELAND if line.endswith(",0")],
+        ["column 'num'", "every row is negative"],
+    ),
     "too_few_rows": (lambda: CLEVELAND[:12], ["12 data rows", "minimum 20"]),
     "duplicated_header": (lambda: [HEADER] + CLEVELAND, ["row 1", "duplicated header"]),
 }

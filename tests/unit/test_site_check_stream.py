@@ -36,7 +36,7 @@ def _with(row: int, column: int, value: str, lines=CLEVELAND) -> list[str]:
     """The rows with one cell (0-based row and column) replaced."""
     fields = lines[row].split(",")
     fields[column] = value
-    return lines[:row] + [",".join(fields)] + lines[row + 1:]
+    return lines[:row] + [",".join(fields)] + lines[row + 1 :]
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -47,13 +47,16 @@ def _write(path: Path, lines: list[str]) -> Path:
 def _peak_rss_of(args: list[str]) -> dict:
     """Run ``args`` from a fresh interpreter: its exit code, stderr and peak RSS in MB
     (RUSAGE_CHILDREN of a fresh parent counts that one child only)."""
-    probe = ("import json, resource, subprocess, sys\n"
-             "p = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)\n"
-             "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-             "print(json.dumps({'rc': p.returncode, 'stderr': p.stderr, 'rss_mb': rss}))\n")
+    probe = (
+        "import json, resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps({'rc': p.returncode, 'stderr': p.stderr, 'rss_mb': rss}))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
-                          timeout=320, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=320, env=env, check=True
+    )
     return json.loads(done.stdout)
 
 
@@ -75,10 +78,17 @@ def test_a_sparse_2gb_file_gets_a_one_line_verdict_in_bounded_memory(tmp_path):
 
 def test_site_check_does_not_import_torch():
     """Torch alone is ~200 MB resident: the check must not pay for it."""
-    code = ("import sys; from federation.cli.main import build_parser; build_parser(); "
-            "import client.site_check; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    code = (
+        "import sys; from federation.cli.main import build_parser; build_parser(); "
+        "import client.site_check; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout
     assert out.strip() == "False"
 
 
@@ -100,9 +110,11 @@ def test_non_finite_values_are_refused_by_the_check_and_the_loader(value, tmp_pa
 
     assert main(["site", "check", "--data", str(path)]) == 1
     failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL ")]
-    assert failures == [f"FAIL {path}: column 'chol' row 6: non-finite value {value!r} (NaN, "
-                        "infinity and numbers beyond ±1.8e308 are refused); use a finite number, "
-                        "or a missing marker ['?'] (1 such rows)"]
+    assert failures == [
+        f"FAIL {path}: column 'chol' row 6: non-finite value {value!r} (NaN, "
+        "infinity and numbers beyond ±1.8e308 are refused); use a finite number, "
+        "or a missing marker ['?'] (1 such rows)"
+    ]
     with pytest.raises(DataError, match=rf"{path}: column 'chol' row 6 has non-finite value "):
         load_site(path, SPEC, "cleveland")
 
@@ -131,16 +143,22 @@ def test_a_marker_spelt_nan_is_missing(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1].startswith("PASS: ")
 
 
-@pytest.mark.parametrize(("lines", "words"), [
-    (_with(2, 13, "0,5"), ["row 3 column 15", "15 fields, more than the spec's 14 columns"]),
-    ([line + "," for line in CLEVELAND], ["row 1 column 15", "trailing comma"]),
-    (CLEVELAND[:4] + [CLEVELAND[4].rsplit(",", 1)[0]] + CLEVELAND[5:], ["row 5 column 'num'", "is missing", "13 fields"]),
-    (CLEVELAND[:40] + ["1,2\x003"] + CLEVELAND[40:], ["line 41", "binary content"]),
-    (CLEVELAND[:3] + ["\xff\xfe"] + CLEVELAND[3:], ["line 4", "not UTF-8"]),
-    (CLEVELAND[:6] + ['"63.0,1.0'] + CLEVELAND[6:], ["line 7", "unclosed quote"]),
-], ids=["extra_field", "trailing_comma", "missing_field", "nul_byte", "not_utf8", "open_quote"])
-def test_file_structure_is_refused_with_one_line_by_the_check_and_the_loader(lines, words, tmp_path,
-                                                                            capsys):
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        (_with(2, 13, "0,5"), ["row 3 column 15", "15 fields, more than the spec's 14 columns"]),
+        ([line + "," for line in CLEVELAND], ["row 1 column 15", "trailing comma"]),
+        (
+            CLEVELAND[:4] + [CLEVELAND[4].rsplit(",", 1)[0]] + CLEVELAND[5:],
+            ["row 5 column 'num'", "is missing", "13 fields"],
+        ),
+        (CLEVELAND[:40] + ["1,2\x003"] + CLEVELAND[40:], ["line 41", "binary content"]),
+        (CLEVELAND[:3] + ["\xff\xfe"] + CLEVELAND[3:], ["line 4", "not UTF-8"]),
+        (CLEVELAND[:6] + ['"63.0,1.0'] + CLEVELAND[6:], ["line 7", "unclosed quote"]),
+    ],
+    ids=["extra_field", "trailing_comma", "missing_field", "nul_byte", "not_utf8", "open_quote"],
+)
+def test_file_structure_is_refused_with_one_line_by_the_check_and_the_loader(lines, words, tmp_path, capsys):
     path = tmp_path / "site.csv"
     text = ("\n".join(lines) + "\n").encode()
     path.write_bytes(text.replace("\xff\xfe".encode(), b"\xff\xfe"))  # raw bytes, not UTF-8
@@ -163,9 +181,11 @@ def test_counts_add_up_across_chunks(tmp_path, monkeypatch):
     report = check_site_file(path, SPEC)
 
     assert report.rows == len(lines)
-    assert report.failures == [f"{path}: column 'thalach' row 1001: non-finite value 'inf' (NaN, "
-                               "infinity and numbers beyond ±1.8e308 are refused); use a finite "
-                               "number, or a missing marker ['?'] (1 such rows)"]
+    assert report.failures == [
+        f"{path}: column 'thalach' row 1001: non-finite value 'inf' (NaN, "
+        "infinity and numbers beyond ±1.8e308 are refused); use a finite "
+        "number, or a missing marker ['?'] (1 such rows)"
+    ]
     assert sum(report.label_counts.values()) == len(lines)
 
 
@@ -174,8 +194,7 @@ def test_parquet_is_checked_by_batches_and_inf_is_refused(tmp_path, monkeypatch)
     import pyarrow.parquet as pq
 
     monkeypatch.setattr("federation.core.site_table.CHUNK_ROWS", 50)
-    frame = pd.read_csv(site_file(SPEC, "cleveland"), header=None, names=list(SPEC.columns),
-                        na_values=["?"])
+    frame = pd.read_csv(site_file(SPEC, "cleveland"), header=None, names=list(SPEC.columns), na_values=["?"])
     spec = dataclasses.replace(SPEC, format="parquet")
     good = tmp_path / "good.parquet"
     pq.write_table(pa.Table.from_pandas(frame), good, row_group_size=50)
@@ -197,8 +216,7 @@ def test_embedded_sites_encode_as_pandas_typed_reading_did(spec):
         path = site_file(spec, name)
         old = pd.read_csv(path, header=None, names=list(spec.columns), na_values=["?"])
         new = read_site_frame(path, spec)
-        np.testing.assert_array_equal(encode_features(new, spec, path),
-                                      encode_features(old, spec, path))
+        np.testing.assert_array_equal(encode_features(new, spec, path), encode_features(old, spec, path))
         assert check_site_file(path, spec).ok
 
 

@@ -26,8 +26,9 @@ from tests.helpers.site_nodes import (
 
 
 def _ledger(node: dict) -> SiteLedger:
-    return SiteLedger(node["ledger-path"], identity=NodeIdentity.of_key(node["node-key"]),
-                      site=node["site-name"])
+    return SiteLedger(
+        node["ledger-path"], identity=NodeIdentity.of_key(node["node-key"]), site=node["site-name"]
+    )
 
 
 def _train(node, config, server_round=1):
@@ -62,8 +63,10 @@ def test_a_capped_site_refuses_without_sending_arrays(tmp_path):
 def test_the_coordinators_delta_changes_nothing_at_the_site(tmp_path):
     """privacy.delta=0.5 from the coordinator changes nothing: the site's δ decides ε and cap."""
     honest, greedy = (deployed_node(tmp_path / name, max_epsilon=3.0) for name in ("a", "b"))
-    replies = [_train(honest, run_config(tmp_path, "rounds=10")),
-               _train(greedy, run_config(tmp_path, "rounds=10", "privacy.delta=0.5"))]
+    replies = [
+        _train(honest, run_config(tmp_path, "rounds=10")),
+        _train(greedy, run_config(tmp_path, "rounds=10", "privacy.delta=0.5")),
+    ]
 
     metrics = [r.content[wire.METRICS] for r in replies]
     assert metrics[0][wire.NOISE_MULTIPLIER] == metrics[1][wire.NOISE_MULTIPLIER]
@@ -89,17 +92,22 @@ def test_require_dp_refuses_privacy_off(tmp_path):
     assert "requires DP (require-dp)" in reply.error.reason
 
 
-@pytest.mark.parametrize(("policy", "overrides", "reason"), [
-    ({"max_rounds": 5}, ("rounds=6",), "at most 5 rounds"),
-    ({"max_local_epochs": 1}, ("train.local_epochs=2",), "at most 1 local epochs"),
-    ({"min_noise_multiplier": 5.0}, ("privacy.target_epsilon=50",), "noise multiplier >= 5"),
-    ({"delta": 1e-3}, (), "more than 1/(10·n_train)"),
-])
+@pytest.mark.parametrize(
+    ("policy", "overrides", "reason"),
+    [
+        ({"max_rounds": 5}, ("rounds=6",), "at most 5 rounds"),
+        ({"max_local_epochs": 1}, ("train.local_epochs=2",), "at most 1 local epochs"),
+        ({"min_noise_multiplier": 5.0}, ("privacy.target_epsilon=50",), "noise multiplier >= 5"),
+        ({"delta": 1e-3}, (), "more than 1/(10·n_train)"),
+    ],
+)
 def test_site_limits_refuse_runs_outside_them(tmp_path, policy, overrides, reason):
     reply = _train(deployed_node(tmp_path / "s", **policy), run_config(tmp_path, *overrides))
     assert reply.has_error() and reason in reply.error.reason
-    assert not tmp_path.joinpath("s", "ledger.sqlite").exists() or not _ledger(
-        deployed_node(tmp_path / "s")).entries()
+    assert (
+        not tmp_path.joinpath("s", "ledger.sqlite").exists()
+        or not _ledger(deployed_node(tmp_path / "s")).entries()
+    )
 
 
 def test_two_concurrent_train_messages_with_room_for_one_round_train_once(tmp_path):
@@ -139,8 +147,11 @@ def test_deleting_the_ledger_or_renaming_the_site_refuses_training(tmp_path):
     tmp_path.joinpath("s", "ledger.sqlite").unlink()
     deleted = _train(node, config, 2)
 
-    for reply, reason in ((renamed, "site renamed"), (moved, "ledger missing or emptied"),
-                          (deleted, "ledger missing or emptied")):
+    for reply, reason in (
+        (renamed, "site renamed"),
+        (moved, "ledger missing or emptied"),
+        (deleted, "ledger missing or emptied"),
+    ):
         assert reply.has_error() and reply.error.code == wire.BUDGET_REFUSED
         assert reason in reply.error.reason and str(tmp_path) not in reply.error.reason
 
@@ -168,22 +179,32 @@ def test_a_coordinator_spec_naming_other_columns_is_refused_without_any_value(tm
     nothing from the file is in the reply's bytes."""
     path, spec_path, frame = _site_file_with_identifiers(tmp_path)
     node = deployed_node(tmp_path / "s", data_path=path, spec_path=str(spec_path))
-    honest = run_config(tmp_path, "data.header=true", "data.columns=[mrn,name,age,sex,cp,trestbps,"
-                        "chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,num]")
+    honest = run_config(
+        tmp_path,
+        "data.header=true",
+        "data.columns=[mrn,name,age,sex,cp,trestbps,"
+        "chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,num]",
+    )
     spec = json.loads(honest["data.spec"])
-    spec["features"] += [{"name": "mrn", "type": "categorical", "levels": ["MRN900001"]},
-                         {"name": "name", "type": "categorical", "levels": ["x"]}]
+    spec["features"] += [
+        {"name": "mrn", "type": "categorical", "levels": ["MRN900001"]},
+        {"name": "name", "type": "categorical", "levels": ["x"]},
+    ]
     hostile = {**honest, "data.spec": json.dumps(spec)}
 
     ok = send(node, honest, message("query", None))[0]
-    refused = [send(node, hostile, message(kind, initial_arrays(honest)))[0]
-               for kind in ("query", "train", "evaluate")]
+    refused = [
+        send(node, hostile, message(kind, initial_arrays(honest)))[0]
+        for kind in ("query", "train", "evaluate")
+    ]
 
     assert not ok.has_error()  # the site's own spec, sent back by an honest coordinator, works
     on_the_wire = b"".join(message_to_proto(r).SerializeToString() for r in refused)
     for r in refused:
         assert r.has_error() and r.error.code == wire.SPEC_MISMATCH
-        assert r.error.reason.startswith("spec mismatch: the run's dataset spec differs from this site's at features")
+        assert r.error.reason.startswith(
+            "spec mismatch: the run's dataset spec differs from this site's at features"
+        )
     values = [*frame["mrn"], *frame["name"], *(str(v) for v in frame["chol"].unique())]
     assert not [v for v in values if str(v).encode() in on_the_wire and len(str(v)) > 3]
     assert str(tmp_path).encode() not in on_the_wire
@@ -202,8 +223,9 @@ def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
     reply = send(node, config, message("evaluate", initial_arrays(config)))[0]
 
     assert reply.has_error() and reply.error.code == wire.EVALUATION_REFUSED
-    assert reply.error.reason == ("evaluation refused: too few test rows: this site evaluates only "
-                                  "test splits of at least 50 rows")
+    assert reply.error.reason == (
+        "evaluation refused: too few test rows: this site evaluates only test splits of at least 50 rows"
+    )
 
 
 def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):

@@ -18,9 +18,15 @@ from federation.modeler.synth import LABEL, cohorts, site_sizes
 def _summary(heterogeneity: float) -> pd.DataFrame:
     rows = []
     for _, frame in cohorts(8, 8000, heterogeneity, seed=3):
-        rows.append({"n": len(frame), "prevalence": frame[LABEL].mean(), "age": frame["age"].mean(),
-                     "hba1c_missing": frame["hba1c"].isna().mean(),
-                     "emergency": (frame["admission_type"] == "emergency").mean()})
+        rows.append(
+            {
+                "n": len(frame),
+                "prevalence": frame[LABEL].mean(),
+                "age": frame["age"].mean(),
+                "hba1c_missing": frame["hba1c"].isna().mean(),
+                "emergency": (frame["admission_type"] == "emergency").mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -41,8 +47,21 @@ def test_sizes_respect_the_minimum_and_reject_impossible_requests():
 
 
 def test_cli_writes_parquet_sites_and_a_spec_the_loader_accepts(tmp_path, capsys):
-    code = lhsfed(["synth", "--sites", "3", "--rows", "900", "--heterogeneity", "0.8",
-                   "--out", str(tmp_path), "--seed", "5"])
+    code = lhsfed(
+        [
+            "synth",
+            "--sites",
+            "3",
+            "--rows",
+            "900",
+            "--heterogeneity",
+            "0.8",
+            "--out",
+            str(tmp_path),
+            "--seed",
+            "5",
+        ]
+    )
 
     assert code == 0
     assert "--config-dir" in capsys.readouterr().out
@@ -52,7 +71,9 @@ def test_cli_writes_parquet_sites_and_a_spec_the_loader_accepts(tmp_path, capsys
     # What a ClientApp loads: the file passes the site checks first (no row taken for a header).
     site = validated_site(site_file(spec, spec.site_names[0], tmp_path), spec, spec.site_names[0])
     assert site.x_train.shape[1] == len(spec.encoded_feature_names()) == 30
-    assert len(site.y_train) + len(site.y_val) + len(site.y_test) == len(pd.read_parquet(site_file(spec, spec.site_names[0], tmp_path)))
+    assert len(site.y_train) + len(site.y_val) + len(site.y_test) == len(
+        pd.read_parquet(site_file(spec, spec.site_names[0], tmp_path))
+    )
     assert np.isnan(site.x_train).any()  # some values are unrecorded
 
 
@@ -74,8 +95,23 @@ def test_headed_csv_without_a_column_list_passes_and_a_repeated_header_is_caught
 
 
 def test_cli_single_file_layout_selects_each_hospital(tmp_path):
-    assert lhsfed(["synth", "--sites", "3", "--rows", "600", "--out", str(tmp_path),
-                   "--single-file", "--name", "pooled"]) == 0
+    assert (
+        lhsfed(
+            [
+                "synth",
+                "--sites",
+                "3",
+                "--rows",
+                "600",
+                "--out",
+                str(tmp_path),
+                "--single-file",
+                "--name",
+                "pooled",
+            ]
+        )
+        == 0
+    )
 
     spec = parse_dataset_spec(yaml.safe_load((tmp_path / "data" / "pooled.yaml").read_text()))
     assert spec.file == "pooled.parquet" and spec.site_column == "hospital"
@@ -85,8 +121,10 @@ def test_cli_single_file_layout_selects_each_hospital(tmp_path):
 
 
 def test_cli_rejects_bad_arguments_with_one_line(tmp_path, capsys):
-    assert lhsfed(["synth", "--sites", "3", "--rows", "600", "--heterogeneity", "2",
-                   "--out", str(tmp_path)]) == 2
+    assert (
+        lhsfed(["synth", "--sites", "3", "--rows", "600", "--heterogeneity", "2", "--out", str(tmp_path)])
+        == 2
+    )
     assert "--heterogeneity must be in [0, 1]" in capsys.readouterr().err
 
 

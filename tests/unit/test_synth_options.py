@@ -48,14 +48,34 @@ def test_informative_missingness_makes_the_missing_flag_predict_the_outcome():
 def test_weak_signal_lowers_the_separation_of_the_outcome():
     def severity_gap(signal):
         frame = _pooled(CohortOptions(signal=signal))
-        return frame.loc[frame[LABEL] == 1, "heart_rate"].mean() - frame.loc[frame[LABEL] == 0, "heart_rate"].mean()
+        return (
+            frame.loc[frame[LABEL] == 1, "heart_rate"].mean()
+            - frame.loc[frame[LABEL] == 0, "heart_rate"].mean()
+        )
 
     assert severity_gap(0.3) < 0.5 * severity_gap(1.0)
 
 
 def test_cli_writes_noise_features_into_the_files_and_the_spec(tmp_path):
-    code = lhsfed(["synth", "--sites", "3", "--rows", "600", "--out", str(tmp_path), "--prevalence", "0.08",
-                   "--noise-features", "4", "--min-site-rows", "100", "--max-site-rows", "300"])
+    code = lhsfed(
+        [
+            "synth",
+            "--sites",
+            "3",
+            "--rows",
+            "600",
+            "--out",
+            str(tmp_path),
+            "--prevalence",
+            "0.08",
+            "--noise-features",
+            "4",
+            "--min-site-rows",
+            "100",
+            "--max-site-rows",
+            "300",
+        ]
+    )
 
     assert code == 0
     text = (tmp_path / "data" / "synth.yaml").read_text()
@@ -67,9 +87,12 @@ def test_cli_writes_noise_features_into_the_files_and_the_spec(tmp_path):
 
 
 def test_cli_rejects_bad_options_in_one_line(tmp_path, capsys):
-    assert lhsfed(["synth", "--sites", "3", "--rows", "600", "--out", str(tmp_path),
-                   "--prevalence", "1.5"]) == 2
+    assert (
+        lhsfed(["synth", "--sites", "3", "--rows", "600", "--out", str(tmp_path), "--prevalence", "1.5"]) == 2
+    )
     assert "--prevalence must be in (0, 1)" in capsys.readouterr().err
-    assert lhsfed(["synth", "--sites", "3", "--rows", "600", "--out", str(tmp_path),
-                   "--max-site-rows", "100"]) == 2
+    assert (
+        lhsfed(["synth", "--sites", "3", "--rows", "600", "--out", str(tmp_path), "--max-site-rows", "100"])
+        == 2
+    )
     assert "cannot fit 3 sites of at most 100 rows" in capsys.readouterr().err

@@ -18,11 +18,19 @@ def _train(mode: str):
     y = (rng.random(40) < 0.4).astype("float32")
     model = build_model(ModelSpec("mlp", 6), seed=1)
     # batch 4 of 40 rows: Poisson sampling draws some empty batches over 30 epochs
-    result = train_locally(model, x, y, train=TrainSettings(local_epochs=30, batch_size=4),
-                           privacy=PrivacySettings(max_grad_norm=0.5), noise_multiplier=1.1,
-                           seed=5, proximal_mu=0.1, grad_sample_mode=mode,
-                           # the same site key for both: same batches, same noise
-                           randomness=SiteRandomness(key=bytes(32)))
+    result = train_locally(
+        model,
+        x,
+        y,
+        train=TrainSettings(local_epochs=30, batch_size=4),
+        privacy=PrivacySettings(max_grad_norm=0.5),
+        noise_multiplier=1.1,
+        seed=5,
+        proximal_mu=0.1,
+        grad_sample_mode=mode,
+        # the same site key for both: same batches, same noise
+        randomness=SiteRandomness(key=bytes(32)),
+    )
     return result, model.state_dict()
 
 

@@ -42,8 +42,9 @@ def _aggregate(strategy: ValidatedStrategy, reference, replies):
     return numpy_arrays(arrays)
 
 
-@pytest.mark.parametrize("kind, reason", [("nan", "non-finite"), ("scale", "update norm"),
-                                          ("shape", "shape")])
+@pytest.mark.parametrize(
+    "kind, reason", [("nan", "non-finite"), ("scale", "update norm"), ("shape", "shape")]
+)
 def test_fedavg_with_a_broken_site_equals_fedavg_without_it(kind, reason):
     reference = global_arrays()
 
@@ -104,12 +105,15 @@ def test_norm_bound_uses_the_low_median_so_two_sites_suffice():
 def test_screen_names_every_problem():
     reference = {"w": np.zeros((2, 2), "float32"), "b": np.zeros(2, "float32")}
     ok = {"w": np.full((2, 2), 0.1, "float32"), "b": np.full(2, 0.1, "float32")}
-    updates = [ok, ok,
-               {**ok, "w": np.zeros((3, 2), "float32")},
-               {**ok, "b": np.zeros(2, "float64")},
-               {"w": ok["w"]},
-               {**ok, "b": np.array([np.inf, 0.0], "float32")},
-               {k: v * 1000 for k, v in ok.items()}]
+    updates = [
+        ok,
+        ok,
+        {**ok, "w": np.zeros((3, 2), "float32")},
+        {**ok, "b": np.zeros(2, "float64")},
+        {"w": ok["w"]},
+        {**ok, "b": np.array([np.inf, 0.0], "float32")},
+        {k: v * 1000 for k, v in ok.items()},
+    ]
 
     reasons = screen(updates, reference, factor=10.0, max_norm=None)
 

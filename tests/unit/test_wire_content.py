@@ -40,11 +40,15 @@ def _as_the_server_process(tmp_path, monkeypatch):
 
 def _ask(message_type: str, site_index: int = 2) -> tuple[Message, ArrayRecord]:
     arrays = ArrayRecord(build_model(model_spec(SETTINGS), seed=SETTINGS.seed).state_dict())
-    content = RecordDict({wire.ARRAYS: arrays,
-                          wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
+    content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
     message = Message(content, dst_node_id=7, message_type=message_type)
-    context = Context(run_id=1, node_id=7, node_config={"partition-id": site_index},
-                      state=RecordDict(), run_config=dict(RUN_CONFIG))
+    context = Context(
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": site_index},
+        state=RecordDict(),
+        run_config=dict(RUN_CONFIG),
+    )
     return client_app(message, context), arrays
 
 
@@ -93,9 +97,12 @@ def test_evaluate_scores_each_split_in_one_metrics_pass(monkeypatch):
         def counted(*args, _real=real, _name=name, **kwargs):
             calls[_name] += 1
             return _real(*args, **kwargs)
+
         for module in list(sys.modules.values()):
-            if module.__name__.split(".")[0] in ("client", "federation") \
-                    and getattr(module, name, None) is real:
+            if (
+                module.__name__.split(".")[0] in ("client", "federation")
+                and getattr(module, name, None) is real
+            ):
                 monkeypatch.setattr(module, name, counted)
     _ask(MessageType.TRAIN, site_index=0)
     for name in calls:

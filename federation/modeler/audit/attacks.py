@@ -34,8 +34,7 @@ def logit_confidence(risk: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.log(p_true) - np.log1p(-p_true)
 
 
-def lira_offline_scores(target: np.ndarray, shadow: np.ndarray, shadow_in: np.ndarray
-                        ) -> np.ndarray:
+def lira_offline_scores(target: np.ndarray, shadow: np.ndarray, shadow_in: np.ndarray) -> np.ndarray:
     """z-score of the target's confidence against each record's out-of-training shadows.
 
     ``shadow`` and ``shadow_in`` are (shadows, records): confidences, and whether that shadow
@@ -56,16 +55,17 @@ def _auc(members: np.ndarray, non_members: np.ndarray) -> float:
     return float(roc_auc_score(labels, np.r_[members, non_members]))
 
 
-def auc_interval(members: np.ndarray, non_members: np.ndarray, *, seed: int = 0
-                 ) -> tuple[float, float]:
+def auc_interval(members: np.ndarray, non_members: np.ndarray, *, seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of the attack AUC (members and non-members resampled apart).
 
     Small sites have few held-out records, so even a model that leaks nothing shows AUCs
     some way from 0.5; the interval says how far chance alone goes.
     """
     rng = np.random.default_rng(seed)
-    aucs = [_auc(rng.choice(members, len(members)), rng.choice(non_members, len(non_members)))
-            for _ in range(BOOTSTRAP)]
+    aucs = [
+        _auc(rng.choice(members, len(members)), rng.choice(non_members, len(non_members)))
+        for _ in range(BOOTSTRAP)
+    ]
     low, high = np.percentile(aucs, [2.5, 97.5])
     return float(low), float(high)
 
@@ -74,7 +74,10 @@ def attack_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> d
     """Attack AUC (with its 95% interval) and TPR at 1% FPR (higher score = member)."""
     labels = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     fpr, tpr, _ = roc_curve(labels, np.r_[member_scores, nonmember_scores])
-    return {"auc": _auc(member_scores, nonmember_scores),
-            "auc_ci95": list(auc_interval(member_scores, nonmember_scores)),
-            "tpr_at_1pct_fpr": float(tpr[fpr <= LOW_FPR].max()),
-            "members": int(len(member_scores)), "non_members": int(len(nonmember_scores))}
+    return {
+        "auc": _auc(member_scores, nonmember_scores),
+        "auc_ci95": list(auc_interval(member_scores, nonmember_scores)),
+        "tpr_at_1pct_fpr": float(tpr[fpr <= LOW_FPR].max()),
+        "members": int(len(member_scores)),
+        "non_members": int(len(nonmember_scores)),
+    }

@@ -44,16 +44,20 @@ def _sites(run_dir: Path, settings: RunSettings, data_dir: str | None) -> list[S
     return sites_data(settings.data, Path(folder) if folder else None)
 
 
-def _attack(scores: np.ndarray, members: np.ndarray, groups: np.ndarray, names: list[str]
-            ) -> dict[str, dict[str, float]]:
-    result = {name: attack_metrics(scores[(groups == i) & members], scores[(groups == i) & ~members])
-              for i, name in enumerate(names)}
+def _attack(
+    scores: np.ndarray, members: np.ndarray, groups: np.ndarray, names: list[str]
+) -> dict[str, dict[str, float]]:
+    result = {
+        name: attack_metrics(scores[(groups == i) & members], scores[(groups == i) & ~members])
+        for i, name in enumerate(names)
+    }
     result[ALL_SITES] = attack_metrics(scores[members], scores[~members])
     return result
 
 
-def audit_run(run_dir: Path, *, shadows: int = 8, seed: int = 0,
-              data_dir: str | None = None) -> dict[str, Any]:
+def audit_run(
+    run_dir: Path, *, shadows: int = 8, seed: int = 0, data_dir: str | None = None
+) -> dict[str, Any]:
     """Run both attacks on every site; write and return ``audit.json``."""
     run_dir = Path(run_dir)
     settings = load_settings(run_dir)
@@ -62,26 +66,33 @@ def audit_run(run_dir: Path, *, shadows: int = 8, seed: int = 0,
     sites = _sites(run_dir, settings, data_dir)
     x = np.concatenate([a for s in sites for a in (s.x_train, s.x_test)])
     y = np.concatenate([a for s in sites for a in (s.y_train, s.y_test)])
-    members = np.concatenate([np.r_[np.ones(len(s.y_train)), np.zeros(len(s.y_test))]
-                              for s in sites]).astype(bool)
+    members = np.concatenate([np.r_[np.ones(len(s.y_train)), np.zeros(len(s.y_test))] for s in sites]).astype(
+        bool
+    )
     groups = np.concatenate([np.full(len(s.y_train) + len(s.y_test), i) for i, s in enumerate(sites)])
     risk = predict_risk(model, x)
     log.info("training %s shadow models for LiRA", shadows)
-    shadow_risk, shadow_in = train_shadows(spec, model.preprocess.state_dict(), x, y, groups,
-                                           settings, shadows=shadows, seed=seed)
+    shadow_risk, shadow_in = train_shadows(
+        spec, model.preprocess.state_dict(), x, y, groups, settings, shadows=shadows, seed=seed
+    )
     shadow_conf = np.array([logit_confidence(r, y) for r in shadow_risk])
     names = [s.name for s in sites]
     report = {
         "run": str(run_dir),
-        "privacy": {"enabled": settings.privacy.enabled,
-                    "target_epsilon": settings.privacy.target_epsilon if settings.privacy.enabled else None,
-                    "delta": settings.privacy.delta},
-        "members": "each site's training records", "non_members": "each site's held-out test records",
-        "shadows": shadows, "seed": seed,
+        "privacy": {
+            "enabled": settings.privacy.enabled,
+            "target_epsilon": settings.privacy.target_epsilon if settings.privacy.enabled else None,
+            "delta": settings.privacy.delta,
+        },
+        "members": "each site's training records",
+        "non_members": "each site's held-out test records",
+        "shadows": shadows,
+        "seed": seed,
         "attacks": {
             "loss_threshold": _attack(-loss_per_record(risk, y), members, groups, names),
-            "lira_offline": _attack(lira_offline_scores(logit_confidence(risk, y), shadow_conf, shadow_in),
-                                    members, groups, names),
+            "lira_offline": _attack(
+                lira_offline_scores(logit_confidence(risk, y), shadow_conf, shadow_in), members, groups, names
+            ),
         },
     }
     atomic.write_json(run_dir / AUDIT, report)

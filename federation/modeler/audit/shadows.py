@@ -22,8 +22,9 @@ from federation.core.model import ModelSpec, build_model, predict_risk
 from federation.core.settings import RunSettings, TrainSettings
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, train: TrainSettings, *, epochs: int,
-        seed: int) -> nn.Module:
+def fit(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, train: TrainSettings, *, epochs: int, seed: int
+) -> nn.Module:
     """Plain minibatch training of ``model`` in place."""
     generator = torch.Generator().manual_seed(seed)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
@@ -38,8 +39,16 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, train: TrainSettings, *,
     return model
 
 
-def shadow_federation(model: nn.Module, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                      chosen: np.ndarray, settings: RunSettings, *, seed: int) -> nn.Module:
+def shadow_federation(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    chosen: np.ndarray,
+    settings: RunSettings,
+    *,
+    seed: int,
+) -> nn.Module:
     """FedAvg over the sites (``groups``) on the ``chosen`` records; ``model`` is the start."""
     sites = [np.flatnonzero(chosen & (groups == g)) for g in np.unique(groups)]
     sites = [rows for rows in sites if len(rows)]
@@ -48,16 +57,30 @@ def shadow_federation(model: nn.Module, x: np.ndarray, y: np.ndarray, groups: np
         start, states = copy.deepcopy(model.state_dict()), []
         for i, rows in enumerate(sites):
             model.load_state_dict(start)
-            fit(model, x[rows], y[rows], settings.train, epochs=settings.train.local_epochs,
-                seed=seed + 100 * server_round + i)
+            fit(
+                model,
+                x[rows],
+                y[rows],
+                settings.train,
+                epochs=settings.train.local_epochs,
+                seed=seed + 100 * server_round + i,
+            )
             states.append(copy.deepcopy(model.state_dict()))
         model.load_state_dict({k: sum(w * s[k] for w, s in zip(weights, states)) for k in start})
     return model
 
 
-def train_shadows(spec: ModelSpec, preprocess: dict[str, torch.Tensor], x: np.ndarray,
-                  y: np.ndarray, groups: np.ndarray, settings: RunSettings, *, shadows: int,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_shadows(
+    spec: ModelSpec,
+    preprocess: dict[str, torch.Tensor],
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    settings: RunSettings,
+    *,
+    shadows: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """(risk of every shadow on every record, whether that shadow trained on it)."""
     rng = np.random.default_rng(seed)
     risks, members = [], []

@@ -11,7 +11,6 @@ sites' ``split.seed``, so three seeds are three different splits.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from federation.cli.synth import write_cohorts
 from federation.coordinator.flwr_app_config import compose_config
 from federation.coordinator.inprocess import run_in_process
 from federation.core.dataspec import parse_dataset_spec
+from federation.core.records import read_rounds
+from federation.core.run_layout import LEDGERS
 from federation.core.settings import flatten_config
 from federation.modeler.run_loader import sites_data
 from federation.modeler.synth import CohortOptions
@@ -172,7 +173,7 @@ def sites(dataset: Dataset, seed: int):
 
 @contextlib.contextmanager
 def _site_env(dataset: Dataset, run_dir: Path):
-    env = {**SITE_POLICY_ENV, "LHSFED_LEDGER_DIR": str(run_dir / "ledgers")}
+    env = {**SITE_POLICY_ENV, "LHSFED_LEDGER_DIR": str(run_dir / LEDGERS)}
     if dataset.data_dir is not None:
         env["LHSFED_SITE_DATA_DIR"] = str(dataset.data_dir)
     before = {k: os.environ.get(k) for k in env}
@@ -192,7 +193,7 @@ def federate(dataset: Dataset, overrides: list[str], seed: int, run_dir: Path) -
 
 
 def rounds(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    return read_rounds(run_dir)
 
 
 def quiet_logs() -> None:

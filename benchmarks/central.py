@@ -19,6 +19,7 @@ import yaml
 from client.training import train_locally
 from federation.core.data import load_site, site_file
 from federation.core.dataspec import parse_dataset_spec
+from federation.core.feature_stats import feature_statistics
 from federation.core.metrics import risk_metrics
 from federation.core.model import ModelSpec, build_model, predict_risk
 from federation.core.settings import PrivacySettings, TrainSettings
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     y = np.concatenate([s.y_train for s in sites])
     x_test, y_test = np.concatenate([s.x_test for s in sites]), np.concatenate([s.y_test for s in sites])
     model = build_model(ModelSpec("mlp", n_features=x.shape[1]), seed=42)
-    model.preprocess.set_statistics(np.nanmean(x, 0), np.nanstd(x, 0))
+    model.preprocess.set_statistics(*feature_statistics(x))
     train = TrainSettings(local_epochs=1, batch_size=args.batch_size, lr=0.01, optimizer="adam")
     epochs = []
     for epoch in range(args.epochs):

@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 
 from federation.coordinator.inprocess import run_config_for, run_in_process
+from federation.core.run_layout import LEDGERS
 
 
 def pooled_auroc(run_dir: Path, overrides: list[str]) -> float:
-    os.environ["LHSFED_LEDGER_DIR"] = str(run_dir / "ledgers")  # a fresh budget every run
+    os.environ["LHSFED_LEDGER_DIR"] = str(run_dir / LEDGERS)  # a fresh budget every run
     with contextlib.redirect_stdout(sys.stderr):
         summary = run_in_process(run_config_for(overrides, run_dir), run_dir=run_dir, num_nodes=4)
     return summary["metrics"]["pooled"]["auroc"]

@@ -17,6 +17,7 @@ from benchmarks.common import medians, side_by_side, timed
 from client.training import GRAD_SAMPLE_MODES, train_locally
 from federation.core.data import encode_features, encode_labels
 from federation.core.dataspec import parse_dataset_spec
+from federation.core.feature_stats import feature_statistics
 from federation.core.model import ModelSpec, build_model
 from federation.core.settings import PrivacySettings, TrainSettings
 from federation.modeler.synth import dataset_spec, hospital_cohort
@@ -34,7 +35,7 @@ def cohort_arrays(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _epoch(x, y, *, dp: bool, mode: str = "hooks"):
     def run():
         model = build_model(ModelSpec("mlp", n_features=x.shape[1]), seed=0)
-        model.preprocess.set_statistics(np.nanmean(x, 0), np.nanstd(x, 0))
+        model.preprocess.set_statistics(*feature_statistics(x))
         train_locally(
             model,
             x,

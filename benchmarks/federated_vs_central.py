@@ -21,6 +21,7 @@ from benchmarks.common import (
     side_by_side,
     synth_cohort,
 )
+from federation.core.run_layout import ROUNDS
 
 
 def federated_command(data_dir: Path, run_dir: Path, rounds: int, *extra: str) -> list[str]:
@@ -56,7 +57,7 @@ def central_command(data_dir: Path, rounds: int) -> list[str]:
 
 def seconds_per_round(run_dir: Path) -> float:
     """Mean time between consecutive round checkpoints (rounds after the first)."""
-    stamps = sorted(p.stat().st_mtime for p in (run_dir / "rounds").glob("round_*.pt"))
+    stamps = sorted(p.stat().st_mtime for p in (run_dir / ROUNDS).glob("round_*.pt"))
     return (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
 
 

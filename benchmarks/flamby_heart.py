@@ -44,6 +44,7 @@ from federation.coordinator.inprocess import run_config_for, run_in_process
 from federation.core.data import SiteData
 from federation.core.model import predict_risk
 from federation.core.privacy import epsilon_spent, merge_history
+from federation.core.run_layout import MODEL
 from federation.core.settings import RunSettings, flatten_config
 from federation.modeler.baselines import train_baseline
 from federation.modeler.run_loader import load_saved_model, sites_data
@@ -98,7 +99,7 @@ def _federated(
     config = run_config_for(overrides, run_dir)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), _sites_delta(SITE_DELTA):
         run_in_process(config, run_dir=run_dir, num_nodes=len(sites))
-    model = load_saved_model(run_dir / "model.pt").model
+    model = load_saved_model(run_dir / MODEL).model
     settings = RunSettings.from_run_config(config)
     steps = _ledger_steps(run_dir, settings) if settings.privacy.enabled else ()
     if steps:  # every step taken is accounted: rounds × steps per round at each site

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.common import BIN, REPO, fresh_run_dir, run_watched, synth_cohort
+from federation.core.run_layout import SUMMARY
 
 
 def command(data_dir: Path, run_dir: Path, rounds: int) -> list[str]:
@@ -32,7 +33,7 @@ def run_one(work: Path, *, sites: int, rows: int, rounds: int) -> dict:
     synth_cohort(data_dir, sites=sites, rows=rows, heterogeneity=0.7)
     run_dir = fresh_run_dir(work / f"run_{sites}x{rows}x{rounds}")
     result = run_watched(command(data_dir, run_dir, rounds), cwd=REPO, timeout=4 * 3600)
-    summary = (run_dir / "summary.json").read_text()
+    summary = (run_dir / SUMMARY).read_text()
     return {
         "sites": sites,
         "rows": rows,

@@ -27,6 +27,7 @@ from benchmarks import benchmark_set as bs
 from benchmarks.common import REPO, machine_info
 from benchmarks.quality_table import render
 from benchmarks.scores import local_only, model_scores, pooled_logistic_regression
+from federation.core.run_layout import MODEL
 from federation.core.settings import RunSettings
 from federation.modeler.run_loader import load_saved_model
 
@@ -42,7 +43,7 @@ RESULTS = REPO / "benchmarks" / "results"
 def federated_row(dataset: bs.Dataset, overrides: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
     """One federation; its selected model (model.pt) scored on the pooled test rows."""
     summary = bs.federate(dataset, overrides, seed, run_dir)
-    scores = model_scores(load_saved_model(run_dir / "model.pt").model, bs.sites(dataset, seed))
+    scores = model_scores(load_saved_model(run_dir / MODEL).model, bs.sites(dataset, seed))
     selection = summary.get("selection") or {}
     return {
         **scores,

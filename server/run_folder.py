@@ -17,7 +17,6 @@ from federation.core.run_layout import (
     MODEL,
     SUMMARY,
     jsonl_line,
-    read_jsonl,
     round_model,
 )
 from federation.core.settings import RunSettings
@@ -85,8 +84,3 @@ class RunFolder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic.write_json(self.path / SUMMARY, summary)
-
-
-def read_rounds(path: Path) -> list[dict[str, Any]]:
-    """Every complete round record of a run folder, as the JSON on disk."""
-    return read_jsonl(Path(path) / METRICS)

@@ -165,6 +165,12 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     if mode == "deployment":  # the sites' data never reaches the coordinator: no file check
         from federation.coordinator.deployment import run_in_deployment
 
+        if federation.get("client_app"):  # each site runs the ClientApp it pinned, never one named here
+            raise ConfigError(
+                "federation.client_app applies to simulated sites only; a deployed site runs "
+                "the ClientApp installed in its image: remove the override"
+            )
+
         timeout = number(federation["timeout"], "federation.timeout", float)
         run_in_deployment(
             run_config,
@@ -230,8 +236,8 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
     fewer sites than ``strategy.min_train_nodes`` allows, or if a resumed run ended with
     every site refusing for budget (nothing useful was left of the target)."""
     from federation.core import wire
+    from federation.core.records import read_rounds
     from server.progress import budget_left_out, sat_out, show_sat_out
-    from server.run_folder import read_rounds
 
     if not (Path(output_dir) / METRICS).is_file():
         return  # a deployment whose run folder is on the SuperLink's machine only

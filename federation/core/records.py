@@ -99,6 +99,12 @@ class RoundRecord:
         return RoundRecord.from_json(self.to_json())
 
 
+def read_rounds(run_dir: Path) -> list[dict]:
+    """Every complete round of a run folder's ``metrics.jsonl``, as the JSON on disk (the one
+    reader of that file; what tests and the console's progress lines look at)."""
+    return read_jsonl(Path(run_dir) / METRICS)
+
+
 def read_round_records(run_dir: Path) -> list[RoundRecord]:
     """Every complete round of a run folder's ``metrics.jsonl``, typed."""
-    return [RoundRecord.from_json(r) for r in read_jsonl(Path(run_dir) / METRICS)]
+    return [RoundRecord.from_json(r) for r in read_rounds(run_dir)]

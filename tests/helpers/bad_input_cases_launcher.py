@@ -37,4 +37,8 @@ CASES: list[tuple[list[str], str]] = [
     ),
     (["federation.data_dir={tmp}/nowhere"], "{tmp}/nowhere/processed.cleveland.data: data file not found"),
     (["resume={tmp}/nowhere"], "{tmp}/nowhere/.hydra/config.yaml does not exist"),
+    (
+        ["federation=deployment", "+federation.client_app=tests.helpers.faulty_client:app"],
+        "federation.client_app applies to simulated sites only",
+    ),
 ]

@@ -9,7 +9,7 @@ import numpy as np
 from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 
-from server.run_folder import read_rounds
+from federation.core.records import read_rounds
 from tests.helpers.runs import run_launcher
 
 OVERRIDES = ("privacy.target_epsilon=1", "rounds=3")

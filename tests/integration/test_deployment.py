@@ -19,8 +19,8 @@ from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
 from federation.cli.main import main
 from federation.coordinator.flwr_connection import CONTROL_HINT
+from federation.core.records import read_rounds
 from federation.security import pki
-from server.run_folder import read_rounds
 from tests.helpers.deployment_net import BIN, Network, start
 from tests.helpers.runs import LAUNCHER, read_json
 from tests.helpers.walkthrough import GUARDED, SITES, WAITING

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from server.run_folder import read_rounds
+from federation.core.records import read_rounds
 from tests.helpers.faulty_client import run_with_faults
 
 pytestmark = pytest.mark.slow

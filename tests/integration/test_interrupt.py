@@ -20,8 +20,8 @@ import pytest
 
 from client.ledger import open_site_ledger
 from client.site_policy import LEDGER_SUFFIX, simulated_policy
+from federation.core.records import read_rounds
 from server.checkpoint import load_resume_state
-from server.run_folder import read_rounds
 from tests.helpers.privacy_runs import rdp_epsilon
 from tests.helpers.runs import LAUNCHER
 

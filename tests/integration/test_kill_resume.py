@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from federation.core.records import read_rounds
 from server.checkpoint import load_resume_state
-from server.run_folder import read_rounds
 from tests.helpers.runs import LAUNCHER, run_launcher
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from client.app_pin import DEFAULT_PIN, NOT_PINNED, AppPin, installed_code, pin_
 from federation.coordinator.deployment import STARTED, run_status
 from federation.coordinator.flwr_connection import CONNECTION, run_flwr
 from federation.coordinator.simulation import write_app_folder
-from server.run_folder import read_rounds
+from federation.core.records import read_rounds
 from tests.helpers.deployment_net import BIN, DOCKER, REPO, Network
 from tests.helpers.walkthrough import SITES
 

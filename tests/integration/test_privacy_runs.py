@@ -12,7 +12,7 @@ import pytest
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
-from server.run_folder import read_rounds
+from federation.core.records import read_rounds
 from tests.helpers.privacy_runs import rdp_epsilon, round_steps
 from tests.helpers.runs import read_json
 

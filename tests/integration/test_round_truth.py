@@ -24,9 +24,9 @@ from federation.coordinator.inprocess import (
     run_in_process,
 )
 from federation.core import wire
+from federation.core.records import read_rounds
 from federation.core.settings import RunSettings
 from server.progress import event_lines, round_line
-from server.run_folder import read_rounds
 from tests.helpers.faulty_client import fault_mod, parse_faults
 from tests.helpers.runs import REPO, read_json, run_launcher
 

@@ -39,9 +39,9 @@ from federation.coordinator.flwr_app_config import compose_config
 from federation.coordinator.inprocess import InProcessGrid
 from federation.core import secagg_masks, wire
 from federation.core.errors import ConfigError
+from federation.core.records import read_rounds
 from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import _plain_train, initial_arrays
-from server.run_folder import read_rounds
 from server.secure_aggregation import (
     CLIPPING_RANGE,
     MODULUS_RANGE,

@@ -11,10 +11,9 @@ import torch
 from flwr.app import Message, MetricRecord
 
 from federation.core import wire
-from federation.core.records import RoundRecord
+from federation.core.records import RoundRecord, read_rounds
 from federation.core.settings import EarlyStoppingSettings
 from federation.modeler.run_loader import round_record
-from server.run_folder import read_rounds
 from server.selection import chosen_round, select, should_stop
 from tests.helpers.overfit_cohort import overfit_run_config, write_overfit_cohort
 from tests.helpers.privacy_runs import rdp_epsilon

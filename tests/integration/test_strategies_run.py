@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from federation.coordinator.inprocess import run_config_for, run_in_process
+from federation.core.records import read_rounds
 from federation.core.settings import STRATEGY_NAMES
 from server.checkpoint import load_resume_state
-from server.run_folder import read_rounds
 from tests.helpers.faulty_client import fault_mod, parse_faults
 
 pytestmark = pytest.mark.slow

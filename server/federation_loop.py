@@ -19,7 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.core import wire
-from federation.core.errors import FederationError
+from federation.core.errors import ConfigError, FederationError
 from federation.core.model import build_model
 from federation.core.records import RoundRecord
 from federation.core.run_layout import json_safe
@@ -27,6 +27,8 @@ from federation.core.settings import (  # re-exported for callers of this module
     RunSettings,
     model_spec,
 )
+from federation.core.weights_text import KEY as WEIGHTS_KEY
+from federation.core.weights_text import decode_state_dict
 from server.checkpoint import (
     ResumeState,
     load_resume_state,
@@ -76,7 +78,10 @@ def initial_arrays(
     grid: Grid, settings: RunSettings, nodes: list[int], timeout: float, sites: dict[int, str] | None = None
 ) -> ArrayRecord:
     """Seeded model whose preprocessing uses the federated feature statistics; the node id ->
-    site names learnt from the replies go into ``sites``."""
+    site names learnt from the replies go into ``sites``. A warm start instead begins from the
+    parent's weights (:func:`warm_start_arrays`) and asks the sites nothing."""
+    if settings.initial_weights:
+        return warm_start_arrays(settings)
     # A feature no site may release (a cell under its k) is scaled from the spec's ranges.
     mean, std, answered = query_statistics(grid, nodes, timeout, prior=spec_prior(settings.data))
     log.info("feature statistics combined from sites %s", sorted(answered.values()))
@@ -84,6 +89,26 @@ def initial_arrays(
         sites.update(answered)
     model = build_model(model_spec(settings), seed=settings.seed)
     model.preprocess.set_statistics(mean, std)
+    return ArrayRecord(model.state_dict())
+
+
+def warm_start_arrays(settings: RunSettings) -> ArrayRecord:
+    """The parent model of ``lhsfed-train init=``, preprocessing buffers included.
+
+    No feature-statistics query: the parent's weights were trained on inputs scaled by the
+    parent's mean and std, and new statistics would change what every weight multiplies (a
+    population that has moved is drift, to be measured, not silently re-scaled away); the
+    sites release nothing before round 1. Loading into the run's model checks every shape.
+    """
+    model = build_model(model_spec(settings), seed=settings.seed)
+    try:
+        model.load_state_dict(decode_state_dict(settings.initial_weights))
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{WEIGHTS_KEY}: the warm-start weights do not fit the run's model "
+            f"({(str(err).splitlines() or [''])[-1].strip()}); launch through lhsfed-train init=RUN_DIR"
+        ) from None
+    log.info("warm start: round 0 is the parent model (no feature-statistics query)")
     return ArrayRecord(model.state_dict())
 
 

@@ -155,6 +155,8 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)
+    if not resume:  # a resume continues from its checkpoint, never from init= again
+        run_config |= warm_start_config(cfg, settings)
     federation = plain.get("federation") or {}
     for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
         if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
@@ -209,6 +211,20 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
         )
     report_sat_out(settings, output_dir, nodes=num_nodes)
     return output_dir
+
+
+def warm_start_config(cfg: DictConfig, settings: RunSettings) -> dict[str, str]:
+    """The run-config entry holding ``init=``'s checked model (none without ``init``); refused
+    in one line before any site is contacted or anything written (federation.coordinator.warm_start)."""
+    from federation.coordinator.warm_start import prepare_warm_start
+    from federation.core.weights_text import KEY
+
+    registry_uri = OmegaConf.select(cfg, "registry.uri", default=None)
+    warm = prepare_warm_start(cfg.get("init"), settings, registry_uri=registry_uri)
+    if warm is None:
+        return {}
+    print(f"warm start: {warm.source} (its round {warm.round})", flush=True)
+    return {KEY: warm.weights}
 
 
 def run_without_ray(

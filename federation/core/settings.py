@@ -96,6 +96,9 @@ class RunSettings:
     # Sites the launcher started (simulation); the server waits for all of them before the
     # feature statistics, so the initial model never depends on which nodes registered first.
     expected_nodes: int = 0
+    # A warm start's first global model (``lhsfed-train init=``): federation.core.weights_text
+    # text of the parent's state dict, preprocessing buffers included; empty: a fresh model.
+    initial_weights: str = field(default="", repr=False)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -115,6 +118,7 @@ class RunSettings:
                 output_dir=str(flat.get("run.output_dir", "")),
                 resume=_to_bool(flat.get("run.resume", False)),
                 expected_nodes=number(flat.get("run.expected_nodes", 0), "run.expected_nodes"),
+                initial_weights=str(flat.get("run.init_weights", "")),
                 model=_typed(ModelSettings, groups["model"], "model"),
                 train=_typed(TrainSettings, groups["train"], "train"),
                 privacy=_typed(PrivacySettings, groups["privacy"], "privacy"),
@@ -242,6 +246,8 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
         "seed": number(cfg["seed"], "seed"),
         "rounds": number(cfg["rounds"], "rounds"),
         "run.output_dir": str(cfg.get("output_dir") or ""),
+        # Filled by the launcher from init= (federation.coordinator.warm_start), as output_dir is.
+        "run.init_weights": str(cfg.get("init_weights") or ""),
         "data.spec": json.dumps(cfg["data"], sort_keys=True),
     }
     for group in APP_GROUPS:

@@ -37,6 +37,7 @@ CASES: list[tuple[list[str], str]] = [
     ),
     (["federation.data_dir={tmp}/nowhere"], "{tmp}/nowhere/processed.cleveland.data: data file not found"),
     (["resume={tmp}/nowhere"], "{tmp}/nowhere/.hydra/config.yaml does not exist"),
+    (["init={tmp}/nowhere"], "init {tmp}/nowhere: {tmp}/nowhere not found: init= takes a finished run"),
     (
         ["federation=deployment", "+federation.client_app=tests.helpers.faulty_client:app"],
         "federation.client_app applies to simulated sites only",

@@ -4,7 +4,9 @@ Flower's run config holds scalars only, and it is the one thing the ServerApp re
 simulation, in-process and on a real SuperLink alike; a file path would name a file on the
 coordinator's machine that a SuperLink host may not have. So the launcher sends the parent
 model's weights themselves: ``torch.save`` bytes in base64, read back with
-``weights_only=True`` (tensors only: nothing in the string can run).
+``weights_only=True`` (tensors only: nothing in the string can run). In deployment the text
+rides in the app bundle, which Flower caps at 10 MB (``FAB_MAX_SIZE``): about 1.8 million
+float32 parameters; the risk models here have tens to a few thousand.
 """
 
 from __future__ import annotations

@@ -19,10 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 from flwr.app import ArrayRecord
+from flwr.cli.build import build_fab_from_disk
+from flwr.common.config import get_fused_config_from_fab
+from flwr.supercore.run import Run
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from federation.coordinator.launcher import CONFIG_DIR, train, warm_start_config
+from federation.coordinator.simulation import write_app_folder
 from federation.coordinator.warm_start import prepare_warm_start
 from federation.core.errors import ConfigError, LhsFedError
 from federation.core.model import build_model
@@ -78,6 +82,18 @@ def test_the_server_starts_from_the_parents_weights_and_standardization(parent):
     _assert_same(round_zero, state)  # weights AND preprocess.mean/std: the parent's, not new stats
     fresh = build_model(model_spec(settings), seed=settings.seed).state_dict()
     assert not torch.equal(fresh["head.0.weight"], state["head.0.weight"])  # the control differs
+
+
+def test_the_weights_reach_the_serverapp_through_a_superlinks_app_bundle(parent, tmp_path):
+    """Deployment: the app folder lhsfed-train submits, built into a FAB by Flower's own
+    build, and the run config a SuperLink fuses from it for the ServerApp."""
+    folder, state = parent
+    run_config = _flat() | warm_start_config(_cfg(f"init={folder}"), _settings())
+
+    fab = build_fab_from_disk(write_app_folder(tmp_path, run_config))
+    fused = get_fused_config_from_fab(fab, Run.create_empty(1))
+
+    _assert_same(warm_start_arrays(RunSettings.from_run_config(fused)).to_torch_state_dict(), state)
 
 
 def test_without_init_nothing_is_added_and_the_default_key_is_empty():

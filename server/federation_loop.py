@@ -98,7 +98,8 @@ def warm_start_arrays(settings: RunSettings) -> ArrayRecord:
     No feature-statistics query: the parent's weights were trained on inputs scaled by the
     parent's mean and std, and new statistics would change what every weight multiplies (a
     population that has moved is drift, to be measured, not silently re-scaled away); the
-    sites release nothing before round 1. Loading into the run's model checks every shape.
+    sites release nothing before round 1 (so a site whose first reply is an error is named
+    only once it has answered). Loading into the run's model checks every shape.
     """
     model = build_model(model_spec(settings), seed=settings.seed)
     try:

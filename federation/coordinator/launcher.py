@@ -155,8 +155,10 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)
-    if not resume:  # a resume continues from its checkpoint, never from init= again
-        run_config |= warm_start_config(cfg, settings)
+    # A resume continues from its checkpoint, never from init= again; warm.parent_version is
+    # the registry version a campaign's lineage names (None: not from the registry).
+    warm = None if resume else warm_start(cfg, settings)
+    run_config |= warm.run_config() if warm else {}
     federation = plain.get("federation") or {}
     for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
         if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
@@ -213,18 +215,17 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     return output_dir
 
 
-def warm_start_config(cfg: DictConfig, settings: RunSettings) -> dict[str, str]:
-    """The run-config entry holding ``init=``'s checked model (none without ``init``); refused
-    in one line before any site is contacted or anything written (federation.coordinator.warm_start)."""
+def warm_start(cfg: DictConfig, settings: RunSettings):
+    """``init=``'s checked parent model (None without ``init``), as
+    federation.coordinator.warm_start.WarmStart; an incompatible one is refused in one line
+    before any site is contacted or anything written."""
     from federation.coordinator.warm_start import prepare_warm_start
-    from federation.core.weights_text import KEY
 
     registry_uri = OmegaConf.select(cfg, "registry.uri", default=None)
     warm = prepare_warm_start(cfg.get("init"), settings, registry_uri=registry_uri)
-    if warm is None:
-        return {}
-    print(f"warm start: {warm.source} (its round {warm.round})", flush=True)
-    return {KEY: warm.weights}
+    if warm is not None:
+        print(f"warm start: {warm.source} (its round {warm.round})", flush=True)
+    return warm
 
 
 def run_without_ray(

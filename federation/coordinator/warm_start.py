@@ -23,7 +23,7 @@ from federation.core.model import ModelSpec, build_model
 from federation.core.run_layout import MODEL
 from federation.core.safe_load import load_weights_only
 from federation.core.settings import RunSettings, model_spec
-from federation.core.weights_text import encode_state_dict
+from federation.core.weights_text import KEY, encode_state_dict
 
 REGISTRY_PREFIX = "registry:"
 DEFAULT_REGISTRY_URI = "sqlite:///lhsfed-registry.db"
@@ -40,6 +40,10 @@ class WarmStart:
     weights: str  # federation.core.weights_text text of its state dict
     round: int  # the parent run's round this model is from
     parent_version: str | None = None  # the registry version, when init= was a registry reference
+
+    def run_config(self) -> dict[str, str]:
+        """The run-config entry the ServerApp starts from (server.federation_loop)."""
+        return {KEY: self.weights}
 
 
 def prepare_warm_start(

@@ -25,7 +25,7 @@ from flwr.supercore.run import Run
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from federation.coordinator.launcher import CONFIG_DIR, train, warm_start_config
+from federation.coordinator.launcher import CONFIG_DIR, train, warm_start
 from federation.coordinator.simulation import write_app_folder
 from federation.coordinator.warm_start import prepare_warm_start
 from federation.core.errors import ConfigError, LhsFedError
@@ -76,7 +76,7 @@ def test_the_server_starts_from_the_parents_weights_and_standardization(parent):
     folder, state = parent
     settings = _settings(f"init={folder}")
 
-    flat = warm_start_config(_cfg(f"init={folder}"), settings)
+    flat = warm_start(_cfg(f"init={folder}"), settings).run_config()
     round_zero = warm_start_arrays(RunSettings.from_run_config({**_flat(), **flat})).to_torch_state_dict()
 
     _assert_same(round_zero, state)  # weights AND preprocess.mean/std: the parent's, not new stats
@@ -88,7 +88,7 @@ def test_the_weights_reach_the_serverapp_through_a_superlinks_app_bundle(parent,
     """Deployment: the app folder lhsfed-train submits, built into a FAB by Flower's own
     build, and the run config a SuperLink fuses from it for the ServerApp."""
     folder, state = parent
-    run_config = _flat() | warm_start_config(_cfg(f"init={folder}"), _settings())
+    run_config = _flat() | warm_start(_cfg(f"init={folder}"), _settings()).run_config()
 
     fab = build_fab_from_disk(write_app_folder(tmp_path, run_config))
     fused = get_fused_config_from_fab(fab, Run.create_empty(1))
@@ -97,7 +97,7 @@ def test_the_weights_reach_the_serverapp_through_a_superlinks_app_bundle(parent,
 
 
 def test_without_init_nothing_is_added_and_the_default_key_is_empty():
-    assert warm_start_config(_cfg(), _settings()) == {}
+    assert warm_start(_cfg(), _settings()) is None
     assert _flat()[KEY] == "" and RunSettings.from_run_config(_flat()).initial_weights == ""
 
 

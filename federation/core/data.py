@@ -43,6 +43,9 @@ class SiteData:
     y_val: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="float32"))
 
 
+EMBEDDED_DATASETS = "federation/core/datasets"  # inside the distribution (pyproject's package-data)
+
+
 def embedded_dir(spec: DatasetSpec) -> Path:
     """Folder of the dataset files shipped inside the package."""
     if not spec.embedded:
@@ -70,8 +73,8 @@ def _installed_copy(name: str) -> Path:
         return Path()
     url = json.loads(dist.read_text("direct_url.json") or "{}")
     if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
-        return Path(url["url"][len("file://") :]) / "federation" / "datasets" / name
-    return Path(str(dist.locate_file(f"federation/core/datasets/{name}")))
+        return Path(url["url"][len("file://") :]) / EMBEDDED_DATASETS / name
+    return Path(str(dist.locate_file(f"{EMBEDDED_DATASETS}/{name}")))
 
 
 def _read_table(path: Path, spec: DatasetSpec, site_value: str | None) -> pd.DataFrame:

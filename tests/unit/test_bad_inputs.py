@@ -21,7 +21,7 @@ from tests.helpers.bad_inputs_files import build_corpus, snapshot
 from tests.helpers.runs import REPO, run_launcher
 
 LHSFED = Path(sys.executable).parent / "lhsfed"
-LAUNCHER_INPUTS = (REPO / "configs", REPO / "federation" / "datasets")
+LAUNCHER_INPUTS = (REPO / "configs", REPO / "federation" / "core" / "datasets")
 
 
 @pytest.fixture(scope="module")

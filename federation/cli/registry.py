@@ -18,7 +18,10 @@ def _quiet_client() -> None:
     from federation.core.errors import ConfigError
 
     if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("lhsfed registry reads MLflow, which is not installed here: pip install 'lhs-federation[registry]'")
+        raise ConfigError(
+            "lhsfed registry reads MLflow, which is not installed here: "
+            "pip install 'lhs-federation[registry]'"
+        )
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
@@ -50,7 +53,8 @@ def run_show(args) -> int:
         m = v["metrics"]
         eps = ", ".join(f"{site} {value}" for site, value in v["epsilon"].items()) or "-"
         print(
-            f"  version {v['version']:<3} {','.join(v['aliases']) or '-':<11} parent {v['parent_version']:<5} "
+            f"  version {v['version']:<3} {','.join(v['aliases']) or '-':<11} "
+            f"parent {v['parent_version']:<5} "
             f"campaign {v['campaign']}  round {v['selected_round']}  "
             f"validation AUROC {_number(m.get('validation/pooled/auroc'))}  "
             f"test AUROC {_number(m.get('test/pooled/auroc'))}  ε {eps}  run {v['run_id']}"

@@ -122,7 +122,8 @@ def selected_metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
 
 def artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
     """The run-folder files that exist, each with its artifact folder."""
-    return [(Path(run_dir) / name, folder) for name, folder in ARTIFACTS.items() if (Path(run_dir) / name).is_file()]
+    found = [(Path(run_dir) / name, folder) for name, folder in ARTIFACTS.items()]
+    return [(path, folder) for path, folder in found if path.is_file()]
 
 
 def bar_of(summary: dict[str, Any]) -> Bar:

@@ -221,7 +221,9 @@ def campaign_of(plain: dict[str, Any], settings: RunSettings):
     return campaign_request(plain, task_name(settings.data))
 
 
-def log_campaign_run(campaign, settings: RunSettings, output_dir: Path, parent_version: str | None = None) -> None:
+def log_campaign_run(
+    campaign, settings: RunSettings, output_dir: Path, parent_version: str | None = None
+) -> None:
     """After a successful run: log it to the registry (docs/learning-loop.md); one console line."""
     if campaign is None:
         return

@@ -44,7 +44,8 @@ class Logged:
         got = "no AUROC" if self.auroc is None else f"AUROC {self.auroc:.3f}"
         head = f"campaign {self.campaign}: MLflow run {self.run_id}; task {self.task}"
         if self.version is None:
-            return f"{head}: no version registered (pooled {self.split} {got} < registry.min_pooled_auroc={self.minimum})"
+            bar = f"registry.min_pooled_auroc={self.minimum}"
+            return f"{head}: no version registered (pooled {self.split} {got} < {bar})"
         return f"{head} version {self.version} = {self.alias} (pooled {self.split} {got})"
 
 
@@ -76,9 +77,12 @@ def campaign_request(config: dict[str, Any], task: str) -> CampaignRequest | Non
     name = config.get("campaign") or (task if str(registry.get("enabled")).lower() == "true" else None)
     if not name:
         return None
-    minimum = number(registry.get("min_pooled_auroc", DEFAULT_MIN_POOLED_AUROC), "registry.min_pooled_auroc", float)
+    minimum = registry.get("min_pooled_auroc", DEFAULT_MIN_POOLED_AUROC)
+    minimum = number(minimum, "registry.min_pooled_auroc", float)
     if not 0.0 <= minimum <= 1.0:
-        raise ConfigError(f"registry.min_pooled_auroc={minimum} is not an AUROC; give one in [0, 1], e.g. 0.6")
+        raise ConfigError(
+            f"registry.min_pooled_auroc={minimum} is not an AUROC; give one in [0, 1], e.g. 0.6"
+        )
     if importlib.util.find_spec("mlflow") is None:
         raise ConfigError(
             f"campaign={name} logs the run to MLflow, which is not installed here: install the "
@@ -114,14 +118,16 @@ def log_campaign(
     tags = _run_tags(settings, record, campaign=campaign, task=task, parent_version=parent_version)
     with _registry_errors(uri):
         client = _client(uri, create=True)
-        run_id = client.create_run(_experiment(client, campaign, uri), run_name=run_dir.name, tags=tags).info.run_id
+        experiment = _experiment(client, campaign, uri)
+        run_id = client.create_run(experiment, run_name=run_dir.name, tags=tags).info.run_id
         _log_content(client, run_id, run_dir, record)
         version = alias = None
         passed = record.bar.auroc is not None and record.bar.auroc >= min_pooled_auroc
         if passed:
             version, alias = _register(client, task, run_id, tags, record)
         client.set_terminated(run_id)
-    return Logged(run_id, campaign, task, version, alias, record.bar.auroc, record.bar.split, min_pooled_auroc)
+    bar = record.bar
+    return Logged(run_id, campaign, task, version, alias, bar.auroc, bar.split, min_pooled_auroc)
 
 
 def _run_tags(settings, record, *, campaign: str, task: str, parent_version: str | None) -> dict[str, str]:
@@ -233,7 +239,7 @@ def _version(client, ref: str, uri: str, task: str, alias: str | None, number: s
             return client.get_model_version_by_alias(task, alias)
         return client.get_model_version(task, number)
     except MlflowException:
-        versions = [v.version for v in client.search_model_versions(f"name='{task}'")]
+        versions = [v.version for v in _versions(client, task)]
         aliases = dict(client.get_registered_model(task).aliases)
         known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items())) or "none"
         raise ConfigError(
@@ -265,7 +271,7 @@ def list_tasks(uri: str) -> list[dict[str, Any]]:
             {
                 "task": model.name,
                 "aliases": dict(sorted(model.aliases.items())),
-                "versions": sorted(int(v.version) for v in client.search_model_versions(f"name='{model.name}'")),
+                "versions": sorted(int(v.version) for v in _versions(client, model.name)),
             }
             for model in sorted(client.search_registered_models(), key=lambda m: m.name)
         ]
@@ -278,7 +284,7 @@ def show_task(uri: str, task: str) -> list[dict[str, Any]]:
         by_version: dict[str, list[str]] = {}
         for alias, version in _registered(client, uri, task).aliases.items():
             by_version.setdefault(str(version), []).append(alias)
-        versions = sorted(client.search_model_versions(f"name='{task}'"), key=lambda v: int(v.version))
+        versions = sorted(_versions(client, task), key=lambda v: int(v.version))
         return [_version_view(client, v, by_version.get(str(v.version), [])) for v in versions]
 
 
@@ -292,9 +298,17 @@ def _version_view(client, version, aliases: list[str]) -> dict[str, Any]:
         "campaign": tags.get("campaign"),
         "run_id": version.run_id,
         "selected_round": tags.get("selected_round"),
-        "metrics": {k.removeprefix("selected/"): v for k, v in sorted(metrics.items()) if k.startswith("selected/")},
-        "epsilon": {k.removeprefix("epsilon."): v for k, v in sorted(tags.items()) if k.startswith("epsilon.")},
+        "metrics": _under(metrics, "selected/"),
+        "epsilon": _under(tags, "epsilon."),
     }
+
+
+def _under(mapping: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k.removeprefix(prefix): v for k, v in sorted(mapping.items()) if k.startswith(prefix)}
+
+
+def _versions(client, task: str) -> list:
+    return list(client.search_model_versions(f"name='{task}'"))
 
 
 def _experiment(client, campaign: str, uri: str) -> str:

@@ -63,7 +63,7 @@ def test_campaign_keys_are_checked_before_a_run():
     assert campaign_request(off, "t-y") is None
     request = campaign_request(enabled, "t-y")
     assert (request.campaign, request.uri, request.min_pooled_auroc) == ("t-y", "sqlite:///r.db", 0.6)
-    with pytest.raises(ConfigError, match=r"registry.min_pooled_auroc=1.5 is not an AUROC; give one in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"min_pooled_auroc=1.5 is not an AUROC; give one in \[0, 1\]"):
         campaign_request({"campaign": "c", "registry": {"min_pooled_auroc": 1.5}}, "t-y")
     with pytest.raises(ConfigError, match="registry.min_pooled_auroc='high' is not a finite number"):
         campaign_request({"campaign": "c", "registry": {"min_pooled_auroc": "high"}}, "t-y")

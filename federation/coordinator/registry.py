@@ -12,6 +12,7 @@ functions: it is the coordinator's ``registry`` extra, never in a hospital's ima
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,8 @@ def _log_content(client, run_id: str, run_dir: Path, record) -> None:
     from federation.coordinator.campaign_record import artifacts
 
     params = [Param(k, v[:6000]) for k, v in sorted(record.params.items())]
-    metrics = [Metric(k, v, 0, step) for k, v, step in record.metrics]
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, step) for k, v, step in record.metrics]
     for start in range(0, len(params), _BATCH["params"]):
         client.log_batch(run_id, params=params[start : start + _BATCH["params"]])
     for start in range(0, len(metrics), _BATCH["metrics"]):
@@ -240,7 +242,7 @@ def _version(client, ref: str, uri: str, task: str, alias: str | None, number: s
         return client.get_model_version(task, number)
     except MlflowException:
         versions = [v.version for v in _versions(client, task)]
-        aliases = dict(client.get_registered_model(task).aliases)
+        aliases = {a: str(v) for a, v in client.get_registered_model(task).aliases.items()}
         known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items())) or "none"
         raise ConfigError(
             f"{ref}: task {task} in {uri} has no {'alias ' + alias if alias else 'version ' + str(number)}; "
@@ -270,7 +272,7 @@ def list_tasks(uri: str) -> list[dict[str, Any]]:
         return [
             {
                 "task": model.name,
-                "aliases": dict(sorted(model.aliases.items())),
+                "aliases": {a: str(v) for a, v in sorted(model.aliases.items())},
                 "versions": sorted(int(v.version) for v in _versions(client, model.name)),
             }
             for model in sorted(client.search_registered_models(), key=lambda m: m.name)
@@ -333,8 +335,14 @@ def _artifact_root(uri: str) -> Path | None:
 
 def _client(uri: str, *, create: bool):
     """An MlflowClient on ``uri``; reading never creates an empty SQLite registry."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
+    for name in ("mlflow", "alembic"):  # database set-up chatter; the console keeps one line
+        logging.getLogger(name).setLevel(logging.WARNING)
     db = _sqlite_file(uri)
     if db is not None and not create and not db.is_file():
         raise ConfigError(

@@ -229,14 +229,18 @@ def log_campaign_run(
         return
     from federation.coordinator.registry import log_campaign
 
-    logged = log_campaign(
-        output_dir,
-        settings,
-        campaign=campaign.campaign,
-        uri=campaign.uri,
-        parent_version=parent_version,
-        min_pooled_auroc=campaign.min_pooled_auroc,
-    )
+    try:
+        logged = log_campaign(
+            output_dir,
+            settings,
+            campaign=campaign.campaign,
+            uri=campaign.uri,
+            parent_version=parent_version,
+            min_pooled_auroc=campaign.min_pooled_auroc,
+        )
+    except ConfigError as err:
+        kept = f"the run finished ({output_dir}) but campaign={campaign.campaign} was not logged"
+        raise ConfigError(f"{kept}: {err}") from None
     print(f"registry: {logged.line()}")
 
 

@@ -12,6 +12,7 @@ functions: it is the coordinator's ``registry`` extra, never in a hospital's ima
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,6 @@ DEFAULT_MIN_POOLED_AUROC = 0.6
 CHAMPION, CHALLENGER = "champion", "challenger"
 REFERENCE_PREFIX = "registry:"
 _SQLITE = "sqlite:///"
-_BATCH = {"params": 100, "metrics": 1000}  # MLflow's log_batch limits per call
 
 
 @dataclass(frozen=True)
@@ -158,16 +158,18 @@ def _text(value: float | None) -> str:
 
 def _log_content(client, run_id: str, run_dir: Path, record) -> None:
     from mlflow.entities import Metric, Param
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
     from federation.coordinator.campaign_record import artifacts
 
-    params = [Param(k, v[:6000]) for k, v in sorted(record.params.items())]
+    # A longer value (a long feature list) is cut; the whole config is the config/ artifact.
+    params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in sorted(record.params.items())]
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, step) for k, v, step in record.metrics]
-    for start in range(0, len(params), _BATCH["params"]):
-        client.log_batch(run_id, params=params[start : start + _BATCH["params"]])
-    for start in range(0, len(metrics), _BATCH["metrics"]):
-        client.log_batch(run_id, metrics=metrics[start : start + _BATCH["metrics"]])
+    for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
     for path, folder in artifacts(run_dir):
         client.log_artifact(run_id, str(path), artifact_path=folder)
 
@@ -319,7 +321,8 @@ def _experiment(client, campaign: str, uri: str) -> str:
     if found is not None:
         return found.experiment_id
     root = _artifact_root(uri)
-    location = None if root is None else (root / campaign.replace("/", "_")).resolve().as_uri()
+    folder = re.sub(r"[^A-Za-z0-9_-]", "_", campaign)  # never a path out of the artifact root
+    location = None if root is None else (root / folder).resolve().as_uri()
     return client.create_experiment(campaign, artifact_location=location)
 
 

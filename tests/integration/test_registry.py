@@ -16,7 +16,8 @@ import pytest
 from client.site_spec import spec_hash
 from federation.cli.main import main as lhsfed
 from federation.coordinator.campaign_record import git_commit
-from federation.coordinator.registry import log_campaign, resolve_reference
+from federation.coordinator.launcher import log_campaign_run
+from federation.coordinator.registry import CampaignRequest, log_campaign, resolve_reference
 from federation.core.errors import ConfigError
 from federation.core.records import read_rounds
 from federation.core.run_layout import read_json
@@ -162,6 +163,18 @@ def test_registry_refuses_a_missing_or_unreachable_registry_in_one_line(tmp_path
     assert codes == [2, 2] and len(err) == 2
     assert f"no registry at {missing}" in err[0] and not (tmp_path / "none.db").exists()
     assert f"the registry {unreachable} cannot be used" in err[1]
+
+
+@pytest.mark.slow
+def test_a_registry_that_cannot_be_used_after_a_run_is_one_line_naming_the_kept_run(nodp_run):
+    request = CampaignRequest("c", "foo://nowhere", 0.6)
+
+    with pytest.raises(ConfigError) as refused:
+        log_campaign_run(request, load_settings(nodp_run), nodp_run)
+
+    message = str(refused.value)
+    assert message.startswith(f"the run finished ({nodp_run}) but campaign=c was not logged: the registry foo://")
+    assert "\n" not in message
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "federation.cli.pki",
     "federation.cli.site",
     "federation.cli.nodes",
+    "federation.cli.registry",
 )
 
 

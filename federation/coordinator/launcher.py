@@ -159,6 +159,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     # the registry version a campaign's lineage names (None: not from the registry).
     warm = None if resume else warm_start(cfg, settings)
     run_config |= warm.run_config() if warm else {}
+    campaign = campaign_of(plain, settings)
     federation = plain.get("federation") or {}
     for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
         if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
@@ -184,6 +185,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
             timeout=timeout,
         )
         report_sat_out(settings, output_dir, nodes=len(settings.data.sites))
+        log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
         return output_dir
     num_nodes = simulated_nodes(settings, federation)
     client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
@@ -212,6 +214,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
             client_app=federation.get("client_app"),
         )
     report_sat_out(settings, output_dir, nodes=num_nodes)
+    log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
     return output_dir
 
 
@@ -226,6 +229,36 @@ def warm_start(cfg: DictConfig, settings: RunSettings):
     if warm is not None:
         print(f"warm start: {warm.source} (its round {warm.round})", flush=True)
     return warm
+
+
+def campaign_of(plain: dict[str, Any], settings: RunSettings):
+    """``campaign=`` / ``registry.*`` checked before the run (None: not a campaign)."""
+    from federation.coordinator.registry import campaign_request, task_name
+
+    return campaign_request(plain, task_name(settings.data))
+
+
+def log_campaign_run(
+    campaign, settings: RunSettings, output_dir: Path, parent_version: str | None = None
+) -> None:
+    """After a successful run: log it to the registry (docs/learning-loop.md); one console line."""
+    if campaign is None:
+        return
+    from federation.coordinator.registry import log_campaign
+
+    try:
+        logged = log_campaign(
+            output_dir,
+            settings,
+            campaign=campaign.campaign,
+            uri=campaign.uri,
+            parent_version=parent_version,
+            min_pooled_auroc=campaign.min_pooled_auroc,
+        )
+    except ConfigError as err:
+        kept = f"the run finished ({output_dir}) but campaign={campaign.campaign} was not logged"
+        raise ConfigError(f"{kept}: {err}") from None
+    print(f"registry: {logged.line()}")
 
 
 def run_without_ray(

@@ -71,22 +71,14 @@ def _resolve(source: str, uri: str, download_dir: Path) -> tuple[Path, str | Non
         folder = Path(source).expanduser()
         return (folder / MODEL if folder.is_dir() else folder), None
     try:
-        from federation.coordinator.registry import resolve_model
+        from federation.coordinator.registry import resolve_reference
     except ImportError as err:
         raise ConfigError(
             f"init {source}: the model registry is not available ({err}); install lhs-federation "
             "with its registry extra, or warm-start from a run folder (init=RUN_DIR)"
         ) from None
-    resolved = resolve_model(source, uri, download_dir)
-    # The contract's Path, or a small record with .path and .version.
-    version = getattr(resolved, "version", None) or _version_in(source)
-    return Path(getattr(resolved, "path", resolved)), (str(version) if version is not None else None)
-
-
-def _version_in(source: str) -> str | None:
-    """``registry:TASK/3`` -> "3"; an alias names no version by itself."""
-    ref = source.removeprefix(REGISTRY_PREFIX)
-    return ref.rsplit("/", 1)[1] if "/" in ref and "@" not in ref else None
+    resolved = resolve_reference(source, uri, download_dir)
+    return Path(resolved.path), str(resolved.version)
 
 
 def _load_parent(source: str, path: Path) -> dict:

@@ -12,8 +12,6 @@ import base64
 import io
 import os
 import subprocess
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -161,29 +159,6 @@ def test_the_console_refuses_in_one_line_and_leaves_no_run_folder(parent, tmp_pa
     assert last.startswith(f"lhsfed-train: error: init {folder}: the model is 'logreg'")
     assert "Traceback" not in proc.stderr + proc.stdout and "round " not in proc.stdout
     assert list(tmp_path.iterdir()) == []  # no outputs/runs/DATE/TIME
-
-
-def test_a_registry_reference_resolves_through_the_registry(parent, tmp_path, monkeypatch):
-    """Engineer R's ``resolve_model`` (monkeypatched here): its model.pt, fetched into a
-    temporary folder that is gone afterwards; ``TASK/VERSION`` gives the parent version."""
-    folder, state = parent
-    calls = []
-
-    def resolve_model(ref: str, uri: str, download_dir: Path) -> Path:
-        calls.append((ref, uri, download_dir))
-        (download_dir / "model.pt").write_bytes((folder / "model.pt").read_bytes())
-        return download_dir / "model.pt"
-
-    registry = types.ModuleType("federation.coordinator.registry")
-    registry.resolve_model = resolve_model
-    monkeypatch.setitem(sys.modules, "federation.coordinator.registry", registry)
-
-    warm = prepare_warm_start("registry:uci_heart-num/3", _settings(), registry_uri="sqlite:///r.db")
-
-    assert warm.parent_version == "3" and warm.round == 4
-    _assert_same(decode_state_dict(warm.weights), state)
-    ((ref, uri, download_dir),) = calls
-    assert (ref, uri) == ("registry:uci_heart-num/3", "sqlite:///r.db") and not download_dir.exists()
 
 
 class _WritesMarker:

@@ -1,0 +1,171 @@
+"""What a finished run folder puts into the registry: params, metrics by round, tags, the bar.
+
+Pure reading of the run folder (``.hydra/config.yaml``, ``metrics.jsonl``, ``summary.json``),
+apart from MLflow, so the content is tested without a tracking store and
+``federation.coordinator.registry`` only writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from federation.core.errors import ConfigError
+from federation.core.records import RoundRecord, read_round_records
+from federation.core.run_layout import (
+    EVALUATION,
+    EXPORT,
+    HYDRA_CONFIG,
+    METRICS,
+    MODEL,
+    MODEL_CARD,
+    REPORT_HTML,
+    REPORT_MD,
+    SUMMARY,
+    read_json,
+)
+
+# MLflow keys: letters, digits, '_', '-', '.', ' ', '/'; a site name may hold anything else.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+SPLITS = {"validation": "validation", "test": "evaluate"}  # metric prefix -> RoundRecord field
+MODEL_ARTIFACT = "model"  # the run folder's model.pt, under this artifact folder
+# Run-folder file -> artifact folder (None: the top); the report and model card if present.
+ARTIFACTS = {
+    MODEL: MODEL_ARTIFACT,
+    METRICS: None,
+    SUMMARY: None,
+    str(HYDRA_CONFIG): "config",
+    REPORT_HTML: "report",
+    REPORT_MD: "report",
+    EVALUATION: "report",
+    f"{EXPORT}/{MODEL_CARD}": "model_card",
+}
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The selected round's pooled AUROC that a new version must reach, and its split."""
+
+    auroc: float | None
+    split: str  # "validation", or "test" when the run had no validation rows
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """Everything logged for one run (one MLflow run)."""
+
+    params: dict[str, str]
+    metrics: list[tuple[str, float, int]]  # (key, value, step = round)
+    epsilon: dict[str, float | None]  # per site, this run (None: DP off)
+    selected_round: int | None
+    bar: Bar
+    sites: list[str] = field(default_factory=list)
+
+
+def key(*parts: str) -> str:
+    """An MLflow metric/tag key from parts (a site name's odd characters become '_')."""
+    return "/".join(_UNSAFE.sub("_", str(p)) for p in parts)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"a.b.c": value}; a list stays one value (JSON text)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for name, value in tree.items():
+        flat |= flatten(value, f"{prefix}.{name}" if prefix else str(name))
+    return flat
+
+
+def param_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else str(value)
+
+
+def round_metrics(records: list[RoundRecord]) -> list[tuple[str, float, int]]:
+    """Per round: pooled and per-site numbers of both splits, each site's ε of that round."""
+    rows: list[tuple[str, float, int]] = []
+    for record in records:
+        for prefix, attribute in SPLITS.items():
+            evaluation = getattr(record, attribute)
+            for who, metrics in {"pooled": evaluation.pooled, **evaluation.sites}.items():
+                rows += [(key(prefix, who, m), v, record.round) for m, v in _numbers(metrics)]
+        for site, metrics in record.train.items():
+            rows += [(key(m, site), v, record.round) for m, v in _numbers(metrics) if m == "epsilon"]
+    return rows
+
+
+def _numbers(metrics: dict[str, Any]):
+    for name, value in sorted(metrics.items()):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            yield name, float(value)
+
+
+def selected_metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """The selected round's pooled validation and test numbers, as ``selected/SPLIT/pooled/M``."""
+    server_round = (summary.get("selection") or {}).get("round")
+    if server_round is None:
+        return []
+    pooled = {
+        "validation": (summary.get("selection") or {}).get("validation") or {},
+        "test": ((summary.get("metrics") or {}).get("pooled")) or {},
+    }
+    rows = [("selected_round", float(server_round), int(server_round))]
+    for split, metrics in pooled.items():
+        rows += [(key("selected", split, "pooled", m), v, int(server_round)) for m, v in _numbers(metrics)]
+    return rows
+
+
+def artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
+    """The run-folder files that exist, each with its artifact folder."""
+    found = [(Path(run_dir) / name, folder) for name, folder in ARTIFACTS.items()]
+    return [(path, folder) for path, folder in found if path.is_file()]
+
+
+def bar_of(summary: dict[str, Any]) -> Bar:
+    """Pooled validation AUROC of the selected round, or its test AUROC without validation."""
+    validation = (summary.get("selection") or {}).get("validation") or {}
+    if validation.get("auroc") is not None:
+        return Bar(float(validation["auroc"]), "validation")
+    test = ((summary.get("metrics") or {}).get("pooled") or {}).get("auroc")
+    return Bar(None if test is None else float(test), "test")
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out at ``folder``, or None (not a checkout, no git)."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def read_campaign(run_dir: Path) -> CampaignRecord:
+    """The record of a finished run folder, or one ConfigError naming the missing file."""
+    run_dir = Path(run_dir)
+    missing = [name for name in (HYDRA_CONFIG, METRICS, SUMMARY, MODEL) if not (run_dir / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{run_dir} lacks {', '.join(map(str, missing))}: a campaign is logged from a finished "
+            "run folder (a deployment's folder must be on the coordinator's machine)"
+        )
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / HYDRA_CONFIG), resolve=True)
+    summary = read_json(run_dir / SUMMARY)
+    privacy = (summary.get("privacy") or {}).get("sites") or {}
+    epsilon = {site: entry.get("epsilon") for site, entry in sorted(privacy.items())}
+    return CampaignRecord(
+        params={k: param_text(v) for k, v in flatten(config).items()},
+        metrics=round_metrics(read_round_records(run_dir)) + selected_metrics(summary),
+        epsilon=epsilon,
+        selected_round=(summary.get("selection") or {}).get("round"),
+        bar=bar_of(summary),
+        sites=sorted(privacy) or sorted((config.get("data") or {}).get("sites") or {}),
+    )

@@ -1,0 +1,378 @@
+"""Campaigns and the model registry, on MLflow's own tracking and registry APIs.
+
+A campaign (``lhsfed-train campaign=NAME``) is one MLflow run of experiment NAME: the run
+folder's composed config as params, per-round metrics by step, ε per site, artifacts and
+lineage tags (``federation.coordinator.campaign_record`` reads them). Its selected model
+becomes a version of the task's registered model (one per dataset spec name + label) when it
+reaches ``registry.min_pooled_auroc``; the first version is ``champion``, later ones
+``challenger`` (promotion is a later, recorded step). MLflow is imported inside the
+functions: it is the coordinator's ``registry`` extra, never in a hospital's image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.coordinator.campaign_record import MODEL_ARTIFACT
+from federation.core.errors import ConfigError
+
+DEFAULT_URI = "sqlite:///lhsfed-registry.db"  # relative to the coordinator's working directory
+DEFAULT_MIN_POOLED_AUROC = 0.6
+CHAMPION, CHALLENGER = "champion", "challenger"
+REFERENCE_PREFIX = "registry:"
+_SQLITE = "sqlite:///"
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What ``log_campaign`` did: the MLflow run, and the version it registered (or None)."""
+
+    run_id: str
+    campaign: str
+    task: str
+    version: str | None
+    alias: str | None
+    auroc: float | None
+    split: str
+    minimum: float
+
+    def line(self) -> str:
+        got = "no AUROC" if self.auroc is None else f"AUROC {self.auroc:.3f}"
+        head = f"campaign {self.campaign}: MLflow run {self.run_id}; task {self.task}"
+        if self.version is None:
+            bar = f"registry.min_pooled_auroc={self.minimum}"
+            return f"{head}: no version registered (pooled {self.split} {got} < {bar})"
+        return f"{head} version {self.version} = {self.alias} (pooled {self.split} {got})"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A registry reference resolved to a downloaded model.pt and the version it named."""
+
+    path: Path
+    task: str
+    version: str
+
+
+@dataclass(frozen=True)
+class CampaignRequest:
+    """The launcher's ``campaign`` / ``registry.*`` keys, checked before the run starts."""
+
+    campaign: str
+    uri: str
+    min_pooled_auroc: float
+
+
+def campaign_request(config: dict[str, Any], task: str) -> CampaignRequest | None:
+    """What to log after the run (None: not a campaign), or one ConfigError naming the key."""
+    import importlib.util
+
+    from federation.core.settings import number
+
+    registry = config.get("registry") or {}
+    name = config.get("campaign") or (task if str(registry.get("enabled")).lower() == "true" else None)
+    if not name:
+        return None
+    minimum = registry.get("min_pooled_auroc", DEFAULT_MIN_POOLED_AUROC)
+    minimum = number(minimum, "registry.min_pooled_auroc", float)
+    if not 0.0 <= minimum <= 1.0:
+        raise ConfigError(
+            f"registry.min_pooled_auroc={minimum} is not an AUROC; give one in [0, 1], e.g. 0.6"
+        )
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError(
+            f"campaign={name} logs the run to MLflow, which is not installed here: install the "
+            "coordinator's extra (pip install 'lhs-federation[registry]') or drop campaign=/registry.enabled"
+        )
+    return CampaignRequest(str(name), str(registry.get("uri") or DEFAULT_URI), minimum)
+
+
+def task_name(spec) -> str:
+    """The registered model of a dataset spec: its name and label column (``uci_heart-num``)."""
+    return f"{spec.name}-{spec.label.column}"
+
+
+def is_reference(text: str | None) -> bool:
+    return bool(text) and str(text).startswith(REFERENCE_PREFIX)
+
+
+def log_campaign(
+    run_dir: Path,
+    settings,
+    *,
+    campaign: str,
+    uri: str,
+    parent_version: str | None,
+    min_pooled_auroc: float = DEFAULT_MIN_POOLED_AUROC,
+) -> Logged:
+    """Log a finished run as an MLflow run of experiment ``campaign``; register its model as a
+    new version of the task when its pooled AUROC reaches ``min_pooled_auroc``."""
+    from federation.coordinator.campaign_record import read_campaign
+
+    run_dir, task = Path(run_dir), task_name(settings.data)
+    record = read_campaign(run_dir)
+    tags = _run_tags(settings, record, campaign=campaign, task=task, parent_version=parent_version)
+    with _registry_errors(uri):
+        client = _client(uri, create=True)
+        experiment = _experiment(client, campaign, uri)
+        run_id = client.create_run(experiment, run_name=run_dir.name, tags=tags).info.run_id
+        _log_content(client, run_id, run_dir, record)
+        version = alias = None
+        passed = record.bar.auroc is not None and record.bar.auroc >= min_pooled_auroc
+        if passed:
+            version, alias = _register(client, task, run_id, tags, record)
+        client.set_terminated(run_id)
+    bar = record.bar
+    return Logged(run_id, campaign, task, version, alias, bar.auroc, bar.split, min_pooled_auroc)
+
+
+def _run_tags(settings, record, *, campaign: str, task: str, parent_version: str | None) -> dict[str, str]:
+    """Lineage and provenance: spec hash, sites, app version, git commit (when a checkout)."""
+    import federation
+    from client.site_spec import spec_hash
+    from federation.coordinator.campaign_record import git_commit, key
+
+    commit = git_commit(Path(federation.__file__).resolve().parents[1])
+    tags = {
+        "campaign": campaign,
+        "task": task,
+        "spec_hash": spec_hash(settings.data),
+        "sites": ",".join(record.sites),
+        "app_version": federation.__version__,
+        "parent_version": parent_version or "none",
+        "selected_round": str(record.selected_round),
+        "selection_split": record.bar.split,
+        **{key("epsilon", site).replace("/", "."): _text(eps) for site, eps in record.epsilon.items()},
+    }
+    return tags | ({"git_commit": commit, "mlflow.source.git.commit": commit} if commit else {})
+
+
+def _text(value: float | None) -> str:
+    return "null" if value is None else f"{value:.6g}"
+
+
+def _log_content(client, run_id: str, run_dir: Path, record) -> None:
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+    from federation.coordinator.campaign_record import artifacts
+
+    # A longer value (a long feature list) is cut; the whole config is the config/ artifact.
+    params = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in sorted(record.params.items())]
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, step) for k, v, step in record.metrics]
+    for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+    for path, folder in artifacts(run_dir):
+        client.log_artifact(run_id, str(path), artifact_path=folder)
+
+
+def _register(client, task: str, run_id: str, tags: dict[str, str], record) -> tuple[str, str]:
+    """A new version of ``task`` (created on first use): champion if there is none, else challenger."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = dict(client.get_registered_model(task).aliases)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        client.create_registered_model(task, tags={"spec_hash": tags["spec_hash"]}, description=_DESCRIPTION)
+        aliases = {}
+    version_tags = {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
+    if record.bar.auroc is not None:
+        version_tags[f"{record.bar.split}_pooled_auroc"] = f"{record.bar.auroc:.6g}"
+    source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    version = client.create_model_version(task, source, run_id=run_id, tags=version_tags).version
+    alias = CHALLENGER if CHAMPION in aliases else CHAMPION
+    client.set_registered_model_alias(task, alias, str(version))
+    return str(version), alias
+
+
+_DESCRIPTION = (
+    "lhs-federation risk model; versions come from campaigns (lhsfed-train campaign=NAME), "
+    "aliases champion (in use) and challenger (the latest candidate)."
+)
+
+
+def resolve_reference(ref: str, uri: str, download_dir: Path) -> ResolvedModel:
+    """``registry:TASK@ALIAS`` or ``registry:TASK/VERSION`` -> its model.pt, downloaded."""
+    task, alias, number = parse_reference(ref)
+    with _registry_errors(uri):
+        client = _client(uri, create=False)
+        version = _version(client, ref, uri, task, alias, number)
+        Path(download_dir).mkdir(parents=True, exist_ok=True)
+        from federation.core.run_layout import MODEL
+
+        local = client.download_artifacts(version.run_id, f"{MODEL_ARTIFACT}/{MODEL}", str(download_dir))
+    return ResolvedModel(Path(local), task, str(version.version))
+
+
+def resolve_model(ref: str, uri: str, download_dir: Path) -> Path:
+    """The contract's form of ``resolve_reference``: the local model.pt only."""
+    return resolve_reference(ref, uri, download_dir).path
+
+
+def parse_reference(ref: str) -> tuple[str, str | None, str | None]:
+    """(task, alias, version) of ``registry:TASK@ALIAS`` / ``registry:TASK/VERSION``."""
+    body = str(ref)[len(REFERENCE_PREFIX) :] if is_reference(ref) else ""
+    task, at, alias = body.rpartition("@")
+    if at and task and alias:
+        return task, alias, None
+    task, slash, number = body.rpartition("/")
+    if slash and task and number.isdigit():
+        return task, None, number
+    raise ConfigError(
+        f"{ref!r} is not a registry reference; write registry:TASK@ALIAS (e.g. "
+        "registry:uci_heart-num@champion) or registry:TASK/VERSION (e.g. registry:uci_heart-num/1)"
+    )
+
+
+def _version(client, ref: str, uri: str, task: str, alias: str | None, number: str | None):
+    from mlflow.exceptions import MlflowException
+
+    _registered(client, uri, task)
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(task, alias)
+        return client.get_model_version(task, number)
+    except MlflowException:
+        versions = [v.version for v in _versions(client, task)]
+        aliases = {a: str(v) for a, v in client.get_registered_model(task).aliases.items()}
+        known = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items())) or "none"
+        raise ConfigError(
+            f"{ref}: task {task} in {uri} has no {'alias ' + alias if alias else 'version ' + str(number)}; "
+            f"its versions: {', '.join(map(str, sorted(versions, key=int))) or 'none'}, aliases: {known}"
+        ) from None
+
+
+def _registered(client, uri: str, task: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(task)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        known = sorted(m.name for m in client.search_registered_models())
+        raise ConfigError(
+            f"task {task!r} is not in the registry {uri}; registered tasks: {', '.join(known) or 'none'} "
+            "(a campaign registers one: lhsfed-train campaign=NAME)"
+        ) from None
+
+
+def list_tasks(uri: str) -> list[dict[str, Any]]:
+    """Every registered task: its versions and aliases."""
+    with _registry_errors(uri):
+        client = _client(uri, create=False)
+        return [
+            {
+                "task": model.name,
+                "aliases": {a: str(v) for a, v in sorted(model.aliases.items())},
+                "versions": sorted(int(v.version) for v in _versions(client, model.name)),
+            }
+            for model in sorted(client.search_registered_models(), key=lambda m: m.name)
+        ]
+
+
+def show_task(uri: str, task: str) -> list[dict[str, Any]]:
+    """Every version of ``task``: aliases, lineage, the selected round's metrics, ε per site."""
+    with _registry_errors(uri):
+        client = _client(uri, create=False)
+        by_version: dict[str, list[str]] = {}
+        for alias, version in _registered(client, uri, task).aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        versions = sorted(_versions(client, task), key=lambda v: int(v.version))
+        return [_version_view(client, v, by_version.get(str(v.version), [])) for v in versions]
+
+
+def _version_view(client, version, aliases: list[str]) -> dict[str, Any]:
+    metrics = client.get_run(version.run_id).data.metrics
+    tags = dict(version.tags)
+    return {
+        "version": str(version.version),
+        "aliases": sorted(aliases),
+        "parent_version": tags.get("parent_version", "none"),
+        "campaign": tags.get("campaign"),
+        "run_id": version.run_id,
+        "selected_round": tags.get("selected_round"),
+        "metrics": _under(metrics, "selected/"),
+        "epsilon": _under(tags, "epsilon."),
+    }
+
+
+def _under(mapping: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k.removeprefix(prefix): v for k, v in sorted(mapping.items()) if k.startswith(prefix)}
+
+
+def _versions(client, task: str) -> list:
+    return list(client.search_model_versions(f"name='{task}'"))
+
+
+def _experiment(client, campaign: str, uri: str) -> str:
+    """The experiment of ``campaign`` (created on first use; its artifacts beside a SQLite file)."""
+    found = client.get_experiment_by_name(campaign)
+    if found is not None:
+        return found.experiment_id
+    root = _artifact_root(uri)
+    folder = re.sub(r"[^A-Za-z0-9_-]", "_", campaign)  # never a path out of the artifact root
+    location = None if root is None else (root / folder).resolve().as_uri()
+    return client.create_experiment(campaign, artifact_location=location)
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len(_SQLITE) :]) if uri.startswith(_SQLITE) else None
+
+
+def _artifact_root(uri: str) -> Path | None:
+    """``lhsfed-registry-artifacts/`` beside ``lhsfed-registry.db`` (a server keeps its own)."""
+    db = _sqlite_file(uri)
+    return None if db is None else db.parent / f"{db.stem}-artifacts"
+
+
+def _client(uri: str, *, create: bool):
+    """An MlflowClient on ``uri``; reading never creates an empty SQLite registry."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow import MlflowClient
+
+    for name in ("mlflow", "alembic"):  # database set-up chatter; the console keeps one line
+        logging.getLogger(name).setLevel(logging.WARNING)
+    db = _sqlite_file(uri)
+    if db is not None and not create and not db.is_file():
+        raise ConfigError(
+            f"no registry at {uri} ({db.resolve()} does not exist): run a campaign first "
+            "(lhsfed-train campaign=NAME) or give the registry's URI (--uri / registry.uri)"
+        )
+    if db is not None and create:
+        db.resolve().parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextlib.contextmanager
+def _registry_errors(uri: str):
+    """MLflow, database and connection failures as one ConfigError line naming the URI."""
+    from mlflow.exceptions import MlflowException
+
+    failures: tuple[type[BaseException], ...] = (MlflowException, OSError)
+    with contextlib.suppress(ImportError):
+        from requests.exceptions import RequestException
+        from sqlalchemy.exc import SQLAlchemyError
+
+        failures += (RequestException, SQLAlchemyError)
+    try:
+        yield
+    except failures as err:
+        reason = " ".join(str(getattr(err, "message", None) or err).split())[:300]
+        raise ConfigError(
+            f"the registry {uri} cannot be used ({type(err).__name__}: {reason}); check that it is "
+            "reachable and writable (registry.uri / --uri)"
+        ) from None

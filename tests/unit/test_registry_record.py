@@ -1,0 +1,69 @@
+"""What a campaign logs, read from a run folder's documents, and the registry keys (no MLflow store)."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.coordinator.campaign_record import Bar, bar_of, flatten, git_commit, key, round_metrics
+from federation.coordinator.registry import campaign_request, parse_reference
+from federation.core.errors import ConfigError
+from federation.core.records import RoundRecord
+
+
+def test_the_bar_is_pooled_validation_auroc_or_test_auroc_without_validation():
+    with_validation = {"selection": {"validation": {"auroc": 0.7}}, "metrics": {"pooled": {"auroc": 0.9}}}
+    without = {"selection": {"validation": {}}, "metrics": {"pooled": {"auroc": 0.9}}}
+
+    assert bar_of(with_validation) == Bar(0.7, "validation")
+    assert bar_of(without) == Bar(0.9, "test")
+    assert bar_of({}) == Bar(None, "test")
+
+
+def test_round_metrics_are_by_step_per_split_and_site_with_odd_site_names_made_safe():
+    record = RoundRecord.from_json(
+        {
+            "round": 3,
+            "train": {"St. Mary's": {"epsilon": 0.5, "loss": 0.2}},
+            "evaluate": {"pooled": {"auroc": 0.8, "n_test": 10}, "sites": {"St. Mary's": {"auroc": None}}},
+            "validation": {"pooled": {"auroc": 0.75}},
+        }
+    )
+
+    rows = round_metrics([record])
+
+    assert sorted(rows) == [
+        ("epsilon/St. Mary_s", 0.5, 3),
+        ("test/pooled/auroc", 0.8, 3),
+        ("test/pooled/n_test", 10.0, 3),
+        ("validation/pooled/auroc", 0.75, 3),
+    ]
+    assert key("a:b", "c") == "a_b/c"
+
+
+def test_the_config_flattens_to_dotted_params_with_lists_as_one_value():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "a.c": [1, 2], "d": None}
+
+
+def test_git_commit_is_none_outside_a_checkout(tmp_path):
+    assert git_commit(tmp_path) is None
+
+
+def test_references_parse_by_alias_or_version_and_anything_else_is_one_line():
+    assert parse_reference("registry:uci_heart-num@champion") == ("uci_heart-num", "champion", None)
+    assert parse_reference("registry:uci_heart-num/12") == ("uci_heart-num", None, "12")
+    for bad in ("uci_heart-num@champion", "registry:uci_heart-num", "registry:@x", "registry:t/v1"):
+        with pytest.raises(ConfigError, match="is not a registry reference; write registry:TASK@ALIAS"):
+            parse_reference(bad)
+
+
+def test_campaign_keys_are_checked_before_a_run():
+    off = {"campaign": None, "registry": {"enabled": False}}
+    enabled = {"campaign": None, "registry": {"enabled": True, "uri": "sqlite:///r.db"}}
+
+    assert campaign_request(off, "t-y") is None
+    request = campaign_request(enabled, "t-y")
+    assert (request.campaign, request.uri, request.min_pooled_auroc) == ("t-y", "sqlite:///r.db", 0.6)
+    with pytest.raises(ConfigError, match=r"min_pooled_auroc=1.5 is not an AUROC; give one in \[0, 1\]"):
+        campaign_request({"campaign": "c", "registry": {"min_pooled_auroc": 1.5}}, "t-y")
+    with pytest.raises(ConfigError, match="registry.min_pooled_auroc='high' is not a finite number"):
+        campaign_request({"campaign": "c", "registry": {"min_pooled_auroc": "high"}}, "t-y")

@@ -141,6 +141,7 @@ def test_multicentre_spec_trains_end_to_end_with_no_code_change(multicentre, tmp
         "data=multicentre",
         f"federation.data_dir={data_dir}",
         "rounds=2",
+        "federation.runtime=inprocess",  # the spec is under test, not the runtime
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]

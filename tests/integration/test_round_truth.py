@@ -209,7 +209,9 @@ def test_failures_name_the_site_and_dead_nodes_are_not_asked_to_evaluate(tmp_pat
 
 @pytest.mark.slow
 def test_a_run_where_every_site_refuses_exits_non_zero_with_each_sites_reason(tmp_path):
-    proc = run_launcher(tmp_path, "rounds=1", env={"LHSFED_MAX_EPSILON": "0.01"})
+    proc = run_launcher(
+        tmp_path, "rounds=1", "federation.runtime=inprocess", env={"LHSFED_MAX_EPSILON": "0.01"}
+    )
 
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("lhsfed-train: error:")]

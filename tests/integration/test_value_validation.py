@@ -62,7 +62,13 @@ def test_a_site_with_bad_values_sits_out_while_the_others_train(tmp_path):
     va_rows[0] = "430" + va_rows[0][va_rows[0].index(",") :]  # an age of 430 years
     target.write_text("\n".join(va_rows) + "\n")
 
-    proc = run_launcher(tmp_path, "rounds=2", "data.strict_values=true", f"federation.data_dir={data_dir}")
+    proc = run_launcher(
+        tmp_path,
+        "rounds=2",
+        "data.strict_values=true",
+        f"federation.data_dir={data_dir}",
+        "federation.runtime=inprocess",  # the site's check is under test, not the runtime
+    )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = read_json(tmp_path / "run" / "summary.json")

@@ -1,4 +1,4 @@
-"""The coordinator's Flower ServerApp: parse the run config, run the federation loop."""
+"""The coordinator's Flower ServerApp: parse the run config, run its loop (server.tasks)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from federation.core.run_layout import flwr_run_dir
 from federation.core.settings import RunSettings
-from server.federation_loop import run_federation
 from server.run_folder import refuse_outside_runs_root
+from server.tasks import run_task
 
 app = ServerApp()
 
@@ -21,4 +21,4 @@ def main(grid: Grid, context: Context) -> None:
     default_dir = flwr_run_dir(context.run_id)
     # Before anything is written: the run config is not trusted to pick the folder.
     refuse_outside_runs_root(Path(settings.output_dir) if settings.output_dir else default_dir)
-    run_federation(grid, settings, default_dir=default_dir)
+    run_task(grid, settings, default_dir=default_dir)

@@ -149,11 +149,11 @@ def run_in_process(
     ``client_app`` ("module:attr") is the ClientApp every site runs (None: the hospital's),
     ``mods`` wrap it.
     """
-    from server.federation_loop import run_federation  # imported late, as in simulation
+    from server.tasks import run_task  # imported late, as in simulation
 
     torch.set_num_threads(1)  # as each simulated client gets one CPU in Ray
     settings = RunSettings.from_run_config(dict(run_config))
     # Messages take their run and sender from the process's task identity, as a ServerApp's do.
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN_ID, SUPERLINK_NODE_ID
     grid = InProcessGrid(load_app(client_app or CLIENT_APP), run_config, num_nodes, mods)
-    return run_federation(grid, settings, default_dir=Path(run_dir))
+    return run_task(grid, settings, default_dir=Path(run_dir))

@@ -164,6 +164,17 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
         if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
             number(settings.strategy.params[key], f"strategy.{key}", float if "timeout" in key else int)
+    nodes = run_flower(run_config, settings, federation, output_dir)
+    report_sat_out(settings, output_dir, nodes=nodes)
+    log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
+    return output_dir
+
+
+def run_flower(
+    run_config: dict[str, Any], settings: RunSettings, federation: dict[str, Any], output_dir: Path
+) -> int:
+    """One Flower run of ``run_config`` (training, or a site query task: server.tasks) in the
+    configured mode and runtime; returns how many sites it addressed."""
     mode = federation.get("mode", "simulation")
     if mode not in FEDERATION_MODES:
         raise ConfigError(f"federation.mode {mode!r} is unknown; choose one of {FEDERATION_MODES}")
@@ -184,9 +195,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
             ca_cert=federation.get("ca_cert"),
             timeout=timeout,
         )
-        report_sat_out(settings, output_dir, nodes=len(settings.data.sites))
-        log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
-        return output_dir
+        return len(settings.data.sites)
     num_nodes = simulated_nodes(settings, federation)
     client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
     runtime = federation.get("runtime") or "ray"
@@ -213,9 +222,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
             data_dir=federation.get("data_dir"),
             client_app=federation.get("client_app"),
         )
-    report_sat_out(settings, output_dir, nodes=num_nodes)
-    log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
-    return output_dir
+    return num_nodes
 
 
 def warm_start(cfg: DictConfig, settings: RunSettings):

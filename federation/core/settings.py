@@ -31,6 +31,8 @@ SECURE_AGGREGATION_STRATEGIES = ("fedavg", "fedprox")
 # Groups the apps need; the launcher-only group (federation) is not sent.
 APP_GROUPS = ("model", "train", "privacy", "strategy", "selection", "early_stopping")
 SELECTION_METRICS = ("loss", "auroc")
+# What a ServerApp run does (server.tasks): train, or one site query of the learning loop.
+TASKS = ("train", "compare", "drift")
 SCALARS = (bool, int, float, str)
 
 
@@ -99,6 +101,10 @@ class RunSettings:
     # A warm start's first global model (``lhsfed-train init=``): federation.core.weights_text
     # text of the parent's state dict, preprocessing buffers included; empty: a fresh model.
     initial_weights: str = field(default="", repr=False)
+    # What the ServerApp does (server.tasks): "train" a federation, or ask the sites one
+    # question ("compare" two models, "drift" of their data); ``task_args`` is that task's JSON.
+    task: str = "train"
+    task_args: str = field(default="", repr=False)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -119,6 +125,8 @@ class RunSettings:
                 resume=_to_bool(flat.get("run.resume", False)),
                 expected_nodes=number(flat.get("run.expected_nodes", 0), "run.expected_nodes"),
                 initial_weights=str(flat.get("run.init_weights", "")),
+                task=str(flat.get("run.task", "train")),
+                task_args=str(flat.get("run.task_args", "")),
                 model=_typed(ModelSettings, groups["model"], "model"),
                 train=_typed(TrainSettings, groups["train"], "train"),
                 privacy=_typed(PrivacySettings, groups["privacy"], "privacy"),
@@ -198,6 +206,7 @@ def _problems(s: RunSettings) -> list[str]:
             s.model.name in MODEL_NAMES,
             f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}",
         ),
+        (s.task in TASKS, f"run.task {s.task!r} is unknown; choose one of {', '.join(TASKS)}"),
         (s.rounds >= 1, f"rounds must be >= 1 (got {s.rounds})"),
         (s.train.local_epochs >= 1, f"train.local_epochs must be >= 1 (got {s.train.local_epochs})"),
         (s.train.local_steps >= 0, f"train.local_steps must be >= 0 (got {s.train.local_steps})"),

@@ -145,6 +145,9 @@ def _run_tags(settings, record, *, campaign: str, task: str, parent_version: str
         "sites": ",".join(record.sites),
         "app_version": federation.__version__,
         "parent_version": parent_version or "none",
+        # The name the sites know this run by (client.budget.run_identity): a site's compare and
+        # drift answers look up what it recorded for the run under it (client.site_state).
+        "run_identity": settings.output_dir,
         "selected_round": str(record.selected_round),
         "selection_split": record.bar.split,
         **{key("epsilon", site).replace("/", "."): _text(eps) for site, eps in record.epsilon.items()},

@@ -379,3 +379,37 @@ def _registry_errors(uri: str):
             f"the registry {uri} cannot be used ({type(err).__name__}: {reason}); check that it is "
             "reachable and writable (registry.uri / --uri)"
         ) from None
+
+
+def download_run_folder(ref: str, uri: str, folder: Path) -> ResolvedModel:
+    """The version ``ref`` names, its logged files laid out as a run folder in ``folder``.
+
+    model.pt, metrics.jsonl, summary.json, .hydra/config.yaml and, when logged, the
+    evaluation: what ``lhsfed export`` needs to bake the model and write its card, so a site
+    can score with a registered model (``lhsfed predict registry:TASK@champion``).
+    """
+    import shutil
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from federation.coordinator.campaign_record import ARTIFACTS
+    from federation.core.run_layout import HYDRA_CONFIG, METRICS, MODEL
+
+    task, alias, number = parse_reference(ref)
+    required = (MODEL, METRICS, str(HYDRA_CONFIG))
+    with _registry_errors(uri), tempfile.TemporaryDirectory() as scratch:
+        client = _client(uri, create=False)
+        version = _version(client, ref, uri, task, alias, number)
+        for name, artifact_folder in ARTIFACTS.items():
+            target = Path(folder) / name
+            artifact = f"{artifact_folder}/{target.name}" if artifact_folder else target.name
+            try:
+                local = client.download_artifacts(version.run_id, artifact, scratch)
+            except MlflowException:
+                if name in required:
+                    raise ConfigError(f"{ref}: version {version.version}'s run lacks {artifact}") from None
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(local, target)
+    return ResolvedModel(Path(folder) / MODEL, task, str(version.version))

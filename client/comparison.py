@@ -44,7 +44,9 @@ def model_refusal(champion_sent: bool, challenger_sent: bool) -> str | None:
 def split_refusal(y_test: np.ndarray, *, min_rows: int, min_cell: int) -> str | None:
     """``evaluate``'s release rule on the test split, worded as the rule only."""
     refusal = evaluation_refusal(y_test, min_rows=min_rows, min_cell=min_cell)
-    return refusal.removeprefix("evaluation refused ") if refusal else None
+    if refusal is None:
+        return None
+    return refusal.removeprefix("evaluation refused ").replace("(", "", 1).replace(")", "", 1)
 
 
 def paired_auroc_difference(

@@ -147,3 +147,15 @@ def test_paired_ci_brackets_the_difference_and_sees_a_better_challenger():
 
     assert low <= difference <= high
     assert low > 0  # the challenger is better on the same rows, and the paired CI sees it
+
+
+def test_recorded_models_are_not_compared_on_a_test_split_under_the_release_rule(run_config, monkeypatch):
+    champion, challenger = _model_state(run_config, 1), _model_state(run_config, 2)
+    _evaluate(run_config, champion)
+    _evaluate(run_config, challenger)
+    monkeypatch.setenv("LHSFED_MIN_EVAL_ROWS", "100000")  # the site's rule, now above its test rows
+
+    reply = _compare(run_config, champion, challenger)
+
+    assert reply.has_error() and reply.error.code == wire.EVALUATION_REFUSED
+    assert "too few test rows" in reply.error.reason

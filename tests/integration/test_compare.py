@@ -95,3 +95,16 @@ def test_challenger_of_other_features_is_refused_in_one_line(registry, nodp_run,
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "encoded column 1" in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_challenger_run_folder_is_compared_by_every_site(registry, dp_run, tmp_path):
+    """``--challenger RUN_DIR``: the folder is the run identity its sites recorded it under."""
+    out = tmp_path / "comparison"
+
+    args = ["--challenger", str(dp_run), "--registry-uri", registry["uri"], "--out", str(out)]
+    code = lhsfed(["compare", TASK, *args, "federation.runtime=inprocess"])
+
+    document = read_json(out / "comparison.json")
+    assert code == 0 and set(document["sites"]) == SITES and document["refused"] == {}
+    assert document["challenger"] == {"version": None, "source": str(dp_run)}

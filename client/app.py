@@ -23,7 +23,9 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from client.budget import SiteBudget, run_folder
+from client.budget import SiteBudget, run_folder, run_identity
+from client.comparison import comparison_metrics, model_refusal, split_refusal
+from client.model_record import model_digest, record_model, sent_in_run
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -41,7 +43,7 @@ from federation.core.data import SiteData
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError, PrivacyBudgetError
 from federation.core.metrics import site_wire_metrics
-from federation.core.model import build_model, predict_risk, unwrapped_state_dict
+from federation.core.model import ModelSpec, build_model, predict_risk, unwrapped_state_dict
 from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
@@ -213,9 +215,62 @@ def evaluate(message: Message, context: Context) -> Message:
     refusal = _evaluation_refusal(site, context, _round(message))
     if refusal:
         raise EvaluationRefused(refusal)
+    # The site trained this round: the global model it was sent may be compared later.
+    digest = model_digest(message.content[wire.ARRAYS])
+    record_model(site.policy, run_identity(settings, context), _round(message), digest)
     model = _model(settings, message.content[wire.ARRAYS])
     with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
     test = _scores(
         data.y_test, predict_risk(model, data.x_test), min_cell=site.policy.min_cell_size, with_ci=with_ci
     )
     return _reply(message, data.name, {**test, **_validation_scores(site, model)})
+
+
+_COMPARED = (
+    (wire.CHAMPION_ARRAYS, wire.CHAMPION_RUN, wire.CHAMPION_MODEL_SPEC),
+    (wire.CHALLENGER_ARRAYS, wire.CHALLENGER_RUN, wire.CHALLENGER_MODEL_SPEC),
+)
+
+
+def _compared_model(settings: RunSettings, config: ConfigRecord, arrays: ArrayRecord, spec_key: str):
+    """A model of the comparison, built from the spec its query names (the run's by default)."""
+    import json
+
+    try:
+        spec = ModelSpec(**json.loads(str(config[spec_key]))) if spec_key in config else model_spec(settings)
+        model = build_model(spec, seed=settings.seed)
+        model.load_state_dict(arrays.to_torch_state_dict())
+    except (TypeError, ValueError, RuntimeError):
+        raise RunConfigError(
+            f"{spec_key}: not a model spec of these arrays; launch through lhsfed compare"
+        ) from None
+    return model
+
+
+@app.query(wire.QUERY_COMPARE)
+def compare(message: Message, context: Context) -> Message:
+    """Champion vs challenger on this site's test rows (client.comparison): answered only for
+    two global models this site was sent in runs it trained in, and a releasable test split."""
+    site = _open_site(context)
+    config = message.content.get(wire.CONFIG, ConfigRecord())
+    if any(arrays_key not in message.content.array_records for arrays_key, _, _ in _COMPARED):
+        raise RunConfigError("a compare query carries both models' arrays; launch through lhsfed compare")
+    node_config = dict(context.node_config)
+    sent = [
+        sent_in_run(node_config, site.data.name, str(config.get(run_key, "")), message.content[arrays_key])
+        for arrays_key, run_key, _ in _COMPARED
+    ]
+    policy, y = site.policy, site.data.y_test
+    refusal = model_refusal(*sent) or split_refusal(
+        y, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size
+    )
+    if refusal:
+        raise EvaluationRefused(refusal)
+    champion, challenger = (
+        predict_risk(_compared_model(site.settings, config, message.content[a], s), site.data.x_test)
+        for a, _, s in _COMPARED
+    )
+    metrics = comparison_metrics(
+        y, champion, challenger, min_cell=policy.min_cell_size, seed=SiteRandomness().seed()
+    )
+    return _reply(message, site.data.name, metrics)

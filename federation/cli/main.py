@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "federation.cli.site",
     "federation.cli.nodes",
     "federation.cli.registry",
+    "federation.cli.compare",
     "federation.cli.promote",
 )
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from federation.core.errors import LhsFedError
 
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     try:
         return int(args.func(args) or 0)
     except LhsFedError as err:
@@ -55,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"lhsfed {args.command}: error: {_os_error(err)}", file=sys.stderr)
         return 2
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Arguments; a command with Hydra ``overrides`` takes them after its options too
+    (``lhsfed compare TASK --out DIR federation.runtime=inprocess``: argparse alone would not)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _missing_extra(err: ModuleNotFoundError) -> str:

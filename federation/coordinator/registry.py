@@ -117,6 +117,9 @@ def log_campaign(
     run_dir, task = Path(run_dir), task_name(settings.data)
     record = read_campaign(run_dir)
     tags = _run_tags(settings, record, campaign=campaign, task=task, parent_version=parent_version)
+    # A run folder logged after the fact (its .hydra config has no output_dir): the sites
+    # named the run by its absolute folder, as the launcher's output_dir is.
+    tags["run_identity"] = settings.output_dir or str(run_dir.absolute())
     with _registry_errors(uri):
         client = _client(uri, create=True)
         experiment = _experiment(client, campaign, uri)

@@ -68,3 +68,19 @@ STATS_SUM = "stats-sum"
 STATS_SUMSQ = "stats-sumsq"
 QUERY_FEATURE_STATS = "feature-stats"
 QUERY_KIND = "query-kind"
+
+# Compare (champion vs challenger on each site's test rows: client/comparison.py)
+QUERY_COMPARE = "compare"  # the query's action: message type "query.compare"
+CHAMPION_ARRAYS = "champion-arrays"
+CHALLENGER_ARRAYS = "challenger-arrays"
+# In the query's ConfigRecord: each model's training-run identity and model spec (JSON)
+CHAMPION_RUN = "champion-run"
+CHALLENGER_RUN = "challenger-run"
+CHAMPION_MODEL_SPEC = "champion-model-spec"
+CHALLENGER_MODEL_SPEC = "challenger-model-spec"
+# In the reply: each model's metrics under its prefix ("champion-auroc", "challenger-ece", ...)
+CHAMPION_PREFIX = "champion-"
+CHALLENGER_PREFIX = "challenger-"
+AUROC_DIFFERENCE = "auroc-difference"  # challenger - champion, on the same rows
+DIFFERENCE_CI_LOW = "difference-ci-low"  # paired percentile bootstrap, the site's own resamples
+DIFFERENCE_CI_HIGH = "difference-ci-high"

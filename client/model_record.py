@@ -1,0 +1,92 @@
+"""Which global models this site was sent in the runs it trained in (digests only).
+
+A site scores a model for a comparison only if it was itself sent that model as a global
+model in a run it trained in (:mod:`client.comparison`): otherwise a coordinator could have it
+score models built to probe its rows (a model that puts one patient's feature values at 0.99,
+say) and read answers off the released metrics. So ``evaluate`` records, after its refusal
+check passed, a digest of the arrays it was sent, with the run's identity and round, in the
+site's state folder (:func:`client.site_state.state_dir`). Only digests are kept: the site
+needs to recognise a model, not to hold it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from client.site_policy import SitePolicy
+from client.site_state import run_key, state_dir
+from federation.core import atomic
+
+MODELS = "models"  # the sub-folder of the state folder: one JSON file per run
+
+
+def model_digest(arrays: Mapping) -> str:
+    """sha256 over the sorted names, dtype, shape and bytes of a model's arrays.
+
+    ``arrays`` maps names to numpy arrays, torch tensors or Flower ``Array`` s (an
+    ``ArrayRecord`` or a state dict): each is taken as a C-ordered little-endian numpy array,
+    so the model.pt a run saved and the ArrayRecord its sites were sent digest alike.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = _as_numpy(arrays[name])
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        digest.update(json.dumps([name, array.dtype.str, list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _as_numpy(value) -> np.ndarray:
+    if hasattr(value, "numpy") and hasattr(value, "detach"):  # a torch tensor
+        return value.detach().cpu().numpy()
+    if hasattr(value, "numpy"):  # a Flower Array
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+def _record_path(policy: SitePolicy, run_identity: str) -> Path:
+    return state_dir(policy) / MODELS / f"{run_key(run_identity)}.json"
+
+
+def recorded_models(policy: SitePolicy, run_identity: str) -> dict[str, list[int]]:
+    """digest -> rounds this site was sent that model in, for one run ({} if none)."""
+    path = _record_path(policy, run_identity)
+    if not path.is_file():
+        return {}
+    document = json.loads(path.read_text())
+    if document.get("run_identity") != run_identity:  # a key collision: not this run's record
+        return {}
+    return {str(d): [int(r) for r in rounds] for d, rounds in document.get("models", {}).items()}
+
+
+def record_model(policy: SitePolicy, run_identity: str, server_round: int, digest: str) -> None:
+    """Note that this site was sent model ``digest`` in ``run_identity``'s ``server_round``."""
+    models = recorded_models(policy, run_identity)
+    models[digest] = sorted(set(models.get(digest, [])) | {int(server_round)})
+    path = _record_path(policy, run_identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, {"run_identity": run_identity, "models": models})
+
+
+def was_sent(policy: SitePolicy, run_identity: str, digest: str) -> bool:
+    return digest in recorded_models(policy, run_identity)
+
+
+def sent_in_run(node_config: dict, site: str, run_identity: str, arrays: Mapping) -> bool:
+    """Was this site sent ``arrays`` as a global model in the run ``run_identity``?
+
+    The run's records are in the state folder of the site's policy for that run (a simulated
+    site keeps its ledger in that run's folder unless ``LHSFED_LEDGER_DIR`` says otherwise; a
+    deployed site's node config fixes it).
+    """
+    from client.site_policy import site_policy
+
+    if not run_identity:
+        return False
+    policy = site_policy(node_config, site, run_folder=Path(run_identity))
+    return was_sent(policy, run_identity, model_digest(arrays))

@@ -24,6 +24,15 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder
+from client.personalize import (
+    check_test_split,
+    compared_metrics,
+    fine_tune,
+    personalized_path,
+    recalibrate,
+    save_personalized,
+    trained_refusal,
+)
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -219,3 +228,27 @@ def evaluate(message: Message, context: Context) -> Message:
         data.y_test, predict_risk(model, data.x_test), min_cell=site.policy.min_cell_size, with_ci=with_ci
     )
     return _reply(message, data.name, {**test, **_validation_scores(site, model)})
+
+
+@app.query(wire.QUERY_PERSONALIZE)
+def personalize(message: Message, context: Context) -> Message:
+    """After the federation: adapt the selected global model to this site (the run's
+    ``personalize`` mode, never the message's), keep it here, reply test metrics of both."""
+    site = _open_site(context)
+    settings = site.settings
+    if settings.personalize == "none":
+        raise RunConfigError("this run has personalize=none: the site personalizes nothing")
+    budget = site.budget(context)
+    refusal = trained_refusal(budget, settings)
+    if refusal:
+        raise EvaluationRefused(refusal)
+    check_test_split(site.data, site.policy)
+    model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
+    spend: dict = {}
+    if settings.personalize == "finetune":
+        own, spend = fine_tune(model, site.data, settings, budget)
+    else:
+        own = recalibrate(model, site.data, site.policy)
+    metrics = compared_metrics(site.data, site.policy, model, own)
+    save_personalized(personalized_path(site.policy, budget.run), own, budget.run)
+    return _reply(message, site.data.name, {**metrics, **spend})

@@ -68,3 +68,20 @@ STATS_SUM = "stats-sum"
 STATS_SUMSQ = "stats-sumsq"
 QUERY_FEATURE_STATS = "feature-stats"
 QUERY_KIND = "query-kind"
+
+# Personalization (client.personalize, server.personalization): after the federation, one
+# query (message type query.personalize) carries the selected global model; a site that trained
+# replies with test-split metrics of the global and of its personalized model under these
+# prefixes ("global-auroc", "personalized-auroc"), and, for finetune, its ε.
+QUERY_PERSONALIZE = "personalize"
+PERSONALIZE_MODE = "personalize-mode"  # ConfigRecord: recalibrate | finetune
+GLOBAL_PREFIX = "global-"
+PERSONALIZED_PREFIX = "personalized-"
+PERSONALIZE_METRICS = (
+    "auroc",
+    "auroc-ci-low",
+    "auroc-ci-high",
+    "calibration-slope",
+    "calibration-intercept",
+    "brier",
+)

@@ -25,7 +25,6 @@ from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder
 from client.personalize import (
-    check_test_split,
     compared_metrics,
     fine_tune,
     personalized_path,
@@ -242,13 +241,13 @@ def personalize(message: Message, context: Context) -> Message:
     refusal = trained_refusal(budget, settings)
     if refusal:
         raise EvaluationRefused(refusal)
-    check_test_split(site.data, site.policy)
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     spend: dict = {}
     if settings.personalize == "finetune":
         own, spend = fine_tune(model, site.data, settings, budget)
     else:
         own = recalibrate(model, site.data, site.policy)
-    metrics = compared_metrics(site.data, site.policy, model, own)
+    # Kept first: a site whose test split is too small to release metrics of still uses its model.
     save_personalized(personalized_path(site.policy, budget.run), own, budget.run)
+    metrics = compared_metrics(site.data, site.policy, model, own)
     return _reply(message, site.data.name, {**metrics, **spend})

@@ -302,6 +302,9 @@ class SiteBudget:
     def fine_tuning_noise(self, settings: RunSettings) -> float | None:
         """σ of the fine-tuning steps: the run's σ while its spent steps plus these stay within
         the target (they always do on plan), else the σ that keeps them within it."""
+        refused = self.fine_tuning_refusal(self.ledger.entries(), settings)  # checked again on reserve
+        if refused:
+            raise PrivacyBudgetError(refused)
         if not settings.privacy.enabled:
             return None
         planned = self.noise(settings)

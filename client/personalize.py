@@ -36,8 +36,9 @@ from client.training import train_locally
 from federation.core import atomic, wire
 from federation.core.data import SiteData
 from federation.core.metrics import site_wire_metrics
-from federation.core.model import predict_risk, unwrapped_state_dict
-from federation.core.settings import RunSettings
+from federation.core.model import build_model, predict_risk, unwrapped_state_dict
+from federation.core.safe_load import load_weights_only
+from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
 _EPS = 1e-7
@@ -135,10 +136,11 @@ def save_personalized(path: Path, personalized: Personalized, run_identity: str)
 
 
 def check_test_split(data: SiteData, policy: SitePolicy) -> None:
-    """Refuse (before any ε is spent) if the test split is too small to release metrics of."""
+    """Refuse to release metrics of a test split too small for the site's rules (the
+    personalized model is kept all the same: the site uses it, it just says nothing of it)."""
     too_small = evaluation_refusal(data.y_test, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size)
     if too_small:
-        raise EvaluationRefused(too_small)
+        raise EvaluationRefused(f"personalized model kept at the site, metrics not released: {too_small}")
 
 
 def compared_metrics(
@@ -155,3 +157,12 @@ def compared_metrics(
         metrics = site_wire_metrics(data.y_test, risk, with_ci=True, seed=seed)
         out.update({prefix + key: metrics[key] for key in wire.PERSONALIZE_METRICS})
     return out
+
+
+def load_personalized(path: Path, settings: RunSettings) -> Personalized:
+    """A site's kept personalized model (weights-only load: nothing in the file runs)."""
+    saved = load_weights_only(path, fix="re-run the federation with personalize=recalibrate|finetune")
+    model = build_model(model_spec(settings), seed=settings.seed)
+    model.load_state_dict(saved["state_dict"])
+    platt = tuple(float(v) for v in saved.get("platt") or ()) or None
+    return Personalized(str(saved.get("mode", "")), model, platt)  # type: ignore[arg-type]

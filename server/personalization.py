@@ -20,12 +20,11 @@ from flwr.serverapp import Grid
 
 from federation.core import atomic, wire
 from federation.core.records import RoundRecord
-from federation.core.run_layout import json_safe
+from federation.core.run_layout import PERSONALIZATION, json_safe
 from federation.core.settings import RunSettings
 from server.exchange import exchange
 
 log = logging.getLogger(__name__)
-PERSONALIZATION = "personalization.json"
 # Personalization is "worse" at a site when its test AUROC CI lies entirely below the global
 # model's, or its point estimate is lower by more than this (small test splits have wide CIs
 # that rarely separate; a drop of 0.01 AUROC is already one a clinical team would notice).

@@ -246,16 +246,18 @@ def personalization_table(personalization: dict[str, Any] | None) -> Table | Non
             _auroc_ci(entry["personalized"]),
             _pair(entry, "calibration_slope", 2),
             _pair(entry, "brier", 3),
+            fmt(entry.get("epsilon")) if "steps" in entry else "no ε (recalibration)",
             "WORSE" if entry["worse"] else "",
         ]
         for site, entry in personalization["sites"].items()
     ]
-    rows += [[site.replace("_", " "), "", "", "", "", "", f"refused: {why}"]
+    rows += [[site.replace("_", " "), "", "", "", "", "", "", f"refused: {why}"]
              for site, why in personalization.get("refused", {}).items()]
     return Table(
         f"Personalization ({personalization['mode']}): global vs personalized per site (test rows)",
         ["site", "n test", "global AUROC [95 %]", "personalized AUROC [95 %]",
-         "calibration slope (global / personalized)", "Brier (global / personalized)", "flag"],
+         "calibration slope (global / personalized)", "Brier (global / personalized)",
+         "run ε with fine-tuning", "flag"],
         rows,
         f"each site's personalized model stays at the site; {personalization['rule']}",
     )

@@ -38,6 +38,7 @@ from benchmarks.flamby_protocol import (
 )
 from benchmarks.flamby_report import read_results, write_results
 from client.ledger import open_site_ledger
+from client.personalize import load_personalized, personalized_path
 from client.site_policy import simulated_policy
 from federation.coordinator.flwr_app_config import compose_config
 from federation.coordinator.inprocess import run_config_for, run_in_process
@@ -56,6 +57,20 @@ def evaluate(model, sites: list[SiteData]) -> tuple[float, float, float]:
     per_centre = [accuracy_score(s.y_test, predict_risk(model, s.x_test) >= 0.5) for s in sites]
     y = np.concatenate([s.y_test for s in sites])
     risk = np.concatenate([predict_risk(model, s.x_test) for s in sites])
+    return float(np.mean(per_centre)), float(accuracy_score(y, risk >= 0.5)), float(roc_auc_score(y, risk))
+
+
+def evaluate_personalized(run_dir: Path, settings: RunSettings, sites: list[SiteData]):
+    """As :func:`evaluate`, each centre scored by the personalized model it kept itself."""
+    risks = {
+        s.name: load_personalized(
+            personalized_path(simulated_policy(s.name, run_folder=run_dir), str(run_dir)), settings
+        ).risk(s.x_test)
+        for s in sites
+    }
+    per_centre = [accuracy_score(s.y_test, risks[s.name] >= 0.5) for s in sites]
+    y = np.concatenate([s.y_test for s in sites])
+    risk = np.concatenate([risks[s.name] for s in sites])
     return float(np.mean(per_centre)), float(accuracy_score(y, risk >= 0.5)), float(roc_auc_score(y, risk))
 
 
@@ -105,6 +120,9 @@ def _federated(
     if steps:  # every step taken is accounted: rounds × steps per round at each site
         expected = settings.rounds * (settings.train.local_steps or 0)
         assert not expected or all(row[3] == expected for row in steps), steps
+    if settings.personalize != "none":
+        scores = evaluate_personalized(run_dir, settings, sites)
+        return RunResult(method, setting, seed, *scores, dp_steps=steps)
     return RunResult(method, setting, seed, *evaluate(model, sites), dp_steps=steps)
 
 

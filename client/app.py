@@ -26,6 +26,14 @@ from flwr.clientapp import ClientApp
 from client.budget import SiteBudget, run_folder, run_identity
 from client.comparison import comparison_metrics, model_refusal, split_refusal
 from client.model_record import model_digest, record_model, sent_in_run
+from client.personalize import (
+    compared_metrics,
+    fine_tune,
+    personalized_path,
+    recalibrate,
+    save_personalized,
+    trained_refusal,
+)
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -274,3 +282,27 @@ def compare(message: Message, context: Context) -> Message:
         y, champion, challenger, min_cell=policy.min_cell_size, seed=SiteRandomness().seed()
     )
     return _reply(message, site.data.name, metrics)
+
+
+@app.query(wire.QUERY_PERSONALIZE)
+def personalize(message: Message, context: Context) -> Message:
+    """After the federation: adapt the selected global model to this site (the run's
+    ``personalize`` mode, never the message's), keep it here, reply test metrics of both."""
+    site = _open_site(context)
+    settings = site.settings
+    if settings.personalize == "none":
+        raise RunConfigError("this run has personalize=none: the site personalizes nothing")
+    budget = site.budget(context)
+    refusal = trained_refusal(budget, settings)
+    if refusal:
+        raise EvaluationRefused(refusal)
+    model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
+    spend: dict = {}
+    if settings.personalize == "finetune":
+        own, spend = fine_tune(model, site.data, settings, budget)
+    else:
+        own = recalibrate(model, site.data, site.policy)
+    # Kept first: a site whose test split is too small to release metrics of still uses its model.
+    save_personalized(personalized_path(site.policy, budget.run), own, budget.run)
+    metrics = compared_metrics(site.data, site.policy, model, own)
+    return _reply(message, site.data.name, {**metrics, **spend})

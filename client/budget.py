@@ -26,6 +26,7 @@ from federation.core.errors import PrivacyBudgetError
 from federation.core.privacy import (
     History,
     epsilon_spent,
+    fine_tuning_steps,
     noise_for_run,
     planned_steps,
     sample_rate,
@@ -125,7 +126,7 @@ class SiteBudget:
         spent = self.ledger.history(self.run)
         per_round = self.planned_round(settings, planned)[0]
         rounds_left = max(settings.rounds - server_round + 1, 1)
-        rest = [(per_round[0], per_round[1], per_round[2] * rounds_left)]
+        rest = [(per_round[0], per_round[1], per_round[2] * rounds_left + fine_tuning_steps(settings))]
         on_plan = not spent or self._within_target(settings, spent + rest)
         return planned if on_plan else self._recalibrated(settings, spent, per_round, server_round)
 
@@ -141,7 +142,7 @@ class SiteBudget:
         sigma = noise_for_rest(
             spent,
             rate=per_round[1],
-            steps=per_round[2] * rounds_left,
+            steps=per_round[2] * rounds_left + fine_tuning_steps(settings),
             target_epsilon=target,
             delta=self.policy.delta,
             accountant=self.policy.accountant,
@@ -272,19 +273,83 @@ class SiteBudget:
             )
             if refused:
                 return refused
-            history = [e.accountant_step for e in entries]
-            run_history = [e.accountant_step for e in entries if e.run == self.run]
-            return [
-                new_entry(
-                    site=self.site,
-                    run=self.run,
-                    server_round=server_round,
-                    step=step,
-                    delta=self.policy.delta,
-                    epsilon_run=self._epsilon(run_history + planned[: i + 1]),
-                    epsilon_total=self._epsilon(history + planned[: i + 1]),
-                )
-                for i, step in enumerate(planned)
-            ]
+            return self._new_entries(entries, planned, server_round)
+
+        return self.ledger.reserve(plan)
+
+    def _new_entries(
+        self, entries: list[LedgerEntry], planned: History, server_round: int
+    ) -> list[LedgerEntry]:
+        history = [e.accountant_step for e in entries]
+        run_history = [e.accountant_step for e in entries if e.run == self.run]
+        return [
+            new_entry(
+                site=self.site,
+                run=self.run,
+                server_round=server_round,
+                step=step,
+                delta=self.policy.delta,
+                epsilon_run=self._epsilon(run_history + planned[: i + 1]),
+                epsilon_total=self._epsilon(history + planned[: i + 1]),
+            )
+            for i, step in enumerate(planned)
+        ]
+
+    # Fine-tuning after the federation (personalize=finetune, client.personalize): its steps
+    # are in the run's plan (federation.core.privacy.fine_tuning_steps), recorded in the
+    # ledger under round ``rounds + 1`` (a train message can never carry that round).
+
+    def fine_tuning_noise(self, settings: RunSettings) -> float | None:
+        """σ of the fine-tuning steps: the run's σ while its spent steps plus these stay within
+        the target (they always do on plan), else the σ that keeps them within it."""
+        refused = self.fine_tuning_refusal(self.ledger.entries(), settings)  # checked again on reserve
+        if refused:
+            raise PrivacyBudgetError(refused)
+        if not settings.privacy.enabled:
+            return None
+        planned = self.noise(settings)
+        spent, rate, steps = self.ledger.history(self.run), self.rate(settings), fine_tuning_steps(settings)
+        if self._within_target(settings, spent + [(planned, rate, steps)]):
+            return planned
+        sigma = noise_for_rest(
+            spent,
+            rate=rate,
+            steps=steps,
+            target_epsilon=settings.privacy.target_epsilon,
+            delta=self.policy.delta,
+            accountant=self.policy.accountant,
+        )
+        if sigma is None:
+            raise PrivacyBudgetError(
+                f"site {self.site} has no budget left in this run's ε target "
+                f"{settings.privacy.target_epsilon:g} for {steps} fine-tuning steps; "
+                "use personalize=recalibrate"
+            )
+        return sigma
+
+    def fine_tuning_refusal(self, entries: list[LedgerEntry], settings: RunSettings) -> str | None:
+        """A site fine-tunes once per run, and only a run it trained in."""
+        mine = [e for e in entries if e.run == self.run]
+        if not any(1 <= e.server_round <= settings.rounds for e in mine):
+            return f"site {self.site} did not train in this run: nothing to personalize"
+        if any(e.server_round == settings.rounds + 1 for e in mine):
+            return f"site {self.site} already fine-tuned this run's model (once per run)"
+        return None
+
+    def reserve_fine_tuning(self, settings: RunSettings, noise: float | None) -> list[LedgerEntry]:
+        """Check and write the fine-tuning steps' spend in one transaction, before any step."""
+        refusal = self.run_refusal(settings, noise)
+        if refusal:
+            raise PrivacyBudgetError(refusal)
+        server_round = settings.rounds + 1
+        planned = [(noise or 0.0, self.rate(settings), fine_tuning_steps(settings))]
+
+        def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
+            refused = (
+                self.fine_tuning_refusal(entries, settings)
+                or self.cap_refusal(entries, planned, server_round)
+                or self.target_refusal(settings, entries, planned, server_round)
+            )
+            return refused or self._new_entries(entries, planned, server_round)
 
         return self.ledger.reserve(plan)

@@ -37,6 +37,7 @@ from server.checkpoint import (
 )
 from server.exchange import Exchange, exchange, only_nodes
 from server.feature_stats import query_statistics, spec_prior
+from server.personalization import personalize_sites, trained_nodes
 from server.progress import show_round, show_stop
 from server.round_records import (
     evaluation_record,
@@ -264,7 +265,19 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         if aggregated_any(records):  # never a model.pt that no site's update ever changed
             folder.save_model(arrays, spec, settings, server_round, selected=selected)
         show_round(record.to_json(), settings.rounds)
-    return _finish(folder, settings, records, epsilon_by_site, best)
+    summary = _finish(folder, settings, records, epsilon_by_site, best)
+    if settings.personalize != "none" and best is not None:  # each site adapts the selected model
+        personalize_sites(
+            grid,
+            settings,
+            folder.path,
+            ArrayRecord(best),
+            selected_round=summary["selection"]["round"],
+            nodes=trained_nodes(records, sites, nodes),
+            sites=sites,
+            timeout=timeout,
+        )
+    return summary
 
 
 def _finish(

@@ -106,9 +106,18 @@ def merge_history(history: History) -> History:
     return merged
 
 
+def fine_tuning_steps(settings) -> int:
+    """DP-SGD steps a site takes after the federation (``personalize=finetune``), else 0.
+
+    Part of the run's plan: the run's ε target covers the rounds and these steps together.
+    """
+    return settings.personalize_steps if settings.personalize == "finetune" else 0
+
+
 def noise_for_run(settings, n_train: int, *, delta: float, accountant: str) -> float:
     """One noise multiplier for a whole run of ``settings`` (a RunSettings): the ε target
-    over every round's steps at ``delta`` (a site passes its own δ and accountant)."""
+    over every round's steps and any fine-tuning steps, at ``delta`` (a site passes its own
+    δ and accountant)."""
     t = settings.train
     steps = planned_steps(
         n_train=n_train,
@@ -116,7 +125,7 @@ def noise_for_run(settings, n_train: int, *, delta: float, accountant: str) -> f
         local_epochs=t.local_epochs,
         rounds=settings.rounds,
         local_steps=t.local_steps,
-    )
+    ) + fine_tuning_steps(settings)
     return calibrate_noise(
         target_epsilon=settings.privacy.target_epsilon,
         delta=delta,

@@ -27,6 +27,7 @@ HYDRA_OVERRIDES = Path(HYDRA_DIR) / "overrides.yaml"
 # Written by the modeler's commands
 EVALUATION = "evaluation.json"
 AUDIT = "audit.json"
+PERSONALIZATION = "personalization.json"  # personalize=recalibrate|finetune: global vs personalized per site
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 EXPORT = "export"  # lhsfed export's default folder (RUN_DIR/export), holding:

@@ -33,6 +33,8 @@ APP_GROUPS = ("model", "train", "privacy", "strategy", "selection", "early_stopp
 SELECTION_METRICS = ("loss", "auroc")
 # What a ServerApp run does (server.tasks): train, or one site query of the learning loop.
 TASKS = ("train", "compare", "drift")
+# After the federation each site may adapt the selected model to itself (client.personalize).
+PERSONALIZE_MODES = ("none", "recalibrate", "finetune")
 SCALARS = (bool, int, float, str)
 
 
@@ -105,6 +107,10 @@ class RunSettings:
     # question ("compare" two models, "drift" of their data); ``task_args`` is that task's JSON.
     task: str = "train"
     task_args: str = field(default="", repr=False)
+    # none | recalibrate (Platt on each site's validation rows, no ε) | finetune (personalize_steps
+    # local DP-SGD steps on its training rows, planned into the run's noise and charged to its ledger).
+    personalize: str = "none"
+    personalize_steps: int = 10
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -127,6 +133,8 @@ class RunSettings:
                 initial_weights=str(flat.get("run.init_weights", "")),
                 task=str(flat.get("run.task", "train")),
                 task_args=str(flat.get("run.task_args", "")),
+                personalize=str(flat.get("run.personalize", "none")),
+                personalize_steps=number(flat.get("run.personalize_steps", 10), "run.personalize_steps"),
                 model=_typed(ModelSettings, groups["model"], "model"),
                 train=_typed(TrainSettings, groups["train"], "train"),
                 privacy=_typed(PrivacySettings, groups["privacy"], "privacy"),
@@ -207,6 +215,14 @@ def _problems(s: RunSettings) -> list[str]:
             f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}",
         ),
         (s.task in TASKS, f"run.task {s.task!r} is unknown; choose one of {', '.join(TASKS)}"),
+        (
+            s.personalize in PERSONALIZE_MODES,
+            f"personalize={s.personalize!r} is unknown; choose one of {', '.join(PERSONALIZE_MODES)}",
+        ),
+        (
+            s.personalize_steps >= 1,
+            f"personalize_steps must be >= 1 (got {s.personalize_steps}), e.g. personalize_steps=10",
+        ),
         (s.rounds >= 1, f"rounds must be >= 1 (got {s.rounds})"),
         (s.train.local_epochs >= 1, f"train.local_epochs must be >= 1 (got {s.train.local_epochs})"),
         (s.train.local_steps >= 0, f"train.local_steps must be >= 0 (got {s.train.local_steps})"),
@@ -258,6 +274,8 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
         # Filled by the launcher from init= (federation.coordinator.warm_start), as output_dir is.
         "run.init_weights": str(cfg.get("init_weights") or ""),
         "data.spec": json.dumps(cfg["data"], sort_keys=True),
+        "run.personalize": str(cfg.get("personalize") or "none"),
+        "run.personalize_steps": number(cfg.get("personalize_steps", 10), "personalize_steps"),
     }
     for group in APP_GROUPS:
         for key, value in (cfg.get(group) or {}).items():

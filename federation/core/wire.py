@@ -84,3 +84,20 @@ CHALLENGER_PREFIX = "challenger-"
 AUROC_DIFFERENCE = "auroc-difference"  # challenger - champion, on the same rows
 DIFFERENCE_CI_LOW = "difference-ci-low"  # paired percentile bootstrap, the site's own resamples
 DIFFERENCE_CI_HIGH = "difference-ci-high"
+
+# Personalization (client.personalize, server.personalization): after the federation, one
+# query (message type query.personalize) carries the selected global model; a site that trained
+# replies with test-split metrics of the global and of its personalized model under these
+# prefixes ("global-auroc", "personalized-auroc"), and, for finetune, its ε.
+QUERY_PERSONALIZE = "personalize"
+PERSONALIZE_MODE = "personalize-mode"  # ConfigRecord: recalibrate | finetune
+GLOBAL_PREFIX = "global-"
+PERSONALIZED_PREFIX = "personalized-"
+PERSONALIZE_METRICS = (
+    "auroc",
+    "auroc-ci-low",
+    "auroc-ci-high",
+    "calibration-slope",
+    "calibration-intercept",
+    "brier",
+)

@@ -14,7 +14,7 @@ from typing import Any
 
 from federation.core import atomic
 from federation.core.records import RoundRecord
-from federation.core.run_layout import AUDIT, REPORT_HTML, REPORT_MD, read_json
+from federation.core.run_layout import AUDIT, PERSONALIZATION, REPORT_HTML, REPORT_MD, read_json
 from federation.modeler import plots
 from federation.modeler.run_evaluation import POOLED, Predictions
 
@@ -225,6 +225,49 @@ def rounds_table(evaluation: dict[str, Any], records: list[RoundRecord]) -> Tabl
     )
 
 
+def _auroc_ci(model: dict[str, Any]) -> str:
+    low, high = model.get("auroc_ci") or [None, None]
+    return f"{fmt(model.get('auroc'))} [{fmt(low, 2)}, {fmt(high, 2)}]"
+
+
+def _pair(entry: dict[str, Any], key: str, digits: int) -> str:
+    return f"{fmt(entry['global'][key], digits)} / {fmt(entry['personalized'][key], digits)}"
+
+
+def personalization_table(personalization: dict[str, Any] | None) -> Table | None:
+    """Global vs personalized per site (``personalization.json``), the worse sites flagged."""
+    if not personalization:
+        return None
+    rows = [
+        [
+            site.replace("_", " "),
+            str(entry["n_test"]),
+            _auroc_ci(entry["global"]),
+            _auroc_ci(entry["personalized"]),
+            _pair(entry, "calibration_slope", 2),
+            _pair(entry, "brier", 3),
+            fmt(entry.get("epsilon")) if "steps" in entry else "no ε (recalibration)",
+            "WORSE" if entry["worse"] else "",
+        ]
+        for site, entry in personalization["sites"].items()
+    ]
+    rows += [[site.replace("_", " "), "", "", "", "", "", "", f"refused: {why}"]
+             for site, why in personalization.get("refused", {}).items()]
+    return Table(
+        f"Personalization ({personalization['mode']}): global vs personalized per site (test rows)",
+        ["site", "n test", "global AUROC [95 %]", "personalized AUROC [95 %]",
+         "calibration slope (global / personalized)", "Brier (global / personalized)",
+         "run ε with fine-tuning", "flag"],
+        rows,
+        f"each site's personalized model stays at the site; {personalization['rule']}",
+    )
+
+
+def read_personalization(run_dir: Path) -> dict[str, Any] | None:
+    """``personalization.json`` (a run with personalize=recalibrate|finetune), else None."""
+    return read_json(Path(run_dir) / PERSONALIZATION)
+
+
 def tables(
     evaluation: dict[str, Any], audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None
 ) -> list[Table]:
@@ -234,6 +277,7 @@ def tables(
         rounds_table(evaluation, records or []),
         baselines_table(evaluation),
         audit_table(audit),
+        personalization_table(read_personalization(Path(evaluation["run_dir"]))),
     ]
     return [t for t in found if t is not None]
 

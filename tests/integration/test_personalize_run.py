@@ -1,0 +1,90 @@
+"""A DP run with personalize=finetune (issue N, acceptance 3): every site's fine-tuning steps are
+in its ledger, and ε recomputed with Opacus's accountant from those entries stays within the
+run's target and the site's cap; personalization.json and the report's table show both models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opacus.accountants import RDPAccountant
+
+from client.ledger import open_site_ledger
+from client.site_policy import simulated_policy
+from federation.core.privacy import calibrate_noise, epsilon_spent
+from federation.core.run_layout import PERSONALIZATION
+from federation.modeler.report import markdown_table, personalization_table
+from tests.helpers.runs import read_json, run_launcher
+
+ROUNDS, STEPS, TARGET = 1, 5, 3.0
+SITES = ("cleveland", "hungary", "switzerland", "va")
+
+
+@pytest.fixture(scope="module")
+def finetune_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("finetune_run")
+    proc = run_launcher(
+        tmp,
+        "federation.runtime=inprocess",
+        f"rounds={ROUNDS}",
+        "personalize=finetune",
+        f"personalize_steps={STEPS}",
+        f"privacy.target_epsilon={TARGET}",
+        "early_stopping.patience=0",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"
+
+
+def _opacus_epsilon(history, delta: float) -> float:
+    accountant = RDPAccountant()
+    accountant.history = list(history)
+    return accountant.get_epsilon(delta=delta)
+
+
+@pytest.mark.slow
+def test_fine_tuning_steps_are_charged_and_epsilon_stays_within_target_and_cap(finetune_run):
+    for site in SITES:
+        policy = simulated_policy(site, run_folder=finetune_run)
+        entries = open_site_ledger(policy, site).entries(str(finetune_run))
+        tuning = [e for e in entries if e.server_round == ROUNDS + 1]
+        assert [e.steps for e in tuning] == [STEPS], entries  # reserved once, the planned steps
+        history = [e.accountant_step for e in entries]
+        epsilon = _opacus_epsilon(history, policy.delta)
+        assert epsilon <= TARGET * (1 + 1e-6)
+        assert epsilon <= policy.max_epsilon
+        assert epsilon == pytest.approx(tuning[0].epsilon_run, rel=1e-9)
+        assert tuning[0].noise_multiplier == entries[0].noise_multiplier  # on plan: the run's σ
+
+
+@pytest.mark.slow
+def test_without_the_fine_tuning_steps_in_the_plan_the_same_steps_would_pass_the_target(finetune_run):
+    """Control: σ calibrated for the rounds' steps only (a plan that leaves fine-tuning out)
+    takes the site past the target once the fine-tuning steps are taken; the run's plan
+    (federation.core.privacy.fine_tuning_steps in noise_for_run) is what keeps it within."""
+    policy = simulated_policy("cleveland", run_folder=finetune_run)
+    entries = open_site_ledger(policy, "cleveland").entries(str(finetune_run))
+    rate = entries[0].sample_rate
+    round_steps = sum(e.steps for e in entries if e.server_round <= ROUNDS)
+    weak_sigma = calibrate_noise(target_epsilon=TARGET, delta=policy.delta, rate=rate, steps=round_steps)
+
+    weak = [(weak_sigma, rate, e.steps) for e in entries]
+
+    assert epsilon_spent(weak, delta=policy.delta) > TARGET
+    assert epsilon_spent([e.accountant_step for e in entries], delta=policy.delta) <= TARGET * (1 + 1e-6)
+
+
+@pytest.mark.slow
+def test_personalization_json_and_report_table_compare_both_models_per_site(finetune_run):
+    result = read_json(finetune_run / PERSONALIZATION)
+
+    assert result["mode"] == "finetune"
+    assert set(result["sites"]) | set(result["refused"]) == set(SITES)
+    for entry in result["sites"].values():
+        for model in ("global", "personalized"):
+            low, high = entry[model]["auroc_ci"]
+            assert low <= entry[model]["auroc"] <= high
+        assert entry["steps"] == STEPS and entry["epsilon"] <= TARGET * (1 + 1e-6)
+        assert isinstance(entry["worse"], bool)
+    table = markdown_table(personalization_table(result))
+    assert all(site in table for site in result["sites"])

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "federation.cli.site",
     "federation.cli.nodes",
     "federation.cli.registry",
+    "federation.cli.drift",
 )
 
 

@@ -17,8 +17,24 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
+def _rows(entry: dict) -> list[tuple[str, dict]]:
+    """A flagged site's every feature; an unflagged site's one row of its largest scores."""
+    if entry["flagged"]:
+        return list(entry["features"].items())
+    scored = [f for f in entry["features"].values() if not f.get("withheld")]
+    withheld = len(entry["features"]) - len(scored)
+
+    def largest(key: str) -> float | None:
+        return max((f[key] for f in scored), key=abs, default=None)
+
+    label = f"(largest of {len(scored)} features{f', {withheld} withheld' if withheld else ''})"
+    summary = {"smd": largest("smd"), "missing_change": largest("missing_change"), "psi": largest("psi")}
+    return [(label, summary | {"flagged": False})]
+
+
 def show(record: dict) -> None:
-    """One row per site and feature (site, feature, SMD, Δmissing, PSI, flag), then refusals."""
+    """Site, feature, SMD, Δmissing, PSI, flag: every feature of a flagged site, one row of
+    the largest scores of any other; then a line per site and each refusal."""
     from rich.console import Console
     from rich.table import Table
 
@@ -30,7 +46,7 @@ def show(record: dict) -> None:
     for column in ("site", "feature", "SMD", "Δmissing", "PSI", "flag"):
         table.add_column(column, justify="left" if column in ("site", "feature", "flag") else "right")
     for site, entry in record["sites"].items():
-        for feature, f in entry["features"].items():
+        for feature, f in _rows(entry):
             flag = "withheld (k)" if f.get("withheld") else ("[bold red]DRIFT[/]" if f["flagged"] else "")
             psi = "-" if f["psi"] is None else f"{f['psi']:.3f}"
             table.add_row(site, feature, _number(f["smd"]), _number(f["missing_change"]), psi, flag)

@@ -23,13 +23,17 @@ SETTINGS = RunSettings.from_run_config(RUN_CONFIG)
 DRIFT_KEYS = {wire.DRIFT_SMD, wire.DRIFT_MISSING_CHANGE, wire.DRIFT_PSI, wire.DRIFT_WITHHELD}
 
 
-@pytest.fixture(autouse=True)
-def _as_the_server_process(tmp_path, monkeypatch):
-    """Messages stamped as the ServerApp's are; the simulated site keeps its state in tmp_path."""
-    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+@pytest.fixture(scope="module", autouse=True)
+def trained(tmp_path_factory):
+    """The site trained one message of the champion's run (messages stamped as the
+    ServerApp's are; the simulated site keeps its ledger and state in a temporary folder)."""
+    with pytest.MonkeyPatch.context() as patch:
+        ledgers = tmp_path_factory.mktemp("ledgers")
+        patch.setenv("LHSFED_LEDGER_DIR", str(ledgers))
+        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+        _train()
+        yield ledgers
+        TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
 
 
 def _send(content: RecordDict, message_type: str, run_config: dict) -> Message:
@@ -52,8 +56,6 @@ def _drift(run_identity: str) -> Message:
 
 
 def test_drift_reply_holds_only_per_feature_scores_and_the_withheld_mask():
-    _train()
-
     reply = _drift(RUN_DIR)
 
     assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
@@ -72,8 +74,6 @@ def test_drift_reply_holds_only_per_feature_scores_and_the_withheld_mask():
 
 
 def test_a_drift_query_naming_a_run_the_site_never_trained_in_is_refused():
-    _train()
-
     answered = _drift(RUN_DIR)  # control: the run it trained in is answered
     refused = _drift("/runs/a-run-this-site-never-joined")
 
@@ -85,12 +85,12 @@ def test_a_drift_query_naming_a_run_the_site_never_trained_in_is_refused():
 
 def test_the_reference_is_written_once_at_the_first_training_message(tmp_path):
     policy = site_policy({"partition-id": 0}, "cleveland", run_folder=tmp_path)
-    _train()
     first = json.loads(reference_path(policy, RUN_DIR).read_text())
     reference_path(policy, RUN_DIR).write_text(json.dumps(first | {"spec": "kept"}))
 
     _train()
 
     assert json.loads(reference_path(policy, RUN_DIR).read_text())["spec"] == "kept"
+    reference_path(policy, RUN_DIR).write_text(json.dumps(first))
     assert first["run_identity"] == RUN_DIR
     assert set(first["features"]) == {f.name for f in SETTINGS.data.features}

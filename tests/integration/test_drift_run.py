@@ -72,3 +72,12 @@ def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias(TASK, "champion")
     assert [a.path for a in client.list_artifacts(champion.run_id, "drift")] == ["drift/drift.json"]
+    # a run's data spec is the champion's, and an earlier drift.json is never overwritten
+    for out, extra, message in (
+        ("other", ["data=uci_heart"], "override 'data=uci_heart': a drift run's data spec is the champion's"),
+        ("drift", [], "already holds a drift.json; give a new folder"),
+    ):
+        argv = ["drift", TASK, "--registry-uri", uri, "--out", str(tmp_path / out), *extra]
+        assert lhsfed(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from flwr.app import (
     ArrayRecord,
@@ -25,6 +26,8 @@ from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder, run_identity
 from client.comparison import comparison_metrics, model_refusal, split_refusal
+from client.drift import drift_scores
+from client.drift_reference import load_reference, record_reference, site_rows
 from client.model_record import model_digest, record_model, sent_in_run
 from client.personalize import (
     compared_metrics,
@@ -175,6 +178,8 @@ def train(message: Message, context: Context) -> Message:
     }
     if not settings.privacy.enabled:
         metrics[wire.TRAIN_LOSS] = result.loss
+    # The site's own drift reference of this run (first training message only; kept at the site).
+    record_reference(site.policy, run_identity(settings, context), data, site.spec)
     return _reply(message, data.name, metrics, ArrayRecord(unwrapped_state_dict(model)))
 
 
@@ -306,3 +311,24 @@ def personalize(message: Message, context: Context) -> Message:
     save_personalized(personalized_path(site.policy, budget.run), own, budget.run)
     metrics = compared_metrics(site.data, site.policy, model, own)
     return _reply(message, site.data.name, {**metrics, **spend})
+
+
+NO_REFERENCE = "this site holds no reference for that run (it did not train in it)"
+
+
+@app.query(wire.QUERY_DRIFT)
+def drift(message: Message, context: Context) -> Message:
+    """Drift of the site's current rows against its OWN reference of the named run: per
+    feature SMD, missing-rate change and PSI only (client.drift); the coordinator names the
+    run, never the bins or reference numbers."""
+    site = _open_site(context)
+    run = str(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.DRIFT_RUN, ""))
+    # The policy (hence state folder) the site had in that run: in simulation its ledger
+    # folder follows the run folder; a deployed node's node config fixes it.
+    name, _ = site_location(dict(context.node_config), site.settings.data)
+    policy = site_policy(dict(context.node_config), name, run_folder=Path(run)) if run else None
+    reference = load_reference(policy, run) if policy else None
+    if reference is None:
+        raise EvaluationRefused(NO_REFERENCE)
+    scores = drift_scores(site_rows(site.data), site.spec, reference, min_cell=site.policy.min_cell_size)
+    return _reply(message, site.data.name, scores)

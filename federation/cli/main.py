@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "federation.cli.registry",
     "federation.cli.compare",
     "federation.cli.promote",
+    "federation.cli.drift",
 )
 
 

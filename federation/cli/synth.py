@@ -8,6 +8,7 @@ The generator (numpy, pandas) is imported when the command runs, not when ``lhsf
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ def write_cohorts(
     name: str,
     single_file: bool = False,
     options: CohortOptions | None = None,
+    shift: dict[str, float] | None = None,
 ) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path.
 
@@ -50,7 +52,7 @@ def write_cohorts(
     options = CohortOptions() if options is None else options
     files, names, frames = {}, [], []
     try:
-        for site, frame in cohorts(sites, rows, heterogeneity, seed, options):
+        for site, frame in cohorts(sites, rows, heterogeneity, seed, options, shift=shift):
             names.append(site)
             if single_file:
                 frames.append(frame)
@@ -67,7 +69,8 @@ def write_cohorts(
     spec_path = out / "data" / f"{name}.yaml"
     header = (
         f"# Synthetic cohort: lhsfed synth --sites {sites} --rows {rows} "
-        f"--heterogeneity {heterogeneity} --seed {seed}{option_flags(options)}\n"
+        f"--heterogeneity {heterogeneity} --seed {seed}{option_flags(options)}"
+        f"{''.join(f' --shift {k}={v}' for k, v in sorted((shift or {}).items()))}\n"
     )
     write_bytes(spec_path, (header + yaml.safe_dump(spec, sort_keys=False)).encode())
     return spec_path
@@ -123,12 +126,27 @@ def _refuse_overwrite(out: Path, args) -> None:
         )
 
 
+def shift_of(items: list[str] | None) -> dict[str, float]:
+    """``--shift SITE=SD`` (repeatable) -> {site: SDs}."""
+    shift = {}
+    for item in items or []:
+        site, _, sds = item.partition("=")
+        try:
+            shift[site.strip()] = float(sds)
+        except ValueError:
+            raise ConfigError(f"--shift {item!r}: write SITE=SD, e.g. --shift hospital_002=1.0") from None
+        if not site.strip() or not math.isfinite(shift[site.strip()]):
+            raise ConfigError(f"--shift {item!r}: write SITE=SD, e.g. --shift hospital_002=1.0")
+    return shift
+
+
 def run(args) -> int:
     if args.sites < 2:
         raise ConfigError(f"--sites must be at least 2 (got {args.sites})")
     if not 0.0 <= args.heterogeneity <= 1.0:
         raise ConfigError(f"--heterogeneity must be in [0, 1] (got {args.heterogeneity})")
     options = options_from(args)  # every bad option before anything is written
+    shift_of(args.shift)
     out = require_output_folder(Path(args.out), option="--out")
     if not args.force:
         _refuse_overwrite(out, args)
@@ -141,6 +159,7 @@ def run(args) -> int:
         name=args.name,
         single_file=args.single_file,
         options=options,
+        shift=shift_of(args.shift),
     )
     print(f"wrote {args.sites} hospitals ({args.rows} rows) and {spec_path}")
     print(
@@ -218,5 +237,12 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help="most rows a hospital gets (default: no bound)",
+    )
+    parser.add_argument(
+        "--shift",
+        action="append",
+        metavar="SITE=SD",
+        help="move one hospital's numeric features by SD standard deviations (a changed case "
+        "mix for lhsfed drift); repeatable; every other hospital is drawn as without it",
     )
     parser.set_defaults(func=run)

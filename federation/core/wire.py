@@ -101,3 +101,11 @@ PERSONALIZE_METRICS = (
     "calibration-intercept",
     "brier",
 )
+# Drift (lhsfed drift: message type query.drift; client/drift.py, server/drift.py)
+QUERY_DRIFT = "drift"
+DRIFT_RUN = "drift-run"  # config: the run identity whose reference the site compares with
+# Reply metrics: one value per feature of the run's spec, in its order; withheld = 1: no score
+DRIFT_SMD = "drift-smd"
+DRIFT_MISSING_CHANGE = "drift-missing-change"
+DRIFT_PSI = "drift-psi"
+DRIFT_WITHHELD = "drift-withheld"

@@ -294,8 +294,19 @@ def cohorts(
     heterogeneity: float,
     seed: int = 0,
     options: CohortOptions = CohortOptions(),
+    *,
+    shift: dict[str, float] | None = None,
 ):
-    """Yield (site name, frame) one hospital at a time, so callers can stream them to disk."""
+    """Yield (site name, frame) one hospital at a time, so callers can stream them to disk.
+
+    ``shift``: site name -> SDs its numeric features move by (:func:`shifted`); every other
+    site, and the shifted site's other columns, are drawn exactly as without it.
+    """
+    shift = dict(shift or {})
+    unknown = sorted(set(shift) - set(site_names(n_sites)))
+    if unknown:
+        names = f"{site_names(n_sites)[0]} .. {site_names(n_sites)[-1]}"
+        raise ValueError(f"--shift names {', '.join(unknown)}: the sites are {names}")
     if not 0.0 <= heterogeneity <= 1.0:
         raise ValueError(f"heterogeneity must be in [0, 1] (got {heterogeneity})")
     if options.problems():
@@ -303,7 +314,19 @@ def cohorts(
     rng = np.random.default_rng(seed)
     sizes = site_sizes(n_sites, total_rows, heterogeneity, rng, options.min_rows, options.max_rows)
     for index, (name, size) in enumerate(zip(site_names(n_sites), sizes)):
-        yield name, hospital_cohort(name, int(size), heterogeneity, seed * 100_003 + index, options)
+        frame = hospital_cohort(name, int(size), heterogeneity, seed * 100_003 + index, options)
+        yield name, shifted(frame, shift[name]) if shift.get(name) else frame
+
+
+def shifted(frame: pd.DataFrame, sds: float) -> pd.DataFrame:
+    """The hospital's numeric features (age and every vital and lab) moved by ``sds``
+    population SDs, clipped to their valid range: a site whose case mix has changed
+    (``lhsfed drift`` should flag it). Missing values stay missing."""
+    out = frame.copy()
+    out["age"] = np.clip(out["age"] + sds * 15, 18, 100).round()
+    for feat in NUMERICS:
+        out[feat.name] = np.round(np.clip(out[feat.name] + sds * feat.sd, feat.low, feat.high), feat.decimals)
+    return out
 
 
 def feature_specs(noise_features: int = 0) -> list[dict]:

@@ -96,3 +96,26 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path, capsys):
         == 2
     )
     assert "cannot fit 3 sites of at most 100 rows" in capsys.readouterr().err
+
+
+def test_a_shift_moves_one_sites_numeric_features_and_draws_the_rest_as_before():
+    plain = dict(cohorts(3, 900, 0.3, seed=4))
+    moved = dict(cohorts(3, 900, 0.3, seed=4, shift={"hospital_002": 1.0}))
+
+    for site in ("hospital_001", "hospital_003"):
+        assert moved[site].equals(plain[site])
+    a, b = plain["hospital_002"], moved["hospital_002"]
+    assert b["smoker"].equals(a["smoker"]) and b["readmitted_30d"].equals(a["readmitted_30d"])
+    assert b["systolic_bp"].isna().equals(a["systolic_bp"].isna())
+    assert abs((b["systolic_bp"] - a["systolic_bp"]).mean() - 19) < 1.0  # 1 SD, few clipped
+
+
+def test_cli_refuses_a_shift_of_an_unknown_site_or_without_a_number(tmp_path, capsys):
+    for bad, message in (
+        ("hospital_009=1", "--shift names hospital_009: the sites are hospital_001 .. hospital_002"),
+        ("hospital_001", "--shift 'hospital_001': write SITE=SD"),
+    ):
+        out = str(tmp_path / bad)
+        code = lhsfed(["synth", "--sites", "2", "--rows", "200", "--out", out, "--shift", bad])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

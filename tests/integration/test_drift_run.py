@@ -1,0 +1,83 @@
+"""``lhsfed drift`` end to end: a campaign on synth hospitals registers the champion, one
+hospital's data then moves (synth --shift), and the drift run flags that site and no other
+(issue 17, M.6; acceptance 1's drift step on the embedded SQLite registry)."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.cli.main import main as lhsfed
+from federation.cli.synth import write_cohorts
+from federation.core.run_layout import read_json
+from tests.helpers.runs import run_launcher
+
+NAME = "synthdrift"
+TASK = f"{NAME}-readmitted_30d"
+SITES = ["hospital_001", "hospital_002", "hospital_003"]
+SHIFTED = "hospital_002"
+
+
+def _hospitals(folder, shift=None):
+    folder.mkdir()
+    write_cohorts(folder, sites=3, rows=900, heterogeneity=0.3, seed=5, name=NAME, shift=shift)
+    return folder
+
+
+@pytest.mark.slow
+def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys):
+    before = _hospitals(tmp_path / "before")
+    uri = f"sqlite:///{tmp_path / 'lhsfed-registry.db'}"
+    campaign = run_launcher(
+        tmp_path,
+        f"hydra.searchpath=[file://{before}]",
+        f"data={NAME}",
+        f"federation.data_dir={before}",
+        "rounds=1",
+        "federation.runtime=inprocess",
+        "campaign=c1",
+        f"registry.uri={uri}",
+        "registry.min_pooled_auroc=0",
+    )
+    assert campaign.returncode == 0, campaign.stderr[-3000:]
+    after = _hospitals(tmp_path / "after", shift={SHIFTED: 1.0})
+    monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(after))  # restored after the in-process run
+
+    code = lhsfed(
+        [
+            "drift",
+            TASK,
+            "--registry-uri",
+            uri,
+            "--out",
+            str(tmp_path / "drift"),
+            "federation.runtime=inprocess",
+            f"federation.data_dir={after}",
+        ]
+    )
+
+    console = capsys.readouterr().out
+    assert code == 0
+    record = read_json(tmp_path / "drift" / "drift.json")
+    assert record["champion"] == {"version": "1", "run_identity": str(tmp_path / "run")}
+    assert record["thresholds"] == {"smd": 0.2, "psi": 0.25, "missing": 0.1}
+    assert record["refused"] == {} and sorted(record["sites"]) == SITES
+    assert {s: e["flagged"] for s, e in record["sites"].items()} == {s: s == SHIFTED for s in SITES}
+    moved = record["sites"][SHIFTED]["features"]["systolic_bp"]
+    assert moved["flagged"] and moved["smd"] > 0.5 and moved["psi"] > 0.25
+    same = record["sites"]["hospital_001"]["features"]["systolic_bp"]
+    assert (same["smd"], same["psi"], same["missing_change"]) == (0.0, 0.0, 0.0)
+    assert f"{SHIFTED}: DRIFT in" in console and "hospital_001: no drift flagged" in console
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(TASK, "champion")
+    assert [a.path for a in client.list_artifacts(champion.run_id, "drift")] == ["drift/drift.json"]
+    # a run's data spec is the champion's, and an earlier drift.json is never overwritten
+    for out, extra, message in (
+        ("other", ["data=uci_heart"], "override 'data=uci_heart': a drift run's data spec is the champion's"),
+        ("drift", [], "already holds a drift.json; give a new folder"),
+    ):
+        argv = ["drift", TASK, "--registry-uri", uri, "--out", str(tmp_path / out), *extra]
+        assert lhsfed(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

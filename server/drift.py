@@ -31,7 +31,7 @@ DEFAULT_THRESHOLDS = {"smd": 0.2, "psi": 0.25, "missing": 0.10}
 
 
 def drift_arguments(task_args: str) -> dict[str, Any]:
-    """run.task_args of a drift run: {"run_identity", "champion_version", "thresholds"}."""
+    """run.task_args of a drift run: {"task", "run_identity", "champion_version", "thresholds"}."""
     try:
         args = json.loads(task_args or "{}")
     except json.JSONDecodeError as err:
@@ -45,6 +45,7 @@ def drift_arguments(task_args: str) -> dict[str, Any]:
         if value < 0:
             raise ConfigError(f"drift threshold {key}={value!r} must be >= 0")
     return {
+        "task": str(args.get("task") or ""),
         "run_identity": str(args["run_identity"]),
         "champion_version": args.get("champion_version"),
         "thresholds": {k: float(v) for k, v in thresholds.items()},
@@ -88,7 +89,7 @@ def drift_record(replies, failures, features, args, run_folder: Path) -> dict[st
     for failure in failures:
         refused[str(failure["site"] or f"node {failure['node']}")] = str(failure["reason"])
     return {
-        "task": "drift",
+        "task": args["task"],
         "champion": {"version": args["champion_version"], "run_identity": args["run_identity"]},
         "thresholds": args["thresholds"],
         "sites": dict(sorted(sites.items())),

@@ -95,6 +95,7 @@ def drift_run_config(
     plain = compose_config(overrides)
     plain["data"], plain["output_dir"] = champion.data, str(out)
     args = {
+        "task": champion.task,
         "run_identity": champion.run_identity,
         "champion_version": champion.version,
         "thresholds": thresholds,

@@ -58,6 +58,7 @@ def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys
     console = capsys.readouterr().out
     assert code == 0
     record = read_json(tmp_path / "drift" / "drift.json")
+    assert record["task"] == TASK
     assert record["champion"] == {"version": "1", "run_identity": str(tmp_path / "run")}
     assert record["thresholds"] == {"smd": 0.2, "psi": 0.25, "missing": 0.1}
     assert record["refused"] == {} and sorted(record["sites"]) == SITES

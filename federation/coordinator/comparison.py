@@ -94,12 +94,13 @@ def comparison_config(
     from federation.coordinator.flwr_app_config import compose_config
 
     spec = champion.payload["dataset_spec"]
-    if not any(o.split("=", 1)[0].lstrip("+~") == "data" for o in overrides):
-        overrides = [f"data={spec.name}", *overrides]
+    chosen = any(o.split("=", 1)[0].lstrip("+~") == "data" for o in overrides)
     try:
         plain = compose_config(overrides)
     except Exception as err:  # noqa: BLE001 - Hydra's errors: one line naming the override
         raise ConfigError(f"overrides {' '.join(overrides)}: {' '.join(str(err).split())[:300]}") from None
+    if not chosen:  # the champion's own spec, saved with it (also one not in configs/data)
+        plain["data"] = json.loads(spec.to_json())
     plain["output_dir"] = str(out_dir)
     args = {"task": task, "champion": champion.task_args(), "challenger": challenger.task_args()}
     run_config = flatten_config(plain) | {"run.task": "compare", "run.task_args": json.dumps(args)}
@@ -107,7 +108,7 @@ def comparison_config(
     if settings.data.encoded_feature_names() != list(champion.payload["feature_names"]):
         raise ConfigError(
             f"the run's data spec {settings.data.name!r} does not encode the champion's features; "
-            f"pass the champion's spec (data={spec.name}) or none"
+            f"pass the champion's spec (data={spec.name}) or no data= override"
         )
     return run_config, settings, plain.get("federation") or {}
 

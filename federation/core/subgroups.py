@@ -11,6 +11,8 @@ feature: AUROC gap, calibration gaps and the equalized-odds difference (max − 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from federation.core.dataspec import DatasetSpec, FeatureSpec, value_text
@@ -78,6 +80,13 @@ def batch_slopes(logit: np.ndarray, y: np.ndarray, iterations: int = 25) -> np.n
     converges (tested); NaN where a resample has one class only or is separable.
     """
     a, b = np.zeros(len(logit)), np.ones(len(logit))
+    with np.errstate(all="ignore"):
+        a, b = _newton(a, b, logit, y, iterations)
+    one_class = (y.sum(1) == 0) | (y.sum(1) == y.shape[1])
+    return np.where(one_class | ~np.isfinite(b) | (np.abs(b) > 1e3), np.nan, b)
+
+
+def _newton(a, b, logit, y, iterations):
     for _ in range(iterations):
         eta = np.clip(a[:, None] + b[:, None] * logit, -30, 30)
         mu = 1 / (1 + np.exp(-eta))
@@ -86,11 +95,8 @@ def batch_slopes(logit: np.ndarray, y: np.ndarray, iterations: int = 25) -> np.n
         g0, g1 = r.sum(1), (r * logit).sum(1)
         h00, h01, h11 = w.sum(1), (w * logit).sum(1), (w * logit * logit).sum(1)
         det = h00 * h11 - h01**2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = a + (h11 * g0 - h01 * g1) / det
-            b = b + (h00 * g1 - h01 * g0) / det
-    one_class = (y.sum(1) == 0) | (y.sum(1) == y.shape[1])
-    return np.where(one_class | ~np.isfinite(b) | (np.abs(b) > 1e3), np.nan, b)
+        a, b = a + (h11 * g0 - h01 * g1) / det, b + (h00 * g1 - h01 * g0) / det
+    return a, b
 
 
 def _rates(called: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +148,9 @@ def group_metrics(
 
 def _spread(values: list[np.ndarray]) -> np.ndarray:
     stacked = np.vstack(values)
-    return np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with every level NaN: NaN
+        return np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
 
 
 def feature_gaps(points: dict[str, dict[str, float]], boots: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:

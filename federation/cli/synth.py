@@ -37,6 +37,7 @@ def write_cohorts(
     name: str,
     single_file: bool = False,
     options: CohortOptions | None = None,
+    subgroups: bool = False,
 ) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path.
 
@@ -48,6 +49,7 @@ def write_cohorts(
     from federation.modeler.synth import CohortOptions, cohorts, dataset_spec
 
     options = CohortOptions() if options is None else options
+    subgroups = subgroups or options.subgroup_shift != 1.0
     files, names, frames = {}, [], []
     try:
         for site, frame in cohorts(sites, rows, heterogeneity, seed, options):
@@ -61,9 +63,11 @@ def write_cohorts(
         raise ConfigError(str(err)) from None  # the CLI adds "lhsfed synth: error:"
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
-        spec = dataset_spec(name, file=f"{name}.parquet", sites=names, noise_features=options.noise_features)
+        spec = dataset_spec(
+            name, file=f"{name}.parquet", sites=names, noise_features=options.noise_features, subgroups=subgroups
+        )
     else:
-        spec = dataset_spec(name, files, noise_features=options.noise_features)
+        spec = dataset_spec(name, files, noise_features=options.noise_features, subgroups=subgroups)
     spec_path = out / "data" / f"{name}.yaml"
     header = (
         f"# Synthetic cohort: lhsfed synth --sites {sites} --rows {rows} "
@@ -82,6 +86,7 @@ FLAGS = {
     "noise_features": "--noise-features",
     "min_rows": "--min-site-rows",
     "max_rows": "--max-site-rows",
+    "subgroup_shift": "--subgroup-shift",
 }
 
 
@@ -141,6 +146,7 @@ def run(args) -> int:
         name=args.name,
         single_file=args.single_file,
         options=options,
+        subgroups=args.subgroups,
     )
     print(f"wrote {args.sites} hospitals ({args.rows} rows) and {spec_path}")
     print(
@@ -170,6 +176,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--force", action="store_true", help="overwrite the hospitals' files and spec already in --out"
+    )
+    parser.add_argument(
+        "--subgroups",
+        action="store_true",
+        help="mark sex, diabetes and age bands (<40, 40-64, >=65) as subgroups in the spec",
     )
     hard = parser.add_argument_group("how hard the cohort is (defaults: the original generator)")
     hard.add_argument(
@@ -218,5 +229,13 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help="most rows a hospital gets (default: no bound)",
+    )
+    hard.add_argument(
+        "--subgroup-shift",
+        dest="subgroup_shift",
+        type=float,
+        default=1.0,
+        help="scale of the outcome logit's spread inside diabetes = 1 (default 1: none); "
+        "the model fitted to all is miscalibrated there; implies --subgroups",
     )
     parser.set_defaults(func=run)

@@ -6,12 +6,10 @@ modeler runs them on the rows a simulation holds. Per group: n, positives, AUROC
 calibration-in-the-large (mean risk − observed rate), calibration slope, TPR/FPR at the
 threshold, each with a percentile-bootstrap CI from resampling inside each group (the groups
 are disjoint, so a gap's resample is the difference of the groups' resamples). Gaps per
-feature: AUROC gap, calibration gaps and the equalized-odds difference (max − min over levels).
+feature: AUROC gap, calibration gaps and the equalized-odds difference (highest − lowest level).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -146,20 +144,26 @@ def group_metrics(
     return {**metrics, **_with_ci(point, boot, GROUP_METRICS)}, boot
 
 
-def _spread(values: list[np.ndarray]) -> np.ndarray:
-    stacked = np.vstack(values)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with every level NaN: NaN
-        return np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
+def _pair_gap(points, boots, metric: str) -> tuple[float, np.ndarray]:
+    """Highest minus lowest level on the point estimates, and the same pair's difference in
+    each resample: a signed difference, so its CI can hold 0 (a max - min of every resample
+    cannot)."""
+    levels = [lv for lv in points if np.isfinite(points[lv][metric])]
+    if len(levels) < 2:
+        return float("nan"), np.full(len(next(iter(boots.values()))[metric]), np.nan)
+    hi = max(levels, key=lambda lv: points[lv][metric])
+    lo = min(levels, key=lambda lv: points[lv][metric])
+    return points[hi][metric] - points[lo][metric], boots[hi][metric] - boots[lo][metric]
 
 
 def feature_gaps(points: dict[str, dict[str, float]], boots: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    """Max − min over the levels of each metric, the equalized-odds difference, with CIs."""
+    """Per metric, the gap between the levels with the highest and lowest value, and the
+    equalized-odds difference (the larger of the TPR and FPR gaps, fairlearn's), with CIs."""
     if len(points) < 2:
         return {}
-    levels = list(points)
-    point = {gap: np.array([_spread([np.array([points[lv][m]]) for lv in levels])[0]]) for gap, m in GAPS.items()}
-    boot = {gap: _spread([boots[lv][m] for lv in levels]) for gap, m in GAPS.items()}
-    point["equalized_odds_difference"] = np.maximum(point["tpr_gap"], point["fpr_gap"])
-    boot["equalized_odds_difference"] = np.maximum(boot["tpr_gap"], boot["fpr_gap"])
+    gaps = {gap: _pair_gap(points, boots, metric) for gap, metric in GAPS.items()}
+    point = {gap: np.array([value]) for gap, (value, _) in gaps.items()}
+    boot = {gap: draws for gap, (_, draws) in gaps.items()}
+    point["equalized_odds_difference"] = np.fmax(point["tpr_gap"], point["fpr_gap"])
+    boot["equalized_odds_difference"] = np.fmax(np.abs(boot["tpr_gap"]), np.abs(boot["fpr_gap"]))
     return _with_ci(point, boot, [*GAPS, "equalized_odds_difference"])

@@ -218,7 +218,8 @@ def evaluate(message: Message, context: Context) -> Message:
     with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
     risk = predict_risk(model, data.x_test)
     test = _scores(data.y_test, risk, min_cell=site.policy.min_cell_size, with_ci=with_ci)
-    return _reply(message, data.name, {**test, **_subgroup_scores(site, risk), **_validation_scores(site, model)})
+    released = {**test, **_subgroup_scores(site, risk), **_validation_scores(site, model)}
+    return _reply(message, data.name, released)
 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:

@@ -64,7 +64,11 @@ def write_cohorts(
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
         spec = dataset_spec(
-            name, file=f"{name}.parquet", sites=names, noise_features=options.noise_features, subgroups=subgroups
+            name,
+            file=f"{name}.parquet",
+            sites=names,
+            noise_features=options.noise_features,
+            subgroups=subgroups,
         )
     else:
         spec = dataset_spec(name, files, noise_features=options.noise_features, subgroups=subgroups)

@@ -206,7 +206,10 @@ def _subgroup_problems(feat: FeatureSpec, standardize: str) -> list[str]:
     """``subgroup`` on levels, ``subgroup_bins`` (increasing cut points) on raw numbers."""
     where = f"feature {feat.name!r}"
     if feat.subgroup and feat.type == "numeric":
-        return [f"{where}: subgroup: true needs a binary or categorical feature; give a numeric one subgroup_bins: [cut, ...] instead"]
+        return [
+            f"{where}: subgroup: true needs a binary or categorical feature; "
+            "give a numeric one subgroup_bins: [cut, ...] instead"
+        ]
     if not feat.subgroup_bins:
         return []
     if feat.type != "numeric":
@@ -215,7 +218,10 @@ def _subgroup_problems(feat: FeatureSpec, standardize: str) -> list[str]:
     if any(b >= c for b, c in zip(bins, bins[1:])):
         return [f"{where}: subgroup_bins must be strictly increasing cut points (got {list(bins)})"]
     if standardize != "none":
-        return [f"{where}: subgroup_bins cut raw values, but data.standardize is {standardize!r}; set it to none or drop subgroup_bins"]
+        return [
+            f"{where}: subgroup_bins cut raw values, but data.standardize is {standardize!r}; "
+            "set it to none or drop subgroup_bins"
+        ]
     return []
 
 

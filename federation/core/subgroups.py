@@ -156,7 +156,9 @@ def _pair_gap(points, boots, metric: str) -> tuple[float, np.ndarray]:
     return points[hi][metric] - points[lo][metric], boots[hi][metric] - boots[lo][metric]
 
 
-def feature_gaps(points: dict[str, dict[str, float]], boots: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+def feature_gaps(
+    points: dict[str, dict[str, float]], boots: dict[str, dict[str, np.ndarray]]
+) -> dict[str, float]:
     """Per metric, the gap between the levels with the highest and lowest value, and the
     equalized-odds difference (the larger of the TPR and FPR gaps, fairlearn's), with CIs."""
     if len(points) < 2:

@@ -65,9 +65,10 @@ def decision_curves(curves: dict[str, Any]) -> bytes:
     for name, curve in curves["sites"].items():
         ax.plot(curve["threshold"], curve["model"], linewidth=1.0, alpha=0.8, label=name)
     ax.plot(pooled["threshold"], pooled["model"], linewidth=2.5, color="black", label="pooled model")
-    ax.plot(pooled["threshold"], pooled["treat_all"], linestyle="--", color="grey", label="treat all (pooled)")
+    ax.plot(pooled["threshold"], pooled["treat_all"], linestyle="--", color="grey", label="treat all")
     ax.plot(pooled["threshold"], pooled["treat_none"], linestyle=":", color="grey", label="treat none")
-    top = max([max(c["model"]) for c in (pooled, *curves["sites"].values())] + [max(pooled["treat_all"]), 0.01])
+    models = [max(c["model"]) for c in (pooled, *curves["sites"].values())]
+    top = max([*models, max(pooled["treat_all"]), 0.01])
     ax.set(xlabel="threshold risk", ylabel="net benefit", title="Decision curves (test rows)")
     ax.set(xlim=(0, 1), ylim=(-0.05 * top * 4, top * 1.1))
     ax.legend(fontsize=7, loc="upper right")

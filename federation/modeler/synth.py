@@ -326,13 +326,17 @@ SUBGROUPS = ("sex", SHIFTED_SUBGROUP)  # marked subgroup: true, with age bands, 
 AGE_BANDS = [40, 65]
 
 
+def _subgroup(marked: bool) -> dict:
+    return {"subgroup": True} if marked else {}
+
+
 def feature_specs(noise_features: int = 0, subgroups: bool = False) -> list[dict]:
     """The dataset spec's feature list for these cohorts (30 model input columns, plus one
     per noise feature); ``subgroups`` marks sex, diabetes and age bands as subgroups."""
     age_bands = {"subgroup_bins": AGE_BANDS} if subgroups else {}
     return [
         {"name": "age", "type": "numeric", "min": 18, "max": 100, "unit": "years", **age_bands},
-        *({"name": b, "type": "binary", **({"subgroup": True} if subgroups and b in SUBGROUPS else {})} for b in BINARIES),
+        *({"name": b, "type": "binary", **_subgroup(subgroups and b in SUBGROUPS)} for b in BINARIES),
         *({"name": f.name, "type": "numeric", "min": f.low, "max": f.high, "unit": f.unit} for f in NUMERICS),
         {"name": "smoker", "type": "categorical", "levels": list(SMOKER_LEVELS)},
         {"name": "admission_type", "type": "categorical", "levels": list(ADMISSION_LEVELS)},
@@ -363,5 +367,9 @@ def dataset_spec(
         spec.update(file=file, site_column=SITE_COLUMN, sites=list(sites or ()))
     else:
         spec["sites"] = dict(files or {})
-    spec.update(features=feature_specs(noise_features, subgroups), split={"test_fraction": 0.3, "seed": 42}, min_rows=20)
+    spec.update(
+        features=feature_specs(noise_features, subgroups),
+        split={"test_fraction": 0.3, "seed": 42},
+        min_rows=20,
+    )
     return spec

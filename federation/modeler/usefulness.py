@@ -36,7 +36,9 @@ def _strip(subgroups: dict[str, dict]) -> dict[str, dict]:
     """Without the histograms (they stay in metrics.jsonl; the JSON shows the metrics)."""
     return {
         feature: {
-            "levels": {lv: {k: v for k, v in m.items() if k not in HISTS} for lv, m in found["levels"].items()},
+            "levels": {
+                lv: {k: v for k, v in m.items() if k not in HISTS} for lv, m in found["levels"].items()
+            },
             "gaps": found["gaps"],
         }
         for feature, found in subgroups.items()
@@ -81,7 +83,9 @@ def _pooled_level(entries: list[dict], threshold: float) -> dict[str, Any]:
 def _combined_ci(gap: float, sites: list[tuple[float, dict, str]]) -> tuple[float, float]:
     """Normal approximation: SE_s from each site's CI, combined with weights n_s / n."""
     total = sum(n for n, _, _ in sites)
-    var = sum(((n / total) * (g[f"{name}_ci_high"] - g[f"{name}_ci_low"]) / (2 * _Z)) ** 2 for n, g, name in sites)
+    var = sum(
+        ((n / total) * (g[f"{name}_ci_high"] - g[f"{name}_ci_low"]) / (2 * _Z)) ** 2 for n, g, name in sites
+    )
     return gap - _Z * var**0.5, gap + _Z * var**0.5
 
 
@@ -109,7 +113,8 @@ def subgroups_from_sites(site_subgroups_: dict[str, dict], threshold: float) -> 
         per_site = [found[feature] for found in site_subgroups_.values() if feature in found]
         levels = sorted({lv for s in per_site for lv in s["levels"]})
         pooled_levels = {
-            lv: _pooled_level([s["levels"][lv] for s in per_site if lv in s["levels"]], threshold) for lv in levels
+            lv: _pooled_level([s["levels"][lv] for s in per_site if lv in s["levels"]], threshold)
+            for lv in levels
         }
         site_gaps = [(sum(m["n"] for m in s["levels"].values()), s["gaps"]) for s in per_site]
         pooled[feature] = {"levels": pooled_levels, "gaps": _pooled_gaps(pooled_levels, site_gaps)}
@@ -126,7 +131,8 @@ def _rethreshold(found: dict[str, dict], threshold: float) -> dict[str, dict]:
         levels = {}
         for level, m in entry["levels"].items():
             tpr, spec = rates_at(m["score_hist_pos"], m["score_hist_neg"], threshold)
-            rates = {"tpr": tpr, "fpr": 1 - spec} | {f"{r}_ci_{e}": None for r in ("tpr", "fpr") for e in ("low", "high")}
+            unknown = {f"{r}_ci_{e}": None for r in ("tpr", "fpr") for e in ("low", "high")}
+            rates = {"tpr": tpr, "fpr": 1 - spec, **unknown}
             levels[level] = {**m, **rates}
         drop = ("tpr_gap", "fpr_gap", "equalized_odds_difference")
         gaps = {k: (None if k.startswith(drop) else v) for k, v in entry["gaps"].items()}
@@ -148,7 +154,9 @@ def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
     return {
         "worst_site_auroc": {"site": worst_site[1], "auroc": worst_site[0]} if worst_site else None,
         "worst_group_auroc": (
-            {"feature": worst_group[1], "level": worst_group[2], "auroc": worst_group[0]} if worst_group else None
+            {"feature": worst_group[1], "level": worst_group[2], "auroc": worst_group[0]}
+            if worst_group
+            else None
         ),
     }
 

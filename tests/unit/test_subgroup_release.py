@@ -20,7 +20,8 @@ from server.federation_loop import model_spec
 
 LEVEL_KEYS = {
     "n", "n-positive", "mean-risk", "score-hist-pos", "score-hist-neg",
-    *(f"{m}{s}" for m in ("auroc", "citl", "calibration-slope", "tpr", "fpr") for s in ("", "-ci-low", "-ci-high")),
+    *(f"{m}{s}" for m in ("auroc", "citl", "calibration-slope", "tpr", "fpr")
+      for s in ("", "-ci-low", "-ci-high")),
 }  # fmt: skip
 GAP_KEYS = {
     f"{g}{s}"
@@ -51,7 +52,9 @@ def _ask(run_config: dict, message_type: str) -> Message:
     arrays = ArrayRecord(build_model(model_spec(settings), seed=settings.seed).state_dict())
     content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
     message = Message(content, dst_node_id=7, message_type=message_type)
-    context = Context(run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config=run_config)
+    context = Context(
+        run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config=run_config
+    )
     return client_app(message, context)
 
 

@@ -9,6 +9,7 @@ whatever copy of the data it may happen to hold.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from federation.cli.arguments import at_least, open_unit_interval
@@ -134,7 +135,13 @@ def add_run_arguments(parser) -> None:
 
 
 def _threshold(text: str) -> float | str:
-    return "suggest" if text == "suggest" else open_unit_interval(text)
+    """A risk in (0, 1), or 'suggest' (the pooled validation prevalence)."""
+    if text == "suggest":
+        return text
+    try:
+        return open_unit_interval(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err}; or give --threshold suggest") from None
 
 
 def register(subparsers) -> None:

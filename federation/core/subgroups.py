@@ -93,7 +93,10 @@ def _newton(a, b, logit, y, iterations):
         g0, g1 = r.sum(1), (r * logit).sum(1)
         h00, h01, h11 = w.sum(1), (w * logit).sum(1), (w * logit * logit).sum(1)
         det = h00 * h11 - h01**2
-        a, b = a + (h11 * g0 - h01 * g1) / det, b + (h00 * g1 - h01 * g0) / det
+        step_a, step_b = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        a, b = a + step_a, b + step_b
+        if np.nanmax(np.abs(np.r_[step_a, step_b]), initial=0.0) < 1e-12:  # converged (quadratically)
+            break
     return a, b
 
 
@@ -110,7 +113,7 @@ def group_draws(y: np.ndarray, p: np.ndarray, threshold: float, draws: np.ndarra
     return {
         "auroc": bootstrap_aurocs(y, p, draws),
         "citl": pd_.mean(1) - yd.mean(1),
-        "calibration_slope": batch_slopes(_logit(pd_), yd),
+        "calibration_slope": batch_slopes(_logit(p)[draws], yd),
         "tpr": tpr,
         "fpr": fpr,
     }

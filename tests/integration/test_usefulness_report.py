@@ -7,6 +7,7 @@ evaluation, as a modeler's spec with ``subgroup: true`` would be: no new federat
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 import shutil
@@ -74,7 +75,7 @@ def test_report_shows_subgroups_gaps_headline_and_the_suggested_threshold(subgro
     assert gaps["auroc_gap_ci_low"] <= gaps["auroc_gap"] <= gaps["auroc_gap_ci_high"]
     worst = evaluation["headline"]["worst_group_auroc"]
     assert worst["auroc"] == min(m["auroc"] for f in pooled.values() for m in f["levels"].values())
-    assert f"{worst['feature']} = {worst['level']}" in page
+    assert html.escape(f"{worst['feature']} = {worst['level']}") in page
     assert evaluation["headline"]["worst_site_auroc"]["site"] in SITES
     # the suggested threshold is the pooled validation prevalence, and the report says so
     assert "suggested: the pooled validation split" in page

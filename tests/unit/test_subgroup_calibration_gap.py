@@ -17,7 +17,9 @@ def _gaps(shift: float) -> dict:
     """One synth hospital; a main-effects logistic model fitted to half its rows (as a
     global model is: one coefficient per feature, no interaction); the site's subgroup
     release on the other half."""
-    spec = parse_dataset_spec(dataset_spec("synth", {"h": "h.parquet"}, subgroups=True))
+    raw = dataset_spec("synth", {"h": "h.parquet"}, subgroups=True)
+    raw["features"][0].pop("subgroup_bins")  # age bands: not needed here (time)
+    spec = parse_dataset_spec(raw)
     ((_, frame),) = cohorts(1, 8000, 0.0, seed=5, options=CohortOptions(subgroup_shift=shift, min_rows=8000))
     x, y = encode_features(frame, spec, Path("h.parquet")), encode_labels(frame, spec, Path("h.parquet"))
     x_filled = np.where(np.isnan(x), np.nanmean(x, axis=0), x)

@@ -5,8 +5,11 @@ rows of each class. Suppressing one level is not enough: the site's test totals 
 levels' counts would give it back by subtraction (and the rows missing the feature are a
 hidden cell of their own). So the suppressed set (small levels plus the missing rows) grows by
 the smallest released level until it holds at least k of each class together, or until
-nothing is left: no suppressed count, nor their sum below k, can then be recovered. The CIs
-use the site's secret randomness (known resamples would tie bounds to rows).
+nothing is left: no suppressed count, nor their sum below k, can then be recovered. Score
+histograms per level (k-grouped as the site's own) go out only when no row of the feature is
+hidden, since the site's histogram minus its levels' would be the hidden rows'. Rates (TPR,
+FPR) are released as the site's own sensitivity is today. The CIs use the site's secret
+randomness (known resamples would tie bounds to rows).
 """
 
 from __future__ import annotations
@@ -67,13 +70,18 @@ def site_subgroups(
     out = {}
     for feature, masks in subgroup_masks(x, spec).items():
         points, boots = {}, {}
-        for level in released_levels(y, masks, min_cell=min_cell):
+        released = released_levels(y, masks, min_cell=min_cell)
+        # Histograms only when no row is hidden: the test histogram minus the levels' would
+        # otherwise be the hidden rows' histogram, whose bins need not hold k.
+        everyone = len(released) == len(masks) and np.any(list(masks.values()), axis=0).all()
+        for level in released:
             yg, pg = y[masks[level]], p[masks[level]]
             points[level], boots[level] = group_metrics(
                 yg, pg, threshold=threshold, resamples=resamples, rng=rng
             )
-            pos, neg = released_score_histograms(yg, pg, min_cell=min_cell)
-            points[level] |= {"score_hist_pos": pos, "score_hist_neg": neg}
+            if everyone:
+                pos, neg = released_score_histograms(yg, pg, min_cell=min_cell)
+                points[level] |= {"score_hist_pos": pos, "score_hist_neg": neg}
         out[feature] = {"levels": points, "gaps": feature_gaps(points, boots)}
     return out
 

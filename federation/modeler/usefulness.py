@@ -63,21 +63,27 @@ def subgroups_from_rows(sites, predictions, spec: DatasetSpec, threshold: float,
 
 
 def _pooled_level(entries: list[dict], threshold: float) -> dict[str, Any]:
-    pos = np.sum([e["score_hist_pos"] for e in entries], axis=0)
-    neg = np.sum([e["score_hist_neg"] for e in entries], axis=0)
+    """Counts and calibration in the large from every site that released the level; AUROC
+    and TPR/FPR from the summed histograms, None unless every one of them sent its histograms
+    (a site hiding another level of the feature sends none)."""
     n, n_pos = sum(e["n"] for e in entries), sum(e["n_positive"] for e in entries)
-    tpr, spec = rates_at(pos, neg, threshold)
     mean_risk = sum(e["mean_risk"] * e["n"] for e in entries) / n
-    return {
+    pooled = {
         "n": int(n),
         "n_positive": int(n_pos),
         "mean_risk": mean_risk,
-        "auroc": pooled_from_histograms(pos, neg)["auroc"],
+        "auroc": None,
         "citl": mean_risk - n_pos / n,
         "calibration_slope": None,  # not recoverable from histograms and means
-        "tpr": tpr,
-        "fpr": 1 - spec,
+        "tpr": None,
+        "fpr": None,
     }
+    if all(e.get("score_hist_pos") is not None for e in entries):
+        pos = np.sum([e["score_hist_pos"] for e in entries], axis=0)
+        neg = np.sum([e["score_hist_neg"] for e in entries], axis=0)
+        tpr, spec = rates_at(pos, neg, threshold)
+        pooled |= {"auroc": pooled_from_histograms(pos, neg)["auroc"], "tpr": tpr, "fpr": 1 - spec}
+    return pooled
 
 
 def _combined_ci(gap: float, sites: list[tuple[float, dict, str]]) -> tuple[float, float]:
@@ -130,10 +136,11 @@ def _rethreshold(found: dict[str, dict], threshold: float) -> dict[str, dict]:
     for feature, entry in found.items():
         levels = {}
         for level, m in entry["levels"].items():
-            tpr, spec = rates_at(m["score_hist_pos"], m["score_hist_neg"], threshold)
             unknown = {f"{r}_ci_{e}": None for r in ("tpr", "fpr") for e in ("low", "high")}
-            rates = {"tpr": tpr, "fpr": 1 - spec, **unknown}
-            levels[level] = {**m, **rates}
+            tpr = spec = None
+            if m.get("score_hist_pos") is not None:
+                tpr, spec = rates_at(m["score_hist_pos"], m["score_hist_neg"], threshold)
+            levels[level] = {**m, "tpr": tpr, "fpr": None if spec is None else 1 - spec, **unknown}
         drop = ("tpr_gap", "fpr_gap", "equalized_odds_difference")
         gaps = {k: (None if k.startswith(drop) else v) for k, v in entry["gaps"].items()}
         out[feature] = {"levels": levels, "gaps": gaps}

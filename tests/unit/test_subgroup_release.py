@@ -127,3 +127,22 @@ def _spec_raw(**feature):
 def test_bad_subgroup_settings_are_refused_in_one_line_naming_the_feature(feature, says):
     with pytest.raises(ConfigError, match=says):
         parse_dataset_spec(_spec_raw(**feature))
+
+
+def test_level_histograms_go_out_only_when_no_row_of_the_feature_is_hidden():
+    """The site's test histogram minus its released levels' would be the hidden rows'."""
+    spec = parse_dataset_spec(
+        {**_spec_raw(), "features": [{"name": "sex", "type": "binary", "subgroup": True}]}
+    )
+    rng = np.random.default_rng(0)
+    p = rng.random(200)
+    y = (rng.random(200) < p).astype(int)
+    x = (np.arange(200) % 2).astype("float32")[:, None]
+    every = site_subgroups(x, y, p, spec, min_cell=10, threshold=0.5, seed=1, resamples=10)
+    x_missing = x.copy()
+    x_missing[:30] = np.nan  # 30 rows missing sex: hidden (>= k of each class), levels released
+    some = site_subgroups(x_missing, y, p, spec, min_cell=10, threshold=0.5, seed=1, resamples=10)
+
+    assert all("score_hist_pos" in m for m in every["sex"]["levels"].values())
+    assert set(some["sex"]["levels"]) == {"0", "1"}
+    assert not any("score_hist_pos" in m for m in some["sex"]["levels"].values())

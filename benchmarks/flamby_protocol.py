@@ -69,8 +69,12 @@ def experiment_overrides(method: str, setting: str, seed: int) -> list[str]:
         return [f"+experiment={'flamby_heart_central' if flamby else 'flamby_heart'}", f"seed={seed}"]
     if method == "fedavg + finetune":  # each site's own fine-tuned model is scored on its test set
         if flamby:
-            return ["+experiment=flamby_heart_fedavg", f"seed={seed}", "personalize=finetune",
-                    f"personalize_steps={FINETUNE_STEPS_FLAMBY}"]
+            return [
+                "+experiment=flamby_heart_fedavg",
+                f"seed={seed}",
+                "personalize=finetune",
+                f"personalize_steps={FINETUNE_STEPS_FLAMBY}",
+            ]
         return ["+experiment=flamby_heart", f"seed={seed}", "strategy=fedavg", "personalize=finetune"]
     if method.startswith("dp fedavg"):
         epsilon = float(method.split("=")[1])

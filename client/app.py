@@ -48,6 +48,7 @@ from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
 from client.site_policy import SitePolicy, site_policy
 from client.site_randomness import SiteRandomness
 from client.site_spec import site_spec
+from client.subgroups import site_subgroups, subgroup_wire_metrics
 from client.training import train_locally
 from federation.core import wire
 from federation.core.data import SiteData
@@ -233,10 +234,26 @@ def evaluate(message: Message, context: Context) -> Message:
     record_model(site.policy, run_identity(settings, context), _round(message), digest)
     model = _model(settings, message.content[wire.ARRAYS])
     with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
-    test = _scores(
-        data.y_test, predict_risk(model, data.x_test), min_cell=site.policy.min_cell_size, with_ci=with_ci
+    risk = predict_risk(model, data.x_test)
+    test = _scores(data.y_test, risk, min_cell=site.policy.min_cell_size, with_ci=with_ci)
+    released = {**test, **_subgroup_scores(site, risk), **_validation_scores(site, model)}
+    return _reply(message, data.name, released)
+
+
+def _subgroup_scores(site: SiteView, risk) -> dict:
+    """Per-level metrics of the test rows (none unless the spec marks subgroup features)."""
+    if not site.spec.subgroup_features:
+        return {}
+    found = site_subgroups(
+        site.data.x_test,
+        site.data.y_test,
+        risk,
+        site.spec,
+        min_cell=site.policy.min_cell_size,
+        threshold=0.5,
+        seed=SiteRandomness().seed(),
     )
-    return _reply(message, data.name, {**test, **_validation_scores(site, model)})
+    return subgroup_wire_metrics(found)
 
 
 _COMPARED = (

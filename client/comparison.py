@@ -27,8 +27,7 @@ from federation.core.metrics import (
 )
 
 NOT_SENT = (
-    "this site compares only global models it was itself sent in a run it trained in "
-    "(the {which} was not)"
+    "this site compares only global models it was itself sent in a run it trained in (the {which} was not)"
 )
 
 

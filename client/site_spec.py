@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from federation.core.dataspec import DatasetSpec, load_spec_file
@@ -29,7 +28,7 @@ class SpecMismatch(ConfigError):
 
 
 def canonical(spec: DatasetSpec) -> dict:
-    return {k: v for k, v in json.loads(json.dumps(asdict(spec))).items() if k not in _NOT_SCHEMA}
+    return {k: v for k, v in json.loads(spec.to_json()).items() if k not in _NOT_SCHEMA}
 
 
 def spec_hash(spec: DatasetSpec) -> str:

@@ -55,9 +55,7 @@ def drift_arguments(task_args: str) -> dict[str, Any]:
 def flag_feature(smd: float, psi: float, missing_change: float, thresholds: dict[str, float]) -> bool:
     """``|smd| > smd`` or ``psi > psi`` or ``|missing change| > missing``."""
     return (
-        abs(smd) > thresholds["smd"]
-        or psi > thresholds["psi"]
-        or abs(missing_change) > thresholds["missing"]
+        abs(smd) > thresholds["smd"] or psi > thresholds["psi"] or abs(missing_change) > thresholds["missing"]
     )
 
 

@@ -128,6 +128,10 @@ def personalize_sites(
     result = json_safe(result)
     atomic.write_json(Path(run_dir) / PERSONALIZATION, result)
     for site, entry in result["sites"].items():
-        log.info("personalization at %s: AUROC %s -> %s", site, entry["global"]["auroc"],
-                 entry["personalized"]["auroc"])
+        log.info(
+            "personalization at %s: AUROC %s -> %s",
+            site,
+            entry["global"]["auroc"],
+            entry["personalized"]["auroc"],
+        )
     return result

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 from flwr.app import Message
 
+from client.subgroups import from_wire
 from federation.core import wire
 from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
 from federation.core.records import Evaluation
@@ -30,6 +31,9 @@ EVAL_FIELDS = {
     "n_positive": wire.N_POSITIVE,
     **SITE_WIRE_KEYS,
 }
+
+
+HIST_FIELDS = {"score_hist_pos": wire.SCORE_HIST_POS, "score_hist_neg": wire.SCORE_HIST_NEG}
 
 
 def site_of(reply: Message) -> str:
@@ -127,9 +131,15 @@ def evaluation_record(replies: Iterable[Message], prefix: str = "") -> Evaluatio
     by_site = {site_of(r): _unprefixed(r, prefix) for r in ok}
     by_site = {site: m for site, m in by_site.items() if wire.N_TEST in m}
     return Evaluation(
-        sites={
-            site: {name: m[key] for name, key in EVAL_FIELDS.items() if key in m}
-            for site, m in by_site.items()
-        },
+        sites={site: _site_entry(m) for site, m in by_site.items()},
         pooled=pooled_evaluation(list(by_site.values())),
     )
+
+
+def _site_entry(metrics: dict) -> dict:
+    """What metrics.jsonl keeps of one site's split: its metrics, class histograms (decision
+    curves, quantile calibration) and, where the spec has them, its released subgroups."""
+    entry = {name: metrics[key] for name, key in EVAL_FIELDS.items() if key in metrics}
+    entry |= {name: list(metrics[key]) for name, key in HIST_FIELDS.items() if key in metrics}
+    subgroups = from_wire(metrics)
+    return entry | ({"subgroups": subgroups} if subgroups else {})

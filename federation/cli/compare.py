@@ -73,7 +73,5 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="its folder (default outputs/comparisons/TASK-<UTC time>)"
     )
-    parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides, e.g. federation.runtime=inprocess"
-    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. federation.runtime=inprocess")
     parser.set_defaults(func=run)

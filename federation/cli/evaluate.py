@@ -9,6 +9,7 @@ whatever copy of the data it may happen to hold.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from federation.cli.arguments import at_least, open_unit_interval
@@ -18,7 +19,7 @@ def evaluate_to_folder(
     run_dir: Path,
     *,
     round_number: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | str = 0.5,
     resamples: int | None = None,
     baselines: bool = False,
     data_dir: Path | None = None,
@@ -133,14 +134,25 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--round", type=int, default=None, help="a round's checkpoint (default: final)")
 
 
+def _threshold(text: str) -> float | str:
+    """A risk in (0, 1), or 'suggest' (the pooled validation prevalence)."""
+    if text == "suggest":
+        return text
+    try:
+        return open_unit_interval(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err}; or give --threshold suggest") from None
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a run's global model per site")
     add_run_arguments(parser)
     parser.add_argument(
         "--threshold",
-        type=open_unit_interval,
+        type=_threshold,
         default=0.5,
-        help="risk at or above which a patient is called positive, in (0, 1) (default 0.5)",
+        help="risk at or above which a patient is called positive, in (0, 1), or 'suggest': "
+        "the pooled validation split's prevalence (default 0.5)",
     )
     parser.add_argument(
         "--bootstrap",

@@ -39,6 +39,7 @@ def write_cohorts(
     single_file: bool = False,
     options: CohortOptions | None = None,
     shift: dict[str, float] | None = None,
+    subgroups: bool = False,
 ) -> Path:
     """Generate hospital by hospital (memory of one at a time); returns the spec's path.
 
@@ -50,6 +51,7 @@ def write_cohorts(
     from federation.modeler.synth import CohortOptions, cohorts, dataset_spec
 
     options = CohortOptions() if options is None else options
+    subgroups = subgroups or options.subgroup_shift != 1.0
     files, names, frames = {}, [], []
     try:
         for site, frame in cohorts(sites, rows, heterogeneity, seed, options, shift=shift):
@@ -63,9 +65,15 @@ def write_cohorts(
         raise ConfigError(str(err)) from None  # the CLI adds "lhsfed synth: error:"
     if single_file:
         _write_parquet(pd.concat(frames, ignore_index=True), out / f"{name}.parquet")
-        spec = dataset_spec(name, file=f"{name}.parquet", sites=names, noise_features=options.noise_features)
+        spec = dataset_spec(
+            name,
+            file=f"{name}.parquet",
+            sites=names,
+            noise_features=options.noise_features,
+            subgroups=subgroups,
+        )
     else:
-        spec = dataset_spec(name, files, noise_features=options.noise_features)
+        spec = dataset_spec(name, files, noise_features=options.noise_features, subgroups=subgroups)
     spec_path = out / "data" / f"{name}.yaml"
     header = (
         f"# Synthetic cohort: lhsfed synth --sites {sites} --rows {rows} "
@@ -85,6 +93,7 @@ FLAGS = {
     "noise_features": "--noise-features",
     "min_rows": "--min-site-rows",
     "max_rows": "--max-site-rows",
+    "subgroup_shift": "--subgroup-shift",
 }
 
 
@@ -160,6 +169,7 @@ def run(args) -> int:
         single_file=args.single_file,
         options=options,
         shift=shift_of(args.shift),
+        subgroups=args.subgroups,
     )
     print(f"wrote {args.sites} hospitals ({args.rows} rows) and {spec_path}")
     print(
@@ -189,6 +199,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--force", action="store_true", help="overwrite the hospitals' files and spec already in --out"
+    )
+    parser.add_argument(
+        "--subgroups",
+        action="store_true",
+        help="mark sex, diabetes and age bands (<40, 40-64, >=65) as subgroups in the spec",
     )
     hard = parser.add_argument_group("how hard the cohort is (defaults: the original generator)")
     hard.add_argument(
@@ -244,5 +259,13 @@ def register(subparsers) -> None:
         metavar="SITE=SD",
         help="move one hospital's numeric features by SD standard deviations (a changed case "
         "mix for lhsfed drift); repeatable; every other hospital is drawn as without it",
+    )
+    hard.add_argument(
+        "--subgroup-shift",
+        dest="subgroup_shift",
+        type=float,
+        default=1.0,
+        help="scale of the outcome logit's spread inside diabetes = 1 (default 1: none); "
+        "the model fitted to all is miscalibrated there; implies --subgroups",
     )
     parser.set_defaults(func=run)

@@ -33,6 +33,14 @@ class FeatureSpec:
     missing_if: tuple[Value, ...] = ()
     # One-hot without the first level (dummy coding), as FLamby and pandas' drop_first do.
     drop_first: bool = False
+    # Report metrics per level of this binary/categorical feature (issue N.1).
+    subgroup: bool = False
+    # A numeric feature's cut points: [40, 65] gives the bands <40, 40-<65, >=65.
+    subgroup_bins: tuple[float, ...] = ()
+
+    @property
+    def is_subgroup(self) -> bool:
+        return self.subgroup or bool(self.subgroup_bins)
 
     @property
     def encoded_levels(self) -> tuple[Value, ...]:
@@ -103,6 +111,10 @@ class DatasetSpec:
     standardize: str = "none"
 
     @property
+    def subgroup_features(self) -> tuple[FeatureSpec, ...]:
+        return tuple(f for f in self.features if f.is_subgroup)
+
+    @property
     def site_names(self) -> list[str]:
         return list(self.sites)
 
@@ -110,7 +122,13 @@ class DatasetSpec:
         return [name for f in self.features for name in f.encoded_names()]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The spec as JSON; subgroup keys only where set, so older specs encode as before."""
+        plain = asdict(self)
+        for feat in plain["features"]:
+            for key in ("subgroup", "subgroup_bins"):
+                if not feat[key]:
+                    del feat[key]
+        return json.dumps(plain, sort_keys=True)
 
 
 def _fmt(value: Value) -> str:
@@ -150,6 +168,8 @@ def _feature(raw: dict[str, Any]) -> FeatureSpec:
         levels=_values(raw.get("levels")),
         missing_if=_values(raw.get("missing_if")),
         drop_first=bool(raw.get("drop_first", False)),
+        subgroup=bool(raw.get("subgroup", False)),
+        subgroup_bins=_floats(raw.get("subgroup_bins")),
     )
 
 
@@ -167,6 +187,7 @@ def _problems(spec: DatasetSpec) -> list[str]:
             problems.append(f"feature {feat.name!r}: a categorical feature needs levels")
         if known is not None and feat.name not in known:
             problems.append(f"feature {feat.name!r} is not in data.columns")
+        problems += _subgroup_problems(feat, spec.standardize)
     if not 0.0 < spec.split.test_fraction < 1.0:
         problems.append(f"data.split.test_fraction must be in (0, 1) (got {spec.split.test_fraction})")
     if not 0.0 <= spec.split.validation_fraction < 1.0:
@@ -179,6 +200,29 @@ def _problems(spec: DatasetSpec) -> list[str]:
     if not spec.label.positive_values:
         problems.append("data.label.positive_values is empty")
     return problems + _layout_problems(spec)
+
+
+def _subgroup_problems(feat: FeatureSpec, standardize: str) -> list[str]:
+    """``subgroup`` on levels, ``subgroup_bins`` (increasing cut points) on raw numbers."""
+    where = f"feature {feat.name!r}"
+    if feat.subgroup and feat.type == "numeric":
+        return [
+            f"{where}: subgroup: true needs a binary or categorical feature; "
+            "give a numeric one subgroup_bins: [cut, ...] instead"
+        ]
+    if not feat.subgroup_bins:
+        return []
+    if feat.type != "numeric":
+        return [f"{where}: subgroup_bins is for numeric features; use subgroup: true on a {feat.type} one"]
+    bins = feat.subgroup_bins
+    if any(b >= c for b, c in zip(bins, bins[1:])):
+        return [f"{where}: subgroup_bins must be strictly increasing cut points (got {list(bins)})"]
+    if standardize != "none":
+        return [
+            f"{where}: subgroup_bins cut raw values, but data.standardize is {standardize!r}; "
+            "set it to none or drop subgroup_bins"
+        ]
+    return []
 
 
 def _layout_problems(spec: DatasetSpec) -> list[str]:

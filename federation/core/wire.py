@@ -109,3 +109,10 @@ DRIFT_SMD = "drift-smd"
 DRIFT_MISSING_CHANGE = "drift-missing-change"
 DRIFT_PSI = "drift-psi"
 DRIFT_WITHHELD = "drift-withheld"
+# Subgroups (issue N.1): a site whose spec marks subgroup features adds, for each released
+# level, "subgroup/FEATURE=LEVEL/METRIC" (METRIC: n, n-positive, mean-risk, auroc, citl,
+# calibration-slope, tpr, fpr, each metric's -ci-low/-ci-high, score-hist-pos/-neg) and per
+# feature "subgroup-gap/FEATURE/GAP" (auroc-gap, citl-gap, slope-gap, tpr-gap, fpr-gap,
+# equalized-odds-difference, each with -ci-low/-ci-high). Absent: no subgroup in the spec.
+SUBGROUP_PREFIX = "subgroup/"
+SUBGROUP_GAP_PREFIX = "subgroup-gap/"

@@ -1,4 +1,4 @@
-"""The report's figures as PNG bytes (matplotlib, headless): rounds curve, ROC, calibration."""
+"""The report's figures as PNG bytes (matplotlib, headless): rounds, ROC, calibration, decision curves."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ matplotlib.use("Agg")  # no display: the report is built on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
-
-from federation.core.metrics import ECE_BINS  # noqa: E402
 
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]
 _DPI = 100
@@ -61,13 +58,35 @@ def roc_curves(predictions: Predictions) -> bytes:
     return _png(fig)
 
 
-def calibration_plot(predictions: Predictions) -> bytes:
-    """Observed event rate against mean predicted risk in equal-width bins."""
+def decision_curves(curves: dict[str, Any]) -> bytes:
+    """Net benefit against threshold per site and pooled, with treat-all and treat-none."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    pooled = curves["pooled"]
+    for name, curve in curves["sites"].items():
+        ax.plot(curve["threshold"], curve["model"], linewidth=1.0, alpha=0.8, label=name)
+    ax.plot(pooled["threshold"], pooled["model"], linewidth=2.5, color="black", label="pooled model")
+    ax.plot(pooled["threshold"], pooled["treat_all"], linestyle="--", color="grey", label="treat all")
+    ax.plot(pooled["threshold"], pooled["treat_none"], linestyle=":", color="grey", label="treat none")
+    models = [max(c["model"]) for c in (pooled, *curves["sites"].values())]
+    top = max([*models, max(pooled["treat_all"]), 0.01])
+    ax.set(xlabel="threshold risk", ylabel="net benefit", title="Decision curves (test rows)")
+    ax.set(xlim=(0, 1), ylim=(-0.05 * top * 4, top * 1.1))
+    ax.legend(fontsize=7, loc="upper right")
+    return _png(fig)
+
+
+def quantile_calibration_plot(calibration: dict[str, Any]) -> bytes:
+    """Observed rate (95% Wilson interval) against mean risk in equal-count bins."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    for name, (y, p) in predictions.items():
-        observed, predicted = calibration_curve(y, p, n_bins=ECE_BINS, strategy="uniform")
-        ax.plot(predicted, observed, marker="o", label=name, linewidth=2.5 if name == "pooled" else 1.2)
+    for name, cal in calibration.items():
+        observed, predicted = np.array(cal["observed"]), np.array(cal["predicted"])
+        errors = np.clip([observed - np.array(cal["low"]), np.array(cal["high"]) - observed], 0, None)
+        ax.errorbar(
+            predicted, observed, yerr=errors, marker="o", capsize=2, label=name,
+            linewidth=2.5 if name == "pooled" else 1.0, markersize=4 if name == "pooled" else 3,
+        )  # fmt: skip
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    ax.set(xlabel="predicted risk", ylabel="observed rate", title="Calibration", xlim=(0, 1), ylim=(0, 1))
+    ax.set(xlabel="predicted risk", ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title("Calibration: equal-count bins, 95% Wilson intervals", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     return _png(fig)

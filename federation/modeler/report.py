@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,11 @@ from federation.core import atomic
 from federation.core.records import RoundRecord
 from federation.core.run_layout import AUDIT, PERSONALIZATION, REPORT_HTML, REPORT_MD, read_json
 from federation.modeler import plots
+from federation.modeler.report_format import Table, fmt
 from federation.modeler.run_evaluation import POOLED, Predictions
+from federation.modeler.subgroup_tables import gaps_table, headline_table, subgroup_table
+
+__all__ = ["Table", "fmt", "render_html", "render_markdown", "tables", "write_reports"]
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1100px}"
@@ -25,23 +28,6 @@ _STYLE = (
     "th{background:#eee}td:first-child{text-align:left}"
     "pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}"
 )
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    note: str = ""
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """The one number format of both reports (None/NaN as 'n/a')."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}f}"
 
 
 def _epsilon(privacy: dict[str, Any], site: str) -> str:
@@ -106,11 +92,13 @@ def metrics_table(evaluation: dict[str, Any]) -> Table:
             else "n/a"
         )
         rows.append([site] + [ci if k == "auroc_ci" else fmt(m[k]) for k in keys])
+    source = evaluation.get("threshold_source")
     return Table(
         f"Global model (round {evaluation['round']}) on each site's held-out test rows",
         header,
         rows,
-        "pooled = all sites' test rows together; CI: percentile bootstrap",
+        "pooled = all sites' test rows together; CI: percentile bootstrap"
+        + (f"; threshold {threshold:g} {source}" if source else ""),
     )
 
 
@@ -251,13 +239,22 @@ def personalization_table(personalization: dict[str, Any] | None) -> Table | Non
         ]
         for site, entry in personalization["sites"].items()
     ]
-    rows += [[site.replace("_", " "), "", "", "", "", "", "", f"refused: {why}"]
-             for site, why in personalization.get("refused", {}).items()]
+    rows += [
+        [site.replace("_", " "), "", "", "", "", "", "", f"refused: {why}"]
+        for site, why in personalization.get("refused", {}).items()
+    ]
     return Table(
         f"Personalization ({personalization['mode']}): global vs personalized per site (test rows)",
-        ["site", "n test", "global AUROC [95 %]", "personalized AUROC [95 %]",
-         "calibration slope (global / personalized)", "Brier (global / personalized)",
-         "run ε with fine-tuning", "flag"],
+        [
+            "site",
+            "n test",
+            "global AUROC [95 %]",
+            "personalized AUROC [95 %]",
+            "calibration slope (global / personalized)",
+            "Brier (global / personalized)",
+            "run ε with fine-tuning",
+            "flag",
+        ],
         rows,
         f"each site's personalized model stays at the site; {personalization['rule']}",
     )
@@ -272,8 +269,11 @@ def tables(
     evaluation: dict[str, Any], audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None
 ) -> list[Table]:
     found = [
+        headline_table(evaluation),
         data_table(evaluation),
         metrics_table(evaluation),
+        subgroup_table(evaluation),
+        gaps_table(evaluation),
         rounds_table(evaluation, records or []),
         baselines_table(evaluation),
         audit_table(audit),
@@ -302,13 +302,17 @@ def html_table(table: Table) -> str:
     return f"<h2>{html.escape(table.title)}</h2><table><tr>{head}</tr>{body}</table>{note}"
 
 
-def figures(records: list[RoundRecord], predictions: Predictions | None) -> dict[str, bytes]:
-    """Rounds curve, and ROC/calibration where the rows' predictions are at hand (simulation)."""
-    found = (
-        {"ROC curves": plots.roc_curves(predictions), "Calibration": plots.calibration_plot(predictions)}
-        if predictions
-        else {}
-    )
+def figures(
+    records: list[RoundRecord], predictions: Predictions | None, evaluation: dict[str, Any] | None = None
+) -> dict[str, bytes]:
+    """Rounds curve, ROC where the rows' predictions are at hand (simulation), and the
+    decision curves and quantile calibration of evaluation.json (both modes)."""
+    evaluation = evaluation or {}
+    found = {"ROC curves": plots.roc_curves(predictions)} if predictions else {}
+    if evaluation.get("calibration_quantile"):
+        found["Calibration"] = plots.quantile_calibration_plot(evaluation["calibration_quantile"])
+    if evaluation.get("decision_curve"):
+        found["Decision curves"] = plots.decision_curves(evaluation["decision_curve"])
     if records:
         found = {"Rounds": plots.rounds_curve([r.to_json() for r in records]), **found}
     return found
@@ -368,7 +372,7 @@ def write_reports(
 ) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     audit = read_audit(run_dir)
-    page = render_html(evaluation, figures(records, predictions), config_text, audit, records)
+    page = render_html(evaluation, figures(records, predictions, evaluation), config_text, audit, records)
     atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
     atomic.write_bytes(
         run_dir / REPORT_MD, render_markdown(evaluation, config_text, audit, records).encode("utf-8")

@@ -11,7 +11,7 @@ The result is the plain document written as ``evaluation.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 
 from federation.core.data import SiteData, load_site, site_file
 from federation.core.dataspec import DatasetSpec
+from federation.core.decision_curve import rates_at
 from federation.core.errors import DataError
 from federation.core.metrics import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.core.model import predict_risk
@@ -27,6 +28,7 @@ from federation.core.records import Evaluation, RoundRecord
 from federation.core.run_layout import METRICS, json_safe
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models
+from federation.modeler import usefulness
 from federation.modeler.run_loader import SavedModel, read_summary
 
 SCORED_HERE = "simulation: scored here on the sites' test rows"
@@ -34,11 +36,35 @@ POOLED = "pooled"
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]  # site -> (labels, risks)
 
 
+SUGGEST = "suggest"
+
+
 @dataclass(frozen=True)
 class EvalOptions:
-    threshold: float = 0.5
+    """``threshold``: a risk in (0, 1), or ``"suggest"``: the pooled validation prevalence."""
+
+    threshold: float | str = 0.5
     resamples: int = BOOTSTRAP_RESAMPLES
     seed: int = 0
+
+    def resolved(self, validation_prevalence: float | None) -> EvalOptions:
+        """The options with a number for ``threshold`` (a suggestion resolved)."""
+        if self.threshold != SUGGEST:
+            return self
+        if validation_prevalence is None or not 0 < validation_prevalence < 1:
+            raise DataError(
+                "--threshold suggest uses the validation split's prevalence, but no site released "
+                "one; give a number, e.g. --threshold 0.2"
+            )
+        return replace(self, threshold=round(float(validation_prevalence), 2))
+
+
+def threshold_source(options: EvalOptions) -> str:
+    return (
+        "suggested: the pooled validation split's prevalence (rounded to the 1/100 grid)"
+        if options.threshold == SUGGEST
+        else "chosen by the modeler (--threshold; default 0.5)"
+    )
 
 
 def scorable_sites(
@@ -138,7 +164,9 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -> dict[str, Any]:
+def _header(
+    run_dir: Path, round_number: int, mode: str, options: EvalOptions, source: str = ""
+) -> dict[str, Any]:
     """What was evaluated; ``selection`` is the run's own (summary.json), None before it existed."""
     return {
         "run_dir": str(Path(run_dir).resolve()),
@@ -146,6 +174,7 @@ def _header(run_dir: Path, round_number: int, mode: str, options: EvalOptions) -
         "mode": mode,
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "threshold": options.threshold,
+        "threshold_source": source or threshold_source(options),
         "bootstrap_resamples": options.resamples,
         "selection": read_summary(run_dir).get("selection"),
     }
@@ -163,13 +192,16 @@ def evaluate_run(
 ) -> tuple[dict[str, Any], Predictions]:
     """The ``evaluation.json`` document and the predictions behind it (for the plots);
     ``skipped``: sites left out (their file was refused) and why."""
+    source = threshold_source(options)
+    options = options.resolved(_validation_prevalence_of_rows(sites))
     predictions = with_pooled(predict_sites(checkpoint.model, sites))
     metrics = score(predictions, options)
     scored = Evaluation(sites={s.name: metrics[s.name] for s in sites}, pooled=metrics[POOLED])
     document: dict[str, Any] = {
-        **_header(run_dir, checkpoint.round, SCORED_HERE, options),
+        **_header(run_dir, checkpoint.round, SCORED_HERE, options, source),
         **scored.to_json(),
         "mean_auroc": site_means(metrics),
+        **_usefulness_from_rows(sites, predictions, checkpoint.dataset, options),
         "data": {
             s.name: {"n_train": len(s.y_train), "n_validation": len(s.y_val), "n_test": len(s.y_test)}
             for s in sites
@@ -180,7 +212,23 @@ def evaluate_run(
     if baselines:
         global_auroc = {name: m["auroc"] for name, m in metrics.items()}
         document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options)
+    document["headline"] = usefulness.headline(json_safe(document))
     return json_safe(document), predictions
+
+
+def _validation_prevalence_of_rows(sites: list[SiteData]) -> float | None:
+    n = sum(len(s.y_val) for s in sites)
+    return sum(float(s.y_val.sum()) for s in sites) / n if n else None
+
+
+def _usefulness_from_rows(sites, predictions: Predictions, spec: DatasetSpec, options: EvalOptions) -> dict:
+    """Subgroups, decision curves and quantile calibration of the rows scored here."""
+    subgroups = usefulness.subgroups_from_rows(sites, predictions, spec, options.threshold, options.seed)
+    return {
+        **({"subgroups": subgroups} if subgroups else {}),
+        "decision_curve": usefulness.curves(usefulness.histograms_of(predictions)),
+        "calibration_quantile": usefulness.calibration_from_rows(predictions),
+    }
 
 
 def _round_metrics(site: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +245,44 @@ def from_rounds_mode(mode: str, round_number: int) -> str:
     return f"{mode}: the sites' own evaluation, {METRICS} round {round_number}"
 
 
+def _validation_prevalence_of_record(record: RoundRecord) -> float | None:
+    sites = record.validation.sites.values()
+    n = sum(m.get("n_test") or 0 for m in sites)
+    return sum(m.get("n_positive") or 0 for m in sites) / n if n else None
+
+
+def _released_histograms(evaluation: Evaluation) -> dict[str, tuple[list, list]]:
+    return {
+        name: (m["score_hist_pos"], m["score_hist_neg"])
+        for name, m in evaluation.sites.items()
+        if m.get("score_hist_pos") is not None
+    }
+
+
+def _at_threshold(
+    metrics: dict[str, Any], histograms, threshold: float, *, own_pair: bool = True
+) -> dict[str, Any]:
+    """Sensitivity/specificity at the report's threshold from released histograms (exact on
+    the 1/100 grid); a site's own pair, at 0.5, is kept at 0.5 (``own_pair``)."""
+    if histograms is None or (own_pair and threshold == 0.5):
+        return metrics
+    sens, spec = rates_at(*histograms, threshold)
+    return {**metrics, "threshold": float(threshold), "sensitivity": sens, "specificity": spec}
+
+
+def _usefulness_from_record(record: RoundRecord, threshold: float) -> dict:
+    histograms = _released_histograms(record.evaluate)
+    released = {n: m["subgroups"] for n, m in record.evaluate.sites.items() if m.get("subgroups")}
+    subgroups = usefulness.subgroups_from_sites(released, threshold)
+    if not histograms:  # a run from before the histograms were kept
+        return {"subgroups": subgroups} if subgroups else {}
+    return {
+        **({"subgroups": subgroups} if subgroups else {}),
+        "decision_curve": usefulness.curves(histograms),
+        "calibration_quantile": usefulness.calibration_from_histograms(histograms),
+    }
+
+
 def evaluation_from_rounds(
     run_dir: Path,
     settings: RunSettings,
@@ -208,18 +294,27 @@ def evaluation_from_rounds(
     """The sites scored the global model themselves in the run's evaluate round (deployment).
 
     Each site sent every metric of its own rows (``ClientApp.evaluate``); pooled, only
-    AUROC/AUPRC (from the summed score histograms) and Brier are known, the rest is null.
+    AUROC/AUPRC (from the summed score histograms), Brier and (from the histograms)
+    sensitivity/specificity at the threshold are known, the rest is null.
     """
-    evaluation = record.evaluate
+    source = threshold_source(options)
+    options = options.resolved(_validation_prevalence_of_record(record))
+    evaluation, histograms = record.evaluate, _released_histograms(record.evaluate)
     reported = Evaluation(
-        sites={name: _round_metrics(m) for name, m in sorted(evaluation.sites.items())},
-        pooled=_round_metrics(evaluation.pooled),
+        sites={
+            name: _at_threshold(_round_metrics(m), histograms.get(name), options.threshold)
+            for name, m in sorted(evaluation.sites.items())
+        },
+        pooled=_at_threshold(
+            _round_metrics(evaluation.pooled), _summed(histograms), options.threshold, own_pair=False
+        ),
     )
-    return json_safe(
+    document = json_safe(
         {
-            **_header(run_dir, record.round, from_rounds_mode(mode, record.round), options),
+            **_header(run_dir, record.round, from_rounds_mode(mode, record.round), options, source),
             **reported.to_json(),
             "mean_auroc": site_means(reported.sites),
+            **_usefulness_from_record(record, options.threshold),
             "data": {
                 name: {
                     "n_train": (record.train.get(name) or {}).get("num_examples"),
@@ -230,3 +325,10 @@ def evaluation_from_rounds(
             "privacy": _privacy(settings, run_dir),
         }
     )
+    return {**document, "headline": usefulness.headline(document)}
+
+
+def _summed(histograms: dict[str, tuple[list, list]]):
+    if not histograms:
+        return None
+    return tuple(np.sum([h[i] for h in histograms.values()], axis=0) for i in (0, 1))

@@ -99,6 +99,9 @@ class CohortOptions:
     noise_features: int = 0
     min_rows: int = 60
     max_rows: int | None = None
+    # Within diabetes == 1 the outcome logit's spread around its mean is scaled by this
+    # (1: no shift): the main-effects model fitted to everyone is then miscalibrated there.
+    subgroup_shift: float = 1.0
 
     def problems(self) -> list[str]:
         checks = [
@@ -109,6 +112,7 @@ class CohortOptions:
             (self.signal >= 0, f"--signal must be >= 0 (got {self.signal})"),
             (self.missing >= 0, f"--missing must be >= 0 (got {self.missing})"),
             (self.noise_features >= 0, f"--noise-features must be >= 0 (got {self.noise_features})"),
+            (self.subgroup_shift > 0, f"--subgroup-shift must be > 0 (got {self.subgroup_shift})"),
             (self.min_rows >= 1, f"--min-site-rows must be >= 1 (got {self.min_rows})"),
             (
                 self.max_rows is None or self.max_rows >= self.min_rows,
@@ -248,8 +252,20 @@ def _outcome_logit(
         )
 
     if options.prevalence is None:
-        return linear(BASE_LOGIT + offset)
-    return linear(_intercept(linear(0.0), options.prevalence) + offset)
+        return _shifted(linear(BASE_LOGIT + offset), binaries, options)
+    return _shifted(linear(_intercept(linear(0.0), options.prevalence) + offset), binaries, options)
+
+
+SHIFTED_SUBGROUP = "diabetes"  # the subgroup --subgroup-shift mis-scales (level 1)
+
+
+def _shifted(logit: np.ndarray, binaries, options: CohortOptions) -> np.ndarray:
+    """The logit inside ``SHIFTED_SUBGROUP`` = 1 scaled around its mean by ``subgroup_shift``."""
+    inside = binaries[SHIFTED_SUBGROUP] == 1
+    if options.subgroup_shift == 1.0 or not inside.any():
+        return logit
+    centre = logit[inside].mean()
+    return np.where(inside, centre + options.subgroup_shift * (logit - centre), logit)
 
 
 def hospital_cohort(
@@ -329,12 +345,21 @@ def shifted(frame: pd.DataFrame, sds: float) -> pd.DataFrame:
     return out
 
 
-def feature_specs(noise_features: int = 0) -> list[dict]:
+SUBGROUPS = ("sex", SHIFTED_SUBGROUP)  # marked subgroup: true, with age bands, by --subgroups
+AGE_BANDS = [40, 65]
+
+
+def _subgroup(marked: bool) -> dict:
+    return {"subgroup": True} if marked else {}
+
+
+def feature_specs(noise_features: int = 0, subgroups: bool = False) -> list[dict]:
     """The dataset spec's feature list for these cohorts (30 model input columns, plus one
-    per noise feature)."""
+    per noise feature); ``subgroups`` marks sex, diabetes and age bands as subgroups."""
+    age_bands = {"subgroup_bins": AGE_BANDS} if subgroups else {}
     return [
-        {"name": "age", "type": "numeric", "min": 18, "max": 100, "unit": "years"},
-        *({"name": b, "type": "binary"} for b in BINARIES),
+        {"name": "age", "type": "numeric", "min": 18, "max": 100, "unit": "years", **age_bands},
+        *({"name": b, "type": "binary", **_subgroup(subgroups and b in SUBGROUPS)} for b in BINARIES),
         *({"name": f.name, "type": "numeric", "min": f.low, "max": f.high, "unit": f.unit} for f in NUMERICS),
         {"name": "smoker", "type": "categorical", "levels": list(SMOKER_LEVELS)},
         {"name": "admission_type", "type": "categorical", "levels": list(ADMISSION_LEVELS)},
@@ -349,6 +374,7 @@ def dataset_spec(
     file: str | None = None,
     sites: list[str] | None = None,
     noise_features: int = 0,
+    subgroups: bool = False,
 ) -> dict:
     """A dataset spec for per-site ``files`` or one multi-centre ``file`` holding ``sites``."""
     spec = {
@@ -364,5 +390,9 @@ def dataset_spec(
         spec.update(file=file, site_column=SITE_COLUMN, sites=list(sites or ()))
     else:
         spec["sites"] = dict(files or {})
-    spec.update(features=feature_specs(noise_features), split={"test_fraction": 0.3, "seed": 42}, min_rows=20)
+    spec.update(
+        features=feature_specs(noise_features, subgroups),
+        split={"test_fraction": 0.3, "seed": 42},
+        min_rows=20,
+    )
     return spec

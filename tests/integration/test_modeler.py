@@ -164,7 +164,11 @@ def test_report_html_renders_in_headless_chromium(dp_evaluated, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "http://" not in page and "https://" not in page  # opens offline
     images = _embedded_pngs(page)
-    assert len(images) == 3  # rounds curve, ROC, calibration
+    alts = re.findall(r'<img alt="([^"]*)"', page)
+    assert alts == ["Rounds", "ROC curves", "Calibration", "Decision curves"]
+    assert len(images) == 4  # calibration: equal-count bins; decision curves: net benefit
+    assert "<h2>Headline: who is served least well</h2>" in page
+    assert "suggested" not in page and "chosen by the modeler" in page  # which threshold
     for img in images:
         assert img.shape[0] > 200 and img.shape[1] > 200 and img[..., :3].std() > 0.05
     screenshot = mpimg.imread(shot)
@@ -371,5 +375,15 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_ev
     # pooled AUROC from score histograms (bins of 0.01) is close to the exact pooled one
     assert deployed["pooled"]["auroc"] == pytest.approx(simulated["pooled"]["auroc"], abs=0.01)
     assert deployed["pooled"]["ece"] is None  # needs the rows: not known in deployment
+    # decision curves from the released histograms: treat-all needs only the prevalence, and
+    # at threshold 0 the model treats everyone (exact whatever bins the sites merged)
+    for curve in ("treat_all", "treat_none"):
+        assert deployed["decision_curve"]["pooled"][curve] == pytest.approx(
+            simulated["decision_curve"]["pooled"][curve], abs=1e-12
+        )
+    assert deployed["decision_curve"]["pooled"]["model"][0] == pytest.approx(
+        simulated["decision_curve"]["pooled"]["model"][0], abs=1e-12
+    )
+    assert set(deployed["calibration_quantile"]) == SITES | {"pooled"}
     assert "n/a" in (copy / "report.md").read_text()
     assert lhsfed(["evaluate", str(copy), "--from-rounds", "--baselines"]) == 2

@@ -90,4 +90,3 @@ def test_a_site_refuses_personalization_the_run_config_did_not_plan():
     reply = _ask(config, QUERY)
 
     assert reply.has_error() and reply.error.code == wire.RUN_CONFIG_REFUSED
-

@@ -1,0 +1,92 @@
+"""Decision curves and quantile calibration from released score histograms (issue N.2, N.3).
+
+Net benefit at threshold t is TP/n − FP/n · t/(1 − t) (Vickers & Elkin 2006). A site's
+released histograms count positives and negatives per risk bin [b/100, (b+1)/100), so the
+patients called positive at t = j/100 are exactly the bins ≥ j: the counts at every
+threshold of the 1/100 grid come from the histograms, per site and pooled (their sum), and no
+patient's score is needed. Treat-all is prevalence − (1 − prevalence) · t/(1 − t); treat-none 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from statsmodels.stats.proportion import proportion_confint
+
+from federation.core.metrics import HIST_BINS
+
+GRID = np.arange(HIST_BINS) / HIST_BINS  # 0.00, 0.01, ..., 0.99 (t = 1 has no net benefit)
+
+
+def grid_index(threshold: float) -> int:
+    """The grid point a threshold falls on (a threshold between two is rounded to the nearest)."""
+    return int(min(HIST_BINS - 1, max(0, round(float(threshold) * HIST_BINS))))
+
+
+def counts_at_grid(pos, neg) -> tuple[np.ndarray, np.ndarray]:
+    """(TP, FP) at every grid threshold: the positives / negatives in bins ≥ that threshold."""
+    pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    return np.cumsum(pos[::-1])[::-1], np.cumsum(neg[::-1])[::-1]
+
+
+def net_benefit(pos, neg) -> dict[str, list[float]]:
+    """Model, treat-all and treat-none net benefit on :data:`GRID` from class histograms."""
+    tp, fp = counts_at_grid(pos, neg)
+    n_pos, n = tp[0], tp[0] + fp[0]
+    odds = GRID / (1 - GRID)
+    prevalence = n_pos / n if n else float("nan")
+    return {
+        "threshold": GRID.tolist(),
+        "model": (tp / n - fp / n * odds).tolist(),
+        "treat_all": (prevalence - (1 - prevalence) * odds).tolist(),
+        "treat_none": [0.0] * len(GRID),
+    }
+
+
+def rates_at(pos, neg, threshold: float) -> tuple[float, float]:
+    """Sensitivity and specificity at a grid threshold, from class histograms."""
+    tp, fp = counts_at_grid(pos, neg)
+    j = grid_index(threshold)
+    sens = tp[j] / tp[0] if tp[0] else float("nan")
+    spec = 1 - fp[j] / fp[0] if fp[0] else float("nan")
+    return float(sens), float(spec)
+
+
+def wilson(events: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson interval of each observed rate (statsmodels)."""
+    low, high = proportion_confint(events, np.maximum(n, 1), alpha=0.05, method="wilson")
+    return np.asarray(low), np.asarray(high)
+
+
+def quantile_calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """Equal-count bins of risk: mean risk, observed rate and its Wilson interval per bin."""
+    order = np.argsort(p, kind="stable")
+    parts = [part for part in np.array_split(order, min(bins, len(p))) if len(part)]
+    n = np.array([len(part) for part in parts], dtype=float)
+    events = np.array([y[part].sum() for part in parts], dtype=float)
+    low, high = wilson(events, n)
+    return {
+        "predicted": [float(p[part].mean()) for part in parts],
+        "observed": (events / n).tolist(),
+        "low": low.tolist(),
+        "high": high.tolist(),
+        "n": n.tolist(),
+    }
+
+
+def quantile_calibration_from_histograms(pos, neg, bins: int = 10) -> dict[str, list[float]]:
+    """Equal-count bins from class histograms (deployment): whole risk bins are merged until
+    each holds about n/bins patients; a bin's risk is its centre (the rows never left)."""
+    pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    total, centres = pos + neg, (np.arange(HIST_BINS) + 0.5) / HIST_BINS
+    cuts = np.searchsorted(np.cumsum(total), np.arange(1, bins) * total.sum() / bins)
+    groups = [g for g in np.split(np.arange(HIST_BINS), np.unique(cuts + 1)) if total[g].sum() > 0]
+    n = np.array([total[g].sum() for g in groups])
+    events = np.array([pos[g].sum() for g in groups])
+    low, high = wilson(np.round(events), np.round(n))
+    return {
+        "predicted": [float((centres[g] * total[g]).sum() / total[g].sum()) for g in groups],
+        "observed": (events / n).tolist(),
+        "low": low.tolist(),
+        "high": high.tolist(),
+        "n": n.tolist(),
+    }

@@ -18,6 +18,7 @@ from typing import Any
 from federation.core.errors import ConfigError
 from federation.core.records import RoundRecord, read_round_records
 from federation.core.run_layout import (
+    DRIFT,
     EVALUATION,
     EXPORT,
     HYDRA_CONFIG,
@@ -44,6 +45,7 @@ ARTIFACTS = {
     REPORT_MD: "report",
     EVALUATION: "report",
     f"{EXPORT}/{MODEL_CARD}": "model_card",
+    DRIFT: "drift_before",  # the parent champion's latest drift check (a warm start from it)
 }
 
 

@@ -17,12 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from federation.coordinator.registry import CHAMPION, _client, _registry_errors, _version
+from federation.coordinator.registry import CHAMPION, DRIFT_ARTIFACT, _client, _registry_errors, _version
 from federation.core.errors import ConfigError
-from federation.core.run_layout import HYDRA_CONFIG
+from federation.core.run_layout import DRIFT, HYDRA_CONFIG
 
-DRIFT_JSON = "drift.json"
-DRIFT_ARTIFACT = "drift"
+DRIFT_JSON = DRIFT
 CONFIG_ARTIFACT = f"config/{HYDRA_CONFIG.name}"  # campaign_record.ARTIFACTS
 
 

@@ -164,6 +164,8 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
         if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
             number(settings.strategy.params[key], f"strategy.{key}", float if "timeout" in key else int)
+    if warm and warm.parent_version:
+        keep_parent_drift(OmegaConf.select(cfg, "registry.uri", default=None), settings, warm, output_dir)
     nodes = run_flower(run_config, settings, federation, output_dir)
     report_sat_out(settings, output_dir, nodes=nodes)
     log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
@@ -236,6 +238,17 @@ def warm_start(cfg: DictConfig, settings: RunSettings):
     if warm is not None:
         print(f"warm start: {warm.source} (its round {warm.round})", flush=True)
     return warm
+
+
+def keep_parent_drift(registry_uri: str | None, settings: RunSettings, warm, output_dir: Path) -> None:
+    """The drift check of the champion this campaign starts from, into its run folder (its
+    report shows it; a campaign logs it): one line either way."""
+    from federation.coordinator.registry import DEFAULT_URI, latest_drift, task_name
+
+    task = task_name(settings.data)
+    found = latest_drift(registry_uri or DEFAULT_URI, task, warm.parent_version, output_dir)
+    none = f"none logged on {task} version {warm.parent_version} (lhsfed drift {task})"
+    print(f"drift before this campaign: {found or none}", flush=True)
 
 
 def campaign_of(plain: dict[str, Any], settings: RunSettings):

@@ -25,6 +25,7 @@ DEFAULT_URI = "sqlite:///lhsfed-registry.db"  # relative to the coordinator's wo
 DEFAULT_MIN_POOLED_AUROC = 0.6
 CHAMPION, CHALLENGER = "champion", "challenger"
 REFERENCE_PREFIX = "registry:"
+DRIFT_ARTIFACT = "drift"  # lhsfed drift logs drift.json under it on the champion's run
 _SQLITE = "sqlite:///"
 
 
@@ -416,3 +417,24 @@ def download_run_folder(ref: str, uri: str, folder: Path) -> ResolvedModel:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(local, target)
     return ResolvedModel(Path(folder) / MODEL, task, str(version.version))
+
+
+def latest_drift(uri: str, task: str, version: str, folder: Path) -> Path | None:
+    """The drift check last logged on ``version``'s run (``lhsfed drift``), copied into
+    ``folder`` as drift.json; None when it has none."""
+    import shutil
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from federation.core.run_layout import DRIFT
+
+    with _registry_errors(uri), tempfile.TemporaryDirectory() as scratch:
+        client = _client(uri, create=False)
+        run_id = client.get_model_version(task, str(version)).run_id
+        try:
+            local = client.download_artifacts(run_id, f"{DRIFT_ARTIFACT}/{DRIFT}", scratch)
+        except MlflowException:
+            return None
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copyfile(local, Path(folder) / DRIFT))

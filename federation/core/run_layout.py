@@ -38,6 +38,9 @@ SWEEP_SUMMARY = "sweep_summary.json"
 SWEEP_LEDGERS = LEDGERS  # one ledger folder for every trial of a sweep
 
 # What a run writes into its folder; a new run must not start where these are.
+# lhsfed drift's record; in a run folder: the check that preceded a campaign warm-started from
+# the champion it checked (docs/learning-loop.md), shown in the run's report.
+DRIFT = "drift.json"
 RUN_ARTEFACTS = (METRICS, CHECKPOINT, SUMMARY, MODEL, ROUNDS, LEDGERS)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from federation.core import atomic
 from federation.core.records import RoundRecord
-from federation.core.run_layout import AUDIT, PERSONALIZATION, REPORT_HTML, REPORT_MD, read_json
+from federation.core.run_layout import AUDIT, DRIFT, PERSONALIZATION, REPORT_HTML, REPORT_MD, read_json
 from federation.modeler import plots
 from federation.modeler.report_format import Table, fmt
 from federation.modeler.run_evaluation import POOLED, Predictions
@@ -265,6 +265,42 @@ def read_personalization(run_dir: Path) -> dict[str, Any] | None:
     return read_json(Path(run_dir) / PERSONALIZATION)
 
 
+def drift_table(drift: dict[str, Any] | None) -> Table | None:
+    """The drift check that preceded this campaign (``drift.json``: lhsfed drift of the
+    champion it was warm-started from), one row per site, its flagged features named."""
+    if not drift:
+        return None
+
+    def largest(features: dict[str, Any], key: str) -> str:
+        values = [abs(f[key]) for f in features.values() if f.get(key) is not None]
+        return fmt(max(values)) if values else "-"
+
+    rows = []
+    for site, entry in drift.get("sites", {}).items():
+        features = entry.get("features", {})
+        flagged = [name for name, f in features.items() if f.get("flagged")]
+        rows.append(
+            [
+                site.replace("_", " "),
+                "FLAGGED" if entry.get("flagged") else "",
+                ", ".join(flagged) or "-",
+                largest(features, "smd"),
+                largest(features, "missing_change"),
+                largest(features, "psi"),
+            ]
+        )
+    rows += [[site, "", f"refused: {why}", "", "", ""] for site, why in drift.get("refused", {}).items()]
+    limits = drift.get("thresholds", {})
+    return Table(
+        f"Drift before this campaign (champion version {drift.get('champion', {}).get('version')})",
+        ["site", "flag", "flagged features", "largest |SMD|", "largest |Δ missing|", "largest PSI"],
+        rows,
+        f"each site against its own reference of the champion's run, {drift.get('created', '')}; "
+        f"flags: |SMD| > {limits.get('smd')}, PSI > {limits.get('psi')}, "
+        f"|Δ missing| > {limits.get('missing')}",
+    )
+
+
 def tables(
     evaluation: dict[str, Any], audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None
 ) -> list[Table]:
@@ -278,6 +314,7 @@ def tables(
         baselines_table(evaluation),
         audit_table(audit),
         personalization_table(read_personalization(Path(evaluation["run_dir"]))),
+        drift_table(read_json(Path(evaluation["run_dir"]) / DRIFT)),
     ]
     return [t for t in found if t is not None]
 

@@ -137,6 +137,14 @@ def test_campaign_drift_warm_start_compare_promote_on_an_mlflow_server(
     )
     second = _client(uri).get_model_version(TASK, "2")
     assert second.tags["parent_version"] == "1" and "challenger" in second.aliases
+    # The drift check of its parent goes with the campaign: run folder, MLflow run, report.
+    assert read_json(tmp_path / "c2" / "run" / "drift.json") == drift
+    logged = [a.path for a in _client(uri).list_artifacts(second.run_id, "drift_before")]
+    assert logged == ["drift_before/drift.json"]
+    assert lhsfed(["evaluate", str(tmp_path / "c2" / "run"), "--from-rounds"]) == 0
+    report = (tmp_path / "c2" / "run" / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| hospital 002 | FLAGGED"))
+    assert "Drift before this campaign (champion version 1)" in report and "systolic_bp" in row
 
     code = lhsfed(["compare", TASK, "--registry-uri", uri, "--out", str(tmp_path / "compare"), *sites_now])
     assert code == 0, capsys.readouterr().err

@@ -88,3 +88,37 @@ def test_personalization_json_and_report_table_compare_both_models_per_site(fine
         assert isinstance(entry["worse"], bool)
     table = markdown_table(personalization_table(result))
     assert all(site in table for site in result["sites"])
+
+
+@pytest.mark.slow
+def test_a_site_exports_its_personalized_model_and_a_platt_fit_is_folded_in_exactly(finetune_run, tmp_path):
+    """``lhsfed export --personalized``: the site's kept fine-tuned model, and a Platt
+    recalibration folded into the last layer, score exactly as the site's own model does."""
+    import dataclasses
+
+    import numpy as np
+
+    from client.personalize import load_personalized, personalized_path, save_personalized
+    from federation.cli.main import main as lhsfed
+    from federation.core.data import load_site, site_file
+    from federation.core.model import predict_risk
+    from federation.modeler.personalized_export import personalized_checkpoint
+    from federation.modeler.run_loader import load_saved_model, load_settings, saved_model_path
+
+    settings = load_settings(finetune_run)
+    kept = personalized_path(simulated_policy("cleveland", run_folder=finetune_run), str(finetune_run))
+    rows = load_site(site_file(settings.data, "cleveland"), settings.data, "cleveland").x_test
+    checkpoint = load_saved_model(saved_model_path(finetune_run, None))
+    own = load_personalized(kept, settings)
+    recalibrated = dataclasses.replace(own, mode="recalibrate", platt=(0.4, 1.7))
+    save_personalized(tmp_path / "platt.pt", recalibrated, str(finetune_run))
+
+    for path, site_model in ((kept, own), (tmp_path / "platt.pt", recalibrated)):
+        exported, note = personalized_checkpoint(checkpoint, settings, path)
+        assert np.allclose(predict_risk(exported.model, rows), site_model.risk(rows), atol=1e-6), note["mode"]
+    assert not np.allclose(predict_risk(checkpoint.model, rows), own.risk(rows), atol=1e-4)  # not the global
+
+    out = tmp_path / "export"
+    assert lhsfed(["export", str(finetune_run), "--personalized", str(kept), "--out", str(out)]) == 0
+    card = read_json(out / "model_card.json")
+    assert card["personalized"]["mode"] == "finetune" and card["personalized"]["file"] == kept.name

@@ -21,6 +21,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from federation.core import atomic, wire
+from federation.core.decision_curve import net_benefit, quantile_calibration_from_histograms
 from federation.core.errors import ConfigError
 from federation.core.metrics import pooled_from_histograms
 from federation.core.run_layout import json_safe
@@ -105,18 +106,35 @@ def site_comparison(metrics) -> dict[str, Any]:
     return entry
 
 
+def pooled_histograms(replies: list[Message], role: str) -> tuple[np.ndarray, np.ndarray]:
+    """One model's class histograms summed over the sites that answered."""
+    metrics = [r.content[wire.METRICS] for r in replies]
+    pos = np.sum([m[_PREFIX[role] + wire.SCORE_HIST_POS] for m in metrics], axis=0)
+    neg = np.sum([m[_PREFIX[role] + wire.SCORE_HIST_NEG] for m in metrics], axis=0)
+    return pos, neg
+
+
 def pooled_comparison(replies: list[Message]) -> dict[str, float | None]:
     """Each model's pooled AUROC from the summed histograms, and their difference."""
     if not replies:
         return {"champion_auroc": None, "challenger_auroc": None, "auroc_difference": None}
-    pooled = {}
-    for role in ROLES:
-        metrics = [r.content[wire.METRICS] for r in replies]
-        pos = np.sum([m[_PREFIX[role] + wire.SCORE_HIST_POS] for m in metrics], axis=0)
-        neg = np.sum([m[_PREFIX[role] + wire.SCORE_HIST_NEG] for m in metrics], axis=0)
-        pooled[f"{role}_auroc"] = pooled_from_histograms(pos, neg)["auroc"]
+    pooled = {
+        f"{role}_auroc": pooled_from_histograms(*pooled_histograms(replies, role))["auroc"] for role in ROLES
+    }
     pooled["auroc_difference"] = pooled["challenger_auroc"] - pooled["champion_auroc"]
     return pooled
+
+
+def pooled_curves(replies: list[Message]) -> dict[str, Any]:
+    """Both models' pooled decision curves (net benefit on the 1/100 grid) and equal-count
+    calibration, from the same summed histograms: no patient score is needed."""
+    if not replies:
+        return {}
+    found = {role: pooled_histograms(replies, role) for role in ROLES}
+    return {
+        "decision_curves": {role: net_benefit(*found[role]) for role in ROLES},
+        "calibration": {role: quantile_calibration_from_histograms(*found[role]) for role in ROLES},
+    }
 
 
 def comparison_document(
@@ -131,6 +149,7 @@ def comparison_document(
             "sites": {site_of(r): site_comparison(r.content[wire.METRICS]) for r in ok},
             "refused": {str(f["site"] or f"node {f['node']}"): str(f["reason"]) for f in failed},
             "pooled": pooled_comparison(ok),
+            "pooled_curves": pooled_curves(ok),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "run_folder": str(folder),
         }

@@ -10,7 +10,6 @@ patient's score is needed. Treat-all is prevalence − (1 − prevalence) · t/(
 from __future__ import annotations
 
 import numpy as np
-from statsmodels.stats.proportion import proportion_confint
 
 from federation.core.metrics import HIST_BINS
 
@@ -52,7 +51,10 @@ def rates_at(pos, neg, threshold: float) -> tuple[float, float]:
 
 
 def wilson(events: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson interval of each observed rate (statsmodels)."""
+    """95% Wilson interval of each observed rate (statsmodels: the coordinator's and the
+    modeler's extras; imported here so that this shared module stays importable at a site)."""
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(events, np.maximum(n, 1), alpha=0.05, method="wilson")
     return np.asarray(low), np.asarray(high)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from federation.core import atomic
-from federation.modeler.report import _STYLE, fmt
+from federation.modeler import plots
+from federation.modeler.report import _STYLE, _img, fmt
 
 COMPARISON_HTML = "comparison.html"
 HEADER = [
@@ -77,9 +78,21 @@ def render(document: dict[str, Any]) -> str:
         "champion AUROC; its CI is a paired bootstrap computed at the site (the same resampled "
         "rows for both models). Pooled AUROC: from the sites' summed score histograms.</p>"
         f"<table><tr>{head}</tr>{body}</table>"
+        + _figures(document.get("pooled_curves") or {})
         + (f"<h2>Sites that did not compare</h2><ul>{refused}</ul>" if refused else "")
         + f"<p>Created {html.escape(str(document.get('created')))}; run folder "
         f"{html.escape(str(document.get('run_folder')))}.</p></body></html>\n"
+    )
+
+
+def _figures(curves: dict[str, Any]) -> str:
+    """Both models' pooled decision curves and calibration (none if no site answered)."""
+    if not curves:
+        return ""
+    return (
+        "<h2>Pooled decision curves and calibration</h2>"
+        + _img("Decision curves", plots.compared_decision_curves(curves["decision_curves"]))
+        + _img("Calibration", plots.quantile_calibration_plot(curves["calibration"]))
     )
 
 

@@ -75,6 +75,21 @@ def decision_curves(curves: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def compared_decision_curves(curves: dict[str, Any]) -> bytes:
+    """Pooled net benefit of each model (role -> curve) against treat-all and treat-none."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    first = next(iter(curves.values()))
+    for name, curve in curves.items():
+        ax.plot(curve["threshold"], curve["model"], linewidth=2.0, label=name)
+    ax.plot(first["threshold"], first["treat_all"], linestyle="--", color="grey", label="treat all")
+    ax.plot(first["threshold"], first["treat_none"], linestyle=":", color="grey", label="treat none")
+    top = max([*(max(c["model"]) for c in curves.values()), max(first["treat_all"]), 0.01])
+    ax.set(xlabel="threshold risk", ylabel="net benefit", title="Decision curves, pooled (test rows)")
+    ax.set(xlim=(0, 1), ylim=(-0.05 * top * 4, top * 1.1))
+    ax.legend(fontsize=8, loc="upper right")
+    return _png(fig)
+
+
 def quantile_calibration_plot(calibration: dict[str, Any]) -> bytes:
     """Observed rate (95% Wilson interval) against mean risk in equal-count bins."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))

@@ -18,6 +18,7 @@ import sys
 import tomllib
 from importlib import metadata
 
+import pytest
 from packaging.requirements import Requirement
 
 from tests.helpers.runs import REPO
@@ -89,9 +90,11 @@ def _closure(requirements: list[str], extra: str = "") -> set[str]:
     return {name for name, _ in seen}
 
 
-def _outside_base() -> list[str]:
-    """Top-level module names that only distributions outside the base install provide."""
-    base = _closure(PYPROJECT["dependencies"]) | {_norm(PYPROJECT["name"])}
+def _outside_base(*extras: str) -> list[str]:
+    """Top-level module names that only distributions outside the base install (plus
+    ``extras``) provide."""
+    wanted = PYPROJECT["dependencies"] + [r for e in extras for r in PYPROJECT["optional-dependencies"][e]]
+    base = _closure(wanted) | {_norm(PYPROJECT["name"])}
     return sorted(
         top
         for top, dists in metadata.packages_distributions().items()
@@ -99,9 +102,9 @@ def _outside_base() -> list[str]:
     )
 
 
-def _import_as_at_a_site(*modules: str) -> subprocess.CompletedProcess:
+def _import_as_at_a_site(*modules: str, extras: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(_outside_base()), *modules],
+        [sys.executable, "-c", PROBE, json.dumps(_outside_base(*extras)), *modules],
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,6 +118,25 @@ def test_site_modules_import_with_the_base_dependencies_only():
     assert proc.returncode == 0, proc.stderr.strip().splitlines()[-1]
     loaded = json.loads(proc.stdout)
     assert not [m for m in NOT_AT_A_SITE if m in loaded]
+
+
+@pytest.mark.parametrize(
+    ("extra", "modules"),
+    [
+        ("coordinator", ("server.comparison", "server.drift", "federation.coordinator.launcher")),
+        ("modeler", ("federation.modeler.report", "federation.modeler.comparison_page")),
+    ],
+)
+def test_coordinator_and_modeler_modules_import_with_their_extra_alone(extra, modules):
+    """The test extra installs everything (dcurves brings statsmodels): each extra must still
+    carry what its own modules use, e.g. statsmodels, which federation.core.decision_curve
+    imports when it draws calibration intervals (so the shared module imports at a site)."""
+    used_later = "statsmodels.stats.proportion"
+    proc = _import_as_at_a_site(*modules, used_later, extras=(extra,))
+    control = _import_as_at_a_site(used_later)
+
+    assert proc.returncode == 0, proc.stderr.strip().splitlines()[-1]
+    assert control.returncode != 0 and "not in the base install" in control.stderr
 
 
 def test_a_module_that_needs_an_extra_fails_as_at_a_site():

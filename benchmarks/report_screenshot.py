@@ -37,6 +37,17 @@ def with_subgroups(spec):
     return parse_dataset_spec(raw)
 
 
+def screenshot(page: Path, png: Path, profile: Path, *, height: int) -> subprocess.CompletedProcess:
+    """Headless Chromium's screenshot of ``page`` (1200 px wide) into ``png``."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", f"--window-size=1200,{height}",
+         f"--screenshot={Path(png).resolve()}", Path(page).resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/report_subgroups.png"))
@@ -56,13 +67,8 @@ def main() -> None:
         config = (run / ".hydra" / "config.yaml").read_text()
         write_reports(run, evaluation, predictions, run_loader.read_round_records(run), config)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={Path(tmp) / 'profile'}", "--window-size=1200,5200",
-             f"--screenshot={args.out.resolve()}", (run / "report.html").as_uri()],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+        shot = screenshot(run / "report.html", args.out, Path(tmp) / "profile", height=5200)
+        shot.check_returncode()
     print(f"wrote {args.out}")
 
 

@@ -58,36 +58,35 @@ def roc_curves(predictions: Predictions) -> bytes:
     return _png(fig)
 
 
-def decision_curves(curves: dict[str, Any]) -> bytes:
-    """Net benefit against threshold per site and pooled, with treat-all and treat-none."""
+def _net_benefit_plot(
+    lines: list[tuple[str, dict[str, Any], dict[str, Any]]], reference: dict, title: str
+) -> bytes:
+    """Net benefit curves (label, curve, line style) against ``reference``'s treat-all and
+    treat-none, on one axis scaled to the best curve."""
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    pooled = curves["pooled"]
-    for name, curve in curves["sites"].items():
-        ax.plot(curve["threshold"], curve["model"], linewidth=1.0, alpha=0.8, label=name)
-    ax.plot(pooled["threshold"], pooled["model"], linewidth=2.5, color="black", label="pooled model")
-    ax.plot(pooled["threshold"], pooled["treat_all"], linestyle="--", color="grey", label="treat all")
-    ax.plot(pooled["threshold"], pooled["treat_none"], linestyle=":", color="grey", label="treat none")
-    models = [max(c["model"]) for c in (pooled, *curves["sites"].values())]
-    top = max([*models, max(pooled["treat_all"]), 0.01])
-    ax.set(xlabel="threshold risk", ylabel="net benefit", title="Decision curves (test rows)")
+    for label, curve, style in lines:
+        ax.plot(curve["threshold"], curve["model"], label=label, **style)
+    ax.plot(reference["threshold"], reference["treat_all"], linestyle="--", color="grey", label="treat all")
+    ax.plot(reference["threshold"], reference["treat_none"], linestyle=":", color="grey", label="treat none")
+    top = max([*(max(curve["model"]) for _, curve, _ in lines), max(reference["treat_all"]), 0.01])
+    ax.set(xlabel="threshold risk", ylabel="net benefit", title=title)
     ax.set(xlim=(0, 1), ylim=(-0.05 * top * 4, top * 1.1))
     ax.legend(fontsize=7, loc="upper right")
     return _png(fig)
 
 
+def decision_curves(curves: dict[str, Any]) -> bytes:
+    """Net benefit against threshold per site and pooled, with treat-all and treat-none."""
+    pooled = curves["pooled"]
+    sites = [(name, curve, {"linewidth": 1.0, "alpha": 0.8}) for name, curve in curves["sites"].items()]
+    lines = [*sites, ("pooled model", pooled, {"linewidth": 2.5, "color": "black"})]
+    return _net_benefit_plot(lines, pooled, "Decision curves (test rows)")
+
+
 def compared_decision_curves(curves: dict[str, Any]) -> bytes:
     """Pooled net benefit of each model (role -> curve) against treat-all and treat-none."""
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    first = next(iter(curves.values()))
-    for name, curve in curves.items():
-        ax.plot(curve["threshold"], curve["model"], linewidth=2.0, label=name)
-    ax.plot(first["threshold"], first["treat_all"], linestyle="--", color="grey", label="treat all")
-    ax.plot(first["threshold"], first["treat_none"], linestyle=":", color="grey", label="treat none")
-    top = max([*(max(c["model"]) for c in curves.values()), max(first["treat_all"]), 0.01])
-    ax.set(xlabel="threshold risk", ylabel="net benefit", title="Decision curves, pooled (test rows)")
-    ax.set(xlim=(0, 1), ylim=(-0.05 * top * 4, top * 1.1))
-    ax.legend(fontsize=8, loc="upper right")
-    return _png(fig)
+    lines = [(name, curve, {"linewidth": 2.0}) for name, curve in curves.items()]
+    return _net_benefit_plot(lines, next(iter(curves.values())), "Decision curves, pooled (test rows)")
 
 
 def quantile_calibration_plot(calibration: dict[str, Any]) -> bytes:

@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import re
 import shutil
-import subprocess
 
 import pytest
 from matplotlib import image as mpimg
 
-from federation.core.dataspec import parse_dataset_spec
+from benchmarks.report_screenshot import screenshot, with_subgroups
 from federation.modeler import run_loader
 from federation.modeler.report import fmt, write_reports
 from federation.modeler.run_evaluation import EvalOptions, evaluate_run, scorable_sites
-from tests.integration.test_modeler import CHROMIUM, SITES, _embedded_pngs
-
-
-def _with_subgroups(spec):
-    raw = json.loads(spec.to_json())
-    for feature in raw["features"]:
-        if feature["name"] == "sex":
-            feature["subgroup"] = True
-        if feature["name"] == "age":
-            feature["subgroup_bins"] = [55]
-    return parse_dataset_spec(raw)
+from tests.integration.test_modeler import SITES, _embedded_pngs
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,7 @@ def subgroup_report(dp_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("subgroups") / "run"
     shutil.copytree(dp_run, run)
     checkpoint = run_loader.load_saved_model(run_loader.saved_model_path(run, None))
-    checkpoint = dataclasses.replace(checkpoint, dataset=_with_subgroups(checkpoint.dataset))
+    checkpoint = dataclasses.replace(checkpoint, dataset=with_subgroups(checkpoint.dataset))
     sites, _ = scorable_sites(checkpoint.dataset)
     evaluation, predictions = evaluate_run(
         run, run_loader.load_settings(run), checkpoint, sites, EvalOptions(threshold="suggest", resamples=100)
@@ -53,13 +41,7 @@ def test_report_shows_subgroups_gaps_headline_and_the_suggested_threshold(subgro
     page = (run / "report.html").read_text()
     shot = tmp_path / "report.png"
 
-    proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,3000",
-         f"--screenshot={shot}", (run / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = screenshot(run / "report.html", shot, tmp_path / "profile", height=3000)
 
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert mpimg.imread(shot)[..., :3].std() > 0.05

@@ -10,6 +10,7 @@ Any failure answers with a code and a category (:mod:`client.site_errors`).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,13 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from client.budget import SiteBudget, run_folder, run_identity
-from client.comparison import comparison_metrics, model_refusal, split_refusal
+from client.comparison import checked_spec, comparison_metrics, model_refusal, split_refusal
 from client.drift import drift_scores
 from client.drift_reference import load_reference, record_reference, site_rows
-from client.model_record import model_digest, record_model, sent_in_run
+from client.model_record import ONE_PER_ROUND, model_digest, record_model, sent_in_run, was_sent
 from client.personalize import (
+    NOT_RECORDED,
+    ONCE_PER_RUN,
     compared_metrics,
     fine_tune,
     personalized_path,
@@ -37,6 +40,7 @@ from client.personalize import (
     save_personalized,
     trained_refusal,
 )
+from client.personalize_plan import plan_refusal, record_plan
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -55,7 +59,7 @@ from federation.core.data import SiteData
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError, PrivacyBudgetError
 from federation.core.metrics import site_wire_metrics
-from federation.core.model import ModelSpec, build_model, predict_risk, unwrapped_state_dict
+from federation.core.model import build_model, predict_risk, unwrapped_state_dict
 from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
@@ -155,6 +159,7 @@ def train(message: Message, context: Context) -> Message:
     noise = budget.noise(settings, server_round)
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
+    record_plan(site.policy, budget.run, settings)  # the run's personalize plan, first time only
     config = message.content.get(wire.CONFIG, ConfigRecord())
     result = train_locally(
         model,
@@ -184,16 +189,25 @@ def train(message: Message, context: Context) -> Message:
     return _reply(message, data.name, metrics, ArrayRecord(unwrapped_state_dict(model)))
 
 
-def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> str | None:
-    """Why this site will not score the model this round (None: it will)."""
+def _evaluation_refusal(site: SiteView, context: Context, message: Message) -> str | None:
+    """Why this site will not score the model this round (None: it will).
+
+    A round the site trained has one model: the first one it is sent to evaluate is recorded
+    (client.model_record, so compare and personalize may use it later), any other refused.
+    It is recorded even when the test split is too small to release: nothing is released.
+    """
+    budget, server_round = site.budget(context), _round(message)
+    if not any(e.server_round == server_round for e in budget.ledger.entries(budget.run)):
+        return f"site did not train round {server_round}"
+    digest = model_digest(message.content[wire.ARRAYS])
+    if not record_model(site.policy, budget.run, server_round, digest):
+        return ONE_PER_ROUND
     too_small = evaluation_refusal(
         site.data.y_test, min_rows=site.policy.min_eval_rows, min_cell=site.policy.min_cell_size
     )
     if too_small:
         return too_small.removeprefix("evaluation refused ").replace("(", "", 1).replace(")", "", 1)
-    budget = site.budget(context)
-    trained = any(e.server_round == server_round for e in budget.ledger.entries(budget.run))
-    return None if trained else f"site did not train round {server_round}"
+    return None
 
 
 def _scores(y, risk, *, min_cell: int, with_ci: bool) -> dict:
@@ -205,7 +219,7 @@ def _scores(y, risk, *, min_cell: int, with_ci: bool) -> dict:
         wire.N_POSITIVE: int(y.sum()),
         wire.SCORE_HIST_POS: pos,
         wire.SCORE_HIST_NEG: neg,
-        **site_wire_metrics(y, risk, with_ci=with_ci, seed=SiteRandomness().seed()),
+        **site_wire_metrics(y, risk, min_cell=min_cell, with_ci=with_ci, seed=SiteRandomness().seed()),
     }
 
 
@@ -226,12 +240,9 @@ def evaluate(message: Message, context: Context) -> Message:
     rows (reported, never used for a choice): metrics and score histograms of each."""
     site = _open_site(context)
     settings, data = site.settings, site.data
-    refusal = _evaluation_refusal(site, context, _round(message))
+    refusal = _evaluation_refusal(site, context, message)
     if refusal:
         raise EvaluationRefused(refusal)
-    # The site trained this round: the global model it was sent may be compared later.
-    digest = model_digest(message.content[wire.ARRAYS])
-    record_model(site.policy, run_identity(settings, context), _round(message), digest)
     model = _model(settings, message.content[wire.ARRAYS])
     with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
     risk = predict_risk(model, data.x_test)
@@ -263,12 +274,12 @@ _COMPARED = (
 
 
 def _compared_model(settings: RunSettings, config: ConfigRecord, arrays: ArrayRecord, spec_key: str):
-    """A model of the comparison, built from the spec its query names (the run's by default)."""
-    import json
-
+    """A model of the comparison, built from the spec its query names (the run's by default),
+    only once that spec's shapes are the arrays' (client.comparison.checked_spec)."""
     try:
-        spec = ModelSpec(**json.loads(str(config[spec_key]))) if spec_key in config else model_spec(settings)
-        model = build_model(spec, seed=settings.seed)
+        shapes = {name: tuple(array.shape) for name, array in arrays.items()}
+        text = str(config[spec_key]) if spec_key in config else json.dumps(model_spec(settings).to_dict())
+        model = build_model(checked_spec(text, shapes), seed=settings.seed)
         model.load_state_dict(arrays.to_torch_state_dict())
     except (TypeError, ValueError, RuntimeError):
         raise RunConfigError(
@@ -309,13 +320,23 @@ def compare(message: Message, context: Context) -> Message:
 @app.query(wire.QUERY_PERSONALIZE)
 def personalize(message: Message, context: Context) -> Message:
     """After the federation: adapt the selected global model to this site (the run's
-    ``personalize`` mode, never the message's), keep it here, reply test metrics of both."""
+    ``personalize`` mode, never the message's), keep it here, reply test metrics of both.
+
+    Only a model this site recorded for this run (a round's model it evaluated), once per run
+    (the kept model is never overwritten), under the personalize plan the run had when the
+    site first trained in it (client.personalize_plan).
+    """
     site = _open_site(context)
     settings = site.settings
     if settings.personalize == "none":
         raise RunConfigError("this run has personalize=none: the site personalizes nothing")
     budget = site.budget(context)
-    refusal = trained_refusal(budget, settings)
+    kept = personalized_path(site.policy, budget.run)
+    refusal = (
+        trained_refusal(budget, settings)
+        or plan_refusal(site.policy, budget.run, settings)
+        or _personalize_refusal(site, budget.run, message.content[wire.ARRAYS], kept)
+    )
     if refusal:
         raise EvaluationRefused(refusal)
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
@@ -325,9 +346,17 @@ def personalize(message: Message, context: Context) -> Message:
     else:
         own = recalibrate(model, site.data, site.policy)
     # Kept first: a site whose test split is too small to release metrics of still uses its model.
-    save_personalized(personalized_path(site.policy, budget.run), own, budget.run)
+    if not save_personalized(kept, own, budget.run):  # a racing message kept one first
+        raise EvaluationRefused(ONCE_PER_RUN)
     metrics = compared_metrics(site.data, site.policy, model, own)
     return _reply(message, site.data.name, {**metrics, **spend})
+
+
+def _personalize_refusal(site: SiteView, run: str, arrays: ArrayRecord, kept: Path) -> str | None:
+    """Refused: arrays that are not a model this site was sent in this run, or a second time."""
+    if not was_sent(site.policy, run, model_digest(arrays)):
+        return NOT_RECORDED
+    return ONCE_PER_RUN if kept.exists() else None
 
 
 NO_REFERENCE = "this site holds no reference for that run (it did not train in it)"

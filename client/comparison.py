@@ -12,7 +12,11 @@ coordinator could replay would let it relate the CI bounds to individual test ro
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
 
 from client.releases import evaluation_refusal, released_score_histograms
@@ -25,6 +29,8 @@ from federation.core.metrics import (
     calibration_slope_intercept,
     expected_calibration_error,
 )
+from federation.core.model import ModelSpec, RiskModel
+from federation.core.settings import MAX_HIDDEN
 
 NOT_SENT = (
     "this site compares only global models it was itself sent in a run it trained in (the {which} was not)"
@@ -38,6 +44,23 @@ def model_refusal(champion_sent: bool, challenger_sent: bool) -> str | None:
     if not challenger_sent:
         return NOT_SENT.format(which="challenger")
     return None
+
+
+def checked_spec(text: str, shapes: Mapping[str, tuple[int, ...]]) -> ModelSpec:
+    """The coordinator's model-spec JSON, checked against the arrays' shapes before any model
+    is built: the spec's parameter shapes come from a model on torch's ``meta`` device (no
+    memory), so a spec asking for a huge layer is refused without allocating it.
+
+    Raises ``ValueError`` (or ``TypeError`` for fields of the wrong kind) if it does not fit.
+    """
+    spec = ModelSpec(**json.loads(text))
+    if not 0 <= int(spec.hidden) <= MAX_HIDDEN:
+        raise ValueError(f"hidden must be in 0..{MAX_HIDDEN}")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in RiskModel(spec).state_dict().items()}
+    if expected != {k: tuple(v) for k, v in shapes.items()}:
+        raise ValueError("the spec's shapes are not the arrays' shapes")
+    return spec
 
 
 def split_refusal(y_test: np.ndarray, *, min_rows: int, min_cell: int) -> str | None:

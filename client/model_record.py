@@ -7,6 +7,13 @@ say) and read answers off the released metrics. So ``evaluate`` records, after i
 check passed, a digest of the arrays it was sent, with the run's identity and round, in the
 site's state folder (:func:`client.site_state.state_dir`). Only digests are kept: the site
 needs to recognise a model, not to hold it.
+
+One model per round: the first model a site evaluates for a round it trained is that round's
+model; a different one for the same round is refused (:data:`ONE_PER_ROUND`), the same one is
+answered again (a retried message). The coordinator still chooses which model that is, so the
+rule bounds how many models a site scores per run (one per round it trained), not which; the
+minimum cell size on the released confusion cells (:func:`federation.core.metrics.site_wire_metrics`)
+is what keeps one crafted model from counting a handful of patients.
 """
 
 from __future__ import annotations
@@ -49,28 +56,37 @@ def _as_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def _record_path(policy: SitePolicy, run_identity: str) -> Path:
-    return state_dir(policy) / MODELS / f"{run_key(run_identity)}.json"
+ONE_PER_ROUND = "this site scores one model per round it trained: that round already has its model"
+
+
+def _run_folder(policy: SitePolicy, run_identity: str) -> Path:
+    return state_dir(policy) / MODELS / run_key(run_identity)
 
 
 def recorded_models(policy: SitePolicy, run_identity: str) -> dict[str, list[int]]:
     """digest -> rounds this site was sent that model in, for one run ({} if none)."""
-    path = _record_path(policy, run_identity)
-    if not path.is_file():
-        return {}
-    document = json.loads(path.read_text())
-    if document.get("run_identity") != run_identity:  # a key collision: not this run's record
-        return {}
-    return {str(d): [int(r) for r in rounds] for d, rounds in document.get("models", {}).items()}
+    models: dict[str, list[int]] = {}
+    folder = _run_folder(policy, run_identity)
+    for path in sorted(folder.glob("round-*.json")) if folder.is_dir() else ():
+        document = json.loads(path.read_text())
+        if document.get("run_identity") != run_identity:  # a key collision: not this run's record
+            continue
+        models.setdefault(str(document["digest"]), []).append(int(document["round"]))
+    return {digest: sorted(rounds) for digest, rounds in models.items()}
 
 
-def record_model(policy: SitePolicy, run_identity: str, server_round: int, digest: str) -> None:
-    """Note that this site was sent model ``digest`` in ``run_identity``'s ``server_round``."""
-    models = recorded_models(policy, run_identity)
-    models[digest] = sorted(set(models.get(digest, [])) | {int(server_round)})
-    path = _record_path(policy, run_identity)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path, {"run_identity": run_identity, "models": models})
+def record_model(policy: SitePolicy, run_identity: str, server_round: int, digest: str) -> bool:
+    """Record ``digest`` as ``run_identity``'s model of ``server_round`` unless the round has
+    one already; True if the round's model is ``digest`` (newly recorded or the same again).
+
+    One file per round, created exclusively (:func:`federation.core.atomic.create_bytes`):
+    of two messages racing for a round, exactly one model is recorded.
+    """
+    path = _run_folder(policy, run_identity) / f"round-{int(server_round)}.json"
+    document = {"run_identity": run_identity, "round": int(server_round), "digest": digest}
+    if atomic.create_bytes(path, (json.dumps(document, sort_keys=True) + "\n").encode()):
+        return True
+    return json.loads(path.read_text()).get("digest") == digest
 
 
 def was_sent(policy: SitePolicy, run_identity: str, digest: str) -> bool:

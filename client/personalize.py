@@ -18,6 +18,7 @@ in the site's ledger before any step (:meth:`client.budget.SiteBudget.reserve_fi
 from __future__ import annotations
 
 import copy
+import io
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +43,8 @@ from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
 _EPS = 1e-7
+NOT_RECORDED = "this site personalizes only a model it was sent as this run's global model"
+ONCE_PER_RUN = "this site personalizes once per run: it keeps the model it made"
 
 
 @dataclass(frozen=True)
@@ -122,17 +125,22 @@ def personalized_path(policy: SitePolicy, run_identity: str) -> Path:
     return state_dir(policy) / "personalized" / f"{run_key(run_identity)}.pt"
 
 
-def save_personalized(path: Path, personalized: Personalized, run_identity: str) -> None:
-    """Plain tensors and numbers only, so ``lhsfed predict --personalized`` loads it weights-only."""
-    atomic.torch_save(
-        path,
+def save_personalized(path: Path, personalized: Personalized, run_identity: str) -> bool:
+    """Plain tensors and numbers only, so ``lhsfed predict --personalized`` loads it weights-only.
+
+    Never overwrites: False if ``path`` exists (its model is kept as it was).
+    """
+    buffer = io.BytesIO()
+    torch.save(
         {
             "mode": personalized.mode,
             "run": run_identity,
             "state_dict": unwrapped_state_dict(personalized.model),
             "platt": list(personalized.platt) if personalized.platt else [],
         },
+        buffer,
     )
+    return atomic.create_bytes(path, buffer.getvalue())
 
 
 def check_test_split(data: SiteData, policy: SitePolicy) -> None:
@@ -154,7 +162,7 @@ def compared_metrics(
         (wire.GLOBAL_PREFIX, predict_risk(global_model, data.x_test)),
         (wire.PERSONALIZED_PREFIX, personalized.risk(data.x_test)),
     ):
-        metrics = site_wire_metrics(data.y_test, risk, with_ci=True, seed=seed)
+        metrics = site_wire_metrics(data.y_test, risk, min_cell=policy.min_cell_size, with_ci=True, seed=seed)
         out.update({prefix + key: metrics[key] for key in wire.PERSONALIZE_METRICS})
     return out
 

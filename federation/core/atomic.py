@@ -44,3 +44,25 @@ def append_line(path: Path, line: str) -> None:
         handle.write(line.rstrip("\n") + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def create_bytes(path: Path, data: bytes) -> bool:
+    """Write ``path`` only if it does not exist yet, atomically (False: it existed, untouched).
+
+    Written to a temporary file, then hard-linked into place: the link fails if the name is
+    taken, so of two writers racing for one name exactly one wins and nobody overwrites.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)

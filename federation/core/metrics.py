@@ -135,9 +135,15 @@ def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
+def confusion_cells(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    """(TN, FP, FN, TP) when risk >= threshold is called positive."""
+    tn, fp, fn, tp = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
+    return int(tn), int(fp), int(fn), int(tp)
+
+
 def sensitivity_specificity(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
     """True-positive and true-negative rates when risk >= threshold is called positive."""
-    tn, fp, fn, tp = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
+    tn, fp, fn, tp = confusion_cells(y, p, threshold)
     sens = tp / (tp + fn) if tp + fn else float("nan")
     spec = tn / (tn + fp) if tn + fp else float("nan")
     return float(sens), float(spec)
@@ -175,7 +181,13 @@ def risk_metrics(
 
 
 def site_wire_metrics(
-    y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *, with_ci: bool = True, seed: int = 0
+    y: np.ndarray,
+    p: np.ndarray,
+    threshold: float = 0.5,
+    *,
+    min_cell: int,
+    with_ci: bool = True,
+    seed: int = 0,
 ) -> dict[str, float]:
     """A site's metrics of one split under their wire keys, for ``ClientApp.evaluate``.
 
@@ -184,11 +196,17 @@ def site_wire_metrics(
     every round spent three times its training time on it (benchmark (b)); the server asks for
     it in the last round. ``seed`` draws the bootstrap resamples (a site passes a secret one:
     known resamples would let a coordinator relate the CI bounds to individual test rows).
+
+    Sensitivity and specificity are left out when any confusion cell at the threshold (TP,
+    FN, FP, TN) holds fewer than ``min_cell`` rows: times the released class counts they ARE
+    those cells, so a model scoring risk≈1 for one patient's values only would otherwise
+    count how many such patients the site has.
     """
     metrics = risk_metrics(
         y, p, threshold=threshold, resamples=BOOTSTRAP_RESAMPLES if with_ci else 0, seed=seed
     )
     clipped = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    releasable = min(confusion_cells(np.asarray(y, dtype=int), np.asarray(p), threshold)) >= min_cell
     return {
         wire.AUROC: metrics["auroc"],
         wire.AUPRC: metrics["auprc"],
@@ -197,7 +215,8 @@ def site_wire_metrics(
         **{
             key: metrics[name]
             for name, key in SITE_WIRE_KEYS.items()
-            if with_ci or name not in ("auroc_ci_low", "auroc_ci_high")
+            if (with_ci or name not in ("auroc_ci_low", "auroc_ci_high"))
+            and (releasable or name not in ("sensitivity", "specificity"))
         },
     }
 

@@ -204,8 +204,18 @@ def _group(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return groups
 
 
+# The widest hidden layer a run may ask for: a site allocates hidden x 2·features floats per
+# model it builds, so the coordinator's number must be bounded before anything is built.
+MAX_HIDDEN = 4096
+
+
 def _problems(s: RunSettings) -> list[str]:
     checks = [
+        (
+            (1 if s.model.name == "mlp" else 0) <= s.model.hidden <= MAX_HIDDEN,
+            f"model.hidden must be in 1..{MAX_HIDDEN} for mlp (0 ignored by logreg; got "
+            f"{s.model.hidden}), e.g. model.hidden=32",
+        ),
         (
             s.strategy.name in STRATEGY_NAMES,
             f"strategy {s.strategy.name!r} is unknown; choose one of {', '.join(STRATEGY_NAMES)}",

@@ -50,10 +50,10 @@ def _model_state(run_config: dict, seed: int) -> dict[str, torch.Tensor]:
     return build_model(model_spec(RunSettings.from_run_config(run_config)), seed=seed).state_dict()
 
 
-def _evaluate(run_config: dict, state: dict) -> Message:
-    """The site is sent ``state`` as round 1's global model (after training round 1)."""
+def _evaluate(run_config: dict, state: dict, server_round: int = 1) -> Message:
+    """The site is sent ``state`` as the round's global model (after training that round)."""
     arrays = ArrayRecord(state)
-    config = ConfigRecord({wire.SERVER_ROUND: 1})
+    config = ConfigRecord({wire.SERVER_ROUND: server_round})
     _send(run_config, MessageType.TRAIN, RecordDict({wire.ARRAYS: arrays, wire.CONFIG: config}))
     return _send(run_config, MessageType.EVALUATE, RecordDict({wire.ARRAYS: arrays, wire.CONFIG: config}))
 
@@ -78,7 +78,7 @@ def _crafted(state: dict) -> dict:
 def test_site_compares_models_it_was_sent_with_aggregates_only(run_config):
     champion, challenger = _model_state(run_config, 1), _model_state(run_config, 2)
     assert not _evaluate(run_config, champion).has_error()
-    assert not _evaluate(run_config, challenger).has_error()
+    assert not _evaluate(run_config, challenger, 2).has_error()  # one model per round
 
     reply = _compare(run_config, champion, challenger)
 
@@ -108,7 +108,7 @@ def test_crafted_model_is_refused_until_the_site_was_sent_it(run_config):
     crafted = _crafted(champion)
 
     refused = _compare(run_config, champion, crafted)
-    _evaluate(run_config, crafted)  # control: the same model, now sent as a global model
+    _evaluate(run_config, crafted, 2)  # control: the same model, now sent as round 2's model
     answered = _compare(run_config, champion, crafted)
 
     assert refused.has_error() and refused.error.code == wire.EVALUATION_REFUSED
@@ -152,7 +152,7 @@ def test_paired_ci_brackets_the_difference_and_sees_a_better_challenger():
 def test_recorded_models_are_not_compared_on_a_test_split_under_the_release_rule(run_config, monkeypatch):
     champion, challenger = _model_state(run_config, 1), _model_state(run_config, 2)
     _evaluate(run_config, champion)
-    _evaluate(run_config, challenger)
+    _evaluate(run_config, challenger, 2)
     monkeypatch.setenv("LHSFED_MIN_EVAL_ROWS", "100000")  # the site's rule, now above its test rows
 
     reply = _compare(run_config, champion, challenger)

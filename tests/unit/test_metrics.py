@@ -46,14 +46,28 @@ def test_site_metrics_are_sklearn_values():
     y = np.array([0, 0, 1, 1, 1])
     p = np.array([0.1, 0.6, 0.4, 0.8, 0.9])
 
-    m = site_wire_metrics(y, p, with_ci=False)
+    m = site_wire_metrics(y, p, min_cell=1, with_ci=False)
 
     assert m[wire.AUROC] == roc_auc_score(y, p)
     assert m[wire.AUPRC] == average_precision_score(y, p)
     assert m[wire.BRIER] == brier_score_loss(y, p)
     assert m[wire.EVAL_LOSS] == log_loss(y, p)
     assert wire.AUROC_CI_LOW not in m
-    assert np.isnan(site_wire_metrics(np.ones(3), np.array([0.2, 0.5, 0.7]))[wire.AUROC])
+    assert np.isnan(site_wire_metrics(np.ones(3), np.array([0.2, 0.5, 0.7]), min_cell=0)[wire.AUROC])
+
+
+def test_rates_at_the_threshold_are_withheld_when_a_confusion_cell_is_under_k():
+    """Cells here: TN=1, FP=1, FN=1, TP=2. With k=2 three cells are under k: the rates,
+    times the released class counts, would be those cells, so both are left out."""
+    y = np.array([0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.6, 0.4, 0.8, 0.9])
+
+    withheld = site_wire_metrics(y, p, min_cell=2, with_ci=False)
+    released = site_wire_metrics(y, p, min_cell=1, with_ci=False)  # control: every cell >= k
+
+    assert wire.SENSITIVITY not in withheld and wire.SPECIFICITY not in withheld
+    assert withheld[wire.AUROC] == released[wire.AUROC]  # nothing else changes
+    assert released[wire.SENSITIVITY] == 2 / 3 and released[wire.SPECIFICITY] == 1 / 2
 
 
 def test_federated_standardization_equals_pooled_statistics():

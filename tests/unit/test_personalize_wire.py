@@ -57,6 +57,7 @@ def _expected_keys(finetune: bool) -> set[str]:
 def test_personalize_reply_holds_only_the_listed_scalar_aggregates(mode, tmp_path):
     config, (index, site) = _config(f"personalize={mode}"), SITES[mode]
     assert not _ask(config, MessageType.TRAIN, index).has_error()
+    assert not _ask(config, MessageType.EVALUATE, index).has_error()  # round 1's model, recorded
 
     reply = _ask(config, QUERY, index)
 
@@ -71,10 +72,10 @@ def test_personalize_reply_holds_only_the_listed_scalar_aggregates(mode, tmp_pat
     run = RunSettings.from_run_config(config)
     kept = personalized_path(simulated_policy(site, run_folder=tmp_path), f"flwr-run-{1}")
     assert (load_personalized(kept, run).platt is not None) == (mode == "recalibrate")
-    if mode == "finetune":  # a replayed request would fine-tune (and spend) a second time
-        again = _ask(config, QUERY, index)
-        assert again.has_error() and again.error.code == wire.BUDGET_REFUSED
-        assert "once per run" in again.error.reason
+    # a replayed request would fine-tune (and spend) again, or overwrite the kept model
+    again = _ask(config, QUERY, index)
+    assert again.has_error() and again.error.code == wire.EVALUATION_REFUSED
+    assert "once per run" in again.error.reason
 
 
 def test_a_site_refuses_to_personalize_a_run_it_did_not_train_in():

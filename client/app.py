@@ -29,7 +29,15 @@ from client.budget import SiteBudget, run_folder, run_identity
 from client.comparison import checked_spec, comparison_metrics, model_refusal, split_refusal
 from client.drift import drift_scores
 from client.drift_reference import load_reference, record_reference, site_rows
-from client.model_record import ONE_PER_ROUND, model_digest, record_model, sent_in_run, was_sent
+from client.model_record import (
+    ONE_PER_ROUND,
+    model_digest,
+    record_model,
+    record_training,
+    sent_in_run,
+    trainings,
+    was_sent,
+)
 from client.personalize import (
     NOT_RECORDED,
     ONCE_PER_RUN,
@@ -159,6 +167,7 @@ def train(message: Message, context: Context) -> Message:
     noise = budget.noise(settings, server_round)
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
+    record_training(site.policy, budget.run, server_round)  # each training may have its model
     record_plan(site.policy, budget.run, settings)  # the run's personalize plan, first time only
     config = message.content.get(wire.CONFIG, ConfigRecord())
     result = train_locally(
@@ -200,7 +209,8 @@ def _evaluation_refusal(site: SiteView, context: Context, message: Message) -> s
     if not any(e.server_round == server_round for e in budget.ledger.entries(budget.run)):
         return f"site did not train round {server_round}"
     digest = model_digest(message.content[wire.ARRAYS])
-    if not record_model(site.policy, budget.run, server_round, digest):
+    allowed = max(1, trainings(site.policy, budget.run, server_round))  # a resume may redo a round
+    if not record_model(site.policy, budget.run, server_round, digest, allowed=allowed):
         return ONE_PER_ROUND
     too_small = evaluation_refusal(
         site.data.y_test, min_rows=site.policy.min_eval_rows, min_cell=site.policy.min_cell_size

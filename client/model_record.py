@@ -8,12 +8,15 @@ check passed, a digest of the arrays it was sent, with the run's identity and ro
 site's state folder (:func:`client.site_state.state_dir`). Only digests are kept: the site
 needs to recognise a model, not to hold it.
 
-One model per round: the first model a site evaluates for a round it trained is that round's
-model; a different one for the same round is refused (:data:`ONE_PER_ROUND`), the same one is
-answered again (a retried message). The coordinator still chooses which model that is, so the
-rule bounds how many models a site scores per run (one per round it trained), not which; the
-minimum cell size on the released confusion cells (:func:`federation.core.metrics.site_wire_metrics`)
-is what keeps one crafted model from counting a handful of patients.
+One model per training of a round: the first model a site evaluates for a round it trained is
+that round's model; a different one for the same round is refused (:data:`ONE_PER_ROUND`), the
+same one is answered again (a retried message). A round trained again (a resumed run redoing
+the round it was interrupted in; the ledger keeps both trainings' steps) may have one more
+model: ``train`` counts each training (:func:`record_training`). The coordinator still
+chooses which model that is, so the rule bounds how many models a site scores per run (one
+per training), not which; the minimum cell size on the released confusion cells
+(:func:`federation.core.metrics.site_wire_metrics`) is what keeps one crafted model from
+counting a handful of patients.
 """
 
 from __future__ import annotations
@@ -75,18 +78,39 @@ def recorded_models(policy: SitePolicy, run_identity: str) -> dict[str, list[int
     return {digest: sorted(rounds) for digest, rounds in models.items()}
 
 
-def record_model(policy: SitePolicy, run_identity: str, server_round: int, digest: str) -> bool:
-    """Record ``digest`` as ``run_identity``'s model of ``server_round`` unless the round has
-    one already; True if the round's model is ``digest`` (newly recorded or the same again).
+def record_training(policy: SitePolicy, run_identity: str, server_round: int) -> int:
+    """Note one more training of ``server_round`` (after its ε was reserved); returns how many
+    trainings the round has had. One empty file each, created exclusively."""
+    folder, count = _run_folder(policy, run_identity), 1
+    while not atomic.create_bytes(folder / f"trained-{int(server_round)}-{count}", b""):
+        count += 1
+    return count
 
-    One file per round, created exclusively (:func:`federation.core.atomic.create_bytes`):
-    of two messages racing for a round, exactly one model is recorded.
+
+def trainings(policy: SitePolicy, run_identity: str, server_round: int) -> int:
+    """How many times this site trained ``server_round`` of the run (0: none noted)."""
+    folder = _run_folder(policy, run_identity)
+    return len(list(folder.glob(f"trained-{int(server_round)}-*"))) if folder.is_dir() else 0
+
+
+def record_model(
+    policy: SitePolicy, run_identity: str, server_round: int, digest: str, *, allowed: int = 1
+) -> bool:
+    """Record ``digest`` as a model of ``run_identity``'s ``server_round`` unless the round
+    has its ``allowed`` models already (one per training); True if ``digest`` is one of the
+    round's models (newly recorded or the same again).
+
+    One file per model slot, created exclusively (:func:`federation.core.atomic.create_bytes`):
+    of two messages racing for a slot, exactly one model is recorded.
     """
-    path = _run_folder(policy, run_identity) / f"round-{int(server_round)}.json"
     document = {"run_identity": run_identity, "round": int(server_round), "digest": digest}
-    if atomic.create_bytes(path, (json.dumps(document, sort_keys=True) + "\n").encode()):
-        return True
-    return json.loads(path.read_text()).get("digest") == digest
+    text = (json.dumps(document, sort_keys=True) + "\n").encode()
+    for slot in range(1, max(1, allowed) + 1):
+        suffix = "" if slot == 1 else f"-{slot}"
+        path = _run_folder(policy, run_identity) / f"round-{int(server_round)}{suffix}.json"
+        if atomic.create_bytes(path, text) or json.loads(path.read_text()).get("digest") == digest:
+            return True
+    return False
 
 
 def was_sent(policy: SitePolicy, run_identity: str, digest: str) -> bool:

@@ -48,7 +48,7 @@ from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
 from client.site_policy import SitePolicy, site_policy
 from client.site_randomness import SiteRandomness
 from client.site_spec import site_spec
-from client.subgroups import site_subgroups, subgroup_wire_metrics
+from client.subgroups import shared_test_histograms, site_subgroups, subgroup_wire_metrics
 from client.training import train_locally
 from federation.core import wire
 from federation.core.data import SiteData
@@ -192,8 +192,7 @@ def _evaluation_refusal(site: SiteView, context: Context, server_round: int) -> 
     if too_small:
         return too_small.removeprefix("evaluation refused ").replace("(", "", 1).replace(")", "", 1)
     budget = site.budget(context)
-    trained = any(e.server_round == server_round for e in budget.ledger.entries(budget.run))
-    return None if trained else f"site did not train round {server_round}"
+    return None if budget.trained(server_round) else f"site did not train round {server_round}"
 
 
 def _scores(y, risk, *, min_cell: int, with_ci: bool) -> dict:
@@ -241,19 +240,13 @@ def evaluate(message: Message, context: Context) -> Message:
 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:
-    """Per-level metrics of the test rows (none unless the spec marks subgroup features)."""
+    """Per-level metrics of the test rows (none unless the spec marks subgroup features), and
+    the test histograms again on the partition shared with the levels' (replacing _scores')."""
     if not site.spec.subgroup_features:
         return {}
-    found = site_subgroups(
-        site.data.x_test,
-        site.data.y_test,
-        risk,
-        site.spec,
-        min_cell=site.policy.min_cell_size,
-        threshold=0.5,
-        seed=SiteRandomness().seed(),
-    )
-    return subgroup_wire_metrics(found)
+    x, y, k = site.data.x_test, site.data.y_test, site.policy.min_cell_size
+    found = site_subgroups(x, y, risk, site.spec, min_cell=k, threshold=0.5, seed=SiteRandomness().seed())
+    return subgroup_wire_metrics(found) | shared_test_histograms(x, y, risk, site.spec, min_cell=k)
 
 
 _COMPARED = (

@@ -48,19 +48,19 @@ from client.personalize import (
     save_personalized,
     trained_refusal,
 )
-from client.personalize_plan import plan_refusal, record_plan
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
     released_score_histograms,
 )
+from client.run_plan import plan_refusal, recorded_plan
 from client.secure_aggregation import secure_aggregation_mod
 from client.site import load_this_site, site_location
 from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
 from client.site_policy import SitePolicy, site_policy
 from client.site_randomness import SiteRandomness
 from client.site_spec import site_spec
-from client.subgroups import site_subgroups, subgroup_wire_metrics
+from client.subgroups import shared_test_histograms, site_subgroups, subgroup_wire_metrics
 from client.training import train_locally
 from federation.core import wire
 from federation.core.data import SiteData
@@ -168,7 +168,6 @@ def train(message: Message, context: Context) -> Message:
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
     record_training(site.policy, budget.run, server_round)  # each training may have its model
-    record_plan(site.policy, budget.run, settings)  # the run's personalize plan, first time only
     config = message.content.get(wire.CONFIG, ConfigRecord())
     result = train_locally(
         model,
@@ -206,7 +205,7 @@ def _evaluation_refusal(site: SiteView, context: Context, message: Message) -> s
     It is recorded even when the test split is too small to release: nothing is released.
     """
     budget, server_round = site.budget(context), _round(message)
-    if not any(e.server_round == server_round for e in budget.ledger.entries(budget.run)):
+    if not budget.trained(server_round):  # the fine-tuning entry (round 0) is no trained round
         return f"site did not train round {server_round}"
     digest = model_digest(message.content[wire.ARRAYS])
     allowed = max(1, trainings(site.policy, budget.run, server_round))  # a resume may redo a round
@@ -262,19 +261,13 @@ def evaluate(message: Message, context: Context) -> Message:
 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:
-    """Per-level metrics of the test rows (none unless the spec marks subgroup features)."""
+    """Per-level metrics of the test rows (none unless the spec marks subgroup features), and
+    the test histograms again on the partition shared with the levels' (replacing _scores')."""
     if not site.spec.subgroup_features:
         return {}
-    found = site_subgroups(
-        site.data.x_test,
-        site.data.y_test,
-        risk,
-        site.spec,
-        min_cell=site.policy.min_cell_size,
-        threshold=0.5,
-        seed=SiteRandomness().seed(),
-    )
-    return subgroup_wire_metrics(found)
+    x, y, k = site.data.x_test, site.data.y_test, site.policy.min_cell_size
+    found = site_subgroups(x, y, risk, site.spec, min_cell=k, threshold=0.5, seed=SiteRandomness().seed())
+    return subgroup_wire_metrics(found) | shared_test_histograms(x, y, risk, site.spec, min_cell=k)
 
 
 _COMPARED = (
@@ -324,6 +317,12 @@ def compare(message: Message, context: Context) -> Message:
     metrics = comparison_metrics(
         y, champion, challenger, min_cell=policy.min_cell_size, seed=SiteRandomness().seed()
     )
+    if site.spec.subgroup_features:  # the partition evaluate released these models' levels on
+        for prefix, risk in ((wire.CHAMPION_PREFIX, champion), (wire.CHALLENGER_PREFIX, challenger)):
+            shared = shared_test_histograms(
+                site.data.x_test, y, risk, site.spec, min_cell=policy.min_cell_size
+            )
+            metrics |= {prefix + key: value for key, value in shared.items()}
     return _reply(message, site.data.name, metrics)
 
 
@@ -334,7 +333,7 @@ def personalize(message: Message, context: Context) -> Message:
 
     Only a model this site recorded for this run (a round's model it evaluated), once per run
     (the kept model is never overwritten), under the personalize plan the run had when the
-    site first trained in it (client.personalize_plan).
+    site first trained in it (client.run_plan).
     """
     site = _open_site(context)
     settings = site.settings
@@ -344,7 +343,7 @@ def personalize(message: Message, context: Context) -> Message:
     kept = personalized_path(site.policy, budget.run)
     refusal = (
         trained_refusal(budget, settings)
-        or plan_refusal(site.policy, budget.run, settings)
+        or plan_refusal(recorded_plan(site.policy, budget.run), settings)
         or _personalize_refusal(site, budget.run, message.content[wire.ARRAYS], kept)
     )
     if refusal:

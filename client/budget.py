@@ -10,6 +10,11 @@ bounds) and ε for the site (every run it ever joined) are both composed from th
 A run whose ledger entries went past its plan (a resumed run re-doing the round it was
 interrupted in: those steps were taken and stay spent) calibrates the rest of its rounds
 to what is left of the target (:func:`noise_for_rest`), or refuses if nothing useful is.
+
+Every message that spends or plans ε is checked against the plan the site recorded at the
+run's first training message (:mod:`client.run_plan`), so the target is the original one.
+Fine-tuning is recorded under round :data:`FINE_TUNING_ROUND` (0), which no training round
+has, so it counts neither as a trained round nor differently when ``rounds`` changes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from flwr.app import Context
 
 from client.ledger import LedgerEntry, SiteLedger, new_entry, open_site_ledger
+from client.run_plan import plan_refusal, record_plan, recorded_plan, run_plan
 from client.site_policy import SitePolicy, is_deployed
 from federation.core.errors import PrivacyBudgetError
 from federation.core.privacy import (
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_NOISE_MULTIPLIER = 10.0
 # Relative slack on the run target: the accountant's own rounding, nothing a coordinator can use.
 TARGET_TOLERANCE = 1e-6
+# The ledger round of a run's fine-tuning steps: training rounds are 1..rounds, never 0.
+FINE_TUNING_ROUND = 0
 
 
 def noise_for_rest(
@@ -61,6 +69,10 @@ def noise_for_rest(
         middle = (low + high) / 2
         low, high = (low, middle) if epsilon(middle) <= target_epsilon else (middle, high)
     return high
+
+
+def _spend_name(server_round: int) -> str:
+    return "the fine-tuning steps" if server_round == FINE_TUNING_ROUND else f"round {server_round}"
 
 
 def run_identity(settings: RunSettings, context: Context) -> str:
@@ -99,6 +111,22 @@ class SiteBudget:
     def _epsilon(self, history: History) -> float:
         return epsilon_spent(history, delta=self.policy.delta, accountant=self.policy.accountant)
 
+    def trained(self, server_round: int) -> bool:
+        """Whether this site trained round ``server_round`` of this run (fine-tuning is not a round)."""
+        return server_round != FINE_TUNING_ROUND and any(
+            e.server_round == server_round for e in self.ledger.entries(self.run)
+        )
+
+    def plan_refusal(self, settings: RunSettings) -> str | None:
+        """Why this message's plan differs from the run's recorded one (None: it does not)."""
+        refused = plan_refusal(recorded_plan(self.policy, self.run), settings)
+        return f"site {self.site} refuses: {refused}" if refused else None
+
+    def _checked_plan(self, settings: RunSettings) -> None:
+        refused = self.plan_refusal(settings)
+        if refused:
+            raise PrivacyBudgetError(refused)
+
     def site_epsilon(self, extra: History = ()) -> float:
         """ε of every run of this node (plus ``extra`` steps), at the site's δ."""
         return self._epsilon(self.ledger.history() + list(extra))
@@ -113,6 +141,7 @@ class SiteBudget:
         ``MAX_NOISE_MULTIPLIER`` does. Decided by composing ε, not by counting rounds, so a
         coordinator's round numbers cannot make the site skip the recalibration.
         """
+        self._checked_plan(settings)
         if not settings.privacy.enabled:
             return None
         planned = noise_for_run(
@@ -216,7 +245,7 @@ class SiteBudget:
         if would <= self.policy.max_epsilon:
             return None
         return (
-            f"site {self.site} refuses round {server_round}: ε would reach {would:.4g} > cap "
+            f"site {self.site} refuses {_spend_name(server_round)}: ε would reach {would:.4g} > cap "
             f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.policy.delta:g})"
         )
 
@@ -241,7 +270,7 @@ class SiteBudget:
         if self._within_target(settings, run_history + list(planned)):
             return None
         return (
-            f"site {self.site} refuses round {server_round}: this run's ε would reach "
+            f"site {self.site} refuses {_spend_name(server_round)}: this run's ε would reach "
             f"{self._epsilon(run_history + list(planned)):.4g} > its target "
             f"{settings.privacy.target_epsilon:g} (δ={self.policy.delta:g})"
         )
@@ -268,11 +297,15 @@ class SiteBudget:
         planned = self.planned_round(settings, noise)
 
         def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
-            refused = self.cap_refusal(entries, planned, server_round) or self.target_refusal(
-                settings, entries, planned, server_round
+            refused = (
+                self.plan_refusal(settings)
+                or self.cap_refusal(entries, planned, server_round)
+                or self.target_refusal(settings, entries, planned, server_round)
             )
             if refused:
                 return refused
+            # Under the ledger's write lock: two first messages cannot record two plans.
+            record_plan(self.policy, self.run, run_plan(settings))
             return self._new_entries(entries, planned, server_round)
 
         return self.ledger.reserve(plan)
@@ -297,11 +330,12 @@ class SiteBudget:
 
     # Fine-tuning after the federation (personalize=finetune, client.personalize): its steps
     # are in the run's plan (federation.core.privacy.fine_tuning_steps), recorded in the
-    # ledger under round ``rounds + 1`` (a train message can never carry that round).
+    # ledger under FINE_TUNING_ROUND, once per run identity whatever ``rounds`` a message says.
 
     def fine_tuning_noise(self, settings: RunSettings) -> float | None:
         """σ of the fine-tuning steps: the run's σ while its spent steps plus these stay within
         the target (they always do on plan), else the σ that keeps them within it."""
+        self._checked_plan(settings)
         refused = self.fine_tuning_refusal(self.ledger.entries(), settings)  # checked again on reserve
         if refused:
             raise PrivacyBudgetError(refused)
@@ -328,11 +362,11 @@ class SiteBudget:
         return sigma
 
     def fine_tuning_refusal(self, entries: list[LedgerEntry], settings: RunSettings) -> str | None:
-        """A site fine-tunes once per run, and only a run it trained in."""
+        """A site fine-tunes once per run identity (any ``rounds``), and only a run it trained in."""
         mine = [e for e in entries if e.run == self.run]
-        if not any(1 <= e.server_round <= settings.rounds for e in mine):
+        if not any(e.server_round != FINE_TUNING_ROUND for e in mine):
             return f"site {self.site} did not train in this run: nothing to personalize"
-        if any(e.server_round == settings.rounds + 1 for e in mine):
+        if any(e.server_round == FINE_TUNING_ROUND for e in mine):
             return f"site {self.site} already fine-tuned this run's model (once per run)"
         return None
 
@@ -341,12 +375,13 @@ class SiteBudget:
         refusal = self.run_refusal(settings, noise)
         if refusal:
             raise PrivacyBudgetError(refusal)
-        server_round = settings.rounds + 1
+        server_round = FINE_TUNING_ROUND
         planned = [(noise or 0.0, self.rate(settings), fine_tuning_steps(settings))]
 
         def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
             refused = (
-                self.fine_tuning_refusal(entries, settings)
+                self.plan_refusal(settings)
+                or self.fine_tuning_refusal(entries, settings)
                 or self.cap_refusal(entries, planned, server_round)
                 or self.target_refusal(settings, entries, planned, server_round)
             )

@@ -138,35 +138,45 @@ def evaluation_refusal(
 def score_groups(counts: np.ndarray, *, min_cell: int) -> list[tuple[int, int]]:
     """Bins merged left to right into [start, stop) groups of >= ``min_cell`` patients each.
 
+    ``counts`` is one histogram, or several as rows (the split's and each subgroup level's):
+    then the groups are one partition in which every group holds >= ``min_cell`` patients of
+    every row, so no row's group count can be had by subtracting the others' (review A4).
     The groups cover every bin (none left empty at the ends, so no group edge marks the
     lowest or highest score); a short last group joins the one before it.
     """
-    groups, start, held = [], 0, 0
-    for b, n in enumerate(np.asarray(counts)):
-        held += n
-        if held >= min_cell:
+    table = np.atleast_2d(np.asarray(counts))
+    groups, start, held = [], 0, np.zeros(len(table))
+    for b in range(table.shape[1]):
+        held += table[:, b]
+        if held.min() >= min_cell:
             groups.append((start, b + 1))
-            start, held = b + 1, 0
-    if start < len(counts):
-        groups[-1:] = [(groups[-1][0] if groups else 0, len(counts))]
+            start, held = b + 1, np.zeros(len(table))
+    if start < table.shape[1]:
+        groups[-1:] = [(groups[-1][0] if groups else 0, table.shape[1])]
     return groups
 
 
 def released_score_histograms(
-    y: np.ndarray, p: np.ndarray, *, min_cell: int = DEFAULT_MIN_CELL
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    min_cell: int = DEFAULT_MIN_CELL,
+    groups: list[tuple[int, int]] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Score histograms (HIST_BINS bins per class) in which no group of bins holds < k patients.
 
     Each group's positives and negatives are spread evenly over its bins (fractional counts):
     the wire format and the server's pooled AUROC stay as they are. With k = 1 every
     non-empty bin already holds >= k patients, so the histograms are the exact ones.
+    ``groups``: a partition shared with other released histograms of the same rows
+    (:func:`score_groups` over all of them), used instead of this one's own.
     """
     min_cell = _check_threshold("min_cell", min_cell)
     pos, neg = (np.asarray(h, dtype="float64") for h in score_histograms(y, p))
-    if min_cell == 1:
+    if min_cell == 1 and groups is None:
         return pos.tolist(), neg.tolist()
     out_pos, out_neg = np.zeros(HIST_BINS), np.zeros(HIST_BINS)
-    for start, stop in score_groups(pos + neg, min_cell=min_cell):
+    for start, stop in groups if groups is not None else score_groups(pos + neg, min_cell=min_cell):
         out_pos[start:stop] = pos[start:stop].sum() / (stop - start)
         out_neg[start:stop] = neg[start:stop].sum() / (stop - start)
     return out_pos.tolist(), out_neg.tolist()

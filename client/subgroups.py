@@ -6,8 +6,11 @@ levels' counts would give it back by subtraction (and the rows missing the featu
 hidden cell of their own). So the suppressed set (small levels plus the missing rows) grows by
 the smallest released level until it holds at least k of each class together, or until
 nothing is left: no suppressed count, nor their sum below k, can then be recovered. Score
-histograms per level (k-grouped as the site's own) go out only when no row of the feature is
-hidden, since the site's histogram minus its levels' would be the hidden rows'. Rates (TPR,
+histograms per level go out only when no row of the feature is hidden, since the site's
+histogram minus its levels' would be the hidden rows'; and they share ONE partition of score
+bins with the site's own test histogram (:func:`histogram_groups`, each group >= k rows of
+the total and of every level), since separate groupings let the total minus one level give
+another level's count on a group that is not one of its own (review A4). Rates (TPR,
 FPR) are released as the site's own sensitivity is today. The CIs use the site's secret
 randomness (known resamples would tie bounds to rows).
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from client.releases import released_score_histograms
+from client.releases import released_score_histograms, score_groups
 from federation.core import wire
 from federation.core.dataspec import DatasetSpec
+from federation.core.metrics import score_histograms
 from federation.core.subgroups import (
     SUBGROUP_RESAMPLES,
     feature_gaps,
@@ -49,6 +53,44 @@ def released_levels(y: np.ndarray, masks: dict[str, np.ndarray], *, min_cell: in
     return sorted(kept, key=list(masks).index)
 
 
+def _histogram_levels(masks: dict[str, np.ndarray], released: list[str]) -> list[str]:
+    """The levels whose histograms go out: all of them, or none when any row is hidden (the
+    site's histogram minus its levels' would otherwise be the hidden rows')."""
+    everyone = len(released) == len(masks) and np.any(list(masks.values()), axis=0).all()
+    return released if everyone else []
+
+
+def _level_masks(x, y, spec: DatasetSpec, *, min_cell: int) -> list[np.ndarray]:
+    y = np.asarray(y).astype(int)
+    return [
+        masks[level]
+        for masks in subgroup_masks(x, spec).values()
+        for level in _histogram_levels(masks, released_levels(y, masks, min_cell=min_cell))
+    ]
+
+
+def histogram_groups(x, y, p, spec: DatasetSpec, *, min_cell: int) -> list[tuple[int, int]] | None:
+    """The one partition of score bins for the test histogram and every level's (each group
+    >= ``min_cell`` rows of each); None when no level histogram is released, or k = 1 (every
+    histogram is then exact, nothing is grouped)."""
+    masks = _level_masks(x, y, spec, min_cell=min_cell)
+    if not masks or min_cell == 1:
+        return None
+    y, p = np.asarray(y).astype(int), np.asarray(p)
+    rows = [np.add(*score_histograms(y[m], p[m])) for m in [np.ones(len(y), bool), *masks]]
+    return score_groups(np.array(rows), min_cell=min_cell)
+
+
+def shared_test_histograms(x, y, p, spec: DatasetSpec, *, min_cell: int) -> dict:
+    """The test split's score histograms on the partition shared with its levels' (these
+    replace the site's own k-grouping in the evaluate reply); {} when no level has any."""
+    groups = histogram_groups(x, y, p, spec, min_cell=min_cell)
+    if groups is None:
+        return {}
+    pos, neg = released_score_histograms(y, p, min_cell=min_cell, groups=groups)
+    return {wire.SCORE_HIST_POS: pos, wire.SCORE_HIST_NEG: neg}
+
+
 def _wire_name(name: str) -> str:
     return name.replace("_", "-")
 
@@ -67,20 +109,19 @@ def site_subgroups(
     """feature -> {"levels": {level: metrics incl. histograms}, "gaps": {...}} (released only)."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(int)
+    groups = histogram_groups(x, y, p, spec, min_cell=min_cell)
     out = {}
     for feature, masks in subgroup_masks(x, spec).items():
         points, boots = {}, {}
         released = released_levels(y, masks, min_cell=min_cell)
-        # Histograms only when no row is hidden: the test histogram minus the levels' would
-        # otherwise be the hidden rows' histogram, whose bins need not hold k.
-        everyone = len(released) == len(masks) and np.any(list(masks.values()), axis=0).all()
+        with_histograms = _histogram_levels(masks, released)
         for level in released:
             yg, pg = y[masks[level]], p[masks[level]]
             points[level], boots[level] = group_metrics(
                 yg, pg, threshold=threshold, resamples=resamples, rng=rng
             )
-            if everyone:
-                pos, neg = released_score_histograms(yg, pg, min_cell=min_cell)
+            if level in with_histograms:
+                pos, neg = released_score_histograms(yg, pg, min_cell=min_cell, groups=groups)
                 points[level] |= {"score_hist_pos": pos, "score_hist_neg": neg}
         out[feature] = {"levels": points, "gaps": feature_gaps(points, boots)}
     return out

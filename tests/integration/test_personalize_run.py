@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from opacus.accountants import RDPAccountant
 
+from client.budget import FINE_TUNING_ROUND
 from client.ledger import open_site_ledger
 from client.site_policy import simulated_policy
 from federation.core.privacy import calibrate_noise, epsilon_spent
@@ -47,7 +48,7 @@ def test_fine_tuning_steps_are_charged_and_epsilon_stays_within_target_and_cap(f
     for site in SITES:
         policy = simulated_policy(site, run_folder=finetune_run)
         entries = open_site_ledger(policy, site).entries(str(finetune_run))
-        tuning = [e for e in entries if e.server_round == ROUNDS + 1]
+        tuning = [e for e in entries if e.server_round == FINE_TUNING_ROUND]
         assert [e.steps for e in tuning] == [STEPS], entries  # reserved once, the planned steps
         history = [e.accountant_step for e in entries]
         epsilon = _opacus_epsilon(history, policy.delta)
@@ -65,7 +66,7 @@ def test_without_the_fine_tuning_steps_in_the_plan_the_same_steps_would_pass_the
     policy = simulated_policy("cleveland", run_folder=finetune_run)
     entries = open_site_ledger(policy, "cleveland").entries(str(finetune_run))
     rate = entries[0].sample_rate
-    round_steps = sum(e.steps for e in entries if e.server_round <= ROUNDS)
+    round_steps = sum(e.steps for e in entries if e.server_round != FINE_TUNING_ROUND)
     weak_sigma = calibrate_noise(target_epsilon=TARGET, delta=policy.delta, rate=rate, steps=round_steps)
 
     weak = [(weak_sigma, rate, e.steps) for e in entries]

@@ -170,7 +170,7 @@ def test_a_personalize_mode_the_run_did_not_have_at_training_is_refused(tmp_path
 
     flipped = _send(_config(tmp_path, "personalize=recalibrate"), PERSONALIZE, honest)
 
-    assert _refused(flipped, "as the run planned")
+    assert _refused(flipped, "plan is fixed at its first training message")
 
 
 def test_personalize_steps_the_run_did_not_have_at_training_are_refused(tmp_path):
@@ -180,7 +180,7 @@ def test_personalize_steps_the_run_did_not_have_at_training_are_refused(tmp_path
 
     changed = _config(tmp_path, "personalize=recalibrate", "personalize_steps=99")
 
-    assert _refused(_send(changed, PERSONALIZE, honest), "as the run planned")
+    assert _refused(_send(changed, PERSONALIZE, honest), "plan is fixed at its first training message")
 
 
 def test_the_mode_the_run_had_at_training_is_answered(tmp_path):

@@ -23,6 +23,7 @@ import torch
 from matplotlib import image as mpimg
 from sklearn.metrics import roc_auc_score
 
+from client.site_policy import SIMULATION_DEFAULTS
 from federation.cli.main import main as lhsfed
 from federation.core.data import encode_labels, read_site_frame, site_file, split_site
 from federation.core.model import predict_risk
@@ -44,6 +45,7 @@ METRIC_KEYS = {
     "specificity",
 }
 CI_KEYS = {"auroc_ci_low", "auroc_ci_high"}
+RATE_KEYS = {"sensitivity", "specificity"}
 SITES = {"cleveland", "hungary", "switzerland", "va"}
 CHROMIUM = "/usr/bin/chromium"
 
@@ -361,11 +363,19 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_ev
     assert simulated["mode"] == "simulation: scored here on the sites' test rows"
     assert deployed["round"] == simulated["round"]
     for name in SITES:  # each site scored the same model on the same rows, at home
-        for key in METRIC_KEYS - CI_KEYS | {"n", "n_positive", "threshold"}:
-            assert deployed["sites"][name][key] == pytest.approx(simulated["sites"][name][key], abs=1e-6), (
-                name,
-                key,
-            )
+        exact = simulated["sites"][name]
+        for key in METRIC_KEYS - CI_KEYS - RATE_KEYS | {"n", "n_positive", "threshold"}:
+            assert deployed["sites"][name][key] == pytest.approx(exact[key], abs=1e-6), (name, key)
+        # The rates at the threshold leave a site only when every confusion cell holds >= k
+        # patients (the simulated site's k): times the class counts they are those cells.
+        tp = round(exact["sensitivity"] * exact["n_positive"])
+        tn = round(exact["specificity"] * (exact["n"] - exact["n_positive"]))
+        cells = (tp, exact["n_positive"] - tp, tn, exact["n"] - exact["n_positive"] - tn)
+        for key in RATE_KEYS:
+            if min(cells) >= SIMULATION_DEFAULTS["min-cell-size"]:
+                assert deployed["sites"][name][key] == pytest.approx(exact[key], abs=1e-6), (name, key)
+            else:
+                assert deployed["sites"][name][key] is None, (name, key, cells)
         # The bootstrap CI: the site draws its resamples from its own secret randomness, so
         # only the same kind of interval around the same AUROC, not the same bounds.
         site = deployed["sites"][name]

@@ -107,7 +107,8 @@ def faulty_app(faults: list[Fault]) -> ClientApp:
     def hospital(message: Message, context: Context) -> Message:
         return hospital_app(message, context)
 
-    for register in (app.train(), app.evaluate(), app.query(), app.query(wire.QUERY_BUDGET)):
+    queries = (wire.QUERY_BUDGET, wire.QUERY_COMPARE, wire.QUERY_DRIFT, wire.QUERY_PERSONALIZE)
+    for register in (app.train(), app.evaluate(), app.query(), *(app.query(q) for q in queries)):
         register(hospital)
     return app
 

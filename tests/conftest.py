@@ -20,9 +20,10 @@ def dp_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def nodp_run(tmp_path_factory) -> Path:
-    """``privacy=off``, 10 rounds."""
+    """``privacy=off``, 10 rounds, in process (the same ServerApp loop and ClientApp without
+    Ray's start; ``dp_run`` is the shared run on Flower's simulation runtime)."""
     tmp = tmp_path_factory.mktemp("nodp_run")
-    proc = run_launcher(tmp, "privacy=off")
+    proc = run_launcher(tmp, "privacy=off", "federation.runtime=inprocess")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
 

@@ -72,7 +72,7 @@ def small_sites(folder):
 def non_private_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("non_private")
     data = small_sites(tmp / "small_sites")
-    proc = run_launcher(tmp, *NON_PRIVATE, f"federation.data_dir={data}")
+    proc = run_launcher(tmp, *NON_PRIVATE, f"federation.data_dir={data}", "federation.runtime=inprocess")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
 

@@ -42,6 +42,7 @@ def test_a_site_with_nan_and_inf_sits_out_and_the_run_evaluates(tmp_path, capsys
         "privacy=off",
         "strategy.min_train_nodes=3",
         f"federation.data_dir={data_dir}",
+        "federation.runtime=inprocess",  # the site's data check is under test, not the runtime
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -52,19 +52,20 @@ def test_federated_numbers_are_the_selected_models_scored_on_the_test_rows(quick
     methods = results["datasets"]["uci_heart"]["methods"]
     sites = bs.sites(bs.by_name(["uci_heart"])[0], 42)
     y = np.concatenate([s.y_test for s in sites])
-    aurocs = set()
+    models = set()
     for method in [*FEDERATED, "federated tuned (DP off)"]:
         (row,) = methods[method]
         run = Path(row["run_dir"])
         summary = json.loads((run / "summary.json").read_text())
-        risk = np.concatenate(
-            [predict_risk(load_saved_model(run / "model.pt").model, s.x_test) for s in sites]
-        )
+        model = load_saved_model(run / "model.pt").model
+        risk = np.concatenate([predict_risk(model, s.x_test) for s in sites])
         assert row["auroc"] == pytest.approx(roc_auc_score(y, risk), abs=1e-12)
         assert summary["selection"]["round"] == row["selected_round"] <= summary["rounds"] <= 2
         assert summary["selection"]["metric"] == "loss"
-        aurocs.add(row["auroc"])
-    assert len(aurocs) == 4  # four different runs, not one number copied
+        models.add(b"".join(t.numpy().tobytes() for t in model.state_dict().values()))
+    # Four different runs, not one copied: their models differ (two AUROCs on the same test
+    # rows can coincide, as the same count of correctly ordered pairs: seen once in CI).
+    assert len(models) == 4
     tuning = methods["federated tuned (DP off)"][0]["tuning"]
     assert len(tuning["trials"]) == 2 and tuning["best"] in [t["overrides"] for t in tuning["trials"]]
     lr = methods["pooled LR (sklearn CV)"][0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
 from client.personalize import load_personalized, personalized_path
@@ -24,12 +23,7 @@ def _config(*overrides: str) -> dict:
     return flatten_config(compose_config(["rounds=1", "personalize_steps=3", *overrides]))
 
 
-@pytest.fixture(autouse=True)
-def _as_the_server_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+pytestmark = pytest.mark.usefixtures("as_the_server_process")  # tests/unit/conftest.py
 
 
 def _ask(run_config: dict, message_type: str, site_index: int = 2) -> Message:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
 from client.budget import FINE_TUNING_ROUND
@@ -23,12 +22,7 @@ SITE_INDEX, SITE = 2, "switzerland"  # small and fast
 TARGET = 3.0
 
 
-@pytest.fixture(autouse=True)
-def _as_the_server_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+pytestmark = pytest.mark.usefixtures("as_the_server_process")  # tests/unit/conftest.py
 
 
 def _config(run_dir, *overrides: str, resume: bool = False) -> dict:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 import client.app as client_module
 from client.app import _compared_model
@@ -27,12 +26,7 @@ PERSONALIZE = f"{MessageType.QUERY}.{wire.QUERY_PERSONALIZE}"
 CLEVELAND = 0  # large enough to release its test and validation splits
 
 
-@pytest.fixture(autouse=True)
-def _as_the_server_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+pytestmark = pytest.mark.usefixtures("as_the_server_process")  # tests/unit/conftest.py
 
 
 def _config(tmp_path, *overrides: str) -> dict:

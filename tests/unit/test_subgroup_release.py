@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from client.app import app as client_app
 from client.subgroups import from_wire, released_levels, site_subgroups, subgroup_wire_metrics
@@ -39,12 +38,7 @@ def _run_config(subgroups: bool) -> dict:
     return flatten_config(cfg)
 
 
-@pytest.fixture(autouse=True)
-def _as_the_server_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "ledgers"))
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+pytestmark = pytest.mark.usefixtures("as_the_server_process")  # tests/unit/conftest.py
 
 
 def _ask(run_config: dict, message_type: str) -> Message:

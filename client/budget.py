@@ -168,13 +168,8 @@ class SiteBudget:
     ) -> float:
         rounds_left = max(settings.rounds - server_round + 1, 1)
         target = settings.privacy.target_epsilon
-        sigma = noise_for_rest(
-            spent,
-            rate=per_round[1],
-            steps=per_round[2] * rounds_left + fine_tuning_steps(settings),
-            target_epsilon=target,
-            delta=self.policy.delta,
-            accountant=self.policy.accountant,
+        sigma = self._noise_for_rest(
+            settings, spent, per_round[1], per_round[2] * rounds_left + fine_tuning_steps(settings)
         )
         if sigma is None:
             raise PrivacyBudgetError(
@@ -310,6 +305,18 @@ class SiteBudget:
 
         return self.ledger.reserve(plan)
 
+    def _noise_for_rest(self, settings: RunSettings, spent: History, rate: float, steps: int) -> float | None:
+        """σ for ``steps`` more steps at ``rate`` after ``spent``, within the run's target at the
+        site's δ and accountant (None: none useful is)."""
+        return noise_for_rest(
+            spent,
+            rate=rate,
+            steps=steps,
+            target_epsilon=settings.privacy.target_epsilon,
+            delta=self.policy.delta,
+            accountant=self.policy.accountant,
+        )
+
     def _new_entries(
         self, entries: list[LedgerEntry], planned: History, server_round: int
     ) -> list[LedgerEntry]:
@@ -345,14 +352,7 @@ class SiteBudget:
         spent, rate, steps = self.ledger.history(self.run), self.rate(settings), fine_tuning_steps(settings)
         if self._within_target(settings, spent + [(planned, rate, steps)]):
             return planned
-        sigma = noise_for_rest(
-            spent,
-            rate=rate,
-            steps=steps,
-            target_epsilon=settings.privacy.target_epsilon,
-            delta=self.policy.delta,
-            accountant=self.policy.accountant,
-        )
+        sigma = self._noise_for_rest(settings, spent, rate, steps)
         if sigma is None:
             raise PrivacyBudgetError(
                 f"site {self.site} has no budget left in this run's ε target "

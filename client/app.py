@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -25,10 +26,13 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from client.budget import SiteBudget, run_folder, run_identity
+from client.budget import FINE_TUNING_ROUND, SiteBudget, run_folder, run_identity
 from client.comparison import checked_spec, comparison_metrics, model_refusal, split_refusal
+from client.dp_release import Charged, charged_training, gaussian_release, release_guard_mod
 from client.drift import drift_scores
 from client.drift_reference import load_reference, record_reference, site_rows
+from client.drift_release import dp_drift_scores, drift_cells, release_vector
+from client.drift_release import sensitivity as drift_sensitivity
 from client.model_record import (
     ONE_PER_ROUND,
     model_digest,
@@ -66,13 +70,16 @@ from federation.core import wire
 from federation.core.data import SiteData
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError, PrivacyBudgetError
+from federation.core.histogram_metrics import coarse_histograms, histogram_wire_metrics
 from federation.core.metrics import site_wire_metrics
 from federation.core.model import build_model, predict_risk, unwrapped_state_dict
+from federation.core.privacy import TEST, VALIDATION, epsilon_spent, release_noise
 from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
-# The error mod is outermost: nothing raised below it leaves the site as text.
-app = ClientApp(mods=[site_error_mod])
+# The error mod is outermost: nothing raised below it leaves the site as text. The release
+# guard inside it: no reply key leaves unless a charged release covers it (client.dp_release).
+app = ClientApp(mods=[site_error_mod, release_guard_mod])
 
 
 @dataclass(frozen=True)
@@ -143,14 +150,26 @@ def budget(message: Message, context: Context) -> Message:
 
 @app.query()
 def query(message: Message, context: Context) -> Message:
-    """Per-feature count, sum and sum of squares of observed training values; a feature
-    with a cell under the site's minimum cell size is withheld (all 0)."""
+    """Per-feature count, sum and sum of squares of observed training values, only in a run
+    the site allows without DP (an exact release, charged as such; a feature with a cell under
+    the site's minimum cell size is withheld). Under DP the site withholds them all: the
+    spec's ranges standardize instead, at no ε (server.feature_stats.spec_prior)."""
     site = _open_site(context)
-    return _reply(
-        message,
-        site.data.name,
-        released_feature_statistics(site.data.x_train, site.spec, min_cell=site.policy.min_cell_size),
-    )
+    settings = site.settings
+    if settings.privacy.enabled or site.policy.require_dp:
+        return _reply(message, site.data.name, {})
+    stats = released_feature_statistics(site.data.x_train, site.spec, min_cell=site.policy.min_cell_size)
+    gaussian_release(
+        site.budget(context),
+        settings,
+        np.zeros(0),
+        sensitivity=1.0,
+        z=0.0,
+        server_round=0,
+        what="feature statistics (exact: DP off)",
+        in_run_plan=False,
+    ).covers(stats)
+    return _reply(message, site.data.name, stats)
 
 
 @app.train(mods=[secure_aggregation_mod])
@@ -167,6 +186,7 @@ def train(message: Message, context: Context) -> Message:
     noise = budget.noise(settings, server_round)
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
+    charged_training()  # the reservation covers the weights sent back
     record_training(site.policy, budget.run, server_round)  # each training may have its model
     config = message.content.get(wire.CONFIG, ConfigRecord())
     result = train_locally(
@@ -183,7 +203,7 @@ def train(message: Message, context: Context) -> Message:
         log.error("round %s took %s DP steps, %s were reserved", server_round, result.history, planned)
     metrics = {
         wire.NUM_EXAMPLES: len(data.y_train),
-        wire.STEPS: sum(n for _, _, n in budget.ledger.history(budget.run)),
+        wire.STEPS: sum(n for _, _, n in budget.ledger.training_history(budget.run)),
         wire.EPSILON: planned[-1].epsilon_run,
         wire.SITE_EPSILON: planned[-1].epsilon_total,
         wire.DELTA: budget.delta,
@@ -211,6 +231,8 @@ def _evaluation_refusal(site: SiteView, context: Context, message: Message) -> s
     allowed = max(1, trainings(site.policy, budget.run, server_round))  # a resume may redo a round
     if not record_model(site.policy, budget.run, server_round, digest, allowed=allowed):
         return ONE_PER_ROUND
+    if site.settings.privacy.enabled:  # a DP release: noise, not a split's size, bounds it
+        return None
     too_small = evaluation_refusal(
         site.data.y_test, min_rows=site.policy.min_eval_rows, min_cell=site.policy.min_cell_size
     )
@@ -254,10 +276,78 @@ def evaluate(message: Message, context: Context) -> Message:
         raise EvaluationRefused(refusal)
     model = _model(settings, message.content[wire.ARRAYS])
     with_ci = bool(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.WITH_CI, True))
+    budget, server_round = site.budget(context), _round(message)
+    if settings.privacy.enabled:
+        return _reply(message, data.name, _dp_evaluation(site, budget, model, message, with_ci))
     risk = predict_risk(model, data.x_test)
     test = _scores(data.y_test, risk, min_cell=site.policy.min_cell_size, with_ci=with_ci)
     released = {**test, **_subgroup_scores(site, risk), **_validation_scores(site, model)}
+    _exact(budget, settings, server_round, f"evaluate round {server_round} (exact: DP off)", released)
     return _reply(message, data.name, released)
+
+
+def _exact(
+    budget: SiteBudget, settings: RunSettings, server_round: int, what: str, released: dict
+) -> Charged:
+    """Charge an exact release (a DP-off run the site allows: z = 0, no finite ε) covering ``released``."""
+    charged = gaussian_release(
+        budget,
+        settings,
+        np.zeros(0),
+        sensitivity=1.0,
+        z=0.0,
+        server_round=server_round,
+        what=what,
+        in_run_plan=False,
+    )
+    charged.covers(released)
+    return charged
+
+
+def _release_epsilon(budget: SiteBudget, z: float) -> float:
+    """ε of one release of noise multiplier ``z`` alone, at the site's δ and accountant."""
+    return epsilon_spent([(z, 1.0, 1)], delta=budget.delta, accountant=budget.policy.accountant)
+
+
+def _dp_evaluation(site: SiteView, budget: SiteBudget, model, message: Message, with_ci: bool) -> dict:
+    """One Gaussian release of one split's class histograms (a patient is in one class, one bin:
+    L2 sensitivity 1), of the kind the message asks (``eval-split``: validation each round, the
+    test split once per run), charged to the run's plan; every metric is computed from the
+    noisy histograms. Subgroups are not released under DP (yet): their per-level histograms
+    would need a release of their own (docs/privacy.md)."""
+    data, settings, server_round = site.data, site.settings, _round(message)
+    kind = str(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.EVAL_SPLIT, VALIDATION))
+    if kind not in (VALIDATION, TEST):
+        raise RunConfigError(f"{wire.EVAL_SPLIT} must be {VALIDATION} or {TEST}; launch through lhsfed-train")
+    y, x = (data.y_test, data.x_test) if kind == TEST else (data.y_val, data.x_val)
+    if len(y) == 0:
+        return {}
+    noise = budget.run_noise(settings)
+    charged = gaussian_release(
+        budget,
+        settings,
+        coarse_histograms(y, predict_risk(model, x)),
+        sensitivity=1.0,
+        z=noise.release_z[kind],
+        server_round=server_round,
+        what=f"{kind} split of round {server_round}'s model: class score histograms",
+        in_run_plan=True,
+        limit=noise.releases[kind],
+    )
+    rng = np.random.default_rng(SiteRandomness().seed())
+    metrics = histogram_wire_metrics(
+        charged.values, n=len(y), noise_std=charged.noise_std, with_ci=with_ci and kind == TEST, rng=rng
+    )
+    prefix = wire.VALIDATION_PREFIX if kind == VALIDATION else ""
+    released = {prefix + k: v for k, v in metrics.items() if not (prefix and k == wire.NUM_EXAMPLES)}
+    released |= {
+        wire.RELEASE_NOISE_STD: charged.noise_std,
+        wire.RELEASE_EPSILON: _release_epsilon(budget, noise.release_z[kind]),
+        wire.EPSILON: charged.epsilon_run,  # the ledger right after this release: ε shown is ε spent
+        wire.SITE_EPSILON: charged.epsilon_total,
+    }
+    charged.covers(released)
+    return released
 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:
@@ -304,9 +394,9 @@ def compare(message: Message, context: Context) -> Message:
         sent_in_run(node_config, site.data.name, str(config.get(run_key, "")), message.content[arrays_key])
         for arrays_key, run_key, _ in _COMPARED
     ]
-    policy, y = site.policy, site.data.y_test
-    refusal = model_refusal(*sent) or split_refusal(
-        y, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size
+    policy, y, dp = site.policy, site.data.y_test, site.settings.privacy.enabled
+    refusal = model_refusal(*sent) or (
+        None if dp else split_refusal(y, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size)
     )
     if refusal:
         raise EvaluationRefused(refusal)
@@ -314,16 +404,100 @@ def compare(message: Message, context: Context) -> Message:
         predict_risk(_compared_model(site.settings, config, message.content[a], s), site.data.x_test)
         for a, _, s in _COMPARED
     )
+    budget = site.budget(context)
+    if dp:
+        z = release_noise(
+            epsilon=policy.query_epsilon, delta=budget.delta, releases=1, accountant=policy.accountant
+        )
+        metrics, charged = _dp_two_models(
+            site,
+            budget,
+            z,
+            [champion, challenger],
+            [wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX],
+            server_round=0,
+            what="compare: champion and challenger",
+            in_run_plan=False,
+        )
+        difference = metrics[wire.CHALLENGER_PREFIX + wire.AUROC] - metrics[wire.CHAMPION_PREFIX + wire.AUROC]
+        low, high = _difference_interval(metrics, wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX)
+        extra = {
+            wire.AUROC_DIFFERENCE: difference,
+            wire.DIFFERENCE_CI_LOW: low,
+            wire.DIFFERENCE_CI_HIGH: high,
+        }
+        charged.covers(extra)
+        return _reply(message, site.data.name, metrics | extra)
     metrics = comparison_metrics(
         y, champion, challenger, min_cell=policy.min_cell_size, seed=SiteRandomness().seed()
     )
+    exact = _exact(budget, site.settings, 0, "compare (exact: DP off)", metrics)
     if site.spec.subgroup_features:  # the partition evaluate released these models' levels on
         for prefix, risk in ((wire.CHAMPION_PREFIX, champion), (wire.CHALLENGER_PREFIX, challenger)):
             shared = shared_test_histograms(
                 site.data.x_test, y, risk, site.spec, min_cell=policy.min_cell_size
             )
             metrics |= {prefix + key: value for key, value in shared.items()}
+            exact.covers(metrics)
     return _reply(message, site.data.name, metrics)
+
+
+# The metrics of two models (compare; personalize) from one release of both models' class
+# histograms on the test rows: a patient adds 1 to one bin of each, L2 sensitivity √2.
+_TWO_MODEL_SENSITIVITY = float(np.sqrt(2.0))
+
+
+def _dp_two_models(
+    site: SiteView,
+    budget: SiteBudget,
+    z: float,
+    risks: list,
+    prefixes: list[str],
+    *,
+    server_round: int,
+    what: str,
+    in_run_plan: bool,
+    limit: int | None = None,
+) -> tuple[dict, Charged]:
+    y = site.data.y_test
+    hists = np.stack([coarse_histograms(y, risk) for risk in risks])
+    charged = gaussian_release(
+        budget,
+        site.settings,
+        hists,
+        sensitivity=_TWO_MODEL_SENSITIVITY,
+        z=z,
+        server_round=server_round,
+        what=f"{what}: class score histograms of the test split, {hists.shape[-1]} bins each",
+        in_run_plan=in_run_plan,
+        limit=limit,
+    )
+    rng = np.random.default_rng(SiteRandomness().seed())
+    out: dict = {
+        wire.N_TEST: len(y),
+        wire.RELEASE_NOISE_STD: charged.noise_std,
+        wire.RELEASE_EPSILON: _release_epsilon(budget, z),
+        wire.EPSILON: charged.epsilon_run,
+        wire.SITE_EPSILON: charged.epsilon_total,
+    }
+    for prefix, hist in zip(prefixes, charged.values):
+        metrics = histogram_wire_metrics(hist, n=len(y), noise_std=charged.noise_std, rng=rng)
+        out |= {
+            prefix + key: value
+            for key, value in metrics.items()
+            if key not in (wire.N_TEST, wire.NUM_EXAMPLES)
+        }
+    charged.covers(out)
+    return out, charged
+
+
+def _difference_interval(metrics: dict, first: str, second: str) -> tuple[float, float]:
+    """Interval of AUROC(second) − AUROC(first): the two intervals' half-widths combined as if
+    independent (post-processing of the release; conservative for positively correlated scores)."""
+    half = [(metrics[p + wire.AUROC_CI_HIGH] - metrics[p + wire.AUROC_CI_LOW]) / 2 for p in (first, second)]
+    centre = metrics[second + wire.AUROC] - metrics[first + wire.AUROC]
+    width = float(np.hypot(*half))
+    return centre - width, centre + width
 
 
 @app.query(wire.QUERY_PERSONALIZE)
@@ -357,8 +531,33 @@ def personalize(message: Message, context: Context) -> Message:
     # Kept first: a site whose test split is too small to release metrics of still uses its model.
     if not save_personalized(kept, own, budget.run):  # a racing message kept one first
         raise EvaluationRefused(ONCE_PER_RUN)
-    metrics = compared_metrics(site.data, site.policy, model, own)
+    if settings.privacy.enabled:
+        risks = [predict_risk(model, site.data.x_test), own.risk(site.data.x_test)]
+        metrics, charged = _dp_two_models(
+            site,
+            budget,
+            budget.run_noise(settings).release_z,
+            risks,
+            [wire.GLOBAL_PREFIX, wire.PERSONALIZED_PREFIX],
+            server_round=FINE_TUNING_ROUND,
+            what=f"{TEST} split after the run: personalize's global and personalized models",
+            in_run_plan=True,
+            limit=budget.run_noise(settings).releases[TEST],
+        )
+        metrics = {k: v for k, v in metrics.items() if _personalize_key(k)}
+    else:
+        metrics = compared_metrics(site.data, site.policy, model, own)
+        charged = _exact(budget, settings, FINE_TUNING_ROUND, "personalize metrics (exact: DP off)", metrics)
+    charged.covers(spend)  # the fine-tuning steps' ε (its reservation; public accounting scalars)
     return _reply(message, site.data.name, {**metrics, **spend})
+
+
+def _personalize_key(key: str) -> bool:
+    """The personalize reply's keys (wire.PERSONALIZE_METRICS under both prefixes, and the rest)."""
+    for prefix in (wire.GLOBAL_PREFIX, wire.PERSONALIZED_PREFIX):
+        if key.startswith(prefix):
+            return key[len(prefix) :] in wire.PERSONALIZE_METRICS
+    return True
 
 
 def _personalize_refusal(site: SiteView, run: str, arrays: ArrayRecord, kept: Path) -> str | None:
@@ -385,5 +584,36 @@ def drift(message: Message, context: Context) -> Message:
     reference = load_reference(policy, run) if policy else None
     if reference is None:
         raise EvaluationRefused(NO_REFERENCE)
+    budget = site.budget(context)
+    if site.settings.privacy.enabled:
+        return _reply(message, site.data.name, _dp_drift(site, budget, reference))
     scores = drift_scores(site_rows(site.data), site.spec, reference, min_cell=site.policy.min_cell_size)
+    _exact(budget, site.settings, 0, "drift scores (exact: DP off)", scores)
     return _reply(message, site.data.name, scores)
+
+
+def _dp_drift(site: SiteView, budget: SiteBudget, reference: dict) -> dict:
+    """One release of every referenced feature's cells now and then (client.drift_release) at
+    the site's query ε, charged to its cap; the scores are post-processing of it."""
+    cells = drift_cells(site_rows(site.data), site.spec, reference)
+    policy = site.policy
+    z = release_noise(
+        epsilon=policy.query_epsilon, delta=budget.delta, releases=1, accountant=policy.accountant
+    )
+    charged = gaussian_release(
+        budget,
+        site.settings,
+        release_vector(cells),
+        sensitivity=drift_sensitivity(cells),
+        z=z,
+        server_round=0,
+        what=f"drift: cells of {len(cells)} feature(s) now and in the reference",
+        in_run_plan=False,
+    )
+    scores = dp_drift_scores(site.spec, cells, charged.values) | {
+        wire.RELEASE_NOISE_STD: charged.noise_std,
+        wire.RELEASE_EPSILON: _release_epsilon(budget, z),
+        wire.SITE_EPSILON: charged.epsilon_total,
+    }
+    charged.covers(scores)
+    return scores

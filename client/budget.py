@@ -30,45 +30,30 @@ from client.run_plan import plan_refusal, record_plan, recorded_plan, run_plan
 from client.site_policy import SitePolicy, is_deployed
 from federation.core.errors import PrivacyBudgetError
 from federation.core.privacy import (
+    MAX_NOISE_MULTIPLIER,
     History,
+    RunNoise,
     epsilon_spent,
     fine_tuning_steps,
-    noise_for_run,
+    noise_for_rest,
     planned_steps,
     sample_rate,
+    site_noise_for_run,
 )
 from federation.core.run_layout import flwr_run_dir
 from federation.core.settings import RunSettings
 
 log = logging.getLogger(__name__)
-# Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
-# that would need more has no useful budget left, and the site refuses it.
-MAX_NOISE_MULTIPLIER = 10.0
+__all__ = ["MAX_NOISE_MULTIPLIER", "SiteBudget", "noise_for_rest", "run_identity", "run_folder"]
 # Relative slack on the run target: the accountant's own rounding, nothing a coordinator can use.
 TARGET_TOLERANCE = 1e-6
 # The ledger round of a run's fine-tuning steps: training rounds are 1..rounds, never 0.
 FINE_TUNING_ROUND = 0
 
 
-def noise_for_rest(
-    history: History, *, rate: float, steps: int, target_epsilon: float, delta: float, accountant: str
-) -> float | None:
-    """Smallest σ (within 0.01 %) so that ``history`` plus ``steps`` more steps at ``rate``
-    compose to at most ``target_epsilon``; None if even ``MAX_NOISE_MULTIPLIER`` is not enough.
-
-    Opacus's ``get_noise_multiplier`` starts from an empty history, so the bisection is ours.
-    """
-
-    def epsilon(sigma: float) -> float:
-        return epsilon_spent(list(history) + [(sigma, rate, steps)], delta=delta, accountant=accountant)
-
-    low, high = 0.01, MAX_NOISE_MULTIPLIER
-    if epsilon(high) > target_epsilon:
-        return None
-    while high - low > 1e-4 * high:
-        middle = (low + high) / 2
-        low, high = (low, middle) if epsilon(middle) <= target_epsilon else (middle, high)
-    return high
+def release_kind(entry: LedgerEntry) -> str:
+    """A release row's kind (the first word of what it released); "" for DP-SGD steps."""
+    return entry.release.split(" ", 1)[0] if entry.release else ""
 
 
 def _spend_name(server_round: int) -> str:
@@ -114,7 +99,7 @@ class SiteBudget:
     def trained(self, server_round: int) -> bool:
         """Whether this site trained round ``server_round`` of this run (fine-tuning is not a round)."""
         return server_round != FINE_TUNING_ROUND and any(
-            e.server_round == server_round for e in self.ledger.entries(self.run)
+            e.server_round == server_round and not e.is_release for e in self.ledger.entries(self.run)
         )
 
     def plan_refusal(self, settings: RunSettings) -> str | None:
@@ -144,9 +129,7 @@ class SiteBudget:
         self._checked_plan(settings)
         if not settings.privacy.enabled:
             return None
-        planned = noise_for_run(
-            settings, self.n_train, delta=self.policy.delta, accountant=self.policy.accountant
-        )
+        planned = self.run_noise(settings).sigma
         if server_round is None:
             return planned
         refused = self.round_refusal(settings, server_round)
@@ -156,8 +139,27 @@ class SiteBudget:
         per_round = self.planned_round(settings, planned)[0]
         rounds_left = max(settings.rounds - server_round + 1, 1)
         rest = [(per_round[0], per_round[1], per_round[2] * rounds_left + fine_tuning_steps(settings))]
+        rest += self.releases_to_come(settings)
         on_plan = not spent or self._within_target(settings, spent + rest)
         return planned if on_plan else self._recalibrated(settings, spent, per_round, server_round)
+
+    def run_noise(self, settings: RunSettings) -> RunNoise:
+        """DP-SGD's σ and the releases' z of this run at this site (site's δ, accountant, share)."""
+        return site_noise_for_run(
+            settings,
+            self.n_train,
+            delta=self.policy.delta,
+            accountant=self.policy.accountant,
+            release_share=self.policy.release_epsilon_share,
+        )
+
+    def releases_to_come(self, settings: RunSettings) -> History:
+        """The run's planned releases not yet in the ledger, each kind at its z (none DP off)."""
+        if not settings.privacy.enabled:
+            return []
+        noise, entries = self.run_noise(settings), self.ledger.entries(self.run)
+        left = {k: n - sum(release_kind(e) == k for e in entries) for k, n in noise.releases.items()}
+        return [(noise.release_z[k], 1.0, n) for k, n in left.items() if n > 0]
 
     def _within_target(self, settings: RunSettings, history: History) -> bool:
         target = settings.privacy.target_epsilon
@@ -169,7 +171,10 @@ class SiteBudget:
         rounds_left = max(settings.rounds - server_round + 1, 1)
         target = settings.privacy.target_epsilon
         sigma = self._noise_for_rest(
-            settings, spent, per_round[1], per_round[2] * rounds_left + fine_tuning_steps(settings)
+            settings,
+            spent + self.releases_to_come(settings),
+            per_round[1],
+            per_round[2] * rounds_left + fine_tuning_steps(settings),
         )
         if sigma is None:
             raise PrivacyBudgetError(
@@ -318,7 +323,7 @@ class SiteBudget:
         )
 
     def _new_entries(
-        self, entries: list[LedgerEntry], planned: History, server_round: int
+        self, entries: list[LedgerEntry], planned: History, server_round: int, release: str = ""
     ) -> list[LedgerEntry]:
         history = [e.accountant_step for e in entries]
         run_history = [e.accountant_step for e in entries if e.run == self.run]
@@ -331,6 +336,7 @@ class SiteBudget:
                 delta=self.policy.delta,
                 epsilon_run=self._epsilon(run_history + planned[: i + 1]),
                 epsilon_total=self._epsilon(history + planned[: i + 1]),
+                release=release,
             )
             for i, step in enumerate(planned)
         ]
@@ -350,6 +356,7 @@ class SiteBudget:
             return None
         planned = self.noise(settings)
         spent, rate, steps = self.ledger.history(self.run), self.rate(settings), fine_tuning_steps(settings)
+        spent = spent + self.releases_to_come(settings)  # the personalized model's metrics
         if self._within_target(settings, spent + [(planned, rate, steps)]):
             return planned
         sigma = self._noise_for_rest(settings, spent, rate, steps)
@@ -363,7 +370,7 @@ class SiteBudget:
 
     def fine_tuning_refusal(self, entries: list[LedgerEntry], settings: RunSettings) -> str | None:
         """A site fine-tunes once per run identity (any ``rounds``), and only a run it trained in."""
-        mine = [e for e in entries if e.run == self.run]
+        mine = [e for e in entries if e.run == self.run and not e.is_release]
         if not any(e.server_round != FINE_TUNING_ROUND for e in mine):
             return f"site {self.site} did not train in this run: nothing to personalize"
         if any(e.server_round == FINE_TUNING_ROUND for e in mine):
@@ -388,3 +395,48 @@ class SiteBudget:
             return refused or self._new_entries(entries, planned, server_round)
 
         return self.ledger.reserve(plan)
+
+    # Releases (issue P, client.dp_release): every row-dependent statistic a reply carries is a
+    # Gaussian mechanism charged here, in the same transaction discipline as a training round.
+
+    def reserve_release(
+        self,
+        settings: RunSettings,
+        *,
+        z: float,
+        server_round: int,
+        release: str,
+        in_run_plan: bool,
+        limit: int | None = None,
+    ) -> LedgerEntry:
+        """Check and write one release (noise multiplier ``z``, one step at rate 1) before it
+        is sent: the site's policy and cap, and, for a release of a training run's plan, the
+        run's ε target and how many releases of its kind (``release``'s first word) the plan
+        holds (``limit``), so the releases and the rounds together never pass the target."""
+        refusal = self.run_refusal(settings, z) if z > 0 else self._exact_refusal(settings)
+        if refusal:
+            raise PrivacyBudgetError(refusal)
+        planned, kind = [(z, 1.0, 1)], release.split(" ", 1)[0]
+
+        def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
+            done = sum(e.run == self.run and release_kind(e) == kind for e in entries)
+            refused = (
+                (
+                    f"site {self.site} refuses a {kind} release: this run's plan holds {limit}"
+                    if limit is not None and done >= limit
+                    else None
+                )
+                or self.cap_refusal(entries, planned, server_round)
+                or (self.target_refusal(settings, entries, planned, server_round) if in_run_plan else None)
+            )
+            return refused or self._new_entries(entries, planned, server_round, release=release)
+
+        return self.ledger.reserve(plan)[0]
+
+    def _exact_refusal(self, settings: RunSettings) -> str | None:
+        """An exact release (no noise) only where the site allows DP off and the run has it."""
+        if self.policy.require_dp:
+            return f"site {self.site} requires DP (require-dp): it releases no exact statistic"
+        if settings.privacy.enabled:
+            return f"site {self.site}: a DP run's releases carry noise"
+        return None

@@ -11,6 +11,11 @@ coordinator can neither reset nor rewrite.
   planned steps in one ``BEGIN IMMEDIATE`` transaction, so two concurrent train messages (or
   runs) cannot both pass the check. A reservation is never released: a round that failed
   after reserving counts as spent (conservative).
+- **Every release in the same accountant** (issue P): a row with a non-empty ``release`` is a
+  Gaussian mechanism on statistics of the site's rows (evaluation, feature statistics, compare,
+  personalize): noise multiplier σ = noise std / L2 sensitivity, sample rate 1, one step, and
+  ``release`` says what was released, its sensitivity and its noise. RDP and PRV compose it
+  with DP-SGD's subsampled Gaussian steps as they compose those.
 
 The ε maths stays in :mod:`federation.core.privacy`; this class stores, verifies and reads.
 """
@@ -45,9 +50,13 @@ _SCHEMA = (
         epsilon_total REAL NOT NULL,
         recorded_at REAL NOT NULL,
         prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
+        hash TEXT NOT NULL,
+        release TEXT NOT NULL DEFAULT ''
     )""",
 )
+# A ledger written before releases were charged gains the column (its rows keep their hashes:
+# an empty ``release`` is left out of a row's hash).
+_MIGRATION = "ALTER TABLE spend ADD COLUMN release TEXT NOT NULL DEFAULT ''"
 _COLUMNS = (
     "site",
     "run",
@@ -76,14 +85,22 @@ class LedgerEntry:
     epsilon_run: float  # ε of this run so far, at the site's δ
     epsilon_total: float  # ε of every run of this node so far, at the site's δ
     recorded_at: float
+    release: str = ""  # "" : DP-SGD steps; else what a Gaussian release sent (client.dp_release)
 
     @property
     def accountant_step(self) -> tuple[float, float, int]:
         return (self.noise_multiplier, self.sample_rate, self.steps)
 
+    @property
+    def is_release(self) -> bool:
+        return bool(self.release)
+
 
 def _row_hash(prev_hash: str, entry: LedgerEntry) -> str:
-    body = json.dumps([prev_hash, *(asdict(entry)[c] for c in _COLUMNS)], separators=(",", ":"))
+    fields = [prev_hash, *(asdict(entry)[c] for c in _COLUMNS)]
+    if entry.release:  # rows written before releases were charged keep their hashes
+        fields.append(entry.release)
+    body = json.dumps(fields, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -97,6 +114,9 @@ class SiteLedger:
             with self._connect() as conn:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(spend)")}
+                if "release" not in columns:
+                    conn.execute(_MIGRATION)
                 self._bind(conn)
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(
@@ -147,10 +167,10 @@ class SiteLedger:
             )
 
     def _verified(self, conn: sqlite3.Connection) -> list[tuple[LedgerEntry, str]]:
-        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)}, prev_hash, hash FROM spend ORDER BY id")
+        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)}, prev_hash, hash, release FROM spend ORDER BY id")
         chain, head = [], self.identity.genesis
         for n, row in enumerate(rows.fetchall(), start=1):
-            entry, prev_hash, digest = LedgerEntry(*row[:-2]), row[-2], row[-1]
+            entry, prev_hash, digest = LedgerEntry(*row[:-3], release=row[-1]), row[-3], row[-2]
             if prev_hash != head or _row_hash(prev_hash, entry) != digest:
                 raise LedgerError(
                     f"privacy ledger {self.path}: hash chain broken at entry {n} "
@@ -170,8 +190,12 @@ class SiteLedger:
         return [e for e, _ in chain if run is None or e.run == run]
 
     def history(self, run: str | None = None) -> History:
-        """The accountant history to compose: ``(σ, q, steps)`` per entry."""
+        """The accountant history to compose: ``(σ, q, steps)`` per entry, releases included."""
         return [e.accountant_step for e in self.entries(run)]
+
+    def training_history(self, run: str | None = None) -> History:
+        """The DP-SGD steps only (what the site trained), without its releases."""
+        return [e.accountant_step for e in self.entries(run) if not e.is_release]
 
     def reserve(self, plan: Callable[[list[LedgerEntry]], list[LedgerEntry] | str]) -> list[LedgerEntry]:
         """Atomically: verify, let ``plan`` see every entry and return the round's entries (or
@@ -186,9 +210,9 @@ class SiteLedger:
             for entry in planned:
                 digest = _row_hash(head, entry)
                 conn.execute(
-                    f"INSERT INTO spend ({', '.join(_COLUMNS)}, prev_hash, hash) VALUES "
-                    f"({', '.join('?' for _ in _COLUMNS)}, ?, ?)",
-                    (*(asdict(entry)[c] for c in _COLUMNS), head, digest),
+                    f"INSERT INTO spend ({', '.join(_COLUMNS)}, prev_hash, hash, release) VALUES "
+                    f"({', '.join('?' for _ in _COLUMNS)}, ?, ?, ?)",
+                    (*(asdict(entry)[c] for c in _COLUMNS), head, digest, entry.release),
                 )
                 head = digest
                 digests.append(digest)
@@ -218,6 +242,7 @@ def new_entry(
     delta: float,
     epsilon_run: float,
     epsilon_total: float,
+    release: str = "",
 ) -> LedgerEntry:
     sigma, rate, steps = step
     return LedgerEntry(
@@ -231,6 +256,7 @@ def new_entry(
         epsilon_run=float(epsilon_run),
         epsilon_total=float(epsilon_total),
         recorded_at=time.time(),
+        release=release,
     )
 
 

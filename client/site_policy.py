@@ -54,6 +54,11 @@ class SitePolicy:
     accountant: str = "rdp"
     min_eval_rows: int = 50
     min_cell_size: int = 10
+    # Issue P: the share of a run's ε target its releases (evaluation each round, personalize)
+    # spend, and the ε of one query outside a training run (compare). Chosen by measurement:
+    # docs/privacy.md, 'What each release costs'.
+    release_epsilon_share: float = 0.2
+    query_epsilon: float = 0.5
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -114,6 +119,8 @@ OPTIONS = {
     "accountant": ("accountant", _accountant),
     "min-eval-rows": ("min_eval_rows", _positive(int)),
     "min-cell-size": ("min_cell_size", _positive(int)),
+    "release-epsilon-share": ("release_epsilon_share", _positive(float, 1.0)),
+    "query-epsilon": ("query_epsilon", _positive(float)),
 }
 SIMULATION_DEFAULTS = {
     MAX_EPSILON: SIMULATION_MAX_EPSILON,

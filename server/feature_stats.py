@@ -75,10 +75,12 @@ def query_statistics(
             f"no site could send its feature statistics ({len(errors)} of "
             f"{len(node_ids)} failed); the first reason: {first}"
         )
+    # A site under DP releases none (every statistic would be a release): its columns count 0.
     parts = [
         (m[wire.STATS_COUNT], m[wire.STATS_SUM], m[wire.STATS_SUMSQ])
         for m in (r.content[wire.METRICS] for r in replies)
-    ]
+        if wire.STATS_COUNT in m
+    ] or [(np.zeros(len(prior[0])),) * 3 if prior is not None else ([0.0], [0.0], [0.0])]
     mean, std = combine_statistics(parts, prior=prior)
     unreleased = int((np.sum([p[0] for p in parts], axis=0) == 0).sum())
     if unreleased:

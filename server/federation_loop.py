@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from flwr.serverapp import Grid
 from federation.core import wire
 from federation.core.errors import ConfigError, FederationError
 from federation.core.model import build_model
+from federation.core.privacy import TEST, VALIDATION
 from federation.core.records import RoundRecord
 from federation.core.run_layout import json_safe
 from federation.core.settings import (  # re-exported for callers of this module
@@ -38,7 +40,7 @@ from server.checkpoint import (
 from server.exchange import Exchange, exchange, only_nodes
 from server.feature_stats import query_statistics, spec_prior
 from server.personalization import personalize_sites, trained_nodes
-from server.progress import show_round, show_stop
+from server.progress import show_round, show_stop, show_test
 from server.round_records import (
     evaluation_record,
     failures,
@@ -168,8 +170,10 @@ def _run_round(
     else:
         arrays, train, discarded, secagg = _plain_train(grid, strategy, server_round, arrays, timeout, sites)
     # The test CI every round: with early stopping no round is known to be the last one, and
-    # the bootstrap costs a site ~0.4 s at 10k test rows (0.02 s at 100).
-    with_ci = ConfigRecord({wire.WITH_CI: True})
+    # the bootstrap costs a site ~0.4 s at 10k test rows (0.02 s at 100). Under DP each round
+    # asks a release of the validation split only; the test split is released once, for the
+    # round handed out (_final_test).
+    with_ci = ConfigRecord({wire.WITH_CI: True, wire.EVAL_SPLIT: VALIDATION})
     # Only the nodes that trained: a node that let the train timeout pass is not waited for a
     # second time, and a site that did not train the round refuses to score it anyway.
     messages = only_nodes(strategy.configure_evaluate(server_round, arrays, with_ci, grid), train.ok_nodes)
@@ -198,6 +202,15 @@ def _run_round(
             failure["reason"],
         )
     return arrays, record.normalized()
+
+
+def _track_epsilon(epsilon_by_site: dict[str, float | None], record: RoundRecord) -> None:
+    """Each site's largest ε of this run so far: its training replies and, under DP, its
+    releases' (each says the ledger's ε right after it), so ε shown is ε spent."""
+    for part in (record.train, record.validation.sites, record.evaluate.sites):
+        for site, metrics in part.items():
+            if "epsilon" in metrics or part is record.train:
+                epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
 
 
 def _max_epsilon(known: float | None, reported: float | None) -> float | None:
@@ -244,8 +257,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         if should_stop(records, metric, settings.early_stopping):
             break
         arrays, record = _run_round(grid, strategy, server_round, arrays, timeout, settings, sites)
-        for site, metrics in record.train.items():
-            epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), metrics.get("epsilon"))
+        _track_epsilon(epsilon_by_site, record)
         records.append(record)
         selected = chosen_round(records, metric) == server_round
         best = arrays.to_torch_state_dict() if selected else best
@@ -265,6 +277,11 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         if aggregated_any(records):  # never a model.pt that no site's update ever changed
             folder.save_model(arrays, spec, settings, server_round, selected=selected)
         show_round(record.to_json(), settings.rounds)
+    if settings.privacy.enabled and best is not None and aggregated_any(records):
+        records = _final_test(grid, strategy, records, ArrayRecord(best), settings, timeout, sites)
+        folder.rewrite_rounds(records)
+        for record in records:
+            _track_epsilon(epsilon_by_site, record)
     summary = _finish(folder, settings, records, epsilon_by_site, best)
     if settings.personalize != "none" and best is not None:  # each site adapts the selected model
         personalize_sites(
@@ -278,6 +295,41 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
             timeout=timeout,
         )
     return summary
+
+
+def _final_test(
+    grid: Grid,
+    strategy: ValidatedStrategy,
+    records: list[RoundRecord],
+    best: ArrayRecord,
+    settings: RunSettings,
+    timeout: float,
+    sites: dict[int, str],
+) -> list[RoundRecord]:
+    """Under DP: the test split's one release per run, of the round handed out, by the sites
+    that trained it; it becomes that round's test evaluation (metrics.jsonl is rewritten)."""
+    chosen = chosen_round(records, settings.selection.metric)
+    index = next((i for i, r in enumerate(records) if r.round == chosen), None)
+    if index is None or records[index].evaluate.sites:  # a resumed finished run: already done
+        return records
+    trained = {node for node, site in sites.items() if site in records[index].train}
+    config = ConfigRecord({wire.WITH_CI: True, wire.EVAL_SPLIT: TEST})
+    messages = only_nodes(strategy.configure_evaluate(chosen, best, config, grid), trained)
+    test = exchange(grid, messages, timeout=timeout, stage="test", sites=sites)
+    for failure in test.failures:
+        log.warning(
+            "test of round %s: site %s (node %s) failed: %s",
+            chosen,
+            failure["site"] or "unknown",
+            failure["node"],
+            failure["reason"],
+        )
+    record = records[index]
+    updated = replace(
+        record, evaluate=evaluation_record(test.replies), failures=record.failures + test.failures
+    )
+    show_test(updated.to_json())
+    return records[:index] + [updated.normalized()] + records[index + 1 :]
 
 
 def _finish(

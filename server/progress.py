@@ -28,7 +28,10 @@ def _loss(record: dict[str, Any]) -> str:
     losses = [t["loss"] for t in record["train"].values() if t.get("loss") is not None]
     if losses:
         return f"train loss {sum(losses) / len(losses):.4f}"
-    return f"test loss {_fmt(record['evaluate'].get('pooled', {}).get('loss'), '.4f')}"
+    test = record["evaluate"].get("pooled", {}).get("loss")
+    if test is None:  # under DP the test split is released once, after the run
+        return "train loss n/a (DP)"
+    return f"test loss {_fmt(test, '.4f')}"
 
 
 def _epsilon(record: dict[str, Any]) -> str:
@@ -44,13 +47,32 @@ def _epsilon(record: dict[str, Any]) -> str:
     return f"max ε {max(epsilons):.2f}" + (f" (site total {max(totals):.2f})" if totals else "")
 
 
+def test_line(record: dict[str, Any]) -> str:
+    """Under DP, after the run: the one release of the test split, for the round handed out."""
+    pooled = record["evaluate"].get("pooled", {})
+    return (
+        f"test of round {record['round']} (handed out): pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
+        f"test loss {_fmt(pooled.get('loss'), '.4f')}  sites {len(record['evaluate'].get('sites', {}))}"
+        "  (noisy DP releases: lhsfed evaluate shows the intervals)"
+    )
+
+
+def show_test(record: dict[str, Any]) -> None:
+    _console.print(test_line(record))
+
+
 def round_line(record: dict[str, Any], total_rounds: int) -> str:
     pooled = record["evaluate"].get("pooled", {})
     validation = (record.get("validation") or {}).get("pooled", {})
     return (
         f"round {record['round']:>3}/{total_rounds}  {_loss(record)}  "
         f"val loss {_fmt(validation.get('loss'), '.4f')}  "
-        f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  {_epsilon(record)}  "
+        + (
+            f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
+            if pooled or not validation
+            else f"val AUROC {_fmt(validation.get('auroc'), '.3f')}  "
+        )
+        + f"{_epsilon(record)}  "
         f"sites {len(record['train'])}"
         + ("  [yellow]discarded[/yellow]" if record.get("discarded") else "")
         + (f"  [red]failures {len(record['failures'])}[/red]" if record.get("failures") else "")

@@ -29,6 +29,11 @@ EVAL_FIELDS = {
     "loss": wire.EVAL_LOSS,
     "n_test": wire.N_TEST,
     "n_positive": wire.N_POSITIVE,
+    "loss_se": wire.EVAL_LOSS_SE,
+    "auroc_se": wire.AUROC_SE,
+    "release_noise_std": wire.RELEASE_NOISE_STD,
+    "epsilon": wire.EPSILON,  # DP releases: the site's ledger right after the release
+    "site_epsilon": wire.SITE_EPSILON,
     **SITE_WIRE_KEYS,
 }
 
@@ -121,6 +126,10 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     pooled["brier"] = float(np.average([m[wire.BRIER] for m in metrics], weights=n))
     pooled["loss"] = float(np.average([m[wire.EVAL_LOSS] for m in metrics], weights=n))
     pooled["n_test"] = int(n.sum())
+    for name, key in (("loss_se", wire.EVAL_LOSS_SE), ("auroc_se", wire.AUROC_SE)):
+        if all(key in m for m in metrics):  # DP releases: the pooled value's error from theirs
+            errors = np.array([m[key] for m in metrics], dtype=float)
+            pooled[name] = float(np.sqrt(np.sum((n / n.sum() * errors) ** 2)))
     return pooled
 
 

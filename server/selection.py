@@ -26,29 +26,49 @@ class Selection:
     rounds_since: int  # rounds completed after the best one (or since the start)
 
 
-def _candidates(records: list[Record], metric: str) -> list[tuple[int, float]]:
-    """(round, value) of the rounds that may be handed out: from the first one that
-    aggregated an update on (earlier ones are the untrained model), with a validation value."""
+def _candidates(records: list[Record], metric: str) -> list[tuple[int, float, float]]:
+    """(round, value, standard error) of the rounds that may be handed out: from the first one
+    that aggregated an update on (earlier ones are the untrained model), with a validation
+    value. The error is that of a noisy DP release (0 for exact metrics)."""
     found, trained = [], False
     for record in records:
         trained = trained or record.changed_model
         value = record.validation_value(metric)
         if trained and value is not None:
-            found.append((record.round, float(value)))
+            error = record.validation.pooled.get(f"{metric}_se")
+            found.append((record.round, float(value), float(error or 0.0)))
     return found
 
 
+# Two rounds whose pooled validation values differ by less than this many standard errors of
+# the difference are a tie (a one-sided 95 % z): under DP the noise, not the model, would decide.
+TIE_Z = 1.645
+
+
 def select(records: list[Record], metric: str) -> Selection:
-    """The round with the best pooled validation ``metric``; a tie keeps the earlier round."""
+    """The round with the best pooled validation ``metric``; a tie keeps the earlier round.
+
+    Under DP (validation values with standard errors) a later round no worse than the best
+    within :data:`TIE_Z` standard errors of the difference is preferred to it: it trained more,
+    and the releases cannot tell them apart. Noise too large to tell any round apart hands out
+    the last round and never stops early; releases precise enough to tell act as exact ones.
+    """
     sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
     last = records[-1].round if records else 0
-    best: tuple[int, float] | None = None
-    for server_round, value in _candidates(records, metric):
-        if best is None or sign * value < sign * best[1]:
-            best = (server_round, value)
+    candidates = _candidates(records, metric)
+    best: tuple[int, float, float] | None = None
+    for candidate in candidates:
+        if best is None or sign * candidate[1] < sign * best[1]:
+            best = candidate
     if best is None:
         return Selection(None, None, len(records))
-    return Selection(best[0], best[1], last - best[0])
+    tied = [
+        c
+        for c in candidates
+        if c[0] > best[0] and sign * (c[1] - best[1]) <= TIE_Z * (c[2] ** 2 + best[2] ** 2) ** 0.5
+    ]
+    chosen = max(tied, key=lambda c: c[0]) if tied and (best[2] > 0 or tied[-1][2] > 0) else best
+    return Selection(chosen[0], chosen[1], last - chosen[0])
 
 
 def chosen_round(records: list[Record], metric: str) -> int | None:

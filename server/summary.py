@@ -30,10 +30,17 @@ def _round(rounds: list[RoundRecord], server_round: int | None) -> RoundRecord |
 def site_totals(rounds: list[RoundRecord]) -> dict[str, float | None]:
     """Each site's lifetime ε (its ledger, every run it joined) as last reported in this run."""
     totals: dict[str, float | None] = {}
-    for record in rounds:
-        for site, metrics in record.train.items():
-            totals[site] = metrics.get("site_epsilon")
+    for record in rounds:  # training, then (DP) the releases: each says the ledger right after it
+        for part in (record.train, record.validation.sites, record.evaluate.sites):
+            for site, metrics in part.items():
+                if part is record.train or "site_epsilon" in metrics:
+                    totals[site] = _later(totals.get(site, 0.0), metrics.get("site_epsilon"))
     return totals
+
+
+def _later(known: float | None, reported: float | None) -> float | None:
+    """The ledger's total only grows: the largest reported (None: DP off, unbounded) wins."""
+    return None if known is None or reported is None else max(known, reported)
 
 
 def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -132,4 +133,136 @@ def noise_for_run(settings, n_train: int, *, delta: float, accountant: str) -> f
         rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
         steps=steps,
         accountant=accountant,
+    )
+
+
+# Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
+# that would need more has no useful budget left, and the site refuses it.
+MAX_NOISE_MULTIPLIER = 10.0
+# The releases' noise multiplier is searched up to here: a release is one step (q = 1), so
+# more noise is still a useful, if coarse, statistic.
+MAX_RELEASE_NOISE = 1000.0
+
+
+def noise_for_rest(
+    history: History, *, rate: float, steps: int, target_epsilon: float, delta: float, accountant: str
+) -> float | None:
+    """Smallest σ (within 0.01 %) so that ``history`` plus ``steps`` more steps at ``rate``
+    compose to at most ``target_epsilon``; None if even ``MAX_NOISE_MULTIPLIER`` is not enough.
+
+    Opacus's ``get_noise_multiplier`` starts from an empty history, so the bisection is ours.
+    """
+
+    def epsilon(sigma: float) -> float:
+        return epsilon_spent(list(history) + [(sigma, rate, steps)], delta=delta, accountant=accountant)
+
+    return _smallest_noise(epsilon, target_epsilon, high=MAX_NOISE_MULTIPLIER)
+
+
+def _smallest_noise(epsilon, target: float, *, high: float) -> float | None:
+    low = 0.01
+    if epsilon(high) > target:
+        return None
+    while high - low > 1e-4 * high:
+        middle = (low + high) / 2
+        low, high = (low, middle) if epsilon(middle) <= target else (middle, high)
+    return high
+
+
+@lru_cache(maxsize=4096)
+def release_noise(*, epsilon: float, delta: float, releases: int, accountant: str = "rdp") -> float:
+    """Noise multiplier z (noise std / L2 sensitivity) so that ``releases`` Gaussian releases
+    compose to at most ``epsilon`` at ``delta``: each is one step at sample rate 1."""
+    if releases <= 0:
+        return 0.0
+    found = _smallest_noise(
+        lambda z: epsilon_spent([(z, 1.0, releases)], delta=delta, accountant=accountant),
+        epsilon,
+        high=MAX_RELEASE_NOISE,
+    )
+    if found is None:
+        raise ValueError(f"ε={epsilon:g} is too small for {releases} releases at δ={delta:g}")
+    return found
+
+
+VALIDATION = "validation"  # the release kinds of a training run's plan (ledger rows say which)
+TEST = "test"
+
+
+def planned_releases(settings) -> dict[str, int]:
+    """Gaussian releases a training run plans at each site, by kind: the validation split's
+    histograms each round (choosing the round, stopping early) and, once, the test split's of
+    the model handed out, plus the personalized and global models' on the test split."""
+    return {VALIDATION: settings.rounds, TEST: 1 + (settings.personalize != "none")}
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    """A site's noise for one run: DP-SGD's σ, each release kind's noise multiplier z and
+    how many releases of it the plan holds."""
+
+    sigma: float
+    release_z: dict[str, float]
+    releases: dict[str, int]
+
+    @property
+    def release_history(self) -> History:
+        return [(self.release_z[k], 1.0, n) for k, n in self.releases.items() if n]
+
+
+def release_noises(
+    *, epsilon: float, delta: float, releases: dict[str, int], accountant: str
+) -> dict[str, float]:
+    """Each kind's z, the kinds sharing ``epsilon`` equally in zCDP terms (Σ n/z² split evenly,
+    so z_kind ∝ √n_kind): the one test release is as precise as all rounds' validation
+    releases together, not one of ``rounds`` + 1 equal ones."""
+    kinds = {k: n for k, n in releases.items() if n > 0}
+    if not kinds:
+        return {k: 0.0 for k in releases}
+    scale = release_noise(epsilon=epsilon, delta=delta, releases=len(kinds), accountant=accountant)
+    # len(kinds) releases at ``scale`` compose exactly as kind k's n_k releases at scale·√n_k.
+    return {k: scale * math.sqrt(n) if n else 0.0 for k, n in releases.items()}
+
+
+@lru_cache(maxsize=4096)
+def _run_noise(
+    *, target: float, share: float, delta: float, accountant: str, rate: float, steps: int, releases: tuple
+) -> RunNoise:
+    planned = dict(releases)
+    z = release_noises(epsilon=target * share, delta=delta, releases=planned, accountant=accountant)
+    history = [(z[k], 1.0, n) for k, n in planned.items() if n]
+    sigma = noise_for_rest(
+        history, rate=rate, steps=steps, target_epsilon=target, delta=delta, accountant=accountant
+    )
+    if sigma is None:
+        raise ValueError(
+            f"ε={target:g} leaves DP-SGD no useful noise after the releases at release share {share:g}"
+        )
+    return RunNoise(sigma=sigma, release_z=z, releases=planned)
+
+
+def site_noise_for_run(
+    settings, n_train: int, *, delta: float, accountant: str, release_share: float
+) -> RunNoise:
+    """DP-SGD's σ and the releases' z of a run at one site: the releases (validation each round,
+    the test split once, personalize) spend ``release_share`` of the run's ε target on their
+    own; σ is the smallest noise with which every training and fine-tuning step after them
+    stays within the whole target. One ε per patient: the run's target bounds both together."""
+    t = settings.train
+    steps = planned_steps(
+        n_train=n_train,
+        batch_size=t.batch_size,
+        local_epochs=t.local_epochs,
+        rounds=settings.rounds,
+        local_steps=t.local_steps,
+    ) + fine_tuning_steps(settings)
+    releases = planned_releases(settings) if release_share > 0 else {}
+    return _run_noise(
+        target=settings.privacy.target_epsilon,
+        share=release_share,
+        delta=delta,
+        accountant=accountant,
+        rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
+        steps=steps,
+        releases=tuple(sorted(releases.items())),
     )

@@ -14,6 +14,9 @@ SERVER_ROUND = "server-round"
 SITE_NAME = "site-name"
 PROXIMAL_MU = "proximal-mu"
 WITH_CI = "with-ci"  # evaluate: bootstrap the site's AUROC CI of its test rows
+# evaluate under DP: which split the message asks a release of ("validation" each round, "test"
+# once per run for the round handed out: federation.core.privacy.planned_releases)
+EVAL_SPLIT = "eval-split"
 ARRAY_NAMES = "array-names"  # SecAgg+ (legacy layout) sends arrays unnamed: their names, joined by ","
 
 # Train metrics
@@ -25,6 +28,10 @@ STEPS = "steps"
 NOISE_MULTIPLIER = "noise-multiplier"
 SAMPLE_RATE = "sample-rate"
 SITE_EPSILON = "site-epsilon"  # ε of every run this site joined (its ledger), at the site's δ
+# Every evaluate/compare/personalize reply: the noise std of its release (0: exact, DP off) and
+# the ε of that release alone at the site's δ (client/dp_release.py)
+RELEASE_NOISE_STD = "release-noise-std"
+RELEASE_EPSILON = "release-epsilon"
 
 # Query asked before a secure-aggregation round: will the site train? (message type query.budget)
 QUERY_BUDGET = "budget"
@@ -38,6 +45,7 @@ RUN_CONFIG_REFUSED = 4005  # the run config is invalid
 SITE_CONFIG_ERROR = 4006  # the node's own configuration is incomplete or wrong
 UNMASK_REFUSED = 4008  # a SecAgg+ unmask request the site will not answer (client/secure_aggregation.py)
 APP_NOT_PINNED = 4007  # the run's app bundle is not the ClientApp this site pins (client/pinned_runner.py)
+UNCHARGED_RELEASE = 4009  # a reply held a statistic no ledger row charged (client/dp_release.py)
 SITE_ERROR = 4099  # anything else (details in the site's log)
 
 # Evaluate metrics
@@ -61,6 +69,11 @@ CALIBRATION_INTERCEPT = "calibration-intercept"
 THRESHOLD = "threshold"
 SENSITIVITY = "sensitivity"
 SPECIFICITY = "specificity"
+
+# Under DP: standard errors of a split's loss and AUROC over the release's noise and sampling
+# (parametric bootstrap of the noisy histograms at the site: federation.core.histogram_metrics)
+EVAL_LOSS_SE = "eval-loss-se"
+AUROC_SE = "auroc-se"
 
 # Feature-statistics query (federated standardization)
 STATS_COUNT = "stats-count"

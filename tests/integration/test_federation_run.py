@@ -13,6 +13,7 @@ from federation.coordinator.flwr_app_config import compose_config
 from federation.core.data import load_site, site_file
 from federation.core.dataspec import parse_dataset_spec
 from federation.core.model import ModelSpec, build_model
+from tests.helpers.exact_quality import exact_pooled_auroc
 from tests.helpers.runs import read_json, run_launcher
 
 SITES = {"cleveland", "hungary", "switzerland", "va"}
@@ -158,7 +159,8 @@ def test_sites_bootstrap_their_test_auroc_ci_every_round_and_not_on_validation(d
 
 def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
     """The default federation (DP ε=3, 10 rounds) with the sites' own
-    randomness still reaches pooled AUROC >= 0.88. The noise is the sites' secret, so runs
+    randomness still reaches pooled AUROC >= 0.88 (the handed-out model scored here exactly;
+    the coordinator's figure is a noisy release) within ε 3 for training and releases together. The noise is the sites' secret, so runs
     differ: the mean of three runs (in-process: the same ServerApp loop and ClientApp, no
     Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""
     from federation.coordinator.inprocess import run_config_for, run_in_process
@@ -168,6 +170,7 @@ def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
         run_dir = tmp_path / str(i)
         monkeypatch.setenv("LHSFED_LEDGER_DIR", str(run_dir / "ledgers"))
         summary = run_in_process(run_config_for([], run_dir), run_dir=run_dir, num_nodes=4)
-        aurocs.append(summary["metrics"]["pooled"]["auroc"])
+        aurocs.append(exact_pooled_auroc(run_dir))
+        assert max(s["epsilon"] for s in summary["privacy"]["sites"].values()) <= 3.0 * (1 + 1e-6)
     assert len(set(aurocs)) == 3  # three different runs: the noise is fresh each time
     assert np.mean(aurocs) >= 0.88 and min(aurocs) >= 0.87, aurocs

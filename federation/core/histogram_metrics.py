@@ -1,0 +1,180 @@
+"""Every metric of a scored split from its two class histograms of predicted risk (pure).
+
+Under DP a site releases only noisy per-class score histograms (``client.dp_release``); AUROC,
+AUPRC, Brier, log loss, calibration, ECE, sensitivity and specificity are then post-processing
+of that one release, free of further ε, and the same arithmetic serves the site (its reply) and
+anyone holding the histograms. Scores are the bins' centres, so the metrics are of the binned
+model (ties inside a bin count half); :data:`RELEASE_GROUPS` equal-width bins keep the noise per
+bin small against the counts.
+
+The AUROC interval is a parametric bootstrap that includes the DP noise: each resample draws
+Poisson counts around the released ones and adds fresh noise of the released standard
+deviation, so the interval is wider than a sampling-only one by what the noise costs.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from federation.core import wire
+from federation.core.metrics import CI_LEVEL, ECE_BINS, HIST_BINS
+
+# Released bins under DP: 20 of width 0.05 (5 wire bins each). Fewer bins: less noise summed
+# over a metric, more ties; measured in docs/privacy.md ('What each release costs').
+RELEASE_GROUPS = 20
+CI_RESAMPLES = 400
+_EPS = 1e-7
+
+
+def coarse_histograms(y: np.ndarray, p: np.ndarray, groups: int = RELEASE_GROUPS) -> np.ndarray:
+    """Exact counts of positives (row 0) and negatives (row 1) per equal-width risk bin."""
+    y = np.asarray(y, dtype=int)
+    index = np.minimum((np.asarray(p, dtype=float) * groups).astype(int), groups - 1)
+    return np.stack(
+        [np.bincount(index[y == 1], minlength=groups), np.bincount(index[y == 0], minlength=groups)]
+    ).astype(float)
+
+
+def spread(coarse: np.ndarray) -> list[float]:
+    """A coarse histogram on the wire's HIST_BINS bins: each bin's count spread evenly over the
+    wire bins it covers (the server pools wire histograms as it always has)."""
+    coarse = np.asarray(coarse, dtype=float)
+    width = HIST_BINS // len(coarse)
+    return np.repeat(coarse / width, width).tolist()
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC of histograms (last axis: bins in increasing risk; ties count half)."""
+    below = np.cumsum(neg, axis=-1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=-1) / (pos.sum(axis=-1) * neg.sum(axis=-1))
+    return np.where((pos.sum(axis=-1) > 0) & (neg.sum(axis=-1) > 0), auc, np.nan)
+
+
+def _auprc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Average precision with bins as thresholds, from the highest risk down."""
+    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+    if tp[-1] <= 0:
+        return float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+    recall_gain = np.diff(np.concatenate([[0.0], tp])) / tp[-1]
+    return float(np.sum(precision * recall_gain))
+
+
+def _calibration(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> tuple[float, float]:
+    """Logistic recalibration on the bins' logits weighted by their counts: (slope, intercept)."""
+    if pos.sum() <= 0 or neg.sum() <= 0:
+        return float("nan"), float("nan")
+    logit = np.log(centres / (1 - centres))
+    x = np.concatenate([logit, logit])[:, None]
+    labels = np.concatenate([np.ones_like(pos), np.zeros_like(neg)])
+    weights = np.concatenate([pos, neg])
+    keep = weights > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = LogisticRegression(penalty=None, max_iter=1000).fit(
+            x[keep], labels[keep], sample_weight=weights[keep]
+        )
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def _ece(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> float:
+    """ECE over ECE_BINS equal-width bins (released bins merged into them)."""
+    which = np.minimum((centres * ECE_BINS).astype(int), ECE_BINS - 1)
+    count = np.bincount(which, weights=pos + neg, minlength=ECE_BINS)
+    risk = np.bincount(which, weights=(pos + neg) * centres, minlength=ECE_BINS)
+    events = np.bincount(which, weights=pos, minlength=ECE_BINS)
+    total = count.sum()
+    return float(np.abs(risk - events).sum() / total) if total > 0 else float("nan")
+
+
+def _resamples(pos, neg, *, noise_std: float, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Parametric resamples (resamples, 2, bins): Poisson counts around the released ones plus
+    fresh N(0, noise_std²) per bin, clipped at 0."""
+    draws = rng.poisson(np.maximum(np.stack([pos, neg]), 0), size=(resamples, 2, len(pos))).astype(float)
+    if noise_std > 0:
+        draws += rng.normal(0.0, noise_std, size=draws.shape)
+    return np.maximum(draws, 0)
+
+
+def _loss(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (-pos * np.log(centres) - neg * np.log(1 - centres)).sum(axis=-1) / (pos + neg).sum(axis=-1)
+
+
+def auroc_interval(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    *,
+    noise_std: float,
+    rng: np.random.Generator,
+    resamples: int = CI_RESAMPLES,
+) -> tuple[float, float]:
+    """Percentile interval of AUROC over the parametric resamples (DP noise included)."""
+    draws = _resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=resamples)
+    boot = _auroc(draws[:, 0], draws[:, 1])
+    boot = boot[~np.isnan(boot)]
+    if len(boot) == 0:
+        return float("nan"), float("nan")
+    tail = (1 - CI_LEVEL) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def standard_errors(
+    pos: np.ndarray, neg: np.ndarray, centres: np.ndarray, *, noise_std: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Standard errors of the loss and AUROC over the parametric resamples (DP noise included)."""
+    draws = _resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=CI_RESAMPLES)
+    loss, auc = _loss(draws[:, 0], draws[:, 1], centres), _auroc(draws[:, 0], draws[:, 1])
+    return float(np.nanstd(loss)), float(np.nanstd(auc))
+
+
+def histogram_wire_metrics(
+    hist: np.ndarray,
+    *,
+    n: int,
+    noise_std: float,
+    threshold: float = 0.5,
+    with_ci: bool = True,
+    rng: np.random.Generator | None = None,
+) -> dict:
+    """The evaluate reply's metrics of one split from its (noisy) coarse histograms ``hist``
+    (row 0 positives, row 1 negatives), under the wire keys. ``n``: the split's size (public:
+    a function of the site's row count, as the training example count is)."""
+    pos, neg = np.maximum(np.asarray(hist, dtype=float), 0)
+    groups = len(pos)
+    centres = np.clip((np.arange(groups) + 0.5) / groups, _EPS, 1 - _EPS)
+    total = pos.sum() + neg.sum()
+    above = centres >= threshold
+    slope, intercept = _calibration(pos, neg, centres)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        metrics = {
+            wire.NUM_EXAMPLES: n,
+            wire.N_TEST: n,
+            wire.N_POSITIVE: float(pos.sum()),
+            wire.SCORE_HIST_POS: spread(pos),
+            wire.SCORE_HIST_NEG: spread(neg),
+            wire.AUROC: float(_auroc(pos, neg)),
+            wire.AUPRC: _auprc(pos, neg),
+            wire.BRIER: float((pos * (1 - centres) ** 2 + neg * centres**2).sum() / total),
+            wire.EVAL_LOSS: float(_loss(pos, neg, centres)),
+            wire.ECE: _ece(pos, neg, centres),
+            wire.CALIBRATION_SLOPE: slope,
+            wire.CALIBRATION_INTERCEPT: intercept,
+            wire.THRESHOLD: float(threshold),
+            wire.SENSITIVITY: float(pos[above].sum() / pos.sum()) if pos.sum() > 0 else float("nan"),
+            wire.SPECIFICITY: float(neg[~above].sum() / neg.sum()) if neg.sum() > 0 else float("nan"),
+        }
+    rng = rng or np.random.default_rng()
+    if noise_std > 0:
+        loss_se, auroc_se = standard_errors(pos, neg, centres, noise_std=noise_std, rng=rng)
+        metrics |= {wire.EVAL_LOSS_SE: loss_se, wire.AUROC_SE: auroc_se}
+    if with_ci:
+        low, high = auroc_interval(pos, neg, noise_std=noise_std, rng=rng)
+        metrics |= {wire.AUROC_CI_LOW: low, wire.AUROC_CI_HIGH: high}
+    return metrics

@@ -6,6 +6,13 @@ zero weights and identity scaling, re-runs the site's training on dummy rows (al
 their weight gradients are 0) with the randomness it believes the site used, and so learns
 the noise; subtracting it from the returned update leaves the clipped gradient of the one
 sampled row, ``(p - y) * [x, missing flags]`` and ``(p - y)``: their ratio is the row.
+
+What the coordinator would replay: the key the site would use if its randomness were seeded
+from the run config, as it was before (``seed * 1000 + round``, the ``seed`` the train
+handler still passes for training without DP), turned into :class:`SiteRandomness`'s 32-byte
+key in each natural way (:data:`RUN_CONFIG_KEYS`). The control patches the real train
+handler so that its site does exactly that, and the attack reads a row; unpatched, the same
+attack on the same rounds is far from every row: it fails only because the key is secret.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from client.site_randomness import SiteRandomness
+import client.app
+from client.site_randomness import KEY_BYTES, SiteRandomness
 from client.training import train_locally
 from federation.core import wire
 from federation.core.data import load_site
@@ -31,6 +40,7 @@ from tests.helpers.site_nodes import (
     site_data_file,
 )
 
+ROUNDS = 8  # the coordinator sends rounds until one sampled exactly one row (≈ 37 % each)
 ATTACK = (
     "model=logreg",
     "train.optimizer=sgd",
@@ -38,7 +48,20 @@ ATTACK = (
     "train.lr=1",
     "train.batch_size=1",
     "train.local_steps=1",
+    f"rounds={ROUNDS}",
 )
+# A round's seed from the run config (what ``client.app.train`` passes as ``seed``) made into
+# a ChaCha20 key the ways a change to the site's code most plausibly would.
+RUN_CONFIG_KEYS = {
+    "sha256-of-text": lambda seed: hashlib.sha256(str(seed).encode()).digest(),
+    "sha256-of-int64": lambda seed: hashlib.sha256(seed.to_bytes(8, "little")).digest(),
+    "int-little-endian": lambda seed: seed.to_bytes(KEY_BYTES, "little"),
+    "int-big-endian": lambda seed: seed.to_bytes(KEY_BYTES, "big"),
+}
+
+
+def _round_seed(settings: RunSettings, server_round: int) -> int:
+    return settings.seed * 1000 + server_round  # the seed a site used to draw its randomness from
 
 
 def _coordinator_model(settings: RunSettings):
@@ -91,41 +114,70 @@ def _attack_inputs(tmp_path):
     return config, settings, site
 
 
-def test_replayed_randomness_reveals_a_patient_row_control(tmp_path):
-    """Control: if the coordinator knew the site's key (as it knew the old seed), it reads a row."""
-    _, settings, site = _attack_inputs(tmp_path)
+def _rounds_of_the_real_handler(tmp_path, config, settings):
+    """Rounds 1..ROUNDS trained by the real train handler of a deployed node: the head's
+    returned weights of each round, from the coordinator's zero model."""
+    node = deployed_node(tmp_path / "cleveland")
+    arrays = _coordinator_model(settings).state_dict()
+    for server_round in range(1, ROUNDS + 1):
+        reply = send(node, config, message("train", ArrayRecord(arrays), server_round))[0]
+        assert not reply.has_error(), reply.error.reason
+        assert wire.TRAIN_LOSS not in reply.content[wire.METRICS]  # no exact per-row loss under DP
+        yield (
+            server_round,
+            {
+                k.removeprefix("head."): v.numpy().ravel()
+                for k, v in reply.content[wire.ARRAYS].items()
+                if k.startswith("head.")
+            },
+        )
+
+
+def _site_keyed_from_the_run_config(monkeypatch, derive) -> None:
+    """The control: the real handler's site draws its randomness from SiteRandomness keyed by
+    ``derive`` of the seed the handler computes from the run config (instead of os.urandom)."""
+    real = client.app.train_locally
+
+    def train_locally_seeded(*args, seed: int, **kwargs):
+        return real(*args, seed=seed, randomness=SiteRandomness(key=derive(seed)), **kwargs)
+
+    monkeypatch.setattr(client.app, "train_locally", train_locally_seeded)
+
+
+@pytest.mark.parametrize("recipe", sorted(RUN_CONFIG_KEYS))
+def test_replay_reads_a_patient_row_from_a_site_keyed_by_the_run_config_control(
+    tmp_path, monkeypatch, recipe
+):
+    """Control: were the site's key derived from the run config, the coordinator derives it
+    too and, from the real train handler's reply, reads a training row."""
+    derive = RUN_CONFIG_KEYS[recipe]
+    _site_keyed_from_the_run_config(monkeypatch, derive)
+    config, settings, site = _attack_inputs(tmp_path)
     n, d = site.x_train.shape
-    for attempt in range(40):  # the coordinator retries rounds until one row was sampled
-        key = hashlib.sha256(f"run-seed-{attempt}".encode()).digest()
-        returned = _update(settings, site.x_train, site.y_train, key)
-        recovered, sampled = _recover_row(settings, returned, n, d, key)
+    for server_round, returned in _rounds_of_the_real_handler(tmp_path, config, settings):
+        recovered, sampled = _recover_row(
+            settings, returned, n, d, derive(_round_seed(settings, server_round))
+        )
         if sampled == 1:
             break
-    assert sampled == 1
+    assert sampled == 1, f"no round of {ROUNDS} sampled exactly one row"
     # a training row (to float32 rounding of the noise: rounded, every value is exact)
     assert _distance_to_nearest_row(recovered, site.x_train) < 0.01
 
 
 def test_replay_attack_against_the_real_train_handler_fails(tmp_path):
+    """The same attack on the same rounds, unpatched: whichever recipe the coordinator replays,
+    the recovered vector is far from every training row in every round (the key is secret)."""
     config, settings, site = _attack_inputs(tmp_path)
     n, d = site.x_train.shape
-    node = deployed_node(tmp_path / "cleveland")
-    arrays = _coordinator_model(settings).state_dict()
-    distances = []
-    for server_round in range(1, 4):
-        reply = send(node, config, message("train", ArrayRecord(arrays), server_round))[0]
-        assert not reply.has_error(), reply.error.reason
-        assert wire.TRAIN_LOSS not in reply.content[wire.METRICS]  # no exact per-row loss under DP
-        returned = {
-            k.removeprefix("head."): v.numpy().ravel()
-            for k, v in reply.content[wire.ARRAYS].items()
-            if k.startswith("head.")
-        }
-        # The best a coordinator can do: replay with the key it would derive from the run seed.
-        guess = hashlib.sha256(f"run-seed-{settings.seed * 1000 + server_round}".encode()).digest()
-        recovered, _ = _recover_row(settings, returned, n, d, guess)
-        distances.append(_distance_to_nearest_row(recovered, site.x_train))
-    assert min(distances) > 1.0, distances  # far from every training row, every round
+    distances = {}
+    for server_round, returned in _rounds_of_the_real_handler(tmp_path, config, settings):
+        for recipe, derive in RUN_CONFIG_KEYS.items():
+            guess = derive(_round_seed(settings, server_round))
+            recovered, _ = _recover_row(settings, returned, n, d, guess)
+            distances[recipe, server_round] = _distance_to_nearest_row(recovered, site.x_train)
+    # NaN (0/0: the replay stripped the noise exactly and no row was sampled) fails too
+    assert all(distance > 1.0 for distance in distances.values()), distances
 
 
 def test_dp_runs_with_identical_configs_give_different_weights(tmp_path):

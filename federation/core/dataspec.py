@@ -56,7 +56,7 @@ class FeatureSpec:
     @property
     def text_levels(self) -> bool:
         """Levels written as text: the column is compared as text, not parsed as numbers."""
-        return any(isinstance(level, str) for level in self.levels)
+        return has_text_levels(self.levels)
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,24 @@ class DatasetSpec:
                 if not feat[key]:
                     del feat[key]
         return json.dumps(plain, sort_keys=True)
+
+
+# An exported model's input for text that is none of a column's levels (encodes as all-zero one-hot).
+UNKNOWN_LEVEL_CODE = -1.0
+
+
+def has_text_levels(levels) -> bool:
+    """A column whose levels are text (e.g. never/former/current) is read as text, not numbers."""
+    return any(isinstance(level, str) for level in levels or ())
+
+
+def level_codes(levels) -> dict[str, float]:
+    """Text level -> the number an exported model takes for it: its position in ``levels``.
+
+    A model's input tensor holds numbers only, so ``lhsfed predict`` turns each text cell into
+    its level's code (:data:`UNKNOWN_LEVEL_CODE` for other text, NaN when missing).
+    """
+    return {level: float(i) for i, level in enumerate(levels or ()) if isinstance(level, str)}
 
 
 def _fmt(value: Value) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from federation.core.dataspec import DatasetSpec
+from federation.core.dataspec import UNKNOWN_LEVEL_CODE, DatasetSpec, level_codes
 from federation.core.errors import DataError
 
 LINE_LIMIT = 1 << 20  # bytes: a real site row is under 1 kB
@@ -248,3 +248,14 @@ def refusal_reason(value, non_finite: bool, markers=()) -> str:
             f"refused); use a finite number, or {marker}"
         )
     return f"non-numeric value {value!r}; use a number, or {marker}"
+
+
+def text_codes(cells: pd.Series, levels, missing_if=(), missing_markers=()) -> pd.Series:
+    """Text cells of a column with text levels as the numbers an exported model takes:
+    a level's code (``level_codes``), NaN when missing (blank, a marker or a text
+    ``missing_if``) and ``UNKNOWN_LEVEL_CODE`` for any other text (all-zero one-hot, as at a site)."""
+    text = cells.astype(str).str.strip()
+    marked = [v for v in missing_if if isinstance(v, str)]
+    missing = blank_cells(cells, missing_markers, text) | text.isin(marked)
+    codes = text.map(level_codes(levels)).astype("float64").fillna(UNKNOWN_LEVEL_CODE)
+    return codes.mask(missing)

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from federation.core.dataspec import has_text_levels
 from federation.core.errors import DataError, collect_then_raise
-from federation.core.site_table import parse_numbers
+from federation.core.site_table import parse_numbers, text_codes
 from federation.core.value_checks import out_of_range_rows
 
 RISK_COLUMN = "risk"
@@ -132,15 +133,23 @@ def read_patients(path: Path, card: dict[str, Any]) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: has a header row but no patients to score")
     markers = [str(m) for m in card["input"].get("missing_markers") or []]
-    problems = [_column_problem(path, column, frame[column], markers) for column in wanted]
+    numeric = [c["name"] for c in card["input"]["columns"] if not has_text_levels(c.get("levels"))]
+    problems = [_column_problem(path, column, frame[column], markers) for column in numeric]
     collect_then_raise([p for p in problems if p], DataError)
     return frame
 
 
+def _input_values(cells: pd.Series, column: dict[str, Any], markers: list[str]) -> pd.Series:
+    """A column's input: numbers, or a text level's code (``site_table.text_codes``)."""
+    if has_text_levels(column.get("levels")):
+        return text_codes(cells, column["levels"], column.get("missing_if") or (), markers)
+    return parse_numbers(cells, markers)[0]
+
+
 def feature_matrix(frame: pd.DataFrame, card: dict[str, Any]) -> np.ndarray:
-    """Raw input columns in the card's order (float32, NaN = missing)."""
+    """Raw input columns in the card's order (float32, NaN = missing; text levels as codes)."""
     markers = [str(m) for m in card["input"].get("missing_markers") or []]
-    columns = {column: parse_numbers(frame[column], markers)[0] for column in card_columns(card)}
+    columns = {c["name"]: _input_values(frame[c["name"]], c, markers) for c in card["input"]["columns"]}
     return pd.DataFrame(columns).to_numpy(dtype="float32")
 
 
@@ -204,7 +213,7 @@ def score_csv(
 
     frame = read_patients(data, card)
     x = feature_matrix(frame, card)
-    notes = out_of_range_rows(x, card["input"]["columns"], Path(data))
+    notes = out_of_range_rows(x, card["input"]["columns"], Path(data), text=frame)
     if strict and notes:
         more = f" (and {len(notes) - 1} more rows)" if len(notes) > 1 else ""
         raise DataError(

@@ -24,7 +24,7 @@ import pandas as pd
 
 from federation.core.dataspec import has_text_levels
 from federation.core.errors import DataError, collect_then_raise
-from federation.core.site_table import parse_numbers, text_codes
+from federation.core.site_table import header_problem, parse_numbers, text_codes
 from federation.core.value_checks import out_of_range_rows
 
 RISK_COLUMN = "risk"
@@ -81,9 +81,13 @@ def _refuse_duplicates(path: Path, header: list[str]) -> None:
         seen[name] = index
 
 
-def _read_text(path: Path) -> pd.DataFrame:
+def _read_text(path: Path, expected: int) -> pd.DataFrame:
     """Every cell as its text (no value guessed missing): the checks below decide."""
-    _refuse_duplicates(path, _header(path))
+    header = _header(path)
+    fix = "add a first line naming the model card's columns"
+    if header and (problem := header_problem(",".join(header), expected, fix)):
+        raise DataError(f"{path}: {problem}")
+    _refuse_duplicates(path, header)
     try:
         return pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8")
     except (ValueError, OSError, pd.errors.ParserError) as err:
@@ -121,8 +125,8 @@ def _column_problem(path: Path, column: str, text: pd.Series, markers: list[str]
 def read_patients(path: Path, card: dict[str, Any]) -> pd.DataFrame:
     """The CSV as text, refused if a card column is missing, doubled or holds a non-number."""
     path = Path(path)
-    frame = _read_text(path)
     wanted = card_columns(card)
+    frame = _read_text(path, len(wanted))
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(

@@ -304,4 +304,9 @@ LAUNCHER_CASES = [
         ["privacy.target_epsilon=-1"],
         "privacy.target_epsilon must be > 0 (got -1.0)",
     ),
+    (  # Flower would wait forever for 10 of the 4 simulated sites
+        "launcher-min-train-nodes-above-the-sites",
+        ["strategy.min_train_nodes=10"],
+        "strategy.min_train_nodes=10: the simulated nodes are 4, so no round could ever start",
+    ),
 ]

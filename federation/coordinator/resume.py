@@ -48,6 +48,9 @@ def resumed_config(run_dir: str, current: DictConfig, overrides: list[str]) -> t
         if bad
     ]
     collect_then_raise(problems, ConfigError)
+    from server.checkpoint import load_resume_state  # torch: only when resuming
+
+    load_resume_state(folder)  # a checkpoint that does not load is refused here, before the runtime
     cfg = OmegaConf.load(saved)
     for key in CHANGEABLE:
         if any(_override_key(o) == key for o in overrides):

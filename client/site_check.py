@@ -8,7 +8,15 @@ Collect-then-report: every problem is gathered into a ``SiteReport``. *Failures*
 site from joining (the training code could not read the file correctly); *warnings* are
 values a clinician should look at but that training handles (missing values are imputed,
 out-of-range values are real but rare measurements, unknown categorical levels encode as
-all-zero one-hot). Runs offline at the hospital: nothing is sent anywhere.
+all-zero one-hot). Every problem is reported in one pass, up to ``MAX_FAILURES`` lines (a row
+with too few fields is reported and skipped, not the end of the check).
+
+Repeated rows and repeated patient IDs (``data.id_column``) are found by 64-bit hashes of
+the rows (16 bytes a row, no row kept): a repeated patient sits on both sides of the
+train/test split and inflates the test metrics. A repeated ID, or repeated rows beyond
+``DUPLICATE_FAIL_FRACTION`` (a file appended to itself), fail; a few identical rows (two
+patients can share every value, as one pair in UCI Hungary does) are a warning.
+Runs offline at the hospital: nothing is sent anywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import pyarrow as pa
 from federation.core.data import SiteData, load_site
 from federation.core.dataspec import DatasetSpec, FeatureSpec
 from federation.core.errors import DataError
+from federation.core.row_hashes import RowHashes
 from federation.core.site_table import (
     Progress,
     blank_cells,
@@ -41,6 +50,10 @@ class ColumnReport:
     unknown_levels: int = 0
 
 
+MAX_FAILURES = 50  # failure lines listed; the rest are counted in one more line
+DUPLICATE_FAIL_FRACTION = 0.01  # repeated rows beyond 1 % of the file: a duplicated extract
+
+
 @dataclass
 class SiteReport:
     path: Path
@@ -49,13 +62,26 @@ class SiteReport:
     label_counts: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unlisted: int = 0  # failures beyond MAX_FAILURES
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def fail(self, where: str, reason: str) -> None:
-        self.failures.append(f"{self.path}: {where}: {reason}" if where else f"{self.path}: {reason}")
+        self.add(f"{self.path}: {where}: {reason}" if where else f"{self.path}: {reason}")
+
+    def add(self, line: str) -> None:
+        """One failure line, or past ``MAX_FAILURES`` one more counted."""
+        if len(self.failures) < MAX_FAILURES:
+            self.failures.append(line)
+        else:
+            self.unlisted += 1
+
+    def close(self) -> None:
+        if self.unlisted:
+            self.failures.append(f"{self.path}: {self.unlisted} more problems not listed (fix these first)")
+            self.unlisted = 0
 
 
 @dataclass
@@ -73,8 +99,11 @@ class _Scan:
 
     report: SiteReport
     spec: DatasetSpec
+    rows: RowHashes = field(default_factory=RowHashes)
+    ids: RowHashes = field(default_factory=RowHashes)
     columns: dict[str, ColumnReport] = field(default_factory=dict)
     bad: dict[tuple[str, str], _Bad] = field(default_factory=dict)
+    bad_rows: dict[str, list] = field(default_factory=dict)  # kind -> [first refusal, count]
     labels: dict[str, int] = field(default_factory=lambda: {"positive": 0, "negative": 0})
 
     def note(self, column: str, kind: str, mask: pd.Series, reason) -> None:
@@ -85,11 +114,20 @@ class _Scan:
         entry = self.bad.setdefault((column, kind), _Bad(int(mask.index[first]) + 1, reason(first)))
         entry.count += int(mask.sum())
 
+    def bad_row(self, kind: str, error: DataError) -> None:
+        """A row the reader left out: the first of its kind kept, the rest counted."""
+        self.bad_rows.setdefault(kind, [str(error), 0])[1] += 1
 
-def _chunks(path: Path, spec: DatasetSpec, progress: Progress | None):
+    def report_bad_rows(self) -> None:
+        for first, count in self.bad_rows.values():
+            self.report.add(first if count == 1 else f"{first} ({count} such rows, left out of the counts)")
+        self.bad_rows = {}
+
+
+def _chunks(path: Path, spec: DatasetSpec, progress: Progress | None, scan: _Scan):
     if spec.format == "parquet":
         return parquet_chunks(path, progress=progress)
-    return csv_chunks(path, spec, progress=progress)
+    return csv_chunks(path, spec, progress=progress, bad_row=scan.bad_row)
 
 
 def _required_columns(rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport) -> bool:
@@ -103,6 +141,12 @@ def _required_columns(rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport)
     missing = [c for c in ([f.name for f in spec.features] + [spec.label.column]) if c not in names]
     for column in missing:
         report.fail(f"column {column!r}", "is missing")
+    if spec.id_column is not None and spec.id_column not in names:
+        report.fail(
+            f"column {spec.id_column!r}",
+            "is missing (the spec's data.id_column: the patient ID); add it, or drop id_column",
+        )
+        return False
     return not missing
 
 
@@ -169,6 +213,10 @@ def _count_label(rows: pd.DataFrame, scan: _Scan) -> None:
 def _add_chunk(rows: pd.DataFrame, scan: _Scan) -> None:
     rows = _without_repeated_header(rows, scan.spec, scan.report)
     scan.report.rows += len(rows)
+    scan.rows.add(rows)
+    if scan.spec.id_column is not None:
+        ids = rows[[scan.spec.id_column]]
+        scan.ids.add(ids[~blank_cells(ids.iloc[:, 0], scan.spec.missing_markers).to_numpy()])
     for feat in scan.spec.features:
         values = _text_levels(rows, feat, scan.spec) if feat.text_levels else _numeric(rows, feat.name, scan)
         _count_feature(values, feat, scan.columns.setdefault(feat.name, ColumnReport(feat.name)))
@@ -193,12 +241,51 @@ def _value_warnings(scan: _Scan) -> None:
             )
 
 
+def _duplicates(scan: _Scan) -> None:
+    """Repeated patient IDs fail; repeated rows warn, or fail beyond DUPLICATE_FAIL_FRACTION."""
+    report, spec = scan.report, scan.spec
+    if spec.id_column is not None and (found := scan.ids.repeats()):
+        count, row, first = found
+        report.fail(
+            f"column {spec.id_column!r} row {row + 1}",
+            f"repeats the patient ID of row {first + 1} ({_rows(count)} an earlier ID); keep "
+            "each patient once: a repeated patient sits on both sides of the train/test split",
+        )
+    if not (found := scan.rows.repeats()):
+        return
+    count, row, first = found
+    many = count > DUPLICATE_FAIL_FRACTION * max(report.rows, 1)
+    line = (
+        f"{report.path}: row {row + 1}: repeats row {first + 1} exactly "
+        f"({_rows(count)} an earlier row); "
+        + (
+            "remove the repeats (a file appended to itself?): a repeated patient sits on both "
+            "sides of the train/test split and inflates the test metrics"
+            if many
+            else "check it is two patients, not one patient twice"
+        )
+    )
+    if many:
+        report.add(line)
+    else:
+        report.warnings.append(line)
+
+
+def _rows(count: int) -> str:
+    return "1 row repeats" if count == 1 else f"{count} rows repeat"
+
+
 def _finish(scan: _Scan) -> None:
     """The totals' failures (bad cells: the first and the count) and warnings."""
     report, spec = scan.report, scan.spec
+    left_out = sum(count for _, count in scan.bad_rows.values())
+    scan.report_bad_rows()
     for (column, _), bad in scan.bad.items():
         report.fail(f"column {column!r} row {bad.row}", f"{bad.reason} ({bad.count} such rows)")
-    if report.rows == 0 and not spec.header and spec.format != "parquet":
+    _duplicates(scan)
+    if left_out:  # the rows' count is not the file's: no verdict on it
+        pass
+    elif report.rows == 0 and not spec.header and spec.format != "parquet":
         report.fail("", "file is empty")
     elif report.rows < spec.min_rows:
         report.fail("", f"{report.rows} data rows, fewer than the minimum {spec.min_rows}")
@@ -212,8 +299,10 @@ def _finish(scan: _Scan) -> None:
             f"every row is {only}: a site needs both classes to train and to be evaluated",
         )
     if spec.strict_values:  # the spec declares implausible values unacceptable, not suspicious
-        report.failures.extend(report.warnings)
+        for line in report.warnings:
+            report.add(line)
         report.warnings = []
+    report.close()
 
 
 def check_site_file(path: Path, spec: DatasetSpec, *, progress: Progress | None = None) -> SiteReport:
@@ -233,12 +322,16 @@ def check_site_file(path: Path, spec: DatasetSpec, *, progress: Progress | None 
         return report
     scan = _Scan(report, spec)
     try:
-        for number, rows in enumerate(_chunks(report.path, spec, progress)):
+        for number, rows in enumerate(_chunks(report.path, spec, progress, scan)):
             if number == 0 and not _required_columns(rows, spec, report):
+                scan.report_bad_rows()
+                report.close()
                 return report
             _add_chunk(rows, scan)
     except DataError as err:  # the file's structure: one line, and no verdict on its values
-        report.failures.append(str(err))
+        scan.report_bad_rows()
+        report.add(str(err))
+        report.close()
         return report
     except (ValueError, OSError, pa.ArrowException) as err:
         report.fail("", f"cannot be read as {spec.format}: {str(err).splitlines()[0]}")

@@ -41,6 +41,8 @@ def load_dataset_spec(name: str) -> DatasetSpec:
 def _table(report, spec: DatasetSpec, site: str | None) -> Table:
     from rich.table import Table
 
+    from federation.core.dataspec import value_text
+
     title = f"{site or report.path.name}: {report.rows} rows, labels {report.label_counts or '-'}"
     table = Table(title=title)
     for heading in ("column", "missing", "out of range", "unknown levels", "valid range / levels"):
@@ -51,7 +53,7 @@ def _table(report, spec: DatasetSpec, site: str | None) -> Table:
         allowed = (
             f"{feat.min:g}..{feat.max:g} {feat.unit or ''}"
             if feat.min is not None
-            else ",".join(f"{v:g}" for v in feat.levels) or feat.type
+            else ",".join(value_text(v) for v in feat.levels) or feat.type
         )
         table.add_row(col.name, str(col.missing), str(col.out_of_range), str(col.unknown_levels), allowed)
     return table

@@ -23,7 +23,7 @@ from federation.coordinator.hydra_folder import (
     move_log_file,
     refuse_uncreatable,
 )
-from federation.coordinator.resume import resumed_config
+from federation.coordinator.resume import finished_run, resumed_config
 from federation.core.data import check_site_sources
 from federation.core.errors import ConfigError, FederationError, LhsFedError
 from federation.core.run_layout import (
@@ -145,12 +145,30 @@ def simulated_nodes(settings: RunSettings, federation: dict[str, Any]) -> int:
     return nodes
 
 
+MINIMUM_KEYS = ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes")
+
+
+def refuse_unreachable_minimums(settings: RunSettings, nodes: int, what: str) -> None:
+    """A ``strategy.min_*_nodes`` above the nodes there can be: Flower would wait for them
+    forever (a round never starts), so it is refused before anything starts, every key at once."""
+    params = settings.strategy.params
+    high = [f"strategy.{k}={params[k]}" for k in MINIMUM_KEYS if k in params and int(params[k]) > nodes]
+    if high:
+        raise ConfigError(
+            f"{', '.join(high)}: {what} {nodes}, so no round could ever start (the run would wait "
+            f"forever); set {' and '.join(h.split('=')[0] for h in high)} to at most {nodes}"
+        )
+
+
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None) -> Path:
     """Validate and run one federation (or continue one: ``resume=``); returns the run folder."""
     resume = cfg.get("resume")
     if resume:
         hydra_dir = output_dir
         cfg, output_dir = resumed_config(str(resume), cfg, list(overrides or []))
+        if (finished := finished_run(output_dir, cfg)) is not None:
+            print(finished)
+            return output_dir
         move_log_file(hydra_dir, output_dir / LAUNCHER_LOG)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
@@ -161,7 +179,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     run_config |= warm.run_config() if warm else {}
     campaign = campaign_of(plain, settings)
     federation = plain.get("federation") or {}
-    for key in ("min_train_nodes", "min_evaluate_nodes", "min_available_nodes", "round_timeout"):
+    for key in (*MINIMUM_KEYS, "round_timeout"):
         if key in settings.strategy.params:  # read by the ServerApp, after the runtime started
             number(settings.strategy.params[key], f"strategy.{key}", float if "timeout" in key else int)
     if warm and warm.parent_version:
@@ -189,6 +207,8 @@ def run_flower(
                 "the ClientApp installed in its image: remove the override"
             )
 
+        sites = len(settings.data.sites)
+        refuse_unreachable_minimums(settings, sites, "the dataset's sites (one node each) are")
         timeout = number(federation["timeout"], "federation.timeout", float)
         run_in_deployment(
             run_config,
@@ -199,6 +219,7 @@ def run_flower(
         )
         return len(settings.data.sites)
     num_nodes = simulated_nodes(settings, federation)
+    refuse_unreachable_minimums(settings, num_nodes, "the simulated nodes are")
     client_cpus = number(federation.get("client_cpus", 1), "federation.client_cpus", float)
     runtime = federation.get("runtime") or "ray"
     if runtime not in SIMULATION_RUNTIMES:

@@ -152,7 +152,8 @@ def read_site_frame(path: Path, spec: DatasetSpec, site: str | None = None) -> p
         raise
     except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as err:
         raise DataError(f"{path}: cannot be read as {spec.format}: {err}") from None
-    frame = frame.drop(columns=list(spec.drop_columns), errors="ignore")
+    ids = [spec.id_column] if spec.id_column else []
+    frame = frame.drop(columns=[*spec.drop_columns, *ids], errors="ignore")
     if spec.site_column and site_value is not None:
         frame = _site_rows(frame, spec, site_value, path)
     if frame.empty:

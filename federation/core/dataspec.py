@@ -56,7 +56,7 @@ class FeatureSpec:
     @property
     def text_levels(self) -> bool:
         """Levels written as text: the column is compared as text, not parsed as numbers."""
-        return any(isinstance(level, str) for level in self.levels)
+        return has_text_levels(self.levels)
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,9 @@ class DatasetSpec:
     drop_incomplete_rows: bool = False
     # "site": each site standardizes with its own training mean/std after the split (FLamby).
     standardize: str = "none"
+    # A column naming the patient (or admission) of each row: never a model input; lhsfed site
+    # check fails a file where one ID is on two rows (they would sit on both sides of the split).
+    id_column: str | None = None
 
     @property
     def subgroup_features(self) -> tuple[FeatureSpec, ...]:
@@ -124,11 +127,31 @@ class DatasetSpec:
     def to_json(self) -> str:
         """The spec as JSON; subgroup keys only where set, so older specs encode as before."""
         plain = asdict(self)
+        if plain["id_column"] is None:
+            del plain["id_column"]
         for feat in plain["features"]:
             for key in ("subgroup", "subgroup_bins"):
                 if not feat[key]:
                     del feat[key]
         return json.dumps(plain, sort_keys=True)
+
+
+# An exported model's input for text that is none of a column's levels (encodes as all-zero one-hot).
+UNKNOWN_LEVEL_CODE = -1.0
+
+
+def has_text_levels(levels) -> bool:
+    """A column whose levels are text (e.g. never/former/current) is read as text, not numbers."""
+    return any(isinstance(level, str) for level in levels or ())
+
+
+def level_codes(levels) -> dict[str, float]:
+    """Text level -> the number an exported model takes for it: its position in ``levels``.
+
+    A model's input tensor holds numbers only, so ``lhsfed predict`` turns each text cell into
+    its level's code (:data:`UNKNOWN_LEVEL_CODE` for other text, NaN when missing).
+    """
+    return {level: float(i) for i, level in enumerate(levels or ()) if isinstance(level, str)}
 
 
 def _fmt(value: Value) -> str:
@@ -235,6 +258,11 @@ def _layout_problems(spec: DatasetSpec) -> list[str]:
     kept = {f.name for f in spec.features} | {spec.label.column, spec.site_column}
     for column in sorted(kept & set(spec.drop_columns)):
         problems.append(f"column {column!r} is both used and in data.drop_columns; remove one")
+    if spec.id_column is not None and spec.id_column in kept:
+        problems.append(
+            f"data.id_column {spec.id_column!r} is also a feature, the label or the site column; "
+            "name the column that identifies the patient"
+        )
     return problems
 
 
@@ -303,6 +331,7 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
             strict_values=bool(raw.get("strict_values", False)),
             drop_incomplete_rows=bool(raw.get("drop_incomplete_rows", False)),
             standardize=str(raw.get("standardize", "none")),
+            id_column=None if raw.get("id_column") is None else str(raw["id_column"]),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"dataset spec is missing or has a malformed entry: {err}") from None

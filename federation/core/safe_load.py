@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import torch
 
 from federation.core.errors import DataError
 
-# What torch.load raises on a refused global, a truncated archive or a file that is no archive.
+# What torch.load raises on a refused global, a truncated archive or a file that is no archive
+# (random bytes also reach the unpickler's own stack: IndexError "pop from empty list").
 _LOAD_ERRORS = (
     pickle.UnpicklingError,
     RuntimeError,
@@ -31,12 +33,15 @@ _LOAD_ERRORS = (
     ImportError,
     TypeError,
     KeyError,
+    IndexError,
 )
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _reason(err: Exception) -> str:
     """torch's message in one line: the line that names the refused global, else the first."""
+    if not isinstance(err, (pickle.UnpicklingError, RuntimeError, OSError)):
+        return f"not a file torch.save wrote: {type(err).__name__} {str(err)[:80]}".rstrip()
     text = _TERMINAL_CODES.sub("", str(err))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     named = [line for line in lines if "Unsupported" in line]
@@ -51,7 +56,9 @@ def load_weights_only(path: Path, *, fix: str) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # random bytes: "Detected pickle protocol 64 ..."
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except _LOAD_ERRORS as err:
         raise DataError(
             f"{path}: cannot be read safely as plain weights ({_reason(err)}); nothing in it was run; {fix}"

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from federation.core.dataspec import DatasetSpec
+from federation.core.dataspec import UNKNOWN_LEVEL_CODE, DatasetSpec, level_codes
 from federation.core.errors import DataError
 
 LINE_LIMIT = 1 << 20  # bytes: a real site row is under 1 kB
@@ -30,6 +30,9 @@ BLOCK = 1 << 20  # bytes read at a time
 CHUNK_ROWS = 20_000  # Parquet rows per chunk handed to the checks
 NAN_WORDS = frozenset({"nan", "+nan", "-nan"})
 Progress = Callable[[int], None]  # told how many more bytes were read
+# Told of each row left out: its kind ("unclosed quote", "extra fields", "missing fields") and
+# the refusal naming it (the site check reports the first of each kind and counts the rest).
+BadRow = Callable[[str, DataError], None]
 
 
 def _blocks(handle, path: Path, progress: Progress | None) -> Iterator[tuple[int, list[bytes]]]:
@@ -94,13 +97,51 @@ def _lines(path: Path, progress: Progress | None) -> Iterator[list[tuple[int, st
             yield [(first + i, line.rstrip("\r")) for i, line in enumerate(text) if line.strip()]
 
 
+OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def header_problem(line: str, expected: int, header_fix: str = "") -> str | None:
+    """Why a first line is no comma-separated header of ``expected`` columns, or None:
+    another separator (a ';' export from a spreadsheet), or a data row (no header at all;
+    ``header_fix`` ends that message)."""
+    names = [name.strip() for name in _fields(line)]
+    for separator, said in OTHER_SEPARATORS.items():
+        if len(names) < max(expected, 2) and line.count(separator) + 1 > len(names):
+            return (
+                f"the file is separated by {said}, not by commas (line 1 is {len(names)} field(s)); "
+                "export it as comma-separated CSV (UTF-8), or convert it"
+            )
+    if names and all(_is_number(name) for name in names if name) and any(names):
+        return (
+            f"line 1 is a row of numbers ({','.join(names[:3])},...), not column names: the file has "
+            f"no header row; {header_fix or 'export it with its header row'}"
+        )
+    return None
+
+
 def _names(blocks: Iterator, spec: DatasetSpec, path: Path) -> tuple[list[str], list]:
     """The column names (the header line's, or the spec's ``columns``) and unread lines."""
     if not spec.header:
-        return list(spec.columns), []
+        first = next((block for block in blocks if block), [])
+        if first and (problem := header_problem(first[0][1], len(spec.columns))):
+            if "separated by" in problem:
+                raise DataError(f"{path}: {problem}")
+        return list(spec.columns), first
     first = next((block for block in blocks if block), [])
     if not first:
         raise DataError(f"{path}: file is empty")
+    expected = len(spec.features) + 1
+    fix = "export it with its header row (the spec says header: true), or set header: false and columns:"
+    if problem := header_problem(first[0][1], expected, fix):
+        raise DataError(f"{path}: {problem}")
     names = [name.strip() for name in _fields(first[0][1])]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -122,18 +163,41 @@ def _width_error(path: Path, row: int, fields: list[str], names: list[str], head
     )
 
 
+def _row_error(
+    path: Path, number: int, row: int, line: str, names: list[str], header: bool
+) -> tuple[str, DataError] | None:
+    """(kind, refusal) for a line that is no row of one field per column, or None."""
+    if line.count('"') % 2:
+        return "unclosed quote", DataError(
+            f"{path}: line {number}: an unclosed quote (a quoted field may not span lines); fix the quoting"
+        )
+    if (count := line.count(",") + 1 if '"' not in line else len(_fields(line))) != len(names):
+        kind = "extra fields" if count > len(names) else "missing fields"
+        return kind, _width_error(path, row, _fields(line), names, header)
+    return None
+
+
 def _frame(
-    lines: list[tuple[int, str]], names: list[str], start: int, path: Path, header: bool
+    lines: list[tuple[int, str]],
+    names: list[str],
+    start: int,
+    path: Path,
+    header: bool,
+    bad_row: BadRow | None = None,
 ) -> pd.DataFrame:
-    """Text cells of lines already known to be rows; each must have one field per column."""
+    """Text cells of lines already known to be rows; each must have one field per column
+    (else refused, or with ``bad_row`` told to it and left out)."""
+    rows = []
     for i, (number, line) in enumerate(lines):
-        if line.count('"') % 2:
-            raise DataError(
-                f"{path}: line {number}: an unclosed quote (a quoted field may not "
-                "span lines); fix the quoting"
-            )
-        if (line.count(",") + 1 if '"' not in line else len(_fields(line))) != len(names):
-            raise _width_error(path, start + i + 1, _fields(line), names, header)
+        if (error := _row_error(path, number, start + i + 1, line, names, header)) is None:
+            rows.append(i)
+        elif bad_row is None:
+            raise error[1]
+        else:
+            bad_row(*error)
+    skipped = len(rows) < len(lines)
+    if skipped:
+        lines = [lines[i] for i in rows]
     text = io.StringIO("\n".join(line for _, line in lines))
     frame = (
         pd.read_csv(
@@ -148,22 +212,26 @@ def _frame(
         if lines
         else pd.DataFrame(columns=range(len(names)), dtype=str)
     )
-    frame.columns, frame.index = names, pd.RangeIndex(start, start + len(frame))
+    frame.columns = names
+    frame.index = pd.Index([start + i for i in rows]) if skipped else pd.RangeIndex(start, start + len(frame))
     return frame
 
 
-def csv_chunks(path: Path, spec: DatasetSpec, *, progress: Progress | None = None) -> Iterator[pd.DataFrame]:
+def csv_chunks(
+    path: Path, spec: DatasetSpec, *, progress: Progress | None = None, bad_row: BadRow | None = None
+) -> Iterator[pd.DataFrame]:
     """Text cells ('' for an empty field) a block of lines at a time, at least one chunk.
 
     Columns are the header's (or the spec's) names; the index is the data row number - 1
-    (blank lines and the header are not rows, as in pandas).
+    (blank lines and the header are not rows, as in pandas). A row with too few or too many
+    fields is refused, or with ``bad_row`` (the site check) reported to it and skipped.
     """
     path = Path(path)
     blocks = _lines(path, progress)
     names, pending = _names(blocks, spec, path)
     start = 0
     for lines in _chained(pending, blocks):
-        yield _frame(lines, names, start, path, spec.header)
+        yield _frame(lines, names, start, path, spec.header, bad_row)
         start += len(lines)
     if not start:
         yield _frame([], names, 0, path, spec.header)
@@ -248,3 +316,14 @@ def refusal_reason(value, non_finite: bool, markers=()) -> str:
             f"refused); use a finite number, or {marker}"
         )
     return f"non-numeric value {value!r}; use a number, or {marker}"
+
+
+def text_codes(cells: pd.Series, levels, missing_if=(), missing_markers=()) -> pd.Series:
+    """Text cells of a column with text levels as the numbers an exported model takes:
+    a level's code (``level_codes``), NaN when missing (blank, a marker or a text
+    ``missing_if``) and ``UNKNOWN_LEVEL_CODE`` for any other text (all-zero one-hot, as at a site)."""
+    text = cells.astype(str).str.strip()
+    marked = [v for v in missing_if if isinstance(v, str)]
+    missing = blank_cells(cells, missing_markers, text) | text.isin(marked)
+    codes = text.map(level_codes(levels)).astype("float64").fillna(UNKNOWN_LEVEL_CODE)
+    return codes.mask(missing)

@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from federation.core.dataspec import has_text_levels, level_codes, value_text
+
 BINARY_LEVELS = (0.0, 1.0)
 
 
 def _allowed(column: dict[str, Any]) -> str:
     if column.get("type") == "categorical":
-        return f"levels [{', '.join(f'{float(v):g}' for v in column.get('levels') or [])}]"
+        return f"levels [{', '.join(value_text(v) for v in column.get('levels') or [])}]"
     if column.get("type") == "binary":
         return "levels [0, 1]"
     low, high = (column.get(k) for k in ("min", "max"))
@@ -27,8 +29,11 @@ def _allowed(column: dict[str, Any]) -> str:
 
 def _outside(values: np.ndarray, column: dict[str, Any]) -> np.ndarray:
     """True where a present value is outside the column's range or levels."""
-    present = ~np.isnan(values) & ~np.isin(values, column.get("missing_if") or [])
+    numbers = [v for v in column.get("missing_if") or [] if not isinstance(v, str)]
+    present = ~np.isnan(values) & ~np.isin(values, np.asarray(numbers, dtype=values.dtype))
     kind = column.get("type")
+    if has_text_levels(column.get("levels")):  # values are the levels' codes
+        return present & ~np.isin(values, np.asarray(list(level_codes(column["levels"]).values())))
     if kind in ("categorical", "binary"):
         levels = column.get("levels") if kind == "categorical" else BINARY_LEVELS
         return present & ~np.isin(values, np.asarray(levels or [], dtype=values.dtype))
@@ -38,8 +43,18 @@ def _outside(values: np.ndarray, column: dict[str, Any]) -> np.ndarray:
     return present & (too_low | too_high)
 
 
-def out_of_range_rows(x: np.ndarray, columns: list[dict[str, Any]], path: Path) -> list[str]:
-    """One line per row with a value outside its column's range or levels (row 1 = first data row)."""
+def _shown(x: np.ndarray, row: int, i: int, column: dict[str, Any], text) -> str:
+    """The value as the file wrote it for a text column (``x`` holds its code), else the number."""
+    if text is not None and has_text_levels(column.get("levels")):
+        return repr(str(text[column["name"]].iloc[row]).strip())
+    return f"{x[row, i]:g}"
+
+
+def out_of_range_rows(x: np.ndarray, columns: list[dict[str, Any]], path: Path, *, text=None) -> list[str]:
+    """One line per row with a value outside its column's range or levels (row 1 = first data row).
+
+    ``text``: the rows as read (a DataFrame), to show a text column's cell rather than its code.
+    """
     flags = {
         i: _outside(x[:, i], c)
         for i, c in enumerate(columns)
@@ -48,7 +63,7 @@ def out_of_range_rows(x: np.ndarray, columns: list[dict[str, Any]], path: Path) 
     lines = []
     for row in np.flatnonzero(np.any(list(flags.values()), axis=0)) if flags else []:
         cells = [
-            f"{columns[i]['name']} {x[row, i]:g} not in {_allowed(columns[i])}"
+            f"{columns[i]['name']} {_shown(x, row, i, columns[i], text)} not in {_allowed(columns[i])}"
             for i, flag in flags.items()
             if flag[row]
         ]

@@ -3,7 +3,9 @@
 The exported graph holds the whole preprocessing: the spec's 'missing_if' values become
 missing, categoricals are one-hot encoded, missing values imputed and flagged, features
 standardized with the federated statistics, then the classifier and a sigmoid. A site feeds
-its raw columns (NaN = missing) in the model card's order and gets a risk per row.
+its raw columns (NaN = missing) in the model card's order and gets a risk per row. A column
+with text levels (never/former/current) is fed as its level's code, the position in the
+card's ``levels`` (``federation.core.dataspec.level_codes``; ``lhsfed predict`` does this).
 """
 
 from __future__ import annotations
@@ -17,13 +19,31 @@ import torch
 from torch import nn
 
 from federation.core import atomic
-from federation.core.dataspec import DatasetSpec
+from federation.core.dataspec import DatasetSpec, FeatureSpec, level_codes
 from federation.core.model import RiskModel
 from federation.core.run_layout import EXPORTED_MODELS
 
 FORMATS = EXPORTED_MODELS
 INPUT_NAME, OUTPUT_NAME = "features", "risk"
 ONNX_OPSET = 17
+
+
+def _level_inputs(feat: FeatureSpec) -> list[float]:
+    """What the input holds for each encoded level: the number, or a text level's code.
+
+    A number among text levels never matches (the site compares such a column as text).
+    """
+    if not feat.text_levels:
+        return [float(value) for value in feat.encoded_levels]
+    codes = level_codes(feat.levels)
+    return [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in feat.encoded_levels]
+
+
+def _missing_inputs(feat: FeatureSpec) -> list[float]:
+    """The numbers meaning missing in the graph (a text column's arrive as NaN already)."""
+    if feat.text_levels:
+        return []
+    return [float(v) for v in feat.missing_if if not isinstance(v, str)]
 
 
 class RawFeatureEncoder(nn.Module):
@@ -33,12 +53,13 @@ class RawFeatureEncoder(nn.Module):
         super().__init__()
         source, level, categorical = [], [], []
         for index, feat in enumerate(spec.features):
-            for value in feat.encoded_levels if feat.type == "categorical" else (0.0,):
-                source.append(index)
-                level.append(float(value))
-                categorical.append(feat.type == "categorical")
-        width = max([len(f.missing_if) for f in spec.features] + [1])
-        missing = [[*f.missing_if] + [math.nan] * (width - len(f.missing_if)) for f in spec.features]
+            values = _level_inputs(feat) if feat.type == "categorical" else [0.0]
+            source += [index] * len(values)
+            level += values
+            categorical += [feat.type == "categorical"] * len(values)
+        missing_if = [_missing_inputs(f) for f in spec.features]
+        width = max([len(m) for m in missing_if] + [1])
+        missing = [m + [math.nan] * (width - len(m)) for m in missing_if]
         self.register_buffer("source", torch.tensor(source, dtype=torch.long))
         self.register_buffer("level", torch.tensor(level, dtype=torch.float32))
         self.register_buffer("categorical", torch.tensor(categorical, dtype=torch.bool))

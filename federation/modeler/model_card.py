@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import federation
-from federation.core.dataspec import DatasetSpec
+from federation.core.dataspec import UNKNOWN_LEVEL_CODE, DatasetSpec, level_codes
 from federation.core.errors import DataError
 from federation.core.metrics import METRIC_KEYS
 from federation.core.settings import RunSettings
@@ -34,6 +34,9 @@ def input_columns(spec: DatasetSpec) -> list[dict[str, Any]]:
         }
         if feat.type == "categorical":
             column["levels"] = list(feat.levels)
+        if feat.text_levels:  # the model's input is the level's code; lhsfed predict maps the text
+            column["codes"] = level_codes(feat.levels)
+            column["unknown_code"] = UNKNOWN_LEVEL_CODE
         columns.append(column)
     return columns
 

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from federation.core.dataspec import has_text_levels
 from federation.core.errors import DataError, collect_then_raise
-from federation.core.site_table import parse_numbers
+from federation.core.site_table import header_problem, parse_numbers, text_codes
 from federation.core.value_checks import out_of_range_rows
 
 RISK_COLUMN = "risk"
@@ -80,9 +81,13 @@ def _refuse_duplicates(path: Path, header: list[str]) -> None:
         seen[name] = index
 
 
-def _read_text(path: Path) -> pd.DataFrame:
+def _read_text(path: Path, expected: int) -> pd.DataFrame:
     """Every cell as its text (no value guessed missing): the checks below decide."""
-    _refuse_duplicates(path, _header(path))
+    header = _header(path)
+    fix = "add a first line naming the model card's columns"
+    if header and (problem := header_problem(",".join(header), expected, fix)):
+        raise DataError(f"{path}: {problem}")
+    _refuse_duplicates(path, header)
     try:
         return pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8")
     except (ValueError, OSError, pd.errors.ParserError) as err:
@@ -120,8 +125,8 @@ def _column_problem(path: Path, column: str, text: pd.Series, markers: list[str]
 def read_patients(path: Path, card: dict[str, Any]) -> pd.DataFrame:
     """The CSV as text, refused if a card column is missing, doubled or holds a non-number."""
     path = Path(path)
-    frame = _read_text(path)
     wanted = card_columns(card)
+    frame = _read_text(path, len(wanted))
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(
@@ -132,15 +137,23 @@ def read_patients(path: Path, card: dict[str, Any]) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: has a header row but no patients to score")
     markers = [str(m) for m in card["input"].get("missing_markers") or []]
-    problems = [_column_problem(path, column, frame[column], markers) for column in wanted]
+    numeric = [c["name"] for c in card["input"]["columns"] if not has_text_levels(c.get("levels"))]
+    problems = [_column_problem(path, column, frame[column], markers) for column in numeric]
     collect_then_raise([p for p in problems if p], DataError)
     return frame
 
 
+def _input_values(cells: pd.Series, column: dict[str, Any], markers: list[str]) -> pd.Series:
+    """A column's input: numbers, or a text level's code (``site_table.text_codes``)."""
+    if has_text_levels(column.get("levels")):
+        return text_codes(cells, column["levels"], column.get("missing_if") or (), markers)
+    return parse_numbers(cells, markers)[0]
+
+
 def feature_matrix(frame: pd.DataFrame, card: dict[str, Any]) -> np.ndarray:
-    """Raw input columns in the card's order (float32, NaN = missing)."""
+    """Raw input columns in the card's order (float32, NaN = missing; text levels as codes)."""
     markers = [str(m) for m in card["input"].get("missing_markers") or []]
-    columns = {column: parse_numbers(frame[column], markers)[0] for column in card_columns(card)}
+    columns = {c["name"]: _input_values(frame[c["name"]], c, markers) for c in card["input"]["columns"]}
     return pd.DataFrame(columns).to_numpy(dtype="float32")
 
 
@@ -204,7 +217,7 @@ def score_csv(
 
     frame = read_patients(data, card)
     x = feature_matrix(frame, card)
-    notes = out_of_range_rows(x, card["input"]["columns"], Path(data))
+    notes = out_of_range_rows(x, card["input"]["columns"], Path(data), text=frame)
     if strict and notes:
         more = f" (and {len(notes) - 1} more rows)" if len(notes) > 1 else ""
         raise DataError(

@@ -384,6 +384,7 @@ def dataset_spec(
         "columns": [],
         "missing_markers": [],
         "drop_columns": [ID_COLUMN],
+        "id_column": ID_COLUMN,
         "label": {"column": LABEL, "positive_values": [1], "negative_values": [0]},
     }
     if file is not None:

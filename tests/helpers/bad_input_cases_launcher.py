@@ -32,6 +32,22 @@ CASES: list[tuple[list[str], str]] = [
     (["federation.client_cpus=x"], "federation.client_cpus='x' is not a finite number"),
     (["strategy.min_train_nodes=two"], "strategy.min_train_nodes='two' is not a whole number"),
     (
+        ["strategy.min_train_nodes=10"],
+        "strategy.min_train_nodes=10: the simulated nodes are 4, so no round could ever start",
+    ),
+    (
+        ["strategy.min_evaluate_nodes=5", "strategy.min_available_nodes=9"],
+        "strategy.min_evaluate_nodes=5, strategy.min_available_nodes=9: the simulated nodes are 4",
+    ),
+    (
+        ["federation.num_nodes=2", "strategy.min_train_nodes=3"],
+        "set strategy.min_train_nodes to at most 2",
+    ),
+    (
+        ["federation=deployment", "superlink=127.0.0.1:1", "strategy.min_train_nodes=5"],
+        "strategy.min_train_nodes=5: the dataset's sites (one node each) are 4",
+    ),
+    (
         ["hydra.run.dir={tmp}/afile/run"],
         "the run folder cannot be created ({tmp}/afile is not a folder); choose another hydra.run.dir",
     ),

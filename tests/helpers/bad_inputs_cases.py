@@ -116,6 +116,16 @@ EVALUATE = [
     ("evaluate-round-text", ["evaluate", "{d}/run", "--round", "last"], "invalid int value: 'last'"),
     ("evaluate-crafted-model", ["evaluate", "{d}/run_bad_model"], "cannot be read safely as plain weights"),
     (
+        "evaluate-random-bytes-model",
+        ["evaluate", "{d}/run_random_model"],
+        "run_random_model/model.pt: cannot be read safely as plain weights (not a file torch.save wrote",
+    ),
+    (
+        "export-random-bytes-model",
+        ["export", "{d}/run_random_model", "--out", "{d}/new_export"],
+        "run_random_model/model.pt: cannot be read safely as plain weights",
+    ),
+    (
         "evaluate-data-dir-missing",
         ["evaluate", "{d}/run", "--data-dir", "{d}/nowhere"],
         "nowhere/processed.cleveland.data: data file not found",
@@ -273,6 +283,16 @@ OTHER = [
         "already exists; give an empty folder, or --force",
     ),
     (
+        "synth-a-million-site-files",
+        ["synth", "--sites", "1000000", "--rows", "100000000", "--out", "{d}/new"],
+        "--sites 1000000 would write 1000000 files into {d}/new, more than 10000",
+    ),
+    (
+        "synth-more-than-the-disk",
+        ["synth", "--sites", "2", "--rows", "10000000000000", "--out", "{d}/new"],
+        "10000000000000 rows need about 291.0 TB and the disk has",
+    ),
+    (
         "synth-rows-text",
         ["synth", "--sites", "2", "--rows", "many", "--out", "{d}/new"],
         "invalid int value: 'many'",
@@ -294,6 +314,45 @@ OTHER = [
 ]
 
 CASES = [*MODEL_AND_CARD, *PATIENTS, *OUTPUT, *EVALUATE, *AUDIT_AND_EXPORT, *PKI, *OTHER]
+
+# ``lhsfed site check`` on a file that fails: exit 1 (README: 0 pass, 1 fail, 2 a usage error),
+# the report on stdout and the verdict as stderr's one line. (id, argv, verdict must hold)
+CHECK = ["site", "check", "--spec"]
+SITE_CHECK_CASES = [
+    (
+        "check-appended-to-itself",
+        [*CHECK, "{d}/synth_parquet.yaml", "--data", "{d}/appended.parquet"],
+        "first: column 'patient_id' row 81: repeats the patient ID of row 1 (80 rows repeat",
+    ),
+    (
+        "check-repeated-patient-id",
+        [*CHECK, "{d}/synth_parquet.yaml", "--data", "{d}/repeated_id.parquet"],
+        "row 41: repeats the patient ID of row 6 (1 row repeats an earlier ID)",
+    ),
+    (
+        "check-semicolons",
+        [*CHECK, "{d}/synth_csv.yaml", "--data", "{d}/semicolon.csv"],
+        "first: the file is separated by ';', not by commas",
+    ),
+    (
+        "check-no-header-row",
+        [*CHECK, "{d}/synth_csv.yaml", "--data", "{d}/headerless.csv"],
+        "the file has no header row; export it with its header row",
+    ),
+    (
+        "check-short-and-long-rows",
+        [*CHECK, "{d}/synth_csv.yaml", "--data", "{d}/short_rows.csv"],
+        "(2 failures, 0 warnings); first: row 3 column 'readmitted_30d': is missing",
+    ),
+]
+# Every problem of a file in one pass: (case id, the failure lines' texts, in order).
+SITE_CHECK_ALL = {
+    "check-appended-to-itself": ["repeats the patient ID of row 1", "row 81: repeats row 1 exactly"],
+    "check-short-and-long-rows": [
+        "row 3 column 'readmitted_30d': is missing",
+        "row 9 column 30: 30 fields, more than the header's 29",
+    ],
+}
 # One through the real console script, to show it behaves as main() in-process does (a
 # start costs ~5 s of imports: the rest run in-process).
 SUBPROCESS_IDS = ("nan-text",)
@@ -303,5 +362,10 @@ LAUNCHER_CASES = [
         "launcher-negative-epsilon",
         ["privacy.target_epsilon=-1"],
         "privacy.target_epsilon must be > 0 (got -1.0)",
+    ),
+    (  # Flower waited forever for 10 of the 4 simulated sites
+        "launcher-min-train-nodes-above-the-sites",
+        ["strategy.min_train_nodes=10"],
+        "strategy.min_train_nodes=10: the simulated nodes are 4, so no round could ever start",
     ),
 ]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 from pathlib import Path
 
+import pandas as pd
+import yaml
 from omegaconf import OmegaConf
 
 from federation.coordinator.flwr_app_config import compose_config
@@ -144,6 +147,39 @@ def _runs(d: Path) -> None:
     (d / "synth_done" / "data" / "synth.yaml").write_text("name: synth\n")
 
 
+# 64 bytes on which torch's weights-only unpickler raised IndexError ("pop from empty list").
+RANDOM_BYTES = random.Random(2).randbytes(64)
+
+
+def _random_byte_runs(d: Path) -> None:
+    """A run whose model.pt, and one whose checkpoint.pt, are random bytes."""
+    for name in ("run_random_model", "run_random_checkpoint"):
+        shutil.copytree(d / "run", d / name, ignore=shutil.ignore_patterns("rounds", "export"))
+    (d / "run_random_model" / "model.pt").write_bytes(RANDOM_BYTES)
+    (d / "run_random_checkpoint" / "checkpoint.pt").write_bytes(RANDOM_BYTES)
+
+
+def _site_files(d: Path) -> None:
+    """A synth hospital's spec (text levels, data.id_column) and broken extracts of it."""
+    from federation.modeler.synth import dataset_spec, hospital_cohort
+
+    spec = {**dataset_spec("synth", {"h": "h.csv"}), "format": "csv"}
+    (d / "synth_csv.yaml").write_text(yaml.safe_dump(spec))
+    (d / "synth_parquet.yaml").write_text(yaml.safe_dump(dataset_spec("synth", {"h": "h.parquet"})))
+    frame = hospital_cohort("h", 80, 0.3, seed=4)
+    pd.concat([frame, frame]).to_parquet(d / "appended.parquet", index=False)
+    frame.to_csv(d / "semicolon.csv", sep=";", decimal=",", index=False)
+    frame.drop(columns=["patient_id", "hospital", "smoker", "admission_type"]).to_csv(
+        d / "headerless.csv", header=False, index=False
+    )
+    lines = frame.to_csv(index=False).splitlines()
+    lines[3], lines[9] = lines[3].rsplit(",", 1)[0], lines[9] + ",1"  # rows 3 and 9
+    (d / "short_rows.csv").write_text("\n".join(lines) + "\n")
+    ids = frame.copy()
+    ids.loc[40, "patient_id"] = ids.loc[5, "patient_id"]
+    ids.to_parquet(d / "repeated_id.parquet", index=False)
+
+
 def build_corpus(d: Path) -> Path:
     """Every input file of the corpus under ``d``; returns ``d``."""
     _tiny_run(d / "run")
@@ -152,6 +188,8 @@ def build_corpus(d: Path) -> Path:
     _patients(d)
     _keys(d)
     _runs(d)
+    _random_byte_runs(d)
+    _site_files(d)
     return d
 
 

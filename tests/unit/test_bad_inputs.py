@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from federation.cli.main import main as lhsfed
-from tests.helpers.bad_inputs_cases import CASES, LAUNCHER_CASES, SUBPROCESS_IDS
+from tests.helpers.bad_inputs_cases import (
+    CASES,
+    LAUNCHER_CASES,
+    SITE_CHECK_ALL,
+    SITE_CHECK_CASES,
+    SUBPROCESS_IDS,
+)
 from tests.helpers.bad_inputs_files import build_corpus, snapshot
 from tests.helpers.runs import REPO, run_launcher
 
@@ -33,9 +39,9 @@ def _fill(parts: list[str], d: Path) -> list[str]:
     return [p.replace("{d}", str(d)) for p in parts]
 
 
-def _assert_one_clear_line(code: int, err: str, expected: str) -> None:
+def _assert_one_clear_line(code: int, err: str, expected: str, want: int = 2) -> None:
     lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert code == 2, err
+    assert code == want, err
     assert "Traceback" not in err, err
     assert lines and expected in lines[-1], err
 
@@ -85,6 +91,43 @@ def test_launcher_refuses_with_one_clear_line(tmp_path, overrides, expected):
 
     _assert_one_clear_line(proc.returncode, proc.stderr, expected)
     assert snapshot(*LAUNCHER_INPUTS) == before
+
+
+@pytest.mark.parametrize(
+    "argv, expected", [c[1:] for c in SITE_CHECK_CASES], ids=[c[0] for c in SITE_CHECK_CASES]
+)
+def test_site_check_fails_a_bad_file_with_one_verdict_line(corpus, capsys, argv, expected):
+    """``lhsfed site check``'s documented code for a file that fails is 1 (2: a usage error)."""
+    before = snapshot(corpus)
+
+    code = lhsfed(_fill(argv, corpus))
+
+    captured = capsys.readouterr()
+    _assert_one_clear_line(code, captured.err, _fill([expected], corpus)[0], want=1)
+    assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.out
+    assert snapshot(corpus) == before
+
+
+@pytest.mark.parametrize("case", sorted(SITE_CHECK_ALL))
+def test_site_check_lists_every_problem_of_a_file_in_one_pass(corpus, capsys, case):
+    argv = next(c[1] for c in SITE_CHECK_CASES if c[0] == case)
+
+    assert lhsfed(_fill(argv, corpus)) == 1
+
+    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL ")]
+    assert len(failures) == len(SITE_CHECK_ALL[case]), failures
+    assert all(text in line for text, line in zip(SITE_CHECK_ALL[case], failures)), failures
+
+
+def test_resume_refuses_a_checkpoint_of_random_bytes_before_the_runtime(corpus, tmp_path):
+    folder = corpus / "run_random_checkpoint"
+    before = snapshot(corpus)
+
+    proc = run_launcher(tmp_path, f"resume={folder}", timeout=120)
+
+    expected = f"{folder / 'checkpoint.pt'}: cannot be read safely as plain weights"
+    _assert_one_clear_line(proc.returncode, proc.stderr, expected)
+    assert "round " not in proc.stdout and snapshot(corpus) == before
 
 
 def test_the_corpus_is_large_enough():

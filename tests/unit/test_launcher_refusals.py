@@ -35,6 +35,7 @@ def _launch(tmp, argv: list[str]) -> subprocess.CompletedProcess:
 # every case through the launcher's train() in this process.
 CLI_KINDS = (
     "federation.num_nodes=10",
+    "strategy.min_train_nodes=10",
     "+data.strict_vaules",
     "rounds=abc",
     "hydra.run.dir",

@@ -181,11 +181,14 @@ def test_counts_add_up_across_chunks(tmp_path, monkeypatch):
     report = check_site_file(path, SPEC)
 
     assert report.rows == len(lines)
-    assert report.failures == [
+    assert report.failures[0] == (
         f"{path}: column 'thalach' row 1001: non-finite value 'inf' (NaN, "
         "infinity and numbers beyond ±1.8e308 are refused); use a finite "
         "number, or a missing marker ['?'] (1 such rows)"
-    ]
+    )
+    # Four copies of one file: every row after the first copy repeats one (the changed row not).
+    assert report.failures[1].startswith(f"{path}: row 304: repeats row 1 exactly (908 rows repeat")
+    assert len(report.failures) == 2
     assert sum(report.label_counts.values()) == len(lines)
 
 

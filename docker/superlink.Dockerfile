@@ -13,6 +13,7 @@ COPY strategies /app/strategies
 COPY configs /app/configs
 COPY docker/entrypoint-superlink.sh /usr/local/bin/entrypoint-superlink.sh
 COPY docker/entrypoint-proxy.sh /usr/local/bin/entrypoint-proxy.sh
+COPY docker/entrypoint-lib.sh /usr/local/bin/entrypoint-lib.sh
 COPY docker/proxy.conf.template /usr/local/bin/proxy.conf.template
 # nginx from the distribution (the base image is Debian/Ubuntu or Alpine depending on the tag).
 RUN (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \

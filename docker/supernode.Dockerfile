@@ -13,6 +13,7 @@ COPY server /app/server
 COPY strategies /app/strategies
 COPY configs /app/configs
 COPY docker/entrypoint-supernode.sh /usr/local/bin/entrypoint-supernode.sh
+COPY docker/entrypoint-lib.sh /usr/local/bin/entrypoint-lib.sh
 # The base install only, no extra: what a site runs (tests/unit/test_packaging.py pins it).
 RUN python -m pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && python -m pip install --no-cache-dir -e /app \

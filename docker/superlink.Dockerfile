@@ -19,9 +19,10 @@ COPY docker/proxy.conf.template /usr/local/bin/proxy.conf.template
 RUN (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
      && rm -rf /var/lib/apt/lists/*) || apk add --no-cache nginx
 # CPU-only torch first, so `torch>=2.6` in the project pulls no CUDA build. The `coordinator` extra:
-# the ServerApp and the coordinator's `lhsfed-train` / `lhsfed pki register` here (no modeler tools).
+# the ServerApp and the coordinator's `lhsfed-train` / `lhsfed pki register`; the `modeler` extra:
+# `lhsfed evaluate RUN` here, where the run folders are (its report's plots need matplotlib).
 RUN python -m pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && python -m pip install --no-cache-dir -e '/app[coordinator]' \
+ && python -m pip install --no-cache-dir -e '/app[coordinator,modeler]' \
  && chmod 0755 /usr/local/bin/entrypoint-superlink.sh /usr/local/bin/entrypoint-proxy.sh \
  && mkdir -p /state /app/outputs && chown app:app /state /app/outputs
 USER app

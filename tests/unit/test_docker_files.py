@@ -58,7 +58,8 @@ def _host_path(source: str, pki_root: Path) -> Path:
 def _image_copies(service: dict) -> dict[str, Path]:
     """Where the service's Dockerfile COPYs each repository path: container path -> source."""
     text = (DOCKER / service["build"]["context"] / service["build"]["dockerfile"]).read_text()
-    return {dest.rstrip("/"): REPO / src for src, dest in re.findall(r"^COPY\s+(\S+)\s+(\S+)$", text, re.M)}
+    copies = _copies(text)
+    return {dest.rstrip("/"): REPO / src[0] for src, dest in copies if len(src) == 1 and dest != "/"}
 
 
 @dataclass
@@ -147,13 +148,143 @@ def test_every_container_runs_read_only_with_a_tmpfs_for_scratch():
         assert service["restart"] == "unless-stopped", name
 
 
+IMAGES = {"supernode.Dockerfile": "flwr/supernode:1.41.0", "superlink.Dockerfile": "flwr/superlink:1.41.0"}
+
+
+def _args(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+
+
+def _copies(text: str) -> list[tuple[list[str], str]]:
+    """Each COPY's sources (ARG defaults substituted) and destination."""
+    args = _args(text)
+    found = []
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
+        *sources, dest = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], line).split()
+        found.append((sources, dest))
+    return found
+
+
+def _in_image(text: str, path: str) -> Path | None:
+    """The repository file a Dockerfile puts at ``path`` (a COPY into a folder), if any."""
+    for sources, dest in _copies(text):
+        for source in sources:
+            if dest.endswith("/") and path == dest + Path(source).name:
+                return REPO / source
+    return None
+
+
 def test_dockerfile_copy_sources_exist():
     for dockerfile in DOCKER.glob("*.Dockerfile"):
-        text = dockerfile.read_text()
-        assert re.search(r"^FROM flwr/(superlink|supernode):1\.41\.0$", text, re.M), dockerfile
-        for sources in re.findall(r"^COPY\s+(.+)\s+\S+$", text, re.M):
-            for source in sources.split():
+        for sources, _ in _copies(dockerfile.read_text()):
+            for source in sources:
                 assert (REPO / source).exists(), f"{dockerfile.name}: COPY {source} missing"
+
+
+@pytest.mark.parametrize(("dockerfile", "official"), IMAGES.items())
+def test_images_start_from_arg_base_and_install_from_a_wheelhouse_when_given(dockerfile, official):
+    text = (DOCKER / dockerfile).read_text()
+    assert _args(text)["BASE"] == official  # the pinned official image by default
+    assert re.search(r"^FROM \$\{BASE\}$", text, re.M)
+    # The wheelhouse: a folder of the build context (ARG WHEELHOUSE), bind-mounted for the install
+    # only (no wheels in a layer); with wheels there, pip uses no index at all.
+    assert _args(text)["WHEELHOUSE"] == "docker/wheelhouse" and (REPO / "docker/wheelhouse").is_dir()
+    assert re.search(r"^FROM scratch AS wheels\nARG WHEELHOUSE=\S+\nCOPY \$\{WHEELHOUSE\} /$", text, re.M)
+    install = text[text.index("RUN --mount=type=bind,from=wheels,target=/wheelhouse") :]
+    assert "export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse" in install.split("&&")[0]
+    assert "torch==2.13.0" in install and "/app" in install
+
+
+@pytest.mark.parametrize("dockerfile", IMAGES)
+def test_entrypoint_and_what_it_sources_are_in_the_image_side_by_side(dockerfile):
+    text = (DOCKER / dockerfile).read_text()
+    (entrypoint,) = re.findall(r'^ENTRYPOINT \["([^"]+)"\]$', text, re.M)
+    script = _in_image(text, entrypoint)
+    assert script and script.is_file(), entrypoint
+    folder = entrypoint.rsplit("/", 1)[0]
+    scripts = [script]
+    while scripts:  # $here/NAME: what each script runs or sources from its own folder
+        for name in re.findall(r'\$here/(\w[\w.-]*)', scripts.pop().read_text()):
+            assert _in_image(text, f"{folder}/{name}"), f"{dockerfile}: {folder}/{name} not copied"
+            if name.endswith(".sh"):
+                scripts.append(DOCKER / name)
+    # The default spec (../configs/data beside the entrypoint's folder) is in the image.
+    if dockerfile == "supernode.Dockerfile":
+        assert folder == "/app/docker" and ("configs", "/app/configs") in [(s[0], d) for s, d in _copies(text)]
+
+
+def test_supernode_image_has_a_healthcheck_script_it_copies():
+    text = (DOCKER / "supernode.Dockerfile").read_text()
+    (command,) = re.findall(r'^HEALTHCHECK .*CMD \["([^"]+)"\]$', text, re.M)
+    assert _in_image(text, command) == DOCKER / "healthcheck-supernode.sh"
+
+
+def test_stand_in_base_matches_the_official_images_user_and_binaries():
+    text = (DOCKER / "base.Dockerfile").read_text()
+    assert _args(text)["DEBIAN"].startswith("debian:")
+    assert "python3 python3-venv" in text  # Debian bookworm's Python 3.11
+    assert "pip install --no-cache-dir flwr==1.41.0" in text
+    assert "useradd --no-create-home --home-dir /app" in text and "--uid 49999 app" in text
+    assert re.search(r"^ENV PATH=/python/venv/bin:\$PATH", text, re.M)  # flower-* and python, as upstream
+    assert re.search(r"^USER app$", text, re.M) and "HOME=/app" in text
+
+
+def test_make_targets_build_the_same_files_with_podman_or_docker():
+    text = (REPO / "Makefile").read_text()
+    assert "command -v podman >/dev/null 2>&1 && echo podman || echo docker" in text
+    targets = {t: body for t, body in re.findall(r"^([\w-]+):[^\n]*\n((?:\t.*\n?)+)", text, re.M)}
+    images = targets["images"].replace("\\\n", " ")
+    for dockerfile in IMAGES:
+        assert re.search(rf"\$\(ENGINE\) build -f docker/{dockerfile} --build-arg BASE=", images)
+    assert "$(ENGINE) build -f docker/base.Dockerfile" in targets["base-image"]
+    wheelhouse = targets["wheelhouse"]
+    assert "pip download" in wheelhouse and "torch==2.13.0" in wheelhouse and "flwr==1.41.0" in wheelhouse
+    assert re.search(r"^SUPERNODE_BASE \?= flwr/supernode:1\.41\.0$", text, re.M)
+
+
+# ----- .dockerignore: what never enters a build context -----
+
+
+def _ignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule, enough for these patterns: a pattern matches the path or a folder above it."""
+    def regex(pattern: str) -> re.Pattern:
+        body = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
+        return re.compile(body + "(?:/.*)?")
+
+    return any(regex(p).fullmatch(path) for p in patterns)
+
+
+def test_dockerignore_keeps_keys_runs_environments_and_caches_out():
+    patterns = _ignore_patterns()
+    for path in (
+        "docker/pki/ca.pem",
+        "docker/pki/sites/cleveland.key",
+        "pki/superlink.key",
+        "keys/va.key",
+        "signed/lhs-federation.sign.key",
+        "somewhere/deep/private.pem",
+        "outputs/2026-01-01/model.pt",
+        "multirun/0/metrics.jsonl",
+        "runs/heart-1/summary.json",
+        ".venv/bin/python",
+        ".git/config",
+        "federation/__pycache__/x.cpython-311.pyc",
+        ".pytest_cache/v/cache",
+        "ledger/ledger.sqlite",
+    ):
+        assert _ignored(path, patterns), path
+    # ... and never what the images copy, nor the wheelhouse.
+    for dockerfile in [*IMAGES, "base.Dockerfile"]:
+        for sources, _ in _copies((DOCKER / dockerfile).read_text()):
+            for source in sources:
+                assert not _ignored(source, patterns), f"{dockerfile}: COPY {source} is ignored"
+    for path in ("docker/wheelhouse/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl", "configs/data/uci_heart.yaml"):
+        assert not _ignored(path, patterns), path
 
 
 def _entrypoint(env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -57,7 +57,9 @@ def _add_owner_options(parser: argparse.ArgumentParser) -> None:
         help="give the private key to this user (the images run as uid 49999, user app): "
         "chown as root, otherwise print the command to run",
     )
-    parser.add_argument("--owner-gid", type=at_least(0), default=None, help="and to this group (with --owner-uid)")
+    parser.add_argument(
+        "--owner-gid", type=at_least(0), default=None, help="and to this group (with --owner-uid)"
+    )
 
 
 def _init(args) -> int:

@@ -121,7 +121,9 @@ def test_every_hospital_sets_every_required_variable_and_mounts_every_path(tmp_p
     for name, service in hospitals.items():
         env = service["environment"]
         mounts = _mounts(service, pki_root, set(compose["volumes"]))
-        assert required <= {k for k, v in env.items() if str(v).strip()}, f"{name}: {required - set(env)} not set"
+        assert required <= {k for k, v in env.items() if str(v).strip()}, (
+            f"{name}: {required - set(env)} not set"
+        )
         for var in READS:
             mount, path = _holding(mounts, env[var]), env[var]
             if mount is None:  # in the image: a file the Dockerfile copies from the repository
@@ -132,7 +134,9 @@ def test_every_hospital_sets_every_required_variable_and_mounts_every_path(tmp_p
             assert host.is_file(), f"{name}: {var}={path} -> {host} missing"
         for var in WRITES_BESIDE:
             mount = _holding(mounts, str(Path(env[var]).parent))
-            assert mount and mount.host is None and not mount.read_only, f"{name}: {var} not on a writable volume"
+            assert mount and mount.host is None and not mount.read_only, (
+                f"{name}: {var} not on a writable volume"
+            )
         ledger, state = (_holding(mounts, str(Path(env[v]).parent)) for v in WRITES_BESIDE)
         assert ledger.source != state.source  # a rolled-back ledger volume cannot take the state with it
         assert _holding(mounts, env["LHSFED_NODE_KEY"]).read_only
@@ -204,13 +208,15 @@ def test_entrypoint_and_what_it_sources_are_in_the_image_side_by_side(dockerfile
     folder = entrypoint.rsplit("/", 1)[0]
     scripts = [script]
     while scripts:  # $here/NAME: what each script runs or sources from its own folder
-        for name in re.findall(r'\$here/(\w[\w.-]*)', scripts.pop().read_text()):
+        for name in re.findall(r"\$here/(\w[\w.-]*)", scripts.pop().read_text()):
             assert _in_image(text, f"{folder}/{name}"), f"{dockerfile}: {folder}/{name} not copied"
             if name.endswith(".sh"):
                 scripts.append(DOCKER / name)
     # The default spec (../configs/data beside the entrypoint's folder) is in the image.
     if dockerfile == "supernode.Dockerfile":
-        assert folder == "/app/docker" and ("configs", "/app/configs") in [(s[0], d) for s, d in _copies(text)]
+        assert folder == "/app/docker" and ("configs", "/app/configs") in [
+            (s[0], d) for s, d in _copies(text)
+        ]
 
 
 def test_supernode_image_has_a_healthcheck_script_it_copies():
@@ -252,6 +258,7 @@ def _ignore_patterns() -> list[str]:
 
 def _ignored(path: str, patterns: list[str]) -> bool:
     """Docker's rule, enough for these patterns: a pattern matches the path or a folder above it."""
+
     def regex(pattern: str) -> re.Pattern:
         body = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
         return re.compile(body + "(?:/.*)?")
@@ -283,7 +290,10 @@ def test_dockerignore_keeps_keys_runs_environments_and_caches_out():
         for sources, _ in _copies((DOCKER / dockerfile).read_text()):
             for source in sources:
                 assert not _ignored(source, patterns), f"{dockerfile}: COPY {source} is ignored"
-    for path in ("docker/wheelhouse/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl", "configs/data/uci_heart.yaml"):
+    for path in (
+        "docker/wheelhouse/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl",
+        "configs/data/uci_heart.yaml",
+    ):
         assert not _ignored(path, patterns), path
 
 
@@ -371,8 +381,13 @@ def test_the_docs_docker_run_form_writes_only_to_writable_volumes():
     for var in WRITES_BESIDE:
         folder = str(Path(env[var]).parent)
         source, options = volumes[folder]
-        assert not source.startswith(("$", "/", ".")) and options != "ro", f"{var}: {folder} not a writable volume"
-    assert volumes[str(Path(env["LHSFED_NODE_STATE"]).parent)] != volumes[str(Path(env["LHSFED_LEDGER_PATH"]).parent)]
+        assert not source.startswith(("$", "/", ".")) and options != "ro", (
+            f"{var}: {folder} not a writable volume"
+        )
+    assert (
+        volumes[str(Path(env["LHSFED_NODE_STATE"]).parent)]
+        != volumes[str(Path(env["LHSFED_LEDGER_PATH"]).parent)]
+    )
     assert volumes[env["LHSFED_NODE_KEY"]][1] == "ro"  # the key: a read-only file mount
     assert "--read-only" in command and "--tmpfs /tmp" in command and env["TMPDIR"] == "/tmp"
     superlink = _docs_docker_run("lhsfed-superlink")

@@ -154,7 +154,9 @@ def site_as_user(tmp_path_factory) -> Path:
 
 def _start_as_user(env: dict[str, str], site: Path) -> subprocess.CompletedProcess:
     """The entrypoint as an unprivileged user (as root: dropped to NOBODY with setpriv)."""
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if os.geteuid() == 0 else []
+    drop = (
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if os.geteuid() == 0 else []
+    )
     env = {
         **env,
         "LHSFED_BIN": str(site / "bin"),

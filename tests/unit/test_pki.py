@@ -147,8 +147,21 @@ def test_owner_uid_gives_the_keys_to_the_container_user(tmp_path, capsys, monkey
     if os.geteuid() != 0:
         pytest.skip("chown to another user needs root")
     _run(capsys, "pki", "init", "--out", str(tmp_path))
-    out = _run(capsys, "pki", "server-cert", "--ca-dir", str(tmp_path), "--host", "link", "--owner-uid", "49999")
-    out += _run(capsys, "pki", "node-key", "va", "--out", str(tmp_path), "--owner-uid", "49999", "--owner-gid", "49998")
+    out = _run(
+        capsys, "pki", "server-cert", "--ca-dir", str(tmp_path), "--host", "link", "--owner-uid", "49999"
+    )
+    out += _run(
+        capsys,
+        "pki",
+        "node-key",
+        "va",
+        "--out",
+        str(tmp_path),
+        "--owner-uid",
+        "49999",
+        "--owner-gid",
+        "49998",
+    )
 
     for key in ("superlink.key", "va.key"):
         assert (tmp_path / key).stat().st_uid == 49999 and _mode(tmp_path / key) == 0o600

@@ -7,25 +7,29 @@
 #   LHSFED_PROXY_HOST     address hospitals connect to                     [0.0.0.0]
 #   LHSFED_PROXY_PORT     port hospitals connect to                        [9092]
 #   LHSFED_UPSTREAM       the SuperLink on loopback, HOST:PORT             [127.0.0.1:9093]
-#   LHSFED_PROXY_DIR      nginx's rendered config, pid and temp files      [/tmp/lhsfed-proxy]
+#   LHSFED_PROXY_DIR      nginx's rendered config, pid and temp files      [$TMPDIR/lhsfed-proxy]
 #   LHSFED_NGINX          nginx binary                                     [nginx from PATH, else /usr/sbin/nginx]
+#   TMPDIR                scratch; a tmpfs with a read-only root filesystem [/tmp]
+#   LHSFED_CONFIG_ERROR_DELAY  seconds to wait before exiting 64 on a configuration error [30]
 set -euo pipefail
 
-die() { echo "entrypoint-proxy: $*" >&2; exit 64; }
-
+ENTRYPOINT_NAME=entrypoint-proxy
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=docker/entrypoint-lib.sh
+source "$here/entrypoint-lib.sh"
 template=$here/proxy.conf.template
 tls_dir=${LHSFED_TLS_DIR:-/pki}
 listen_host=${LHSFED_PROXY_HOST:-0.0.0.0}
 listen_port=${LHSFED_PROXY_PORT:-9092}
 upstream=${LHSFED_UPSTREAM:-127.0.0.1:9093}
-run_dir=${LHSFED_PROXY_DIR:-/tmp/lhsfed-proxy}
+run_dir=${LHSFED_PROXY_DIR:-${TMPDIR:-/tmp}/lhsfed-proxy}
 nginx=${LHSFED_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 [[ -x "$nginx" ]] || die "LHSFED_NGINX=$nginx is not an executable nginx (apt-get install nginx-light)"
 [[ -f "$template" ]] || die "$template not found"
 for file in ca.pem superlink.pem superlink.key; do
   [[ -f "$tls_dir/$file" ]] || die "LHSFED_TLS_DIR=$tls_dir has no $file (lhsfed pki init / server-cert)"
+  require_readable_file LHSFED_TLS_DIR "$tls_dir/$file" "lhsfed pki server-cert"
 done
 [[ "$upstream" =~ ^(127\.[0-9.]+|localhost|\[::1\]):[0-9]+$ ]] \
   || die "LHSFED_UPSTREAM=$upstream must be a loopback HOST:PORT (the SuperLink binds to loopback)"
@@ -34,7 +38,8 @@ for value in "$tls_dir" "$run_dir" "$listen_host"; do
   [[ "$value" =~ ^[A-Za-z0-9_./:@+-]+$ ]] || die "'$value': use a path/host without spaces or ; { } | & characters"
 done
 
-mkdir -p "$run_dir"
+require_writable_dir "LHSFED_PROXY_DIR=$run_dir" "$run_dir" \
+  "with a read-only root filesystem mount a tmpfs (--tmpfs /tmp) and set TMPDIR=/tmp"
 tls_dir=$(cd "$tls_dir" && pwd)  # nginx resolves relative paths against its prefix, not $PWD
 run_dir=$(cd "$run_dir" && pwd)
 listen=$listen_host:$listen_port

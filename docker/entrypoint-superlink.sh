@@ -15,12 +15,18 @@
 #   LHSFED_STATE_DB       SQLite state (registered nodes, runs); keep it on a volume  [/state/superlink.db]
 #   LHSFED_BIN            folder holding flower-superlink and flower-superexec; put first
 #                         on PATH (Flower finds its helpers there)  [empty: from PATH]
-# Any start failure exits non-zero within seconds with one line naming its cause.
+#   FLWR_HOME             Flower's home (the app bundles the ServerApp installs)
+#                                                          [flwr-home beside LHSFED_STATE_DB]
+#   TMPDIR                scratch; a tmpfs with a read-only root filesystem  [/tmp]
+#   LHSFED_CONFIG_ERROR_DELAY  seconds to wait before exiting 64 on a configuration error,
+#                         so a restart policy does not loop hot (entrypoint-lib.sh)  [30]
+# Any start failure prints one line naming its cause, then exits 64 (after the delay).
 set -euo pipefail
 
-die() { echo "entrypoint-superlink: $*" >&2; exit 64; }
-
+ENTRYPOINT_NAME=entrypoint-superlink
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=docker/entrypoint-lib.sh
+source "$here/entrypoint-lib.sh"
 tls_dir=${LHSFED_TLS_DIR:-/pki}
 host=${LHSFED_BIND_HOST:-127.0.0.1}
 port=${LHSFED_PORT:-9093}
@@ -32,6 +38,7 @@ export LHSFED_RUNS_ROOT=${LHSFED_RUNS_ROOT:-$PWD/outputs}
 
 for file in ca.pem superlink.pem superlink.key; do
   [[ -f "$tls_dir/$file" ]] || die "LHSFED_TLS_DIR=$tls_dir has no $file (lhsfed pki init / server-cert)"
+  require_readable_file LHSFED_TLS_DIR "$tls_dir/$file" "lhsfed pki server-cert"
 done
 [[ "$host" =~ ^(127\.[0-9.]+|localhost|::1)$ ]] \
   || die "LHSFED_BIND_HOST=$host: the SuperLink's Control API has no authentication; bind it to 127.0.0.1 and let hospitals in through the proxy (LHSFED_PROXY_PORT)"
@@ -50,7 +57,15 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((host, int(port)))' "$address" 2>/dev/null \
     || die "$var: $address is in use or cannot be bound; choose a free port"
 done
-mkdir -p "$(dirname "$state_db")" "$LHSFED_RUNS_ROOT" || die "cannot create $(dirname "$state_db") or $LHSFED_RUNS_ROOT"
+require_writable_dir "LHSFED_STATE_DB=$state_db" "$(dirname "$state_db")" \
+  "mount a writable volume there (e.g. -v lhsfed-state:/state)"
+require_writable_dir "LHSFED_RUNS_ROOT=$LHSFED_RUNS_ROOT" "$LHSFED_RUNS_ROOT" \
+  "mount a writable volume there (e.g. -v lhsfed-runs:/app/outputs)"
+export FLWR_HOME=${FLWR_HOME:-$(dirname "$state_db")/flwr-home}
+require_writable_dir "FLWR_HOME=$FLWR_HOME" "$FLWR_HOME" \
+  "unset it (default: flwr-home beside LHSFED_STATE_DB) or point it to a writable volume"
+require_writable_dir "TMPDIR=${TMPDIR:-/tmp}" "${TMPDIR:-/tmp}" \
+  "with a read-only root filesystem mount a tmpfs (--tmpfs /tmp) and set TMPDIR=/tmp"
 
 "${bin}flower-superlink" \
   --ssl-ca-certfile "$tls_dir/ca.pem" \

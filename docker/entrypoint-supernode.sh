@@ -18,7 +18,8 @@
 #   LHSFED_LEDGER_PATH        this site's privacy ledger, on a persistent volume
 #   Optional policy (node config key in brackets; default after):
 #   LHSFED_NODE_STATE         where the node remembers its ledger's last entry (node-state),
-#                             on a volume apart from the ledger's          [beside LHSFED_NODE_KEY]
+#                             on a writable volume apart from the ledger's [beside LHSFED_NODE_KEY;
+#                             a read-only key mount needs this set]
 #   LHSFED_REQUIRE_DP         refuse privacy=off (require-dp)                 [true]
 #   LHSFED_MIN_NOISE_MULTIPLIER  smallest DP noise multiplier accepted       [0]
 #   LHSFED_MAX_ROUNDS         most rounds a run may ask (max-rounds)         [100]
@@ -34,7 +35,14 @@
 #                                                                        [empty: from PATH]
 #   LHSFED_APP_PIN            the only app this site runs, PUBLISHER/NAME[==VERSION]
 #                                                 [lhs-federation/lhs-federation-run]
+#   TMPDIR                    scratch (the runner's secret, the pid file the health check
+#                             reads); a tmpfs with a read-only root filesystem [/tmp]
+#   LHSFED_CONFIG_ERROR_DELAY seconds to wait before exiting 64 on a configuration error, so
+#                             a restart policy does not loop hot (entrypoint-lib.sh)   [30]
 #
+# Before anything starts, every file it reads must exist and be readable, and every folder
+# it writes (the ledger's, the node state's, FLWR_HOME, TMPDIR) must take a new file: each
+# failure is one line naming the variable and the fix, then exit 64.
 # The node runs with process isolation: beside it, this site's own runner
 # (client/pinned_runner.py) takes each task from the node's runtime API (LHSFED_NODE_PORT)
 # and runs the ClientApp installed in this image, never code from the run's app bundle;
@@ -42,16 +50,21 @@
 # node or the runner exits, the other is stopped and the script exits non-zero.
 set -euo pipefail
 
-die() { echo "entrypoint-supernode: $*" >&2; exit 64; }
+ENTRYPOINT_NAME=entrypoint-supernode
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=docker/entrypoint-lib.sh
+source "$here/entrypoint-lib.sh"
 
-for var in LHSFED_SUPERLINK LHSFED_CA_CERT LHSFED_NODE_KEY LHSFED_DATA_PATH LHSFED_SITE_NAME \
-           LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_LEDGER_PATH; do
+required=(LHSFED_SUPERLINK LHSFED_CA_CERT LHSFED_NODE_KEY LHSFED_DATA_PATH LHSFED_SITE_NAME
+          LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_LEDGER_PATH)
+for var in "${required[@]}"; do
   [[ -n "${!var:-}" ]] || die "$var is not set: the site's privacy policy is mandatory (see docs/deployment.md)"
 done
-[[ -f "$LHSFED_CA_CERT" ]] || die "LHSFED_CA_CERT=$LHSFED_CA_CERT: file not found"
-[[ -f "$LHSFED_NODE_KEY" ]] || die "LHSFED_NODE_KEY=$LHSFED_NODE_KEY: file not found"
-if [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" && ! -f "$LHSFED_TRUSTED_ENTITIES" ]]; then
-  die "LHSFED_TRUSTED_ENTITIES=$LHSFED_TRUSTED_ENTITIES: file not found"
+require_readable_file LHSFED_CA_CERT "$LHSFED_CA_CERT" "the federation's ca.pem from the coordinator"
+require_readable_file LHSFED_NODE_KEY "$LHSFED_NODE_KEY" "this site's SITE.key from lhsfed pki node-key"
+require_readable_file LHSFED_DATA_PATH "$LHSFED_DATA_PATH" "mount this site's data file read-only"
+if [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" ]]; then
+  require_readable_file LHSFED_TRUSTED_ENTITIES "$LHSFED_TRUSTED_ENTITIES" "lhsfed pki trusted-entities"
 fi
 bin=${LHSFED_BIN:+${LHSFED_BIN%/}/}
 # Flower's own binaries look up their helpers on PATH: LHSFED_BIN goes first there too.
@@ -65,10 +78,24 @@ for var in LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_MIN_NOISE_MULTIPLIER LHSFED_MA
            LHSFED_MAX_LOCAL_EPOCHS LHSFED_MIN_EVAL_ROWS LHSFED_MIN_CELL_SIZE; do
   [[ -z "${!var:-}" || "${!var}" =~ $number ]] || die "$var=${!var} must be a number"
 done
-spec=${LHSFED_SPEC_PATH:-$(dirname "$0")/../configs/data/${LHSFED_DATASET:-uci_heart}.yaml}
-[[ -f "$spec" ]] || die "LHSFED_SPEC_PATH=$spec: file not found (the site's dataset spec)"
+spec=${LHSFED_SPEC_PATH:-$here/../configs/data/${LHSFED_DATASET:-uci_heart}.yaml}
+require_readable_file LHSFED_SPEC_PATH "$spec" "the site's dataset spec"
 ledger=$LHSFED_LEDGER_PATH
-mkdir -p "$(dirname "$ledger")"
+
+# Every folder the node writes, checked now rather than at the first round's ledger entry.
+require_writable_dir "LHSFED_LEDGER_PATH=$ledger" "$(dirname "$ledger")" \
+  "mount a writable volume for the ledger there (e.g. -v lhsfed-ledger:/ledger)"
+if [[ -n "${LHSFED_NODE_STATE:-}" ]]; then
+  require_writable_dir "LHSFED_NODE_STATE=$LHSFED_NODE_STATE" "$(dirname "$LHSFED_NODE_STATE")" \
+    "put it on a writable volume apart from the ledger's (e.g. -v lhsfed-node-state:/state)"
+else
+  require_writable_dir "LHSFED_NODE_STATE is not set and the node state goes beside LHSFED_NODE_KEY" \
+    "$(dirname "$LHSFED_NODE_KEY")" \
+    "the key is on a read-only mount: set LHSFED_NODE_STATE=/state/node.ledger-state.json on a writable volume apart from the ledger's (-v lhsfed-node-state:/state)"
+fi
+tmp=${TMPDIR:-/tmp}
+require_writable_dir "TMPDIR=$tmp" "$tmp" \
+  "with a read-only root filesystem mount a tmpfs (--tmpfs /tmp) and set TMPDIR=/tmp"
 
 port=${LHSFED_NODE_PORT:-9094}
 [[ "$port" =~ ^[0-9]+$ ]] || die "LHSFED_NODE_PORT=$port must be a port number"
@@ -79,7 +106,8 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null \
   || die "LHSFED_NODE_PORT=$port: 127.0.0.1:$port is in use (another node on this host?); give each node its own LHSFED_NODE_PORT"
 export FLWR_HOME=${FLWR_HOME:-$(dirname "$ledger")/flwr-home}
-mkdir -p "$FLWR_HOME"
+require_writable_dir "FLWR_HOME=$FLWR_HOME" "$FLWR_HOME" \
+  "unset it (default: flwr-home beside the ledger) or point it to a writable volume"
 
 # Refuse to join with data the training code would misread.
 "${bin}lhsfed" site check --data "$LHSFED_DATA_PATH" --site "$LHSFED_SITE_NAME" \
@@ -99,7 +127,7 @@ done
 extra=()
 [[ -n "${LHSFED_TRUSTED_ENTITIES:-}" ]] && extra+=(--trusted-entities "$LHSFED_TRUSTED_ENTITIES")
 
-secret=$(mktemp "${TMPDIR:-/tmp}/lhsfed-superexec.XXXXXX")  # 0600: only our runner may take tasks
+secret=$(mktemp "$tmp/lhsfed-superexec.XXXXXX")  # 0600: only our runner may take tasks
 head -c 32 /dev/urandom >"$secret"
 "${bin}flower-supernode" \
   --superlink "$LHSFED_SUPERLINK" \
@@ -113,11 +141,16 @@ node=$!
 "${bin}python" -P -m client.pinned_runner serve --runtime-api-address "127.0.0.1:$port" \
   --pin "${LHSFED_APP_PIN:-lhs-federation/lhs-federation-run}" --superexec-auth-secret-file "$secret" &
 runner=$!
+# What docker/healthcheck-supernode.sh checks: both processes, and the node's runtime API.
+pids=$tmp/lhsfed-supernode-$port.pids
+echo "$node $runner" >"$pids"
 trap 'kill -TERM "$node" "$runner" 2>/dev/null || true' TERM INT
 status=0
 wait -n "$node" "$runner" || status=$?
 kill -TERM "$node" "$runner" 2>/dev/null || true
 wait || true
-rm -f "$secret"
+rm -f "$secret" "$pids"
 echo "entrypoint-supernode: node or runner exited (status $status); both stopped" >&2
+# 64: the runner refused its configuration (e.g. LHSFED_APP_PIN): no hot restart loop either.
+(( status == 64 )) && pause_before_exit
 exit $((status ? status : 70))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 OWN_PACKAGES = ("federation", "client", "server", "strategies")
@@ -70,12 +71,37 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     return args
 
 
+# A module whose distribution has another name (the extras list distributions).
+DISTRIBUTION_OF = {"hydra": "hydra-core", "omegaconf": "hydra-core", "sklearn": "scikit-learn"}
+EXTRA_REQUIREMENT = re.compile(r"""^([A-Za-z0-9_.-]+)[^;]*;\s*extra\s*==\s*["']([^"']+)["']""")
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def extras_with(module: str) -> list[str]:
+    """The extras of the installed lhs-federation that list ``module``'s distribution."""
+    from importlib import metadata
+
+    wanted = _normalized(DISTRIBUTION_OF.get(module, module))
+    try:
+        requirements = metadata.requires("lhs-federation") or []
+    except metadata.PackageNotFoundError:
+        return []
+    found = (EXTRA_REQUIREMENT.match(r) for r in requirements)
+    return sorted({m.group(2) for m in found if m and _normalized(m.group(1)) == wanted})
+
+
 def _missing_extra(err: ModuleNotFoundError) -> str:
-    return (
-        f"this command needs the Python module {err.name!r}, which is not installed here; "
-        "install the extra that has it: pip install 'lhs-federation[modeler]' (evaluate, "
-        "export, predict, audit) or 'lhs-federation[coordinator]' (the coordinator's tools)"
+    module = (err.name or "").split(".")[0]
+    extras = extras_with(module)
+    fix = (
+        " or ".join(f"pip install 'lhs-federation[{extra}]'" for extra in extras)
+        if extras
+        else "install the lhs-federation extra that lists it (pyproject.toml, optional-dependencies)"
     )
+    return f"this command needs the Python module {module!r}, which is not installed here; {fix}"
 
 
 def _os_error(err: OSError) -> str:

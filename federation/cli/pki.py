@@ -13,6 +13,7 @@ import argparse
 import re
 from pathlib import Path
 
+from federation.cli.arguments import at_least
 from federation.core.input_files import require_output_file, require_output_folder
 
 DEFAULT_DIR = Path("pki")
@@ -34,6 +35,33 @@ def _out_folder(args) -> Path:
     return require_output_folder(args.out, option="--out")
 
 
+def _hand_over(key: Path, args) -> None:
+    """``--owner-uid``: the key goes to the container's user (chown as root, else one line
+    saying what to run)."""
+    from federation.core.errors import ConfigError
+    from federation.core.key_files import hand_over
+
+    if args.owner_uid is None:
+        if args.owner_gid is not None:
+            raise ConfigError("--owner-gid needs --owner-uid (the user the container runs as, e.g. 49999)")
+        return
+    todo = hand_over(key, uid=args.owner_uid, gid=args.owner_gid)
+    print(f"{key}: owner {args.owner_uid} (0600)" if todo is None else f"to do: {todo}")
+
+
+def _add_owner_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--owner-uid",
+        type=at_least(0),
+        default=None,
+        help="give the private key to this user (the images run as uid 49999, user app): "
+        "chown as root, otherwise print the command to run",
+    )
+    parser.add_argument(
+        "--owner-gid", type=at_least(0), default=None, help="and to this group (with --owner-uid)"
+    )
+
+
 def _init(args) -> int:
     from federation.security import pki
 
@@ -53,6 +81,7 @@ def _server_cert(args) -> int:
         _out_folder(args)
     cert = pki.create_server_cert(args.ca_dir, args.host, args.out)
     print(f"SuperLink TLS certificate: {cert} for {', '.join(args.host)}")
+    _hand_over(cert.with_name(pki.SERVER_KEY), args)
     return 0
 
 
@@ -64,6 +93,7 @@ def _node_key(args) -> int:
     print(
         f"node key for {args.site}: {private} (0600, stays on this machine); send {public} to the coordinator"
     )
+    _hand_over(private, args)
     return 0
 
 
@@ -126,11 +156,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--ca-dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--out", type=Path, default=None, help="default: the CA folder")
+    _add_owner_options(p)
     p.set_defaults(func=_server_cert)
 
     p = sub.add_parser("node-key", help="a site's node-authentication key pair (hospital IT)")
     p.add_argument("site", type=name)
     p.add_argument("--out", type=Path, default=Path("."))
+    _add_owner_options(p)
     p.set_defaults(func=_node_key)
 
     p = sub.add_parser("register", help="allow a site's public key on the SuperLink")

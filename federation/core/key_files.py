@@ -28,6 +28,24 @@ def write_private(path: Path, data: bytes) -> Path:
     return path
 
 
+def hand_over(path: Path, *, uid: int, gid: int | None = None) -> str | None:
+    """Give a private key to the account that must read it (a container's user, e.g. uid
+    49999), keeping it 0600. As root: ``chown``, returns None. Otherwise nothing changes and
+    the one command that does it is returned (a caller prints it)."""
+    path = Path(path)
+    owner = f"{uid}" if gid is None else f"{uid}:{gid}"
+    current = path.stat()
+    if current.st_uid == uid and gid in (None, current.st_gid):
+        return None
+    if os.geteuid() == 0:
+        os.chown(path, uid, -1 if gid is None else gid)
+        return None
+    return (
+        f"{path} is owned by uid {current.st_uid}, not {uid}: run `sudo chown {owner} {path}` "
+        f"(rootless podman: `podman unshare chown {owner} {path}`) so that the container can read it"
+    )
+
+
 def write_public(path: Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -120,10 +120,12 @@ def start(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = No
 
 
 def base_env(home: Path) -> dict[str, str]:
-    """The container's environment: our tools on PATH, a private Flower home, no telemetry."""
+    """The container's environment: our tools on PATH, a private Flower home, no telemetry,
+    and a configuration error exits at once (no restart-loop delay)."""
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "LHSFED_CONFIG_ERROR_DELAY": "0",
         "FLWR_HOME": str(home),
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",

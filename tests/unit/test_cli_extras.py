@@ -38,7 +38,19 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("lhsfed evaluate: error: this command needs the Python module 'matplotlib'")
-    assert "pip install 'lhs-federation[modeler]'" in line
+    assert line.endswith("pip install 'lhs-federation[modeler]'")
+    assert "[coordinator]" not in line  # the coordinator's image has that one: it is not the fix
+
+
+def test_the_extra_named_is_the_one_that_lists_the_module():
+    """Read from the installed package's metadata, i.e. pyproject.toml's extras."""
+    from federation.cli.main import extras_with
+
+    assert extras_with("matplotlib") == ["modeler"]
+    assert extras_with("onnxruntime") == ["modeler"]
+    assert extras_with("hydra") == ["coordinator", "modeler"]
+    assert extras_with("mlflow") == ["registry"]
+    assert extras_with("no_such_module") == []
 
 
 # Hydra is absent, as in the SuperNode image; then `lhsfed-train` (its console-script entry) runs.

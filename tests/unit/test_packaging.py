@@ -171,9 +171,16 @@ def _pip_installs_of_the_project(dockerfile: str) -> list[str]:
     return re.findall(r"pip install [^&\n]*?(['\"]?/app\S*)", text)
 
 
-def test_the_supernode_image_installs_no_extra_and_the_superlink_no_modeler_tools():
+def test_the_supernode_image_installs_no_extra_and_the_superlink_what_evaluate_needs():
+    """The coordinator runs `lhsfed evaluate RUN` where the run folder is, in the SuperLink's
+    image: it needs the modeler's extra (matplotlib) beside the coordinator's; never `test`."""
     supernode = _pip_installs_of_the_project("supernode.Dockerfile")
     superlink = _pip_installs_of_the_project("superlink.Dockerfile")
 
     assert supernode == ["/app"]
-    assert superlink and not any("modeler" in target or "test" in target for target in superlink)
+    (target,) = superlink
+    extras = set(re.search(r"\[([^\]]*)\]", target).group(1).split(","))
+    assert extras == {"coordinator", "modeler"}
+    assert {"matplotlib", "hydra-core", "statsmodels"} <= _closure(
+        [r for e in extras for r in PYPROJECT["optional-dependencies"][e]]
+    )

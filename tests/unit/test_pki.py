@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -138,3 +140,46 @@ def test_signed_app_verifies_with_flowers_own_check(tmp_path, capsys):
     assert not _verify_fab(fab, _trusted(tmp_path, capsys, keys / "stranger.sign.pub"))
     tampered = Fab("", fab.content + b"x", fab.verifications)
     assert not _verify_fab(tampered, _trusted(tmp_path, capsys, keys / "lhs.sign.pub"))
+
+
+def test_owner_uid_gives_the_keys_to_the_container_user(tmp_path, capsys, monkeypatch):
+    """The images run as uid 49999 (user app): as root the keys are chown'd to it, still 0600."""
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    _run(capsys, "pki", "init", "--out", str(tmp_path))
+    out = _run(
+        capsys, "pki", "server-cert", "--ca-dir", str(tmp_path), "--host", "link", "--owner-uid", "49999"
+    )
+    out += _run(
+        capsys,
+        "pki",
+        "node-key",
+        "va",
+        "--out",
+        str(tmp_path),
+        "--owner-uid",
+        "49999",
+        "--owner-gid",
+        "49998",
+    )
+
+    for key in ("superlink.key", "va.key"):
+        assert (tmp_path / key).stat().st_uid == 49999 and _mode(tmp_path / key) == 0o600
+        assert f"{tmp_path / key}: owner 49999 (0600)" in out
+    assert (tmp_path / "va.key").stat().st_gid == 49998
+    assert (tmp_path / "ca.key").stat().st_uid == 0  # the CA key stays the coordinator's
+
+
+def test_owner_uid_without_root_says_what_to_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    out = _run(capsys, "pki", "node-key", "va", "--out", str(tmp_path), "--owner-uid", "49999")
+
+    key = tmp_path / "va.key"
+    assert key.stat().st_uid == os.getuid()  # unchanged
+    (line,) = [line for line in out.splitlines() if line.startswith("to do:")]
+    assert f"run `sudo chown 49999 {key}`" in line and f"`podman unshare chown 49999 {key}`" in line
+
+
+def test_owner_gid_alone_is_refused(tmp_path, capsys):
+    assert main(["pki", "node-key", "va", "--out", str(tmp_path), "--owner-gid", "49999"]) == 2
+    assert "--owner-gid needs --owner-uid" in capsys.readouterr().err

@@ -145,9 +145,7 @@ class SiteBudget:
         self._checked_plan(settings)
         if not settings.privacy.enabled:
             return None
-        planned = noise_for_run(
-            settings, self.n_train, delta=self.delta, accountant=self.policy.accountant
-        )
+        planned = noise_for_run(settings, self.n_train, delta=self.delta, accountant=self.policy.accountant)
         if server_round is None:
             return planned
         refused = self.round_refusal(settings, server_round)

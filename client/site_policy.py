@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import os
-from decimal import ROUND_DOWN, Context
 from dataclasses import asdict, dataclass
+from decimal import ROUND_DOWN, Context
 from pathlib import Path
 
 from federation.core.errors import ConfigError, collect_then_raise

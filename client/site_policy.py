@@ -1,5 +1,9 @@
 """The site's own privacy policy: everything it enforces whatever the coordinator sends.
 
+A node is deployed unless its node config says ``lhsfed-mode=simulation``, which only the
+simulation launchers set (``federation.coordinator.inprocess`` / ``.simulation``): a node
+config without it gets no simulation default, however little else it holds.
+
 In deployment hospital IT sets it in the SuperNode's node config; ``max-epsilon``,
 ``ledger-path``, ``spec-path`` and ``node-key`` are required there (the entrypoint refuses to
 start a node without them, and the ClientApp refuses every message). In simulation, where the
@@ -39,6 +43,9 @@ REQUIRED_IN_DEPLOYMENT = (MAX_EPSILON, LEDGER_PATH, SPEC_PATH, NODE_KEY)
 DELTA_AUTO = "auto"  # the node config's way of saying: derive δ from my rows (the default)
 # The largest δ a site that sets none accounts at (smaller for more than 10,000 training rows).
 MAX_DERIVED_DELTA = 1e-5
+MODE = "lhsfed-mode"  # node-config key: "simulation" (set by the simulation launchers) or absent
+SIMULATION = "simulation"
+MODES = (SIMULATION, "deployment")
 LEDGER_DIR_ENV = "LHSFED_LEDGER_DIR"
 SITE_SPEC_ENV = "LHSFED_SITE_SPEC"
 LEDGER_SUFFIX = ".sqlite"
@@ -216,10 +223,12 @@ def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
 
 
 def is_deployed(node_config: dict) -> bool:
-    """A node whose config names its own data file is a deployed hospital."""
-    from client.site import DATA_PATH
-
-    return DATA_PATH in node_config
+    """Every node is a deployed hospital unless the simulation launcher marked it
+    (``lhsfed-mode=simulation``); an unknown mode is a configuration error."""
+    mode = str(node_config.get(MODE, "deployment"))
+    if mode not in MODES:
+        raise ConfigError(f"node config {MODE!r}={mode!r}: leave it out (deployment) or use one of {MODES}")
+    return mode != SIMULATION
 
 
 def site_policy(node_config: dict, site: str, *, run_folder: Path) -> SitePolicy:

@@ -40,7 +40,11 @@ def _reply_bytes(run_config: dict, message_type: str, arrays: ArrayRecord | None
         content[wire.ARRAYS] = arrays
     message = Message(content, dst_node_id=7, message_type=message_type)
     context = Context(
-        run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config=dict(run_config)
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": 0, "lhsfed-mode": "simulation"},
+        state=RecordDict(),
+        run_config=dict(run_config),
     )
     reply = client_app(message, context)
     assert not reply.has_error(), reply.error

@@ -6,6 +6,14 @@ FAB's own ``pyproject.toml`` (not from the run record the coordinator's SuperLin
 the ClientApp code it carries is compared file by file (SHA-256) with the code installed in
 this site's image. The check only *reads* the archive; no file of it is written, put on
 ``sys.path`` or imported.
+
+A bundle is a zip: a 1 MB one can expand to gigabytes. Sizes are checked from the archive's
+own directory before anything is decompressed: ``pyproject.toml`` must declare at most
+:data:`MAX_METADATA_BYTES`, and a member under a pinned package is read only if it declares
+exactly the installed file's size (any other size already differs), then hashed in
+:data:`CHUNK_BYTES` chunks. Python's zipfile stops at the declared size (and fails the CRC
+of a member that goes on), so what the check holds in memory is bounded by the installed
+code, whatever the bundle claims.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import NamedTuple
 
 from flwr.cli.utils import build_pathspec
 from flwr.common.config import get_fab_config, get_metadata_from_config
@@ -26,6 +35,16 @@ CLIENT_APP_REF = "client.app:app"
 PINNED_PACKAGES = ("client", "federation")
 DEFAULT_PIN = "lhs-federation/lhs-federation-run"  # what `lhsfed-train federation=deployment` sends
 NOT_PINNED = "app not pinned by this site"
+METADATA = "pyproject.toml"
+MAX_METADATA_BYTES = 1 << 20  # a real pyproject.toml is a few kB
+CHUNK_BYTES = 1 << 16
+
+
+class InstalledFile(NamedTuple):
+    """An installed file as a bundle must carry it: its size and SHA-256."""
+
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -46,50 +65,82 @@ class AppPin:
         return cls(fab_id, version or None)
 
 
-def _digests(files: dict[str, bytes]) -> dict[str, str]:
-    return {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
-
-
 def _packed(paths: list[str]) -> list[str]:
     """The paths Flower's FAB builder keeps (its built-in include and exclude rules)."""
     include, exclude = build_pathspec(FAB_INCLUDE_PATTERNS), build_pathspec(FAB_EXCLUDE_PATTERNS)
     return [p for p in paths if include.match_file(p) and not exclude.match_file(p)]
 
 
-def installed_code(package_dirs: dict[str, Path]) -> dict[str, str]:
-    """SHA-256 of every file of the installed packages a FAB built from them would carry."""
+def installed_code(package_dirs: dict[str, Path]) -> dict[str, InstalledFile]:
+    """Size and SHA-256 of every file of the installed packages a FAB built from them would carry."""
     files = {
         f"{name}/{path.relative_to(folder).as_posix()}": path
         for name, folder in package_dirs.items()
         for path in folder.rglob("*")
         if path.is_file()
     }
-    return {rel: hashlib.sha256(files[rel].read_bytes()).hexdigest() for rel in _packed(list(files))}
+    return {
+        rel: InstalledFile(files[rel].stat().st_size, hashlib.sha256(files[rel].read_bytes()).hexdigest())
+        for rel in _packed(list(files))
+    }
 
 
-def bundle_code(fab: bytes) -> dict[str, str]:
-    """SHA-256 of every file the FAB carries under a pinned package."""
+def _member_sha256(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    digest = hashlib.sha256()
+    with archive.open(info) as member:
+        while chunk := member.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bundle_code(fab: bytes, installed: dict[str, InstalledFile]) -> dict[str, str | None]:
+    """SHA-256 of every file the FAB carries under a pinned package; None (unread) for one
+    whose declared size is not the installed file's."""
     with zipfile.ZipFile(BytesIO(fab)) as archive:
-        names = [
-            n for n in archive.namelist() if n.split("/", 1)[0] in PINNED_PACKAGES and not n.endswith("/")
+        members = [
+            i for i in archive.infolist() if i.filename.split("/", 1)[0] in PINNED_PACKAGES and not i.is_dir()
         ]
-        return _digests({name: archive.read(name) for name in names})
+        return {
+            i.filename: (
+                _member_sha256(archive, i)
+                if i.filename in installed and i.file_size == installed[i.filename].size
+                else None
+            )
+            for i in members
+        }
 
 
-def code_differences(fab: bytes, installed: dict[str, str]) -> list[str]:
+def code_differences(fab: bytes, installed: dict[str, InstalledFile]) -> list[str]:
     """Bundle paths whose content differs from the installed code (none: the same code).
 
     A bundle may leave a package out (then the installed one runs, as it would under Flower);
     a package it carries must be complete and byte-identical.
     """
-    carried = bundle_code(fab)
+    carried = bundle_code(fab, installed)
     packages = {path.split("/", 1)[0] for path in carried}
-    expected = {p: d for p, d in installed.items() if p.split("/", 1)[0] in packages}
-    return sorted(p for p in carried.keys() | expected.keys() if carried.get(p) != expected.get(p))
+    expected = {p: f.sha256 for p, f in installed.items() if p.split("/", 1)[0] in packages}
+    return sorted(
+        p for p in carried.keys() | expected.keys() if carried.get(p) is None or carried[p] != expected.get(p)
+    )
+
+
+def metadata_problems(fab: bytes) -> list[str]:
+    """A ``pyproject.toml`` that declares more than :data:`MAX_METADATA_BYTES` (read by
+    Flower's parser in one piece) is refused unread."""
+    try:
+        with zipfile.ZipFile(BytesIO(fab)) as archive:
+            size = archive.getinfo(METADATA).file_size
+    except (KeyError, zipfile.BadZipFile):
+        return []  # identity_problems names it
+    if size <= MAX_METADATA_BYTES:
+        return []
+    return [f"bundle {METADATA} declares {size} bytes (more than {MAX_METADATA_BYTES}), refused unread"]
 
 
 def identity_problems(fab: bytes, pin: AppPin) -> list[str]:
     """Why the FAB's own identity is not the pinned one (empty: it is)."""
+    if oversized := metadata_problems(fab):
+        return oversized
     try:
         config = get_fab_config(fab)
         fab_id, version = get_metadata_from_config(config)
@@ -106,11 +157,11 @@ def identity_problems(fab: bytes, pin: AppPin) -> list[str]:
     return problems
 
 
-def pin_problems(fab: bytes, pin: AppPin, installed: dict[str, str]) -> list[str]:
+def pin_problems(fab: bytes, pin: AppPin, installed: dict[str, InstalledFile]) -> list[str]:
     """Every reason this site refuses the FAB, collected (empty: run the installed app)."""
     problems = identity_problems(fab, pin)
     try:
         changed = code_differences(fab, installed)
-    except zipfile.BadZipFile:
-        return problems
+    except zipfile.BadZipFile:  # e.g. a member longer than it declares (its CRC fails)
+        return problems or ["unreadable bundle (BadZipFile)"]
     return problems + [f"bundle file {path} differs from the installed code" for path in changed]

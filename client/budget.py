@@ -91,10 +91,11 @@ class SiteBudget:
 
     @property
     def delta(self) -> float:
-        return self.policy.delta
+        """The site's δ: its policy's, else derived from its training rows (SitePolicy.delta_for)."""
+        return self.policy.delta_for(self.n_train)
 
     def _epsilon(self, history: History) -> float:
-        return epsilon_spent(history, delta=self.policy.delta, accountant=self.policy.accountant)
+        return epsilon_spent(history, delta=self.delta, accountant=self.policy.accountant)
 
     def trained(self, server_round: int) -> bool:
         """Whether this site trained round ``server_round`` of this run (fine-tuning is not a round)."""
@@ -148,7 +149,7 @@ class SiteBudget:
         return site_noise_for_run(
             settings,
             self.n_train,
-            delta=self.policy.delta,
+            delta=self.delta,
             accountant=self.policy.accountant,
             release_share=self.policy.release_epsilon_share,
         )
@@ -179,7 +180,7 @@ class SiteBudget:
         if sigma is None:
             raise PrivacyBudgetError(
                 f"site {self.site} has no useful budget left for this run: it spent ε "
-                f"{self._epsilon(spent):.4g} of the target {target:g} (δ={self.policy.delta:g}); "
+                f"{self._epsilon(spent):.4g} of the target {target:g} (δ={self.delta:g}); "
                 f"{rounds_left} more round(s) would need a noise multiplier above "
                 f"{MAX_NOISE_MULTIPLIER:g}; keep the run as it is, or start a new one"
             )
@@ -224,9 +225,9 @@ class SiteBudget:
                 f"asks {t.local_epochs}",
             ),
             (
-                p.delta <= 1 / (10 * self.n_train),
-                f"{site}'s δ={p.delta:g} is more than 1/(10·n_train) = {1 / (10 * self.n_train):.3g} for "
-                "its training rows; the site must lower its 'delta'",
+                self.delta <= 1 / (10 * self.n_train),
+                f"{site}'s δ={self.delta:g} is more than 1/(10·n_train) = {1 / (10 * self.n_train):.3g} for "
+                "its training rows; the site must lower its 'delta' (or set none: 'auto')",
             ),
             (
                 noise is not None and noise >= p.min_noise_multiplier,
@@ -246,7 +247,7 @@ class SiteBudget:
             return None
         return (
             f"site {self.site} refuses {_spend_name(server_round)}: ε would reach {would:.4g} > cap "
-            f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.policy.delta:g})"
+            f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.delta:g})"
         )
 
     def round_refusal(self, settings: RunSettings, server_round: int) -> str | None:
@@ -272,7 +273,7 @@ class SiteBudget:
         return (
             f"site {self.site} refuses {_spend_name(server_round)}: this run's ε would reach "
             f"{self._epsilon(run_history + list(planned)):.4g} > its target "
-            f"{settings.privacy.target_epsilon:g} (δ={self.policy.delta:g})"
+            f"{settings.privacy.target_epsilon:g} (δ={self.delta:g})"
         )
 
     def refusal(self, settings: RunSettings, noise: float | None, server_round: int) -> str | None:
@@ -318,7 +319,7 @@ class SiteBudget:
             rate=rate,
             steps=steps,
             target_epsilon=settings.privacy.target_epsilon,
-            delta=self.policy.delta,
+            delta=self.delta,
             accountant=self.policy.accountant,
         )
 
@@ -333,7 +334,7 @@ class SiteBudget:
                 run=self.run,
                 server_round=server_round,
                 step=step,
-                delta=self.policy.delta,
+                delta=self.delta,
                 epsilon_run=self._epsilon(run_history + planned[: i + 1]),
                 epsilon_total=self._epsilon(history + planned[: i + 1]),
                 release=release,

@@ -1,8 +1,9 @@
 """Which site this node is and where its data lies: set by whoever runs the node.
 
 In deployment the hospital's node config names the file (``data-path``) and the site
-(``site-name``). In simulation the launcher plays every hospital: node ``partition-id`` i
-is the dataset's i-th site, read from ``LHSFED_SITE_DATA_DIR`` or the embedded copy.
+(``site-name``), which a deployed node must have. In simulation the launcher plays every
+hospital and marks its nodes (``lhsfed-mode=simulation``): node ``partition-id`` i is the
+dataset's i-th site, read from ``LHSFED_SITE_DATA_DIR`` or the embedded copy.
 Loaded sites stay in a byte-bounded per-process cache (``LHSFED_SITE_CACHE_MB``).
 The coordinator's run config never says where a site's data is.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from client.site_cache import ByteBoundedCache, cache_limit_bytes
 from client.site_check import validated_site
+from client.site_policy import MODE, SIMULATION, is_deployed
 from federation.core.data import SiteData, site_file
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError
@@ -29,6 +31,11 @@ def site_location(node_config: dict, spec: DatasetSpec) -> tuple[str, Path]:
     if DATA_PATH in node_config:
         path = Path(str(node_config[DATA_PATH]))
         return str(node_config.get(SITE_NAME) or path.stem), path
+    if is_deployed(node_config):
+        raise ConfigError(
+            f"node config lacks {DATA_PATH!r}: a deployed site reads only its own file "
+            f"(docs/deployment.md); a simulated node is marked {MODE}={SIMULATION} by the launcher"
+        )
     if PARTITION_ID not in node_config:
         raise ConfigError(f"node config needs {DATA_PATH!r} (and {SITE_NAME!r}) for this site")
     index = int(node_config[PARTITION_ID])

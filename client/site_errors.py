@@ -6,7 +6,8 @@ outermost client mod, :func:`site_error_mod`, turns every exception into an erro
 whose reason is a fixed category plus only what the site chose to say (a refusal's ε
 numbers, the spec key that differs, the number of data problems), and writes the full
 details, traceback included, to the site's own log (the node's console and, when the node
-config names a ledger, ``site.log`` beside it).
+config names a ledger, ``site.log`` beside it; a simulated site's log is in the simulated
+ledgers' folder). A deployed site's log never goes under a folder the run config names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from flwr.app import Context, Error, Message
 
 from client.node_identity import LedgerError
-from client.site_policy import LEDGER_DIR_ENV, LEDGER_PATH
+from client.site_policy import LEDGER_DIR_ENV, LEDGER_PATH, is_deployed
 from client.site_spec import SpecMismatch
 from federation.core import wire
 from federation.core.errors import (
@@ -62,10 +63,17 @@ def _category(err: BaseException) -> tuple[int, str]:
 
 
 def _log_file(context: Context) -> Path | None:
-    """``site.log`` beside the ledger (simulation: the simulated sites' ledger folder)."""
+    """``site.log`` beside the ledger; a deployed node without ``ledger-path`` logs to its
+    console only (None); a simulated one into the simulated sites' ledger folder."""
     ledger = context.node_config.get(LEDGER_PATH)
     if ledger:
         return Path(str(ledger)).parent / SITE_LOG
+    try:
+        deployed = is_deployed(dict(context.node_config))
+    except ConfigError:
+        deployed = True  # an unknown mode is not simulation
+    if deployed:
+        return None
     folder = os.environ.get(LEDGER_DIR_ENV)
     if folder:
         return Path(folder) / SITE_LOG

@@ -1,6 +1,10 @@
 """The site's own privacy policy: everything it enforces whatever the coordinator sends.
 
-In deployment hospital IT sets it in the SuperNode's node config; ``max-epsilon``, ``delta``,
+A node is deployed unless its node config says ``lhsfed-mode=simulation``, which only the
+simulation launchers set (``federation.coordinator.inprocess`` / ``.simulation``): a node
+config without it gets no simulation default, however little else it holds.
+
+In deployment hospital IT sets it in the SuperNode's node config; ``max-epsilon``,
 ``ledger-path``, ``spec-path`` and ``node-key`` are required there (the entrypoint refuses to
 start a node without them, and the ClientApp refuses every message). In simulation, where the
 launcher plays every hospital, the same options come from the launching process's environment
@@ -10,6 +14,12 @@ what each simulated site enforced to ``site_policy.json`` in the run folder.
 
 The run config cannot change any of this: the site's δ is the only δ of its accounting, its
 accountant the only accountant, its ledger the only record of what it spent.
+
+A site that sets no δ (``delta`` absent or ``auto``; in simulation ``LHSFED_DELTA`` unset)
+accounts at one derived from its own training rows, :func:`derived_delta`:
+min(1e-5, 1/(10·n_train)) rounded down to two significant digits, so at most a tenth of the
+1/n at which a mechanism could publish one patient's row outright and still claim (ε, δ)-DP.
+A δ the site sets explicitly is its own, and a run is refused if it is above 1/(10·n_train).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from decimal import ROUND_DOWN, Context
 from pathlib import Path
 
 from federation.core.errors import ConfigError, collect_then_raise
@@ -28,7 +39,13 @@ DELTA = "delta"
 SPEC_PATH = "spec-path"
 NODE_KEY = "node-key"
 NODE_STATE = "node-state"  # where the node remembers its ledger's head; default beside its key
-REQUIRED_IN_DEPLOYMENT = (MAX_EPSILON, DELTA, LEDGER_PATH, SPEC_PATH, NODE_KEY)
+REQUIRED_IN_DEPLOYMENT = (MAX_EPSILON, LEDGER_PATH, SPEC_PATH, NODE_KEY)
+DELTA_AUTO = "auto"  # the node config's way of saying: derive δ from my rows (the default)
+# The largest δ a site that sets none accounts at (smaller for more than 10,000 training rows).
+MAX_DERIVED_DELTA = 1e-5
+MODE = "lhsfed-mode"  # node-config key: "simulation" (set by the simulation launchers) or absent
+SIMULATION = "simulation"
+MODES = (SIMULATION, "deployment")
 LEDGER_DIR_ENV = "LHSFED_LEDGER_DIR"
 SITE_SPEC_ENV = "LHSFED_SITE_SPEC"
 LEDGER_SUFFIX = ".sqlite"
@@ -43,8 +60,8 @@ class SitePolicy:
 
     ledger_path: Path
     max_epsilon: float
-    delta: float
     node_key: Path
+    delta: float | None = None  # None: derived from the training rows (delta_for)
     spec_path: Path | None = None  # None (simulation only): the run's spec is the site's
     node_state: Path | None = None
     require_dp: bool = True
@@ -60,8 +77,19 @@ class SitePolicy:
     release_epsilon_share: float = 0.2
     query_epsilon: float = 0.5
 
+    def delta_for(self, n_train: int) -> float:
+        """The δ this site accounts at with ``n_train`` training rows: its own, else derived."""
+        return self.delta if self.delta is not None else derived_delta(n_train)
+
     def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        return plain | ({"delta": DELTA_AUTO} if self.delta is None else {})
+
+
+def derived_delta(n_train: int) -> float:
+    """min(1e-5, 1/(10·n_train)) rounded down to two significant digits (exact decimals)."""
+    bound = Context(prec=2, rounding=ROUND_DOWN).divide(1, 10 * max(int(n_train), 1))
+    return min(MAX_DERIVED_DELTA, float(bound))
 
 
 # node-config name -> (field, parser); parsers return (value, problem)
@@ -101,6 +129,12 @@ def _accountant(raw):
     )
 
 
+def _delta(raw):
+    if str(raw).strip().lower() == DELTA_AUTO:
+        return None, None
+    return _positive(float, 1.0)(raw)
+
+
 def _path(raw):
     return (Path(str(raw)), None) if str(raw).strip() else (None, "must be a file path")
 
@@ -108,7 +142,7 @@ def _path(raw):
 OPTIONS = {
     LEDGER_PATH: ("ledger_path", _path),
     MAX_EPSILON: ("max_epsilon", _positive(float)),
-    DELTA: ("delta", _positive(float, 1.0)),
+    DELTA: ("delta", _delta),
     NODE_KEY: ("node_key", _path),
     SPEC_PATH: ("spec_path", _path),
     NODE_STATE: ("node_state", _path),
@@ -124,7 +158,6 @@ OPTIONS = {
 }
 SIMULATION_DEFAULTS = {
     MAX_EPSILON: SIMULATION_MAX_EPSILON,
-    DELTA: 1e-5,
     "require-dp": False,
     "min-eval-rows": 20,
     "min-cell-size": 2,
@@ -197,10 +230,12 @@ def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
 
 
 def is_deployed(node_config: dict) -> bool:
-    """A node whose config names its own data file is a deployed hospital."""
-    from client.site import DATA_PATH
-
-    return DATA_PATH in node_config
+    """Every node is a deployed hospital unless the simulation launcher marked it
+    (``lhsfed-mode=simulation``); an unknown mode is a configuration error."""
+    mode = str(node_config.get(MODE, "deployment"))
+    if mode not in MODES:
+        raise ConfigError(f"node config {MODE!r}={mode!r}: leave it out (deployment) or use one of {MODES}")
+    return mode != SIMULATION
 
 
 def site_policy(node_config: dict, site: str, *, run_folder: Path) -> SitePolicy:

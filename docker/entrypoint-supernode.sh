@@ -14,9 +14,10 @@
 #   LHSFED_DATASET            bundled dataset spec, if no LHSFED_SPEC_PATH [uci_heart]
 #   The site's privacy policy (docs/privacy.md). Required: the node does not start without them.
 #   LHSFED_MAX_EPSILON        largest ε this site ever spends, over every run (its cap)
-#   LHSFED_DELTA              this site's δ (<= 1/(10 x its training rows))
 #   LHSFED_LEDGER_PATH        this site's privacy ledger, on a persistent volume
 #   Optional policy (node config key in brackets; default after):
+#   LHSFED_DELTA              this site's δ, at most 1/(10 x its training rows) (delta)
+#                             [auto: min(1e-5, 1/(10 x its training rows)), 2 digits, rounded down]
 #   LHSFED_NODE_STATE         where the node remembers its ledger's last entry (node-state),
 #                             on a writable volume apart from the ledger's [beside LHSFED_NODE_KEY;
 #                             a read-only key mount needs this set]
@@ -56,7 +57,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/entrypoint-lib.sh"
 
 required=(LHSFED_SUPERLINK LHSFED_CA_CERT LHSFED_NODE_KEY LHSFED_DATA_PATH LHSFED_SITE_NAME
-          LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_LEDGER_PATH)
+          LHSFED_MAX_EPSILON LHSFED_LEDGER_PATH)
 for var in "${required[@]}"; do
   [[ -n "${!var:-}" ]] || die "$var is not set: the site's privacy policy is mandatory (see docs/deployment.md)"
 done
@@ -74,6 +75,7 @@ for tool in lhsfed flower-supernode python; do
     || die "${bin}$tool: not found (set LHSFED_BIN to the folder holding lhsfed and flower-supernode)"
 done
 number='^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$'
+[[ "${LHSFED_DELTA:-}" == auto ]] && LHSFED_DELTA=  # the same as leaving it out
 for var in LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_MIN_NOISE_MULTIPLIER LHSFED_MAX_ROUNDS \
            LHSFED_MAX_LOCAL_EPOCHS LHSFED_MIN_EVAL_ROWS LHSFED_MIN_CELL_SIZE; do
   [[ -z "${!var:-}" || "${!var}" =~ $number ]] || die "$var=${!var} must be a number"
@@ -115,7 +117,8 @@ require_writable_dir "FLWR_HOME=$FLWR_HOME" "$FLWR_HOME" \
 
 node_config="data-path='$LHSFED_DATA_PATH' site-name='$LHSFED_SITE_NAME' ledger-path='$ledger'"
 node_config+=" spec-path='$(cd "$(dirname "$spec")" && pwd)/$(basename "$spec")' node-key='$LHSFED_NODE_KEY'"
-node_config+=" max-epsilon=$LHSFED_MAX_EPSILON delta=$LHSFED_DELTA"
+node_config+=" max-epsilon=$LHSFED_MAX_EPSILON"
+[[ -n "${LHSFED_DELTA:-}" ]] && node_config+=" delta=$LHSFED_DELTA"
 [[ -n "${LHSFED_NODE_STATE:-}" ]] && node_config+=" node-state='$LHSFED_NODE_STATE'"
 [[ -n "${LHSFED_REQUIRE_DP:-}" ]] && node_config+=" require-dp=${LHSFED_REQUIRE_DP,,}"
 [[ -n "${LHSFED_ACCOUNTANT:-}" ]] && node_config+=" accountant='$LHSFED_ACCOUNTANT'"

@@ -282,7 +282,8 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         folder.rewrite_rounds(records)
         for record in records:
             _track_epsilon(epsilon_by_site, record)
-    summary = _finish(folder, settings, records, epsilon_by_site, best)
+    roster = {node: sites.get(node) or f"node {node}" for node in nodes}  # names learnt in the run
+    summary = _finish(folder, settings, records, epsilon_by_site, best, roster)
     if settings.personalize != "none" and best is not None:  # each site adapts the selected model
         personalize_sites(
             grid,
@@ -338,10 +339,11 @@ def _finish(
     records: list[RoundRecord],
     epsilon_by_site: dict[str, float | None],
     best: dict | None,
+    roster: dict[int, str],
 ) -> dict[str, Any]:
     """model.pt from the selected round's arrays (again: a kill may have come between the
     checkpoint and model.pt), then summary.json; raises if no round aggregated."""
-    summary = json_safe(build_summary(settings, records, epsilon_by_site))
+    summary = json_safe(build_summary(settings, records, epsilon_by_site, roster))
     if summary["selection"]["stopped_early"]:
         show_stop(summary["selection"], settings.rounds)
     if aggregated_any(records) and best is not None:

@@ -149,6 +149,20 @@ def show_sat_out(failed: dict[str, str]) -> None:
         )
 
 
+def absent_line(summary: dict[str, Any]) -> str | None:
+    """``3 of 4 sites trained; never trained: va`` from summary.json (None: every site trained)."""
+    absent = summary.get("sites_never_trained") or []
+    if not absent:
+        return None
+    return (
+        f"{summary['sites_trained']} of {summary['sites']} sites trained; never trained: {', '.join(absent)}"
+    )
+
+
+def show_absent(line: str) -> None:
+    _console.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+
+
 def budget_left_out(records: list[dict[str, Any]], budget_code: int) -> dict[str, str] | None:
     """Site -> reason, if the last round had no site train and every site refused with
     ``budget_code`` (a resumed run with no useful budget left); else None."""

@@ -1,4 +1,5 @@
-"""``summary.json``: the run's selected round, its test metrics and the privacy spent (pure)."""
+"""``summary.json``: the run's selected round, its test metrics, the privacy spent and which
+sites trained (pure)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,31 @@ def _later(known: float | None, reported: float | None) -> float | None:
     return None if known is None or reported is None else max(known, reported)
 
 
+def failure_name(failure: dict[str, Any], sites: dict[int, str] | None = None) -> str:
+    """A failing site's name: the one its record has, else the one learnt for its node, else
+    ``node N`` (a node that never named its site)."""
+    node = failure.get("node")
+    return failure.get("site") or (sites or {}).get(int(node or 0)) or f"node {node}"
+
+
+def participation(rounds: list[RoundRecord], roster: dict[int, str] | None = None) -> dict[str, Any]:
+    """How many of the run's sites trained at least one round, and which never did.
+
+    The run's sites: ``roster`` (node id -> site name, or ``node N`` for a node that never
+    named its site: the nodes the run addressed), every site that trained and every one that
+    failed a round (named from the roster when its record could not name it).
+    """
+    roster = roster or {}
+    trained = {site for r in rounds for site in r.train}
+    failed = {failure_name(f, roster) for r in rounds for f in r.failures}
+    everyone = set(roster.values()) | trained | failed
+    return {
+        "sites": len(everyone),
+        "sites_trained": len(trained),
+        "sites_never_trained": sorted(everyone - trained),
+    }
+
+
 def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[str, Any]:
     """The round handed out, chosen by the pooled validation metric, and whether patience
     ran out before ``rounds``; without any validation metric, the last round (``round`` of
@@ -79,16 +105,21 @@ def _privacy_sites(
 
 
 def build_summary(
-    settings: RunSettings, rounds: list[RoundRecord], epsilon_by_site: dict[str, float]
+    settings: RunSettings,
+    rounds: list[RoundRecord],
+    epsilon_by_site: dict[str, float],
+    roster: dict[int, str] | None = None,
 ) -> dict[str, Any]:
-    """Test evaluation of the selected round, the rounds that kept the global model, and each
-    site's ε: the largest of this run (``epsilon``) and its lifetime total (``site_epsilon``)."""
+    """Test evaluation of the selected round, the rounds that kept the global model, which of
+    the run's sites (``roster``: :func:`participation`) trained, and each site's ε: the largest
+    of this run (``epsilon``) and its lifetime total (``site_epsilon``)."""
     selection = selection_summary(settings, rounds)
     record = _round(rounds, selection["round"])
     evaluation = record.evaluate if record else Evaluation()
     return {
         "rounds": len(rounds),
         "discarded_rounds": discarded_rounds(rounds),
+        **participation(rounds, roster),
         "strategy": settings.strategy.name,
         "model": settings.model.name,
         "selection": selection,

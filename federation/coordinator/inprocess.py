@@ -24,6 +24,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
+from client.site_policy import MODE, SIMULATION
 from federation.coordinator.apps import CLIENT_APP, load_app
 from federation.core.settings import RunSettings, flatten_config
 
@@ -31,8 +32,11 @@ RUN_ID = 1
 
 
 def partition_nodes(num_nodes: int) -> dict[int, dict[str, Any]]:
-    """Node 1000 + i playing partition i, as the simulation's SuperNodes are configured."""
-    return {1000 + i: {"partition-id": i, "num-partitions": num_nodes} for i in range(num_nodes)}
+    """Node 1000 + i playing partition i, as the simulation's SuperNodes are configured, and
+    marked as simulated (``lhsfed-mode``: the sites then take the simulation policy)."""
+    return {
+        1000 + i: {"partition-id": i, "num-partitions": num_nodes, MODE: SIMULATION} for i in range(num_nodes)
+    }
 
 
 class InProcessGrid(Grid):

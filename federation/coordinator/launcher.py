@@ -25,7 +25,7 @@ from federation.coordinator.hydra_folder import (
 )
 from federation.coordinator.resume import finished_run, resumed_config
 from federation.core.data import check_site_sources
-from federation.core.errors import ConfigError, FederationError, LhsFedError
+from federation.core.errors import AbsentSitesError, ConfigError, FederationError, LhsFedError
 from federation.core.run_layout import (
     CHECKPOINT,
     LAUNCHER_LOG,
@@ -33,6 +33,7 @@ from federation.core.run_layout import (
     MODEL,
     RUN_ARTEFACTS,
     SITE_POLICY,
+    SUMMARY,
 )
 from federation.core.settings import RunSettings, flatten_config, number
 
@@ -186,6 +187,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
         keep_parent_drift(OmegaConf.select(cfg, "registry.uri", default=None), settings, warm, output_dir)
     nodes = run_flower(run_config, settings, federation, output_dir)
     report_sat_out(settings, output_dir, nodes=nodes)
+    report_absent_sites(output_dir, allowed=bool(plain.get("allow_absent_sites")))
     log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
     return output_dir
 
@@ -353,6 +355,28 @@ def report_sat_out(settings: RunSettings, output_dir: Path, nodes: int) -> None:
         )
 
 
+def report_absent_sites(output_dir: Path, *, allowed: bool) -> None:
+    """One console line when a site of the run never trained (summary.json's numbers), and an
+    AbsentSitesError (exit 3) unless the run accepts that (``allow_absent_sites=true``)."""
+    import json
+
+    from server.progress import absent_line, show_absent
+
+    path = Path(output_dir) / SUMMARY
+    if not path.is_file():
+        return  # a deployment whose run folder is on the SuperLink's machine only
+    line = absent_line(json.loads(path.read_text()))
+    if line is None:
+        return
+    show_absent(line)
+    if not allowed:
+        raise AbsentSitesError(
+            f"{line}: the run's model ({Path(output_dir) / MODEL}) was trained without them; fix "
+            f"those sites (their reasons are above and in {Path(output_dir) / LAUNCHER_LOG}) or "
+            "accept such a run with allow_absent_sites=true"
+        )
+
+
 def _stop(message: str, code: int) -> None:
     print(f"lhsfed-train: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -360,7 +384,8 @@ def _stop(message: str, code: int) -> None:
 
 def train_or_exit(cfg: DictConfig) -> Path:
     """``train`` with its outcome as the console shows it: one line and exit 2 for what the
-    user can fix, exit 1 for anything else (its traceback goes to launcher.log only)."""
+    user can fix (3 for a run some site never trained in: AbsentSitesError), exit 1 for
+    anything else (its traceback goes to launcher.log only)."""
     hydra_dir = Path(HydraConfig.get().runtime.output_dir)
     record, take_back = RefuseUsedRunFolder.record, True
     try:
@@ -370,7 +395,7 @@ def train_or_exit(cfg: DictConfig) -> Path:
 
         if in_sweep():
             raise  # a trial: federation.coordinator.tuning.SweepAccounting prints it and stops the sweep
-        _stop(str(err), 2)
+        _stop(str(err), getattr(err, "exit_code", 2))
     except Exception as err:  # noqa: BLE001 - a bug or a runtime crash: one line, details logged
         take_back = False  # keep the log that holds the traceback
         log.exception("lhsfed-train stopped")

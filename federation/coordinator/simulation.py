@@ -19,10 +19,24 @@ from flwr.app import Context, RecordDict
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 
+from client.site_policy import MODE, SIMULATION
 from federation.coordinator.apps import CLIENT_APP, SERVER_APP, load_app
 from federation.coordinator.interrupt import exit_on_signals
 
 APP_FOLDER = ".flwr-app"
+
+
+class SimulatedSites:
+    """The ClientApp as every simulated site runs it: Flower's simulation sets each node config
+    to ``partition-id`` / ``num-partitions`` only, so this marks it ``lhsfed-mode=simulation``
+    (without it a node is a deployed hospital and needs its own policy)."""
+
+    def __init__(self, client_app) -> None:
+        self.client_app = client_app
+
+    def __call__(self, message, context: Context):
+        context.node_config = {**context.node_config, MODE: SIMULATION}
+        return self.client_app(message=message, context=context)
 
 
 def write_app_folder(run_dir: Path, run_config: dict, client_app: str = CLIENT_APP) -> Path:
@@ -60,7 +74,7 @@ def run_in_simulation(
     hospital's).
     """
     client_app = client_app or CLIENT_APP
-    clients = load_app(client_app)  # imported late: Ray workers import them too
+    clients = SimulatedSites(load_app(client_app))  # imported late: Ray workers import them too
     server_app = load_app(SERVER_APP, "the ServerApp")
 
     # Ray's C++ handler would print a stack dump on SIGTERM before ours runs (one line only).

@@ -20,6 +20,12 @@ class FederationError(LhsFedError, RuntimeError):
     """The federation cannot go on (e.g. no site could answer); the message says why."""
 
 
+class AbsentSitesError(FederationError):
+    """Some site never trained a round of a run that did not accept that (``allow_absent_sites``)."""
+
+    exit_code = 3  # lhsfed-train's exit status: the run finished, without every site
+
+
 class PrivacyBudgetError(LhsFedError):
     """Training would spend more privacy budget than the site allows."""
 

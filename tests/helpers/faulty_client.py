@@ -119,14 +119,17 @@ app = faulty_app(parse_faults(os.environ.get(FAULTS_ENV, "")))
 APP_REFERENCE = f"{__name__}:app"
 
 
-def run_with_faults(tmp: Path, faults: str, *overrides: str, **kwargs) -> subprocess.CompletedProcess:
+def run_with_faults(
+    tmp: Path, faults: str, *overrides: str, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """``lhsfed-train`` whose simulated sites run this ClientApp with ``faults`` (the launcher's
-    own ``federation.client_app`` choice; ``tests`` is put on the path of its Ray workers)."""
+    own ``federation.client_app`` choice; ``tests`` is put on the path of its Ray workers);
+    ``env`` adds variables (e.g. the simulated sites' policy)."""
     path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
     return run_launcher(
         tmp,
         f"+federation.client_app={APP_REFERENCE}",
         *overrides,
-        env={FAULTS_ENV: faults, "PYTHONPATH": path},
+        env={FAULTS_ENV: faults, "PYTHONPATH": path, **(env or {})},
         **kwargs,
     )

@@ -1,6 +1,7 @@
 """A site whose file holds NaN / inf: refused by ``lhsfed site check``, sits out of a real run
-with one console line a round while the others train, and ``lhsfed evaluate`` reports it in
-one line instead of crashing (it used to: ``ValueError: Input contains NaN``)."""
+with one console line a round while the others train (a run that accepts it,
+``allow_absent_sites=true``, exits 0 and its summary names the site), and ``lhsfed evaluate``
+reports it in one line instead of crashing (it used to: ``ValueError: Input contains NaN``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def test_a_site_with_nan_and_inf_sits_out_and_the_run_evaluates(tmp_path, capsys
         "strategy.min_train_nodes=3",
         f"federation.data_dir={data_dir}",
         "federation.runtime=inprocess",  # the site's data check is under test, not the runtime
+        "allow_absent_sites=true",
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,7 +57,11 @@ def test_a_site_with_nan_and_inf_sits_out_and_the_run_evaluates(tmp_path, capsys
     (sat_out,) = [line for line in lines if "sat out every round" in line]  # and once at the end
     assert sat_out.startswith("node ")  # it never answered, so never named its site
     run = tmp_path / "run"
-    assert set(read_json(run / "summary.json")["metrics"]["sites"]) == {"cleveland", "switzerland", "va"}
+    summary = read_json(run / "summary.json")
+    assert set(summary["metrics"]["sites"]) == {"cleveland", "switzerland", "va"}
+    assert (summary["sites"], summary["sites_trained"]) == (4, 3)
+    (absent,) = summary["sites_never_trained"]
+    assert absent.startswith("node ") and f"3 of 4 sites trained; never trained: {absent}" in proc.stdout
 
     assert main(["evaluate", str(run), "--bootstrap", "50"]) == 0
     skipped = [line for line in capsys.readouterr().out.splitlines() if "skipped" in line]

@@ -37,8 +37,12 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
         "selection",
         "metrics",
         "privacy",
+        "sites",
+        "sites_trained",
+        "sites_never_trained",
     }
     assert (summary["rounds"], summary["strategy"], summary["model"]) == (5, "fedavg", "logreg")
+    assert (summary["sites"], summary["sites_trained"], summary["sites_never_trained"]) == (4, 4, [])
     assert summary["discarded_rounds"] == []
     assert set(summary["metrics"]) == {"pooled", "sites"}
     assert set(summary["metrics"]["pooled"]) == {"auroc", "auprc", "brier"}

@@ -113,6 +113,84 @@ def test_another_identity_or_version_is_refused(tmp_path):
         AppPin.parse("nope")
 
 
+BOMB_BYTES = 2 << 30  # what client/app.py expands to
+
+
+def _zip_bomb(fab: bytes, name: str = "client/app.py") -> bytes:
+    """``fab`` with ``name`` replaced by 2 GiB of zeros deflated to ~2 MB: one full-flush
+    deflate block of 1 MiB of zeros repeated (each decodes on its own), stored by zipfile as
+    raw bytes and then labelled as the deflated member it is, with its true size and CRC."""
+    import zipfile
+    import zlib
+    from io import BytesIO
+
+    zeros, deflate = bytes(1 << 20), zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    stream = block * (BOMB_BYTES // len(zeros)) + deflate.flush()
+    crc = 0
+    for _ in range(BOMB_BYTES // len(zeros)):
+        crc = zlib.crc32(zeros, crc)
+    out = BytesIO()
+    with zipfile.ZipFile(BytesIO(fab)) as good, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for info in good.infolist():
+            if info.filename != name:
+                bomb.writestr(info, good.read(info))
+        member = zipfile.ZipInfo(name)
+        with bomb.open(member, "w", force_zip64=True) as raw:
+            raw.write(stream)
+        member.compress_type, member.file_size, member.CRC = zipfile.ZIP_DEFLATED, BOMB_BYTES, crc
+    return out.getvalue()
+
+
+PEAK_SCRIPT = """
+import resource, sys, tracemalloc
+from pathlib import Path
+import client, federation
+from client.app_pin import DEFAULT_PIN, AppPin, installed_code, pin_problems
+fab = Path(sys.argv[1]).read_bytes()
+installed = installed_code({p.__name__: Path(p.__file__).parent for p in (client, federation)})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+problems = pin_problems(fab, AppPin.parse(DEFAULT_PIN), installed)
+peak = tracemalloc.get_traced_memory()[1]
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(repr(problems)); print(peak); print(grown * 1024)
+"""
+
+
+def test_a_zip_bomb_bundle_is_refused_from_its_sizes_without_expanding_it(tmp_path):
+    """A ~2 MB bundle whose client/app.py expands to 2 GiB (it once cost a site 2 GiB of
+    memory): refused in one line, the check's peak memory far under 100 MB, in a fresh process."""
+    import zipfile
+    from io import BytesIO
+
+    bomb = _zip_bomb(build_fab_from_disk(_bundle(tmp_path / "bomb")))
+    with zipfile.ZipFile(BytesIO(bomb)) as archive:  # control: it is the bomb it claims to be
+        assert archive.getinfo("client/app.py").file_size == BOMB_BYTES
+        with archive.open("client/app.py") as member:
+            assert member.read(3 << 20) == bytes(3 << 20)
+    assert len(bomb) < 3 << 20
+    path = tmp_path / "bomb.fab"
+    path.write_bytes(bomb)
+
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    problems, peak, grown = proc.stdout.splitlines()[-3:]
+    assert problems == repr(["bundle file client/app.py differs from the installed code"])
+    assert int(peak) < 100 << 20 and int(grown) < 100 << 20, (peak, grown)
+
+
+def test_a_bundle_metadata_file_that_declares_too_much_is_refused_unread(tmp_path):
+    bare = build_fab_from_disk(write_app_folder(tmp_path / "bare", {"rounds": 1}))
+    bomb = _zip_bomb(bare, "pyproject.toml")
+    assert pin_problems(bomb, AppPin.parse(DEFAULT_PIN), _installed()) == [
+        f"bundle pyproject.toml declares {BOMB_BYTES} bytes (more than 1048576), refused unread"
+    ]
+
+
 @pytest.mark.slow
 def test_flower_own_loader_would_run_the_modified_bundle(tmp_path):
     """Control: what ``flwr-clientapp`` does (install the FAB, load its ClientApp) imports the

@@ -41,7 +41,11 @@ def run_config(tmp_path, monkeypatch):
 
 def _send(run_config: dict, message_type: str, content: RecordDict) -> Message:
     context = Context(
-        run_id=1, node_id=7, node_config={"partition-id": SITE}, state=RecordDict(), run_config=run_config
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": SITE, "lhsfed-mode": "simulation"},
+        state=RecordDict(),
+        run_config=run_config,
     )
     return client_app(Message(content, dst_node_id=7, message_type=message_type), context)
 

@@ -313,7 +313,9 @@ def test_entrypoint_names_a_missing_variable(tmp_path):
     assert "LHSFED_SUPERLINK is not set" in proc.stderr
 
 
-def test_entrypoint_runs_site_check_before_the_node(tmp_path):
+@pytest.mark.parametrize("delta", ["1e-5", "auto", None])
+def test_entrypoint_runs_site_check_before_the_node(tmp_path, delta):
+    """δ is optional (unset or auto: derived from the site's rows): the node gets to its check."""
     pki.create_ca(tmp_path)
     pki.create_node_key("va", tmp_path)
     bad = tmp_path / "va.csv"
@@ -328,7 +330,7 @@ def test_entrypoint_runs_site_check_before_the_node(tmp_path):
         "LHSFED_SITE_NAME": "va",
         "LHSFED_LEDGER_PATH": str(tmp_path / "ledger" / "ledger.sqlite"),
         "LHSFED_MAX_EPSILON": "3",
-        "LHSFED_DELTA": "1e-5",
+        **({"LHSFED_DELTA": delta} if delta else {}),
     }
     proc = _entrypoint(env)
     assert proc.returncode == 64
@@ -336,9 +338,9 @@ def test_entrypoint_runs_site_check_before_the_node(tmp_path):
     assert "site check failed" in proc.stderr and "Starting Flower SuperNode" not in proc.stdout
 
 
-@pytest.mark.parametrize("missing", ["LHSFED_MAX_EPSILON", "LHSFED_DELTA", "LHSFED_LEDGER_PATH"])
+@pytest.mark.parametrize("missing", ["LHSFED_MAX_EPSILON", "LHSFED_LEDGER_PATH"])
 def test_entrypoint_refuses_to_start_without_the_sites_privacy_policy(tmp_path, missing):
-    """The site's cap, δ and ledger are mandatory in deployment: the entrypoint refuses without."""
+    """The site's cap and ledger are mandatory in deployment: the entrypoint refuses without."""
     pki.create_node_key("va", tmp_path)
     (tmp_path / "ca.pem").write_text("x")
     env = {

@@ -38,7 +38,11 @@ def trained(tmp_path_factory):
 
 def _send(content: RecordDict, message_type: str, run_config: dict) -> Message:
     context = Context(
-        run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config=dict(run_config)
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": 0, "lhsfed-mode": "simulation"},
+        state=RecordDict(),
+        run_config=dict(run_config),
     )
     return client_app(Message(content, dst_node_id=7, message_type=message_type), context)
 
@@ -84,7 +88,7 @@ def test_a_drift_query_naming_a_run_the_site_never_trained_in_is_refused():
 
 
 def test_the_reference_is_written_once_at_the_first_training_message(tmp_path):
-    policy = site_policy({"partition-id": 0}, "cleveland", run_folder=tmp_path)
+    policy = site_policy({"partition-id": 0, "lhsfed-mode": "simulation"}, "cleveland", run_folder=tmp_path)
     first = json.loads(reference_path(policy, RUN_DIR).read_text())
     reference_path(policy, RUN_DIR).write_text(json.dumps(first | {"spec": "kept"}))
 

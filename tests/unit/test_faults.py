@@ -74,7 +74,7 @@ def _train(app, tmp_path) -> Message:
     context = Context(
         run_id=1,
         node_id=7,
-        node_config={"partition-id": 3},
+        node_config={"partition-id": 3, "lhsfed-mode": "simulation"},
         state=RecordDict(),
         run_config={**RUN_CONFIG, "run.output_dir": str(tmp_path)},
     )

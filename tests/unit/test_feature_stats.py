@@ -31,7 +31,7 @@ def _query(partition: int) -> Message:
     context = Context(
         run_id=1,
         node_id=10 + partition,
-        node_config={"partition-id": partition},
+        node_config={"partition-id": partition, "lhsfed-mode": "simulation"},
         state=RecordDict(),
         run_config=dict(RUN_CONFIG),
     )

@@ -127,7 +127,7 @@ def test_unwritable_ledger_path_is_a_clear_error(tmp_path):
 def test_deployed_policy_requires_the_sites_own_values(tmp_path):
     with pytest.raises(ConfigError) as err:
         deployed_policy({"data-path": "x.csv", "ledger-path": str(tmp_path / "l.sqlite")})
-    for key in ("'max-epsilon'", "'delta'", "'spec-path'", "'node-key'"):
+    for key in ("'max-epsilon'", "'spec-path'", "'node-key'"):
         assert key in str(err.value)
 
 

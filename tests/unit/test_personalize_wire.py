@@ -33,7 +33,7 @@ def _ask(run_config: dict, message_type: str, site_index: int = 2) -> Message:
     context = Context(
         run_id=1,
         node_id=7,
-        node_config={"partition-id": site_index},
+        node_config={"partition-id": site_index, "lhsfed-mode": "simulation"},
         state=RecordDict(),
         run_config=dict(run_config),
     )

@@ -35,7 +35,7 @@ def _send(run_config: dict, message_type: str, server_round: int = 1) -> Message
     settings = RunSettings.from_run_config(run_config)
     arrays = ArrayRecord(build_model(model_spec(settings), seed=settings.seed).state_dict())
     content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: server_round})})
-    node_config = {"partition-id": SITE_INDEX}
+    node_config = {"partition-id": SITE_INDEX, "lhsfed-mode": "simulation"}
     context = Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(), run_config=run_config)
     return client_app(Message(content, dst_node_id=7, message_type=message_type), context)
 

@@ -40,8 +40,8 @@ def _send(run_config: dict, message_type: str, state: dict, server_round: int = 
         {wire.ARRAYS: ArrayRecord(state), wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: server_round})}
     )
     context = Context(
-        run_id=1, node_id=7, node_config={"partition-id": CLEVELAND}, state=RecordDict(),
-        run_config=dict(run_config),
+        run_id=1, node_id=7, node_config={"partition-id": CLEVELAND, "lhsfed-mode": "simulation"},
+        state=RecordDict(), run_config=dict(run_config),
     )  # fmt: skip
     return client_module.app(Message(content, dst_node_id=7, message_type=message_type), context)
 
@@ -105,7 +105,9 @@ def test_a_round_trained_again_may_have_one_more_model_and_no_more(tmp_path):
 def test_the_probe_models_sensitivity_is_withheld_when_a_cell_is_under_k(tmp_path):
     config = _config(tmp_path)
     honest = _state(config, 1)
-    data = load_this_site({"partition-id": CLEVELAND}, RunSettings.from_run_config(config).data)
+    data = load_this_site(
+        {"partition-id": CLEVELAND, "lhsfed-mode": "simulation"}, RunSettings.from_run_config(config).data
+    )
     ages = data.x_test[:, 0]
     values, counts = np.unique(ages[data.y_test == 1], return_counts=True)
     age = float(values[np.argmin(counts)])  # an age held by few positives: TP under k

@@ -47,7 +47,11 @@ def _ask(run_config: dict, message_type: str) -> Message:
     content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
     message = Message(content, dst_node_id=7, message_type=message_type)
     context = Context(
-        run_id=1, node_id=7, node_config={"partition-id": 0}, state=RecordDict(), run_config=run_config
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": 0, "lhsfed-mode": "simulation"},
+        state=RecordDict(),
+        run_config=run_config,
     )
     return client_app(message, context)
 

@@ -45,7 +45,7 @@ def _ask(message_type: str, site_index: int = 2) -> tuple[Message, ArrayRecord]:
     context = Context(
         run_id=1,
         node_id=7,
-        node_config={"partition-id": site_index},
+        node_config={"partition-id": site_index, "lhsfed-mode": "simulation"},
         state=RecordDict(),
         run_config=dict(RUN_CONFIG),
     )
@@ -69,7 +69,7 @@ def test_train_reply_holds_only_model_arrays_and_scalar_metrics():
 def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
     _ask(MessageType.TRAIN)  # a site evaluates only a round it trained
     reply, _ = _ask(MessageType.EVALUATE)
-    site = load_this_site({"partition-id": 2}, SETTINGS.data)
+    site = load_this_site({"partition-id": 2, "lhsfed-mode": "simulation"}, SETTINGS.data)
 
     content = reply.content
     assert not content.array_records

@@ -536,7 +536,7 @@ def personalize(message: Message, context: Context) -> Message:
         metrics, charged = _dp_two_models(
             site,
             budget,
-            budget.run_noise(settings).release_z,
+            budget.run_noise(settings).release_z[TEST],
             risks,
             [wire.GLOBAL_PREFIX, wire.PERSONALIZED_PREFIX],
             server_round=FINE_TUNING_ROUND,

@@ -237,7 +237,9 @@ class SiteBudget:
         ]
         return next((message for ok, message in checks if not ok), None)
 
-    def cap_refusal(self, entries: list[LedgerEntry], planned: History, server_round: int) -> str | None:
+    def cap_refusal(
+        self, entries: list[LedgerEntry], planned: History, server_round: int, what: str | None = None
+    ) -> str | None:
         """Why the planned round would take the site past its cap (None: within it)."""
         if not any(sigma > 0 for sigma, _, _ in planned):
             return None  # DP off, allowed by the policy: no ε bound holds, none is claimed
@@ -246,7 +248,7 @@ class SiteBudget:
         if would <= self.policy.max_epsilon:
             return None
         return (
-            f"site {self.site} refuses {_spend_name(server_round)}: ε would reach {would:.4g} > cap "
+            f"site {self.site} refuses {what or _spend_name(server_round)}: ε would reach {would:.4g} > cap "
             f"{self.policy.max_epsilon:.4g} (spent {spent:.4g}, δ={self.delta:g})"
         )
 
@@ -258,7 +260,12 @@ class SiteBudget:
         return f"site {self.site} refuses round {server_round}: this run has rounds 1 to {settings.rounds}"
 
     def target_refusal(
-        self, settings: RunSettings, entries: list[LedgerEntry], planned: History, server_round: int
+        self,
+        settings: RunSettings,
+        entries: list[LedgerEntry],
+        planned: History,
+        server_round: int,
+        what: str | None = None,
     ) -> str | None:
         """Why the planned round would take this run past its ε target (None: within it).
 
@@ -271,7 +278,7 @@ class SiteBudget:
         if self._within_target(settings, run_history + list(planned)):
             return None
         return (
-            f"site {self.site} refuses {_spend_name(server_round)}: this run's ε would reach "
+            f"site {self.site} refuses {what or _spend_name(server_round)}: this run's ε would reach "
             f"{self._epsilon(run_history + list(planned)):.4g} > its target "
             f"{settings.privacy.target_epsilon:g} (δ={self.delta:g})"
         )
@@ -427,8 +434,12 @@ class SiteBudget:
                     if limit is not None and done >= limit
                     else None
                 )
-                or self.cap_refusal(entries, planned, server_round)
-                or (self.target_refusal(settings, entries, planned, server_round) if in_run_plan else None)
+                or self.cap_refusal(entries, planned, server_round, f"a {kind} release")
+                or (
+                    self.target_refusal(settings, entries, planned, server_round, f"a {kind} release")
+                    if in_run_plan
+                    else None
+                )
             )
             return refused or self._new_entries(entries, planned, server_round, release=release)
 

@@ -100,13 +100,15 @@ def _site_search_epsilon(site: str, policy: dict, runs: set[str]) -> dict[str, A
         Path(policy["ledger_path"]), site=site, identity=NodeIdentity.of_key(Path(policy["node_key"]))
     )
     entries = [e for e in ledger.entries() if e.run in runs]
+    # The δ the site accounted at (its rows say it: a derived δ is "auto" in site_policy.json).
+    delta = entries[-1].delta if entries else policy["delta"]
     return {
         "epsilon_search": epsilon_spent(
-            [e.accountant_step for e in entries], delta=policy["delta"], accountant=policy["accountant"]
+            [e.accountant_step for e in entries], delta=delta, accountant=policy["accountant"]
         ),
         "epsilon_site_total": ledger.last_total(),
         "max_epsilon": policy["max_epsilon"],
-        "delta": policy["delta"],
+        "delta": delta,
         "steps": sum(e.steps for e in entries),
         "trials_spent": len({e.run for e in entries}),
         "ledger": policy["ledger_path"],

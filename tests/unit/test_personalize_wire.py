@@ -43,6 +43,8 @@ def _ask(run_config: dict, message_type: str, site_index: int = 2) -> Message:
 def _expected_keys(finetune: bool) -> set[str]:
     prefixes = (wire.GLOBAL_PREFIX, wire.PERSONALIZED_PREFIX)
     keys = {wire.N_TEST} | {prefix + key for prefix in prefixes for key in wire.PERSONALIZE_METRICS}
+    # the metrics are one DP release: its noise, its own ε and the ledger's ε right after it
+    keys |= {wire.RELEASE_NOISE_STD, wire.RELEASE_EPSILON, wire.EPSILON, wire.SITE_EPSILON}
     spend = {wire.STEPS, wire.EPSILON, wire.SITE_EPSILON, wire.NOISE_MULTIPLIER}
     return keys | (spend if finetune else set())
 

@@ -70,7 +70,9 @@ def test_a_second_fine_tuning_of_the_run_is_refused_whatever_rounds_and_target_i
     assert "once per run" in replies[1].error.reason  # the kept model (then the ledger) says so
     assert "plan" in replies[2].error.reason and "target_epsilon" in replies[2].error.reason
     entries = _entries(run)
-    assert [e.server_round for e in entries] == [1, FINE_TUNING_ROUND]
+    assert [e.server_round for e in entries if not e.is_release] == [1, FINE_TUNING_ROUND]
+    # and the releases: round 1's validation, then the personalized models' test metrics, once
+    assert [e.release.split(" ")[0] for e in entries if e.is_release] == ["validation", "test"]
     assert entries[-1].epsilon_run <= TARGET * (1 + 1e-6)
 
 

@@ -210,8 +210,10 @@ def test_a_coordinator_spec_naming_other_columns_is_refused_without_any_value(tm
     assert str(tmp_path).encode() not in on_the_wire
 
 
-def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
-    """Evaluation uses the site's own split; a tiny one is refused."""
+def test_a_one_or_two_patient_test_split_is_released_only_through_noise(tmp_path):
+    """Evaluation uses the site's own split. Under DP a tiny one is released like any other, as
+    one Gaussian release charged to the ledger (the noise, not a row count, protects it); a
+    second test release of the run is refused (the plan holds one)."""
     spec = yaml.safe_load(SPEC_FILE.read_text())
     spec["split"] = {"test_fraction": 0.005, "seed": 42}
     spec_path = tmp_path / "tiny_split.yaml"
@@ -219,13 +221,21 @@ def test_a_one_patient_test_split_is_not_evaluated(tmp_path):
     node = deployed_node(tmp_path / "s", spec_path=str(spec_path))
     config = run_config(tmp_path, "data.split.test_fraction=0.005")
     assert not _train(node, config).has_error()
+    test = {wire.EVAL_SPLIT: "test"}
 
-    reply = send(node, config, message("evaluate", initial_arrays(config)))[0]
-
-    assert reply.has_error() and reply.error.code == wire.EVALUATION_REFUSED
-    assert reply.error.reason == (
-        "evaluation refused: too few test rows: this site evaluates only test splits of at least 50 rows"
+    reply, again = send(
+        node,
+        config,
+        message("evaluate", initial_arrays(config), **test),
+        message("evaluate", initial_arrays(config), **test),
     )
+
+    assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+    metrics = reply.content[wire.METRICS]
+    assert metrics[wire.N_TEST] <= 2 and metrics[wire.RELEASE_NOISE_STD] > 1.0
+    rows = [e for e in _ledger(node).entries() if e.is_release]
+    assert [r.release.split(" ")[0] for r in rows] == ["test"] and rows[0].noise_multiplier > 1.0
+    assert again.has_error() and "refuses a test release: this run's plan holds 1" in again.error.reason
 
 
 def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):
@@ -235,12 +245,14 @@ def test_a_site_that_did_not_train_the_round_is_not_evaluated(tmp_path):
     assert not _train(node, config).has_error()
     evaluated = send(node, config, message("evaluate", initial_arrays(config), 1))[0]
     assert not evaluated.has_error()
-    assert np.isfinite(evaluated.content[wire.METRICS][wire.AUROC])
+    assert np.isfinite(evaluated.content[wire.METRICS][wire.VALIDATION_PREFIX + wire.AUROC])
 
 
 def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
-    """Feature statistics: Switzerland has 2 training rows with cp=1; with the site's
-    default minimum cell size (10) the real query handler releases nothing of cp."""
+    """Feature statistics: Switzerland has 2 training rows with cp=1. Under DP the site releases
+    no statistic at all (the spec's ranges standardize); in a run without DP that its policy
+    allows, with the site's default minimum cell size (10) the real query handler releases
+    nothing of cp."""
     from federation.cli.site import load_dataset_spec
     from federation.core.data import load_site
     from tests.helpers.site_nodes import site_data_file
@@ -250,14 +262,20 @@ def test_a_two_row_category_is_not_released_by_the_feature_statistics(tmp_path):
     names = spec.encoded_feature_names()
     assert int(np.nansum(rows[:, names.index("cp=1")])) == 2  # the rare cell exists
 
-    node = deployed_node(tmp_path / "ch", "switzerland")
-    reply = send(node, run_config(tmp_path), message("query", None))[0]
+    under_dp = send(
+        deployed_node(tmp_path / "dp", "switzerland"), run_config(tmp_path), message("query", None)
+    )[0]
+    node = deployed_node(tmp_path / "ch", "switzerland", **{"require-dp": "false"})
+    reply = send(node, run_config(tmp_path, "privacy=off"), message("query", None))[0]
 
+    assert wire.STATS_COUNT not in under_dp.content[wire.METRICS]
     metrics = reply.content[wire.METRICS]
     for level in ("cp=1", "cp=2", "cp=3", "cp=4"):
         i = names.index(level)
         assert metrics[wire.STATS_COUNT][i] == metrics[wire.STATS_SUM][i] == 0.0
     assert metrics[wire.STATS_COUNT][names.index("age")] == len(rows)  # a full cell is released
+    # an exact release too is a ledger row (z = 0: no finite ε, as DP-off training)
+    assert [e.noise_multiplier for e in _ledger(node).entries() if e.is_release] == [0.0]
 
 
 def test_a_simulation_shows_what_each_simulated_site_enforced(dp_run):

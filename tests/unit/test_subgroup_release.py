@@ -29,8 +29,10 @@ GAP_KEYS = {
 }
 
 
-def _run_config(subgroups: bool) -> dict:
-    cfg = compose_config(["rounds=1"])
+def _run_config(subgroups: bool, *overrides: str) -> dict:
+    """A run (by default without DP: subgroups are released only as exact aggregates, in a run
+    the simulated site allows without DP) whose spec marks sex and age bands, or nothing."""
+    cfg = compose_config(["rounds=1", *(overrides or ("privacy=off",))])
     if subgroups:
         features = {f["name"]: f for f in cfg["data"]["features"]}
         features["sex"]["subgroup"] = True
@@ -76,6 +78,14 @@ def test_evaluate_reply_adds_only_subgroup_aggregates_and_only_with_subgroups_in
             assert isinstance(value, (int, float))
     parsed = from_wire(reply)
     assert sum(parsed["sex"]["levels"][lv]["n"] for lv in ("0", "1")) <= reply[wire.N_TEST]
+
+
+def test_under_dp_no_subgroup_is_released():
+    """Per-level histograms would be a release of their own: under DP the site sends none."""
+    marked = _run_config(True, "privacy=dp")
+    _ask(marked, MessageType.TRAIN)
+    reply = dict(_ask(marked, MessageType.EVALUATE).content[wire.METRICS])
+    assert reply and not any(k.startswith(("subgroup", "val-subgroup")) for k in reply)
 
 
 def test_a_level_under_k_is_suppressed_with_enough_others_that_subtraction_gives_nothing():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 from flwr.app import (
     ArrayRecord,
@@ -19,6 +20,7 @@ from client.app import app as client_app
 from client.site import load_this_site
 from federation.coordinator.flwr_app_config import compose_config
 from federation.core import wire
+from federation.core.histogram_metrics import RELEASE_GROUPS
 from federation.core.metrics import HIST_BINS
 from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config
@@ -26,6 +28,7 @@ from server.federation_loop import model_spec
 
 RUN_CONFIG = flatten_config(compose_config(["rounds=2"]))
 SETTINGS = RunSettings.from_run_config(RUN_CONFIG)
+EXACT_RUN = flatten_config(compose_config(["rounds=2", "privacy=off"]))  # a simulated site allows it
 
 
 @pytest.fixture(autouse=True)
@@ -38,16 +41,18 @@ def _as_the_server_process(tmp_path, monkeypatch):
     TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
 
 
-def _ask(message_type: str, site_index: int = 2) -> tuple[Message, ArrayRecord]:
+def _ask(
+    message_type: str, site_index: int = 2, *, run_config: dict = RUN_CONFIG, **config
+) -> tuple[Message, ArrayRecord]:
     arrays = ArrayRecord(build_model(model_spec(SETTINGS), seed=SETTINGS.seed).state_dict())
-    content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
+    content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1, **config})})
     message = Message(content, dst_node_id=7, message_type=message_type)
     context = Context(
         run_id=1,
         node_id=7,
         node_config={"partition-id": site_index, "lhsfed-mode": "simulation"},
         state=RecordDict(),
-        run_config=dict(RUN_CONFIG),
+        run_config=dict(run_config),
     )
     return client_app(message, context), arrays
 
@@ -67,8 +72,10 @@ def test_train_reply_holds_only_model_arrays_and_scalar_metrics():
 
 
 def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
+    """Under DP the test split's reply is one release of its class histograms in coarse bins
+    (each spread evenly over the wire's bins), clipped at 0: noisy, not the split's counts."""
     _ask(MessageType.TRAIN)  # a site evaluates only a round it trained
-    reply, _ = _ask(MessageType.EVALUATE)
+    reply, _ = _ask(MessageType.EVALUATE, **{wire.EVAL_SPLIT: "test"})
     site = load_this_site({"partition-id": 2, "lhsfed-mode": "simulation"}, SETTINGS.data)
 
     content = reply.content
@@ -76,16 +83,20 @@ def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
     metrics = dict(content[wire.METRICS])
     lists = {k: v for k, v in metrics.items() if isinstance(v, list)}
     assert set(lists) == {wire.SCORE_HIST_POS, wire.SCORE_HIST_NEG}
+    width = HIST_BINS // RELEASE_GROUPS
     for counts in lists.values():
         assert len(counts) == HIST_BINS != len(site.y_test)
-        # groups of bins holding >= k patients, each group's count spread over its bins
         assert all(isinstance(c, (int, float)) and c >= 0 for c in counts)
-    assert sum(lists[wire.SCORE_HIST_POS]) == pytest.approx(int(site.y_test.sum()))
+        groups = np.asarray(counts).reshape(RELEASE_GROUPS, width)
+        assert np.allclose(groups, groups[:, :1])  # one released value per coarse bin
+    assert metrics[wire.RELEASE_NOISE_STD] > 1.0 and metrics[wire.N_TEST] == len(site.y_test)
+    assert metrics[wire.N_POSITIVE] != int(site.y_test.sum())  # noisy (equal with probability 0)
     assert all(isinstance(v, (int, float)) for k, v in metrics.items() if k not in lists)
 
 
 def test_evaluate_scores_each_split_in_one_metrics_pass(monkeypatch):
-    """AUROC, AUPRC and Brier are computed once per scored split (test, validation), not once
+    """(Exact releases: a run without DP.) AUROC, AUPRC and Brier are computed once per scored
+    split (test, validation), not once
     for the reply's headline keys and again for the modeler's metrics: every project module
     holding one of scikit-learn's functions gets a counting one."""
     import sklearn.metrics
@@ -104,11 +115,11 @@ def test_evaluate_scores_each_split_in_one_metrics_pass(monkeypatch):
                 and getattr(module, name, None) is real
             ):
                 monkeypatch.setattr(module, name, counted)
-    _ask(MessageType.TRAIN, site_index=0)
+    _ask(MessageType.TRAIN, site_index=0, run_config=EXACT_RUN)
     for name in calls:
         calls[name] = 0
 
-    reply, _ = _ask(MessageType.EVALUATE, site_index=0)
+    reply, _ = _ask(MessageType.EVALUATE, site_index=0, run_config=EXACT_RUN)
 
     scored = dict(reply.content[wire.METRICS])
     splits = 1 + (wire.VALIDATION_PREFIX + wire.AUROC in scored)

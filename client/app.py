@@ -549,7 +549,7 @@ def personalize(message: Message, context: Context) -> Message:
         metrics = compared_metrics(site.data, site.policy, model, own)
         charged = _exact(budget, settings, FINE_TUNING_ROUND, "personalize metrics (exact: DP off)", metrics)
     charged.covers(spend)  # the fine-tuning steps' ε (its reservation; public accounting scalars)
-    return _reply(message, site.data.name, {**metrics, **spend})
+    return _reply(message, site.data.name, {**spend, **metrics})  # ε: the ledger after the metrics
 
 
 def _personalize_key(key: str) -> bool:

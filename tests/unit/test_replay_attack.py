@@ -25,12 +25,13 @@ import torch
 from flwr.app import ArrayRecord
 
 import client.app
+from client.site_policy import SitePolicy
 from client.site_randomness import KEY_BYTES, SiteRandomness
 from client.training import train_locally
 from federation.core import wire
 from federation.core.data import load_site
 from federation.core.model import build_model
-from federation.core.privacy import noise_for_run
+from federation.core.privacy import site_noise_for_run
 from federation.core.settings import RunSettings, model_spec
 from tests.helpers.site_nodes import (
     deployed_node,
@@ -75,7 +76,10 @@ def _coordinator_model(settings: RunSettings):
 def _update(settings, x, y, key: bytes) -> dict[str, np.ndarray]:
     """Weights after one site round with randomness keyed by ``key`` (what a replay runs)."""
     model = _coordinator_model(settings)
-    noise = noise_for_run(settings, len(y), delta=1e-5, accountant="rdp")
+    # the σ the site trains with (the coordinator reads it in every training reply)
+    noise = site_noise_for_run(
+        settings, len(y), delta=1e-5, accountant="rdp", release_share=SitePolicy.release_epsilon_share
+    ).sigma
     train_locally(
         model,
         x,

@@ -165,8 +165,8 @@ def test_default_dp_federation_reaches_pooled_auroc_088(tmp_path, monkeypatch):
     """The default federation (DP ε=3, 10 rounds) with the sites' own randomness still
     reaches pooled AUROC >= 0.88 (the handed-out model scored here exactly; the coordinator's
     figure is a noisy release) within ε 3 for training and releases together. The noise is
-    the sites' secret, so runs differ: the mean of three runs (in-process: the same ServerApp loop and ClientApp, no
-    Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""
+    the sites' secret, so runs differ: the mean of three runs (in-process: the same ServerApp
+    loop and ClientApp, no Ray) is asserted; benchmarks/results/dp_auroc_spread.md has ten (0.885-0.897)."""
     from federation.coordinator.inprocess import run_config_for, run_in_process
 
     aurocs = []

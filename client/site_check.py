@@ -51,7 +51,7 @@ class ColumnReport:
 
 
 MAX_FAILURES = 50  # failure lines listed; the rest are counted in one more line
-DUPLICATE_FAIL_FRACTION = 0.01  # repeated rows beyond 1 % of the file: a duplicated extract
+DUPLICATE_FAIL_FRACTION = 0.1  # repeated rows beyond 10 % of the file: a duplicated extract
 
 
 @dataclass

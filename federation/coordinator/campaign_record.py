@@ -55,6 +55,15 @@ class Bar:
 
     auroc: float | None
     split: str  # "validation", or "test" when the run had no validation rows
+    se: float = 0.0  # its standard error when it came from the sites' DP releases
+
+    def reached(self, minimum: float) -> bool:
+        """The bar is reached unless the AUROC is below it by more than its noise (one-sided
+        95 %, as selection's ties: server.selection.TIE_Z): a noisy release is no evidence of
+        a worse model, a precise one acts as an exact number."""
+        from server.selection import TIE_Z
+
+        return self.auroc is not None and self.auroc + TIE_Z * self.se >= minimum
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ def bar_of(summary: dict[str, Any]) -> Bar:
     """Pooled validation AUROC of the selected round, or its test AUROC without validation."""
     validation = (summary.get("selection") or {}).get("validation") or {}
     if validation.get("auroc") is not None:
-        return Bar(float(validation["auroc"]), "validation")
+        return Bar(float(validation["auroc"]), "validation", float(validation.get("auroc_se") or 0.0))
     test = ((summary.get("metrics") or {}).get("pooled") or {}).get("auroc")
     return Bar(None if test is None else float(test), "test")
 

@@ -41,9 +41,11 @@ class Logged:
     auroc: float | None
     split: str
     minimum: float
+    se: float = 0.0
 
     def line(self) -> str:
         got = "no AUROC" if self.auroc is None else f"AUROC {self.auroc:.3f}"
+        got += f" ± {self.se:.3f} (DP noise)" if self.se else ""
         head = f"campaign {self.campaign}: MLflow run {self.run_id}; task {self.task}"
         if self.version is None:
             bar = f"registry.min_pooled_auroc={self.minimum}"
@@ -127,12 +129,12 @@ def log_campaign(
         run_id = client.create_run(experiment, run_name=run_dir.name, tags=tags).info.run_id
         _log_content(client, run_id, run_dir, record)
         version = alias = None
-        passed = record.bar.auroc is not None and record.bar.auroc >= min_pooled_auroc
+        passed = record.bar.reached(min_pooled_auroc)
         if passed:
             version, alias = _register(client, task, run_id, tags, record)
         client.set_terminated(run_id)
     bar = record.bar
-    return Logged(run_id, campaign, task, version, alias, bar.auroc, bar.split, min_pooled_auroc)
+    return Logged(run_id, campaign, task, version, alias, bar.auroc, bar.split, min_pooled_auroc, bar.se)
 
 
 def _run_tags(settings, record, *, campaign: str, task: str, parent_version: str | None) -> dict[str, str]:

@@ -40,6 +40,8 @@ def _overrides(net: Network, *extra: str) -> list[str]:
         f"federation.ca_cert={net.ca_cert}",
         "federation.timeout=600",
         "rounds=2",
+        # the shared network's guarded node refuses every app: it sits out of every run
+        "allow_absent_sites=true",
         *extra,
     ]
 
@@ -53,8 +55,13 @@ def network(deployment_network):
 def first_run(network):
     """Step 5's run, as the doc writes it."""
     run = network.root / "runs" / "first"
-    out = network.walk.check(5, 1, timeout=700, RUN=str(run))
+    proc = network.walk.run(5, 1, timeout=700, RUN=str(run))
+    out = proc.stdout + proc.stderr
     assert "round   2/2" in out  # progress streamed back from the SuperLink
+    # The shared network also holds the guarded node, which refuses this app every round: the
+    # run says so and exits 3 (the doc's two hospitals alone would exit 0).
+    guarded = network.node_ids[GUARDED]
+    assert proc.returncode == 3 and f"never trained: node {guarded}" in out, out[-3000:]
     return run
 
 
@@ -71,18 +78,25 @@ def test_walkthrough_evaluate_reports_the_two_sites_own_evaluation(network, firs
     lines = [line.split() for line in out.splitlines() if line.startswith("  ")]
     reported = {cells[0]: cells[-1] for cells in lines if cells[0] != "pooled" and cells[-1].startswith("n=")}
     assert reported == {site: f"n={n}" for site, n in N_TEST.items()}
-    last = read_rounds(first_run)[-1]["evaluate"]["sites"]
-    assert {site: last[site]["n_test"] for site in SITES} == N_TEST
+    selected = read_json(first_run / "summary.json")["selection"]["round"]
+    tested = next(r for r in read_rounds(first_run) if r["round"] == selected)["evaluate"]["sites"]
+    assert {site: tested[site]["n_test"] for site in SITES} == N_TEST
 
 
 def test_two_hospitals_train_over_tls(first_run):
-    """2 rounds through the entrypoints over TLS; both hospitals train and evaluate."""
+    """2 rounds through the entrypoints over TLS; both hospitals train and release their
+    validation split every round (a validation loss every round: selection acts), and their
+    test split once, for the round handed out."""
     rounds = read_rounds(first_run)
+    summary = read_json(first_run / "summary.json")
     assert [r["round"] for r in rounds] == [1, 2]
     for record in rounds:
         assert set(record["train"]) == set(SITES)
-        assert set(record["evaluate"]["sites"]) == set(SITES)
-    summary = read_json(first_run / "summary.json")
+        assert set(record["validation"]["sites"]) == set(SITES)
+        assert record["validation"]["pooled"]["loss"] is not None
+        tested = record["round"] == summary["selection"]["round"]
+        assert set(record["evaluate"]["sites"]) == (set(SITES) if tested else set())
+    assert summary["selection"]["by_validation"] is True
     assert set(summary["metrics"]["sites"]) == set(SITES)
     assert set(summary["privacy"]["sites"]) == set(SITES)
     assert (first_run / "model.pt").is_file()
@@ -238,7 +252,9 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     assert "round 1 discarded" in out and "minimum 2" in out
     assert f"ε still charged at 1 site(s) that trained ({survivor})" in out
     survivor_rounds = [
-        e.server_round for e in _ledger_entries(network, survivor) if e.run == str(tmp_path / "run")
+        e.server_round
+        for e in _ledger_entries(network, survivor)
+        if e.run == str(tmp_path / "run") and not e.is_release
     ]
     assert survivor_rounds == [1, 2]
     assert "Receiving: train message" in restarted.output()
@@ -251,7 +267,7 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
         assert began < REFUSAL_WINDOW_S
     after = _ledger_entries(network, victim)
     assert after[: len(ledger)] == ledger  # nothing recorded before the kill was lost
-    rejoined = [e for e in after[len(ledger) :] if e.run == str(tmp_path / "run")]
+    rejoined = [e for e in after[len(ledger) :] if e.run == str(tmp_path / "run") and not e.is_release]
     rounds = [e.server_round for e in rejoined]
     # Round 2 is recorded; round 1 only if the kill came after its spending was written
     # (then it counts, conservatively, though its update never arrived).

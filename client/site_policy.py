@@ -229,9 +229,17 @@ def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
     return _parse(raw)
 
 
+# The node config Flower's own simulation engine gives every node (``flwr run .`` on a
+# ``--simulation`` SuperLink), and nothing else: no SuperNode a hospital starts has it.
+FLOWER_SIMULATION_NODE_CONFIG = frozenset({"partition-id", "num-partitions"})
+
+
 def is_deployed(node_config: dict) -> bool:
     """Every node is a deployed hospital unless the simulation launcher marked it
-    (``lhsfed-mode=simulation``); an unknown mode is a configuration error."""
+    (``lhsfed-mode=simulation``) or Flower's simulation engine made it (its node config is
+    exactly ``partition-id`` and ``num-partitions``); an unknown mode is a configuration error."""
+    if MODE not in node_config and set(node_config) == FLOWER_SIMULATION_NODE_CONFIG:
+        return False
     mode = str(node_config.get(MODE, "deployment"))
     if mode not in MODES:
         raise ConfigError(f"node config {MODE!r}={mode!r}: leave it out (deployment) or use one of {MODES}")

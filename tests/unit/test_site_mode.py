@@ -28,6 +28,9 @@ def _context(node_config: dict, run_dir) -> Context:
 def test_only_a_node_the_launcher_marked_is_simulated(tmp_path):
     assert not any(is_deployed(config) for config in partition_nodes(4).values())
     assert is_deployed({"partition-id": 0}) and is_deployed({})
+    # Flower's own simulation engine (``flwr run .``) gives exactly these two keys, and no more
+    assert not is_deployed({"partition-id": 0, "num-partitions": 4})
+    assert is_deployed({"partition-id": 0, "num-partitions": 4, "site-name": "cleveland"})
     with pytest.raises(ConfigError, match="lhsfed-mode"):
         is_deployed({MODE: "demo"})
     with pytest.raises(ConfigError, match="'max-epsilon'"):  # no simulation defaults for it

@@ -332,7 +332,9 @@ def _dp_evaluation(site: SiteView, budget: SiteBudget, model, message: Message, 
         server_round=server_round,
         what=f"{kind} split of round {server_round}'s model: class score histograms",
         in_run_plan=True,
-        limit=noise.releases[kind],
+        # The test split once per run; validation once per model the site trained (a resumed
+        # run's redone round has a new one), within the run's target like every release.
+        limit=noise.releases[kind] if kind == TEST else None,
     )
     rng = np.random.default_rng(SiteRandomness().seed())
     metrics = histogram_wire_metrics(

@@ -28,6 +28,8 @@
 #   LHSFED_ACCOUNTANT         rdp or prv (accountant)                        [rdp]
 #   LHSFED_MIN_EVAL_ROWS      smallest test split that is evaluated          [50]
 #   LHSFED_MIN_CELL_SIZE      smallest released count (k)                    [10]
+#   LHSFED_RELEASE_EPSILON_SHARE  share of a run's ε its DP releases spend   [0.2]
+#   LHSFED_QUERY_EPSILON      ε of one compare or drift query (query-epsilon) [0.5]
 #   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
 #   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only; one per node on a host,
 #                             a busy port exits 64)                      [9094]
@@ -77,7 +79,8 @@ done
 number='^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$'
 [[ "${LHSFED_DELTA:-}" == auto ]] && LHSFED_DELTA=  # the same as leaving it out
 for var in LHSFED_MAX_EPSILON LHSFED_DELTA LHSFED_MIN_NOISE_MULTIPLIER LHSFED_MAX_ROUNDS \
-           LHSFED_MAX_LOCAL_EPOCHS LHSFED_MIN_EVAL_ROWS LHSFED_MIN_CELL_SIZE; do
+           LHSFED_MAX_LOCAL_EPOCHS LHSFED_MIN_EVAL_ROWS LHSFED_MIN_CELL_SIZE \
+           LHSFED_RELEASE_EPSILON_SHARE LHSFED_QUERY_EPSILON; do
   [[ -z "${!var:-}" || "${!var}" =~ $number ]] || die "$var=${!var} must be a number"
 done
 spec=${LHSFED_SPEC_PATH:-$here/../configs/data/${LHSFED_DATASET:-uci_heart}.yaml}
@@ -123,7 +126,8 @@ node_config+=" max-epsilon=$LHSFED_MAX_EPSILON"
 [[ -n "${LHSFED_REQUIRE_DP:-}" ]] && node_config+=" require-dp=${LHSFED_REQUIRE_DP,,}"
 [[ -n "${LHSFED_ACCOUNTANT:-}" ]] && node_config+=" accountant='$LHSFED_ACCOUNTANT'"
 for pair in MIN_NOISE_MULTIPLIER:min-noise-multiplier MAX_ROUNDS:max-rounds \
-            MAX_LOCAL_EPOCHS:max-local-epochs MIN_EVAL_ROWS:min-eval-rows MIN_CELL_SIZE:min-cell-size; do
+            MAX_LOCAL_EPOCHS:max-local-epochs MIN_EVAL_ROWS:min-eval-rows MIN_CELL_SIZE:min-cell-size \
+            RELEASE_EPSILON_SHARE:release-epsilon-share QUERY_EPSILON:query-epsilon; do
   var=LHSFED_${pair%%:*}
   [[ -n "${!var:-}" ]] && node_config+=" ${pair#*:}=${!var}"
 done

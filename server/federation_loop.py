@@ -50,7 +50,7 @@ from server.round_records import (
 from server.run_folder import RunFolder
 from server.secure_aggregation import secure_train_round
 from server.selection import chosen_round, should_stop
-from server.summary import aggregated_any, build_summary, no_aggregation_reason
+from server.summary import aggregated_any, build_summary, no_aggregation_reason, with_later_spend
 from strategies import ValidatedStrategy, build_validated_strategy
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     roster = {node: sites.get(node) or f"node {node}" for node in nodes}  # names learnt in the run
     summary = _finish(folder, settings, records, epsilon_by_site, best, roster)
     if settings.personalize != "none" and best is not None:  # each site adapts the selected model
-        personalize_sites(
+        personalized = personalize_sites(
             grid,
             settings,
             folder.path,
@@ -295,6 +295,9 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
             sites=sites,
             timeout=timeout,
         )
+        # ε shown is ε spent: the fine-tuning steps and the metrics' release are the run's too
+        summary = with_later_spend(summary, personalized["sites"])
+        folder.write_summary(summary)
     return summary
 
 

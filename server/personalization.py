@@ -72,11 +72,9 @@ def site_entry(metrics: dict[str, Any]) -> dict[str, Any]:
         "worse": is_worse(global_, personalized),
     }
     if wire.STEPS in metrics:  # finetune: what it cost the site
-        entry.update(
-            steps=int(metrics[wire.STEPS]),
-            epsilon=metrics.get(wire.EPSILON),
-            site_epsilon=metrics.get(wire.SITE_EPSILON),
-        )
+        entry["steps"] = int(metrics[wire.STEPS])
+    if wire.EPSILON in metrics:  # the ledger after this reply (fine-tuning, the metrics' release)
+        entry.update(epsilon=metrics.get(wire.EPSILON), site_epsilon=metrics.get(wire.SITE_EPSILON))
     return entry
 
 

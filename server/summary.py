@@ -135,6 +135,23 @@ def build_summary(
     }
 
 
+def with_later_spend(summary: dict[str, Any], spent: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``summary`` with each site's ε raised to what a later step reported (personalize: its
+    fine-tuning steps and its metrics' release, after summary.json was first written)."""
+    sites = summary["privacy"]["sites"]
+    for site, entry in spent.items():
+        if site not in sites or entry.get("epsilon") is None:
+            continue
+        row = sites[site]
+        row["epsilon"] = _later(row.get("epsilon", 0.0), entry["epsilon"])
+        row["site_epsilon"] = _later(row.get("site_epsilon", 0.0), entry.get("site_epsilon"))
+        planned = row.get("planned_epsilon")
+        row["unspent_epsilon"] = (
+            None if planned is None or row["epsilon"] is None else max(planned - row["epsilon"], 0.0)
+        )
+    return summary
+
+
 def no_aggregation_reason(rounds: list[RoundRecord], run_dir: Path) -> str:
     """One line: why no round changed the global model, each site's first failure."""
     first: dict[str, str] = {}

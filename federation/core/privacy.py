@@ -119,21 +119,25 @@ def noise_for_run(settings, n_train: int, *, delta: float, accountant: str) -> f
     """One noise multiplier for a whole run of ``settings`` (a RunSettings): the ε target
     over every round's steps and any fine-tuning steps, at ``delta`` (a site passes its own
     δ and accountant)."""
+    return calibrate_noise(
+        target_epsilon=settings.privacy.target_epsilon,
+        delta=delta,
+        rate=sample_rate(n_train=n_train, batch_size=settings.train.batch_size),
+        steps=run_steps(settings, n_train),
+        accountant=accountant,
+    )
+
+
+def run_steps(settings, n_train: int) -> int:
+    """Every DP-SGD step a site plans for a run: all rounds and any fine-tuning steps."""
     t = settings.train
-    steps = planned_steps(
+    return planned_steps(
         n_train=n_train,
         batch_size=t.batch_size,
         local_epochs=t.local_epochs,
         rounds=settings.rounds,
         local_steps=t.local_steps,
     ) + fine_tuning_steps(settings)
-    return calibrate_noise(
-        target_epsilon=settings.privacy.target_epsilon,
-        delta=delta,
-        rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
-        steps=steps,
-        accountant=accountant,
-    )
 
 
 # Above this σ a DP-SGD step is mostly noise (Opacus's own search for σ starts there): a run
@@ -248,21 +252,13 @@ def site_noise_for_run(
     the test split once, personalize) spend ``release_share`` of the run's ε target on their
     own; σ is the smallest noise with which every training and fine-tuning step after them
     stays within the whole target. One ε per patient: the run's target bounds both together."""
-    t = settings.train
-    steps = planned_steps(
-        n_train=n_train,
-        batch_size=t.batch_size,
-        local_epochs=t.local_epochs,
-        rounds=settings.rounds,
-        local_steps=t.local_steps,
-    ) + fine_tuning_steps(settings)
     releases = planned_releases(settings) if release_share > 0 else {}
     return _run_noise(
         target=settings.privacy.target_epsilon,
         share=release_share,
         delta=delta,
         accountant=accountant,
-        rate=sample_rate(n_train=n_train, batch_size=t.batch_size),
-        steps=steps,
+        rate=sample_rate(n_train=n_train, batch_size=settings.train.batch_size),
+        steps=run_steps(settings, n_train),
         releases=tuple(sorted(releases.items())),
     )

@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -28,11 +27,9 @@ from flwr.clientapp import ClientApp
 
 from client.budget import FINE_TUNING_ROUND, SiteBudget, run_folder, run_identity
 from client.comparison import checked_spec, comparison_metrics, model_refusal, split_refusal
-from client.dp_release import Charged, charged_training, gaussian_release, release_guard_mod
+from client.dp_release import charged_training, release_guard_mod
 from client.drift import drift_scores
 from client.drift_reference import load_reference, record_reference, site_rows
-from client.drift_release import dp_drift_scores, drift_cells, release_vector
-from client.drift_release import sensitivity as drift_sensitivity
 from client.model_record import (
     ONE_PER_ROUND,
     model_digest,
@@ -52,6 +49,14 @@ from client.personalize import (
     save_personalized,
     trained_refusal,
 )
+from client.release_replies import (
+    difference_interval,
+    drift_release,
+    exact_release,
+    query_noise,
+    split_release,
+    two_model_release,
+)
 from client.releases import (
     evaluation_refusal,
     released_feature_statistics,
@@ -70,10 +75,9 @@ from federation.core import wire
 from federation.core.data import SiteData
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError, PrivacyBudgetError
-from federation.core.histogram_metrics import coarse_histograms, histogram_wire_metrics
 from federation.core.metrics import site_wire_metrics
 from federation.core.model import build_model, predict_risk, unwrapped_state_dict
-from federation.core.privacy import TEST, VALIDATION, epsilon_spent, release_noise
+from federation.core.privacy import TEST, VALIDATION
 from federation.core.settings import RunSettings, model_spec
 
 log = logging.getLogger(__name__)
@@ -159,16 +163,7 @@ def query(message: Message, context: Context) -> Message:
     if settings.privacy.enabled or site.policy.require_dp:
         return _reply(message, site.data.name, {})
     stats = released_feature_statistics(site.data.x_train, site.spec, min_cell=site.policy.min_cell_size)
-    gaussian_release(
-        site.budget(context),
-        settings,
-        np.zeros(0),
-        sensitivity=1.0,
-        z=0.0,
-        server_round=0,
-        what="feature statistics (exact: DP off)",
-        in_run_plan=False,
-    ).covers(stats)
+    exact_release(site.budget(context), settings, 0, "feature statistics (exact: DP off)", stats)
     return _reply(message, site.data.name, stats)
 
 
@@ -282,74 +277,30 @@ def evaluate(message: Message, context: Context) -> Message:
     risk = predict_risk(model, data.x_test)
     test = _scores(data.y_test, risk, min_cell=site.policy.min_cell_size, with_ci=with_ci)
     released = {**test, **_subgroup_scores(site, risk), **_validation_scores(site, model)}
-    _exact(budget, settings, server_round, f"evaluate round {server_round} (exact: DP off)", released)
+    exact_release(budget, settings, server_round, f"evaluate round {server_round} (exact: DP off)", released)
     return _reply(message, data.name, released)
 
 
-def _exact(
-    budget: SiteBudget, settings: RunSettings, server_round: int, what: str, released: dict
-) -> Charged:
-    """Charge an exact release (a DP-off run the site allows: z = 0, no finite ε) covering ``released``."""
-    charged = gaussian_release(
-        budget,
-        settings,
-        np.zeros(0),
-        sensitivity=1.0,
-        z=0.0,
-        server_round=server_round,
-        what=what,
-        in_run_plan=False,
-    )
-    charged.covers(released)
-    return charged
-
-
-def _release_epsilon(budget: SiteBudget, z: float) -> float:
-    """ε of one release of noise multiplier ``z`` alone, at the site's δ and accountant."""
-    return epsilon_spent([(z, 1.0, 1)], delta=budget.delta, accountant=budget.policy.accountant)
-
-
 def _dp_evaluation(site: SiteView, budget: SiteBudget, model, message: Message, with_ci: bool) -> dict:
-    """One Gaussian release of one split's class histograms (a patient is in one class, one bin:
-    L2 sensitivity 1), of the kind the message asks (``eval-split``: validation each round, the
-    test split once per run), charged to the run's plan; every metric is computed from the
-    noisy histograms. Subgroups are not released under DP (yet): their per-level histograms
-    would need a release of their own (docs/privacy.md)."""
-    data, settings, server_round = site.data, site.settings, _round(message)
+    """The release of the split the message asks (``eval-split``: validation each round, the
+    test split once per run: client.release_replies.split_release). Subgroups are not released
+    under DP (yet): their per-level histograms would need a release of their own."""
+    data = site.data
     kind = str(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.EVAL_SPLIT, VALIDATION))
     if kind not in (VALIDATION, TEST):
         raise RunConfigError(f"{wire.EVAL_SPLIT} must be {VALIDATION} or {TEST}; launch through lhsfed-train")
     y, x = (data.y_test, data.x_test) if kind == TEST else (data.y_val, data.x_val)
     if len(y) == 0:
         return {}
-    noise = budget.run_noise(settings)
-    charged = gaussian_release(
+    return split_release(
         budget,
-        settings,
-        coarse_histograms(y, predict_risk(model, x)),
-        sensitivity=1.0,
-        z=noise.release_z[kind],
-        server_round=server_round,
-        what=f"{kind} split of round {server_round}'s model: class score histograms",
-        in_run_plan=True,
-        # The test split once per run; validation once per model the site trained (a resumed
-        # run's redone round has a new one), within the run's target like every release.
-        limit=noise.releases[kind] if kind == TEST else None,
+        site.settings,
+        y,
+        predict_risk(model, x),
+        kind=kind,
+        server_round=_round(message),
+        with_ci=with_ci,
     )
-    rng = np.random.default_rng(SiteRandomness().seed())
-    metrics = histogram_wire_metrics(
-        charged.values, n=len(y), noise_std=charged.noise_std, with_ci=with_ci and kind == TEST, rng=rng
-    )
-    prefix = wire.VALIDATION_PREFIX if kind == VALIDATION else ""
-    released = {prefix + k: v for k, v in metrics.items() if not (prefix and k == wire.NUM_EXAMPLES)}
-    released |= {
-        wire.RELEASE_NOISE_STD: charged.noise_std,
-        wire.RELEASE_EPSILON: _release_epsilon(budget, noise.release_z[kind]),
-        wire.EPSILON: charged.epsilon_run,  # the ledger right after this release: ε shown is ε spent
-        wire.SITE_EPSILON: charged.epsilon_total,
-    }
-    charged.covers(released)
-    return released
 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:
@@ -408,23 +359,21 @@ def compare(message: Message, context: Context) -> Message:
     )
     budget = site.budget(context)
     if dp:
-        z = release_noise(
-            epsilon=policy.query_epsilon, delta=budget.delta, releases=1, accountant=policy.accountant
-        )
-        metrics, charged = _dp_two_models(
-            site,
+        metrics, charged = two_model_release(
             budget,
-            z,
+            site.settings,
+            y,
             [champion, challenger],
             [wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX],
+            z=query_noise(budget),
             server_round=0,
             what="compare: champion and challenger",
             in_run_plan=False,
         )
-        difference = metrics[wire.CHALLENGER_PREFIX + wire.AUROC] - metrics[wire.CHAMPION_PREFIX + wire.AUROC]
-        low, high = _difference_interval(metrics, wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX)
+        low, high = difference_interval(metrics, wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX)
         extra = {
-            wire.AUROC_DIFFERENCE: difference,
+            wire.AUROC_DIFFERENCE: metrics[wire.CHALLENGER_PREFIX + wire.AUROC]
+            - metrics[wire.CHAMPION_PREFIX + wire.AUROC],
             wire.DIFFERENCE_CI_LOW: low,
             wire.DIFFERENCE_CI_HIGH: high,
         }
@@ -433,7 +382,7 @@ def compare(message: Message, context: Context) -> Message:
     metrics = comparison_metrics(
         y, champion, challenger, min_cell=policy.min_cell_size, seed=SiteRandomness().seed()
     )
-    exact = _exact(budget, site.settings, 0, "compare (exact: DP off)", metrics)
+    exact = exact_release(budget, site.settings, 0, "compare (exact: DP off)", metrics)
     if site.spec.subgroup_features:  # the partition evaluate released these models' levels on
         for prefix, risk in ((wire.CHAMPION_PREFIX, champion), (wire.CHALLENGER_PREFIX, challenger)):
             shared = shared_test_histograms(
@@ -442,64 +391,6 @@ def compare(message: Message, context: Context) -> Message:
             metrics |= {prefix + key: value for key, value in shared.items()}
             exact.covers(metrics)
     return _reply(message, site.data.name, metrics)
-
-
-# The metrics of two models (compare; personalize) from one release of both models' class
-# histograms on the test rows: a patient adds 1 to one bin of each, L2 sensitivity √2.
-_TWO_MODEL_SENSITIVITY = float(np.sqrt(2.0))
-
-
-def _dp_two_models(
-    site: SiteView,
-    budget: SiteBudget,
-    z: float,
-    risks: list,
-    prefixes: list[str],
-    *,
-    server_round: int,
-    what: str,
-    in_run_plan: bool,
-    limit: int | None = None,
-) -> tuple[dict, Charged]:
-    y = site.data.y_test
-    hists = np.stack([coarse_histograms(y, risk) for risk in risks])
-    charged = gaussian_release(
-        budget,
-        site.settings,
-        hists,
-        sensitivity=_TWO_MODEL_SENSITIVITY,
-        z=z,
-        server_round=server_round,
-        what=f"{what}: class score histograms of the test split, {hists.shape[-1]} bins each",
-        in_run_plan=in_run_plan,
-        limit=limit,
-    )
-    rng = np.random.default_rng(SiteRandomness().seed())
-    out: dict = {
-        wire.N_TEST: len(y),
-        wire.RELEASE_NOISE_STD: charged.noise_std,
-        wire.RELEASE_EPSILON: _release_epsilon(budget, z),
-        wire.EPSILON: charged.epsilon_run,
-        wire.SITE_EPSILON: charged.epsilon_total,
-    }
-    for prefix, hist in zip(prefixes, charged.values):
-        metrics = histogram_wire_metrics(hist, n=len(y), noise_std=charged.noise_std, rng=rng)
-        out |= {
-            prefix + key: value
-            for key, value in metrics.items()
-            if key not in (wire.N_TEST, wire.NUM_EXAMPLES)
-        }
-    charged.covers(out)
-    return out, charged
-
-
-def _difference_interval(metrics: dict, first: str, second: str) -> tuple[float, float]:
-    """Interval of AUROC(second) − AUROC(first): the two intervals' half-widths combined as if
-    independent (post-processing of the release; conservative for positively correlated scores)."""
-    half = [(metrics[p + wire.AUROC_CI_HIGH] - metrics[p + wire.AUROC_CI_LOW]) / 2 for p in (first, second)]
-    centre = metrics[second + wire.AUROC] - metrics[first + wire.AUROC]
-    width = float(np.hypot(*half))
-    return centre - width, centre + width
 
 
 @app.query(wire.QUERY_PERSONALIZE)
@@ -535,21 +426,25 @@ def personalize(message: Message, context: Context) -> Message:
         raise EvaluationRefused(ONCE_PER_RUN)
     if settings.privacy.enabled:
         risks = [predict_risk(model, site.data.x_test), own.risk(site.data.x_test)]
-        metrics, charged = _dp_two_models(
-            site,
+        noise = budget.run_noise(settings)
+        metrics, charged = two_model_release(
             budget,
-            budget.run_noise(settings).release_z[TEST],
+            settings,
+            site.data.y_test,
             risks,
             [wire.GLOBAL_PREFIX, wire.PERSONALIZED_PREFIX],
+            z=noise.release_z[TEST],
             server_round=FINE_TUNING_ROUND,
             what=f"{TEST} split after the run: personalize's global and personalized models",
             in_run_plan=True,
-            limit=budget.run_noise(settings).releases[TEST],
+            limit=noise.releases[TEST],
         )
         metrics = {k: v for k, v in metrics.items() if _personalize_key(k)}
     else:
         metrics = compared_metrics(site.data, site.policy, model, own)
-        charged = _exact(budget, settings, FINE_TUNING_ROUND, "personalize metrics (exact: DP off)", metrics)
+        charged = exact_release(
+            budget, settings, FINE_TUNING_ROUND, "personalize metrics (exact: DP off)", metrics
+        )
     charged.covers(spend)  # the fine-tuning steps' ε (its reservation; public accounting scalars)
     return _reply(message, site.data.name, {**spend, **metrics})  # ε: the ledger after the metrics
 
@@ -588,34 +483,8 @@ def drift(message: Message, context: Context) -> Message:
         raise EvaluationRefused(NO_REFERENCE)
     budget = site.budget(context)
     if site.settings.privacy.enabled:
-        return _reply(message, site.data.name, _dp_drift(site, budget, reference))
+        scores = drift_release(budget, site.settings, site.data, site.spec, reference)
+        return _reply(message, site.data.name, scores)
     scores = drift_scores(site_rows(site.data), site.spec, reference, min_cell=site.policy.min_cell_size)
-    _exact(budget, site.settings, 0, "drift scores (exact: DP off)", scores)
+    exact_release(budget, site.settings, 0, "drift scores (exact: DP off)", scores)
     return _reply(message, site.data.name, scores)
-
-
-def _dp_drift(site: SiteView, budget: SiteBudget, reference: dict) -> dict:
-    """One release of every referenced feature's cells now and then (client.drift_release) at
-    the site's query ε, charged to its cap; the scores are post-processing of it."""
-    cells = drift_cells(site_rows(site.data), site.spec, reference)
-    policy = site.policy
-    z = release_noise(
-        epsilon=policy.query_epsilon, delta=budget.delta, releases=1, accountant=policy.accountant
-    )
-    charged = gaussian_release(
-        budget,
-        site.settings,
-        release_vector(cells),
-        sensitivity=drift_sensitivity(cells),
-        z=z,
-        server_round=0,
-        what=f"drift: cells of {len(cells)} feature(s) now and in the reference",
-        in_run_plan=False,
-    )
-    scores = dp_drift_scores(site.spec, cells, charged.values) | {
-        wire.RELEASE_NOISE_STD: charged.noise_std,
-        wire.RELEASE_EPSILON: _release_epsilon(budget, z),
-        wire.SITE_EPSILON: charged.epsilon_total,
-    }
-    charged.covers(scores)
-    return scores

@@ -84,14 +84,16 @@ def _central(method: str, settings: RunSettings, sites: list[SiteData], seed: in
 
 
 def _ledger_steps(run_dir: Path, settings: RunSettings) -> tuple[tuple[str, float, float, int, float], ...]:
-    """Per site: the (σ, q, steps) its ledger recorded over the whole run and their ε."""
+    """Per site: the DP-SGD (σ, q, steps) its ledger recorded over the whole run, and the ε of
+    every row (training and the evaluation releases)."""
     rows = []
     for site in settings.data.site_names:
-        history = merge_history(open_site_ledger(simulated_policy(site, run_folder=run_dir), site).history())
+        ledger = open_site_ledger(simulated_policy(site, run_folder=run_dir), site)
+        history = merge_history(ledger.training_history())
         if len(history) != 1:
             raise RuntimeError(f"{site}: expected one (σ, q) over the run, got {history}")
         ((sigma, rate, steps),) = history
-        rows.append((site, sigma, rate, steps, epsilon_spent(history, delta=settings.privacy.delta)))
+        rows.append((site, sigma, rate, steps, epsilon_spent(ledger.history(), delta=settings.privacy.delta)))
     return tuple(rows)
 
 

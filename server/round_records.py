@@ -115,6 +115,13 @@ def _unprefixed(reply: Message, prefix: str) -> dict:
     return {k[len(prefix) :]: metrics[k] for k in metrics.keys() if k.startswith(prefix)}
 
 
+def _finite_average(values: list, weights: np.ndarray) -> float:
+    """Weighted mean over the sites whose value is a number (a DP release's ratio can be NaN)."""
+    values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    keep = np.isfinite(values)
+    return float(np.average(values[keep], weights=weights[keep])) if keep.any() else float("nan")
+
+
 def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     """Pooled metrics: AUROC/AUPRC from summed histograms, the rest weighted by n_test."""
     if not metrics:
@@ -123,8 +130,8 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     neg = np.sum([m[wire.SCORE_HIST_NEG] for m in metrics], axis=0)
     n = np.array([m[wire.N_TEST] for m in metrics], dtype=float)
     pooled = pooled_from_histograms(pos, neg)
-    pooled["brier"] = float(np.average([m[wire.BRIER] for m in metrics], weights=n))
-    pooled["loss"] = float(np.average([m[wire.EVAL_LOSS] for m in metrics], weights=n))
+    pooled["brier"] = _finite_average([m[wire.BRIER] for m in metrics], n)
+    pooled["loss"] = _finite_average([m[wire.EVAL_LOSS] for m in metrics], n)
     pooled["n_test"] = int(n.sum())
     for name, key in (("loss_se", wire.EVAL_LOSS_SE), ("auroc_se", wire.AUROC_SE)):
         if all(key in m for m in metrics):  # DP releases: the pooled value's error from theirs

@@ -78,7 +78,8 @@ def quantile_calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[s
 def quantile_calibration_from_histograms(pos, neg, bins: int = 10) -> dict[str, list[float]]:
     """Equal-count bins from class histograms (deployment): whole risk bins are merged until
     each holds about n/bins patients; a bin's risk is its centre (the rows never left)."""
-    pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    # DP releases may hold negative counts: equal-count bins need them clipped at 0
+    pos, neg = np.maximum(np.asarray(pos, dtype=float), 0), np.maximum(np.asarray(neg, dtype=float), 0)
     total, centres = pos + neg, (np.arange(HIST_BINS) + 0.5) / HIST_BINS
     cuts = np.searchsorted(np.cumsum(total), np.arange(1, bins) * total.sum() / bins)
     groups = [g for g in np.split(np.arange(HIST_BINS), np.unique(cuts + 1)) if total[g].sum() > 0]

@@ -53,7 +53,17 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     below = np.cumsum(neg, axis=-1) - neg
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (pos * (below + 0.5 * neg)).sum(axis=-1) / (pos.sum(axis=-1) * neg.sum(axis=-1))
-    return np.where((pos.sum(axis=-1) > 0) & (neg.sum(axis=-1) > 0), auc, np.nan)
+    return np.where((pos.sum(axis=-1) > 0) & (neg.sum(axis=-1) > 0), np.clip(auc, 0.0, 1.0), np.nan)
+
+
+def auroc_of(pos: np.ndarray, neg: np.ndarray) -> float:
+    """AUROC of one pair of class histograms (bins in increasing risk)."""
+    return float(_auroc(np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)))
+
+
+def auprc_of(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Average precision of one pair of non-negative class histograms."""
+    return _auprc(np.asarray(pos, dtype=float), np.asarray(neg, dtype=float))
 
 
 def _auprc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -95,17 +105,20 @@ def _ece(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> float:
 
 
 def _resamples(pos, neg, *, noise_std: float, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """Parametric resamples (resamples, 2, bins): Poisson counts around the released ones plus
-    fresh N(0, noise_std²) per bin, clipped at 0."""
+    """Parametric resamples (resamples, 2, bins): Poisson counts around the released ones
+    (clipped at 0) plus fresh N(0, noise_std²) per bin, as a release would be."""
     draws = rng.poisson(np.maximum(np.stack([pos, neg]), 0), size=(resamples, 2, len(pos))).astype(float)
     if noise_std > 0:
         draws += rng.normal(0.0, noise_std, size=draws.shape)
-    return np.maximum(draws, 0)
+    return draws
 
 
-def _loss(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def _loss(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray, n: float | None = None) -> np.ndarray:
+    """Mean log loss of the binned scores: over ``n`` rows (the split's size) when given, else
+    over the counts' own total."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (-pos * np.log(centres) - neg * np.log(1 - centres)).sum(axis=-1) / (pos + neg).sum(axis=-1)
+        total = (pos + neg).sum(axis=-1) if n is None else n
+        return (-pos * np.log(centres) - neg * np.log(1 - centres)).sum(axis=-1) / total
 
 
 def auroc_interval(
@@ -121,7 +134,7 @@ def auroc_interval(
     to already noisy counts, so its AUROC leans further to 0.5 than the estimate does."""
     draws = _resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=resamples)
     boot = _auroc(draws[:, 0], draws[:, 1])
-    point = float(_auroc(np.maximum(pos, 0), np.maximum(neg, 0)))
+    point = float(_auroc(pos, neg))
     if np.isnan(point) or np.isnan(boot).all():
         return float("nan"), float("nan")
     half = NORMAL_95 * float(np.nanstd(boot))
@@ -129,11 +142,17 @@ def auroc_interval(
 
 
 def standard_errors(
-    pos: np.ndarray, neg: np.ndarray, centres: np.ndarray, *, noise_std: float, rng: np.random.Generator
+    pos: np.ndarray,
+    neg: np.ndarray,
+    centres: np.ndarray,
+    *,
+    n: int,
+    noise_std: float,
+    rng: np.random.Generator,
 ) -> tuple[float, float]:
     """Standard errors of the loss and AUROC over the parametric resamples (DP noise included)."""
     draws = _resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=CI_RESAMPLES)
-    loss, auc = _loss(draws[:, 0], draws[:, 1], centres), _auroc(draws[:, 0], draws[:, 1])
+    loss, auc = _loss(draws[:, 0], draws[:, 1], centres, n), _auroc(draws[:, 0], draws[:, 1])
     return float(np.nanstd(loss)), float(np.nanstd(auc))
 
 
@@ -148,36 +167,49 @@ def histogram_wire_metrics(
 ) -> dict:
     """The evaluate reply's metrics of one split from its (noisy) coarse histograms ``hist``
     (row 0 positives, row 1 negatives), under the wire keys. ``n``: the split's size (public:
-    a function of the site's row count, as the training example count is)."""
-    pos, neg = np.maximum(np.asarray(hist, dtype=float), 0)
+    a function of the site's row count, as the training example count is).
+
+    The noisy counts are used as released, negative ones included, wherever a metric is a sum
+    or a ratio of sums of them (AUROC, counts, Brier, loss, rates, and the wire's histograms
+    that the server sums): zero-mean noise then adds no bias, where clipping each bin at 0
+    would pull AUROC towards 0.5 (measured: benchmarks/results/release_share.md). Fits that
+    need weights (calibration, ECE, AUPRC) take the counts clipped at 0."""
+    raw = np.asarray(hist, dtype=float)
+    pos_raw, neg_raw = raw
+    pos, neg = np.maximum(raw, 0)
     groups = len(pos)
     centres = np.clip((np.arange(groups) + 0.5) / groups, _EPS, 1 - _EPS)
-    total = pos.sum() + neg.sum()
     above = centres >= threshold
     slope, intercept = _calibration(pos, neg, centres)
     with np.errstate(invalid="ignore", divide="ignore"):
+        # per patient: over the split's public size n, not the noisy total of the counts
+        brier = (pos_raw * (1 - centres) ** 2 + neg_raw * centres**2).sum() / n
         metrics = {
             wire.NUM_EXAMPLES: n,
             wire.N_TEST: n,
-            wire.N_POSITIVE: float(pos.sum()),
-            wire.SCORE_HIST_POS: spread(pos),
-            wire.SCORE_HIST_NEG: spread(neg),
-            wire.AUROC: float(_auroc(pos, neg)),
+            wire.N_POSITIVE: float(pos_raw.sum()),
+            wire.SCORE_HIST_POS: spread(pos_raw),
+            wire.SCORE_HIST_NEG: spread(neg_raw),
+            wire.AUROC: float(_auroc(pos_raw, neg_raw)),
             wire.AUPRC: _auprc(pos, neg),
-            wire.BRIER: float((pos * (1 - centres) ** 2 + neg * centres**2).sum() / total),
-            wire.EVAL_LOSS: float(_loss(pos, neg, centres)),
+            wire.BRIER: float(np.clip(brier, 0.0, 1.0)) if n > 0 else float("nan"),
+            wire.EVAL_LOSS: float(max(_loss(pos_raw, neg_raw, centres, n), 0.0)) if n > 0 else float("nan"),
             wire.ECE: _ece(pos, neg, centres),
             wire.CALIBRATION_SLOPE: slope,
             wire.CALIBRATION_INTERCEPT: intercept,
             wire.THRESHOLD: float(threshold),
-            wire.SENSITIVITY: float(pos[above].sum() / pos.sum()) if pos.sum() > 0 else float("nan"),
-            wire.SPECIFICITY: float(neg[~above].sum() / neg.sum()) if neg.sum() > 0 else float("nan"),
+            wire.SENSITIVITY: _rate(pos_raw[above].sum(), pos_raw.sum()),
+            wire.SPECIFICITY: _rate(neg_raw[~above].sum(), neg_raw.sum()),
         }
     rng = rng or np.random.default_rng()
     if noise_std > 0:
-        loss_se, auroc_se = standard_errors(pos, neg, centres, noise_std=noise_std, rng=rng)
+        loss_se, auroc_se = standard_errors(pos, neg, centres, n=n, noise_std=noise_std, rng=rng)
         metrics |= {wire.EVAL_LOSS_SE: loss_se, wire.AUROC_SE: auroc_se}
     if with_ci:
-        low, high = auroc_interval(pos, neg, noise_std=noise_std, rng=rng)
+        low, high = auroc_interval(pos_raw, neg_raw, noise_std=noise_std, rng=rng)
         metrics |= {wire.AUROC_CI_LOW: low, wire.AUROC_CI_HIGH: high}
     return metrics
+
+
+def _rate(part: float, whole: float) -> float:
+    return float(np.clip(part / whole, 0.0, 1.0)) if whole > 0 else float("nan")

@@ -236,16 +236,14 @@ def pooled_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float]
     Rows in one bin share the bin's centre as score, so ties inside a bin count as half:
     the error against exact pooled AUROC is bounded by the within-bin pairs (tested). Counts
     may be fractional (a group of bins spread evenly): the error is then bounded by the pairs
-    whose released bin ranges overlap (tests/unit/test_metrics.py ``overlap_bound``).
+    whose released bin ranges overlap (tests/unit/test_metrics.py ``overlap_bound``). Counts
+    may be negative (the sum of sites' DP releases, federation.core.histogram_metrics): AUROC
+    is the Mann-Whitney sum over them as they are (unbiased under zero-mean noise; equal to
+    scikit-learn's weighted AUROC for non-negative counts), AUPRC takes them clipped at 0.
     """
-    centres = (np.arange(HIST_BINS) + 0.5) / HIST_BINS
-    scores = np.concatenate([centres, centres])
-    labels = np.concatenate([np.ones(HIST_BINS), np.zeros(HIST_BINS)])
-    weights = np.concatenate([pos, neg]).astype(float)
-    keep = weights > 0
-    if pos.sum() == 0 or neg.sum() == 0:
+    from federation.core.histogram_metrics import auprc_of, auroc_of
+
+    pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    if pos.sum() <= 0 or neg.sum() <= 0:
         return {"auroc": float("nan"), "auprc": float("nan")}
-    return {
-        "auroc": float(roc_auc_score(labels[keep], scores[keep], sample_weight=weights[keep])),
-        "auprc": float(average_precision_score(labels[keep], scores[keep], sample_weight=weights[keep])),
-    }
+    return {"auroc": auroc_of(pos, neg), "auprc": auprc_of(np.maximum(pos, 0), np.maximum(neg, 0))}

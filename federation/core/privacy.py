@@ -235,8 +235,12 @@ def _run_noise(
     planned = dict(releases)
     z = release_noises(epsilon=target * share, delta=delta, releases=planned, accountant=accountant)
     history = [(z[k], 1.0, n) for k, n in planned.items() if n]
-    sigma = noise_for_rest(
-        history, rate=rate, steps=steps, target_epsilon=target, delta=delta, accountant=accountant
+    # The plan's σ, however large (as Opacus's own calibration): MAX_NOISE_MULTIPLIER bounds
+    # only a recalibration of a run already under way, not what a small site's plan needs.
+    sigma = _smallest_noise(
+        lambda s: epsilon_spent(history + [(s, rate, steps)], delta=delta, accountant=accountant),
+        target,
+        high=MAX_RELEASE_NOISE,
     )
     if sigma is None:
         raise ValueError(

@@ -49,12 +49,28 @@ def _launch(tmp: Path, env: dict[str, str]) -> Path:
     return tmp / "run"
 
 
+def site_ledger(ledgers: Path, site: str):
+    from client.ledger import SiteLedger
+    from client.node_identity import NodeIdentity
+
+    return SiteLedger(
+        ledgers / f"{site}.sqlite", site=site, identity=NodeIdentity.of_key(ledgers / f"{site}.key")
+    )
+
+
 def two_ledger_runs(tmp: Path) -> SimpleNamespace:
+    """The second run's cap lets the capped site train and validate its 4th round of both runs
+    and refuses its 5th: between the ledger after the first run plus (training, validation
+    release) and that plus another training round (the steps the first run's rows hold)."""
     ledgers = tmp / "ledgers"
     env = {"LHSFED_LEDGER_DIR": str(ledgers)}
     first = _launch(tmp / "first", env)
-    one_round = list(round_steps(first, CAPPED_SITE).values())[0]
-    below, above = (rdp_epsilon([one_round] * n) for n in (CAPPED_AFTER, CAPPED_AFTER + 1))
+    entries = site_ledger(ledgers, CAPPED_SITE).entries()
+    spent = [e.accountant_step for e in entries]
+    train = next(e.accountant_step for e in entries if not e.is_release)
+    validation = next(e.accountant_step for e in entries if e.release.startswith("validation"))
+    below, above = rdp_epsilon(spent + [train, validation]), rdp_epsilon(spent + [train, validation, train])
+    assert CAPPED_AFTER == 4  # the first run's 3 rounds and one more
     cap = round((below + above) / 2, 4)
     second = _launch(tmp / "second", {**env, "LHSFED_MAX_EPSILON": f"{CAPPED_SITE}={cap}"})
     return SimpleNamespace(

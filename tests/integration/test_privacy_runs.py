@@ -38,12 +38,17 @@ def test_ledger_total_is_the_composition_of_all_six_rounds(eps1_runs):
             continue
         ledger, spent = _ledger(eps1_runs, site), _spent(eps1_runs, site)
         assert len(spent) == 6
-        np.testing.assert_allclose(ledger.history(), spent, rtol=1e-12)
+        # the DP-SGD rows are the steps the server saw; the releases are rows of their own
+        np.testing.assert_allclose(ledger.training_history(), spent, rtol=1e-12)
+        releases = [e for e in ledger.entries() if e.is_release]
+        assert [e.release.split(" ")[0] for e in releases] == ["validation"] * 3 + ["test"] + [
+            "validation"
+        ] * 3 + ["test"]
         assert {e.run for e in ledger.entries()} == {str(eps1_runs.first), str(eps1_runs.second)}
-        total = rdp_epsilon(spent)
-        assert ledger.last_total() == pytest.approx(total, rel=1e-9)
-        last = read_rounds(eps1_runs.second)[-1]["train"][site]
-        assert last["site_epsilon"] == pytest.approx(total, rel=1e-9)
+        total = rdp_epsilon(ledger.history())  # training and releases, recomputed with Opacus
+        assert ledger.last_total() == pytest.approx(total, rel=1e-9) and total > rdp_epsilon(spent)
+        summary = read_json(eps1_runs.second / "summary.json")["privacy"]["sites"][site]
+        assert summary["site_epsilon"] == pytest.approx(total, rel=1e-9)
         # Each run alone stays within its target; the site's total is their composition.
         for run in (eps1_runs.first, eps1_runs.second):
             run_eps = read_json(run / "summary.json")["privacy"]["sites"][site]["epsilon"]
@@ -71,17 +76,18 @@ def test_capped_site_stops_at_the_right_round_and_the_others_finish(eps1_runs):
         if any(f"site {site} refuses round {r['round']}" in f["reason"] for f in r["failures"])
     ]
     assert allowed == 1 and trained == [1] and refused == [2, 3]
-    # The others trained and were evaluated every round; the capped site only in the round it
-    # trained (a site that refused releases nothing that round, evaluation included).
+    # The others trained and released their validation split every round; the capped site only
+    # in the round it trained (a site that refused releases nothing that round).
     for record in rounds:
         assert set(record["train"]) | {site} == set(SITES)
         evaluated = set(SITES) if record["round"] in trained else set(SITES) - {site}
-        assert set(record["evaluate"]["sites"]) == evaluated
+        assert set(record["validation"]["sites"]) == evaluated
     reason = next(f["reason"] for f in rounds[1]["failures"])
     assert f"cap {cap:.4g}" in reason and "spent" in reason
     log = (eps1_runs.second / "launcher.log").read_text()
     assert f"site {site} refuses round 2" in log and f"cap {cap:.4g}" in log
     ledger = _ledger(eps1_runs, site)
-    assert len(ledger.entries()) == 4
+    assert len([e for e in ledger.entries() if not e.is_release]) == 4
+    assert ledger.last_total() <= cap
     assert max(e.epsilon_total for e in ledger.entries()) <= cap
     assert read_json(eps1_runs.second / "summary.json")["rounds"] == 3

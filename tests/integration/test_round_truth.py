@@ -127,7 +127,7 @@ def test_a_round_short_of_min_train_nodes_is_discarded_shown_and_charged(tmp_pat
         ledger = SiteLedger(
             ledgers / f"{site}.sqlite", site=site, identity=NodeIdentity.of_key(ledgers / f"{site}.key")
         )
-        assert [e.server_round for e in ledger.entries()] == [1, 2], site
+        assert [e.server_round for e in ledger.entries() if not e.is_release] == [1, 2], site
         assert summary["privacy"]["sites"][site]["site_epsilon"] == pytest.approx(
             ledger.last_total(), rel=1e-9
         )

@@ -145,12 +145,12 @@ def test_a_poisoned_test_split_does_not_change_the_choice(overfit_runs):
 # ---- early stopping under DP leaves budget unspent ------------------------------------------
 
 
-def _ledger_steps(ledgers: Path) -> dict[str, list[tuple[int, float, float, int]]]:
+def _ledger_steps(ledgers: Path) -> dict[str, list[tuple[int, float, float, int, str]]]:
     found = {}
     for path in sorted(ledgers.glob("*.sqlite")):
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
             found[path.stem] = conn.execute(
-                "SELECT server_round, noise_multiplier, sample_rate, steps FROM spend ORDER BY id"
+                "SELECT server_round, noise_multiplier, sample_rate, steps, release FROM spend ORDER BY id"
             ).fetchall()
     return found
 
@@ -181,18 +181,19 @@ def test_early_stopping_stops_and_the_ledgers_hold_only_the_rounds_taken(tmp_pat
     assert sorted(ledgers) == sorted(summary["privacy"]["sites"])
     for site, rows in ledgers.items():
         spent = summary["privacy"]["sites"][site]
-        assert [r[0] for r in rows] == list(range(1, taken + 1))
-        history = [(sigma, q, steps) for _, sigma, q, steps in rows]
-        assert spent["epsilon"] == pytest.approx(
-            rdp_epsilon(history, delta=summary["privacy"]["delta"]), rel=1e-9
-        )
+        training = [r for r in rows if not r[4]]  # DP-SGD rows; the others are releases
+        assert [r[0] for r in training] == list(range(1, taken + 1))
+        history = [(sigma, q, steps) for _, sigma, q, steps, _ in training]
+        # this run's ε: its training and its releases (validation each round, the test split once)
+        everything = [(sigma, q, steps) for _, sigma, q, steps, _ in rows]
+        assert [r[4].split(" ")[0] for r in rows if r[4]] == ["validation"] * taken + ["test"]
+        delta = summary["privacy"]["delta"] or 1e-5
+        assert spent["epsilon"] == pytest.approx(rdp_epsilon(everything, delta=delta), rel=1e-6)
         assert spent["epsilon"] < spent["planned_epsilon"] == 3.0
         assert spent["unspent_epsilon"] == pytest.approx(3.0 - spent["epsilon"])
         # Control: the steps of all planned rounds would have reached the planned ε.
-        full = rdp_epsilon(
-            [(sigma, q, steps * rounds) for sigma, q, steps in history[:1]], delta=summary["privacy"]["delta"]
-        )
-        assert full == pytest.approx(3.0, abs=0.02)
+        full = rdp_epsilon([(sigma, q, steps * rounds) for sigma, q, steps in history[:1]], delta=delta)
+        assert full > spent["epsilon"]
     assert json.loads((run_dir / "summary.json").read_text())["selection"]["stopped_early"]
 
 

@@ -63,10 +63,14 @@ def test_campaign_2_starts_from_campaign_1s_model(campaigns):
     # The control: the fresh model a run without init= starts from is far from the parent.
     fresh = build_model(model_spec(load_settings(campaigns.second)), seed=42).state_dict()
     assert (fresh["head.0.weight"] - parent["head.0.weight"]).abs().max() > 0.05
-    # The same model on the same validation rows: campaign 1's selected loss again.
-    parent_loss = next(r for r in read_rounds(campaigns.first) if r["round"] == parent_round)
-    second_loss = read_rounds(campaigns.second)[0]["validation"]["pooled"]["loss"]
-    assert second_loss == pytest.approx(parent_loss["validation"]["pooled"]["loss"], rel=1e-4)
+    # The same model on the same validation rows: campaign 1's selected loss again, within the
+    # two DP releases' noise (4 standard errors of the difference).
+    parent_loss = next(r for r in read_rounds(campaigns.first) if r["round"] == parent_round)["validation"][
+        "pooled"
+    ]
+    second_loss = read_rounds(campaigns.second)[0]["validation"]["pooled"]
+    tolerance = 4 * (parent_loss["loss_se"] ** 2 + second_loss["loss_se"] ** 2) ** 0.5
+    assert second_loss["loss"] == pytest.approx(parent_loss["loss"], abs=tolerance)
 
 
 def _grouped(history: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
@@ -90,10 +94,13 @@ def test_site_ledgers_compose_both_campaigns(campaigns):
         )
 
         assert len(second) == 2 and first
-        np.testing.assert_allclose(ledger.history(), first + second, rtol=1e-12)
+        np.testing.assert_allclose(ledger.training_history(), first + second, rtol=1e-12)
         assert {e.run for e in ledger.entries()} == {str(campaigns.first), str(campaigns.second)}
-        lifetime = rdp_epsilon(_grouped(first + second))
+        # ε composes training and every release (each campaign's validation and test releases)
+        lifetime = rdp_epsilon(_grouped(ledger.history()))
+        assert lifetime > rdp_epsilon(_grouped(first + second))
         assert ledger.last_total() == pytest.approx(lifetime, rel=1e-9)
         assert summary[site]["site_epsilon"] == pytest.approx(lifetime, rel=1e-9)
-        assert summary[site]["epsilon"] == pytest.approx(rdp_epsilon(_grouped(second)), rel=1e-9)
+        this_campaign = [e.accountant_step for e in ledger.entries() if e.run == str(campaigns.second)]
+        assert summary[site]["epsilon"] == pytest.approx(rdp_epsilon(_grouped(this_campaign)), rel=1e-6)
         assert summary[site]["epsilon"] < lifetime

@@ -98,15 +98,22 @@ def param_text(value: Any) -> str:
 
 
 def round_metrics(records: list[RoundRecord]) -> list[tuple[str, float, int]]:
-    """Per round: pooled and per-site numbers of both splits, each site's ε of that round."""
+    """Per round: pooled and per-site numbers of both splits, each site's ε after that round."""
     rows: list[tuple[str, float, int]] = []
     for record in records:
         for prefix, attribute in SPLITS.items():
             evaluation = getattr(record, attribute)
             for who, metrics in {"pooled": evaluation.pooled, **evaluation.sites}.items():
                 rows += [(key(prefix, who, m), v, record.round) for m, v in _numbers(metrics)]
-        for site, metrics in record.train.items():
-            rows += [(key(m, site), v, record.round) for m, v in _numbers(metrics) if m == "epsilon"]
+        # each site's ε after the round: the largest it reported in it (training, and under DP
+        # the releases, each with the ledger's ε right after it), so the last is the ledger's
+        spent: dict[str, float] = {}
+        for part in (record.train, record.validation.sites, record.evaluate.sites):
+            for site, metrics in part.items():
+                for m, v in _numbers(metrics):
+                    if m == "epsilon":
+                        spent[site] = max(spent.get(site, v), v)
+        rows += [(key("epsilon", site), v, record.round) for site, v in spent.items()]
     return rows
 
 

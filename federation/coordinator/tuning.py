@@ -109,7 +109,7 @@ def _site_search_epsilon(site: str, policy: dict, runs: set[str]) -> dict[str, A
         "epsilon_site_total": ledger.last_total(),
         "max_epsilon": policy["max_epsilon"],
         "delta": delta,
-        "steps": sum(e.steps for e in entries),
+        "steps": sum(e.steps for e in entries if not e.is_release),  # DP-SGD steps
         "trials_spent": len({e.run for e in entries}),
         "ledger": policy["ledger_path"],
     }

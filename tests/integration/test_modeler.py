@@ -27,6 +27,7 @@ from client.site_policy import SIMULATION_DEFAULTS
 from federation.cli.main import main as lhsfed
 from federation.core.data import encode_labels, read_site_frame, site_file, split_site
 from federation.core.model import predict_risk
+from federation.core.records import read_rounds
 from federation.modeler.report import fmt
 from federation.modeler.run_loader import load_saved_model, sites_data
 from federation.modeler.scoring import run_model
@@ -349,10 +350,13 @@ def test_predict_refuses_a_model_changed_after_export(dp_evaluated, tmp_path, ca
 
 
 @pytest.mark.slow
-def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_evaluated, tmp_path):
-    simulated = _evaluation(dp_evaluated)
+def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(nodp_evaluated, tmp_path):
+    """A run without DP (the sites release exact numbers, as their policy allows): the
+    deployment path reports what they sent, equal to the modeler's scoring of the rows. Under DP
+    the same path reports the noisy releases (test_dp_deployment_path_reports_the_releases)."""
+    simulated = _evaluation(nodp_evaluated)
     copy = tmp_path / "run"
-    shutil.copytree(dp_evaluated, copy)
+    shutil.copytree(nodp_evaluated, copy)
 
     assert lhsfed(["evaluate", str(copy), "--from-rounds"]) == 0
     deployed = _evaluation(copy)
@@ -397,3 +401,21 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(dp_ev
     assert set(deployed["calibration_quantile"]) == SITES | {"pooled"}
     assert "n/a" in (copy / "report.md").read_text()
     assert lhsfed(["evaluate", str(copy), "--from-rounds", "--baselines"]) == 2
+
+
+def test_dp_deployment_path_reports_the_releases(dp_evaluated, tmp_path):
+    """Under DP `lhsfed evaluate --from-rounds` reports the sites' one test release of the round
+    handed out: noisy numbers with intervals, whatever the rows' exact ones are."""
+    copy = tmp_path / "run"
+    shutil.copytree(dp_evaluated, copy)
+
+    assert lhsfed(["evaluate", str(copy), "--from-rounds"]) == 0
+    deployed = _evaluation(copy)
+
+    record = next(r for r in read_rounds(copy) if r["round"] == deployed["round"])
+    assert set(deployed["sites"]) == set(SITES) == set(record["evaluate"]["sites"])
+    for name in SITES:
+        site = deployed["sites"][name]
+        assert site["auroc"] == record["evaluate"]["sites"][name]["auroc"]
+        assert site["auroc_ci_low"] <= site["auroc"] <= site["auroc_ci_high"], name
+        assert record["evaluate"]["sites"][name]["release_noise_std"] > 0

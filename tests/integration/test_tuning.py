@@ -70,13 +70,13 @@ def test_the_site_ledgers_hold_every_trials_steps(sweep):
         assert {e.run for e in ledger.entries()} == {str(r) for r in runs}
         for run in runs:  # the ledger's steps are the steps the server saw the site take
             np.testing.assert_allclose(
-                ledger.history(str(run)), list(round_steps(run, site).values()), rtol=1e-12
+                ledger.training_history(str(run)), list(round_steps(run, site).values()), rtol=1e-12
             )
-        searched = rdp_epsilon(ledger.history())
+        searched = rdp_epsilon(ledger.history())  # every trial's training and releases
         assert ledger.last_total() == pytest.approx(searched, rel=1e-9)
         reported = summary["privacy"]["sites"][site]
         assert reported["epsilon_search"] == pytest.approx(searched, rel=1e-9)
-        assert reported["steps"] == sum(n for _, _, n in ledger.history())
+        assert reported["steps"] == sum(n for _, _, n in ledger.training_history())
         per_trial = [read_json(r / "summary.json")["privacy"]["sites"][site]["epsilon"] for r in runs]
         assert max(per_trial) <= 3.0 + 1e-6 < searched  # the search costs more than any trial
 

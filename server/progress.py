@@ -66,7 +66,9 @@ def round_line(record: dict[str, Any], total_rounds: int) -> str:
     validation = (record.get("validation") or {}).get("pooled", {})
     return (
         f"round {record['round']:>3}/{total_rounds}  {_loss(record)}  "
-        f"val loss {_fmt(validation.get('loss'), '.4f')}  "
+        f"val loss {_fmt(validation.get('loss'), '.4f')}"
+        + (f" ±{validation['loss_se']:.2f}" if validation.get("loss_se") is not None else "")
+        + "  "
         + (
             f"pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
             if pooled or not validation

@@ -12,7 +12,7 @@ all-zero one-hot). Every problem is reported in one pass, up to ``MAX_FAILURES``
 with too few fields is reported and skipped, not the end of the check).
 
 Repeated rows and repeated patient IDs (``data.id_column``) are found by 64-bit hashes of
-the rows (16 bytes a row, no row kept): a repeated patient sits on both sides of the
+the rows (8 to 16 bytes a row, no row kept): a repeated patient sits on both sides of the
 train/test split and inflates the test metrics. A repeated ID, or repeated rows beyond
 ``DUPLICATE_FAIL_FRACTION`` (a file appended to itself), fail; a few identical rows (two
 patients can share every value, as one pair in UCI Hungary does) are a warning.
@@ -303,12 +303,12 @@ def _add_clean(rows: CleanRows, scan: _Scan) -> bool:
     counts = {feat.name: ColumnReport(feat.name) for feat in spec.features}
     if not all(_clean_feature(rows, feat, spec, counts[feat.name]) for feat in spec.features):
         return False
-    index = np.arange(rows.start, rows.start + rows.rows, dtype=np.int64)
     if spec.id_column is not None:
+        index = np.arange(rows.start, rows.start + rows.rows, dtype=np.int64)
         _, blank = _clean_text(rows, spec.id_column, spec)
         ids = pc.utf8_ltrim(rows.cells[rows.columns.index(spec.id_column)], characters=" ")
         scan.ids.add_hashes(hash_strings(ids.filter(pa.array(~blank))), index[~blank])
-    scan.rows.add_hashes(_clean_row_hashes(rows), index)
+    scan.rows.add_hashes(_clean_row_hashes(rows), range(rows.start, rows.start + rows.rows))
     scan.report.rows += rows.rows
     for feat in spec.features:
         col = scan.columns.setdefault(feat.name, ColumnReport(feat.name))

@@ -1,4 +1,5 @@
-"""Repeated rows in a table read in chunks, found by 64-bit hashes (16 bytes a row, no row kept).
+"""Repeated rows in a table read in chunks, found by 64-bit hashes (8 bytes a row, 16 where
+the rows kept are not a run of row numbers; no row kept).
 
 ``lhsfed site check`` adds each chunk of rows (all columns, or the ID column) and asks at the
 end how many rows repeat an earlier one, and which is the first. A row is hashed as its cells'
@@ -81,7 +82,7 @@ class RowHashes:
     """The hashes and row indexes of the rows added so far."""
 
     hashes: list[np.ndarray] = field(default_factory=list)
-    rows: list[np.ndarray] = field(default_factory=list)
+    rows: list[np.ndarray | range] = field(default_factory=list)  # a range: rows start..stop-1
 
     def add(self, frame: pd.DataFrame) -> None:
         """Hash each row of ``frame`` (cells as text, so 1 and '1' of one file agree)."""
@@ -89,23 +90,35 @@ class RowHashes:
             return
         self.add_hashes(hash_frame(frame), frame.index.to_numpy(dtype="int64"))
 
-    def add_hashes(self, hashes: np.ndarray, rows: np.ndarray) -> None:
-        """Rows hashed already (``hash_texts``), with their indexes."""
+    def add_hashes(self, hashes: np.ndarray, rows: np.ndarray | range) -> None:
+        """Rows hashed already (``hash_texts``), with their indexes (a range takes no memory)."""
         if len(hashes):
             self.hashes.append(hashes)
-            self.rows.append(np.asarray(rows, dtype=np.int64))
+            self.rows.append(rows if isinstance(rows, range) else np.asarray(rows, dtype=np.int64))
 
     def repeats(self) -> tuple[int, int, int] | None:
-        """(rows that repeat an earlier row, the first such row, the row it repeats) or None."""
+        """(rows that repeat an earlier row, the first such row, the row it repeats) or None.
+
+        Sorts a copy of the hashes alone first (8 more bytes a row): only the rows whose hash
+        repeats are then sorted with their row numbers.
+        """
         if not self.hashes:
             return None
-        hashes, rows = np.concatenate(self.hashes), np.concatenate(self.rows)
+        ordered = np.concatenate(self.hashes)
+        ordered.sort()
+        same = ordered[1:] == ordered[:-1]
+        count = int(same.sum())
+        if not count:
+            return None
+        repeated = np.unique(ordered[1:][same])
+        del ordered, same
+        keep = [np.isin(hashes, repeated) for hashes in self.hashes]
+        hashes = np.concatenate([h[k] for h, k in zip(self.hashes, keep)])
+        rows = np.concatenate([np.asarray(r, dtype=np.int64)[k] for r, k in zip(self.rows, keep)])
         order = np.lexsort((rows, hashes))  # by hash, then by row: a group's first is the original
         hashes, rows = hashes[order], rows[order]
         repeat = np.concatenate([[False], hashes[1:] == hashes[:-1]])
-        if not repeat.any():
-            return None
         starts = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(rows))))
         later = np.flatnonzero(repeat)
         first = later[np.argmin(rows[later])]
-        return int(repeat.sum()), int(rows[first]), int(rows[starts[first]])
+        return count, int(rows[first]), int(rows[starts[first]])

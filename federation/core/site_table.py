@@ -280,23 +280,20 @@ def _clean_rows(lines: bytes, count: int, names: list[str]) -> list[pa.Array] | 
     codes = np.frombuffer(lines, dtype=np.uint8)
     if np.count_nonzero(codes < 0x20) != count - 1:  # a control character besides the line ends
         return None
-    commas = np.flatnonzero(codes == ord(","))
-    ends = np.append(np.flatnonzero(codes == ord("\n")), len(lines))
-    if len(commas) != count * (len(names) - 1):
-        return None
-    if np.any(np.diff(np.searchsorted(commas, ends), prepend=0) != len(names) - 1):
-        return None
     columns = [f"c{i}" for i in range(len(names))]
-    table = pacsv.read_csv(
-        pa.py_buffer(lines),
-        read_options=pacsv.ReadOptions(column_names=columns),
-        parse_options=_CSV_PARSE,
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(columns, pa.string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    try:  # a line of more or fewer fields (a blank line is one field) is refused by pyarrow
+        table = pacsv.read_csv(
+            pa.py_buffer(lines),
+            read_options=pacsv.ReadOptions(column_names=columns),
+            parse_options=_CSV_PARSE,
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
     if table.num_rows != count:
         return None
     return [table.column(i).combine_chunks() for i in range(len(names))]

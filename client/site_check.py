@@ -12,7 +12,7 @@ all-zero one-hot). Every problem is reported in one pass, up to ``MAX_FAILURES``
 with too few fields is reported and skipped, not the end of the check).
 
 Repeated rows and repeated patient IDs (``data.id_column``) are found by 64-bit hashes of
-the rows (16 bytes a row, no row kept): a repeated patient sits on both sides of the
+the rows (8 to 16 bytes a row, no row kept): a repeated patient sits on both sides of the
 train/test split and inflates the test metrics. A repeated ID, or repeated rows beyond
 ``DUPLICATE_FAIL_FRACTION`` (a file appended to itself), fail; a few identical rows (two
 patients can share every value, as one pair in UCI Hungary does) are a warning.
@@ -21,21 +21,24 @@ Runs offline at the hospital: nothing is sent anywhere.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from federation.core.data import SiteData, load_site
 from federation.core.dataspec import DatasetSpec, FeatureSpec
 from federation.core.errors import DataError
-from federation.core.row_hashes import RowHashes
+from federation.core.row_hashes import CELL_SEPARATOR, RowHashes, hash_strings, hash_texts
 from federation.core.site_table import (
+    CleanRows,
     Progress,
     blank_cells,
-    csv_chunks,
+    csv_row_blocks,
     parquet_chunks,
     parse_numbers,
     refusal_reason,
@@ -127,13 +130,12 @@ class _Scan:
 def _chunks(path: Path, spec: DatasetSpec, progress: Progress | None, scan: _Scan):
     if spec.format == "parquet":
         return parquet_chunks(path, progress=progress)
-    return csv_chunks(path, spec, progress=progress, bad_row=scan.bad_row)
+    return csv_row_blocks(path, spec, progress=progress, bad_row=scan.bad_row)
 
 
-def _required_columns(rows: pd.DataFrame, spec: DatasetSpec, report: SiteReport) -> bool:
+def _required_columns(names: list[str], spec: DatasetSpec, report: SiteReport) -> bool:
     """False after failing a schema naming a column twice or each feature or label column
     the file lacks (a CSV's header and field counts are checked as it is read)."""
-    names = list(rows.columns)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         report.fail("schema", f"names column(s) {dup} more than once")
@@ -221,6 +223,101 @@ def _add_chunk(rows: pd.DataFrame, scan: _Scan) -> None:
         values = _text_levels(rows, feat, scan.spec) if feat.text_levels else _numeric(rows, feat.name, scan)
         _count_feature(values, feat, scan.columns.setdefault(feat.name, ColumnReport(feat.name)))
     _count_label(rows, scan)
+
+
+_LEADING_SPACES = re.compile(rb"(^|,) +", re.MULTILINE)  # what the reader's skipinitialspace drops
+_COMMA_TO_SEPARATOR = bytes.maketrans(b",", CELL_SEPARATOR)
+
+
+def _clean_text(rows: CleanRows, column: str, spec: DatasetSpec) -> tuple[pa.Array, np.ndarray]:
+    """A column's cells stripped (plain ASCII: the same as str.strip), and which are blank."""
+    text = pc.ascii_trim_whitespace(rows.cells[rows.columns.index(column)])
+    blank = pc.equal(text, "")
+    if spec.missing_markers:
+        blank = pc.or_(blank, pc.is_in(text, pa.array(list(spec.missing_markers), pa.string())))
+    return text, blank.to_numpy(zero_copy_only=False)
+
+
+def _clean_numbers(rows: CleanRows, column: str, spec: DatasetSpec) -> np.ndarray | None:
+    """A column as numbers (NaN where missing), or None if a cell is refused (to be named)."""
+    text, blank = _clean_text(rows, column, spec)
+    try:  # pyarrow's cast, as parse_numbers tries first: what it takes, parse_numbers takes alike
+        values = pc.cast(pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), text), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    values = values.to_numpy(zero_copy_only=False)
+    return None if (~blank & ~np.isfinite(values)).any() else values
+
+
+def _clean_feature(rows: CleanRows, feat: FeatureSpec, spec: DatasetSpec, col: ColumnReport) -> bool:
+    """``_count_feature`` of a clean block's column; False (nothing counted) if a cell is refused."""
+    allowed = feat.levels if feat.type == "categorical" else (0.0, 1.0) if feat.type == "binary" else ()
+    if feat.text_levels:  # compared as text: only text values can match
+        if feat.min is not None or feat.max is not None:
+            return False
+        text, missing = _clean_text(rows, feat.name, spec)
+        marked = [v for v in feat.missing_if if isinstance(v, str)]
+        if marked:
+            missing |= pc.is_in(text, pa.array(marked, pa.string())).to_numpy(zero_copy_only=False)
+        col.missing += int(missing.sum())
+        levels = pa.array([v for v in allowed if isinstance(v, str)], pa.string())
+        if allowed:
+            known = pc.is_in(text, levels).to_numpy(zero_copy_only=False)
+            col.unknown_levels += int((~missing & ~known).sum())
+        return True
+    values = _clean_numbers(rows, feat.name, spec)
+    if values is None:
+        return False
+    if marked := [v for v in feat.missing_if if not isinstance(v, str)]:
+        values = np.where(np.isin(values, marked), np.nan, values)
+    present = values[~np.isnan(values)]
+    col.missing += len(values) - len(present)
+    if feat.min is not None or feat.max is not None:
+        low = -np.inf if feat.min is None else feat.min
+        high = np.inf if feat.max is None else feat.max
+        col.out_of_range += int(((present < low) | (present > high)).sum())
+    if allowed:
+        col.unknown_levels += int((~np.isin(present, [v for v in allowed if not isinstance(v, str)])).sum())
+    return True
+
+
+def _clean_row_hashes(rows: CleanRows) -> np.ndarray:
+    """Each row's hash, as ``RowHashes.add`` hashes the frame of its cells (leading spaces dropped)."""
+    lines = rows.lines if b" " not in rows.lines else _LEADING_SPACES.sub(rb"\1", rows.lines)
+    ends = np.append(np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == ord("\n")), len(lines))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return hash_texts(lines.translate(_COMMA_TO_SEPARATOR), starts, ends - starts)
+
+
+def _add_clean(rows: CleanRows, scan: _Scan) -> bool:
+    """``_add_chunk`` of a clean block with pyarrow and numpy, or False (nothing counted) if a
+    row needs its own line: a refused cell, a label outside the spec's, a repeated header."""
+    spec, label = scan.spec, scan.spec.label
+    text, _ = _clean_text(rows, label.column, spec)
+    if pc.any(pc.equal(text, label.column)).as_py():  # a repeated header repeats the label's name
+        return False
+    labels = _clean_numbers(rows, label.column, spec)
+    known = list(label.positive_values) + list(label.negative_values)
+    if labels is None or not np.isin(labels, known).all():
+        return False
+    counts = {feat.name: ColumnReport(feat.name) for feat in spec.features}
+    if not all(_clean_feature(rows, feat, spec, counts[feat.name]) for feat in spec.features):
+        return False
+    if spec.id_column is not None:
+        index = np.arange(rows.start, rows.start + rows.rows, dtype=np.int64)
+        _, blank = _clean_text(rows, spec.id_column, spec)
+        ids = pc.utf8_ltrim(rows.cells[rows.columns.index(spec.id_column)], characters=" ")
+        scan.ids.add_hashes(hash_strings(ids.filter(pa.array(~blank))), index[~blank])
+    scan.rows.add_hashes(_clean_row_hashes(rows), range(rows.start, rows.start + rows.rows))
+    scan.report.rows += rows.rows
+    for feat in spec.features:
+        col = scan.columns.setdefault(feat.name, ColumnReport(feat.name))
+        col.missing += counts[feat.name].missing
+        col.out_of_range += counts[feat.name].out_of_range
+        col.unknown_levels += counts[feat.name].unknown_levels
+    scan.labels["positive"] += int(np.isin(labels, label.positive_values).sum())
+    scan.labels["negative"] += int(np.isin(labels, label.negative_values).sum())
+    return True
 
 
 def _value_warnings(scan: _Scan) -> None:
@@ -323,11 +420,15 @@ def check_site_file(path: Path, spec: DatasetSpec, *, progress: Progress | None 
     scan = _Scan(report, spec)
     try:
         for number, rows in enumerate(_chunks(report.path, spec, progress, scan)):
-            if number == 0 and not _required_columns(rows, spec, report):
+            if number == 0 and not _required_columns(list(rows.columns), spec, report):
                 scan.report_bad_rows()
                 report.close()
                 return report
-            _add_chunk(rows, scan)
+            if not isinstance(rows, CleanRows):
+                _add_chunk(rows, scan)
+            elif not _add_clean(rows, scan):  # a cell to name: the rows as frames, checked one by one
+                for frame in rows.frames():
+                    _add_chunk(frame, scan)
     except DataError as err:  # the file's structure: one line, and no verdict on its values
         scan.report_bad_rows()
         report.add(str(err))

@@ -379,7 +379,6 @@ def _finish(scan: _Scan) -> None:
     scan.report_bad_rows()
     for (column, _), bad in scan.bad.items():
         report.fail(f"column {column!r} row {bad.row}", f"{bad.reason} ({bad.count} such rows)")
-    _duplicates(scan)
     if left_out:  # the rows' count is not the file's: no verdict on it
         pass
     elif report.rows == 0 and not spec.header and spec.format != "parquet":
@@ -399,6 +398,7 @@ def _finish(scan: _Scan) -> None:
         for line in report.warnings:
             report.add(line)
         report.warnings = []
+    _duplicates(scan)  # after: a few identical rows stay a warning whatever strict_values says
     report.close()
 
 

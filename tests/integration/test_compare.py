@@ -48,7 +48,17 @@ def test_registered_model_digests_as_each_site_recorded_it(nodp_run):
 
 
 @pytest.mark.slow
-def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(registry, tmp_path, capsys):
+def _sites_spend_on_compare(monkeypatch) -> None:
+    """Under DP a compare query is one release at each site's query-epsilon: these sites spend
+    20 on it (their policy), so a 37-row test split still gives both AUROCs (at the default
+    0.5 a small site's noisy class totals can leave them undefined: docs/privacy.md)."""
+    monkeypatch.setenv("LHSFED_QUERY_EPSILON", "20")
+
+
+def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(
+    registry, tmp_path, capsys, monkeypatch
+):
+    _sites_spend_on_compare(monkeypatch)
     out = tmp_path / "comparison"
 
     args = ["--registry-uri", registry["uri"], "--out", str(out), "federation.runtime=inprocess"]
@@ -98,8 +108,9 @@ def test_challenger_of_other_features_is_refused_in_one_line(registry, nodp_run,
 
 
 @pytest.mark.slow
-def test_challenger_run_folder_is_compared_by_every_site(registry, dp_run, tmp_path):
+def test_challenger_run_folder_is_compared_by_every_site(registry, dp_run, tmp_path, monkeypatch):
     """``--challenger RUN_DIR``: the folder is the run identity its sites recorded it under."""
+    _sites_spend_on_compare(monkeypatch)
     out = tmp_path / "comparison"
 
     args = ["--challenger", str(dp_run), "--registry-uri", registry["uri"], "--out", str(out)]

@@ -265,7 +265,9 @@ def test_evaluate_on_a_deployment_run_reports_the_sites_own_numbers(
     _set_mode(deployment_run, "deployment")
     assert lhsfed(["evaluate", str(deployment_run)]) == 0
 
-    last = read_rounds(deployment_run)[-1]["evaluate"]["sites"]
+    # under DP the sites released their test split once, for the round handed out
+    chosen = read_json(deployment_run / "summary.json")["selection"]["round"]
+    last = next(r for r in read_rounds(deployment_run) if r["round"] == chosen)["evaluate"]["sites"]
     evaluation = read_json(deployment_run / "evaluation.json")
     assert sorted(last) == ["cleveland", "hungary", "va"]  # switzerland never trained: not scored
     assert sorted(evaluation["sites"]) == sorted(last)
@@ -275,7 +277,7 @@ def test_evaluate_on_a_deployment_run_reports_the_sites_own_numbers(
     }
     for site, metrics in last.items():
         assert evaluation["sites"][site]["auroc"] == pytest.approx(metrics["auroc"], abs=1e-12)
-    assert evaluation["mode"] == "deployment: the sites' own evaluation, metrics.jsonl round 2"
-    assert f"global model, round 2 ({evaluation['mode']}):" in capsys.readouterr().out
+    assert evaluation["mode"] == f"deployment: the sites' own evaluation, metrics.jsonl round {chosen}"
+    assert f"global model, round {chosen} ({evaluation['mode']}):" in capsys.readouterr().out
     assert lhsfed(["evaluate", str(deployment_run), "--baselines"]) == 2
     assert "deployment run" in capsys.readouterr().err

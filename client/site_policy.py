@@ -74,7 +74,7 @@ class SitePolicy:
     # Issue P: the share of a run's ε target its releases (evaluation each round, personalize)
     # spend, and the ε of one query outside a training run (compare). Chosen by measurement:
     # docs/privacy.md, 'What each release costs'.
-    release_epsilon_share: float = 0.2
+    release_epsilon_share: float = 0.5
     query_epsilon: float = 0.5
 
     def delta_for(self, n_train: int) -> float:

@@ -28,7 +28,7 @@
 #   LHSFED_ACCOUNTANT         rdp or prv (accountant)                        [rdp]
 #   LHSFED_MIN_EVAL_ROWS      smallest test split that is evaluated          [50]
 #   LHSFED_MIN_CELL_SIZE      smallest released count (k)                    [10]
-#   LHSFED_RELEASE_EPSILON_SHARE  share of a run's ε its DP releases spend   [0.2]
+#   LHSFED_RELEASE_EPSILON_SHARE  share of a run's ε its DP releases spend   [0.5]
 #   LHSFED_QUERY_EPSILON      ε of one compare or drift query (query-epsilon) [0.5]
 #   LHSFED_TRUSTED_ENTITIES   YAML of app publishers this site accepts   [unset: no app check]
 #   LHSFED_NODE_PORT          local runtime API port (127.0.0.1 only; one per node on a host,

@@ -45,7 +45,8 @@ def _opacus_epsilon(history, delta: float) -> float:
 
 
 def _ledger_and_the_rest(budget: SiteBudget, settings: RunSettings, sigma: float) -> float:
-    """ε of this run's ledger plus rounds REDONE..ROUNDS (and any fine-tuning) at ``sigma``."""
+    """ε of this run's ledger plus rounds REDONE..ROUNDS (and any fine-tuning) at ``sigma``, and
+    the run's planned releases still to come (validation each round, the test split once)."""
     t = settings.train
     rest = planned_steps(
         n_train=N_TRAIN,
@@ -56,7 +57,8 @@ def _ledger_and_the_rest(budget: SiteBudget, settings: RunSettings, sigma: float
     )
     rest += settings.personalize_steps if settings.personalize == "finetune" else 0
     rate = sample_rate(n_train=N_TRAIN, batch_size=t.batch_size)
-    return _opacus_epsilon(budget.ledger.history(budget.run) + [(sigma, rate, rest)], budget.delta)
+    releases = budget.releases_to_come(settings)
+    return _opacus_epsilon(budget.ledger.history(budget.run) + [(sigma, rate, rest)] + releases, budget.delta)
 
 
 @pytest.mark.parametrize("personalize", ["none", "finetune"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from flwr.common.serde import message_to_proto
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
+from client.site_policy import SitePolicy
 from federation.core import wire
+from federation.core.settings import RunSettings
 from tests.helpers.privacy_runs import rdp_epsilon
 from tests.helpers.site_nodes import (
     SPEC_FILE,
@@ -293,6 +296,19 @@ def test_a_simulation_shows_what_each_simulated_site_enforced(dp_run):
     assert {m["delta"] for m in first["train"].values()} == {1e-5}
 
 
+def _planned_releases(config: dict, node: dict) -> list[tuple[float, float, int]]:
+    """The releases a run's plan holds at this site (validation each round, the test split once)."""
+    from federation.core.data import load_site
+    from federation.core.privacy import site_noise_for_run
+
+    settings = RunSettings.from_run_config(config)
+    n_train = len(load_site(Path(node["data-path"]), settings.data, node["site-name"]).y_train)
+    share = SitePolicy.release_epsilon_share
+    return site_noise_for_run(
+        settings, n_train, delta=1e-5, accountant="rdp", release_share=share
+    ).release_history
+
+
 def test_rounds_past_the_plan_or_sent_again_never_take_the_run_past_its_target(tmp_path):
     """A coordinator numbering rounds past ``rounds`` (the site's old on-plan test counted
     rounds, so they trained at the plan's σ) or re-sending the last one: every reply's run ε,
@@ -305,7 +321,8 @@ def test_rounds_past_the_plan_or_sent_again_never_take_the_run_past_its_target(t
 
     past = _train(node, config, server_round=4)
     assert past.has_error() and "rounds 1 to 3" in past.error.reason
-    assert rdp_epsilon(plan + plan[-1:]) > 1.0  # control: a 4th round at the plan's σ overspends
+    # control: a 4th round at the plan's σ, with the run's planned releases, overspends
+    assert rdp_epsilon(plan + plan[-1:] + _planned_releases(config, node)) > 1.0
 
     for _ in range(3):  # round 3 again (as a resume re-does its interrupted round), and again
         again = _train(node, config, server_round=3)

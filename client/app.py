@@ -228,6 +228,9 @@ def _evaluation_refusal(site: SiteView, context: Context, message: Message) -> s
         return ONE_PER_ROUND
     if site.settings.privacy.enabled:  # a DP release: noise, not a split's size, bounds it
         return None
+    exact_refused = budget.exact_refusal(site.settings)
+    if exact_refused:  # before the split's counts are read: the refusal's wording is a bit too
+        return exact_refused
     too_small = evaluation_refusal(
         site.data.y_test, min_rows=site.policy.min_eval_rows, min_cell=site.policy.min_cell_size
     )
@@ -348,6 +351,10 @@ def compare(message: Message, context: Context) -> Message:
         for arrays_key, run_key, _ in _COMPARED
     ]
     policy, y, dp = site.policy, site.data.y_test, site.settings.privacy.enabled
+    budget = site.budget(context)
+    exact_refused = None if dp else budget.exact_refusal(site.settings)
+    if exact_refused:  # before any check that reads the rows: a refusal's wording is a bit too
+        raise PrivacyBudgetError(exact_refused)
     refusal = model_refusal(*sent) or (
         None if dp else split_refusal(y, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size)
     )
@@ -357,7 +364,6 @@ def compare(message: Message, context: Context) -> Message:
         predict_risk(_compared_model(site.settings, config, message.content[a], s), site.data.x_test)
         for a, _, s in _COMPARED
     )
-    budget = site.budget(context)
     if dp:
         metrics, charged = two_model_release(
             budget,
@@ -425,14 +431,23 @@ def personalize(message: Message, context: Context) -> Message:
     if not save_personalized(kept, own, budget.run):  # a racing message kept one first
         raise EvaluationRefused(ONCE_PER_RUN)
     if settings.privacy.enabled:
-        risks = [predict_risk(model, site.data.x_test), own.risk(site.data.x_test)]
+        # Platt's fit is exact on the validation rows: its model's scores are not released under
+        # DP (its histograms' sensitivity to one validation patient is unbounded); fine-tuning's
+        # model is a DP-SGD output, so both models are.
+        models = [(wire.GLOBAL_PREFIX, model)] + (
+            [(wire.PERSONALIZED_PREFIX, own)] if settings.personalize == "finetune" else []
+        )
+        risks = [
+            predict_risk(m, site.data.x_test) if prefix == wire.GLOBAL_PREFIX else m.risk(site.data.x_test)
+            for prefix, m in models
+        ]
         noise = budget.run_noise(settings)
         metrics, charged = two_model_release(
             budget,
             settings,
             site.data.y_test,
             risks,
-            [wire.GLOBAL_PREFIX, wire.PERSONALIZED_PREFIX],
+            [prefix for prefix, _ in models],
             z=noise.release_z[TEST],
             server_round=FINE_TUNING_ROUND,
             what=f"{TEST} split after the run: personalize's global and personalized models",

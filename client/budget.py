@@ -421,9 +421,11 @@ class SiteBudget:
         is sent: the site's policy and cap, and, for a release of a training run's plan, the
         run's ε target and how many releases of its kind (``release``'s first word) the plan
         holds (``limit``), so the releases and the rounds together never pass the target."""
-        refusal = self.run_refusal(settings, z) if z > 0 else self._exact_refusal(settings)
+        refusal = self.run_refusal(settings, z) if z > 0 else self.exact_refusal(settings)
         if refusal:
             raise PrivacyBudgetError(refusal)
+        if in_run_plan:  # z and the limits come from this message's plan: it must be the run's
+            self._checked_plan(settings)
         planned, kind = [(z, 1.0, 1)], release.split(" ", 1)[0]
 
         def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
@@ -445,7 +447,7 @@ class SiteBudget:
 
         return self.ledger.reserve(plan)[0]
 
-    def _exact_refusal(self, settings: RunSettings) -> str | None:
+    def exact_refusal(self, settings: RunSettings) -> str | None:
         """An exact release (no noise) only where the site allows DP off and the run has it."""
         if self.policy.require_dp:
             return f"site {self.site} requires DP (require-dp): it releases no exact statistic"

@@ -4,7 +4,7 @@ ledger (:func:`client.dp_release.gaussian_release`) and the metrics computed fro
 - :func:`split_release`: one split's class score histograms (evaluation: the validation split
   each round, the test split once per run); a patient adds 1 to one bin, L2 sensitivity 1.
 - :func:`two_model_release`: two models' histograms on the test split (compare, personalize);
-  a patient adds 1 to one bin of each, √2.
+  a patient adds 1 to one bin of each, √2 (one model: 1).
 - :func:`drift_release`: every referenced feature's cells now and in the reference
   (:mod:`client.drift_release`), √(2 · features).
 - :func:`exact_release`: a run the site allows without DP: the exact reply, its row z = 0.
@@ -25,8 +25,6 @@ from client.site_randomness import SiteRandomness
 from federation.core import wire
 from federation.core.histogram_metrics import coarse_histograms, histogram_wire_metrics
 from federation.core.privacy import TEST, VALIDATION, epsilon_spent, release_noise
-
-TWO_MODEL_SENSITIVITY = float(np.sqrt(2.0))
 
 
 def exact_release(budget, settings, server_round: int, what: str, released: dict) -> Charged:
@@ -108,13 +106,14 @@ def two_model_release(
     in_run_plan: bool,
     limit: int | None = None,
 ) -> tuple[dict, Charged]:
-    """Both models' metrics on the test split under their prefixes, from one release."""
+    """The models' metrics on the test split under their prefixes, from one release (a patient
+    adds 1 to one bin of each model's histograms: L2 sensitivity √(models))."""
     hists = np.stack([coarse_histograms(y, risk) for risk in risks])
     charged = gaussian_release(
         budget,
         settings,
         hists,
-        sensitivity=TWO_MODEL_SENSITIVITY,
+        sensitivity=float(np.sqrt(len(risks))),
         z=z,
         server_round=server_round,
         what=f"{what}: class score histograms of the test split, {hists.shape[-1]} bins each",

@@ -32,9 +32,14 @@ _EPS = 1e-7
 
 
 def coarse_histograms(y: np.ndarray, p: np.ndarray, groups: int = RELEASE_GROUPS) -> np.ndarray:
-    """Exact counts of positives (row 0) and negatives (row 1) per equal-width risk bin."""
+    """Exact counts of positives (row 0) and negatives (row 1) per equal-width risk bin.
+
+    A risk that is not a number in [0, 1] (a crafted model's NaN or ±inf) is put in a fixed
+    place first: a failure on some rows only would answer "does a row lie there?" with an
+    error instead of a charged release (review of issue P)."""
     y = np.asarray(y, dtype=int)
-    index = np.minimum((np.asarray(p, dtype=float) * groups).astype(int), groups - 1)
+    p = np.clip(np.nan_to_num(np.asarray(p, dtype=float), nan=0.5, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    index = np.minimum((p * groups).astype(int), groups - 1)
     return np.stack(
         [np.bincount(index[y == 1], minlength=groups), np.bincount(index[y == 0], minlength=groups)]
     ).astype(float)

@@ -162,3 +162,28 @@ def test_an_age_ordered_model_gets_noisy_counts_where_the_k_grouping_gave_exact_
     )
     assert metrics[wire.RELEASE_NOISE_STD] > 1.0
     assert not np.allclose(released, exact)  # no released group holds an exact per-class count
+
+
+def test_a_model_that_fails_on_some_rows_gets_a_charged_release_not_an_error(tmp_path, cleveland):
+    """A crafted model whose risk is NaN for patients over 60 and 0 for the others (an overflow
+    to inf − inf): an error reply would say, uncharged, whether such a patient is in the split.
+    The site answers with its release like any other (the NaN risks take a fixed place)."""
+    site, columns = cleveland
+    age = columns[0]
+    model = build_model(ModelSpec("logreg", site.x_test.shape[1]), seed=0)
+    with torch.no_grad():
+        model.head[0].weight.zero_()
+        model.head[0].weight[0, age] = float(np.finfo(np.float32).max) / 60.5
+        model.head[0].bias.fill_(-float("inf"))
+        model.preprocess.mean.zero_()
+        model.preprocess.std.fill_(1.0)
+    risk = predict_risk(model, site.x_test)
+    assert np.isnan(risk).any() and not np.isnan(risk).all()  # the probe is real
+
+    node = deployed_node(tmp_path / "dp")
+    config = run_config_for(["rounds=1"], tmp_path / "run")
+    metrics = _probe(node, config, ArrayRecord(model.state_dict()), **{wire.EVAL_SPLIT: "test"})
+
+    assert metrics[wire.RELEASE_NOISE_STD] > 1.0
+    ledger = SiteLedger(node["ledger-path"], identity=NodeIdentity.of_key(node["node-key"]), site="cleveland")
+    assert [e.release.split(" ")[0] for e in ledger.entries() if e.is_release] == ["test"]

@@ -31,6 +31,7 @@ from federation.core.dataspec import DatasetSpec, FeatureSpec
 
 log = logging.getLogger(__name__)
 DECILES = np.linspace(0.1, 0.9, 9)
+RANGE_BINS = 10
 
 
 def site_rows(data: SiteData) -> np.ndarray:
@@ -67,6 +68,7 @@ def feature_reference(x: np.ndarray, feat: FeatureSpec, *, min_cell: int) -> dic
     if feat.type != "numeric":
         return ref | {"counts": level_counts(x, feat)}
     values = x[observed, 0].astype("float64")
+    ref |= range_reference(values, feat)
     if not len(values):
         return ref | {"mean": 0.0, "sd": 0.0, "edges": [], "counts": [0]}
     edges = np.unique(np.quantile(values, DECILES)).tolist()
@@ -76,6 +78,22 @@ def feature_reference(x: np.ndarray, feat: FeatureSpec, *, min_cell: int) -> dic
         "edges": edges,
         "counts": bin_counts(values, edges),
     }
+
+
+def range_edges(feat: FeatureSpec) -> list[float] | None:
+    """RANGE_BINS equal-width bins over the spec's [min, max] (public: no patient sets them),
+    as interior edges; None without both bounds."""
+    if feat.min is None or feat.max is None or not feat.max > feat.min:
+        return None
+    return np.linspace(feat.min, feat.max, RANGE_BINS + 1)[1:-1].tolist()
+
+
+def range_reference(values: np.ndarray, feat: FeatureSpec) -> dict:
+    """The counts a DP drift release uses (client.drift_release): over bins of the spec's range,
+    never over edges taken from the rows (one patient would move them, and every count with
+    them)."""
+    edges = range_edges(feat)
+    return {} if edges is None else {"range_edges": edges, "range_counts": bin_counts(values, edges)}
 
 
 def reference_statistics(x: np.ndarray, spec: DatasetSpec, *, min_cell: int) -> dict[str, dict]:

@@ -5,8 +5,10 @@ reference rows (taken when it trained the run): both are patients. Under DP the 
 for every feature with a reference, the counts of its current rows in each reference bin (or
 level) and missing, and the same counts of the reference; a patient adds 1 to one cell per
 feature on each side (the current file may hold the reference's patients), so the L2
-sensitivity is √(2 · features). SMD, missing-rate change and PSI are then post-processing of
-the noisy counts (numeric SMD over the bins' representative values: the binned distributions').
+sensitivity is √(2 · features). The partition is public: the spec's levels, and for a numeric
+feature equal-width bins of the spec's [min, max] (never the reference's deciles: one patient
+would move those edges and every count with them). SMD, missing-rate change and PSI are then
+post-processing of the noisy counts (numeric SMD over the bins' midpoints).
 
 What it costs is the site's ``query-epsilon`` per drift query, charged to its cap like every
 release (:mod:`client.dp_release`); with many features and few rows the scores are noisy, and
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from client.drift import EPSILON, FeatureDrift, share_smd
-from client.drift_reference import bin_counts, level_counts
+from client.drift_reference import bin_counts, level_counts, range_edges
 from client.releases import feature_column_slices
 from federation.core import wire
 from federation.core.dataspec import DatasetSpec, FeatureSpec
@@ -36,27 +38,28 @@ class FeatureCells:
     values: np.ndarray | None  # representative value of each observed bin (numeric only)
 
 
-def _bin_values(edges: list[float]) -> np.ndarray:
-    """A value per bin of (-inf, e0], (e0, e1], …, (e_last, inf): midpoints, the open ends one
-    neighbouring half-width beyond the outer edges."""
-    e = np.asarray(edges, dtype="float64")
-    if len(e) == 1:
-        return np.array([e[0], e[0]])
-    mids = (e[:-1] + e[1:]) / 2
-    return np.concatenate([[e[0] - (e[1] - e[0]) / 2], mids, [e[-1] + (e[-1] - e[-2]) / 2]])
+def _bin_values(feat: FeatureSpec, edges: list[float]) -> np.ndarray:
+    """A value per bin of the spec's range: the bins' midpoints (public, as the edges are)."""
+    bounds = np.concatenate([[feat.min], np.asarray(edges, dtype="float64"), [feat.max]])
+    return (bounds[:-1] + bounds[1:]) / 2
 
 
 def _cells(x: np.ndarray, feat: FeatureSpec, ref: dict | None, index: int) -> FeatureCells | None:
+    """A feature's cells now and then over a partition no patient sets: the spec's levels, or
+    for a numeric feature bins of the spec's range (client.drift_reference.range_edges); a
+    numeric feature without a spec range (or a reference taken before) is withheld."""
     if not ref or ref.get("type") != feat.type or "counts" not in ref:
         return None
     observed = ~np.isnan(x[:, 0])
-    ref_cells = np.asarray([*ref["counts"], ref["missing"]], dtype="float64")
     if feat.type == "numeric":
-        if not ref.get("edges"):
+        edges = range_edges(feat)
+        if edges is None or ref.get("range_edges") != edges:
             return None
-        now = bin_counts(x[observed, 0].astype("float64"), ref["edges"])
-        values = _bin_values(ref["edges"])
+        now = bin_counts(x[observed, 0].astype("float64"), edges)
+        ref_cells = np.asarray([*ref["range_counts"], ref["missing"]], dtype="float64")
+        values = _bin_values(feat, edges)
     else:
+        ref_cells = np.asarray([*ref["counts"], ref["missing"]], dtype="float64")
         now, values = level_counts(x, feat), None
     now_cells = np.asarray([*now, int((~observed).sum())], dtype="float64")
     if len(now_cells) != len(ref_cells):

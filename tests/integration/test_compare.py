@@ -53,6 +53,7 @@ def _sites_spend_on_compare(monkeypatch) -> None:
     20 on it (their policy), so a 37-row test split still gives both AUROCs (at the default
     0.5 a small site's noisy class totals can leave them undefined: docs/privacy.md)."""
     monkeypatch.setenv("LHSFED_QUERY_EPSILON", "20")
+    monkeypatch.setenv("LHSFED_MAX_EPSILON", "100")
 
 
 def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(

@@ -71,7 +71,7 @@ def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys
     moved = record["sites"][SHIFTED]["features"]["systolic_bp"]
     assert moved["flagged"] and moved["smd"] > 0.5 and moved["psi"] > 0.25
     same = record["sites"]["hospital_001"]["features"]["systolic_bp"]
-    assert abs(same["smd"]) < 0.05 and same["psi"] < 0.01 and abs(same["missing_change"]) < 0.01
+    assert abs(same["smd"]) < 0.05 and same["psi"] < 0.05 and abs(same["missing_change"]) < 0.01
     assert f"{SHIFTED}: DRIFT in" in console and "hospital_001: no drift flagged" in console
     from mlflow import MlflowClient
 

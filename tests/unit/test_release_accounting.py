@@ -104,8 +104,8 @@ def test_every_query_kind_is_charged_before_it_is_sent_and_epsilon_is_the_ledger
         (MessageType.EVALUATE, ["validation"]),
         (MessageType.EVALUATE, ["test"]),
         (f"{MessageType.QUERY}.{wire.QUERY_PERSONALIZE}", ["training", "test"]),  # fine-tuning, metrics
-        (f"{MessageType.QUERY}.{wire.QUERY_COMPARE}", ["compare:"]),
-        (f"{MessageType.QUERY}.{wire.QUERY_DRIFT}", ["drift:"]),
+        (f"{MessageType.QUERY}.{wire.QUERY_COMPARE}", ["compare"]),
+        (f"{MessageType.QUERY}.{wire.QUERY_DRIFT}", ["drift"]),
     ]
     assert not dict(stats.content[wire.METRICS])
     for reply in (val1, val2, test, personal, compared, drifted):

@@ -124,7 +124,8 @@ def build_summary(
         "model": settings.model.name,
         "selection": selection,
         "metrics": {
-            "pooled": {k: evaluation.pooled.get(k) for k in POOLED_KEYS},
+            "pooled": {k: evaluation.pooled.get(k) for k in POOLED_KEYS}
+            | ({"auroc_se": evaluation.pooled["auroc_se"]} if "auroc_se" in evaluation.pooled else {}),
             "sites": {site: {k: m.get(k) for k in SITE_KEYS} for site, m in sorted(evaluation.sites.items())},
         },
         "privacy": {

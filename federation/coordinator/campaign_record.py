@@ -149,8 +149,11 @@ def bar_of(summary: dict[str, Any]) -> Bar:
     validation = (summary.get("selection") or {}).get("validation") or {}
     if validation.get("auroc") is not None:
         return Bar(float(validation["auroc"]), "validation", float(validation.get("auroc_se") or 0.0))
-    test = ((summary.get("metrics") or {}).get("pooled") or {}).get("auroc")
-    return Bar(None if test is None else float(test), "test")
+    pooled = (summary.get("metrics") or {}).get("pooled") or {}
+    test = pooled.get("auroc")
+    # no validation AUROC: a run without validation rows, or (DP) releases whose noisy class
+    # totals left it undefined; the test release's, with its noise
+    return Bar(None if test is None else float(test), "test", float(pooled.get("auroc_se") or 0.0))
 
 
 def git_commit(folder: Path) -> str | None:

@@ -41,11 +41,11 @@ def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys
     assert campaign.returncode == 0, campaign.stderr[-3000:]
     after = _hospitals(tmp_path / "after", shift={SHIFTED: 1.0})
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(after))  # restored after the in-process run
-    # Under DP a drift query is one release at each site's query-epsilon: these sites spend 20 on
-    # it (their policy), so its noise is small against a real shift (0.5, the default, is not
-    # for ~10 features of 900 rows: docs/drift.md)
-    monkeypatch.setenv("LHSFED_QUERY_EPSILON", "20")
-    monkeypatch.setenv("LHSFED_MAX_EPSILON", "100")
+    # Under DP a drift query is one release at each site's query-epsilon: these sites spend 100 on
+    # it (their policy), so its noise is small against a real shift in ~18 features of 900
+    # rows (0.5, the default, is not: docs/drift.md)
+    monkeypatch.setenv("LHSFED_QUERY_EPSILON", "100")
+    monkeypatch.setenv("LHSFED_MAX_EPSILON", "1000")
 
     code = lhsfed(
         [

@@ -47,7 +47,7 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
     assert (summary["sites"], summary["sites_trained"], summary["sites_never_trained"]) == (4, 4, [])
     assert summary["discarded_rounds"] == []
     assert set(summary["metrics"]) == {"pooled", "sites"}
-    assert set(summary["metrics"]["pooled"]) == {"auroc", "auprc", "brier"}
+    assert set(summary["metrics"]["pooled"]) == {"auroc", "auprc", "brier", "auroc_se"}  # se: a DP release
     assert set(summary["metrics"]["sites"]) == SITES
     for site in summary["metrics"]["sites"].values():
         assert set(site) == {"auroc", "auprc", "brier", "n_test"}

@@ -121,9 +121,9 @@ def test_campaign_drift_warm_start_compare_promote_on_an_mlflow_server(
     after = _hospitals(tmp_path / "after", shift={SHIFTED: 1.0})
     monkeypatch.setenv("LHSFED_SITE_DATA_DIR", str(after))  # restored after the in-process runs
     # Each drift or compare query is one DP release at the sites' query-epsilon: these hospitals
-    # spend 20 on each (their policy) so the shift stands out of the noise (docs/drift.md)
-    monkeypatch.setenv("LHSFED_QUERY_EPSILON", "20")
-    monkeypatch.setenv("LHSFED_MAX_EPSILON", "200")
+    # spend 100 on each (their policy) so the shift stands out of the noise (docs/drift.md)
+    monkeypatch.setenv("LHSFED_QUERY_EPSILON", "100")
+    monkeypatch.setenv("LHSFED_MAX_EPSILON", "1000")
     sites_now = ["federation.runtime=inprocess", f"federation.data_dir={after}"]
     code = lhsfed(["drift", TASK, "--registry-uri", uri, "--out", str(tmp_path / "drift"), *sites_now])
     assert code == 0, capsys.readouterr().err

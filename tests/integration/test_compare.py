@@ -71,6 +71,9 @@ def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(
     assert document["champion"]["version"] == "1" and document["challenger"]["version"] == "2"
     for entry in document["sites"].values():
         low, high = entry["difference_ci"]
+        if entry["auroc_difference"] is None:  # a noisy release left an AUROC undefined (Switzerland's
+            assert low is None  # test split has 2 negatives): no difference, no interval
+            continue
         assert low <= entry["auroc_difference"] <= high
         difference = entry["challenger"]["auroc"] - entry["champion"]["auroc"]
         assert entry["auroc_difference"] == pytest.approx(difference)

@@ -22,15 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.scores import model_scores
 from federation.coordinator.inprocess import run_config_for, run_in_process
 from federation.core.run_layout import LEDGERS
+from federation.modeler.run_loader import load_saved_model, saved_model_path, sites_data
 
 
 def pooled_auroc(run_dir: Path, overrides: list[str]) -> float:
+    """The handed-out model's pooled test AUROC, scored here exactly (the summary's own figure
+    is the sites' noisy DP release since issue P: benchmarks/release_share.py compares them)."""
     os.environ["LHSFED_LEDGER_DIR"] = str(run_dir / LEDGERS)  # a fresh budget every run
     with contextlib.redirect_stdout(sys.stderr):
-        summary = run_in_process(run_config_for(overrides, run_dir), run_dir=run_dir, num_nodes=4)
-    return summary["metrics"]["pooled"]["auroc"]
+        run_in_process(run_config_for(overrides, run_dir), run_dir=run_dir, num_nodes=4)
+    saved = load_saved_model(saved_model_path(run_dir))
+    return model_scores(saved.model, sites_data(saved.dataset))["auroc"]
 
 
 def main() -> None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from client.app import app as client_app
 from client.comparison import paired_auroc_difference
 from client.model_record import model_digest
 from federation.coordinator.flwr_app_config import compose_config
@@ -24,6 +23,7 @@ from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config, model_spec
 from federation.core.weights_text import encode_state_dict
 from server.comparison import Candidate, compare_content
+from tests.helpers.simulated_site import send_to_site
 
 SITE = 2  # switzerland
 
@@ -40,14 +40,7 @@ def run_config(tmp_path, monkeypatch):
 
 
 def _send(run_config: dict, message_type: str, content: RecordDict) -> Message:
-    context = Context(
-        run_id=1,
-        node_id=7,
-        node_config={"partition-id": SITE, "lhsfed-mode": "simulation"},
-        state=RecordDict(),
-        run_config=run_config,
-    )
-    return client_app(Message(content, dst_node_id=7, message_type=message_type), context)
+    return send_to_site(run_config, message_type, content, partition=SITE)
 
 
 def _model_state(run_config: dict, seed: int) -> dict[str, torch.Tensor]:

@@ -12,10 +12,9 @@ a key no release covers, whichever handler made it.
 from __future__ import annotations
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from opacus.accountants import RDPAccountant
 
-from client.app import app as client_app
 from client.ledger import open_site_ledger
 from client.site_policy import simulated_policy
 from federation.coordinator.flwr_app_config import compose_config
@@ -24,6 +23,7 @@ from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config, model_spec
 from federation.core.weights_text import encode_state_dict
 from server.comparison import Candidate, compare_content
+from tests.helpers.simulated_site import send_to_site
 
 SITE, NAME = 2, "switzerland"
 pytestmark = pytest.mark.usefixtures("as_the_server_process")  # tests/unit/conftest.py
@@ -36,14 +36,7 @@ def _config(run: str, *overrides: str) -> dict:
 
 
 def _send(run_config: dict, message_type: str, content: RecordDict) -> Message:
-    context = Context(
-        run_id=1,
-        node_id=7,
-        node_config={"partition-id": SITE, "lhsfed-mode": "simulation"},
-        state=RecordDict(),
-        run_config=dict(run_config),
-    )
-    return client_app(Message(content, dst_node_id=7, message_type=message_type), context)
+    return send_to_site(run_config, message_type, content, partition=SITE)
 
 
 def _content(arrays: ArrayRecord | None, server_round: int = 1, **config) -> RecordDict:

@@ -4,15 +4,15 @@ arrays, rows or the personalized weights; and what it refuses (issue N.4)."""
 from __future__ import annotations
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 
-from client.app import app as client_app
 from client.personalize import load_personalized, personalized_path
 from client.site_policy import simulated_policy
 from federation.coordinator.flwr_app_config import compose_config
 from federation.core import wire
 from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config, model_spec
+from tests.helpers.simulated_site import send_to_site
 
 QUERY = f"{MessageType.QUERY}.{wire.QUERY_PERSONALIZE}"
 # Switzerland (index 2) is small and fast; its validation part is too small to recalibrate on.
@@ -30,14 +30,7 @@ def _ask(run_config: dict, message_type: str, site_index: int = 2) -> Message:
     settings = RunSettings.from_run_config(run_config)
     arrays = ArrayRecord(build_model(model_spec(settings), seed=settings.seed).state_dict())
     content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
-    context = Context(
-        run_id=1,
-        node_id=7,
-        node_config={"partition-id": site_index, "lhsfed-mode": "simulation"},
-        state=RecordDict(),
-        run_config=dict(run_config),
-    )
-    return client_app(Message(content, dst_node_id=7, message_type=message_type), context)
+    return send_to_site(run_config, message_type, content, partition=site_index)
 
 
 def _expected_keys(finetune: bool) -> set[str]:

@@ -9,14 +9,12 @@ import pytest
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
-    Context,
     Message,
     MessageType,
     RecordDict,
 )
 from flwr.supercore.task_identity import TaskIdentity
 
-from client.app import app as client_app
 from client.site import load_this_site
 from federation.coordinator.flwr_app_config import compose_config
 from federation.core import wire
@@ -25,6 +23,7 @@ from federation.core.metrics import HIST_BINS
 from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config
 from server.federation_loop import model_spec
+from tests.helpers.simulated_site import send_to_site
 
 RUN_CONFIG = flatten_config(compose_config(["rounds=2"]))
 SETTINGS = RunSettings.from_run_config(RUN_CONFIG)
@@ -46,15 +45,7 @@ def _ask(
 ) -> tuple[Message, ArrayRecord]:
     arrays = ArrayRecord(build_model(model_spec(SETTINGS), seed=SETTINGS.seed).state_dict())
     content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1, **config})})
-    message = Message(content, dst_node_id=7, message_type=message_type)
-    context = Context(
-        run_id=1,
-        node_id=7,
-        node_config={"partition-id": site_index, "lhsfed-mode": "simulation"},
-        state=RecordDict(),
-        run_config=dict(run_config),
-    )
-    return client_app(message, context), arrays
+    return send_to_site(run_config, message_type, content, partition=site_index), arrays
 
 
 def test_train_reply_holds_only_model_arrays_and_scalar_metrics():

@@ -69,6 +69,7 @@ from client.site_errors import EvaluationRefused, RunConfigError, site_error_mod
 from client.site_policy import SitePolicy, site_policy
 from client.site_randomness import SiteRandomness
 from client.site_spec import site_spec
+from client.subgroup_release import subgroup_release
 from client.subgroups import shared_test_histograms, site_subgroups, subgroup_wire_metrics
 from client.training import train_locally
 from federation.core import wire
@@ -286,8 +287,9 @@ def evaluate(message: Message, context: Context) -> Message:
 
 def _dp_evaluation(site: SiteView, budget: SiteBudget, model, message: Message, with_ci: bool) -> dict:
     """The release of the split the message asks (``eval-split``: validation each round, the
-    test split once per run: client.release_replies.split_release). Subgroups are not released
-    under DP (yet): their per-level histograms would need a release of their own."""
+    test split once per run: client.release_replies.split_release). With the test split, where
+    the spec marks subgroup features, their levels' release too (client.subgroup_release),
+    charged first: a message past the plan's one is refused before the test release is spent."""
     data = site.data
     kind = str(message.content.get(wire.CONFIG, ConfigRecord()).get(wire.EVAL_SPLIT, VALIDATION))
     if kind not in (VALIDATION, TEST):
@@ -295,15 +297,14 @@ def _dp_evaluation(site: SiteView, budget: SiteBudget, model, message: Message, 
     y, x = (data.y_test, data.x_test) if kind == TEST else (data.y_val, data.x_val)
     if len(y) == 0:
         return {}
-    return split_release(
-        budget,
-        site.settings,
-        y,
-        predict_risk(model, x),
-        kind=kind,
-        server_round=_round(message),
-        with_ci=with_ci,
+    risk, server_round = predict_risk(model, x), _round(message)
+    subgroups = {}
+    if kind == TEST and site.spec.subgroup_features:
+        subgroups = subgroup_release(budget, site.settings, site.spec, x, y, risk, server_round=server_round)
+    split = split_release(
+        budget, site.settings, y, risk, kind=kind, server_round=server_round, with_ci=with_ci
     )
+    return subgroups | split  # the split's ε keys: the ledger after both releases
 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:

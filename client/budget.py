@@ -145,14 +145,19 @@ class SiteBudget:
         return planned if on_plan else self._recalibrated(settings, spent, per_round, server_round)
 
     def run_noise(self, settings: RunSettings) -> RunNoise:
-        """DP-SGD's σ and the releases' z of this run at this site (site's δ, accountant, share)."""
-        return site_noise_for_run(
-            settings,
-            self.n_train,
-            delta=self.delta,
-            accountant=self.policy.accountant,
-            release_share=self.policy.release_epsilon_share,
-        )
+        """DP-SGD's σ and the releases' z of this run at this site (site's δ, accountant, share);
+        a plan whose releases and training the target cannot pay is refused (PrivacyBudgetError),
+        at the run's first training message, before anything is spent."""
+        try:
+            return site_noise_for_run(
+                settings,
+                self.n_train,
+                delta=self.delta,
+                accountant=self.policy.accountant,
+                release_share=self.policy.release_epsilon_share,
+            )
+        except ValueError as err:
+            raise PrivacyBudgetError(f"site {self.site} refuses this run's plan: {err}") from None
 
     def releases_to_come(self, settings: RunSettings) -> History:
         """The run's planned releases not yet in the ledger, each kind at its z (none DP off)."""

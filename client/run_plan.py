@@ -21,9 +21,14 @@ from federation.core.settings import RunSettings
 
 
 def run_plan(settings: RunSettings) -> dict:
-    """What fixes a run's DP-SGD steps and its ε target (the accountant's inputs)."""
+    """What fixes a run's DP-SGD steps, its releases and its ε target (the accountant's inputs).
+
+    The spec's subgroup features are a release of the plan (federation.core.privacy
+    .planned_releases): recorded when there are any, so a later message cannot add or drop
+    them, and a plan without them is recorded as it always was."""
     t, p = settings.train, settings.privacy
-    return {
+    subgroups = [f.name for f in settings.data.subgroup_features]
+    return ({"subgroups": subgroups} if subgroups else {}) | {
         "rounds": settings.rounds,
         "privacy.enabled": p.enabled,
         "privacy.target_epsilon": p.target_epsilon,

@@ -11,6 +11,7 @@ from client.subgroups import from_wire
 from federation.core import wire
 from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
 from federation.core.records import Evaluation
+from federation.core.subgroup_histograms import from_site_record, released_subgroups
 
 TRAIN_FIELDS = {
     "loss": wire.TRAIN_LOSS,
@@ -154,8 +155,12 @@ def evaluation_record(replies: Iterable[Message], prefix: str = "") -> Evaluatio
 
 def _site_entry(metrics: dict) -> dict:
     """What metrics.jsonl keeps of one site's split: its metrics, class histograms (decision
-    curves, quantile calibration) and, where the spec has them, its released subgroups."""
+    curves, quantile calibration) and, where the spec has them, its released subgroups (under
+    DP only their levels' noisy histograms arrive: the figures are computed here from them)."""
     entry = {name: metrics[key] for name, key in EVAL_FIELDS.items() if key in metrics}
     entry |= {name: list(metrics[key]) for name, key in HIST_FIELDS.items() if key in metrics}
     subgroups = from_wire(metrics)
+    if subgroups and wire.SUBGROUP_NOISE_STD in metrics:
+        noise_std = float(metrics[wire.SUBGROUP_NOISE_STD])
+        subgroups = released_subgroups(from_site_record(subgroups, noise_std))
     return entry | ({"subgroups": subgroups} if subgroups else {})

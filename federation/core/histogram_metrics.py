@@ -53,6 +53,12 @@ def spread(coarse: np.ndarray) -> list[float]:
     return np.repeat(coarse / width, width).tolist()
 
 
+def coarsen(wire_hist, groups: int = RELEASE_GROUPS) -> np.ndarray:
+    """A wire histogram (HIST_BINS bins, :func:`spread` from a coarse one) back to its ``groups``
+    coarse bins: each coarse count is the sum of the wire bins it was spread over."""
+    return np.asarray(wire_hist, dtype=float).reshape(groups, -1).sum(axis=1)
+
+
 def _auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUROC of histograms (last axis: bins in increasing risk; ties count half)."""
     below = np.cumsum(neg, axis=-1) - neg
@@ -109,7 +115,9 @@ def _ece(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> float:
     return float(np.abs(risk - events).sum() / total) if total > 0 else float("nan")
 
 
-def _resamples(pos, neg, *, noise_std: float, rng: np.random.Generator, resamples: int) -> np.ndarray:
+def parametric_resamples(
+    pos, neg, *, noise_std: float, rng: np.random.Generator, resamples: int
+) -> np.ndarray:
     """Parametric resamples (resamples, 2, bins): Poisson counts around the released ones
     (clipped at 0) plus fresh N(0, noise_std²) per bin, as a release would be."""
     draws = rng.poisson(np.maximum(np.stack([pos, neg]), 0), size=(resamples, 2, len(pos))).astype(float)
@@ -137,7 +145,7 @@ def auroc_interval(
     """95 % interval of AUROC: the estimate ± 1.96 standard deviations of the parametric
     resamples (DP noise included), within [0, 1]. Not their percentiles: a resample adds noise
     to already noisy counts, so its AUROC leans further to 0.5 than the estimate does."""
-    draws = _resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=resamples)
+    draws = parametric_resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=resamples)
     boot = _auroc(draws[:, 0], draws[:, 1])
     point = float(_auroc(pos, neg))
     if np.isnan(point) or np.isnan(boot).all():
@@ -156,7 +164,7 @@ def standard_errors(
     rng: np.random.Generator,
 ) -> tuple[float, float]:
     """Standard errors of the loss and AUROC over the parametric resamples (DP noise included)."""
-    draws = _resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=CI_RESAMPLES)
+    draws = parametric_resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=CI_RESAMPLES)
     loss, auc = _loss(draws[:, 0], draws[:, 1], centres, n), _auroc(draws[:, 0], draws[:, 1])
     return float(np.nanstd(loss)), float(np.nanstd(auc))
 

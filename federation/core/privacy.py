@@ -191,13 +191,17 @@ def release_noise(*, epsilon: float, delta: float, releases: int, accountant: st
 
 VALIDATION = "validation"  # the release kinds of a training run's plan (ledger rows say which)
 TEST = "test"
+SUBGROUPS = "subgroups"
 
 
 def planned_releases(settings) -> dict[str, int]:
     """Gaussian releases a training run plans at each site, by kind: the validation split's
     histograms each round (choosing the round, stopping early) and, once, the test split's of
-    the model handed out, plus the personalized and global models' on the test split."""
-    return {VALIDATION: settings.rounds, TEST: 1 + (settings.personalize != "none")}
+    the model handed out, plus the personalized and global models' on the test split; and,
+    where the run's spec marks subgroup features, once, their levels' histograms on the test
+    split (client.subgroup_release). A spec without subgroups plans what it always did."""
+    planned = {VALIDATION: settings.rounds, TEST: 1 + (settings.personalize != "none")}
+    return planned | ({SUBGROUPS: 1} if settings.data.subgroup_features else {})
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,7 @@ def site_noise_for_run(
     settings, n_train: int, *, delta: float, accountant: str, release_share: float
 ) -> RunNoise:
     """DP-SGD's σ and the releases' z of a run at one site: the releases (validation each round,
-    the test split once, personalize) spend ``release_share`` of the run's ε target on their
+    the test split once, personalize, subgroups) spend ``release_share`` of the run's ε target on their
     own; σ is the smallest noise with which every training and fine-tuning step after them
     stays within the whole target. One ε per patient: the run's target bounds both together."""
     releases = planned_releases(settings) if release_share > 0 else {}

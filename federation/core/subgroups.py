@@ -84,12 +84,27 @@ def batch_slopes(logit: np.ndarray, y: np.ndarray, iterations: int = 25) -> np.n
     return np.where(one_class | ~np.isfinite(b) | (np.abs(b) > 1e3), np.nan, b)
 
 
-def _newton(a, b, logit, y, iterations):
+def histogram_slopes(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Calibration slope of each row of class histograms (resamples × bins, counts >= 0) at the
+    bins' centres: :func:`batch_slopes`' fit with each bin a row weighted by its count, so the
+    parametric resamples of a DP release fit at once. NaN as there, or with no count of a class."""
+    logit = np.broadcast_to(np.concatenate([_logit(centres), _logit(centres)]), (len(pos), 2 * len(centres)))
+    labels = np.concatenate([np.ones_like(pos), np.zeros_like(neg)], axis=1)
+    a, b = np.zeros(len(pos)), np.ones(len(pos))
+    with np.errstate(all="ignore"):
+        a, b = _newton(a, b, logit, labels, 25, weights=np.concatenate([pos, neg], axis=1))
+    one_class = (pos.sum(1) <= 0) | (neg.sum(1) <= 0)
+    return np.where(one_class | ~np.isfinite(b) | (np.abs(b) > 1e3), np.nan, b)
+
+
+def _newton(a, b, logit, y, iterations, weights=None):
+    """Newton steps of the (optionally row-weighted: binned counts) calibration fit."""
+    weights = 1.0 if weights is None else weights
     for _ in range(iterations):
         eta = np.clip(a[:, None] + b[:, None] * logit, -30, 30)
         mu = 1 / (1 + np.exp(-eta))
-        w = mu * (1 - mu)
-        r = y - mu
+        w = weights * mu * (1 - mu)
+        r = weights * (y - mu)
         g0, g1 = r.sum(1), (r * logit).sum(1)
         h00, h01, h11 = w.sum(1), (w * logit).sum(1), (w * logit * logit).sum(1)
         det = h00 * h11 - h01**2
@@ -128,11 +143,15 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _with_ci(point: dict[str, np.ndarray], boot: dict[str, np.ndarray], names) -> dict[str, float]:
+def _with_ci(
+    point: dict[str, np.ndarray], boot: dict[str, np.ndarray], names, interval=None
+) -> dict[str, float]:
+    """Each metric and its CI: ``interval(point, draws)``, by default the draws' percentiles."""
     out = {}
     for name in names:
         out[name] = float(point[name][0])
-        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = _interval(boot[name])
+        found = interval(out[name], boot[name]) if interval else _interval(boot[name])
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = found
     return out
 
 
@@ -160,10 +179,11 @@ def _pair_gap(points, boots, metric: str) -> tuple[float, np.ndarray]:
 
 
 def feature_gaps(
-    points: dict[str, dict[str, float]], boots: dict[str, dict[str, np.ndarray]]
+    points: dict[str, dict[str, float]], boots: dict[str, dict[str, np.ndarray]], interval=None
 ) -> dict[str, float]:
     """Per metric, the gap between the levels with the highest and lowest value, and the
-    equalized-odds difference (the larger of the TPR and FPR gaps, fairlearn's), with CIs."""
+    equalized-odds difference (the larger of the TPR and FPR gaps, fairlearn's), with CIs
+    (``interval``: as :func:`_with_ci`; a DP release's are normal, federation.core.subgroup_histograms)."""
     if len(points) < 2:
         return {}
     gaps = {gap: _pair_gap(points, boots, metric) for gap, metric in GAPS.items()}
@@ -171,4 +191,4 @@ def feature_gaps(
     boot = {gap: draws for gap, (_, draws) in gaps.items()}
     point["equalized_odds_difference"] = np.fmax(point["tpr_gap"], point["fpr_gap"])
     boot["equalized_odds_difference"] = np.fmax(np.abs(boot["tpr_gap"]), np.abs(boot["fpr_gap"]))
-    return _with_ci(point, boot, [*GAPS, "equalized_odds_difference"])
+    return _with_ci(point, boot, [*GAPS, "equalized_odds_difference"], interval)

@@ -127,5 +127,11 @@ DRIFT_WITHHELD = "drift-withheld"
 # calibration-slope, tpr, fpr, each metric's -ci-low/-ci-high, score-hist-pos/-neg) and per
 # feature "subgroup-gap/FEATURE/GAP" (auroc-gap, citl-gap, slope-gap, tpr-gap, fpr-gap,
 # equalized-odds-difference, each with -ci-low/-ci-high). Absent: no subgroup in the spec.
+# Under DP (client.subgroup_release) the test release's reply carries, for EVERY level of the
+# spec, only its noisy "subgroup/FEATURE=LEVEL/score-hist-pos/-neg", with the release's noise
+# std per coarse bin and its ε; the coordinator computes the metrics from them
+# (federation.core.subgroup_histograms).
 SUBGROUP_PREFIX = "subgroup/"
 SUBGROUP_GAP_PREFIX = "subgroup-gap/"
+SUBGROUP_NOISE_STD = "subgroup-noise-std"
+SUBGROUP_RELEASE_EPSILON = "subgroup-release-epsilon"

@@ -4,7 +4,9 @@ Simulation: the coordinator holds the rows, so each site's subgroups are compute
 would (``client.subgroups``, same k rule) and the pooled ones on all test rows together.
 Deployment: only what the sites released (metrics.jsonl): pooled per-level counts, AUROC
 (from summed group histograms), calibration-in-the-large and TPR/FPR; a pooled gap's CI
-combines the sites' bootstrap CIs as independent normal errors (weights n_site / n).
+combines the sites' bootstrap CIs as independent normal errors (weights n_site / n). Under DP
+the sites released only every level's noisy histograms: each site's figures and the pooled
+ones (summed histograms) come from them (``federation.core.subgroup_histograms``).
 Decision curves and the quantile calibration plot come from the class histograms in both
 modes (exact at the 1/100 grid), so a deployment's report shows the same figures.
 """
@@ -25,6 +27,7 @@ from federation.core.decision_curve import (
     rates_at,
 )
 from federation.core.metrics import pooled_from_histograms, score_histograms
+from federation.core.subgroup_histograms import from_site_record, pooled, released_subgroups
 from federation.core.subgroups import GAPS
 
 POOLED = "pooled"
@@ -108,10 +111,25 @@ def _pooled_gaps(levels: dict[str, dict], site_gaps: list[tuple[float, dict]]) -
     return out
 
 
+def _from_dp_releases(site_subgroups_: dict[str, dict], threshold: float) -> dict:
+    """DP releases: each site's figures at the threshold and the pooled ones, all from the
+    levels' noisy histograms (pooled: summed, their noise variances added)."""
+    released = {name: from_site_record(found) for name, found in site_subgroups_.items()}
+    sites = {name: released_subgroups(r, threshold=threshold) for name, r in released.items()}
+    everyone = released_subgroups(pooled(list(released.values())), threshold=threshold)
+    return {"sites": {k: _strip(v) for k, v in sites.items()}, POOLED: _strip(everyone)}
+
+
+def _is_dp_release(found: dict[str, dict]) -> bool:
+    return any("noise_std" in m for entry in found.values() for m in entry["levels"].values())
+
+
 def subgroups_from_sites(site_subgroups_: dict[str, dict], threshold: float) -> dict:
     """Deployment: pool the sites' released levels (a level pools the sites that released it)."""
     if not site_subgroups_:
         return {}
+    if all(_is_dp_release(found) for found in site_subgroups_.values()):
+        return _from_dp_releases(site_subgroups_, threshold)
     site_subgroups_ = {name: _rethreshold(found, threshold) for name, found in site_subgroups_.items()}
     pooled = {}
     features = sorted({f for found in site_subgroups_.values() for f in found})

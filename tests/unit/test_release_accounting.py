@@ -1,12 +1,12 @@
 """Issue P, acceptance 3: nothing leaves a site uncharged, and ε shown is the ledger's.
 
 Every query kind is sent to the real ClientApp of one simulated site under DP (feature
-statistics, train, validation and test evaluation, personalize with fine-tuning, compare,
-drift, the budget query); each reply that carries a statistic of the site's rows has its own
-ledger row written before it was sent, and the replies that carry none have none. ε is then
-recomputed from every ledger row with Opacus's own RDP accountant (not the project's
-composition) and equals the site's reported lifetime ε. The wire guard refuses a reply holding
-a key no release covers, whichever handler made it.
+statistics, train, validation and test evaluation with the spec's subgroups, personalize with
+fine-tuning, compare, drift, the budget query); each reply that carries a statistic of the
+site's rows has its own ledger row written before it was sent, and the replies that carry none
+have none. ε is then recomputed from every ledger row with Opacus's own RDP accountant (not
+the project's composition) and equals the site's reported lifetime ε. The wire guard refuses
+a reply holding a key no release covers, whichever handler made it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ pytestmark = pytest.mark.usefixtures("as_the_server_process")  # tests/unit/conf
 
 
 def _config(run: str, *overrides: str) -> dict:
-    return flatten_config(
-        compose_config(["rounds=2", "personalize=finetune", "personalize_steps=3", *overrides])
-    ) | {"run.output_dir": run}
+    """A DP run with evaluation, personalize and subgroups (sex, age bands, chest pain type)."""
+    cfg = compose_config(["rounds=2", "personalize=finetune", "personalize_steps=3", *overrides])
+    features = {f["name"]: f for f in cfg["data"]["features"]}
+    features["sex"]["subgroup"] = features["cp"]["subgroup"] = True
+    features["age"]["subgroup_bins"] = [55]
+    return flatten_config(cfg) | {"run.output_dir": run}
 
 
 def _send(run_config: dict, message_type: str, content: RecordDict) -> Message:
@@ -95,7 +98,7 @@ def test_every_query_kind_is_charged_before_it_is_sent_and_epsilon_is_the_ledger
         (f"{MessageType.QUERY}.{wire.QUERY_BUDGET}", []),  # a yes and ε: the ledger's own numbers
         (MessageType.TRAIN, ["training"]),
         (MessageType.EVALUATE, ["validation"]),
-        (MessageType.EVALUATE, ["test"]),
+        (MessageType.EVALUATE, ["subgroups", "test"]),  # the levels' release, then the split's
         (f"{MessageType.QUERY}.{wire.QUERY_PERSONALIZE}", ["training", "test"]),  # fine-tuning, metrics
         (f"{MessageType.QUERY}.{wire.QUERY_COMPARE}", ["compare"]),
         (f"{MessageType.QUERY}.{wire.QUERY_DRIFT}", ["drift"]),
@@ -104,8 +107,14 @@ def test_every_query_kind_is_charged_before_it_is_sent_and_epsilon_is_the_ledger
     for reply in (val1, val2, test, personal, compared, drifted):
         assert reply.content[wire.METRICS][wire.RELEASE_NOISE_STD] > 0
     assert set(budget.content[wire.METRICS]) == {wire.NUM_EXAMPLES, wire.SITE_EPSILON}
+    levels = {k.rsplit("/", 1)[0] for k in test.content[wire.METRICS].keys() if k.startswith("subgroup/")}
+    assert len(levels) == 2 + 4 + 2  # every level of the spec: sex, cp, age bands
+    assert test.content[wire.METRICS][wire.SUBGROUP_NOISE_STD] > 0
 
     entries = _ledger(tmp_path).entries()
+    # the test message's two releases: its reply's ε is the ledger's right after the second
+    test_row = next(e for e in entries if e.release.startswith("test split of"))
+    assert test.content[wire.METRICS][wire.SITE_EPSILON] == test_row.epsilon_total
     accountant = RDPAccountant()
     accountant.history = [e.accountant_step for e in entries]
     recomputed = accountant.get_epsilon(delta=entries[-1].delta)

@@ -80,8 +80,9 @@ def test_evaluate_reply_adds_only_subgroup_aggregates_and_only_with_subgroups_in
     assert sum(parsed["sex"]["levels"][lv]["n"] for lv in ("0", "1")) <= reply[wire.N_TEST]
 
 
-def test_under_dp_no_subgroup_is_released():
-    """Per-level histograms would be a release of their own: under DP the site sends none."""
+def test_under_dp_a_validation_release_carries_no_subgroup():
+    """Under DP subgroups are one release of their own, with the test split's
+    (tests/unit/test_dp_subgroups.py): a validation release carries none."""
     marked = _run_config(True, "privacy=dp")
     _ask(marked, MessageType.TRAIN)
     reply = dict(_ask(marked, MessageType.EVALUATE).content[wire.METRICS])

@@ -12,9 +12,11 @@ sums (no bias from zero-mean noise, as in :mod:`federation.core.histogram_metric
 calibration slope's fit takes them clipped at 0. Each interval is the estimate ± 1.96 standard
 deviations of parametric resamples that redraw the counts and the noise (the same method as
 the pooled test release's AUROC interval): it includes the noise, so a small level's interval
-is wide. A gap's resample is the difference of its two levels' resamples (the levels' bins are
-disjoint). The resamples' randomness is the coordinator's own: the release is already
-protected, so a fixed seed keeps the records reproducible.
+is wide. A figure whose noisy denominator (the level's count, or a class's) is not above 1.96
+of its noise std is NaN: the release leaves it undefined. A gap's resample is the difference
+of its two levels' resamples (the levels' bins are disjoint). The resamples' randomness is the
+coordinator's own: the release is already protected, so a fixed seed keeps the records
+reproducible.
 """
 
 from __future__ import annotations
@@ -66,6 +68,30 @@ def level_draws(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[str,
     }
 
 
+def _undefined_under_the_noise(pos: np.ndarray, neg: np.ndarray, noise_std: float) -> dict[str, bool]:
+    """Which figures the release leaves undefined: a ratio whose noisy denominator is not clearly
+    above 0 (by 1.96 of its noise std: a sum of bins) would be the noise's, not the level's, and
+    its resamples (drawn around counts clipped at 0) would not say so."""
+    bins = len(pos)
+
+    def unclear(total: float, summed_bins: int) -> bool:
+        return not total > NORMAL_95 * noise_std * np.sqrt(summed_bins)
+
+    n, pos_total, neg_total = (
+        unclear(pos.sum() + neg.sum(), 2 * bins),
+        unclear(pos.sum(), bins),
+        unclear(neg.sum(), bins),
+    )
+    return {
+        "mean_risk": n,
+        "citl": n,
+        "tpr": pos_total,
+        "fpr": neg_total,
+        "auroc": pos_total or neg_total,
+        "calibration_slope": pos_total or neg_total,
+    }
+
+
 def normal_interval(point: float, draws: np.ndarray, bounded: bool = False) -> tuple[float, float]:
     """point ± 1.96 standard deviations of the draws (NaN if either is undefined)."""
     draws = draws[np.isfinite(draws)]
@@ -82,6 +108,8 @@ def level_metrics(
     """One level's figures with intervals, and its resamples (for the gaps)."""
     pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
     point = level_draws(pos[None], neg[None], threshold)
+    for name, undefined in _undefined_under_the_noise(pos, neg, noise_std).items():
+        point[name] = np.full(1, np.nan) if undefined else point[name]
     draws = parametric_resamples(pos, neg, noise_std=noise_std, rng=rng, resamples=resamples)
     boot = level_draws(draws[:, 0], draws[:, 1], threshold)
     out = {name: float(point[name][0]) for name in ("n", "n_positive", "mean_risk")}

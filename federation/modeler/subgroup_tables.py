@@ -45,9 +45,11 @@ def subgroup_table(evaluation: dict[str, Any]) -> Table | None:
         ["group", "n", "positives", "AUROC [95% CI]", "cal. in the large [CI]", "cal. slope [CI]",
          f"TPR@{threshold:g}", f"FPR@{threshold:g}"],
         rows,
-        "calibration in the large = mean predicted risk − observed rate; a level with fewer than "
-        "k rows of a class is not released (nor, with it, enough others that none comes back by "
-        "subtraction); CIs: percentile bootstrap within each group",
+        "calibration in the large = mean predicted risk − observed rate; under DP every level is "
+        "released as noisy histograms (n and positives noisy, CIs: ± 1.96 SD of resamples that "
+        "include the noise); without DP a level with fewer than k rows of a class is not released "
+        "(nor, with it, enough others that none comes back by subtraction), CIs: percentile "
+        "bootstrap within each group",
     )  # fmt: skip
 
 

@@ -128,6 +128,20 @@ def test_intervals_include_the_noise_and_gaps_come_with_them(level):
     )
 
 
+def test_a_level_the_noise_swamps_gets_undefined_figures_not_a_narrow_interval_around_noise(level):
+    """12 rows under noise std 7 per bin (the default's, two features): a ratio of noisy sums
+    near 0 is the noise's; control: the same rows exact are defined."""
+    y, p = level
+    hist = coarse_histograms(y[:12], p[:12]) + np.random.default_rng(1).normal(0, 7, (2, RELEASE_GROUPS))
+
+    noisy = _released({"a": hist}, 7.0)["f"]["levels"]["a"]
+    exact = _released({"a": coarse_histograms(y[:12], p[:12])}, 0.0)["f"]["levels"]["a"]
+
+    for name in ("auroc", "citl", "calibration_slope", "tpr", "fpr"):
+        assert np.isnan([noisy[name], noisy[f"{name}_ci_low"], noisy[f"{name}_ci_high"]]).all(), name
+        assert np.isfinite(exact[name]), name
+
+
 def test_subgroups_are_a_release_of_the_plan_only_where_the_spec_marks_them():
     """The default spec's plan (docs/privacy.md's table) is unchanged; with subgroups the one
     release shares the run's release ε with the others, and σ still keeps the whole within

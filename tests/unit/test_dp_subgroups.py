@@ -254,3 +254,19 @@ def test_pooled_dp_subgroups_sum_the_sites_releases_and_add_their_noise_variance
         set(found["sites"]) == {"s1", "s2"}
         and "score_hist_pos" not in found["sites"]["s1"]["f"]["levels"]["a"]
     )
+
+
+@pytest.mark.usefixtures("as_the_server_process")
+def test_a_plan_its_target_cannot_pay_is_refused_at_the_first_training_message(tmp_path):
+    """ε 0.01: half of it cannot pay three releases even at z = 1000; refused as a budget
+    matter (one line), before any ledger row."""
+    config = _config(str(tmp_path / "run"), True, "privacy.target_epsilon=0.01")
+    settings = RunSettings.from_run_config(config)
+    arrays = ArrayRecord(build_model(model_spec(settings), seed=settings.seed).state_dict())
+    content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
+
+    refused = send_to_site(config, MessageType.TRAIN, content, partition=SITE)
+
+    assert refused.has_error() and refused.error.code == wire.BUDGET_REFUSED
+    assert "refuses this run's plan: ε=0.005 is too small for 3 releases" in refused.error.reason
+    assert not (tmp_path / "ledgers").exists() or _ledger(tmp_path).entries() == []

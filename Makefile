@@ -28,8 +28,19 @@ TORCH_INDEX    ?= https://download.pytorch.org/whl/cpu
 WHEEL_ARGS      = --dest $(WHEELHOUSE) --only-binary=:all: --python-version $(IMAGE_PYTHON) \
                   --platform $(IMAGE_PLATFORM) --platform manylinux2014_x86_64 --platform linux_x86_64
 IMAGE_ARGS      = --build-arg WHEELHOUSE=$(WHEELHOUSE)
+# podman where systemd cgroups and raised ulimits are not available (this project's CI): runc,
+# explicit ulimits (crun and podman's defaults fail there: "setrlimit RLIMIT_NOFILE: Operation
+# not permitted"), the host's network for apt/pip, and the docker format, which keeps the
+# HEALTHCHECK (the OCI format drops it). docker needs none of these.
+BUILD_FLAGS    ?= $(if $(findstring podman,$(ENGINE)),--runtime runc --network host --format docker \
+                  --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+# The stand-in base's Debian, built from Debian's packages (no registry pull): debootstrap.
+DEBIAN_IMAGE   ?= localhost/debian:bookworm-min
+DEBIAN_ROOTFS  ?= /var/tmp/lhsfed-debian-rootfs
+STANDIN_BASE   := localhost/lhsfed-base:1.41.0
 
-.PHONY: setup run test lint bench bench-flamby bench-quality clean chromium nginx wheelhouse images base-image
+.PHONY: setup run test lint bench bench-flamby bench-quality clean chromium nginx podman wheelhouse images \
+        base-image debian-image standin-images
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,7 +62,7 @@ nginx:
 	test -x $(NGINX) || ($(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q nginx-light)
 
-test: $(STAMP) chromium nginx
+test: $(STAMP) chromium nginx podman
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Layers one way down (import-linter contract in pyproject.toml), then ruff lint and format;
@@ -78,24 +89,50 @@ bench-quality: $(STAMP)
 
 # Every wheel the images install: CPU torch, the project's dependencies with the coordinator
 # and modeler extras (read from pyproject.toml), flwr for the stand-in base, setuptools for the
-# editable install. Then `make images` needs no index.
+# editable install. Then `make images` needs no index. The CPU torch wheel comes from pip's own
+# configuration when it has one (a find-links folder or a mirror), else from TORCH_INDEX.
+# hydra-core's antlr4-python3-runtime 4.9 is published as source only: built here (pure Python).
 wheelhouse:
 	mkdir -p $(WHEELHOUSE)
 	$(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 	  x = p["optional-dependencies"]; print("\n".join(p["dependencies"] + x["coordinator"] + x["modeler"]))' \
 	  > $(WHEELHOUSE)/requirements.txt
-	$(PYTHON) -m pip download $(WHEEL_ARGS) --index-url $(TORCH_INDEX) torch==2.13.0
+	$(PYTHON) -m pip wheel -q --no-deps --wheel-dir $(WHEELHOUSE) 'antlr4-python3-runtime==4.9.*'
+	$(PYTHON) -m pip download $(WHEEL_ARGS) --no-deps 'torch==2.13.0+cpu' 2>/dev/null \
+	  || $(PYTHON) -m pip download $(WHEEL_ARGS) --index-url $(TORCH_INDEX) torch==2.13.0
 	$(PYTHON) -m pip download $(WHEEL_ARGS) --find-links $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt \
 	  'torch==2.13.0+cpu' flwr==1.41.0 'setuptools>=68' wheel
 
 images:
-	$(ENGINE) build -f docker/supernode.Dockerfile --build-arg BASE=$(SUPERNODE_BASE) $(IMAGE_ARGS) \
-	  -t lhsfed-supernode:$(IMAGE_TAG) .
-	$(ENGINE) build -f docker/superlink.Dockerfile --build-arg BASE=$(SUPERLINK_BASE) $(IMAGE_ARGS) \
-	  -t lhsfed-superlink:$(IMAGE_TAG) .
+	$(ENGINE) build $(BUILD_FLAGS) -f docker/supernode.Dockerfile --build-arg BASE=$(SUPERNODE_BASE) \
+	  $(IMAGE_ARGS) -t lhsfed-supernode:$(IMAGE_TAG) .
+	$(ENGINE) build $(BUILD_FLAGS) -f docker/superlink.Dockerfile --build-arg BASE=$(SUPERLINK_BASE) \
+	  $(IMAGE_ARGS) -t lhsfed-superlink:$(IMAGE_TAG) .
 
 base-image:
-	$(ENGINE) build -f docker/base.Dockerfile $(IMAGE_ARGS) -t lhsfed-base:1.41.0 .
+	$(ENGINE) build $(BUILD_FLAGS) -f docker/base.Dockerfile --build-arg DEBIAN=$(DEBIAN_IMAGE) \
+	  $(IMAGE_ARGS) -t $(STANDIN_BASE) .
+
+# Debian bookworm minbase as an image, from Debian's own packages (root: debootstrap), once.
+debian-image:
+	$(ENGINE) image inspect $(DEBIAN_IMAGE) >/dev/null 2>&1 || { \
+	  $(SUDO) rm -rf $(DEBIAN_ROOTFS) && \
+	  $(SUDO) debootstrap --variant=minbase bookworm $(DEBIAN_ROOTFS) >/dev/null && \
+	  $(SUDO) rm -rf $(DEBIAN_ROOTFS)/var/cache/apt/archives/*.deb $(DEBIAN_ROOTFS)/var/cache/apt/*.bin && \
+	  $(SUDO) tar -C $(DEBIAN_ROOTFS) -c . | $(ENGINE) import - $(DEBIAN_IMAGE) && \
+	  $(SUDO) rm -rf $(DEBIAN_ROOTFS); }
+
+# Where flwr/supernode and flwr/superlink cannot be pulled (here): the whole chain offline
+# after the wheelhouse, from Debian's packages and PyPI. tests/integration/test_containers.py.
+standin-images: debian-image wheelhouse
+	$(MAKE) base-image
+	$(MAKE) images SUPERNODE_BASE=$(STANDIN_BASE) SUPERLINK_BASE=$(STANDIN_BASE)
+
+# podman, runc and debootstrap from Debian (the container test builds and runs the images).
+podman:
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
+	  || ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	      podman runc debootstrap)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -33,6 +33,8 @@ RUN --mount=type=bind,from=wheels,target=/wheelhouse \
  && chmod 0755 /app/docker/*.sh \
  && mkdir -p /state /app/outputs && chown app:app /state /app/outputs
 USER app
+# The root filesystem is read-only: matplotlib (lhsfed evaluate's plots) caches under the tmpfs.
+ENV MPLCONFIGDIR=/tmp/matplotlib
 # 9092: the proxy (Fleet API, hospitals). The SuperLink itself listens on 127.0.0.1:9093.
 EXPOSE 9092
 ENTRYPOINT ["/app/docker/entrypoint-superlink.sh"]

@@ -26,11 +26,15 @@ COPY configs /app/configs
 # The scripts sit in /app/docker, so the entrypoint's default spec (../configs/data) is /app/configs.
 COPY docker/entrypoint-supernode.sh docker/entrypoint-lib.sh docker/healthcheck-supernode.sh /app/docker/
 # The base install only, no extra: what a site runs (tests/unit/test_packaging.py pins it).
-# CPU-only torch first, so `torch>=2.6` in the project pulls no CUDA build.
+# CPU-only torch first, so `torch>=2.6` in the project pulls no CUDA build. torch's own C++
+# headers and test folder (145 MB) serve only extension builds and torch's developers: removed
+# (the container test trains with this image; sizes in docs/deployment.md).
 RUN --mount=type=bind,from=wheels,target=/wheelhouse \
     if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
  && python -m pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && python -m pip install --no-cache-dir -e /app \
+ && torch_dir=$(python -c 'import os, torch; print(os.path.dirname(torch.__file__))') \
+ && rm -rf "$torch_dir/include" "$torch_dir/test" \
  && chmod 0755 /app/docker/*.sh \
  && mkdir -p /ledger /state && chown app:app /ledger /state
 USER app

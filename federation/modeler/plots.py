@@ -25,10 +25,17 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def _mean_of_known(values: list[float | None]) -> float:
+    """Mean of the values a site sent; NaN (a gap in the curve) when none did, as under DP,
+    where train loss is not released, without numpy's empty-slice warning."""
+    known = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(known)) if known else float("nan")
+
+
 def rounds_curve(records: list[dict[str, Any]]) -> bytes:
     """Mean train loss, pooled test loss and pooled AUROC per round."""
     rounds = [r["round"] for r in records]
-    train = [np.nanmean([t.get("loss") or np.nan for t in r["train"].values()] or [np.nan]) for r in records]
+    train = [_mean_of_known([t.get("loss") for t in r["train"].values()]) for r in records]
     pooled = [r["evaluate"].get("pooled", {}) for r in records]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     left.plot(rounds, train, marker="o", label="train loss (mean of sites)")

@@ -35,3 +35,13 @@ def run_launcher(
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def ledger_folder(run_dir: Path) -> Path:
+    """Where a launched run's simulated sites kept their ledgers (its ``site_policy.json``:
+    by default the task's folder shared by its campaigns, federation.coordinator.site_ledgers)."""
+    from federation.coordinator.site_ledgers import recorded_folder
+
+    folder = recorded_folder(run_dir)
+    assert folder is not None, f"{run_dir} has no site_policy.json naming one ledger folder"
+    return folder

@@ -18,8 +18,10 @@ def run_launcher(
     multirun: bool = False,
     timeout: float = 600,
     env: dict[str, str] | None = None,
+    run_dir: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``.
+    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``
+    (``tmp/run``, or ``run_dir``: a second run from the same working directory).
 
     ``env`` adds environment variables (e.g. the simulated sites' privacy policy).
     """
@@ -28,7 +30,7 @@ def run_launcher(
         args.insert(1, "--multirun")
         args.append(f"hydra.sweep.dir={tmp / 'multirun'}")
     else:
-        args.append(f"hydra.run.dir={tmp / 'run'}")
+        args.append(f"hydra.run.dir={run_dir or tmp / 'run'}")
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", **(env or {})}
     return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
 

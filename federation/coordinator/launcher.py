@@ -264,9 +264,16 @@ def simulated_ledgers(
     settings: RunSettings, federation: dict[str, Any], output_dir: Path
 ) -> tuple[Path | None, str | None]:
     """The simulated sites' ledger folder (federation.coordinator.site_ledgers: the task's,
-    shared by its campaigns, unless ``federation.fresh_ledgers``) and the line to show."""
+    shared by its campaigns, unless ``federation.fresh_ledgers``) and the line to show.
+
+    A query run (compare, drift) keeps its own folder's ledgers as before (its sites find
+    what they kept for the runs asked about through those runs' site_policy.json): charging
+    queries to the task's shared ledgers is not done yet (docs/privacy.md)."""
     from federation.coordinator.registry import task_name
     from federation.coordinator.tuning import in_sweep
+
+    if settings.task != "train":
+        return None, None
 
     sweep_dir = Path(HydraConfig.get().sweep.dir) if in_sweep() else None
     return site_ledgers.ledger_folder(

@@ -24,6 +24,7 @@ A δ the site sets explicitly is its own, and a run is refused if it is above 1/
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from decimal import ROUND_DOWN, Context
 from pathlib import Path
 
 from federation.core.errors import ConfigError, collect_then_raise
-from federation.core.run_layout import LEDGERS
+from federation.core.run_layout import LEDGERS, SITE_POLICY
 
 LEDGER_PATH = "ledger-path"
 MAX_EPSILON = "max-epsilon"
@@ -208,8 +209,15 @@ def deployed_policy(node_config: dict) -> SitePolicy:
 
 
 def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
-    """A simulated site's policy: LHSFED_<OPTION> variables, else the simulation defaults."""
-    folder = os.environ.get(LEDGER_DIR_ENV)
+    """A simulated site's policy: LHSFED_<OPTION> variables, else the simulation defaults.
+
+    Its ledger (and the key and state beside it) in the run ``run_folder``: where the launcher
+    recorded it for that run (its ``site_policy.json``: the task's ledgers shared by its
+    campaigns unless the run asked for fresh ones, federation.coordinator.site_ledgers), so
+    a later query about that run (compare, drift) finds what the site kept for it; a run not
+    recorded yet: ``LHSFED_LEDGER_DIR``, else the run folder's ``ledgers/``.
+    """
+    folder = _recorded_ledgers(Path(run_folder), site) or os.environ.get(LEDGER_DIR_ENV)
     ledgers = Path(folder) if folder else Path(run_folder) / LEDGERS
     raw: dict[str, tuple[object, str]] = {
         LEDGER_PATH: (ledgers / f"{site}{LEDGER_SUFFIX}", LEDGER_DIR_ENV),
@@ -227,6 +235,16 @@ def simulated_policy(site: str, *, run_folder: Path) -> SitePolicy:
         elif option in SIMULATION_DEFAULTS:
             raw[option] = (SIMULATION_DEFAULTS[option], "simulation default")
     return _parse(raw)
+
+
+def _recorded_ledgers(run_folder: Path, site: str) -> Path | None:
+    """The ledger folder the launcher recorded for ``site`` in ``run_folder/site_policy.json``
+    (None: no record; a record that does not parse is no record, as before the file existed)."""
+    try:
+        recorded = json.loads((run_folder / SITE_POLICY).read_text())[site]["ledger_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(str(recorded)).parent
 
 
 # The node config Flower's own simulation engine gives every node (``flwr run .`` on a

@@ -43,6 +43,10 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _per_site(values: dict) -> str:
+    return ", ".join(f"{site} {value}" for site, value in values.items()) or "-"
+
+
 def run_show(args) -> int:
     from federation.coordinator.registry import show_task
 
@@ -51,14 +55,21 @@ def run_show(args) -> int:
     print(f"task {args.task} ({args.uri}): {len(versions)} version(s)")
     for v in versions:
         m = v["metrics"]
-        eps = ", ".join(f"{site} {value}" for site, value in v["epsilon"].items()) or "-"
         print(
             f"  version {v['version']:<3} {','.join(v['aliases']) or '-':<11} "
             f"parent {v['parent_version']:<5} "
             f"campaign {v['campaign']}  round {v['selected_round']}  "
             f"validation AUROC {_number(m.get('validation/pooled/auroc'))}  "
-            f"test AUROC {_number(m.get('test/pooled/auroc'))}  ε {eps}  run {v['run_id']}"
+            f"test AUROC {_number(m.get('test/pooled/auroc'))}  ε {_per_site(v['epsilon'])}  "
+            # the site's ledger after the run, every campaign (none on versions logged before)
+            f"site total ε {_per_site(v.get('site_epsilon') or {})}  run {v['run_id']}"
         )
+        if v.get("search"):
+            s = v["search"]
+            print(
+                f"      search of {s['trials']} trials: ε {_per_site(s['epsilon'])}; site total ε "
+                f"after it {_per_site(s['site_epsilon'])} ({s['summary']})"
+            )
     return 0
 
 

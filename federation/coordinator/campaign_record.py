@@ -76,6 +76,8 @@ class CampaignRecord:
     selected_round: int | None
     bar: Bar
     sites: list[str] = field(default_factory=list)
+    # per site, its lifetime ε after the run (its ledger: every run it joined; None: DP off)
+    site_epsilon: dict[str, float | None] = field(default_factory=dict)
 
 
 def key(*parts: str) -> str:
@@ -182,6 +184,7 @@ def read_campaign(run_dir: Path) -> CampaignRecord:
     summary = read_json(run_dir / SUMMARY)
     privacy = (summary.get("privacy") or {}).get("sites") or {}
     epsilon = {site: entry.get("epsilon") for site, entry in sorted(privacy.items())}
+    site_epsilon = {site: entry.get("site_epsilon") for site, entry in sorted(privacy.items())}
     return CampaignRecord(
         params={k: param_text(v) for k, v in flatten(config).items()},
         metrics=round_metrics(read_round_records(run_dir)) + selected_metrics(summary),
@@ -189,4 +192,5 @@ def read_campaign(run_dir: Path) -> CampaignRecord:
         selected_round=(summary.get("selection") or {}).get("round"),
         bar=bar_of(summary),
         sites=sorted(privacy) or sorted((config.get("data") or {}).get("sites") or {}),
+        site_epsilon=site_epsilon,
     )

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from federation.coordinator import site_ledgers
 from federation.coordinator.hydra_folder import (
     FolderRecord,
     move_log_file,
@@ -209,6 +210,11 @@ def run_flower(
                 "the ClientApp installed in its image: remove the override"
             )
 
+        if site_ledgers.wants_fresh(federation):  # a hospital's ledger is its own, never the coordinator's
+            raise ConfigError(
+                "federation.fresh_ledgers applies to simulated sites only; a deployed site spends "
+                "from the ledger at its own ledger-path: remove the override"
+            )
         sites = len(settings.data.sites)
         refuse_unreachable_minimums(settings, sites, "the dataset's sites (one node each) are")
         timeout = number(federation["timeout"], "federation.timeout", float)
@@ -227,27 +233,52 @@ def run_flower(
     if runtime not in SIMULATION_RUNTIMES:
         raise ConfigError(f"federation.runtime {runtime!r} is unknown; choose one of {SIMULATION_RUNTIMES}")
     check_site_files(settings, federation.get("data_dir"))
-    write_simulated_policies(settings, output_dir)
-    if runtime == "inprocess":
-        run_without_ray(
-            run_config | {"run.expected_nodes": num_nodes},
-            run_dir=output_dir,
-            num_nodes=num_nodes,
-            data_dir=federation.get("data_dir"),
-            client_app=federation.get("client_app"),
-        )
-    else:
-        from federation.coordinator.simulation import run_in_simulation
+    ledgers, line = simulated_ledgers(settings, federation, output_dir)
+    if line:
+        print(line, flush=True)
+    with site_ledgers.exported(ledgers):
+        write_simulated_policies(settings, output_dir)
+        if runtime == "inprocess":
+            run_without_ray(
+                run_config | {"run.expected_nodes": num_nodes},
+                run_dir=output_dir,
+                num_nodes=num_nodes,
+                data_dir=federation.get("data_dir"),
+                client_app=federation.get("client_app"),
+            )
+        else:
+            from federation.coordinator.simulation import run_in_simulation
 
-        run_in_simulation(
-            run_config | {"run.expected_nodes": num_nodes},
-            run_dir=output_dir,
-            num_nodes=num_nodes,
-            client_cpus=client_cpus,
-            data_dir=federation.get("data_dir"),
-            client_app=federation.get("client_app"),
-        )
+            run_in_simulation(
+                run_config | {"run.expected_nodes": num_nodes},
+                run_dir=output_dir,
+                num_nodes=num_nodes,
+                client_cpus=client_cpus,
+                data_dir=federation.get("data_dir"),
+                client_app=federation.get("client_app"),
+            )
     return num_nodes
+
+
+def simulated_ledgers(
+    settings: RunSettings, federation: dict[str, Any], output_dir: Path
+) -> tuple[Path | None, str | None]:
+    """The simulated sites' ledger folder (federation.coordinator.site_ledgers: the task's,
+    shared by its campaigns, unless ``federation.fresh_ledgers``) and the line to show.
+
+    A query run (compare, drift) keeps its own folder's ledgers as before (its sites find
+    what they kept for the runs asked about through those runs' site_policy.json): charging
+    queries to the task's shared ledgers is not done yet (docs/privacy.md)."""
+    from federation.coordinator.registry import task_name
+    from federation.coordinator.tuning import in_sweep
+
+    if settings.task != "train":
+        return None, None
+
+    sweep_dir = Path(HydraConfig.get().sweep.dir) if in_sweep() else None
+    return site_ledgers.ledger_folder(
+        federation, task_name(settings.data), output_dir, sweep_dir=sweep_dir, resumed=settings.resume
+    )
 
 
 def warm_start(cfg: DictConfig, settings: RunSettings):

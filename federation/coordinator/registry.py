@@ -95,6 +95,15 @@ def campaign_request(config: dict[str, Any], task: str) -> CampaignRequest | Non
     return CampaignRequest(str(name), str(registry.get("uri") or DEFAULT_URI), minimum)
 
 
+# Version tags of ε beyond the run's own (``epsilon.SITE``): the site's lifetime after the run,
+# and, for a sweep's trials, what the whole search spent and the lifetime after it.
+SITE_EPSILON = "site_epsilon"
+SEARCH_EPSILON = "search_epsilon"
+SEARCH_SITE_EPSILON = "search_site_epsilon"
+SEARCH_TRIALS = "search_trials"
+SEARCH_SUMMARY = "search_summary"
+
+
 def task_name(spec) -> str:
     """The registered model of a dataset spec: its name and label column (``uci_heart-num``)."""
     return f"{spec.name}-{spec.label.column}"
@@ -157,6 +166,8 @@ def _run_tags(settings, record, *, campaign: str, task: str, parent_version: str
         "selected_round": str(record.selected_round),
         "selection_split": record.bar.split,
         **{key("epsilon", site).replace("/", "."): _text(eps) for site, eps in record.epsilon.items()},
+        # the site's lifetime ε after the run (its ledger): earlier campaigns included
+        **{key(SITE_EPSILON, site).replace("/", "."): _text(e) for site, e in record.site_epsilon.items()},
     }
     return tags | ({"git_commit": commit, "mlflow.source.git.commit": commit} if commit else {})
 
@@ -313,7 +324,45 @@ def _version_view(client, version, aliases: list[str]) -> dict[str, Any]:
         "selected_round": tags.get("selected_round"),
         "metrics": _under(metrics, "selected/"),
         "epsilon": _under(tags, "epsilon."),
+        "site_epsilon": _under(tags, f"{SITE_EPSILON}."),
+        "search": _search_view(tags),
     }
+
+
+def _search_view(tags: dict[str, str]) -> dict[str, Any] | None:
+    """What the sweep this version came from spent (None: not from a sweep)."""
+    if SEARCH_TRIALS not in tags:
+        return None
+    return {
+        "trials": tags[SEARCH_TRIALS],
+        "summary": tags.get(SEARCH_SUMMARY),
+        "epsilon": _under(tags, f"{SEARCH_EPSILON}."),
+        "site_epsilon": _under(tags, f"{SEARCH_SITE_EPSILON}."),
+    }
+
+
+def record_search(uri: str, task: str, summary: dict[str, Any], summary_path: Path) -> list[str]:
+    """Tag every registered version of a sweep's trials (federation.coordinator.tuning) with
+    what the whole search spent per site (its ledger rows of every trial) and the site's
+    lifetime ε after it; returns the versions tagged."""
+    from federation.coordinator.campaign_record import key
+
+    trials = {str(Path(t["run_dir"]).resolve()) for t in summary["trials"]}
+    sites = (summary.get("privacy") or {}).get("sites") or {}
+    tags = {SEARCH_TRIALS: str(len(trials)), SEARCH_SUMMARY: str(Path(summary_path).resolve())}
+    for site, spent in sites.items():
+        tags[key(SEARCH_EPSILON, site).replace("/", ".")] = _text(spent.get("epsilon_search"))
+        tags[key(SEARCH_SITE_EPSILON, site).replace("/", ".")] = _text(spent.get("epsilon_site_total"))
+    tagged = []
+    with _registry_errors(uri):
+        client = _client(uri, create=False)
+        for version in _versions(client, task):
+            identity = dict(version.tags).get("run_identity")
+            if identity and str(Path(identity).resolve()) in trials:
+                for name, value in tags.items():
+                    client.set_model_version_tag(task, version.version, name, value)
+                tagged.append(str(version.version))
+    return tagged
 
 
 def _under(mapping: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -1,18 +1,21 @@
 """Federated tuning: ``lhsfed-train --multirun +tune=federated`` (Hydra's Optuna sweeper).
 
 Every trial is a whole federation, and with DP every trial spends ε at every site. So a
-sweep is accounted as one thing: all its trials write to the SAME site ledgers (one folder
-for the sweep in simulation, ``<sweep>/ledgers`` unless ``LHSFED_LEDGER_DIR`` is set), and
-each site's cap bounds the search as a whole, not each trial. The objective is the pooled
+sweep is accounted as one thing: all its trials write to the SAME site ledgers (in simulation
+the task's ledgers, shared with its campaigns: federation.coordinator.site_ledgers; with
+``federation.fresh_ledgers=true``, ``<sweep>/ledgers``), and each site's cap bounds the search
+as a whole, not each trial. The objective is the pooled
 validation loss of the trial's selected round (``summary["selection"]``): the test split
 plays no part in the choice. ``sweep_summary.json`` beside the trials says which trial won,
-every trial's loss, and the ε each site spent on the whole search, read back from the ledgers.
+every trial's loss, and per site the ε the whole search spent (every trial's training and
+releases) and the site's lifetime ε after it, read back from the ledgers; after each trial the
+registry versions of the sweep's trials (``campaign=``) are tagged with the same numbers, and
+a trial's report shows them (federation.modeler.run_evaluation).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,6 @@ from federation.core.run_layout import (
     HYDRA_OVERRIDES,
     SITE_POLICY,
     SUMMARY,
-    SWEEP_LEDGERS,
     SWEEP_SUMMARY,
     read_json,
 )
@@ -53,14 +55,6 @@ def trial_objective(run_dir: Path) -> float:
             f"{Path(run_dir) / SUMMARY} has no selection.validation.loss (no round "
             "was validated); this trial cannot be scored"
         ) from None
-
-
-def shared_ledger_dir(sweep_dir: Path) -> Path:
-    """The sweep's one ledger folder: ``LHSFED_LEDGER_DIR`` if set, else ``<sweep>/ledgers``,
-    exported so that every trial's simulated sites (Ray workers inherit it) use it."""
-    if not os.environ.get("LHSFED_LEDGER_DIR"):
-        os.environ["LHSFED_LEDGER_DIR"] = str((Path(sweep_dir) / SWEEP_LEDGERS).resolve())
-    return Path(os.environ["LHSFED_LEDGER_DIR"])
 
 
 # ---- the sweep summary: pure reads of the trial folders and the site ledgers ----------------
@@ -156,6 +150,28 @@ def write_sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -
     return path
 
 
+def tag_registered_trials(config: DictConfig, summary_path: Path) -> None:
+    """A sweep with ``campaign=`` (or ``registry.enabled``): every registry version of its
+    trials gets the whole search's ε per site so far (the last trial's tags: the whole search's)."""
+    import json
+
+    from federation.coordinator.registry import campaign_request, record_search, task_name
+    from federation.core.dataspec import spec_from_json
+
+    data = OmegaConf.to_container(config.data, resolve=True)
+    task = task_name(spec_from_json(json.dumps(data, sort_keys=True)))
+    registry = OmegaConf.select(config, "registry", default=None)
+    wanted = {
+        "campaign": OmegaConf.select(config, "campaign", default=None),
+        "registry": OmegaConf.to_container(registry, resolve=True) if registry is not None else {},
+    }
+    request = campaign_request(wanted, task)
+    summary = read_json(summary_path) or {}
+    if request is None or not summary.get("trials"):
+        return
+    record_search(request.uri, task, summary, summary_path)
+
+
 # ---- the Hydra callback ---------------------------------------------------------------------
 
 
@@ -171,8 +187,7 @@ class SweepAccounting(Callback):
         self.errors: dict[str, str] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ledgers = shared_ledger_dir(Path(config.hydra.sweep.dir))
-        log.info("every trial of this sweep spends from the site ledgers in %s", ledgers)
+        log.info("every trial of this sweep spends from the same site ledgers (site_policy.json)")
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -184,6 +199,7 @@ class SweepAccounting(Callback):
         if failed:
             self.errors[run_dir.name] = str(error)
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
+        tag_registered_trials(config, path)
         if isinstance(error, LhsFedError):
             print(
                 f"lhsfed-train: error: trial {run_dir.name} ({run_dir}): "

@@ -35,7 +35,6 @@ MODEL_CARD = "model_card.json"
 EXPORTED_MODELS = {"torchscript": "model.pt", "onnx": "model.onnx"}  # by --format
 # A sweep folder (lhsfed-train --multirun)
 SWEEP_SUMMARY = "sweep_summary.json"
-SWEEP_LEDGERS = LEDGERS  # one ledger folder for every trial of a sweep
 
 # What a run writes into its folder; a new run must not start where these are.
 # lhsfed drift's record; in a run folder: the check that preceded a campaign warm-started from

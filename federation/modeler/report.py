@@ -30,14 +30,18 @@ _STYLE = (
 )
 
 
-def _epsilon(privacy: dict[str, Any], site: str) -> str:
+def _epsilon(privacy: dict[str, Any], site: str, key: str = "epsilon") -> str:
     if not privacy.get("enabled"):
         return "∞ (no DP)"
-    return fmt(privacy.get("epsilon", {}).get(site))
+    return fmt((privacy.get(key) or {}).get(site))
 
 
 def data_table(evaluation: dict[str, Any]) -> Table:
+    """Per site: data sizes, this run's ε, the site's lifetime ε (its ledger, every campaign)
+    and, for a sweep's trial, what the whole search spent and the lifetime after it."""
     privacy = evaluation["privacy"]
+    search = privacy.get("search") if privacy.get("enabled") else None
+    search = search and {**search, "enabled": True}
     rows = [
         [
             site,
@@ -45,17 +49,23 @@ def data_table(evaluation: dict[str, Any]) -> Table:
             fmt(d["n_test"]),
             fmt(evaluation["sites"][site]["n_positive"]),
             _epsilon(privacy, site),
+            _epsilon(privacy, site, "site_epsilon"),
+            *([_epsilon(search, site), _epsilon(search, site, "site_epsilon")] if search else []),
         ]
         for site, d in evaluation["data"].items()
     ]
-    return Table(
-        "Sites: data sizes and privacy spent",
-        ["site", "train rows", "test rows", "test positives", "ε spent"],
-        rows,
-        f"δ = {privacy['delta']:g}; ε target {privacy['target_epsilon']:g} per site"
+    header = ["site", "train rows", "test rows", "test positives", "ε spent (this run)", "site total ε"]
+    if search:
+        header += [f"ε of the search ({search['trials']} trials)", "site total ε after the search"]
+    note = (
+        f"δ = {privacy['delta']:g}; ε target {privacy['target_epsilon']:g} per site; site total: "
+        "the site's ledger after this run, every campaign it took part in"
         if privacy.get("enabled")
-        else "DP off: the updates carry no privacy guarantee",
+        else "DP off: the updates carry no privacy guarantee"
     )
+    if search:
+        note += f"; this run was one trial of a sweep, which every trial's ε counts in ({search['summary']})"
+    return Table("Sites: data sizes and privacy spent", header, rows, note)
 
 
 def metrics_table(evaluation: dict[str, Any]) -> Table:

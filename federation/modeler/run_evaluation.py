@@ -29,7 +29,7 @@ from federation.core.run_layout import METRICS, json_safe
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models
 from federation.modeler import usefulness
-from federation.modeler.run_loader import SavedModel, read_summary
+from federation.modeler.run_loader import SavedModel, read_summary, search_privacy
 
 SCORED_HERE = "simulation: scored here on the sites' test rows"
 POOLED = "pooled"
@@ -161,6 +161,8 @@ def _privacy(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
         "site_epsilon": {site: (v or {}).get("site_epsilon") for site, v in spent.items()},
         # what stopping early left of the planned ε (older runs: absent, None)
         "unspent_epsilon": {site: (v or {}).get("unspent_epsilon") for site, v in spent.items()},
+        # a sweep's trial: what the whole search spent per site, and the site total after it
+        "search": search_privacy(run_dir),
     }
 
 

@@ -22,6 +22,7 @@ from federation.core.run_layout import (
     MODEL,
     ROUNDS,
     SUMMARY,
+    SWEEP_SUMMARY,
     read_json,
     round_model,
 )
@@ -127,6 +128,25 @@ def data_dir_of(run_dir: Path) -> Path | None:
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
     return read_json(Path(run_dir) / SUMMARY) or {}
+
+
+def search_privacy(run_dir: Path) -> dict[str, Any] | None:
+    """What the sweep this run was a trial of spent, per site (the sweep's
+    ``sweep_summary.json`` beside the trial folders: every trial's ledger rows, and the site's
+    lifetime ε after the search); None for a run that was no sweep's trial."""
+    sweep = read_json(Path(run_dir).parent / SWEEP_SUMMARY)
+    if not isinstance(sweep, dict):
+        return None
+    trials = {str(Path(t["run_dir"]).resolve()) for t in sweep.get("trials") or []}
+    if str(Path(run_dir).resolve()) not in trials:
+        return None
+    sites = (sweep.get("privacy") or {}).get("sites") or {}
+    return {
+        "trials": len(trials),
+        "summary": str((Path(run_dir).parent / SWEEP_SUMMARY).resolve()),
+        "epsilon": {site: v.get("epsilon_search") for site, v in sites.items()},
+        "site_epsilon": {site: v.get("epsilon_site_total") for site, v in sites.items()},
+    }
 
 
 def selected_round(run_dir: Path) -> int | None:

@@ -18,8 +18,10 @@ def run_launcher(
     multirun: bool = False,
     timeout: float = 600,
     env: dict[str, str] | None = None,
+    run_dir: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``.
+    """Run ``lhsfed-train`` as a user would, in ``tmp``, with its run folder under ``tmp``
+    (``tmp/run``, or ``run_dir``: a second run from the same working directory).
 
     ``env`` adds environment variables (e.g. the simulated sites' privacy policy).
     """
@@ -28,10 +30,20 @@ def run_launcher(
         args.insert(1, "--multirun")
         args.append(f"hydra.sweep.dir={tmp / 'multirun'}")
     else:
-        args.append(f"hydra.run.dir={tmp / 'run'}")
+        args.append(f"hydra.run.dir={run_dir or tmp / 'run'}")
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", **(env or {})}
     return subprocess.run(args, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def ledger_folder(run_dir: Path) -> Path:
+    """Where a launched run's simulated sites kept their ledgers (its ``site_policy.json``:
+    by default the task's folder shared by its campaigns, federation.coordinator.site_ledgers)."""
+    from federation.coordinator.site_ledgers import recorded_folder
+
+    folder = recorded_folder(run_dir)
+    assert folder is not None, f"{run_dir} has no site_policy.json naming one ledger folder"
+    return folder

@@ -14,6 +14,7 @@ import pytest
 
 from federation.core.records import read_rounds
 from tests.helpers.faulty_client import run_with_faults
+from tests.helpers.runs import ledger_folder
 
 pytestmark = pytest.mark.slow
 FAULTS = "va:nan@1,va:scale@2,va:shape@3,hungary:raise@2"
@@ -56,7 +57,7 @@ def test_crashed_site_is_skipped_then_rejoins(fault_run):
     # server names the site.
     assert crash["reason"] == "site error (RuntimeError) (details in the site's log)"
     assert (crash["stage"], crash["site"]) == ("train", "hungary") and crash["node"] > 1
-    assert "injected test fault: site hungary crashed" in (run_dir / "ledgers" / "site.log").read_text()
+    assert "injected test fault: site hungary crashed" in (ledger_folder(run_dir) / "site.log").read_text()
     assert records[2]["aggregated"] == ["cleveland", "hungary", "switzerland"]
     assert records[2]["failures"] == []
     assert summary["rounds"] == 3 and summary["metrics"]["pooled"]["auroc"] > 0.7

@@ -20,6 +20,7 @@ import pytest
 
 from client.ledger import open_site_ledger
 from client.site_policy import LEDGER_SUFFIX, simulated_policy
+from federation.coordinator.site_ledgers import recorded_folder
 from federation.core.records import read_rounds
 from server.checkpoint import load_resume_state
 from tests.helpers.privacy_runs import rdp_epsilon
@@ -45,7 +46,10 @@ def _ours(mark: str) -> list[str]:
 
 def _reserved_round(run_dir: Path, site: str) -> int:
     """Highest round the site's ledger holds steps for (read-only; 0 before any)."""
-    path = run_dir / "ledgers" / f"{site}{LEDGER_SUFFIX}"
+    folder = recorded_folder(run_dir)  # the launcher writes site_policy.json before the sites start
+    if folder is None:
+        return 0
+    path = folder / f"{site}{LEDGER_SUFFIX}"
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
             return int(conn.execute("SELECT max(server_round) FROM spend").fetchone()[0] or 0)

@@ -4,7 +4,10 @@ Real ``lhsfed-train --multirun +tune=federated`` sweeps (Hydra's basic launcher:
 after another in one process, each a whole simulated federation; ``federation.runtime=inprocess``
 runs the same ServerApp loop and ClientApp without Ray's ~15 s start per trial). The ledgers are read back
 as the sites wrote them and ε is recomputed with Opacus's RDP analysis, independently of the
-project's accounting.
+project's accounting. The sweep's trials spend from the task's shared ledgers (nothing said
+about ledgers: ``outputs/ledgers/uci_heart-num`` under the working directory), are logged as
+campaigns, and the whole search's ε is what sweep_summary.json, the report of a trial and
+``lhsfed registry show`` give for every version the search registered.
 """
 
 from __future__ import annotations
@@ -17,12 +20,24 @@ from omegaconf import OmegaConf
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
+from federation.modeler.report_format import fmt
+from tests.helpers.epsilon_views import registry_show, report_sites, shown_per_site
 from tests.helpers.privacy_runs import rdp_epsilon, round_steps
 from tests.helpers.runs import read_json, run_launcher
 
 pytestmark = pytest.mark.slow
 SITES = ("cleveland", "hungary", "switzerland", "va")
 SWEEP = ("hydra/sweeper=optuna", "+tune=federated", "federation.runtime=inprocess")
+TASK = "uci_heart-num"
+
+
+def _shared(sweep: Path) -> Path:
+    """The task's simulated ledgers under the sweep's working directory."""
+    return sweep.parent / "outputs" / "ledgers" / TASK
+
+
+def _uri(sweep: Path) -> str:
+    return f"sqlite:///{sweep.parent / 'registry.db'}"
 
 
 def _ledger(ledgers: Path, site: str) -> SiteLedger:
@@ -35,7 +50,8 @@ def _ledger(ledgers: Path, site: str) -> SiteLedger:
 def sweep(tmp_path_factory) -> Path:
     """A 3-trial Optuna sweep, 2 rounds per trial, DP on (ε=3 per trial)."""
     tmp = tmp_path_factory.mktemp("tuning")
-    proc = run_launcher(tmp, *SWEEP, "rounds=2", "hydra.sweeper.n_trials=3", multirun=True)
+    registry = ("campaign=search", f"registry.uri={_uri(tmp / 'multirun')}", "registry.min_pooled_auroc=0")
+    proc = run_launcher(tmp, *SWEEP, *registry, "rounds=2", "hydra.sweeper.n_trials=3", multirun=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     return tmp / "multirun"
@@ -58,7 +74,7 @@ def test_three_trials_complete_and_the_best_is_the_lowest_validation_loss(sweep)
 
 
 def test_the_site_ledgers_hold_every_trials_steps(sweep):
-    summary, ledgers = read_json(sweep / "sweep_summary.json"), sweep / "ledgers"
+    summary, ledgers = read_json(sweep / "sweep_summary.json"), _shared(sweep)
     runs = [Path(t["run_dir"]) for t in summary["trials"]]
     for run in runs:  # no trial kept a ledger of its own
         assert not (run / "ledgers").exists()
@@ -68,6 +84,8 @@ def test_the_site_ledgers_hold_every_trials_steps(sweep):
     for site in SITES:
         ledger = _ledger(ledgers, site)
         assert {e.run for e in ledger.entries()} == {str(r) for r in runs}
+        # every trial's releases are charged too (validation each round, the test split once)
+        assert {e.run for e in ledger.entries() if e.is_release} == {str(r) for r in runs}
         for run in runs:  # the ledger's steps are the steps the server saw the site take
             np.testing.assert_allclose(
                 ledger.training_history(str(run)), list(round_steps(run, site).values()), rtol=1e-12
@@ -83,16 +101,20 @@ def test_the_site_ledgers_hold_every_trials_steps(sweep):
 
 def test_a_trial_the_site_cap_refuses_stops_the_sweep_with_one_line(tmp_path):
     # Trial 0 spends ε≈3 at each site; trial 1's first round would bring every site to ≈4 > 3.5.
+    # Fresh ledgers: one folder of the sweep's own, shared by its trials (and said so).
     cap = 3.5
     proc = run_launcher(
         tmp_path,
         *SWEEP,
+        "federation.fresh_ledgers=true",
         "rounds=1",
         "hydra.sweeper.n_trials=2",
         multirun=True,
         env={"LHSFED_MAX_EPSILON": str(cap)},
     )
     sweep = tmp_path / "multirun"
+    said = "fresh ledgers: ε of earlier campaigns is not counted (the sites' ledgers start empty in"
+    assert f"{said} {sweep / 'ledgers'})" in proc.stdout
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("lhsfed-train: error:")]
@@ -103,3 +125,31 @@ def test_a_trial_the_site_cap_refuses_stops_the_sweep_with_one_line(tmp_path):
         ledger = _ledger(sweep / "ledgers", site)
         assert {e.run for e in ledger.entries()} == {summary["trials"][0]["run_dir"]}
         assert rdp_epsilon(ledger.history()) <= cap
+
+
+def test_the_whole_search_is_shown_in_the_summary_the_report_and_the_registry(sweep, capsys):
+    """Per site, the ε the search cost (every trial's rows) and the site's lifetime ε after
+    it, both recomputed from the ledger, are what sweep_summary.json, a trial's report and
+    every registered version of the search show."""
+    summary = read_json(sweep / "sweep_summary.json")
+    runs = {t["run_dir"] for t in summary["trials"]}
+    best = Path(summary["best"]["run_dir"])
+    rows = report_sites(best, capsys)
+    shown = registry_show(_uri(sweep), TASK, capsys)
+    versions = [line for line in shown if line.strip().startswith("version ")]
+    searches = [line for line in shown if "search of 3 trials" in line]
+    assert versions and len(searches) == len(versions)  # every version the search registered
+    for site in SITES:
+        ledger = _ledger(_shared(sweep), site)
+        search = rdp_epsilon([e.accountant_step for e in ledger.entries() if e.run in runs])
+        lifetime = rdp_epsilon(ledger.history())
+        reported = summary["privacy"]["sites"][site]
+        assert reported["epsilon_search"] == pytest.approx(search, rel=1e-9)
+        assert reported["epsilon_site_total"] == pytest.approx(lifetime, rel=1e-9)
+        assert rows[site]["ε of the search (3 trials)"] == fmt(search)
+        assert rows[site]["site total ε after the search"] == fmt(lifetime)
+        this_run = read_json(best / "summary.json")["privacy"]["sites"][site]["epsilon"]
+        assert rows[site]["ε spent (this run)"] == fmt(this_run) and this_run < search
+        for line in searches:
+            assert shown_per_site(line, "search of 3 trials: ε")[site] == pytest.approx(search, rel=1e-5)
+            assert shown_per_site(line, "site total ε after it")[site] == pytest.approx(lifetime, rel=1e-5)

@@ -13,7 +13,7 @@ from federation.coordinator.flwr_app_config import compose_config
 from federation.core.data import site_file
 from federation.core.dataspec import parse_dataset_spec
 from federation.core.errors import DataError
-from tests.helpers.runs import read_json, run_launcher
+from tests.helpers.runs import ledger_folder, read_json, run_launcher
 
 SPEC = parse_dataset_spec(compose_config()["data"])
 STRICT = dataclasses.replace(SPEC, strict_values=True)
@@ -80,5 +80,5 @@ def test_a_site_with_bad_values_sits_out_while_the_others_train(tmp_path):
     assert "data check failed: 1 problem (details in the site's log)" in log
     assert "outside [18, 100] years" not in log
     assert not re.search(r"(?<![\d.])430(?![\d.])", log)  # the bad age itself (not 0.8430...)
-    site_log = (tmp_path / "run" / "ledgers" / "site.log").read_text()
+    site_log = (ledger_folder(tmp_path / "run") / "site.log").read_text()
     assert "site va: " in site_log and "outside [18, 100] years" in site_log

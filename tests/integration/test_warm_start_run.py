@@ -1,15 +1,20 @@
-"""Campaign 2 warm-started from campaign 1 (issue M, acceptance 4 and the warm start itself).
+"""Campaign 2 warm-started from campaign 1 (issue M, acceptance 4 and the warm start itself;
+issue P, acceptance 6: the ε shown is the ε the sites' ledgers hold, every campaign included).
 
 Campaign 1 is the session's ``dp_run`` (DP on, 5 rounds, Ray). Campaign 2 runs in-process,
-DP on, 2 rounds, ``init=`` that run folder, on a copy of its sites' ledger folder (ledgers,
-node keys and node state together, so ``dp_run`` itself stays as other tests expect it):
-as ``LHSFED_LEDGER_DIR`` shared by two campaigns would. Its learning rate is tiny, so
+DP on, 2 rounds, ``init=`` that run folder, ``campaign=`` into a registry, with nothing said
+about ledgers: the simulated sites spend from the task's ledger folder under the working
+directory (``outputs/ledgers/uci_heart-num``), as campaign 1's did. Campaign 2 runs in a
+copy of campaign 1's working directory's ledger folder (ledgers, node keys and node state
+together, so ``dp_run`` itself stays as other tests expect it). Its learning rate is tiny, so
 its round-1 global model is its round 0: the parent's model, which shows where it started.
+A third, throwaway run (``federation.fresh_ledgers=true``) starts from empty ledgers and says so.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,31 +25,49 @@ from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
 from federation.core.model import build_model
 from federation.core.records import read_rounds
-from federation.core.run_layout import LEDGERS, MODEL, SUMMARY, round_model
+from federation.core.run_layout import MODEL, SUMMARY, round_model
 from federation.core.safe_load import load_weights_only
 from federation.core.settings import model_spec
+from federation.modeler.report_format import fmt
 from federation.modeler.run_loader import load_settings
+from tests.helpers.epsilon_views import registry_show, report_sites, shown_per_site
 from tests.helpers.privacy_runs import rdp_epsilon, round_steps
 from tests.helpers.runs import read_json, run_launcher
 
 pytestmark = pytest.mark.slow
 SITES = ("cleveland", "hungary", "switzerland", "va")
+TASK = "uci_heart-num"
+SHARED = Path("outputs") / "ledgers" / TASK  # the task's simulated ledgers, per working directory
 
 
 @pytest.fixture(scope="module")
 def campaigns(dp_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("warm_start")
-    ledgers = shutil.copytree(dp_run / LEDGERS, tmp / "ledgers")
+    ledgers = shutil.copytree(dp_run.parent / SHARED, tmp / SHARED)
+    uri = f"sqlite:///{tmp / 'registry.db'}"
     proc = run_launcher(
         tmp,
         f"init={dp_run}",
         "rounds=2",
         "federation.runtime=inprocess",
         "train.lr=1e-9",
-        env={"LHSFED_LEDGER_DIR": str(ledgers)},
+        "campaign=warm",
+        f"registry.uri={uri}",
+        "registry.min_pooled_auroc=0",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return SimpleNamespace(first=dp_run, second=tmp / "run", ledgers=ledgers, stdout=proc.stdout)
+    return SimpleNamespace(first=dp_run, second=tmp / "run", ledgers=ledgers, stdout=proc.stdout, uri=uri)
+
+
+def _ledger(folder: Path, site: str) -> SiteLedger:
+    identity = NodeIdentity.of_key(folder / f"{site}.key")
+    return SiteLedger(folder / f"{site}.sqlite", site=site, identity=identity)
+
+
+def _lifetime(folder: Path, site: str) -> float:
+    """The site's ε over every row of its ledger (training and releases of every campaign),
+    recomputed with Opacus's RDP analysis."""
+    return rdp_epsilon(_grouped(_ledger(folder, site).history()))
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
@@ -87,11 +110,7 @@ def test_site_ledgers_compose_both_campaigns(campaigns):
     summary = read_json(campaigns.second / SUMMARY)["privacy"]["sites"]
     for site in SITES:
         first, second = (list(round_steps(run, site).values()) for run in (campaigns.first, campaigns.second))
-        ledger = SiteLedger(
-            campaigns.ledgers / f"{site}.sqlite",
-            site=site,
-            identity=NodeIdentity.of_key(campaigns.ledgers / f"{site}.key"),
-        )
+        ledger = _ledger(campaigns.ledgers, site)
 
         assert len(second) == 2 and first
         np.testing.assert_allclose(ledger.training_history(), first + second, rtol=1e-12)
@@ -104,3 +123,53 @@ def test_site_ledgers_compose_both_campaigns(campaigns):
         this_campaign = [e.accountant_step for e in ledger.entries() if e.run == str(campaigns.second)]
         assert summary[site]["epsilon"] == pytest.approx(rdp_epsilon(_grouped(this_campaign)), rel=1e-6)
         assert summary[site]["epsilon"] < lifetime
+
+
+def test_campaign_2_spent_from_the_tasks_shared_ledgers_without_being_told(campaigns):
+    policies = read_json(campaigns.second / "site_policy.json")
+    assert {p["ledger_path"] for p in policies.values()} == {
+        str(campaigns.ledgers / f"{site}.sqlite") for site in SITES
+    }
+    assert not (campaigns.second / "ledgers").exists()
+    assert "fresh ledgers" not in campaigns.stdout
+
+
+def test_report_and_registry_show_each_sites_lifetime_epsilon_of_its_ledger(campaigns, capsys):
+    """summary.json, the report and ``lhsfed registry show`` all show, per site, the ε its
+    ledger holds over both campaigns (recomputed from the rows), not campaign 2's alone."""
+    summary = read_json(campaigns.second / SUMMARY)["privacy"]["sites"]
+    rows = report_sites(campaigns.second, capsys)
+    shown = registry_show(campaigns.uri, TASK, capsys)
+    version = next(line for line in shown if line.strip().startswith("version 1"))
+    registry_totals = shown_per_site(version, "site total ε")
+    registry_run = shown_per_site(version, "ε")
+    for site in SITES:
+        lifetime = _lifetime(campaigns.ledgers, site)
+        assert summary[site]["site_epsilon"] == pytest.approx(lifetime, rel=1e-9)
+        assert rows[site]["site total ε"] == fmt(lifetime)
+        assert rows[site]["ε spent (this run)"] == fmt(summary[site]["epsilon"])
+        assert registry_totals[site] == pytest.approx(lifetime, rel=1e-5)
+        assert registry_run[site] == pytest.approx(summary[site]["epsilon"], rel=1e-5)
+        assert registry_run[site] < registry_totals[site]
+
+
+def test_a_fresh_ledgers_run_says_so_and_counts_no_earlier_campaign(campaigns):
+    tmp = campaigns.second.parent
+    proc = run_launcher(
+        tmp,
+        "rounds=1",
+        "federation.runtime=inprocess",
+        "federation.fresh_ledgers=true",
+        run_dir=tmp / "fresh",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = tmp / "fresh"
+    said = "fresh ledgers: ε of earlier campaigns is not counted (the sites' ledgers start empty in"
+    assert f"{said} {fresh / 'ledgers'})" in proc.stdout
+    summary = read_json(fresh / SUMMARY)["privacy"]["sites"]
+    for site in SITES:
+        lifetime = _lifetime(fresh / "ledgers", site)
+        assert {e.run for e in _ledger(fresh / "ledgers", site).entries()} == {str(fresh)}
+        assert summary[site]["site_epsilon"] == pytest.approx(lifetime, rel=1e-9)
+        assert summary[site]["site_epsilon"] == pytest.approx(summary[site]["epsilon"], rel=1e-9)
+        assert lifetime < _lifetime(campaigns.ledgers, site)

@@ -292,7 +292,9 @@ def test_a_simulation_shows_what_each_simulated_site_enforced(dp_run):
     for site, policy in policies.items():
         # δ "auto": each derives its own from its training rows (1e-5 for these small sites)
         assert (policy["max_epsilon"], policy["delta"], policy["require_dp"]) == (10.0, "auto", False)
-        assert policy["ledger_path"] == str(dp_run / "ledgers" / f"{site}.sqlite")
+        # the task's ledgers, shared by its campaigns (federation.coordinator.site_ledgers)
+        shared = dp_run.parent / "outputs" / "ledgers" / "uci_heart-num"
+        assert policy["ledger_path"] == str(shared / f"{site}.sqlite")
     first = json.loads((dp_run / "metrics.jsonl").read_text().splitlines()[0])
     assert {m["delta"] for m in first["train"].values()} == {1e-5}
 

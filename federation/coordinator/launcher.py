@@ -277,7 +277,12 @@ def simulated_ledgers(
 
     sweep_dir = Path(HydraConfig.get().sweep.dir) if in_sweep() else None
     return site_ledgers.ledger_folder(
-        federation, task_name(settings.data), output_dir, sweep_dir=sweep_dir, resumed=settings.resume
+        federation,
+        task_name(settings.data),
+        output_dir,
+        sweep_dir=sweep_dir,
+        resumed=settings.resume,
+        private=settings.privacy.enabled,
     )
 
 

@@ -30,6 +30,10 @@ from federation.core.run_layout import LEDGERS, SITE_POLICY, read_json
 
 DEFAULT_LEDGER_DIR = Path("outputs") / LEDGERS  # beside outputs/runs and outputs/multirun
 FRESH_LINE = "fresh ledgers: ε of earlier campaigns is not counted (the sites' ledgers start empty in {})"
+NO_DP_LINE = (
+    "privacy=off: this run's sites keep fresh ledgers in {} (its exact releases would make the "
+    "task's shared ledgers' ε infinite and refuse every later DP campaign)"
+)
 
 
 def wants_fresh(federation: dict[str, Any]) -> bool:
@@ -41,10 +45,20 @@ def wants_fresh(federation: dict[str, Any]) -> bool:
 
 
 def ledger_folder(
-    federation: dict[str, Any], task: str, run_dir: Path, *, sweep_dir: Path | None, resumed: bool
+    federation: dict[str, Any],
+    task: str,
+    run_dir: Path,
+    *,
+    sweep_dir: Path | None,
+    resumed: bool,
+    private: bool = True,
 ) -> tuple[Path | None, str | None]:
     """(the folder the simulated sites' ledgers go to, None to leave ``LHSFED_LEDGER_DIR`` as
-    it is; the console line to show, or None)."""
+    it is; the console line to show, or None).
+
+    A run without DP (``private=False``) is a throwaway by nature: its releases are exact,
+    their ε infinite, so in the task's shared ledgers it would end every later DP campaign of
+    the task. It gets fresh ledgers of its own, and the console says why."""
     fresh = wants_fresh(federation)
     explicit = os.environ.get(LEDGER_DIR_ENV)
     if explicit:
@@ -56,9 +70,9 @@ def ledger_folder(
         return None, None
     if resumed and (recorded := recorded_folder(run_dir)) is not None:
         return recorded, None
-    if fresh:
+    if fresh or not private:
         folder = (Path(sweep_dir) if sweep_dir else Path(run_dir)).absolute() / LEDGERS
-        return folder, FRESH_LINE.format(folder)
+        return folder, (FRESH_LINE if fresh else NO_DP_LINE).format(folder)
     root = Path(str(federation.get("ledger_dir") or DEFAULT_LEDGER_DIR)).expanduser()
     return root.absolute() / task, None
 

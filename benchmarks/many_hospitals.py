@@ -8,6 +8,7 @@ grows with the number of sites.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmarks.common import BIN, REPO, fresh_run_dir, run_watched, synth_cohort
@@ -25,6 +26,7 @@ def command(data_dir: Path, run_dir: Path, rounds: int) -> list[str]:
         "train.batch_size=256",
         "strategy.round_timeout=7200",
         f"hydra.run.dir={run_dir}",
+        "federation.fresh_ledgers=true",  # each size a first campaign: no ε from another run
     ]
 
 
@@ -34,7 +36,10 @@ def run_one(work: Path, *, sites: int, rows: int, rounds: int) -> dict:
     run_dir = fresh_run_dir(work / f"run_{sites}x{rows}x{rounds}")
     result = run_watched(command(data_dir, run_dir, rounds), cwd=REPO, timeout=4 * 3600)
     summary = (run_dir / SUMMARY).read_text()
+    counts = json.loads(summary)
     return {
+        "sites_trained": counts.get("sites_trained"),
+        "sites_never_trained": counts.get("sites_never_trained", []),
         "sites": sites,
         "rows": rows,
         "rounds": rounds,

@@ -49,3 +49,12 @@ def deployment_network(tmp_path_factory):
 
     with walkthrough_network(tmp_path_factory.mktemp("deployment")) as net:
         yield net
+
+
+LAST = ("tests/integration/test_containers.py",)  # waits for images `make test` builds meanwhile
+
+
+def pytest_collection_modifyitems(config, items):
+    """The container test goes last: `make test` builds its images in the background while
+    the rest of the suite runs (Makefile, ``test``), so it rarely waits for them."""
+    items.sort(key=lambda item: any(item.nodeid.startswith(path) for path in LAST))

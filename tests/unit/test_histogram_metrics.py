@@ -67,6 +67,6 @@ def test_selection_prefers_a_later_round_the_noise_cannot_tell_from_the_best():
 
 
 def test_the_registry_bar_refuses_only_a_model_below_it_by_more_than_its_noise():
-    assert not Bar(0.55, "validation").reached(0.6)
-    assert Bar(0.55, "validation", se=0.05).reached(0.6)  # 0.55 + 1.645·0.05 > 0.6
-    assert not Bar(0.40, "validation", se=0.05).reached(0.6)
+    assert not Bar(0.55).reached(0.6)
+    assert Bar(0.55, se=0.05).reached(0.6)  # 0.55 + 1.645·0.05 > 0.6
+    assert not Bar(0.40, se=0.05).reached(0.6)

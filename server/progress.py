@@ -115,8 +115,9 @@ def show_round(record: dict[str, Any], total_rounds: int) -> None:
 
 
 def stop_line(selection: dict[str, Any], total_rounds: int) -> str:
+    better = "clearly better (beyond its noise)" if selection.get("improvement") == "clear" else "better"
     return (
-        f"[cyan]stopped early: no better pooled validation {selection['metric']} for "
+        f"[cyan]stopped early: no {better} pooled validation {selection['metric']} for "
         f"{selection['patience']} round(s); round {selection['round']} of {total_rounds} "
         "planned is the model handed out[/cyan]"
     )

@@ -77,9 +77,40 @@ def chosen_round(records: list[Record], metric: str) -> int | None:
     return selected if selected is not None else (records[-1].round if records else None)
 
 
+def _last_clear_improvement(records: list[Record], metric: str) -> int | None:
+    """The latest round better than the previous such round by more than :data:`TIE_Z`
+    standard errors of their difference (the first candidate is one; exact values: any
+    strictly better value), or None without a candidate. The reference moves only on a clear
+    improvement (Keras's ``min_delta``), here with the releases' own noise as the margin."""
+    sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
+    reference: tuple[int, float, float] | None = None
+    for candidate in _candidates(records, metric):
+        margin = TIE_Z * (candidate[2] ** 2 + reference[2] ** 2) ** 0.5 if reference else 0.0
+        if reference is None or sign * (reference[1] - candidate[1]) > margin:
+            reference = candidate
+    return None if reference is None else reference[0]
+
+
+def rounds_without_improvement(records: list[Record], metric: str, improvement: str = "tie") -> int | None:
+    """Rounds completed since the last improvement (None: no round released a validation metric).
+
+    ``tie``: since the round :func:`select` hands out, the latest within the noise of the best,
+    so noise too large to tell rounds apart never stops a run. ``clear``: since the last round
+    clearly better than the one before it (:func:`_last_clear_improvement`), so such noise
+    stops it after ``patience`` rounds: the releases show no gain worth the next round's ε.
+    With exact values (no DP) both count from the first round with the best value.
+    """
+    if improvement == "clear":
+        found = _last_clear_improvement(records, metric)
+        return None if found is None else records[-1].round - found
+    selection = select(records, metric)
+    return None if selection.round is None else selection.rounds_since
+
+
 def should_stop(records: list[Record], metric: str, rules: EarlyStoppingSettings) -> bool:
-    """Patience ran out: ``patience`` rounds since the best one (never without a best round)."""
+    """Patience ran out: ``patience`` rounds without an improvement (``rules.improvement``;
+    never without a validation metric)."""
     if rules.patience <= 0 or len(records) < max(rules.min_rounds, 1):
         return False
-    selection = select(records, metric)
-    return selection.round is not None and selection.rounds_since >= rules.patience
+    since = rounds_without_improvement(records, metric, rules.improvement)
+    return since is not None and since >= rules.patience

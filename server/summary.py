@@ -85,6 +85,7 @@ def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[
         "stopped_early": last < settings.rounds and should_stop(rounds, metric, settings.early_stopping),
         "rounds_planned": settings.rounds,
         "patience": settings.early_stopping.patience,
+        "improvement": settings.early_stopping.improvement,
     }
 
 

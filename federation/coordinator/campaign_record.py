@@ -51,19 +51,25 @@ ARTIFACTS = {
 
 @dataclass(frozen=True)
 class Bar:
-    """The selected round's pooled AUROC that a new version must reach, and its split."""
+    """The selected round's pooled VALIDATION AUROC, which a new version must reach, and its
+    standard error. The bar is a decision, so it reads the validation split only, as selection
+    does: the test split is reported (``selected/test/...``), never decided by; a run without
+    a validation AUROC (no validation rows, or DP releases whose noisy class totals left it
+    undefined) registers no version."""
 
     auroc: float | None
-    split: str  # "validation", or "test" when the run had no validation rows
     se: float = 0.0  # its standard error when it came from the sites' DP releases
+    split = "validation"  # the one split a bar is read on (a tag of the version: selection_split)
 
     def reached(self, minimum: float) -> bool:
         """The bar is reached unless the AUROC is below it by more than its noise (one-sided
         95 %, as selection's ties: server.selection.TIE_Z): a noisy release is no evidence of
-        a worse model, a precise one acts as an exact number."""
+        a worse model, a precise one acts as an exact number. No AUROC never reaches it."""
         from server.selection import TIE_Z
 
-        return self.auroc is not None and self.auroc + TIE_Z * self.se >= minimum
+        if self.auroc is None or not math.isfinite(self.auroc):
+            return False
+        return self.auroc + TIE_Z * self.se >= minimum
 
 
 @dataclass(frozen=True)
@@ -147,15 +153,11 @@ def artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
 
 
 def bar_of(summary: dict[str, Any]) -> Bar:
-    """Pooled validation AUROC of the selected round, or its test AUROC without validation."""
+    """Pooled validation AUROC of the selected round and its standard error (``summary.json``
+    ``selection.validation``); the test split's numbers are never read here."""
     validation = (summary.get("selection") or {}).get("validation") or {}
-    if validation.get("auroc") is not None:
-        return Bar(float(validation["auroc"]), "validation", float(validation.get("auroc_se") or 0.0))
-    pooled = (summary.get("metrics") or {}).get("pooled") or {}
-    test = pooled.get("auroc")
-    # no validation AUROC: a run without validation rows, or (DP) releases whose noisy class
-    # totals left it undefined; the test release's, with its noise
-    return Bar(None if test is None else float(test), "test", float(pooled.get("auroc_se") or 0.0))
+    auroc = validation.get("auroc")
+    return Bar(None if auroc is None else float(auroc), float(validation.get("auroc_se") or 0.0))
 
 
 def git_commit(folder: Path) -> str | None:

@@ -36,8 +36,11 @@ from federation.coordinator.simulation import write_app_folder  # noqa: E402  (a
 log = logging.getLogger(__name__)
 FLOWER_HOME = ".flwr-home"
 STARTED = re.compile(r"Successfully started run (\d+)")
-# The round lines and the lines under them (a discarded round, each failure: server/progress.py)
-PROGRESS = re.compile(r"round\s+\d+(/\d+|\s+[a-z]+:)|error|exception", re.IGNORECASE)
+# The ServerApp's console lines worth echoing: each round's line and its events, the test
+# split's one release, an early stop (server/progress.py), and any error.
+PROGRESS = re.compile(
+    r"round\s+\d+(/\d+|\s+[a-z]+:)|test of round \d+|stopped early:|error|exception", re.IGNORECASE
+)
 
 
 class DeploymentError(LhsFedError):

@@ -49,6 +49,8 @@ class Logged:
         head = f"campaign {self.campaign}: MLflow run {self.run_id}; task {self.task}"
         if self.version is None:
             bar = f"registry.min_pooled_auroc={self.minimum}"
+            if self.auroc is None:  # the bar reads validation only, never the test release
+                return f"{head}: no version registered (no pooled {self.split} AUROC to compare with {bar})"
             return f"{head}: no version registered (pooled {self.split} {got} < {bar})"
         return f"{head} version {self.version} = {self.alias} (pooled {self.split} {got})"
 

@@ -31,6 +31,7 @@ SECURE_AGGREGATION_STRATEGIES = ("fedavg", "fedprox")
 # Groups the apps need; the launcher-only group (federation) is not sent.
 APP_GROUPS = ("model", "train", "privacy", "strategy", "selection", "early_stopping")
 SELECTION_METRICS = ("loss", "auroc")
+IMPROVEMENTS = ("tie", "clear")  # early_stopping.improvement: what counts as better under DP
 # What a ServerApp run does (server.tasks): train, or one site query of the learning loop.
 TASKS = ("train", "compare", "drift")
 # After the federation each site may adapt the selected model to itself (client.personalize).
@@ -76,10 +77,16 @@ class SelectionSettings:
 
 @dataclass(frozen=True)
 class EarlyStoppingSettings:
-    """Stop after ``patience`` rounds without a better pooled validation metric (0: never)."""
+    """Stop after ``patience`` rounds without a better pooled validation metric (0: never).
+
+    ``improvement`` says what a better value is under DP (exact values: both the same):
+    ``tie``, any round within the releases' noise of the best (noise that cannot tell rounds
+    apart never stops the run); ``clear``, only a round better than the last such one by more
+    than the noise (such noise stops it after ``patience`` rounds; server.selection)."""
 
     patience: int = 3
     min_rounds: int = 1  # never stop before this many rounds
+    improvement: str = "tie"
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,11 @@ def _problems(s: RunSettings) -> list[str]:
         (
             s.early_stopping.patience >= 0,
             f"early_stopping.patience must be >= 0, 0 turns it off (got {s.early_stopping.patience})",
+        ),
+        (
+            s.early_stopping.improvement in IMPROVEMENTS,
+            f"early_stopping.improvement must be one of {', '.join(IMPROVEMENTS)} "
+            f"(got {s.early_stopping.improvement!r})",
         ),
         (
             s.early_stopping.min_rounds >= 0,

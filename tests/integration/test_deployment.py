@@ -9,6 +9,7 @@ whose node never starts, then follows the doc's run, evaluation, node kill and c
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -31,6 +32,14 @@ CAPPED = "switzerland"  # joins last with a cap it reaches in its first round
 # How long the SuperLink counts a SIGKILLed node online: HEARTBEAT_PATIENCE heartbeat
 # intervals after its last heartbeat (flwr/server/superlink/linkstate/sql_linkstate.py).
 REFUSAL_WINDOW_S = HEARTBEAT_PATIENCE * HEARTBEAT_DEFAULT_INTERVAL
+# Step 5's planned rounds. Its run stops early, after round 2 unless round 2's validation release
+# is better than round 1's by more than 1.645 standard errors of their difference (se ≈ 1.2 at
+# these two ~40-patient validation splits against a true gain of a few hundredths: ≤ ~5 % if
+# the errors are honest) and, to reach round 4, round 3's again (≤ ~0.3 % for both): see
+# tests/unit/test_early_stopping_noise.py, where 40 of 40 such runs stop after round 2.
+WALK_ROUNDS = 4
+# A round's console line (server/progress.py round_line): its validation loss ± standard error.
+ROUND_LINE = re.compile(rf"round\s+(\d+)/{WALK_ROUNDS}\s.*?val loss (\d+\.\d{{4}}) ±(\d+\.\d{{2}})")
 
 
 def _overrides(net: Network, *extra: str) -> list[str]:
@@ -52,17 +61,22 @@ def network(deployment_network):
 
 
 @pytest.fixture(scope="module")
-def first_run(network):
-    """Step 5's run, as the doc writes it."""
+def first_run_console(network):
+    """Step 5's run, as the doc writes it: its folder and what ``lhsfed-train`` printed."""
     run = network.root / "runs" / "first"
-    proc = network.walk.run(5, 1, timeout=700, RUN=str(run))
+    proc = network.walk.run(5, 1, timeout=700, RUN=str(run), ROUNDS=str(WALK_ROUNDS))
     out = proc.stdout + proc.stderr
-    assert "round   2/2" in out  # progress streamed back from the SuperLink
+    assert f"round   1/{WALK_ROUNDS}" in out  # progress streamed back from the SuperLink
     # The shared network also holds the guarded node, which refuses this app every round: the
     # run says so and exits 3 (the doc's two hospitals alone would exit 0).
     guarded = network.node_ids[GUARDED]
     assert proc.returncode == 3 and f"never trained: node {guarded}" in out, out[-3000:]
-    return run
+    return run, out
+
+
+@pytest.fixture(scope="module")
+def first_run(first_run_console):
+    return first_run_console[0]
 
 
 def test_walkthrough_lhsfed_nodes_shows_both_hospitals_online(network):
@@ -83,13 +97,42 @@ def test_walkthrough_evaluate_reports_the_two_sites_own_evaluation(network, firs
     assert {site: tested[site]["n_test"] for site in SITES} == N_TEST
 
 
+def test_walkthrough_run_shows_a_validation_loss_every_round_and_stops_early(first_run_console):
+    """Step 5: every round's line has the pooled validation loss ± its standard error, as in
+    metrics.jsonl; the run stops before its last planned round with the stop line, and
+    summary.json, metrics.jsonl and the sites' unspent ε agree."""
+    run, out = first_run_console
+    rounds, summary = read_rounds(run), read_json(run / "summary.json")
+    selection = summary["selection"]
+    shown = {int(m[1]): (float(m[2]), float(m[3])) for m in ROUND_LINE.finditer(out)}
+    taken = [r["round"] for r in rounds]
+    assert sorted(shown) == taken == list(range(1, summary["rounds"] + 1)), out[-3000:]
+    for record in rounds:
+        pooled = record["validation"]["pooled"]
+        loss, se = shown[record["round"]]
+        assert loss == pytest.approx(pooled["loss"], abs=5e-5) and se == pytest.approx(
+            pooled["loss_se"], abs=5e-3
+        )
+        assert se > 0  # a DP release's standard error
+    assert selection["stopped_early"] and summary["rounds"] < WALK_ROUNDS == selection["rounds_planned"]
+    assert (selection["patience"], selection["improvement"]) == (1, "clear")
+    assert selection["round"] in taken
+    assert (
+        "stopped early: no clearly better (beyond its noise) pooled validation loss for 1 round(s); "
+        f"round {selection['round']} of {WALK_ROUNDS} planned is the model handed out"
+    ) in out
+    assert f"test of round {selection['round']} (handed out)" in out
+    for site in SITES:
+        assert summary["privacy"]["sites"][site]["unspent_epsilon"] > 0
+
+
 def test_two_hospitals_train_over_tls(first_run):
-    """2 rounds through the entrypoints over TLS; both hospitals train and release their
+    """Step 5's rounds through the entrypoints over TLS; both hospitals train and release their
     validation split every round (a validation loss every round: selection acts), and their
     test split once, for the round handed out."""
     rounds = read_rounds(first_run)
     summary = read_json(first_run / "summary.json")
-    assert [r["round"] for r in rounds] == [1, 2]
+    assert [r["round"] for r in rounds] == list(range(1, summary["rounds"] + 1))
     for record in rounds:
         assert set(record["train"]) == set(SITES)
         assert set(record["validation"]["sites"]) == set(SITES)

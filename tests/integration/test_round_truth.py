@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
 from federation.cli.main import main as lhsfed
+from federation.coordinator.deployment import PROGRESS
 from federation.coordinator.flwr_app_config import compose_config
 from federation.coordinator.inprocess import (
     InProcessGrid,
@@ -26,6 +27,7 @@ from federation.coordinator.inprocess import (
 from federation.core import wire
 from federation.core.records import read_rounds
 from federation.core.settings import RunSettings
+from server import progress
 from server.progress import event_lines, round_line
 from tests.helpers.faulty_client import fault_mod, parse_faults
 from tests.helpers.runs import REPO, read_json, run_launcher
@@ -91,6 +93,28 @@ def test_each_failure_and_a_discard_get_a_line_naming_the_site():
     assert "site hungary (node 77): budget refused: site hungary refuses round 2" in lines[1]
     assert r"\[cap]" in lines[1]  # a reason's brackets are printed, not read as markup
     assert "node 78 (site unknown): no reply within" in lines[2]
+
+
+def test_the_deployment_launcher_echoes_every_console_line_of_the_run():
+    """``lhsfed-train federation=deployment`` shows only the ServerApp's lines that match
+    PROGRESS: each round's line and events, the test release's line and an early stop."""
+    discarded = _record(discarded=True, discard_reason="only 1 usable updates (minimum 2)")
+    failed = _record(failures=[{"stage": "train", "node": 7, "site": "va", "reason": "refused"}])
+    stops = [
+        progress.stop_line({"metric": "loss", "patience": 1, "round": 2, "improvement": rule}, 4)
+        for rule in ("tie", "clear")
+    ]
+    lines = [
+        round_line(_record(), 3),
+        *event_lines(discarded),
+        *event_lines(failed),
+        progress.test_line(_record()),
+        *stops,
+    ]
+
+    assert all(PROGRESS.search(line) for line in lines), lines
+    assert "no clearly better (beyond its noise) pooled validation loss for 1 round(s)" in stops[1]
+    assert not PROGRESS.search("INFO :      Starting Flower ServerApp")
 
 
 # ---- a discarded round (min_train_nodes) ---------------------------------------------------

@@ -238,7 +238,11 @@ def test_bad_selection_and_split_values_are_one_clear_line_each():
     from federation.core.errors import ConfigError
     from federation.core.settings import RunSettings
 
-    flat = default_run_config() | {"selection.metric": "accuracy", "early_stopping.patience": -1}
+    flat = default_run_config() | {
+        "selection.metric": "accuracy",
+        "early_stopping.patience": -1,
+        "early_stopping.improvement": "soon",
+    }
     spec = json.loads(flat["data.spec"])
     spec["split"]["validation_fraction"] = 1.0
     with pytest.raises(ConfigError) as err:
@@ -248,3 +252,5 @@ def test_bad_selection_and_split_values_are_one_clear_line_each():
         RunSettings.from_run_config(flat)
     assert "selection.metric must be one of loss, auroc (got 'accuracy')" in str(err.value)
     assert "early_stopping.patience must be >= 0" in str(err.value)
+    assert "early_stopping.improvement must be one of tie, clear (got 'soon')" in str(err.value)
+    assert RunSettings.from_run_config(default_run_config()).early_stopping.improvement == "tie"

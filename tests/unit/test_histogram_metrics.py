@@ -12,7 +12,8 @@ from federation.coordinator.campaign_record import Bar
 from federation.core import wire
 from federation.core.histogram_metrics import RELEASE_GROUPS, coarse_histograms, histogram_wire_metrics
 from federation.core.records import Evaluation, RoundRecord
-from server.selection import select
+from federation.core.settings import EarlyStoppingSettings
+from server.selection import rounds_without_improvement, select, should_stop
 
 
 @pytest.fixture
@@ -66,7 +67,40 @@ def test_selection_prefers_a_later_round_the_noise_cannot_tell_from_the_best():
     assert select(clear, "loss").round == 2  # precise releases act as exact ones
 
 
+def _stops(values: list[tuple[float, float]], patience: int, improvement: str) -> list[bool]:
+    """should_stop after each round of ``values`` (loss, se)."""
+    records = [_record(r, loss, se) for r, (loss, se) in enumerate(values, start=1)]
+    rules = EarlyStoppingSettings(patience=patience, improvement=improvement)
+    return [should_stop(records[:taken], "loss", rules) for taken in range(1, len(records) + 1)]
+
+
+def test_noise_that_cannot_tell_rounds_apart_stops_a_run_only_when_improvement_must_be_clear():
+    """The deployment walk-through's releases (two sites of ~40 validation rows: loss ± ~1):
+    ``tie`` hands out the last round and never stops; ``clear`` stops after ``patience``."""
+    noisy = [(0.50, 1.1), (0.20, 1.2), (0.90, 1.1), (0.05, 1.0)]
+
+    assert _stops(noisy, 1, "tie") == [False] * 4
+    assert _stops(noisy, 1, "clear") == [False, True, True, True]
+    assert rounds_without_improvement([_record(1, 0.5, 1.1), _record(2, 0.2, 1.2)], "loss", "clear") == 1
+
+
+def test_a_clear_improvement_restarts_the_patience_and_moves_the_reference_only_then():
+    precise = [(0.50, 0.01), (0.30, 0.01), (0.31, 0.01)]
+    assert _stops(precise, 1, "clear") == [False, False, True]  # round 3 is no better than 2
+    assert _stops(precise, 1, "tie") == [False, False, False]  # round 3 is within 2's noise
+    # 0.4 and 0.3 are each within 1.645·√2·0.1 ≈ 0.23 of 0.5 (the reference stays); 0.2 is not
+    creeping = [(0.50, 0.1), (0.40, 0.1), (0.30, 0.1), (0.20, 0.1)]
+    records = [_record(r, loss, se) for r, (loss, se) in enumerate(creeping, start=1)]
+    assert [rounds_without_improvement(records[:n], "loss", "clear") for n in (1, 2, 3, 4)] == [0, 1, 2, 0]
+
+
+def test_exact_values_stop_alike_whatever_counts_as_an_improvement():
+    exact = [(0.50, 0), (0.45, 0), (0.46, 0), (0.45, 0), (0.47, 0)]
+
+    assert _stops(exact, 2, "tie") == _stops(exact, 2, "clear") == [False, False, False, True, True]
+
+
 def test_the_registry_bar_refuses_only_a_model_below_it_by_more_than_its_noise():
-    assert not Bar(0.55, "validation").reached(0.6)
-    assert Bar(0.55, "validation", se=0.05).reached(0.6)  # 0.55 + 1.645·0.05 > 0.6
-    assert not Bar(0.40, "validation", se=0.05).reached(0.6)
+    assert not Bar(0.55).reached(0.6)
+    assert Bar(0.55, se=0.05).reached(0.6)  # 0.55 + 1.645·0.05 > 0.6
+    assert not Bar(0.40, se=0.05).reached(0.6)

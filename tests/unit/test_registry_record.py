@@ -10,13 +10,33 @@ from federation.core.errors import ConfigError
 from federation.core.records import RoundRecord
 
 
-def test_the_bar_is_pooled_validation_auroc_or_test_auroc_without_validation():
-    with_validation = {"selection": {"validation": {"auroc": 0.7}}, "metrics": {"pooled": {"auroc": 0.9}}}
-    without = {"selection": {"validation": {}}, "metrics": {"pooled": {"auroc": 0.9}}}
+def test_the_bar_is_the_pooled_validation_auroc_with_its_noise():
+    summary = {
+        "selection": {"validation": {"auroc": 0.7, "auroc_se": 0.04}},
+        "metrics": {"pooled": {"auroc": 0.9, "auroc_se": 0.01}},
+    }
 
-    assert bar_of(with_validation) == Bar(0.7, "validation")
-    assert bar_of(without) == Bar(0.9, "test")
-    assert bar_of({}) == Bar(None, "test")
+    assert bar_of(summary) == Bar(0.7, se=0.04)
+    assert bar_of(summary).split == "validation"
+    assert bar_of({"selection": {"validation": {"auroc": 0.7}}}) == Bar(0.7)  # exact: no noise
+
+
+def test_the_test_split_never_decides_the_bar():
+    """A run without a validation AUROC registers nothing, however good its test release; a
+    validation AUROC below the bar by more than its noise is refused whatever the test says."""
+    test = {"auroc": 0.99, "auroc_se": 0.01}
+    without = [
+        {"selection": {"validation": {}}, "metrics": {"pooled": test}},
+        {"selection": {"validation": {"auroc": None, "auroc_se": 0.2}}, "metrics": {"pooled": test}},
+        {"metrics": {"pooled": test}},
+        {},
+    ]
+    for summary in without:
+        assert bar_of(summary) == Bar(None, se=bar_of(summary).se)
+        assert not bar_of(summary).reached(0.0)
+    below = {"selection": {"validation": {"auroc": 0.5, "auroc_se": 0.01}}, "metrics": {"pooled": test}}
+    assert not bar_of(below).reached(0.6)
+    assert not Bar(float("nan")).reached(0.0)  # an undefined AUROC is no AUROC
 
 
 def test_round_metrics_are_by_step_per_split_and_site_with_odd_site_names_made_safe():

@@ -53,20 +53,26 @@ ARTIFACTS = {
 class Bar:
     """The selected round's pooled VALIDATION AUROC, which a new version must reach, and its
     standard error. The bar is a decision, so it reads the validation split only, as selection
-    does: the test split is reported (``selected/test/...``), never decided by; a run without
-    a validation AUROC (no validation rows, or DP releases whose noisy class totals left it
-    undefined) registers no version."""
+    does: the test split is reported (``selected/test/...``), never decided by. A run without
+    validation rows registers no version; a DP release whose noisy class totals left the AUROC
+    undefined (``undefined``: at the four small UCI sites about 1 run in 5 at 2 rounds, 1 in 2
+    at 10) cannot show the model below the bar either, so, as for any noisy release, the
+    version is registered, tagged and announced as unchecked."""
 
     auroc: float | None
     se: float = 0.0  # its standard error when it came from the sites' DP releases
+    undefined: bool = False  # released under DP, but the noise left the AUROC undefined
     split = "validation"  # the one split a bar is read on (a tag of the version: selection_split)
 
     def reached(self, minimum: float) -> bool:
         """The bar is reached unless the AUROC is below it by more than its noise (one-sided
         95 %, as selection's ties: server.selection.TIE_Z): a noisy release is no evidence of
-        a worse model, a precise one acts as an exact number. No AUROC never reaches it."""
+        a worse model, a precise one acts as an exact number; an AUROC the noise left
+        undefined has unbounded noise. No validation AUROC at all never reaches it."""
         from server.selection import TIE_Z
 
+        if self.undefined:
+            return True
         if self.auroc is None or not math.isfinite(self.auroc):
             return False
         return self.auroc + TIE_Z * self.se >= minimum
@@ -157,7 +163,11 @@ def bar_of(summary: dict[str, Any]) -> Bar:
     ``selection.validation``); the test split's numbers are never read here."""
     validation = (summary.get("selection") or {}).get("validation") or {}
     auroc = validation.get("auroc")
-    return Bar(None if auroc is None else float(auroc), float(validation.get("auroc_se") or 0.0))
+    if auroc is None or not math.isfinite(float(auroc)):
+        # a DP release (it carries standard errors) of real rows whose noise left AUROC undefined
+        noisy = (validation.get("n_test") or 0) > 0 and ("loss_se" in validation or "auroc_se" in validation)
+        return Bar(None, math.inf if noisy else 0.0, undefined=noisy)
+    return Bar(float(auroc), float(validation.get("auroc_se") or 0.0))
 
 
 def git_commit(folder: Path) -> str | None:

@@ -12,6 +12,7 @@ functions: it is the coordinator's ``registry`` extra, never in a hospital's ima
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -45,7 +46,10 @@ class Logged:
 
     def line(self) -> str:
         got = "no AUROC" if self.auroc is None else f"AUROC {self.auroc:.3f}"
-        got += f" ± {self.se:.3f} (DP noise)" if self.se else ""
+        if self.auroc is None and math.isinf(self.se):
+            got = "AUROC undefined under the DP noise: the bar could not be checked"
+        elif self.se:
+            got += f" ± {self.se:.3f} (DP noise)"
         head = f"campaign {self.campaign}: MLflow run {self.run_id}; task {self.task}"
         if self.version is None:
             bar = f"registry.min_pooled_auroc={self.minimum}"
@@ -210,6 +214,8 @@ def _register(client, task: str, run_id: str, tags: dict[str, str], record) -> t
     version_tags = {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
     if record.bar.auroc is not None:
         version_tags[f"{record.bar.split}_pooled_auroc"] = f"{record.bar.auroc:.6g}"
+    elif record.bar.undefined:
+        version_tags[f"{record.bar.split}_pooled_auroc"] = "undefined (DP noise); bar not checked"
     source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
     version = client.create_model_version(task, source, run_id=run_id, tags=version_tags).version
     alias = CHALLENGER if CHAMPION in aliases else CHAMPION

@@ -27,7 +27,7 @@ def test_the_test_split_never_decides_the_bar():
     test = {"auroc": 0.99, "auroc_se": 0.01}
     without = [
         {"selection": {"validation": {}}, "metrics": {"pooled": test}},
-        {"selection": {"validation": {"auroc": None, "auroc_se": 0.2}}, "metrics": {"pooled": test}},
+        {"selection": {"validation": {"auroc": None, "n_test": 0}}, "metrics": {"pooled": test}},
         {"metrics": {"pooled": test}},
         {},
     ]
@@ -37,6 +37,18 @@ def test_the_test_split_never_decides_the_bar():
     below = {"selection": {"validation": {"auroc": 0.5, "auroc_se": 0.01}}, "metrics": {"pooled": test}}
     assert not bar_of(below).reached(0.6)
     assert not Bar(float("nan")).reached(0.0)  # an undefined AUROC is no AUROC
+
+
+def test_an_auroc_the_dp_noise_left_undefined_cannot_refute_the_bar():
+    """A DP release of real validation rows whose noisy class totals left AUROC undefined (NaN,
+    written as null) is infinitely uncertain: registered as unchecked, whatever the test says
+    (a poor test AUROC does not refuse it either: the test split never decides)."""
+    noisy = {"auroc": None, "loss": 0.7, "loss_se": 0.4, "n_test": 130}
+    for test in ({"auroc": 0.99}, {"auroc": 0.2}):
+        bar = bar_of({"selection": {"validation": noisy}, "metrics": {"pooled": test}})
+        assert bar.undefined and bar.auroc is None and bar.reached(0.99)
+    exact = {"auroc": None, "loss": 0.7, "n_test": 130}  # no noise: undefined means one class only
+    assert not bar_of({"selection": {"validation": exact}}).reached(0.0)
 
 
 def test_round_metrics_are_by_step_per_split_and_site_with_odd_site_names_made_safe():

@@ -1,6 +1,8 @@
 """A DP run with personalize=finetune (issue N, acceptance 3): every site's fine-tuning steps are
 in its ledger, and ε recomputed with Opacus's accountant from those entries stays within the
-run's target and the site's cap; personalization.json and the report's table show both models."""
+run's target and the site's cap; personalization.json and the report's table show both models;
+summary.json, the report and ``lhsfed registry show`` show the ledger's ε, fine-tuning included
+(issue P, acceptance 6)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,19 @@ from client.site_policy import simulated_policy
 from federation.core.privacy import calibrate_noise, epsilon_spent
 from federation.core.run_layout import PERSONALIZATION
 from federation.modeler.report import markdown_table, personalization_table
+from federation.modeler.report_format import fmt
+from tests.helpers.epsilon_views import registry_show, report_sites, shown_per_site
 from tests.helpers.runs import read_json, run_launcher
 
 ROUNDS, STEPS, TARGET = 1, 5, 3.0
 SITES = ("cleveland", "hungary", "switzerland", "va")
+
+
+TASK = "uci_heart-num"
+
+
+def _registry_uri(run: Path) -> str:
+    return f"sqlite:///{run.parent / 'registry.db'}"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +43,9 @@ def finetune_run(tmp_path_factory) -> Path:
         f"personalize_steps={STEPS}",
         f"privacy.target_epsilon={TARGET}",
         "early_stopping.patience=0",
+        "registry.enabled=true",
+        f"registry.uri={_registry_uri(tmp / 'run')}",
+        "registry.min_pooled_auroc=0",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
@@ -132,3 +146,23 @@ def test_a_site_exports_its_personalized_model_and_a_platt_fit_is_folded_in_exac
     assert lhsfed(["export", str(finetune_run), "--personalized", str(kept), "--out", str(out)]) == 0
     card = read_json(out / "model_card.json")
     assert card["personalized"]["mode"] == "finetune" and card["personalized"]["file"] == kept.name
+
+
+@pytest.mark.slow
+def test_report_and_registry_show_the_ledgers_epsilon_with_fine_tuning(finetune_run, capsys):
+    """ε shown is ε spent: the report's sites table and ``registry show`` give each site's run
+    ε and lifetime ε as its ledger holds them, the fine-tuning steps and the personalized
+    release included (recomputed here with Opacus from every row)."""
+    rows = report_sites(finetune_run, capsys)
+    version = next(
+        line for line in registry_show(_registry_uri(finetune_run), TASK, capsys) if "version 1" in line
+    )
+    registry_run, registry_total = shown_per_site(version, "ε"), shown_per_site(version, "site total ε")
+    for site in SITES:
+        entries = open_site_ledger(simulated_policy(site, run_folder=finetune_run), site).entries()
+        assert any(e.server_round == FINE_TUNING_ROUND for e in entries)
+        lifetime = _opacus_epsilon([e.accountant_step for e in entries], entries[0].delta)
+        assert rows[site]["site total ε"] == fmt(lifetime)
+        assert rows[site]["ε spent (this run)"] == fmt(lifetime)  # the task's first run
+        assert registry_total[site] == pytest.approx(lifetime, rel=1e-5)
+        assert registry_run[site] == pytest.approx(lifetime, rel=1e-5)

@@ -241,8 +241,14 @@ def test_make_targets_build_the_same_files_with_podman_or_docker():
     targets = {t: body for t, body in re.findall(r"^([\w-]+):[^\n]*\n((?:\t.*\n?)+)", text, re.M)}
     images = targets["images"].replace("\\\n", " ")
     for dockerfile in IMAGES:
-        assert re.search(rf"\$\(ENGINE\) build -f docker/{dockerfile} --build-arg BASE=", images)
-    assert "$(ENGINE) build -f docker/base.Dockerfile" in targets["base-image"]
+        assert re.search(
+            rf"\$\(ENGINE\) build \$\(BUILD_FLAGS\) -f docker/{dockerfile} --build-arg BASE=", images
+        )
+    assert "$(ENGINE) build $(BUILD_FLAGS) -f docker/base.Dockerfile" in targets["base-image"]
+    # podman's flags (runc, ulimits, host network, docker format) only where the engine is podman
+    assert "$(if $(findstring podman,$(ENGINE))," in text and "--format docker" in text
+    standin = targets["standin-images"].replace("\\\n", " ")
+    assert "SUPERNODE_BASE=$(STANDIN_BASE) SUPERLINK_BASE=$(STANDIN_BASE)" in standin
     wheelhouse = targets["wheelhouse"]
     assert "pip download" in wheelhouse and "torch==2.13.0" in wheelhouse and "flwr==1.41.0" in wheelhouse
     assert re.search(r"^SUPERNODE_BASE \?= flwr/supernode:1\.41\.0$", text, re.M)

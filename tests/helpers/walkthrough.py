@@ -150,6 +150,24 @@ class Walkthrough:
             stdin=subprocess.DEVNULL,
         )
 
+    def start(self, step: int, block: int, **values: str) -> subprocess.Popen:
+        """One block started in a session of its own, its output (both streams) on a pipe:
+        ``os.killpg(proc.pid, SIGINT)`` is a Ctrl-C in the terminal that runs it."""
+        env = {**base_env(self.net.root / "shell-home"), **self.vars, **values}
+        env.pop("FLWR_HOME")
+        cwd = self.net.root / "shell"
+        cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", self.steps[step][block]],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     def check(self, step: int, block: int, timeout: float = 120, **values: str) -> str:
         proc = self.run(step, block, timeout, **values)
         assert proc.returncode == 0, f"step {step} block {block}: {proc.stdout[-2000:]}{proc.stderr[-3000:]}"

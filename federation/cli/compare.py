@@ -1,10 +1,11 @@
 """``lhsfed compare TASK``: the registered champion vs the challenger on every site.
 
 Writes ``comparison.json`` and ``comparison.html`` into the comparison's folder (default
-``outputs/comparisons/TASK-<UTC time>``), logs both and the pooled AUROC difference to the
+``comparisons/TASK-<UTC time>`` under the runs root ``LHSFED_RUNS_ROOT``, else under
+``outputs/``), logs both and the pooled AUROC difference to the
 challenger version's MLflow run, and prints a short table. Hydra overrides choose how the
 sites are reached (``federation.runtime=inprocess``, ``federation=deployment
-federation.superlink=HOST:PORT``, ``federation.data_dir=...``).
+superlink=HOST:PORT``, ``federation.data_dir=...``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def register(subparsers) -> None:
         "--registry-uri", default=DEFAULT_URI, help=f"the MLflow registry URI (default {DEFAULT_URI})"
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="its folder (default outputs/comparisons/TASK-<UTC time>)"
+        "--out",
+        type=Path,
+        default=None,
+        help="its folder (default $LHSFED_RUNS_ROOT/comparisons/TASK-<UTC time>, else under outputs/)",
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. federation.runtime=inprocess")
     parser.set_defaults(func=run)

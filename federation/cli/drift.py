@@ -72,7 +72,9 @@ def _add_options(parser: argparse.ArgumentParser, default_uri: str) -> None:
             default=default,
             help=f"flag a feature when {label} > this (default {default})",
         )
-    parser.add_argument("--out", help="output folder (default outputs/drift/TASK-<UTC time>)")
+    parser.add_argument(
+        "--out", help="output folder (default $LHSFED_RUNS_ROOT/drift/TASK-<UTC time>, else under outputs/)"
+    )
 
 
 def _options_and_overrides(args) -> tuple[argparse.Namespace, list[str]]:

@@ -110,6 +110,36 @@ def run(args) -> int:
     return 0 if report.ok else 1
 
 
+def ledger_lines(ledger_path: Path, key: Path, site: str, node_state: Path | None) -> list[str]:
+    """The site's privacy ledger, read and verified as its node reads it (hash chain, node
+    key, node state): one line per run (its rows, DP-SGD steps, releases, ε of the run), then
+    the lifetime ε every run together has spent, which the site's cap bounds."""
+    from client.ledger import SiteLedger
+    from client.node_identity import NodeIdentity
+
+    if not Path(ledger_path).is_file():
+        raise ConfigError(f"--ledger {ledger_path}: file not found (LHSFED_LEDGER_PATH of the node)")
+    identity = NodeIdentity.of_key(key, site=site, state_path=node_state)
+    entries = SiteLedger(ledger_path, identity=identity, site=site).entries()
+    runs: dict[str, list] = {}
+    for entry in entries:
+        runs.setdefault(entry.run, []).append(entry)
+    lines = [f"{'rows':>5} {'steps':>6} {'releases':>8} {'ε run':>7}  run"]
+    for run, rows in runs.items():
+        steps = sum(e.steps for e in rows if not e.is_release)
+        releases = sum(1 for e in rows if e.is_release)
+        lines.append(f"{len(rows):>5} {steps:>6} {releases:>8} {rows[-1].epsilon_run:>7.3f}  {run}")
+    delta = f" at δ={entries[-1].delta:g}" if entries else ""
+    total = entries[-1].epsilon_total if entries else 0.0
+    lines.append(f"lifetime ε {total:.3f}{delta}: {len(entries)} rows, {len(runs)} runs, chain verified")
+    return lines
+
+
+def run_ledger(args) -> int:
+    print("\n".join(ledger_lines(args.ledger, args.key, args.site, args.node_state)))
+    return 0
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("site", help="hospital-side checks")
     sub = parser.add_subparsers(dest="site_command", required=True)
@@ -124,3 +154,14 @@ def register(subparsers) -> None:
         help="the site's own dataset spec file (node config spec-path); overrides --dataset",
     )
     check.set_defaults(func=run)
+    ledger = sub.add_parser("ledger", help="the site's privacy ledger: ε per run and over every run")
+    ledger.add_argument("--ledger", type=Path, required=True, help="the ledger file (LHSFED_LEDGER_PATH)")
+    ledger.add_argument("--key", type=Path, required=True, help="the node's key (LHSFED_NODE_KEY)")
+    ledger.add_argument("--site", required=True, help="the site's name (LHSFED_SITE_NAME)")
+    ledger.add_argument(
+        "--node-state",
+        type=Path,
+        default=None,
+        help="the node state file (LHSFED_NODE_STATE; default beside the key)",
+    )
+    ledger.set_defaults(func=run_ledger)

@@ -114,7 +114,10 @@ def comparison_config(
 
 
 def default_out(task: str) -> Path:
-    return DEFAULT_OUT / f"{task}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    """``comparisons/TASK-<UTC time>`` under the runs root (``LHSFED_RUNS_ROOT``, else outputs)."""
+    from federation.coordinator.hydra_folder import runs_root
+
+    return runs_root() / DEFAULT_OUT.name / f"{task}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def candidates(task: str, challenger_dir: Path | None, uri: str, tmp: Path) -> tuple[Compared, Compared]:
@@ -141,17 +144,19 @@ def run_compare(
     overrides: list[str],
 ) -> tuple[dict[str, Any], Path, Compared]:
     """Run the comparison; returns (comparison.json, its folder, the challenger)."""
+    from federation.coordinator.hydra_folder import query_folder, refuse_outside_runs_root
     from federation.coordinator.launcher import quiet_libraries, run_flower
 
     out = Path(os.path.abspath(out_dir or default_out(task)))
+    refuse_outside_runs_root(out, "--out")
     if (out / COMPARISON_JSON).exists():
         raise ConfigError(f"{out} already holds a comparison ({COMPARISON_JSON}); choose another --out")
     with tempfile.TemporaryDirectory(prefix="lhsfed-compare-") as tmp:
         champion, challenger = candidates(task, challenger_dir, uri, Path(tmp))
     run_config, settings, federation = comparison_config(task, champion, challenger, overrides, out)
     quiet_libraries()
-    out.mkdir(parents=True, exist_ok=True)
-    run_flower(run_config, settings, federation, out)
+    with query_folder(out):
+        run_flower(run_config, settings, federation, out)
     document = read_json(out / COMPARISON_JSON)
     if document is None:
         raise DataError(

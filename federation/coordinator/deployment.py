@@ -59,8 +59,9 @@ def stop_run(home: Path, started: dict[str, int]) -> None:
 
 
 def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]) -> tuple[int, list[str]]:
-    """``flwr run APP CONNECTION --stream``; echoes progress lines, returns the run id (also
-    put in ``started``, for :func:`stop_run`)."""
+    """``flwr run APP CONNECTION --stream``; echoes progress lines (every line goes to the
+    launcher's log, launcher.log in the run folder), returns the run id (also put in
+    ``started``, for :func:`stop_run`)."""
     proc = subprocess.Popen(
         [FLWR, "run", str(folder), CONNECTION, "--stream"],
         env=flwr_env(home),
@@ -72,6 +73,7 @@ def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]) -
     try:
         for line in proc.stdout:
             lines.append(line.rstrip())
+            log.info("flwr: %s", line.rstrip())  # the whole stream, into launcher.log
             if run_id is None and (match := STARTED.search(line)):
                 run_id = started["run_id"] = int(match.group(1))
                 print(f"submitted run {run_id}", flush=True)
@@ -130,6 +132,7 @@ def run_in_deployment(
     with exit_on_signals(run_dir, stop=lambda: stop_run(home, started)):
         run_id, _ = _submit(folder, home, timeout, started)
     status, details = run_status(home, run_id)
+    log.info("run %s on %s ended %s %s", run_id, superlink, status, details)
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}: {details}")
     print(f"run {run_id} completed on {superlink}", file=sys.stderr)

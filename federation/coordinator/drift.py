@@ -37,8 +37,11 @@ class Champion:
 
 
 def default_out(task: str) -> Path:
+    """``drift/TASK-<UTC time>`` under the runs root (``LHSFED_RUNS_ROOT``, else outputs)."""
+    from federation.coordinator.hydra_folder import runs_root
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return Path("outputs") / "drift" / f"{task}-{stamp}"
+    return runs_root() / "drift" / f"{task}-{stamp}"
 
 
 def _run_data_spec(client, run_id: str, run_identity: str) -> dict[str, Any] | None:
@@ -112,18 +115,20 @@ def check_drift(
     task: str, *, uri: str, thresholds: dict[str, float], out: Path | None, overrides: list[str]
 ) -> tuple[dict[str, Any], Path]:
     """Run the drift check of ``task``'s champion; returns drift.json's content and its path."""
+    from federation.coordinator.hydra_folder import query_folder, refuse_outside_runs_root
     from federation.coordinator.launcher import quiet_libraries, run_flower
     from federation.core.settings import RunSettings
 
-    champion = champion_of(task, uri)
     out = Path(out) if out is not None else default_out(task)
+    refuse_outside_runs_root(out, "--out")
+    champion = champion_of(task, uri)
     if (out / DRIFT_JSON).exists():
         raise ConfigError(f"--out {out} already holds a {DRIFT_JSON}; give a new folder")
     run_config, plain = drift_run_config(champion, thresholds, out.resolve(), overrides)
     settings = RunSettings.from_run_config(run_config)
     quiet_libraries()
-    out.mkdir(parents=True, exist_ok=True)
-    run_flower(run_config, settings, plain.get("federation") or {}, out.resolve())
+    with query_folder(out):
+        run_flower(run_config, settings, plain.get("federation") or {}, out.resolve())
     path = out / DRIFT_JSON
     if not path.is_file():
         raise ConfigError(f"the drift run wrote no {path}; see its log in {out}")

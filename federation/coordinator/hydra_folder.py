@@ -13,13 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from federation.core.errors import ConfigError
-from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG
+from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG, SITE_POLICY
 
 HYDRA_FILES = (HYDRA_DIR, LAUNCHER_LOG)
+# What the launcher writes before a run starts: the Flower home of a deployment's connection
+# (deployment.FLOWER_HOME), the app folder submitted (simulation.APP_FOLDER), the simulated
+# sites' policies. A run that failed having written only these left nothing worth keeping.
+LAUNCH_FILES = (".flwr-home", ".flwr-app", SITE_POLICY)
 
 
 def nearest_existing(path: Path) -> Path:
@@ -46,6 +52,27 @@ def refuse_uncreatable(run_dir: Path) -> None:
         )
 
 
+def runs_root() -> Path:
+    """Where runs and queries go by default: ``LHSFED_RUNS_ROOT`` if set, else ``outputs``."""
+    from server.run_folder import RUNS_ROOT_ENV
+
+    return Path(os.environ.get(RUNS_ROOT_ENV) or "outputs")
+
+
+def refuse_outside_runs_root(folder: Path, option: str) -> None:
+    """With ``LHSFED_RUNS_ROOT`` set (the SuperLink host's runs root), a run folder outside it
+    is refused here, in one line, before anything is made: the ServerApp would refuse it."""
+    from server.run_folder import RUNS_ROOT_ENV
+
+    root = os.environ.get(RUNS_ROOT_ENV)
+    if root and not Path(folder).resolve().is_relative_to(Path(root).resolve()):
+        raise ConfigError(
+            f"{option}={folder}: outside the coordinator's runs root {Path(root).resolve()} "
+            f"({RUNS_ROOT_ENV}), where the ServerApp writes; choose a folder under it, or leave "
+            f"{option} out (the default is under it)"
+        )
+
+
 @dataclass
 class FolderRecord:
     """What the run folder looked like before Hydra touched it."""
@@ -64,13 +91,13 @@ class FolderRecord:
             top = top.parent
         return cls(run_dir, top, frozenset())
 
-    def take_back(self) -> bool:
-        """Remove Hydra's files if they are all this run left; True if the folder is gone or
-        back as it was."""
+    def take_back(self, names: tuple[str, ...] = HYDRA_FILES) -> bool:
+        """Remove ``names`` (Hydra's files) if they are all this run left; True if the folder
+        is gone or back as it was."""
         if not self.run_dir.is_dir():
             return True
         ours = set(os.listdir(self.run_dir)) - self.entries_before
-        if not ours <= set(HYDRA_FILES):
+        if not ours <= set(names):
             return False  # the run wrote more: it started, and its folder is the record
         _close_log_files(self.run_dir)
         for name in ours:
@@ -110,3 +137,18 @@ def move_log_file(from_folder: Path, to_file: Path) -> None:
         for log_filter in old.filters:
             new.addFilter(log_filter)
         logging.getLogger().addHandler(new)
+
+
+@contextmanager
+def query_folder(out: Path, option: str = "--out") -> Iterator[Path]:
+    """The folder of a site query (``lhsfed compare``, ``lhsfed drift``): refused outside the
+    runs root, made, and on any failure taken back as it was if the query wrote nothing but
+    its launch files (so a failed query leaves no empty folder)."""
+    refuse_outside_runs_root(out, option)
+    record = FolderRecord.before_hydra(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        record.take_back(LAUNCH_FILES)
+        raise

@@ -20,8 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from federation.coordinator import site_ledgers
 from federation.coordinator.hydra_folder import (
+    HYDRA_FILES,
+    LAUNCH_FILES,
     FolderRecord,
     move_log_file,
+    refuse_outside_runs_root,
     refuse_uncreatable,
 )
 from federation.coordinator.resume import finished_run, resumed_config
@@ -98,6 +101,7 @@ class RefuseUsedRunFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
+        _exit_on_config_error(refuse_outside_runs_root, run_dir, "hydra.run.dir")
         _exit_on_config_error(refuse_uncreatable, run_dir)
         RefuseUsedRunFolder.record = FolderRecord.before_hydra(run_dir)
         if not config.get("resume"):  # a resume writes into the resumed folder, by design
@@ -105,6 +109,7 @@ class RefuseUsedRunFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
+        _exit_on_config_error(refuse_outside_runs_root, sweep, "hydra.sweep.dir")
         for job_dir in sorted(sweep.iterdir()) if sweep.is_dir() else ():
             if job_dir.is_dir():
                 _exit_on_config_error(refuse_used_folder, job_dir)
@@ -423,7 +428,7 @@ def train_or_exit(cfg: DictConfig) -> Path:
     user can fix (3 for a run some site never trained in: AbsentSitesError), exit 1 for
     anything else (its traceback goes to launcher.log only)."""
     hydra_dir = Path(HydraConfig.get().runtime.output_dir)
-    record, take_back = RefuseUsedRunFolder.record, True
+    record, take_back, names = RefuseUsedRunFolder.record, True, HYDRA_FILES
     try:
         return train(cfg, hydra_dir, list(HydraConfig.get().overrides.task))
     except LhsFedError as err:
@@ -431,6 +436,8 @@ def train_or_exit(cfg: DictConfig) -> Path:
 
         if in_sweep():
             raise  # a trial: federation.coordinator.tuning.SweepAccounting prints it and stops the sweep
+        # Refused (here or by the SuperLink) before the run wrote a round: nothing is kept.
+        names = (*HYDRA_FILES, *LAUNCH_FILES)
         _stop(str(err), getattr(err, "exit_code", 2))
     except Exception as err:  # noqa: BLE001 - a bug or a runtime crash: one line, details logged
         take_back = False  # keep the log that holds the traceback
@@ -442,7 +449,7 @@ def train_or_exit(cfg: DictConfig) -> Path:
         )
     finally:
         if take_back and record is not None and record.run_dir == hydra_dir.absolute():
-            record.take_back()  # a refused run or a resume: Hydra's files only, if that is all
+            record.take_back(names)  # a refused run or a resume: Hydra's files only, if that is all
 
 
 def _log_path(default_dir: Path) -> Path:

@@ -1,5 +1,7 @@
 """docs/deployment.md's walk-through, run as written: its ```bash blocks in order, with the
-documented variables set to free ports and temporary paths on 127.0.0.1.
+documented variables set to free ports and temporary paths on 127.0.0.1. Another doc written
+the same way (numbered ``### N.`` steps holding ```bash blocks; docs/operations.md) is run on
+the same network with ``Walkthrough(net, doc=...)``.
 
 A block that begins ``# in the image`` is the container form of the block before it (no
 Docker in CI) and is not run. Long-running starts are the doc's own ``setsid ... &`` lines;
@@ -32,6 +34,7 @@ from tests.helpers.deployment_net import (
 )
 
 DOC = REPO / "docs" / "deployment.md"
+OPERATIONS = REPO / "docs" / "operations.md"
 SITES = ("cleveland", "hungary")  # the walk-through's hospitals
 GUARDED = "va"  # a third hospital whose node trusts only another publisher's apps
 WAITING = "oslo"  # registered by the coordinator, its node never started
@@ -42,7 +45,7 @@ BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 def walkthrough_blocks(doc: Path = DOC) -> dict[int, list[str]]:
     """Each numbered step's ```bash blocks (container forms left out), from the walk-through
-    section, i.e. everything before ``## Reference``."""
+    section, i.e. everything before ``## Reference`` (the whole doc if it has none)."""
     text = doc.read_text().split("\n## Reference", 1)[0]
     marks = list(STEP.finditer(text))
     steps = {}
@@ -99,10 +102,11 @@ class Session:
 
 
 class Walkthrough:
-    """The doc's variables for one network, and a way to run a step's blocks."""
+    """The doc's variables for one network, and a way to run a step's blocks (of
+    docs/deployment.md, or of ``doc``)."""
 
-    def __init__(self, net: Network):
-        self.net, self.steps = net, walkthrough_blocks()
+    def __init__(self, net: Network, doc: Path = DOC):
+        self.net, self.steps = net, walkthrough_blocks(doc)
         self.data = embedded_dir_for_tests()
         self.vars = {
             "APP": str(REPO),
@@ -144,6 +148,24 @@ class Walkthrough:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+        )
+
+    def start(self, step: int, block: int, **values: str) -> subprocess.Popen:
+        """One block started in a session of its own, its output (both streams) on a pipe:
+        ``os.killpg(proc.pid, SIGINT)`` is a Ctrl-C in the terminal that runs it."""
+        env = {**base_env(self.net.root / "shell-home"), **self.vars, **values}
+        env.pop("FLWR_HOME")
+        cwd = self.net.root / "shell"
+        cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", self.steps[step][block]],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def check(self, step: int, block: int, timeout: float = 120, **values: str) -> str:

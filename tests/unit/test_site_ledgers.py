@@ -27,7 +27,9 @@ def test_campaigns_of_a_task_share_one_folder(tmp_path):
 
 
 def test_fresh_ledgers_are_the_runs_own_and_the_console_says_so(tmp_path):
-    folder, line = ledger_folder({"fresh_ledgers": True}, "t", tmp_path / "run", sweep_dir=None, resumed=False)
+    folder, line = ledger_folder(
+        {"fresh_ledgers": True}, "t", tmp_path / "run", sweep_dir=None, resumed=False
+    )
     assert folder == (tmp_path / "run" / "ledgers") and "ε of earlier campaigns is not counted" in line
 
 

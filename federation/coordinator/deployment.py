@@ -43,6 +43,33 @@ PROGRESS = re.compile(
 )
 
 
+UNKNOWN_SITE = re.compile(r"node (\d+) \(site unknown\)")
+
+
+def name_registered_sites(line: str, names: dict[int, str]) -> str:
+    """A node that failed before it named itself in this run (its reply carries the site name)
+    is ``node N (site unknown)`` to the ServerApp; the SuperLink still knows the name it was
+    registered under, so the coordinator's console says which hospital it is."""
+
+    def named(match: re.Match) -> str:
+        site = names.get(int(match.group(1)))
+        return f"site {site} (node {match.group(1)}, by its registration)" if site else match.group(0)
+
+    return UNKNOWN_SITE.sub(named, line)
+
+
+def registered_names(superlink: str, ca_cert: Path) -> dict[int, str]:
+    """Node id -> the site name it was registered under ({} if the SuperLink cannot list them:
+    the names only make the console clearer, the run does not depend on them)."""
+    from federation.coordinator.superlink_nodes import UNNAMED, list_nodes
+
+    try:
+        return {row.node_id: row.site for row in list_nodes(superlink, ca_cert) if row.site != UNNAMED}
+    except (LhsFedError, OSError) as err:
+        log.info("could not list the registered nodes' names: %s", err)
+        return {}
+
+
 class DeploymentError(LhsFedError):
     """The SuperLink refused the run, or the run did not complete."""
 
@@ -58,7 +85,9 @@ def stop_run(home: Path, started: dict[str, int]) -> None:
             log.warning("could not stop run %s on the SuperLink: %s", started["run_id"], err)
 
 
-def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]) -> tuple[int, list[str]]:
+def _submit(
+    folder: Path, home: Path, timeout: float, started: dict[str, int], names: dict[int, str] | None = None
+) -> tuple[int, list[str]]:
     """``flwr run APP CONNECTION --stream``; echoes progress lines (every line goes to the
     launcher's log, launcher.log in the run folder), returns the run id (also put in
     ``started``, for :func:`stop_run`)."""
@@ -78,7 +107,7 @@ def _submit(folder: Path, home: Path, timeout: float, started: dict[str, int]) -
                 run_id = started["run_id"] = int(match.group(1))
                 print(f"submitted run {run_id}", flush=True)
             elif PROGRESS.search(line):
-                print(line.rstrip(), flush=True)
+                print(name_registered_sites(line.rstrip(), names or {}), flush=True)
             if time.monotonic() > deadline:
                 raise DeploymentError(f"run {run_id} did not finish within {timeout:.0f}s")
         proc.wait(timeout=30)
@@ -129,8 +158,9 @@ def run_in_deployment(
     home = write_flower_home(Path(run_dir) / FLOWER_HOME, superlink, ca_cert)
     folder = write_app_folder(run_dir, run_config)
     started: dict[str, int] = {}
+    names = registered_names(superlink, ca_cert)
     with exit_on_signals(run_dir, stop=lambda: stop_run(home, started)):
-        run_id, _ = _submit(folder, home, timeout, started)
+        run_id, _ = _submit(folder, home, timeout, started, names)
     status, details = run_status(home, run_id)
     log.info("run %s on %s ended %s %s", run_id, superlink, status, details)
     if status != "finished:completed":

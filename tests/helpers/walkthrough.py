@@ -134,16 +134,18 @@ class Walkthrough:
             **extra,
         }
 
-    def run(self, step: int, block: int, timeout: float = 120, **values: str) -> subprocess.CompletedProcess:
-        """One block as a bash script (``set -euo pipefail``), in a folder of its own."""
+    def _shell(self, step: int, block: int, values: dict[str, str]) -> dict:
+        """How a block runs: bash ``set -euo pipefail``, the doc's variables, a folder of its own."""
         env = {**base_env(self.net.root / "shell-home"), **self.vars, **values}
         env.pop("FLWR_HOME")
         cwd = self.net.root / "shell"
         cwd.mkdir(parents=True, exist_ok=True)
+        return {"args": ["bash", "-euo", "pipefail", "-c", self.steps[step][block]], "env": env, "cwd": cwd}
+
+    def run(self, step: int, block: int, timeout: float = 120, **values: str) -> subprocess.CompletedProcess:
+        """One block as a bash script (``set -euo pipefail``), in a folder of its own."""
         return subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", self.steps[step][block]],
-            env=env,
-            cwd=cwd,
+            **self._shell(step, block, values),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -153,14 +155,8 @@ class Walkthrough:
     def start(self, step: int, block: int, **values: str) -> subprocess.Popen:
         """One block started in a session of its own, its output (both streams) on a pipe:
         ``os.killpg(proc.pid, SIGINT)`` is a Ctrl-C in the terminal that runs it."""
-        env = {**base_env(self.net.root / "shell-home"), **self.vars, **values}
-        env.pop("FLWR_HOME")
-        cwd = self.net.root / "shell"
-        cwd.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
-            ["bash", "-euo", "pipefail", "-c", self.steps[step][block]],
-            env=env,
-            cwd=cwd,
+            **self._shell(step, block, values),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -96,9 +96,12 @@ def exit_on_signals(run_dir: Path, stop: Callable[[], None] = kill_descendants) 
             stop()
         finally:
             line = interrupted_line(run_dir)
-            log.warning("%s (signal %s)", line, signal.Signals(signum).name)
+            _append_to_log_files(f"{line} (signal {signal.Signals(signum).name})")
             for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+                try:
+                    stream.flush()
+                except RuntimeError:  # the main thread was writing to it: reentrant call
+                    pass
             print(f"lhsfed-train: {line}", file=sys.stderr, flush=True)
             _flush_log_files()
             os._exit(128 + signum)
@@ -112,6 +115,28 @@ def exit_on_signals(run_dir: Path, stop: Callable[[], None] = kill_descendants) 
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _append_to_log_files(message: str) -> None:
+    """The interrupt line, into every log file, through a descriptor of its own.
+
+    A signal handler runs in the main thread between two of its bytecodes, possibly inside the
+    log handler's own write (a deployment logs every streamed line): writing through that
+    buffered stream again raises "reentrant call" and logging drops the record (seen once in
+    the operations test: launcher.log without its interrupt line). An O_APPEND write of the
+    formatted record to a fresh descriptor does not touch that stream."""
+    record = log.makeRecord(log.name, logging.WARNING, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        try:
+            fd = os.open(handler.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (handler.format(record) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:  # exiting anyway; the console still gets the line
+            pass
 
 
 def _flush_log_files() -> None:

@@ -31,6 +31,11 @@ NORMAL_95 = 1.959964
 _EPS = 1e-7
 
 
+def bin_centres(groups: int) -> np.ndarray:
+    """The released bins' centre risks, kept off 0 and 1 (their logits and log-losses stay finite)."""
+    return np.clip((np.arange(groups) + 0.5) / groups, _EPS, 1 - _EPS)
+
+
 def coarse_histograms(y: np.ndarray, p: np.ndarray, groups: int = RELEASE_GROUPS) -> np.ndarray:
     """Exact counts of positives (row 0) and negatives (row 1) per equal-width risk bin.
 
@@ -191,7 +196,7 @@ def histogram_wire_metrics(
     pos_raw, neg_raw = raw
     pos, neg = np.maximum(raw, 0)
     groups = len(pos)
-    centres = np.clip((np.arange(groups) + 0.5) / groups, _EPS, 1 - _EPS)
+    centres = bin_centres(groups)
     above = centres >= threshold
     slope, intercept = _calibration(pos, neg, centres)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -27,6 +27,7 @@ from federation.core.histogram_metrics import (
     NORMAL_95,
     RELEASE_GROUPS,
     _auroc,
+    bin_centres,
     coarsen,
     parametric_resamples,
     spread,
@@ -34,15 +35,10 @@ from federation.core.histogram_metrics import (
 from federation.core.subgroups import SUBGROUP_RESAMPLES, feature_gaps, histogram_slopes
 
 SEED = 0
-_EPS = 1e-7
 _BOUNDED = ("auroc", "tpr", "fpr")  # rates: their intervals stay within [0, 1]
 
 # feature -> level -> (positives' coarse histogram, negatives', noise std per coarse bin)
 Released = dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]]
-
-
-def _centres(groups: int) -> np.ndarray:
-    return np.clip((np.arange(groups) + 0.5) / groups, _EPS, 1 - _EPS)
 
 
 def _ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
@@ -52,7 +48,7 @@ def _ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
 
 def level_draws(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
     """Each level figure for each row of class histograms (rows × coarse bins)."""
-    centres = _centres(pos.shape[-1])
+    centres = bin_centres(pos.shape[-1])
     above = centres >= threshold
     n, n_pos = (pos + neg).sum(-1), pos.sum(-1)
     mean_risk = _ratio(((pos + neg) * centres).sum(-1), n)

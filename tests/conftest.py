@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.runs import run_launcher
+
+
+@pytest.fixture(autouse=True)
+def no_site_policy_left_behind():
+    """A test leaves the simulated sites' ``LHSFED_*`` variables as it found them: a launcher
+    run in this process that left one (its data folder, its ledgers) made a later test's
+    SuperLink, which inherits this environment, play other sites (test_flwr_run failed so)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("LHSFED_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("LHSFED_")}
+    for key in set(after) - set(before):
+        del os.environ[key]
+    os.environ.update(before)
+    assert after == before, (
+        f"the test left LHSFED_* variables changed: {sorted(set(after.items()) ^ set(before.items()))}"
+    )
 
 
 @pytest.fixture(scope="session")

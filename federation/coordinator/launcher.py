@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from federation.coordinator import site_ledgers
+from federation.coordinator.exported_env import site_data_dir
 from federation.coordinator.hydra_folder import (
     HYDRA_FILES,
     LAUNCH_FILES,
@@ -358,9 +359,7 @@ def run_without_ray(
     from federation.coordinator.inprocess import run_in_process
     from federation.coordinator.interrupt import exit_on_signals
 
-    if data_dir is not None:
-        os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
-    with exit_on_signals(run_dir), warnings.catch_warnings():
+    with site_data_dir(data_dir), exit_on_signals(run_dir), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library chatter; the console keeps one line per round
         run_in_process(run_config, run_dir=run_dir, num_nodes=num_nodes, client_app=client_app)
 

@@ -21,6 +21,7 @@ from flwr.supercore.telemetry import EventType
 
 from client.site_policy import MODE, SIMULATION
 from federation.coordinator.apps import CLIENT_APP, SERVER_APP, load_app
+from federation.coordinator.exported_env import site_data_dir
 from federation.coordinator.interrupt import exit_on_signals
 
 APP_FOLDER = ".flwr-app"
@@ -79,11 +80,9 @@ def run_in_simulation(
 
     # Ray's C++ handler would print a stack dump on SIGTERM before ours runs (one line only).
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
-    if data_dir is not None:
-        os.environ["LHSFED_SITE_DATA_DIR"] = str(Path(data_dir).resolve())
     folder = write_app_folder(run_dir, run_config, client_app)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
-    with exit_on_signals(run_dir), _keep_sigterm_handler():
+    with site_data_dir(data_dir), exit_on_signals(run_dir), _keep_sigterm_handler():
         _run(clients, server_app, context, folder, num_nodes, client_cpus)
 
 

@@ -19,12 +19,12 @@ the folder its ``site_policy.json`` recorded, wherever it is resumed from.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from client.site_policy import LEDGER_DIR_ENV
+from federation.coordinator.exported_env import exported as exported_variable
 from federation.core.errors import ConfigError
 from federation.core.run_layout import LEDGERS, SITE_POLICY, read_json
 
@@ -84,19 +84,7 @@ def recorded_folder(run_dir: Path) -> Path | None:
     return folders.pop() if len(folders) == 1 else None
 
 
-@contextmanager
-def exported(folder: Path | None) -> Iterator[None]:
+def exported(folder: Path | None) -> AbstractContextManager[None]:
     """``LHSFED_LEDGER_DIR=folder`` while the simulated sites run (Ray workers and the
     in-process ClientApp read it), the previous value back afterwards; None changes nothing."""
-    if folder is None:
-        yield
-        return
-    before = os.environ.get(LEDGER_DIR_ENV)
-    os.environ[LEDGER_DIR_ENV] = str(folder)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(LEDGER_DIR_ENV, None)
-        else:
-            os.environ[LEDGER_DIR_ENV] = before
+    return exported_variable(LEDGER_DIR_ENV, None if folder is None else str(folder))

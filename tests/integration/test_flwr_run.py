@@ -68,10 +68,13 @@ def test_flwr_run_dot_completes_two_rounds(sim_superlink, tmp_path):
         timeout=500,
         cwd=REPO,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     listing = run_flwr(sim_superlink, "ls", CONNECTION, "--format", "json")
     run = json.loads(listing.stdout[listing.stdout.index("{") :])["runs"][0]
-    assert run["status"] == "finished:completed", run
+    # It once ended finished:failed in a full-suite run only: say everything Flower kept
+    superlink_log = (tmp_path / "superlink.log").read_text(errors="replace")[-4000:]
+    why = f"{run}\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}\nsuperlink.log:\n{superlink_log}"
+    assert proc.returncode == 0, why
+    assert run["status"] == "finished:completed", why
     summary = read_json(run_dir / "summary.json")
     assert summary["rounds"] == 2
     assert set(summary["metrics"]["sites"]) == {"cleveland", "hungary", "switzerland", "va"}

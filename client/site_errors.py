@@ -5,9 +5,10 @@ listed ten patient names and an MRN); Flower would send it to the coordinator ve
 outermost client mod, :func:`site_error_mod`, turns every exception into an error reply
 whose reason is a fixed category plus only what the site chose to say (a refusal's ε
 numbers, the spec key that differs, the number of data problems), and writes the full
-details, traceback included, to the site's own log (the node's console and, when the node
-config names a ledger, ``site.log`` beside it; a simulated site's log is in the simulated
-ledgers' folder). A deployed site's log never goes under a folder the run config names.
+details, traceback included, to the site's own log (``site.log`` beside the ledger; a
+simulated site's is in the simulated ledgers' folder). The node's console gets one line for a
+refusal the site meant (budget, spec, config, data) and the traceback only for a fault. A
+deployed site's log never goes under a folder the run config names.
 """
 
 from __future__ import annotations
@@ -81,8 +82,20 @@ def _log_file(context: Context) -> Path | None:
     return Path(str(run_dir)) / LEDGERS / SITE_LOG if run_dir else None
 
 
+def _expected(err: BaseException) -> bool:
+    """A refusal the site meant (budget, spec, config, data, evaluation): one console line.
+    Anything else is a fault whose traceback the console shows too."""
+    return isinstance(err, LhsFedError)
+
+
 def _log_locally(context: Context, message: Message, err: BaseException) -> None:
-    log.error("%s message refused: %s", message.metadata.message_type, err, exc_info=err)
+    log.error(
+        "%s message refused: %s%s",
+        message.metadata.message_type,
+        err,
+        f" (details in {_log_file(context) or 'this log'})" if _expected(err) else "",
+        exc_info=None if _expected(err) else err,
+    )
     path = _log_file(context)
     if path is None:
         return

@@ -131,7 +131,12 @@ def run(args) -> int:
 def add_run_arguments(parser) -> None:
     """RUN_DIR and --round: which run's global model a modeler command works on."""
     parser.add_argument("run_dir", help="run folder written by lhsfed-train")
-    parser.add_argument("--round", type=int, default=None, help="a round's checkpoint (default: final)")
+    parser.add_argument(
+        "--round",
+        type=int,
+        default=None,
+        help="a round's checkpoint (default: the round the run handed out, model.pt)",
+    )
 
 
 def _threshold(text: str) -> float | str:

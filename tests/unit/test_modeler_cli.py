@@ -30,3 +30,14 @@ def test_predict_without_a_model_card_names_it(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "model_card.json: model card not found" in err[0]
+
+
+def test_evaluate_help_says_which_round_it_scores_by_default(capsys):
+    """Without --round the model handed out (the selected round's model.pt), not the last round."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        lhsfed(["evaluate", "--help"])
+
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: the round the run handed out, model.pt" in help_text and "default: final" not in help_text

@@ -50,10 +50,12 @@ def _epsilon(record: dict[str, Any]) -> str:
 def test_line(record: dict[str, Any]) -> str:
     """Under DP, after the run: the one release of the test split, for the round handed out."""
     pooled = record["evaluate"].get("pooled", {})
+    interval = pooled.get("auroc_ci")
     return (
-        f"test of round {record['round']} (handed out): pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
-        f"test loss {_fmt(pooled.get('loss'), '.4f')}  sites {len(record['evaluate'].get('sites', {}))}"
-        "  (noisy DP releases: lhsfed evaluate shows the intervals)"
+        f"test of round {record['round']} (handed out): pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}"
+        + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+        + f"  test loss {_fmt(pooled.get('loss'), '.4f')}  sites {len(record['evaluate'].get('sites', {}))}"
+        "  (noisy DP releases; the interval includes their noise)"
     )
 
 

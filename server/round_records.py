@@ -9,6 +9,7 @@ from flwr.app import Message
 
 from client.subgroups import from_wire
 from federation.core import wire
+from federation.core.histogram_metrics import pooled_auroc_interval
 from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
 from federation.core.records import Evaluation
 from federation.core.subgroup_histograms import from_site_record, released_subgroups
@@ -134,6 +135,9 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     pooled["brier"] = _finite_average([m[wire.BRIER] for m in metrics], n)
     pooled["loss"] = _finite_average([m[wire.EVAL_LOSS] for m in metrics], n)
     pooled["n_test"] = int(n.sum())
+    noise = [m.get(wire.RELEASE_NOISE_STD) for m in metrics]
+    if all(std is not None and std > 0 for std in noise) and np.isfinite(pooled["auroc"]):
+        pooled["auroc_ci"] = list(pooled_auroc_interval(pos, neg, noise))  # DP releases only
     for name, key in (("loss_se", wire.EVAL_LOSS_SE), ("auroc_se", wire.AUROC_SE)):
         if all(key in m for m in metrics):  # DP releases: the pooled value's error from theirs
             errors = np.array([m[key] for m in metrics], dtype=float)

@@ -12,6 +12,7 @@ from federation.core.settings import RunSettings
 from server.selection import chosen_round, select, should_stop
 
 POOLED_KEYS = ("auroc", "auprc", "brier")
+DP_POOLED_KEYS = ("auroc_se", "auroc_ci")  # from noisy releases only: their noise and sampling
 SITE_KEYS = ("auroc", "auprc", "brier", "n_test")
 
 
@@ -126,7 +127,7 @@ def build_summary(
         "selection": selection,
         "metrics": {
             "pooled": {k: evaluation.pooled.get(k) for k in POOLED_KEYS}
-            | ({"auroc_se": evaluation.pooled["auroc_se"]} if "auroc_se" in evaluation.pooled else {}),
+            | {k: evaluation.pooled[k] for k in DP_POOLED_KEYS if k in evaluation.pooled},
             "sites": {site: {k: m.get(k) for k in SITE_KEYS} for site, m in sorted(evaluation.sites.items())},
         },
         "privacy": {

@@ -159,6 +159,18 @@ def auroc_interval(
     return max(point - half, 0.0), min(point + half, 1.0)
 
 
+def pooled_auroc_interval(
+    pos: np.ndarray, neg: np.ndarray, noise_stds: list[float], *, groups: int = RELEASE_GROUPS
+) -> tuple[float, float]:
+    """95 % interval of the pooled AUROC from the sites' summed wire histograms (DP noise
+    included): the sum's noise per released bin has the variance of the sites' noise added up.
+    The resampling is of public numbers, so a fixed seed keeps the interval reproducible."""
+    pos_groups = np.asarray(pos, dtype=float).reshape(groups, -1).sum(axis=1)
+    neg_groups = np.asarray(neg, dtype=float).reshape(groups, -1).sum(axis=1)
+    noise_std = float(np.sqrt(np.sum(np.square(noise_stds))))
+    return auroc_interval(pos_groups, neg_groups, noise_std=noise_std, rng=np.random.default_rng(0))
+
+
 def standard_errors(
     pos: np.ndarray,
     neg: np.ndarray,

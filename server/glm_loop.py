@@ -236,6 +236,7 @@ def _glm_record(
         else "no validation released: first λ",
         "converged": fit.converged,
         "largest_last_step": fit.last_step,
+        "halved_steps": fit.halvings,
         "tolerance": settings.model.tolerance,
         "rounds": rounds,
         "sites": sites,

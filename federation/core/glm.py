@@ -132,6 +132,7 @@ class NewtonFit:
     _step: np.ndarray = field(init=False)
     converged: bool = field(init=False, default=False)
     last_step: float = field(init=False, default=np.inf)
+    halvings: int = field(init=False, default=0)  # steps halved (over every λ): glm.json says
 
     def __post_init__(self) -> None:
         self.lambdas = np.asarray(self.lambdas, dtype=np.float64)
@@ -146,6 +147,7 @@ class NewtonFit:
         current = objective(loss, self.coefficients, self.lambdas)
         steps = newton_steps(self.coefficients, gradient, hessian, self.lambdas)
         worse = current > self._objective + 1e-12 * np.abs(self._objective)
+        self.halvings += int(worse.sum())
         for k in range(len(self.lambdas)):
             if worse[k]:  # back to the last accepted point, half its step
                 self._step[k] = self._step[k] / 2

@@ -30,6 +30,7 @@ from client.comparison import checked_spec, comparison_metrics, model_refusal, s
 from client.dp_release import charged_training, release_guard_mod
 from client.drift import drift_scores
 from client.drift_reference import load_reference, record_reference, site_rows
+from client.glm_round import coefficients_of, glm_sums
 from client.model_record import (
     ONE_PER_ROUND,
     model_digest,
@@ -79,7 +80,7 @@ from federation.core.errors import ConfigError, PrivacyBudgetError
 from federation.core.metrics import site_wire_metrics
 from federation.core.model import build_model, predict_risk, unwrapped_state_dict
 from federation.core.privacy import TEST, VALIDATION
-from federation.core.settings import RunSettings, model_spec
+from federation.core.settings import GLM, RunSettings, model_spec
 
 log = logging.getLogger(__name__)
 # The error mod is outermost: nothing raised below it leaves the site as text. The release
@@ -211,6 +212,41 @@ def train(message: Message, context: Context) -> Message:
     # The site's own drift reference of this run (first training message only; kept at the site).
     record_reference(site.policy, run_identity(settings, context), data, site.spec)
     return _reply(message, data.name, metrics, ArrayRecord(unwrapped_state_dict(model)))
+
+
+@app.train(wire.GLM_ACTION)
+def glm_round(message: Message, context: Context) -> Message:
+    """One Newton round of ``model=glm`` (DP off only): the site's exact gradient, Hessian and
+    loss sums over its training rows at each λ's coefficients, and its validation loss sums.
+
+    A training round in the ledger (z = 0, as DP-off training is: the round's model may then be
+    evaluated) and an exact release covering the sums, both refused where the site requires DP.
+    """
+    site = _open_site(context)
+    settings, data, server_round = site.settings, site.data, _round(message)
+    if settings.model.name != GLM or settings.privacy.enabled:
+        raise RunConfigError("a glm round is for a model=glm run without DP; launch through lhsfed-train")
+    model = _model(settings, message.content[wire.ARRAYS])  # its preprocessing: the design matrix
+    width = 1 + 2 * model.spec.n_features
+    coefficients = coefficients_of(message.content.array_records.get(wire.GLM_COEFFICIENTS), width)
+    budget = site.budget(context)  # bad arrays fail above, before anything is recorded
+    # The round in the ledger as one exact pass over the training rows (no DP-SGD step).
+    planned = budget.reserve(settings, budget.noise(settings, server_round), server_round, [(0.0, 1.0, 1)])
+    record_training(site.policy, budget.run, server_round)
+    released = glm_sums(
+        model, data, coefficients, min_rows=site.policy.min_eval_rows, min_cell=site.policy.min_cell_size
+    )
+    exact_release(
+        budget, settings, server_round, f"glm sums of round {server_round} (exact: DP off)", released
+    )
+    metrics = {
+        wire.NUM_EXAMPLES: len(data.y_train),
+        wire.EPSILON: planned[-1].epsilon_run,
+        wire.SITE_EPSILON: planned[-1].epsilon_total,
+        **released,
+    }
+    record_reference(site.policy, run_identity(settings, context), data, site.spec)
+    return _reply(message, data.name, metrics)
 
 
 def _evaluation_refusal(site: SiteView, context: Context, message: Message) -> str | None:

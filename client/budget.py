@@ -298,16 +298,19 @@ class SiteBudget:
             or self.target_refusal(settings, entries, planned, server_round)
         )
 
-    def reserve(self, settings: RunSettings, noise: float | None, server_round: int) -> list[LedgerEntry]:
+    def reserve(
+        self, settings: RunSettings, noise: float | None, server_round: int, planned: History | None = None
+    ) -> list[LedgerEntry]:
         """Check the round, the policy, the cap and the run target and write the round's spend
-        in one transaction.
+        in one transaction. ``planned``: the round's steps when they are not DP-SGD's (a
+        model=glm round: one exact pass, ``[(0.0, 1.0, 1)]``).
 
         Raises :class:`~federation.core.errors.PrivacyBudgetError` with the reason if refused.
         """
         refusal = self.round_refusal(settings, server_round) or self.run_refusal(settings, noise)
         if refusal:
             raise PrivacyBudgetError(refusal)
-        planned = self.planned_round(settings, noise)
+        planned = self.planned_round(settings, noise) if planned is None else planned
 
         def plan(entries: list[LedgerEntry]) -> list[LedgerEntry] | str:
             refused = (

@@ -63,6 +63,22 @@ def show_test(record: dict[str, Any]) -> None:
     _console.print(test_line(record))
 
 
+def glm_line(record: dict[str, Any], glm: dict[str, Any]) -> str:
+    """model=glm, after its Newton rounds: the λ chosen and the exact evaluation of its model."""
+    validation = (record.get("validation") or {}).get("pooled", {})
+    pooled = record["evaluate"].get("pooled", {})
+    return (
+        f"glm: λ={glm['selected_lambda']:g} (sklearn C={glm['selected_C']:g}) by {glm['selected_by']}, "
+        f"{'converged' if glm['converged'] else 'NOT converged'} in {glm['rounds']} rounds; "
+        f"val loss {_fmt(validation.get('loss'), '.4f')}  pooled AUROC {_fmt(pooled.get('auroc'), '.3f')}  "
+        f"test loss {_fmt(pooled.get('loss'), '.4f')}  sites {len(record['evaluate'].get('sites', {}))}"
+    )
+
+
+def show_glm(record: dict[str, Any], glm: dict[str, Any]) -> None:
+    _console.print(glm_line(record, glm), soft_wrap=True)
+
+
 def round_line(record: dict[str, Any], total_rounds: int) -> str:
     pooled = record["evaluate"].get("pooled", {})
     validation = (record.get("validation") or {}).get("pooled", {})

@@ -13,7 +13,7 @@ from typing import Any
 
 from flwr.serverapp import Grid
 
-from federation.core.settings import RunSettings
+from federation.core.settings import GLM, RunSettings
 
 # task -> (module, function(grid, settings, default_dir=...)); keys are settings.TASKS.
 TASK_LOOPS = {
@@ -23,7 +23,12 @@ TASK_LOOPS = {
 }
 
 
+# model=glm trains by Newton rounds on the sites' sums, not by the strategy's rounds.
+GLM_LOOP = ("server.glm_loop", "run_glm")
+
+
 def run_task(grid: Grid, settings: RunSettings, *, default_dir: Path) -> Any:
     """Run the loop ``settings.task`` names; returns what it returns (a summary dict)."""
-    module, function = TASK_LOOPS[settings.task]
+    glm = settings.task == "train" and settings.model.name == GLM
+    module, function = GLM_LOOP if glm else TASK_LOOPS[settings.task]
     return getattr(importlib.import_module(module), function)(grid, settings, default_dir=default_dir)

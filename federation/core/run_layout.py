@@ -17,6 +17,7 @@ CHECKPOINT = "checkpoint.pt"  # the server's resume state
 SUMMARY = "summary.json"
 MODEL = "model.pt"  # the selected round's global model
 ROUNDS = "rounds"  # rounds/round_NNN.pt: every round's global model
+GLM_RECORD = "glm.json"  # model=glm: the λ grid, each λ's coefficients and validation loss, the choice
 # Written by the simulated sites and the launcher
 LEDGERS = "ledgers"  # the simulated sites' privacy ledgers and node keys
 SITE_POLICY = "site_policy.json"

@@ -14,6 +14,7 @@ from typing import Any
 
 from federation.core.dataspec import DatasetSpec, spec_from_json
 from federation.core.errors import ConfigError, collect_then_raise
+from federation.core.glm import parse_grid
 from federation.core.model import MODEL_NAMES, ModelSpec
 
 STRATEGY_NAMES = (
@@ -39,11 +40,23 @@ PERSONALIZE_MODES = ("none", "recalibrate", "finetune")
 SCALARS = (bool, int, float, str)
 
 
+# model=glm (configs/model/glm.yaml): the exact federated logistic regression (Newton on the
+# sites' summed statistics, federation.core.glm), DP off only; its result is a logreg model.
+GLM = "glm"
+RUN_MODEL_NAMES = (*MODEL_NAMES, GLM)
+GLM_ONLY_WITHOUT_DP = "model=glm is exact (DP off) only: set privacy=off, or use model=logreg for DP"
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     name: str = "mlp"
     hidden: int = 32
     dropout: float = 0.0
+    # model=glm only: the L2 strengths λ fitted together (objective Σ log-loss + λ/2 ‖w‖², i.e.
+    # sklearn's C = 1/λ; one string, "0.1,1,10", as a Hydra list travels) and the Newton
+    # step (max-abs) below which the fit has converged.
+    l2_grid: str = "0.01,0.1,1,10,100"
+    tolerance: float = 1e-8
 
 
 @dataclass(frozen=True)
@@ -228,8 +241,8 @@ def _problems(s: RunSettings) -> list[str]:
             f"strategy {s.strategy.name!r} is unknown; choose one of {', '.join(STRATEGY_NAMES)}",
         ),
         (
-            s.model.name in MODEL_NAMES,
-            f"model {s.model.name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}",
+            s.model.name in RUN_MODEL_NAMES,
+            f"model {s.model.name!r} is unknown; choose one of {', '.join(RUN_MODEL_NAMES)}",
         ),
         (s.task in TASKS, f"run.task {s.task!r} is unknown; choose one of {', '.join(TASKS)}"),
         (
@@ -284,7 +297,28 @@ def _problems(s: RunSettings) -> list[str]:
             f"{s.strategy.name!r} cannot see them; use one of {', '.join(SECURE_AGGREGATION_STRATEGIES)}",
         ),
     ]
-    return [message for ok, message in checks if not ok]
+    return [message for ok, message in checks if not ok] + (_glm_problems(s) if s.model.name == GLM else [])
+
+
+def _glm_problems(s: RunSettings) -> list[str]:
+    """model=glm: exact sums, so DP off only; one fit of a few rounds (no SecAgg+, resume or
+    personalize); a valid λ grid and tolerance."""
+    checks = [
+        (not s.privacy.enabled, GLM_ONLY_WITHOUT_DP),
+        (
+            not s.privacy.secure_aggregation,
+            "model=glm sends each site's sums, not a weighted mean: set privacy.secure_aggregation=false",
+        ),
+        (not s.resume, "model=glm does not resume (its rounds take seconds): start a new run"),
+        (s.personalize == "none", "model=glm runs with personalize=none only"),
+        (s.model.tolerance > 0, f"model.tolerance must be > 0 (got {s.model.tolerance}), e.g. 1e-8"),
+    ]
+    problems = [message for ok, message in checks if not ok]
+    try:
+        parse_grid(s.model.l2_grid)
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
 
 
 def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
@@ -303,6 +337,10 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
         for key, value in (cfg.get(group) or {}).items():
             if value is None:
                 continue
+            if isinstance(value, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+            ):
+                value = ",".join(repr(v) for v in value)  # a list of numbers (model.l2_grid): one string
             if not isinstance(value, SCALARS):
                 raise ConfigError(f"{group}.{key} must be a number, string or bool (got {value!r})")
             flat[f"{group}.{key}"] = value
@@ -312,7 +350,7 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
 def model_spec(settings: RunSettings) -> ModelSpec:
     """The model both apps build for a run: the server to start it, each site to load weights."""
     return ModelSpec(
-        name=settings.model.name,
+        name="logreg" if settings.model.name == GLM else settings.model.name,  # a glm fit is a logreg
         n_features=len(settings.data.encoded_feature_names()),
         hidden=settings.model.hidden,
         dropout=settings.model.dropout,

@@ -135,3 +135,14 @@ SUBGROUP_PREFIX = "subgroup/"
 SUBGROUP_GAP_PREFIX = "subgroup-gap/"
 SUBGROUP_NOISE_STD = "subgroup-noise-std"
 SUBGROUP_RELEASE_EPSILON = "subgroup-release-epsilon"
+# model=glm (federation.core.glm, DP off only): one Newton round is message type "train.glm".
+# The message carries the model's arrays (its preprocessing buffers) and GLM_COEFFICIENTS (an
+# ArrayRecord: one row of [intercept, weights] per λ); the reply, the site's exact sums over its
+# training rows per λ, flattened row-major, and its validation rows' log-loss sums per λ (with
+# their count under VALIDATION_PREFIX + N_TEST; absent when that split is too small to release).
+GLM_ACTION = "glm"
+GLM_COEFFICIENTS = "glm-coefficients"
+GLM_GRADIENT = "glm-gradient"
+GLM_HESSIAN = "glm-hessian"
+GLM_LOSS = "glm-loss"
+GLM_VALIDATION_LOSS = "glm-val-loss"

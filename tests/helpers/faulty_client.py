@@ -108,7 +108,14 @@ def faulty_app(faults: list[Fault]) -> ClientApp:
         return hospital_app(message, context)
 
     queries = (wire.QUERY_BUDGET, wire.QUERY_COMPARE, wire.QUERY_DRIFT, wire.QUERY_PERSONALIZE)
-    for register in (app.train(), app.evaluate(), app.query(), *(app.query(q) for q in queries)):
+    registers = (
+        app.train(),
+        app.train(wire.GLM_ACTION),
+        app.evaluate(),
+        app.query(),
+        *(app.query(q) for q in queries),
+    )
+    for register in registers:
         register(hospital)
     return app
 

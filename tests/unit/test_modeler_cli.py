@@ -40,4 +40,5 @@ def test_evaluate_help_says_which_round_it_scores_by_default(capsys):
         lhsfed(["evaluate", "--help"])
 
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "default: the round the run handed out, model.pt" in help_text and "default: final" not in help_text
+    assert "default: the round the run handed out, model.pt" in help_text
+    assert "default: final" not in help_text

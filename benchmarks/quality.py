@@ -6,8 +6,10 @@
 For every dataset of :mod:`benchmarks.benchmark_set` and seed (run seed = split seed), pooled test
 AUROC, AUPRC and calibration slope of: pooled sklearn ``LogisticRegressionCV`` on the sites'
 train+validation rows, local-only models, the federated defaults DP off / ε=3 / ε=1 (no tuning:
-the model the run selected by validation loss), and the federation tuned with Optuna (DP off),
-whose objective is the pooled validation loss of the selected round (never the test split).
+the model the run selected by validation loss), the exact federated GLM (``model=glm``, DP
+off: Newton on the sites' summed statistics, λ chosen by pooled validation loss), and the
+federation tuned with Optuna (DP off), whose objective is the pooled validation loss of the
+selected round (never the test split).
 Writes benchmarks/results/quality.md and quality.json (every run's numbers and folder).
 """
 
@@ -34,6 +36,8 @@ from federation.modeler.run_loader import load_saved_model
 SEEDS = (42, 43, 44)
 FEDERATED = {
     "federated DP off": ["privacy=off"],
+    # the exact federated GLM (issue Q): pooled logistic regression without pooling, DP off only
+    "federated GLM (DP off)": ["model=glm", "privacy=off"],
     "federated ε=3": ["privacy=dp", "privacy.target_epsilon=3.0"],
     "federated ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"],
 }

@@ -189,6 +189,35 @@ def feature_gaps(
     gaps = {gap: _pair_gap(points, boots, metric) for gap, metric in GAPS.items()}
     point = {gap: np.array([value]) for gap, (value, _) in gaps.items()}
     boot = {gap: draws for gap, (_, draws) in gaps.items()}
-    point["equalized_odds_difference"] = np.fmax(point["tpr_gap"], point["fpr_gap"])
-    boot["equalized_odds_difference"] = np.fmax(np.abs(boot["tpr_gap"]), np.abs(boot["fpr_gap"]))
-    return _with_ci(point, boot, [*GAPS, "equalized_odds_difference"], interval)
+    out = _with_ci(point, boot, list(GAPS), interval)
+    return out | equalized_odds(out)
+
+
+def _away_from_zero(low: float, high: float) -> tuple[float, float]:
+    """The interval of |gap| implied by the gap's interval [low, high]: from its distance to 0
+    (0 when it holds 0) to its farthest end."""
+    near = 0.0 if low <= 0 <= high else min(abs(low), abs(high))
+    return near, max(abs(low), abs(high))
+
+
+def equalized_odds(gaps: dict[str, float]) -> dict[str, float]:
+    """fairlearn's equalized-odds difference, max(TPR gap, FPR gap), and its interval from the
+    two gaps' own: [the larger distance of either interval from 0, the farthest end of either].
+
+    Why not the resamples' max(|TPR gap|, |FPR gap|): a max of absolute values is biased up in
+    every resample, so its percentile interval excluded 0 always and could miss its own point
+    (issue T: 0.019 [0.022, 0.261]). This one holds the point whenever the gaps' intervals hold
+    theirs, and excludes 0 exactly when the TPR or the FPR gap's interval does."""
+    name = "equalized_odds_difference"
+    parts = [(gaps[f"{g}"], gaps[f"{g}_ci_low"], gaps[f"{g}_ci_high"]) for g in ("tpr_gap", "fpr_gap")]
+    if not all(np.isfinite(v) for part in parts for v in part):
+        value = (
+            float(np.nanmax([p[0] for p in parts])) if any(np.isfinite(p[0]) for p in parts) else float("nan")
+        )
+        return {name: value, f"{name}_ci_low": float("nan"), f"{name}_ci_high": float("nan")}
+    bounds = [_away_from_zero(low, high) for _, low, high in parts]
+    return {
+        name: float(max(abs(p[0]) for p in parts)),
+        f"{name}_ci_low": float(max(b[0] for b in bounds)),
+        f"{name}_ci_high": float(max(b[1] for b in bounds)),
+    }

@@ -75,3 +75,38 @@ def test_pooled_subgroups_from_released_keys_sum_the_sites_and_pool_auroc_from_h
     worst = headline(evaluation)
     assert worst["worst_site_auroc"] == {"site": "b", "auroc": 0.6}
     assert worst["worst_group_auroc"]["auroc"] == min(pooled["levels"][lv]["auroc"] for lv in ("0", "1"))
+
+
+def test_equalized_odds_interval_holds_its_point_and_excludes_zero_only_with_a_gap_that_does():
+    """Issue T, 2: two levels of one site whose model treats them alike (both TPR and FPR gap
+    intervals hold 0). The equalized-odds difference's interval must hold its point and 0;
+    a level whose TPR is much lower makes it exclude 0, as its TPR gap's interval does."""
+    from federation.core.subgroups import feature_gaps, group_metrics
+
+    rng = np.random.default_rng(4)
+
+    def level(n, shift):
+        y = rng.integers(0, 2, n)
+        p = np.clip(0.5 + 0.3 * (y - 0.5) - shift * y + rng.normal(0, 0.15, n), 0.01, 0.99)
+        return y, p
+
+    def gaps(shift_b):
+        points, boots = {}, {}
+        for name, shift in (("a", 0.0), ("b", shift_b)):
+            y, p = level(150, shift)
+            points[name], boots[name] = group_metrics(y, p, threshold=0.5, resamples=400, rng=rng)
+        return feature_gaps(points, boots)
+
+    alike = gaps(0.0)
+    eod = alike["equalized_odds_difference"]
+    assert alike["tpr_gap_ci_low"] <= 0 <= alike["tpr_gap_ci_high"]
+    assert alike["fpr_gap_ci_low"] <= 0 <= alike["fpr_gap_ci_high"]
+    assert eod == pytest.approx(max(alike["tpr_gap"], alike["fpr_gap"]))
+    assert (
+        alike["equalized_odds_difference_ci_low"] == 0.0 <= eod <= alike["equalized_odds_difference_ci_high"]
+    )
+
+    apart = gaps(0.3)
+    assert apart["tpr_gap_ci_low"] > 0 or apart["tpr_gap_ci_high"] < 0
+    low, high = apart["equalized_odds_difference_ci_low"], apart["equalized_odds_difference_ci_high"]
+    assert 0 < low <= apart["equalized_odds_difference"] <= high

@@ -45,20 +45,26 @@ def linear_head(model: nn.Module) -> nn.Linear | None:
 
 def per_sample_gradients(features: torch.Tensor, residual: torch.Tensor) -> list[torch.Tensor]:
     """Each row's gradient of its BCE-with-logits loss, shaped as Opacus's ``grad_sample``:
-    weight ``[m, 1, d]`` and bias ``[m, 1]``, for ``residual = sigmoid(z) - y``."""
+    weight ``[m, 1, d]`` and bias ``[m, 1]``, for ``residual = sigmoid(z) - y``.
+
+    The step itself never builds them: :func:`per_sample_norms` and :func:`clipped_sum` use
+    their product form."""
     return [residual[:, None, None] * features[:, None, :], residual[:, None]]
 
 
-def clipped_sum(grad_samples: list[torch.Tensor], max_grad_norm: float) -> list[torch.Tensor]:
-    """Opacus's flat clipping: each row's gradient over all parameters scaled to norm at most
-    ``max_grad_norm``, then summed over the rows (zeros for an empty batch)."""
-    if len(grad_samples[0]) == 0:
-        factor = grad_samples[0].new_zeros(0)
-    else:
-        per_param = [g.reshape(len(g), -1).norm(2, dim=-1) for g in grad_samples]
-        norms = torch.stack(per_param, dim=1).norm(2, dim=1)
-        factor = (max_grad_norm / (norms + _CLIP_EPS)).clamp(max=1.0)
-    return [torch.einsum("i,i...", factor, g) for g in grad_samples]
+def per_sample_norms(features: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The L2 norm of each row's whole gradient ``r_i * [h_i, 1]``: ``|r_i| sqrt(|h_i|² + 1)``."""
+    return residual.abs() * (torch.linalg.vector_norm(features, dim=1).square() + 1).sqrt()
+
+
+def clipped_sum(
+    features: torch.Tensor, residual: torch.Tensor, max_grad_norm: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Opacus's flat clipping (each row's gradient scaled by ``min(1, C / (norm + 1e-6))``),
+    summed over the rows: the weight's ``[1, d]`` and the bias's ``[1]`` (zeros if no rows)."""
+    factor = (max_grad_norm / (per_sample_norms(features, residual) + _CLIP_EPS)).clamp(max=1.0)
+    scaled = factor * residual
+    return scaled[None, :] @ features, scaled.sum(0, keepdim=True)
 
 
 class ClosedFormDPStep:
@@ -95,7 +101,7 @@ class ClosedFormDPStep:
             features = self.preprocess(xb)
             logits = self.linear(features).squeeze(-1)
             residual = torch.sigmoid(logits) - yb
-            summed = clipped_sum(per_sample_gradients(features, residual), self.max_grad_norm)
+            summed = clipped_sum(features, residual, self.max_grad_norm)
             std = self.noise_multiplier * self.max_grad_norm
             for param, grad in zip(self.params, summed, strict=True):
                 noise = self.randomness.gaussian_like(grad, std)

@@ -18,6 +18,7 @@ Box-Muller draw; see docs/privacy.md for what remains (float32 rounding of the s
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 
@@ -45,13 +46,21 @@ class SiteRandomness:
         if len(key) != KEY_BYTES:
             raise ValueError(f"site randomness needs a {KEY_BYTES}-byte key (got {len(key)})")
         self._stream = Cipher(algorithms.ChaCha20(key, _NONCE), mode=None).encryptor()
+        self._zeros = b""  # plaintext for the keystream, kept: a sampler asks for one row count
 
     def _words(self, n: int) -> np.ndarray:
-        return np.frombuffer(self._stream.update(bytes(8 * n)), dtype="<u8")
+        if len(self._zeros) < 8 * n:
+            self._zeros = bytes(8 * n)
+        return np.frombuffer(self._stream.update(memoryview(self._zeros)[: 8 * n]), dtype="<u8")
 
     def uniform(self, n: int) -> np.ndarray:
         """``n`` float64 uniforms in [0, 1) from the top 53 bits of 64-bit words."""
-        return (self._words(n) >> np.uint64(11)).astype("float64") * _MANTISSA
+        return _uniforms(self._words(n))
+
+    def bernoulli(self, n: int, p: float) -> np.ndarray:
+        """``uniform(n) < p`` (the same words, the same mask), compared as integers: a
+        Poisson sampler draws one per row per step, and the float conversion cost as much."""
+        return _below(self._words(n), p)
 
     def standard_normal(self, n: int) -> np.ndarray:
         """``n`` float64 N(0, 1) samples: each the sum of four Box-Muller normals over 2."""
@@ -72,6 +81,22 @@ class SiteRandomness:
         return int(self._words(1)[0] >> np.uint64(1))
 
 
+def _uniforms(words: np.ndarray) -> np.ndarray:
+    return (words >> np.uint64(11)).astype("float64") * _MANTISSA
+
+
+def _below(words: np.ndarray, p: float) -> np.ndarray:
+    """``_uniforms(words) < p`` without floats. A uniform is ``k * 2**-53`` with
+    ``k = word >> 11``; ``k * 2**-53 < p`` iff ``k < ceil(p * 2**53)`` (``p * 2**53`` is exact)
+    iff ``word < ceil(p * 2**53) * 2**11``."""
+    if p <= 0:
+        return np.zeros(len(words), dtype=bool)
+    bound = math.ceil(p * 2.0**53) << 11
+    if bound >= 2**64:  # p > 1 - 2**-53: every uniform is below it
+        return np.ones(len(words), dtype=bool)
+    return words < np.uint64(bound)
+
+
 class SitePoissonSampler(Sampler[list[int]]):
     """Opacus's ``UniformWithReplacementSampler`` with the site's CSPRNG: ``steps`` batches,
     each row in each batch independently with probability ``sample_rate`` (empty batches
@@ -88,7 +113,7 @@ class SitePoissonSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for _ in range(self.steps):
-            mask = self.randomness.uniform(self.num_samples) < self.sample_rate
+            mask = self.randomness.bernoulli(self.num_samples, self.sample_rate)
             yield np.flatnonzero(mask).tolist()
 
 

@@ -102,9 +102,9 @@ class ClosedFormDPStep:
             logits = self.linear(features).squeeze(-1)
             residual = torch.sigmoid(logits) - yb
             summed = clipped_sum(features, residual, self.max_grad_norm)
-            std = self.noise_multiplier * self.max_grad_norm
-            for param, grad in zip(self.params, summed, strict=True):
-                noise = self.randomness.gaussian_like(grad, std)
+            # the noise Opacus's add_noise draws parameter by parameter, in one draw
+            noises = self.randomness.gaussians_like(summed, self.noise_multiplier * self.max_grad_norm)
+            for param, grad, noise in zip(self.params, summed, noises, strict=True):
                 param.grad = (grad + noise).view_as(param) / self.expected_batch_size
             loss = F.binary_cross_entropy_with_logits(logits, yb).item() if len(yb) else 0.0
         self.optimizer.step()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -64,21 +65,47 @@ class SiteRandomness:
 
     def standard_normal(self, n: int) -> np.ndarray:
         """``n`` float64 N(0, 1) samples: each the sum of four Box-Muller normals over 2."""
-        u1, u2 = 1.0 - self.uniform(2 * n), self.uniform(2 * n)  # u1 in (0, 1]: log is finite
+        return self.standard_normals((n,))
+
+    def standard_normals(self, sizes: tuple[int, ...]) -> np.ndarray:
+        """``np.concatenate([self.standard_normal(n) for n in sizes])``: the same numbers, from
+        one keystream call and one pass of the arithmetic (a DP step draws noise for each of
+        its parameters, and the per-call overhead exceeded the work)."""
+        first, second, low, high = _box_muller_layout(tuple(sizes))
+        uniforms = self.uniform(4 * sum(sizes))
+        u1, u2 = 1.0 - uniforms[first], uniforms[second]  # u1 in (0, 1]: log is finite
         radius = np.sqrt(-2.0 * np.log(u1))
-        normals = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
-        return normals.reshape(4, n).sum(axis=0) / 2.0
+        cos, sin = radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)
+        return (cos[low] + cos[high] + sin[low] + sin[high]) / 2.0
 
     def gaussian_like(self, reference: torch.Tensor, std: float) -> torch.Tensor:
         """N(0, std²) noise shaped and typed like ``reference``."""
+        return self.gaussians_like([reference], std)[0]
+
+    def gaussians_like(self, references: list[torch.Tensor], std: float) -> list[torch.Tensor]:
+        """``[self.gaussian_like(r, std) for r in references]``, the same noise, in one draw."""
         if std == 0:
-            return torch.zeros_like(reference)
-        noise = self.standard_normal(reference.numel()) * std
-        return torch.from_numpy(noise).to(reference.dtype).reshape(reference.shape)
+            return [torch.zeros_like(r) for r in references]
+        noise = torch.from_numpy(self.standard_normals(tuple(r.numel() for r in references)) * std)
+        parts = noise.split([r.numel() for r in references])
+        return [part.to(r.dtype).reshape(r.shape) for part, r in zip(parts, references, strict=True)]
 
     def seed(self) -> int:
         """A 63-bit seed for torch's own generator (dropout masks), from the stream."""
         return int(self._words(1)[0] >> np.uint64(1))
+
+
+@lru_cache(maxsize=64)
+def _box_muller_layout(sizes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Where :meth:`SiteRandomness.standard_normals` finds each size's numbers. One size ``n``
+    takes ``4n`` uniforms: ``u1`` the first ``2n``, ``u2`` the next ``2n``; its ``2n`` cosines
+    and ``2n`` sines then sum as the rows of ``concat([cos, sin]).reshape(4, n)``, in order."""
+    starts = np.cumsum((0, *sizes[:-1]), dtype=np.int64)
+    first = np.concatenate([4 * s + np.arange(2 * n) for s, n in zip(starts, sizes, strict=True)])
+    second = np.concatenate([4 * s + 2 * n + np.arange(2 * n) for s, n in zip(starts, sizes, strict=True)])
+    low = np.concatenate([2 * s + np.arange(n) for s, n in zip(starts, sizes, strict=True)])
+    high = np.concatenate([2 * s + n + np.arange(n) for s, n in zip(starts, sizes, strict=True)])
+    return first, second, low, high
 
 
 def _uniforms(words: np.ndarray) -> np.ndarray:

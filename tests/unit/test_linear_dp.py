@@ -14,7 +14,13 @@ from opacus.accountants import RDPAccountant
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from client.linear_dp import CLOSED_FORM, ClosedFormDPStep, linear_head, per_sample_gradients
+from client.linear_dp import (
+    CLOSED_FORM,
+    ClosedFormDPStep,
+    linear_head,
+    per_sample_gradients,
+    per_sample_norms,
+)
 from client.site_randomness import SiteRandomness, use_site_noise
 from client.training import GRAD_SAMPLE_MODE, default_grad_sample_mode, local_optimizer, train_locally
 from federation.core.model import ModelSpec, build_model
@@ -67,6 +73,9 @@ def test_closed_form_per_sample_gradients_equal_opacus_hooks_and_torch_func():
     for ours, theirs, name in zip(closed, opacus, ("head.0.weight", "head.0.bias"), strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(ours, func[name], atol=1e-6, rtol=1e-6)
+    # the norms the step clips by, from the product form, are those of Opacus's gradients
+    flat = torch.cat([g.reshape(len(g), -1) for g in opacus], dim=1)
+    torch.testing.assert_close(per_sample_norms(features, residual), flat.norm(dim=1), atol=1e-6, rtol=1e-6)
 
 
 def _closed_form_steps(model, optimizer, batches, *, sigma, clip, key, ebs):

@@ -1,9 +1,12 @@
-"""The site's Poisson sampler draws rows by integer comparison: the same rows as ``uniform < q``."""
+"""Faster site randomness, same numbers: the Poisson sampler compares integers (the rows of
+``uniform < q``), and several tensors' Gaussian noise comes from one draw (bit for bit the
+draws one by one)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from client.site_randomness import SitePoissonSampler, SiteRandomness, _below, _uniforms
 
@@ -27,3 +30,28 @@ def test_sampler_batches_are_the_float_uniforms_rows():
     batches = list(sampler)
     assert batches == [np.flatnonzero(reference.uniform(n) < q).tolist() for _ in range(5)]
     assert all(len(batch) > 0 for batch in batches)
+
+
+def _sequential_standard_normal(randomness: SiteRandomness, n: int) -> np.ndarray:
+    """The recipe as first written: one draw per call (two keystream reads, four rows summed)."""
+    u1, u2 = 1.0 - randomness.uniform(2 * n), randomness.uniform(2 * n)
+    radius = np.sqrt(-2.0 * np.log(u1))
+    normals = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
+    return normals.reshape(4, n).sum(axis=0) / 2.0
+
+
+@pytest.mark.parametrize("sizes", [(1,), (60,), (60, 1), (1, 60, 7, 1), (1920, 32, 32, 1)])
+def test_one_draw_for_several_tensors_is_bit_for_bit_the_draws_one_by_one(sizes):
+    key = bytes(range(32))
+    together = SiteRandomness(key=key).standard_normals(sizes)
+    one_by_one, reference = SiteRandomness(key=key), SiteRandomness(key=key)
+    expected = np.concatenate([_sequential_standard_normal(reference, n) for n in sizes])
+    assert np.array_equal(together, expected)
+    assert np.array_equal(np.concatenate([one_by_one.standard_normal(n) for n in sizes]), expected)
+
+    tensors = [torch.zeros(n, dtype=torch.float32).reshape(1, n) for n in sizes]
+    batch = SiteRandomness(key=key).gaussians_like(tensors, 0.7)
+    single = SiteRandomness(key=key)
+    for got, tensor in zip(batch, tensors, strict=True):
+        want = single.gaussian_like(tensor, 0.7)
+        assert got.shape == tensor.shape and got.dtype == torch.float32 and torch.equal(got, want)

@@ -86,13 +86,26 @@ class SiteRandomness:
         """``[self.gaussian_like(r, std) for r in references]``, the same noise, in one draw."""
         if std == 0:
             return [torch.zeros_like(r) for r in references]
-        noise = torch.from_numpy(self.standard_normals(tuple(r.numel() for r in references)) * std)
-        parts = noise.split([r.numel() for r in references])
-        return [part.to(r.dtype).reshape(r.shape) for part, r in zip(parts, references, strict=True)]
+        sizes = tuple(r.numel() for r in references)
+        noise = self.standard_normals(sizes) * std
+        starts = np.cumsum((0, *sizes))
+        return [_as_tensor_like(noise[start:end], r) for start, end, r in zip(starts, starts[1:], references)]
 
     def seed(self) -> int:
         """A 63-bit seed for torch's own generator (dropout masks), from the stream."""
         return int(self._words(1)[0] >> np.uint64(1))
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+
+
+def _as_tensor_like(values: np.ndarray, reference: torch.Tensor) -> torch.Tensor:
+    """float64 ``values`` cast to ``reference``'s dtype and shape (numpy's cast where it has
+    the dtype: the same rounding as torch's, without its per-call overhead)."""
+    dtype = _NUMPY_DTYPES.get(reference.dtype)
+    if dtype is None:
+        return torch.from_numpy(values).to(reference.dtype).reshape(reference.shape)
+    return torch.from_numpy(values.astype(dtype).reshape(reference.shape))
 
 
 @lru_cache(maxsize=64)

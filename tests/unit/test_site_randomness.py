@@ -49,9 +49,13 @@ def test_one_draw_for_several_tensors_is_bit_for_bit_the_draws_one_by_one(sizes)
     assert np.array_equal(together, expected)
     assert np.array_equal(np.concatenate([one_by_one.standard_normal(n) for n in sizes]), expected)
 
-    tensors = [torch.zeros(n, dtype=torch.float32).reshape(1, n) for n in sizes]
-    batch = SiteRandomness(key=key).gaussians_like(tensors, 0.7)
-    single = SiteRandomness(key=key)
-    for got, tensor in zip(batch, tensors, strict=True):
-        want = single.gaussian_like(tensor, 0.7)
-        assert got.shape == tensor.shape and got.dtype == torch.float32 and torch.equal(got, want)
+    # as tensors: the recipe's float64 noise cast by torch, for each dtype a model may have
+    dtypes = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+    tensors = [torch.zeros(1, n, dtype=dtypes[i % 4]) for i, n in enumerate(sizes)]
+    got = SiteRandomness(key=key).gaussians_like(tensors, 0.7)
+    starts = np.cumsum((0, *sizes))
+    for part, tensor, start, end in zip(got, tensors, starts, starts[1:], strict=False):
+        want = torch.from_numpy(expected[start:end] * 0.7).to(tensor.dtype).reshape(tensor.shape)
+        assert part.dtype == tensor.dtype and torch.equal(part, want)
+    single = SiteRandomness(key=key).gaussian_like(tensors[0], 0.7)
+    assert torch.equal(single, got[0])

@@ -100,6 +100,7 @@ class ClosedFormDPStep:
         with torch.no_grad():
             features = self.preprocess(xb)
             logits = self.linear(features).squeeze(-1)
+            yb = yb.to(logits.dtype)  # float64 labels must not make the sums float64
             residual = torch.sigmoid(logits) - yb
             summed = clipped_sum(features, residual, self.max_grad_norm)
             # the noise Opacus's add_noise draws parameter by parameter, in one draw

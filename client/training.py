@@ -1,8 +1,8 @@
 """Local training at a site: plain or DP-SGD, optionally with a FedProx proximal pull.
 
 DP-SGD is Opacus's, except for the logreg model, whose per-sample gradients are computed in
-closed form (:mod:`client.linear_dp`: same clipping, noise, scaling and accounting, a third of
-the cost); ``grad_sample_mode`` still selects an Opacus mode for it.
+closed form (:mod:`client.linear_dp`: same clipping, noise, scaling and accounting at about half
+the cost of Opacus's fastest mode on it); ``grad_sample_mode`` still selects an Opacus mode.
 
 Pure of Flower: takes a model and arrays, returns a model and numbers, so it is tested alone.
 Under DP every random choice (batches, noise, dropout) comes from the site's own CSPRNG

@@ -60,7 +60,7 @@ def test_line(record: dict[str, Any]) -> str:
 
 
 def show_test(record: dict[str, Any]) -> None:
-    _console.print(test_line(record))
+    _console.print(test_line(record), soft_wrap=True)
 
 
 def glm_line(record: dict[str, Any], glm: dict[str, Any]) -> str:

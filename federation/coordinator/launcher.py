@@ -272,14 +272,14 @@ def simulated_ledgers(
     """The simulated sites' ledger folder (federation.coordinator.site_ledgers: the task's,
     shared by its campaigns, unless ``federation.fresh_ledgers``) and the line to show.
 
-    A query run (compare, drift) keeps its own folder's ledgers as before (its sites find
-    what they kept for the runs asked about through those runs' site_policy.json): charging
-    queries to the task's shared ledgers is not done yet (docs/privacy.md)."""
+    A query run (compare, drift) asks about runs the same simulated patients trained: it is
+    charged to the ledgers those runs spent from (the champion's first), so the patients'
+    lifetime ε counts it, as a deployed site's one ledger does."""
     from federation.coordinator.registry import task_name
     from federation.coordinator.tuning import in_sweep
 
     if settings.task != "train":
-        return None, None
+        return site_ledgers.queried_folder(settings.task_args), None
 
     sweep_dir = Path(HydraConfig.get().sweep.dir) if in_sweep() else None
     return site_ledgers.ledger_folder(

@@ -18,6 +18,7 @@ the folder its ``site_policy.json`` recorded, wherever it is resumed from.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -82,6 +83,30 @@ def recorded_folder(run_dir: Path) -> Path | None:
     policies = read_json(Path(run_dir) / SITE_POLICY) or {}
     folders = {Path(p["ledger_path"]).parent for p in policies.values() if p.get("ledger_path")}
     return folders.pop() if len(folders) == 1 else None
+
+
+def queried_folder(task_args: str) -> Path | None:
+    """The shared ledger folder of the runs a query asks about: drift's ``run_identity`` (the
+    champion's run), else compare's ``champion``, then ``challenger``, the first whose run
+    folder recorded the task's ledgers (``<ledger_dir>/<task>``). A throwaway run's own
+    ``ledgers/`` (fresh ledgers, privacy=off with its infinite ε) is not one: None then, and
+    the query's own folder holds its charge."""
+    if os.environ.get(LEDGER_DIR_ENV):  # named outright: as for a training run, it stands
+        return None
+    try:
+        args = json.loads(task_args) if task_args else {}
+    except ValueError:
+        return None
+    if not isinstance(args, dict):
+        return None
+    identities = [args.get("run_identity")] + [
+        (args.get(role) or {}).get("run_identity") for role in ("champion", "challenger")
+    ]
+    for identity in identities:
+        folder = recorded_folder(Path(str(identity))) if identity else None
+        if folder is not None and folder.name != LEDGERS:
+            return folder
+    return None
 
 
 def exported(folder: Path | None) -> AbstractContextManager[None]:

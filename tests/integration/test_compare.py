@@ -48,18 +48,21 @@ def test_registered_model_digests_as_each_site_recorded_it(nodp_run):
 
 
 @pytest.mark.slow
-def _sites_spend_on_compare(monkeypatch) -> None:
+def _sites_spend_on_compare(monkeypatch, tmp_path) -> None:
     """Under DP a compare query is one release at each site's query-epsilon: these sites spend
     20 on it (their policy), so a 37-row test split still gives both AUROCs (at the default
-    0.5 a small site's noisy class totals can leave them undefined: docs/privacy.md)."""
+    0.5 a small site's noisy class totals can leave them undefined: docs/privacy.md). Their
+    ledgers are named outright: by default the query is charged to the ledgers the compared
+    runs spent from, and dp_run's are shared by tests that read them as that run left them."""
     monkeypatch.setenv("LHSFED_QUERY_EPSILON", "20")
     monkeypatch.setenv("LHSFED_MAX_EPSILON", "100")
+    monkeypatch.setenv("LHSFED_LEDGER_DIR", str(tmp_path / "query-ledgers"))
 
 
 def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(
     registry, tmp_path, capsys, monkeypatch
 ):
-    _sites_spend_on_compare(monkeypatch)
+    _sites_spend_on_compare(monkeypatch, tmp_path)
     out = tmp_path / "comparison"
 
     args = ["--registry-uri", registry["uri"], "--out", str(out), "federation.runtime=inprocess"]
@@ -114,7 +117,7 @@ def test_challenger_of_other_features_is_refused_in_one_line(registry, nodp_run,
 @pytest.mark.slow
 def test_challenger_run_folder_is_compared_by_every_site(registry, dp_run, tmp_path, monkeypatch):
     """``--challenger RUN_DIR``: the folder is the run identity its sites recorded it under."""
-    _sites_spend_on_compare(monkeypatch)
+    _sites_spend_on_compare(monkeypatch, tmp_path)
     out = tmp_path / "comparison"
 
     args = ["--challenger", str(dp_run), "--registry-uri", registry["uri"], "--out", str(out)]

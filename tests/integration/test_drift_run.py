@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from client.ledger import open_site_ledger
+from client.site_policy import simulated_policy
 from federation.cli.main import main as lhsfed
 from federation.cli.synth import write_cohorts
-from federation.core.run_layout import read_json
-from tests.helpers.runs import run_launcher
+from federation.core.run_layout import LEDGERS, read_json
+from tests.helpers.runs import ledger_folder, run_launcher
 
 NAME = "synthdrift"
 TASK = f"{NAME}-readmitted_30d"
@@ -75,6 +77,15 @@ def test_drift_flags_the_shifted_site_and_no_other(tmp_path, monkeypatch, capsys
     same = record["sites"]["hospital_001"]["features"]["systolic_bp"]
     assert abs(same["smd"]) < 0.1 and same["psi"] < 0.1 and abs(same["missing_change"]) < 0.02
     assert f"{SHIFTED}: DRIFT in" in console and "hospital_001: no drift flagged" in console
+    # the query is charged to the ledgers the champion's campaign spent from (the task's,
+    # shared): the same simulated patients' lifetime ε counts it; nothing in the query's folder
+    shared = ledger_folder(tmp_path / "run")
+    for site in SITES:
+        ledger = open_site_ledger(simulated_policy(site, run_folder=tmp_path / "run"), site)
+        assert ledger.path.parent == shared
+        drift_rows = [e for e in ledger.entries() if e.release.startswith("drift of")]
+        assert len(drift_rows) == 1 and drift_rows[0].epsilon_total > drift_rows[0].epsilon_run
+    assert not (tmp_path / "drift" / LEDGERS).exists()
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -9,7 +9,7 @@ from flwr.app import Message
 
 from client.subgroups import from_wire
 from federation.core import wire
-from federation.core.histogram_metrics import pooled_auroc_interval
+from federation.core.histogram_metrics import pooled_auroc_estimable, pooled_auroc_uncertainty
 from federation.core.metrics import SITE_WIRE_KEYS, pooled_from_histograms
 from federation.core.records import Evaluation
 from federation.core.subgroup_histograms import from_site_record, released_subgroups
@@ -135,13 +135,16 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
     pooled["brier"] = _finite_average([m[wire.BRIER] for m in metrics], n)
     pooled["loss"] = _finite_average([m[wire.EVAL_LOSS] for m in metrics], n)
     pooled["n_test"] = int(n.sum())
+    if all(wire.EVAL_LOSS_SE in m for m in metrics):  # DP releases: a weighted mean's error
+        errors = np.array([m[wire.EVAL_LOSS_SE] for m in metrics], dtype=float)
+        pooled["loss_se"] = float(np.sqrt(np.sum((n / n.sum() * errors) ** 2)))
     noise = [m.get(wire.RELEASE_NOISE_STD) for m in metrics]
-    if all(std is not None and std > 0 for std in noise) and np.isfinite(pooled["auroc"]):
-        pooled["auroc_ci"] = list(pooled_auroc_interval(pos, neg, noise))  # DP releases only
-    for name, key in (("loss_se", wire.EVAL_LOSS_SE), ("auroc_se", wire.AUROC_SE)):
-        if all(key in m for m in metrics):  # DP releases: the pooled value's error from theirs
-            errors = np.array([m[key] for m in metrics], dtype=float)
-            pooled[name] = float(np.sqrt(np.sum((n / n.sum() * errors) ** 2)))
+    if all(std is not None and std > 0 for std in noise):  # DP releases: the sum's own error
+        if not pooled_auroc_estimable(pos, neg, noise):
+            pooled |= {"auroc": float("nan"), "auprc": float("nan"), "auroc_undefined": "noise"}
+        elif np.isfinite(pooled["auroc"]):
+            se, interval = pooled_auroc_uncertainty(pos, neg, noise)
+            pooled |= {"auroc_se": se, "auroc_ci": list(interval)}
     return pooled
 
 
@@ -149,12 +152,21 @@ def evaluation_record(replies: Iterable[Message], prefix: str = "") -> Evaluatio
     """The sites' and pooled metrics of the test split, or (``prefix`` ``val-``) of the
     validation split; a site that released nothing for that split is left out."""
     ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
-    by_site = {site_of(r): _unprefixed(r, prefix) for r in ok}
+    by_site = {site_of(r): _unprefixed(r, prefix) | _release_noise(r, prefix) for r in ok}
     by_site = {site: m for site, m in by_site.items() if wire.N_TEST in m}
     return Evaluation(
         sites={site: _site_entry(m) for site, m in by_site.items()},
         pooled=pooled_evaluation(list(by_site.values())),
     )
+
+
+def _release_noise(reply: Message, prefix: str) -> dict:
+    """A validation reply's noise std (its accounting keys carry no prefix): under the plain
+    key, for the pooled figures' error; only where the reply holds no test release too."""
+    metrics = reply.content[wire.METRICS]
+    if not prefix or wire.N_TEST in metrics or wire.RELEASE_NOISE_STD not in metrics:
+        return {}
+    return {wire.RELEASE_NOISE_STD: metrics[wire.RELEASE_NOISE_STD]}
 
 
 def _site_entry(metrics: dict) -> dict:

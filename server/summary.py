@@ -12,7 +12,8 @@ from federation.core.settings import RunSettings
 from server.selection import chosen_round, select, should_stop
 
 POOLED_KEYS = ("auroc", "auprc", "brier")
-DP_POOLED_KEYS = ("auroc_se", "auroc_ci")  # from noisy releases only: their noise and sampling
+# from noisy releases only: the AUROC's error (noise and sampling), or why the noise left it undefined
+DP_POOLED_KEYS = ("auroc_se", "auroc_ci", "auroc_undefined")
 SITE_KEYS = ("auroc", "auprc", "brier", "n_test")
 
 

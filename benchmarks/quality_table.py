@@ -79,7 +79,7 @@ def goal_lines(methods: dict[str, list[dict[str, Any]]], profile: dict[str, Any]
             continue
         gap = mean(methods[method], "auroc") - base
         ok = gap >= -slack
-        line = f"- {method} − pooled LR = {gap:+.3f} AUROC (goal ≥ −{slack:.2f}): " + (
+        line = f"- {method} − pooled LR = {gap:+.3f} AUROC (goal ≥ −{slack:g}): " + (
             "**met**" if ok else f"**MISSED** ({_why(method, methods[method], methods[BASELINE], profile)})"
         )
         lines.append(line)

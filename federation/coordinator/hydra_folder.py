@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.core.errors import ConfigError
-from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG, SITE_POLICY
+from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG, SITE_POLICY, WARM_START
 
 HYDRA_FILES = (HYDRA_DIR, LAUNCHER_LOG)
 # What the launcher writes before a run starts: the Flower home of a deployment's connection
 # (deployment.FLOWER_HOME), the app folder submitted (simulation.APP_FOLDER), the simulated
 # sites' policies. A run that failed having written only these left nothing worth keeping.
-LAUNCH_FILES = (".flwr-home", ".flwr-app", SITE_POLICY)
+LAUNCH_FILES = (".flwr-home", ".flwr-app", SITE_POLICY, WARM_START)
 
 
 def nearest_existing(path: Path) -> Path:

@@ -29,6 +29,7 @@ from federation.coordinator.hydra_folder import (
     refuse_uncreatable,
 )
 from federation.coordinator.resume import finished_run, resumed_config
+from federation.core.atomic import write_json
 from federation.core.data import check_site_sources
 from federation.core.errors import AbsentSitesError, ConfigError, FederationError, LhsFedError
 from federation.core.run_layout import (
@@ -39,6 +40,8 @@ from federation.core.run_layout import (
     RUN_ARTEFACTS,
     SITE_POLICY,
     SUMMARY,
+    WARM_START,
+    read_json,
 )
 from federation.core.settings import RunSettings, flatten_config, number
 
@@ -181,10 +184,12 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     plain = plain_config(cfg, output_dir)
     run_config = flatten_config(plain) | ({"run.resume": True} if resume else {})
     settings = RunSettings.from_run_config(run_config)
-    # A resume continues from its checkpoint, never from init= again; warm.parent_version is
-    # the registry version a campaign's lineage names (None: not from the registry).
+    # A resume continues from its checkpoint, never from init= again (the alias it named may
+    # have moved since); the registry version a campaign's lineage names is the one the run
+    # recorded when it started (None: not from the registry).
     warm = None if resume else warm_start(cfg, settings)
     run_config |= warm.run_config() if warm else {}
+    parent_version = recorded_parent_version(output_dir) if resume else warm and warm.parent_version
     campaign = campaign_of(plain, settings)
     federation = plain.get("federation") or {}
     for key in (*MINIMUM_KEYS, "round_timeout"):
@@ -192,10 +197,12 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
             number(settings.strategy.params[key], f"strategy.{key}", float if "timeout" in key else int)
     if warm and warm.parent_version:
         keep_parent_drift(OmegaConf.select(cfg, "registry.uri", default=None), settings, warm, output_dir)
+    if warm:
+        record_warm_start(warm, output_dir)
     nodes = run_flower(run_config, settings, federation, output_dir)
     report_sat_out(settings, output_dir, nodes=nodes)
     report_absent_sites(output_dir, allowed=bool(plain.get("allow_absent_sites")))
-    log_campaign_run(campaign, settings, output_dir, parent_version=warm and warm.parent_version)
+    log_campaign_run(campaign, settings, output_dir, parent_version=parent_version)
     return output_dir
 
 
@@ -303,6 +310,21 @@ def warm_start(cfg: DictConfig, settings: RunSettings):
     if warm is not None:
         print(f"warm start: {warm.source} (its round {warm.round})", flush=True)
     return warm
+
+
+def record_warm_start(warm, output_dir: Path) -> None:
+    """``warm_start.json``: what ``init=`` named, the registry version it resolved to and its
+    round, so a resumed campaign keeps its lineage."""
+    write_json(
+        output_dir / WARM_START,
+        {"source": warm.source, "parent_version": warm.parent_version, "round": warm.round},
+    )
+
+
+def recorded_parent_version(output_dir: Path) -> str | None:
+    """The registry version a run recorded it started from (None: none, or not a warm start)."""
+    version = (read_json(output_dir / WARM_START) or {}).get("parent_version")
+    return None if version is None else str(version)
 
 
 def keep_parent_drift(registry_uri: str | None, settings: RunSettings, warm, output_dir: Path) -> None:

@@ -21,6 +21,7 @@ GLM_RECORD = "glm.json"  # model=glm: the λ grid, each λ's coefficients and va
 # Written by the simulated sites and the launcher
 LEDGERS = "ledgers"  # the simulated sites' privacy ledgers and node keys
 SITE_POLICY = "site_policy.json"
+WARM_START = "warm_start.json"  # init=: what it named, the registry version it resolved to, its round
 LAUNCHER_LOG = "launcher.log"
 HYDRA_DIR = ".hydra"
 HYDRA_CONFIG = Path(HYDRA_DIR) / "config.yaml"  # the coordinator's composed config

@@ -174,6 +174,8 @@ def test_step_5_ctrl_c_after_round_1_then_resume_completes_the_campaign(walk, se
     assert [r["round"] for r in read_rounds(run)] == [1, 2]
     assert re.search(rf"task {TASK} version 2 = challenger", second["resumed"])
     assert _run_folder(second["resumed"]) == run
+    # the resumed campaign keeps the lineage its start recorded (init=registry:...@champion)
+    assert re.search(r"version 2\s+challenger\s+parent 1\s", _ran(walk.run(3, 1), "registry show"))
     # A site that refused a round (e.g. round 2 sent again after it had reserved it before the
     # stop) has the reason in its site.log, beside its ledger, as the doc's log table says.
     for record in read_rounds(run):

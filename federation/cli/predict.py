@@ -5,7 +5,9 @@ version is downloaded and exported as ``lhsfed export`` does (its card from the 
 evaluation), then used the same way.
 
 The CSV needs a header row naming the model card's input columns (other columns are kept
-and passed through); the output is the same rows with a ``risk`` column added. A model file
+and passed through); the output is the same rows with a ``risk`` column added, and beside it
+``risk_out_of_range`` (the row's columns outside the card's ranges or levels, ';'-joined) and
+``risk_model_sha256`` (the model that scored it). A model file
 whose SHA-256 is not the card's is refused before it is loaded. Values outside the card's
 ranges or levels are scored with one warning per row (``--strict``: refused). Nothing is
 written unless every row was scored, and never over the input.
@@ -107,7 +109,11 @@ def register(subparsers) -> None:
         "model", help="exported model file (model.pt or model.onnx), or registry:TASK@ALIAS / registry:TASK/N"
     )
     parser.add_argument("--data", required=True, help="CSV with a header row of the card's columns")
-    parser.add_argument("--out", required=True, help="CSV to write (input rows plus 'risk')")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="CSV to write (input rows plus 'risk', 'risk_out_of_range', 'risk_model_sha256')",
+    )
     parser.add_argument(
         "--card",
         type=Path,

@@ -50,16 +50,27 @@ def _shown(x: np.ndarray, row: int, i: int, column: dict[str, Any], text) -> str
     return f"{x[row, i]:g}"
 
 
+def _range_flags(x: np.ndarray, columns: list[dict[str, Any]]) -> dict[int, np.ndarray]:
+    """Per checked column (its index), which rows hold a value outside its range or levels."""
+    return {
+        i: _outside(x[:, i], c)
+        for i, c in enumerate(columns)
+        if c.get("type") in ("categorical", "binary") or c.get("min") is not None or c.get("max") is not None
+    }
+
+
+def out_of_range_columns(x: np.ndarray, columns: list[dict[str, Any]]) -> list[str]:
+    """Per row, the names of its columns outside their range or levels, joined by ';' ('' if none)."""
+    flags = _range_flags(x, columns)
+    return [";".join(columns[i]["name"] for i, flag in flags.items() if flag[row]) for row in range(len(x))]
+
+
 def out_of_range_rows(x: np.ndarray, columns: list[dict[str, Any]], path: Path, *, text=None) -> list[str]:
     """One line per row with a value outside its column's range or levels (row 1 = first data row).
 
     ``text``: the rows as read (a DataFrame), to show a text column's cell rather than its code.
     """
-    flags = {
-        i: _outside(x[:, i], c)
-        for i, c in enumerate(columns)
-        if c.get("type") in ("categorical", "binary") or c.get("min") is not None or c.get("max") is not None
-    }
+    flags = _range_flags(x, columns)
     lines = []
     for row in np.flatnonzero(np.any(list(flags.values()), axis=0)) if flags else []:
         cells = [

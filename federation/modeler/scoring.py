@@ -25,9 +25,14 @@ import pandas as pd
 from federation.core.dataspec import has_text_levels
 from federation.core.errors import DataError, collect_then_raise
 from federation.core.site_table import header_problem, parse_numbers, text_codes
-from federation.core.value_checks import out_of_range_rows
+from federation.core.value_checks import out_of_range_columns, out_of_range_rows
 
 RISK_COLUMN = "risk"
+# Beside each risk: the columns whose value was outside the model card's range or levels (the
+# risk is an extrapolation there: age 430 scored 1.0), and the SHA-256 of the model that scored
+# it, so a scored file says which model and which rows to distrust long after it was written.
+OUT_OF_RANGE_COLUMN = "risk_out_of_range"
+MODEL_COLUMN = "risk_model_sha256"
 FORMATS = {"onnx": "an ONNX", "torchscript": "a TorchScript"}  # format -> its name in a message
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SHOWN = 3  # bad rows named per column in a refusal
@@ -209,7 +214,8 @@ def _load(model: bytes, fmt: str):
 def score_csv(
     model: bytes, card: dict[str, Any], data: Path, out: Path, *, strict: bool = False, source: str = "model"
 ) -> tuple[int, list[str]]:
-    """Write ``out``: the input rows with a risk column added; returns (rows, warnings).
+    """Write ``out``: the input rows with the risk, the columns out of the card's range per row
+    and the model's SHA-256 added; returns (rows, warnings).
 
     ``strict`` refuses out-of-range values and unknown levels instead of warning.
     """
@@ -225,6 +231,12 @@ def score_csv(
             "and levels: correct them, or drop --strict to score with a warning"
         )
     risk = run_model(model, card["model"]["format"], x, source=source)
-    scored = frame.assign(**{RISK_COLUMN: risk})
+    scored = frame.assign(
+        **{
+            RISK_COLUMN: risk,
+            OUT_OF_RANGE_COLUMN: out_of_range_columns(x, card["input"]["columns"]),
+            MODEL_COLUMN: card["model"]["sha256"],
+        }
+    )
     atomic.write_bytes(Path(out), scored.to_csv(index=False).encode("utf-8"))
     return len(scored), notes

@@ -8,11 +8,13 @@ the launcher; its refusals before the runtime have their own list
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from federation.cli.main import main as lhsfed
@@ -154,9 +156,14 @@ def test_predict_scores_out_of_range_rows_with_one_warning_per_row(corpus, tmp_p
     assert code == 0
     assert err == [f"warning: {corpus / 'age430.csv'}: row 2: age 430 not in range 18..100 years"]
     scored = (tmp_path / "scored.csv").read_text().splitlines()
-    assert len(scored) == 1 + 6 and scored[0].endswith(",risk")
-    assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 for line in scored[1:])
+    assert len(scored) == 1 + 6 and scored[0].endswith(",risk,risk_out_of_range,risk_model_sha256")
     assert scored[2].split(",")[:2] == ["p1", "430"]  # input text passed through as written
+    frame = pd.read_csv(tmp_path / "scored.csv", keep_default_na=False)
+    assert frame["risk"].between(0.0, 1.0).all()
+    # the extrapolated row says so in the file itself (issue T, 9), and every row names its model
+    assert frame["risk_out_of_range"].tolist() == ["", "age", "", "", "", ""]
+    card = json.loads((corpus / "onnx" / "model_card.json").read_text())
+    assert set(frame["risk_model_sha256"]) == {card["model"]["sha256"]}
     assert snapshot(tmp_path) != before
 
 

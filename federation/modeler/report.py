@@ -232,6 +232,14 @@ def _pair(entry: dict[str, Any], key: str, digits: int) -> str:
     return f"{fmt(entry['global'][key], digits)} / {fmt(entry['personalized'][key], digits)}"
 
 
+def _flag(entry: dict[str, Any]) -> str:
+    """ "WORSE" and the measures that made it so (older files carry the flag alone)."""
+    if not entry["worse"]:
+        return ""
+    reasons = entry.get("worse_reasons") or []
+    return "WORSE: " + "; ".join(reasons) if reasons else "WORSE"
+
+
 def personalization_table(personalization: dict[str, Any] | None) -> Table | None:
     """Global vs personalized per site (``personalization.json``), the worse sites flagged."""
     if not personalization:
@@ -245,7 +253,7 @@ def personalization_table(personalization: dict[str, Any] | None) -> Table | Non
             _pair(entry, "calibration_slope", 2),
             _pair(entry, "brier", 3),
             fmt(entry.get("epsilon")) if "steps" in entry else "no ε (recalibration)",
-            "WORSE" if entry["worse"] else "",
+            _flag(entry),
         ]
         for site, entry in personalization["sites"].items()
     ]

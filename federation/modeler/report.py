@@ -369,15 +369,25 @@ def figures(
     if evaluation.get("decision_curve"):
         found["Decision curves"] = plots.decision_curves(evaluation["decision_curve"])
     if records:
-        found = {"Rounds": plots.rounds_curve([r.to_json() for r in records]), **found}
+        rounds = plots.rounds_curve([r.to_json() for r in records], evaluation.get("selection"))
+        found = {"Rounds": rounds, **found}
     return found
+
+
+# What a reader needs to read a figure, under it (issue T.4: the decision curves had none).
+FIGURE_NOTES = {
+    "Rounds": "the dotted line marks the round handed out, chosen by the pooled validation "
+    "loss or AUROC; test values are shown, never used to choose",
+    "Decision curves": plots.DECISION_CURVE_NOTE,
+}
 
 
 def _img(title: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
+    caption = f"{title}: {FIGURE_NOTES[title]}" if title in FIGURE_NOTES else title
     return (
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 

@@ -112,6 +112,20 @@ def metrics_table(evaluation: dict[str, Any]) -> Table:
     )
 
 
+def _baseline_training(base: dict[str, Any]) -> str:
+    """What the baselines trained: the rounds up to the model handed out (older files: epochs)."""
+    trained = base.get("trained")
+    if not trained:
+        return f"{base['epochs']} epochs"
+    matched = (
+        " at the ε each site's training had spent by then" if trained.get("site_training_epsilon") else ""
+    )
+    return (
+        f"{trained['epochs']} epochs, the federation's rounds 1–{trained['rounds']} (the model "
+        f"evaluated; {trained['rounds_planned']} planned){matched}"
+    )
+
+
 def baselines_table(evaluation: dict[str, Any]) -> Table | None:
     base = evaluation.get("baselines")
     if not base:
@@ -147,7 +161,7 @@ def baselines_table(evaluation: dict[str, Any]) -> Table | None:
         ["site", "global (federated)", "local-only", "pooled centralized", "benefit (global − local)"],
         rows,
         "pooled row: local-only scores each site's rows with that site's own model; "
-        f"baselines trained {base['epochs']} epochs with the run's model and DP settings; "
+        f"baselines trained {_baseline_training(base)} with the run's model and DP settings; "
         f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
         f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}",
     )

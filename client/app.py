@@ -345,7 +345,8 @@ def _dp_evaluation(site: SiteView, budget: SiteBudget, model, message: Message, 
 
 def _subgroup_scores(site: SiteView, risk) -> dict:
     """Per-level metrics of the test rows (none unless the spec marks subgroup features), and
-    the test histograms again on the partition shared with the levels' (replacing _scores')."""
+    the test histograms on their own k-grouping, which the levels' partition coarsens (the
+    same as _scores': marking subgroups no longer coarsens them, issue T.1)."""
     if not site.spec.subgroup_features:
         return {}
     x, y, k = site.data.x_test, site.data.y_test, site.policy.min_cell_size
@@ -426,7 +427,7 @@ def compare(message: Message, context: Context) -> Message:
         y, champion, challenger, min_cell=policy.min_cell_size, seed=SiteRandomness().seed()
     )
     exact = exact_release(budget, site.settings, 0, "compare (exact: DP off)", metrics)
-    if site.spec.subgroup_features:  # the partition evaluate released these models' levels on
+    if site.spec.subgroup_features:  # as evaluate releases them beside these models' levels
         for prefix, risk in ((wire.CHAMPION_PREFIX, champion), (wire.CHALLENGER_PREFIX, challenger)):
             shared = shared_test_histograms(
                 site.data.x_test, y, risk, site.spec, min_cell=policy.min_cell_size

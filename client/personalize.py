@@ -84,9 +84,15 @@ def trained_refusal(budget: SiteBudget, settings: RunSettings) -> str | None:
 
 def recalibrate(model: torch.nn.Module, data: SiteData, policy: SitePolicy) -> Personalized:
     """Platt scaling on the validation rows (refused if they are too few to fit on)."""
-    too_small = evaluation_refusal(data.y_val, min_rows=policy.min_eval_rows, min_cell=policy.min_cell_size)
+    too_small = evaluation_refusal(
+        data.y_val,
+        min_rows=policy.min_eval_rows,
+        min_cell=policy.min_cell_size,
+        split="validation",
+        action="recalibration",
+    )
     if too_small:
-        raise EvaluationRefused(f"recalibration {too_small} (validation split)")
+        raise EvaluationRefused(too_small)
     return Personalized("recalibrate", model, platt_fit(data.y_val, predict_risk(model, data.x_val)))
 
 

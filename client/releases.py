@@ -112,9 +112,15 @@ def released_feature_statistics(
 
 
 def evaluation_refusal(
-    y_test: np.ndarray, *, min_rows: int = DEFAULT_MIN_TEST_ROWS, min_cell: int = DEFAULT_MIN_CELL
+    y_test: np.ndarray,
+    *,
+    min_rows: int = DEFAULT_MIN_TEST_ROWS,
+    min_cell: int = DEFAULT_MIN_CELL,
+    split: str = "test",
+    action: str = "evaluation",
 ) -> str | None:
-    """Why this test split is not evaluated (None: it may be).
+    """Why this split is not used (None: it may be); ``split`` and ``action`` name the split
+    and what it was for (a recalibration refused on its validation rows says so, issue T.3).
 
     The reason names the rule and its numbers only, never the split's own counts: a refusal
     saying "3 positives" would release the small cell it protects.
@@ -124,13 +130,13 @@ def evaluation_refusal(
     y = np.asarray(y_test).astype(int)
     if len(y) < min_rows:
         return (
-            f"evaluation refused (too few test rows): this site evaluates only test splits "
+            f"{action} refused (too few {split} rows): this site uses only {split} splits "
             f"of at least {min_rows} rows"
         )
     if np.bincount(y, minlength=2)[:2].min() < min_cell:
         return (
-            f"evaluation refused (too few of one class): this site evaluates only test "
-            f"splits with at least {min_cell} rows of each class"
+            f"{action} refused (too few of one class): this site uses only {split} splits "
+            f"with at least {min_cell} rows of each class"
         )
     return None
 

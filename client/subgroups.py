@@ -7,10 +7,15 @@ hidden cell of their own). So the suppressed set (small levels plus the missing 
 the smallest released level until it holds at least k of each class together, or until
 nothing is left: no suppressed count, nor their sum below k, can then be recovered. Score
 histograms per level go out only when no row of the feature is hidden, since the site's
-histogram minus its levels' would be the hidden rows'; and they share ONE partition of score
-bins with the site's own test histogram (:func:`histogram_groups`, each group >= k rows of
-the total and of every level), since separate groupings let the total minus one level give
-another level's count on a group that is not one of its own (review A4). Rates (TPR,
+histogram minus its levels' would be the hidden rows'. The levels' histograms share ONE
+partition of score bins, a coarsening of the site's own k-grouped test histogram
+(:func:`histogram_groups`: the test groups merged until each holds >= k rows of every level).
+Separate groupings let the total minus one level give another level's count on a group that is
+not one of its own (review A4); with nested ones a level's count is known only as a sum over
+the levels' groups (the total's finer groups sum to them), each >= k of every level. The test
+histogram itself keeps its own k-grouping: put on the levels' partition, a small level merged
+one site's scores into a few wide groups and pulled the pooled AUROC far below the rows'
+(issue T.1: 0.738 against 0.772). Rates (TPR,
 FPR) are released as the site's own sensitivity is today. The CIs use the site's secret
 randomness (known resamples would tie bounds to rows).
 """
@@ -70,24 +75,26 @@ def _level_masks(x, y, spec: DatasetSpec, *, min_cell: int) -> list[np.ndarray]:
 
 
 def histogram_groups(x, y, p, spec: DatasetSpec, *, min_cell: int) -> list[tuple[int, int]] | None:
-    """The one partition of score bins for the test histogram and every level's (each group
-    >= ``min_cell`` rows of each); None when no level histogram is released, or k = 1 (every
-    histogram is then exact, nothing is grouped)."""
+    """The one partition of score bins for every level's histogram: the test histogram's own
+    k-groups merged left to right until each group holds >= ``min_cell`` rows of every level;
+    None when no level histogram is released, or k = 1 (every histogram is then exact)."""
     masks = _level_masks(x, y, spec, min_cell=min_cell)
     if not masks or min_cell == 1:
         return None
     y, p = np.asarray(y).astype(int), np.asarray(p)
-    rows = [np.add(*score_histograms(y[m], p[m])) for m in [np.ones(len(y), bool), *masks]]
-    return score_groups(np.array(rows), min_cell=min_cell)
+    test = score_groups(np.add(*score_histograms(y, p)), min_cell=min_cell)
+    rows = np.array([np.add(*score_histograms(y[m], p[m])) for m in masks])
+    per_group = np.stack([rows[:, start:stop].sum(axis=1) for start, stop in test], axis=1)
+    return [(test[first][0], test[last - 1][1]) for first, last in score_groups(per_group, min_cell=min_cell)]
 
 
 def shared_test_histograms(x, y, p, spec: DatasetSpec, *, min_cell: int) -> dict:
-    """The test split's score histograms on the partition shared with its levels' (these
-    replace the site's own k-grouping in the evaluate reply); {} when no level has any."""
-    groups = histogram_groups(x, y, p, spec, min_cell=min_cell)
-    if groups is None:
+    """The test split's score histograms when levels' histograms go out: on its own k-grouping,
+    which the levels' partition coarsens (the same as without subgroups); {} when no level has
+    any."""
+    if histogram_groups(x, y, p, spec, min_cell=min_cell) is None:
         return {}
-    pos, neg = released_score_histograms(y, p, min_cell=min_cell, groups=groups)
+    pos, neg = released_score_histograms(y, p, min_cell=min_cell)
     return {wire.SCORE_HIST_POS: pos, wire.SCORE_HIST_NEG: neg}
 
 

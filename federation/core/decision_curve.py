@@ -4,7 +4,8 @@ Net benefit at threshold t is TP/n − FP/n · t/(1 − t) (Vickers & Elkin 2006
 released histograms count positives and negatives per risk bin [b/100, (b+1)/100), so the
 patients called positive at t = j/100 are exactly the bins ≥ j: the counts at every
 threshold of the 1/100 grid come from the histograms, per site and pooled (their sum), and no
-patient's score is needed. Treat-all is prevalence − (1 − prevalence) · t/(1 − t); treat-none 0.
+patient's score is needed. Treat-all is prevalence − (1 − prevalence) · t/(1 − t), each curve
+from its own patients' prevalence (a site's from its own, never the pooled one); treat-none 0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import numpy as np
 from federation.core.metrics import HIST_BINS
 
 GRID = np.arange(HIST_BINS) / HIST_BINS  # 0.00, 0.01, ..., 0.99 (t = 1 has no net benefit)
+# The figure's thresholds stop where fewer than this share of the patients would be treated:
+# past it every curve is ≈ 0 and treat-all falls away, so the axis would be mostly empty.
+TREATED_FLOOR = 0.01
+LIMIT_STEP = 0.05  # the axis limit rounded up to this
 
 
 def grid_index(threshold: float) -> int:
@@ -38,7 +43,20 @@ def net_benefit(pos, neg) -> dict[str, list[float]]:
         "model": (tp / n - fp / n * odds).tolist(),
         "treat_all": (prevalence - (1 - prevalence) * odds).tolist(),
         "treat_none": [0.0] * len(GRID),
+        "treated": ((tp + fp) / n if n else np.full(len(GRID), np.nan)).tolist(),
     }
+
+
+def threshold_limit(curve: dict) -> float:
+    """The highest threshold worth drawing for ``curve`` (the pooled one): the first grid point
+    at which fewer than :data:`TREATED_FLOOR` of its patients would be treated, rounded up to
+    :data:`LIMIT_STEP` (at least 0.1; 1 for a curve from before ``treated`` was recorded)."""
+    treated = np.asarray(curve.get("treated") or [], dtype=float)
+    below = np.flatnonzero(treated < TREATED_FLOOR)
+    if not len(below):
+        return 1.0
+    limit = np.ceil(GRID[below[0]] / LIMIT_STEP - 1e-9) * LIMIT_STEP
+    return float(min(1.0, max(0.1, limit)))
 
 
 def rates_at(pos, neg, threshold: float) -> tuple[float, float]:

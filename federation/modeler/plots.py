@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from federation.core.decision_curve import threshold_limit  # noqa: E402
+
 Predictions = dict[str, tuple[np.ndarray, np.ndarray]]
 _DPI = 100
 
@@ -32,20 +34,44 @@ def _mean_of_known(values: list[float | None]) -> float:
     return float(np.mean(known)) if known else float("nan")
 
 
-def rounds_curve(records: list[dict[str, Any]]) -> bytes:
-    """Mean train loss, pooled test loss and pooled AUROC per round."""
+def _as_float(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _plot_drawn(ax, x: list[int], y: list[float | None], **style) -> bool:
+    """Plot a per-round line only if some round has a value: a legend entry for a line never
+    drawn (train loss under DP) told a reader of a curve that is not there (issue T.4)."""
+    values = _as_float(y)
+    if not np.isfinite(values).any():
+        return False
+    ax.plot(x, values, **style)
+    return True
+
+
+def rounds_curve(records: list[dict[str, Any]], selection: dict[str, Any] | None = None) -> bytes:
+    """Loss and AUROC per round: pooled validation (what chose the round), pooled test (shown
+    only), mean train loss where sites released it; the selected round marked."""
     rounds = [r["round"] for r in records]
     train = [_mean_of_known([t.get("loss") for t in r["train"].values()]) for r in records]
-    pooled = [r["evaluate"].get("pooled", {}) for r in records]
+    test = [r["evaluate"].get("pooled", {}) for r in records]
+    val = [(r.get("validation") or {}).get("pooled", {}) for r in records]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(rounds, train, marker="o", label="train loss (mean of sites)")
-    left.plot(rounds, [p.get("loss") for p in pooled], marker="s", label="test loss (pooled)")
+    _plot_drawn(left, rounds, train, marker="o", label="train loss (mean of sites)")
+    _plot_drawn(left, rounds, [v.get("loss") for v in val], marker="^", label="validation loss (pooled)")
+    _plot_drawn(left, rounds, [t.get("loss") for t in test], marker="s", label="test loss (pooled)")
     left.set(xlabel="round", ylabel="loss", title="Loss per round")
-    left.legend(fontsize=8)
-    right.plot(rounds, [p.get("auroc") for p in pooled], marker="o", color="tab:green")
-    right.set(xlabel="round", ylabel="AUROC", title="Pooled test AUROC per round", ylim=(0.4, 1.0))
+    _plot_drawn(right, rounds, [v.get("auroc") for v in val], marker="^", label="validation (pooled)")
+    _plot_drawn(
+        right, rounds, [t.get("auroc") for t in test], marker="o", color="tab:green", label="test (pooled)"
+    )
+    right.set(xlabel="round", ylabel="AUROC", title="Pooled AUROC per round", ylim=(0.4, 1.0))
+    chosen = (selection or {}).get("round")
     for ax in (left, right):
+        if chosen is not None:
+            ax.axvline(chosen, linestyle=":", color="black", label=f"selected round {chosen}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -65,35 +91,62 @@ def roc_curves(predictions: Predictions) -> bytes:
     return _png(fig)
 
 
-def _net_benefit_plot(
-    lines: list[tuple[str, dict[str, Any], dict[str, Any]]], reference: dict, title: str
-) -> bytes:
-    """Net benefit curves (label, curve, line style) against ``reference``'s treat-all and
-    treat-none, on one axis scaled to the best curve."""
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    for label, curve, style in lines:
-        ax.plot(curve["threshold"], curve["model"], label=label, **style)
-    ax.plot(reference["threshold"], reference["treat_all"], linestyle="--", color="grey", label="treat all")
+Line = tuple[str, dict[str, Any], dict[str, Any], str | None]
+
+
+def _net_benefit_plot(lines: list[Line], title: str) -> bytes:
+    """Net benefit curves (label, curve, line style, its patients' name or None), each named one
+    with its own treat-all (its patients' prevalence, dashed, same colour), and treat-none;
+    thresholds up to where the first curve treats almost nobody (``threshold_limit``)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, curve, style, patients in lines:
+        (line,) = ax.plot(curve["threshold"], curve["model"], label=label, **style)
+        if patients:
+            ax.plot(
+                curve["threshold"], curve["treat_all"], linestyle="--", color=line.get_color(),
+                linewidth=0.8, label=f"treat all ({patients})",
+            )  # fmt: skip
+    reference = lines[0][1]
     ax.plot(reference["threshold"], reference["treat_none"], linestyle=":", color="grey", label="treat none")
-    top = max([*(max(curve["model"]) for _, curve, _ in lines), max(reference["treat_all"]), 0.01])
-    ax.set(xlabel="threshold risk", ylabel="net benefit", title=title)
-    ax.set(xlim=(0, 1), ylim=(-0.05 * top * 4, top * 1.1))
-    ax.legend(fontsize=7, loc="upper right")
+    limit = threshold_limit(reference)
+    shown = [np.array(c["model"])[np.array(c["threshold"]) <= limit] for _, c, _, _ in lines]
+    top = max([*(float(np.nanmax(v)) for v in shown if np.isfinite(v).any()), 0.01])
+    top = max(top, *(max(c["treat_all"]) for _, c, _, _ in lines))
+    ax.set(xlabel="threshold risk t (treat if risk ≥ t)", ylabel="net benefit", title=title)
+    ax.set(xlim=(0, limit), ylim=(-0.05 * top * 4, top * 1.1))
+    ax.legend(fontsize=6, loc="upper right")
     return _png(fig)
 
 
+DECISION_CURVE_NOTE = (
+    "Decision curves: net benefit = TP/n − FP/n · t/(1 − t) of treating those with risk ≥ t; "
+    "the model helps at t where its curve lies above both treat all (dashed: the same patients' "
+    "own prevalence) and treat none; thresholds shown up to where under 1 % of patients would "
+    "be treated"
+)
+
+
 def decision_curves(curves: dict[str, Any]) -> bytes:
-    """Net benefit against threshold per site and pooled, with treat-all and treat-none."""
-    pooled = curves["pooled"]
-    sites = [(name, curve, {"linewidth": 1.0, "alpha": 0.8}) for name, curve in curves["sites"].items()]
-    lines = [*sites, ("pooled model", pooled, {"linewidth": 2.5, "color": "black"})]
-    return _net_benefit_plot(lines, pooled, "Decision curves (test rows)")
+    """Net benefit against threshold: the federated model on all sites' test rows together
+    (not a pooled, centralized model) and at each site, each against its own treat-all."""
+    sites = [(name, c, {"linewidth": 1.0, "alpha": 0.8}, name) for name, c in curves["sites"].items()]
+    everyone = (
+        "federated model, all sites",
+        curves["pooled"],
+        {"linewidth": 2.5, "color": "black"},
+        "all sites",
+    )
+    lines: list[Line] = [everyone, *sites]
+    return _net_benefit_plot(lines, "Decision curves (test rows)")
 
 
 def compared_decision_curves(curves: dict[str, Any]) -> bytes:
-    """Pooled net benefit of each model (role -> curve) against treat-all and treat-none."""
-    lines = [(name, curve, {"linewidth": 2.0}) for name, curve in curves.items()]
-    return _net_benefit_plot(lines, next(iter(curves.values())), "Decision curves, pooled (test rows)")
+    """Net benefit of each model (role -> curve) on all sites' test rows together."""
+    lines: list[Line] = [
+        (name, curve, {"linewidth": 2.0}, "all sites" if i == 0 else None)  # the same patients
+        for i, (name, curve) in enumerate(curves.items())
+    ]
+    return _net_benefit_plot(lines, "Decision curves, all sites (test rows)")
 
 
 def quantile_calibration_plot(calibration: dict[str, Any]) -> bytes:

@@ -112,6 +112,20 @@ def metrics_table(evaluation: dict[str, Any]) -> Table:
     )
 
 
+def _baseline_training(base: dict[str, Any]) -> str:
+    """What the baselines trained: the rounds up to the model handed out (older files: epochs)."""
+    trained = base.get("trained")
+    if not trained:
+        return f"{base['epochs']} epochs"
+    matched = (
+        " at the ε each site's training had spent by then" if trained.get("site_training_epsilon") else ""
+    )
+    return (
+        f"{trained['epochs']} epochs, the federation's rounds 1–{trained['rounds']} (the model "
+        f"evaluated; {trained['rounds_planned']} planned){matched}"
+    )
+
+
 def baselines_table(evaluation: dict[str, Any]) -> Table | None:
     base = evaluation.get("baselines")
     if not base:
@@ -147,7 +161,7 @@ def baselines_table(evaluation: dict[str, Any]) -> Table | None:
         ["site", "global (federated)", "local-only", "pooled centralized", "benefit (global − local)"],
         rows,
         "pooled row: local-only scores each site's rows with that site's own model; "
-        f"baselines trained {base['epochs']} epochs with the run's model and DP settings; "
+        f"baselines trained {_baseline_training(base)} with the run's model and DP settings; "
         f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
         f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}",
     )
@@ -232,6 +246,14 @@ def _pair(entry: dict[str, Any], key: str, digits: int) -> str:
     return f"{fmt(entry['global'][key], digits)} / {fmt(entry['personalized'][key], digits)}"
 
 
+def _flag(entry: dict[str, Any]) -> str:
+    """ "WORSE" and the measures that made it so (older files carry the flag alone)."""
+    if not entry["worse"]:
+        return ""
+    reasons = entry.get("worse_reasons") or []
+    return "WORSE: " + "; ".join(reasons) if reasons else "WORSE"
+
+
 def personalization_table(personalization: dict[str, Any] | None) -> Table | None:
     """Global vs personalized per site (``personalization.json``), the worse sites flagged."""
     if not personalization:
@@ -245,7 +267,7 @@ def personalization_table(personalization: dict[str, Any] | None) -> Table | Non
             _pair(entry, "calibration_slope", 2),
             _pair(entry, "brier", 3),
             fmt(entry.get("epsilon")) if "steps" in entry else "no ε (recalibration)",
-            "WORSE" if entry["worse"] else "",
+            _flag(entry),
         ]
         for site, entry in personalization["sites"].items()
     ]
@@ -361,15 +383,25 @@ def figures(
     if evaluation.get("decision_curve"):
         found["Decision curves"] = plots.decision_curves(evaluation["decision_curve"])
     if records:
-        found = {"Rounds": plots.rounds_curve([r.to_json() for r in records]), **found}
+        rounds = plots.rounds_curve([r.to_json() for r in records], evaluation.get("selection"))
+        found = {"Rounds": rounds, **found}
     return found
+
+
+# What a reader needs to read a figure, under it (issue T.4: the decision curves had none).
+FIGURE_NOTES = {
+    "Rounds": "the dotted line marks the round handed out, chosen by the pooled validation "
+    "loss or AUROC; test values are shown, never used to choose",
+    "Decision curves": plots.DECISION_CURVE_NOTE,
+}
 
 
 def _img(title: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
+    caption = f"{title}: {FIGURE_NOTES[title]}" if title in FIGURE_NOTES else title
     return (
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
 

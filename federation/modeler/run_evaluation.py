@@ -24,7 +24,7 @@ from federation.core.decision_curve import rates_at
 from federation.core.errors import DataError
 from federation.core.metrics import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
 from federation.core.model import predict_risk
-from federation.core.records import Evaluation, RoundRecord
+from federation.core.records import Evaluation, RoundRecord, read_round_records
 from federation.core.run_layout import METRICS, json_safe
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models
@@ -120,12 +120,16 @@ def baseline_section(
     sites: list[SiteData],
     global_auroc: dict[str, float],
     options: EvalOptions,
+    records: list[RoundRecord] | None = None,
 ) -> dict[str, Any]:
-    """Local-only and pooled models scored on the same test rows, and the federation's benefit."""
-    local = baseline_models.local_only(settings, checkpoint.spec, sites)
+    """Local-only and pooled models scored on the same test rows, and the federation's benefit;
+    both trained as the federation did up to the round evaluated (``baselines.match``, from
+    the run's round ``records``), which ``trained`` records."""
+    matched = baseline_models.match(settings, records or [], checkpoint.round)
+    local = baseline_models.local_only(settings, checkpoint.spec, sites, matched)
     own_model = {s.name: (s.y_test.astype(int), predict_risk(local[s.name].model, s.x_test)) for s in sites}
     local_scores = score(with_pooled(own_model), options)  # pooled: each row by its site's model
-    central = baseline_models.pooled(settings, checkpoint.spec, sites)
+    central = baseline_models.pooled(settings, checkpoint.spec, sites, matched)
     pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
     benefit = {
         s.name: {"auroc": global_auroc[s.name] - local_scores[s.name]["auroc"], "n": len(s.y_test)}
@@ -147,7 +151,8 @@ def baseline_section(
             **site_means(benefit),
             POOLED: global_auroc[POOLED] - local_scores[POOLED]["auroc"],
         },
-        "epochs": settings.rounds * settings.train.local_epochs,
+        "epochs": matched.rounds * settings.train.local_epochs,
+        "trained": matched.to_json(settings),
     }
 
 
@@ -213,7 +218,8 @@ def evaluate_run(
     }
     if baselines:
         global_auroc = {name: m["auroc"] for name, m in metrics.items()}
-        document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options)
+        records = read_round_records(run_dir)
+        document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options, records)
     document["headline"] = usefulness.headline(json_safe(document))
     return json_safe(document), predictions
 

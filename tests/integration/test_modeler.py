@@ -114,9 +114,12 @@ def test_baselines_table_is_consistent(run_fixture, request):
     assert base["benefit_auroc"]["mean"] == pytest.approx(
         evaluation["mean_auroc"]["mean"] - base["local_only"]["mean_auroc"]["mean"]
     )
-    if evaluation["privacy"]["enabled"]:  # baselines spend the run's ε target, no more
-        spent = [*base["local_only"]["epsilon"].values(), base["pooled_centralized"]["epsilon"]]
-        assert all(2.5 < eps <= 3.0 + 1e-6 for eps in spent)
+    if evaluation["privacy"]["enabled"]:  # the ε the sites' training spent by the round handed out
+        matched = base["trained"]["site_training_epsilon"]
+        assert base["trained"]["rounds"] == evaluation["round"]
+        for site, eps in base["local_only"]["epsilon"].items():
+            assert eps == pytest.approx(matched[site], rel=0.01) and eps <= 3.0 + 1e-6
+        assert base["pooled_centralized"]["epsilon"] == pytest.approx(max(matched.values()), rel=0.01)
     else:
         assert base["pooled_centralized"]["epsilon"] is None
 

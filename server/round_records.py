@@ -140,7 +140,7 @@ def pooled_evaluation(metrics: list[dict]) -> dict[str, float]:
         pooled["loss_se"] = float(np.sqrt(np.sum((n / n.sum() * errors) ** 2)))
     noise = [m.get(wire.RELEASE_NOISE_STD) for m in metrics]
     if all(std is not None and std > 0 for std in noise):  # DP releases: the sum's own error
-        if not pooled_auroc_estimable(pos, neg, noise):
+        if not pooled_auroc_estimable(pos, neg, noise, rows=int(n.sum())):
             pooled |= {"auroc": float("nan"), "auprc": float("nan"), "auroc_undefined": "noise"}
         elif np.isfinite(pooled["auroc"]):
             se, interval = pooled_auroc_uncertainty(pos, neg, noise)

@@ -165,8 +165,8 @@ def test_exact_releases_get_no_pooled_noise_interval(scored):
 def test_a_pooled_auroc_the_noise_decides_is_reported_undefined_and_never_refuses_a_version():
     """The four UCI sites' validation releases (about 33 rows each, noise std 12.5 per bin):
     131 rows against a class total's noise std of 112, so the pooled AUROC is not reported
-    whichever way the noise fell (it came out 0.0 ± 0.14 for a 0.89 model once, and the registry bar refused the
-    version); the bar then registers it unchecked."""
+    whichever way the noise fell (it came out 0.0 ± 0.14 for a 0.89 model once, and the
+    registry bar refused the version); the bar then registers it unchecked."""
     from federation.coordinator.campaign_record import bar_of
     from server.round_records import pooled_evaluation
 

@@ -143,6 +143,7 @@ def judge(comparison: dict[str, Any], rule: PromotionRule) -> Verdict:
     parts = [_pooled_part(part, pooled, rule) for part in ("auroc", "calibration", "net_benefit")]
     blocking, too_small = [], []
     for site, row in sorted((comparison.get("sites") or {}).items()):
+        wide = []
         for measure, found in _site_measures(row).items():
             interval = found.get("difference_ci") or [None, None]
             if not all(_finite(v) for v in interval):
@@ -158,10 +159,12 @@ def judge(comparison: dict[str, Any], rule: PromotionRule) -> Verdict:
                     f"site {site}: {prefix}difference CI [{low:+.4f}, {high:+.4f}] entirely {side} {margin:g}"
                 )
             elif high - low > rule.too_wide.get(measure, math.inf):
-                too_small.append(
-                    f"site {site} on {_LABEL.get(measure, measure)} (CI [{low:+.4f}, {high:+.4f}] wider "
-                    f"than {rule.too_wide[measure]:g})"
+                wide.append(
+                    f"{_LABEL.get(measure, measure)} (CI [{low:+.4f}, {high:+.4f}] wider than "
+                    f"{rule.too_wide[measure]:g})"
                 )
+        if wide:
+            too_small.append(f"site {site} on " + ", ".join(wide))
     sites = Part(
         "sites",
         not blocking,

@@ -140,11 +140,9 @@ def test_a_site_blocks_on_any_measure_and_small_sites_are_named_not_silently_pas
 
     assert not verdict.passed and not verdict.parts[-1].passed
     assert verdict.findings == ["site big: ECE difference CI [+0.0300, +0.0600] entirely above 0.02"]
-    assert [note.split(" (")[0] for note in verdict.too_small] == [
-        "site cleveland on AUROC",
-        "site cleveland on ECE",
-        "site cleveland on net benefit",
-    ]
+    (note,) = verdict.too_small
+    assert note.startswith("site cleveland on AUROC (CI [-0.2000, +0.1500] wider than 0.2), ECE (")
+    assert "net benefit (CI [-0.1200, +0.0500] wider than 0.1)" in note
     assert any(line.startswith("too small to tell: site cleveland on AUROC") for line in verdict.lines())
 
 

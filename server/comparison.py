@@ -21,6 +21,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from federation.core import atomic, wire
+from federation.core.comparison_measures import compared_measures
 from federation.core.decision_curve import net_benefit, quantile_calibration_from_histograms
 from federation.core.errors import ConfigError
 from federation.core.metrics import pooled_from_histograms
@@ -54,6 +55,20 @@ class Candidate:
     model_spec: dict[str, Any]
     source: str
     version: str | None
+
+
+DEFAULT_THRESHOLD = 0.5  # net benefit's risk threshold when lhsfed compare is given none
+
+
+def comparison_threshold(task_args: str) -> float:
+    """The risk threshold net benefit is compared at (``threshold`` of ``run.task_args``)."""
+    try:
+        threshold = float(json.loads(task_args).get("threshold", DEFAULT_THRESHOLD))
+    except (ValueError, TypeError, AttributeError):
+        threshold = float("nan")
+    if not 0 < threshold < 1:
+        raise ConfigError(f"run.task_args: threshold must be a risk in (0, 1), not {threshold}")
+    return threshold
 
 
 def comparison_args(task_args: str) -> tuple[str, dict[str, Candidate]]:
@@ -114,14 +129,44 @@ def pooled_histograms(replies: list[Message], role: str) -> tuple[np.ndarray, np
     return pos, neg
 
 
-def pooled_comparison(replies: list[Message]) -> dict[str, float | None]:
-    """Each model's pooled AUROC from the summed histograms, and their difference."""
+def noise_stds(replies: list[Message]) -> list[float]:
+    """Each reply's release noise std (0: an exact reply, DP off)."""
+    return [float(r.content[wire.METRICS].get(wire.RELEASE_NOISE_STD, 0.0)) for r in replies]
+
+
+def site_measures(reply: Message, threshold: float) -> dict[str, dict]:
+    """One site's ECE and net benefit of both models, their differences and 95 % intervals,
+    from its released histograms (its AUROC difference and CI are the site's own)."""
+    found = compared_measures(
+        *(pooled_histograms([reply], role) for role in ROLES),
+        noise_stds=noise_stds([reply]),
+        threshold=threshold,
+    )
+    return {name: found[name] for name in ("ece", "net_benefit")}
+
+
+def pooled_comparison(replies: list[Message], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Each model's pooled AUROC from the summed histograms, their difference and its 95 %
+    interval (DP noise included), and the rule's other measures (ECE, net benefit at
+    ``threshold``) with theirs (federation.core.comparison_measures)."""
     if not replies:
-        return {"champion_auroc": None, "challenger_auroc": None, "auroc_difference": None}
-    pooled = {
-        f"{role}_auroc": pooled_from_histograms(*pooled_histograms(replies, role))["auroc"] for role in ROLES
+        return {
+            "champion_auroc": None,
+            "challenger_auroc": None,
+            "auroc_difference": None,
+            "auroc_difference_ci": None,
+            "threshold": threshold,
+            "measures": {},
+        }
+    summed = [pooled_histograms(replies, role) for role in ROLES]
+    pooled: dict[str, Any] = {
+        f"{role}_auroc": pooled_from_histograms(*hists)["auroc"] for role, hists in zip(ROLES, summed)
     }
     pooled["auroc_difference"] = pooled["challenger_auroc"] - pooled["champion_auroc"]
+    measures = compared_measures(*summed, noise_stds=noise_stds(replies), threshold=threshold)
+    pooled["auroc_difference_ci"] = measures["auroc"]["difference_ci"]
+    pooled["threshold"] = threshold
+    pooled["measures"] = measures
     return pooled
 
 
@@ -138,7 +183,12 @@ def pooled_curves(replies: list[Message]) -> dict[str, Any]:
 
 
 def comparison_document(
-    task: str, candidates: dict[str, Candidate], replies: list[Message], failed: list[dict], folder: Path
+    task: str,
+    candidates: dict[str, Candidate],
+    replies: list[Message],
+    failed: list[dict],
+    folder: Path,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
     """``comparison.json``: the contract's keys; a refused site under its name (else its node)."""
     ok = sorted((r for r in replies if not r.has_error()), key=site_of)  # sums in a fixed order
@@ -146,9 +196,13 @@ def comparison_document(
         {
             "task": task,
             **{role: {"version": c.version, "source": c.source} for role, c in candidates.items()},
-            "sites": {site_of(r): site_comparison(r.content[wire.METRICS]) for r in ok},
+            "sites": {
+                site_of(r): site_comparison(r.content[wire.METRICS])
+                | {"measures": site_measures(r, threshold)}
+                for r in ok
+            },
             "refused": {str(f["site"] or f"node {f['node']}"): str(f["reason"]) for f in failed},
-            "pooled": pooled_comparison(ok),
+            "pooled": pooled_comparison(ok, threshold),
             "pooled_curves": pooled_curves(ok),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "run_folder": str(folder),
@@ -160,6 +214,7 @@ def run_comparison(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     """Ask every site to compare the two models; write and return ``comparison.json``."""
     folder = refuse_outside_runs_root(Path(settings.output_dir) if settings.output_dir else default_dir)
     task, candidates = comparison_args(settings.task_args)
+    threshold = comparison_threshold(settings.task_args)
     timeout = float(settings.strategy.params.get("round_timeout", 600))
     nodes = wait_for_nodes(grid, nodes_to_wait_for(settings), timeout)
     kind = f"{MessageType.QUERY}.{wire.QUERY_COMPARE}"
@@ -167,7 +222,7 @@ def run_comparison(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     result = exchange(grid, messages, timeout=timeout, stage="compare", sites={})
     for failure in result.failures:
         log.warning("compare: node %s refused: %s", failure["node"], failure["reason"])
-    document = comparison_document(task, candidates, result.replies, result.failures, folder)
+    document = comparison_document(task, candidates, result.replies, result.failures, folder, threshold)
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / COMPARISON, document)
     return document

@@ -40,7 +40,7 @@ from server.checkpoint import (
 from server.exchange import Exchange, exchange, only_nodes
 from server.feature_stats import query_statistics, spec_prior
 from server.personalization import personalize_sites, trained_nodes
-from server.progress import show_round, show_stop, show_test
+from server.progress import show_round, show_stop, show_summary, show_test
 from server.round_records import (
     evaluation_record,
     failures,
@@ -298,6 +298,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         # ε shown is ε spent: the fine-tuning steps and the metrics' release are the run's too
         summary = with_later_spend(summary, personalized["sites"])
         folder.write_summary(summary)
+    show_summary(summary)  # the last line: summary.json's own numbers
     return summary
 
 

@@ -59,6 +59,35 @@ def test_line(record: dict[str, Any]) -> str:
     )
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """The run's last line, from summary.json itself (one source of truth, issue T acceptance
+    2): the round handed out, its pooled test AUROC and each site's ε spent in the whole run.
+
+    The round lines' ``max ε`` is the ledger after training only: under DP each round's
+    validation release and the test release come after it, so the last round line showed
+    2.73 where the sites had spent 3.00 (summary.json, metrics.jsonl, MLflow, the report)."""
+    selection = summary.get("selection") or {}
+    pooled = (summary.get("metrics") or {}).get("pooled") or {}
+    privacy = summary.get("privacy") or {}
+    interval = pooled.get("auroc_ci")
+    if privacy.get("enabled"):
+        spent = ", ".join(
+            f"{site} {_fmt(entry.get('epsilon'), '.3f')}" for site, entry in sorted(privacy["sites"].items())
+        )
+    else:
+        spent = "∞ (no DP)"
+    return (
+        f"handed out: round {selection.get('round', 'n/a')} of {summary.get('rounds')}; "
+        f"pooled test AUROC {_fmt(pooled.get('auroc'), '.3f')}"
+        + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+        + f"; ε this run: {spent}"
+    )
+
+
+def show_summary(summary: dict[str, Any]) -> None:
+    _console.print(summary_line(summary), soft_wrap=True)
+
+
 def show_test(record: dict[str, Any]) -> None:
     _console.print(test_line(record), soft_wrap=True)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.runs import run_launcher
+from tests.helpers.runs import CONSOLE, run_launcher
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,7 @@ def dp_run(tmp_path_factory) -> Path:
     """The default federation (4 hospitals, DP on), 5 rounds: one run shared by many tests."""
     tmp = tmp_path_factory.mktemp("dp_run")
     proc = run_launcher(tmp, "rounds=5")
+    (tmp / CONSOLE).write_text(proc.stdout)  # what the modeler saw (beside the run folder)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
 
@@ -41,6 +42,7 @@ def nodp_run(tmp_path_factory) -> Path:
     Ray's start; ``dp_run`` is the shared run on Flower's simulation runtime)."""
     tmp = tmp_path_factory.mktemp("nodp_run")
     proc = run_launcher(tmp, "privacy=off", "federation.runtime=inprocess")
+    (tmp / CONSOLE).write_text(proc.stdout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
 

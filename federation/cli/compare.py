@@ -2,8 +2,9 @@
 
 Writes ``comparison.json`` and ``comparison.html`` into the comparison's folder (default
 ``comparisons/TASK-<UTC time>`` under the runs root ``LHSFED_RUNS_ROOT``, else under
-``outputs/``), logs both and the pooled AUROC difference to the
-challenger version's MLflow run, and prints a short table. Hydra overrides choose how the
+``outputs/``), logs both and the pooled AUROC difference (and its 95 % CI) to the
+challenger version's MLflow run, and prints a short table and the promotion rule's outcome
+per part (what ``lhsfed promote`` would find with its default margins). Hydra overrides choose how the
 sites are reached (``federation.runtime=inprocess``, ``federation=deployment
 superlink=HOST:PORT``, ``federation.data_dir=...``).
 """
@@ -18,7 +19,10 @@ def _number(value) -> str:
 
 
 def table(document: dict) -> list[str]:
-    """The console's lines: one per site, the pooled row, and each refusal."""
+    """The console's lines: one per site, the pooled row (its CI: the pooled difference's,
+    DP noise included), each refusal, then the default promotion rule per part and overall."""
+    from federation.core.promotion_rule import PromotionRule, judge
+
     lines = [f"{'site':<14} {'n':>5} {'champion':>9} {'challenger':>10} {'diff':>7}  95% CI (paired)"]
     for site, e in sorted(document["sites"].items()):
         low, high = e["difference_ci"]
@@ -28,11 +32,16 @@ def table(document: dict) -> list[str]:
             f"[{_number(low)}, {_number(high)}]"
         )
     pooled = document["pooled"]
+    low, high = pooled.get("auroc_difference_ci") or [None, None]
     lines.append(
         f"{'pooled':<14} {'':>5} {_number(pooled['champion_auroc']):>9} "
-        f"{_number(pooled['challenger_auroc']):>10} {_number(pooled['auroc_difference']):>7}"
+        f"{_number(pooled['challenger_auroc']):>10} {_number(pooled['auroc_difference']):>7}  "
+        f"[{_number(low)}, {_number(high)}] (pooled)"
     )
     lines += [f"refused: {site}: {reason}" for site, reason in sorted(document["refused"].items())]
+    rule = PromotionRule()
+    lines.append(f"promotion rule (defaults): {rule.text()}")
+    lines += judge(document, rule).lines()
     return lines
 
 
@@ -48,6 +57,7 @@ def run(args) -> int:
         uri=args.registry_uri,
         out_dir=args.out,
         overrides=list(args.overrides),
+        threshold=args.threshold,
     )
     page = write_page(document, out)
     logged = log_to_challenger(args.registry_uri, challenger, [out / COMPARISON_JSON, page], document)
@@ -76,6 +86,12 @@ def register(subparsers) -> None:
         type=Path,
         default=None,
         help="its folder (default $LHSFED_RUNS_ROOT/comparisons/TASK-<UTC time>, else under outputs/)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="the risk threshold net benefit is compared at (default 0.5, as lhsfed evaluate's)",
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. federation.runtime=inprocess")
     parser.set_defaults(func=run)

@@ -1,10 +1,13 @@
 """``lhsfed promote TASK VERSION --reason TEXT``: make a version the champion, by the rule.
 
-The rule (default: pooled AUROC not lower, no site's difference CI entirely below -0.02) is
-applied to the version's comparison with today's champion (``lhsfed compare``: the one
-logged on its MLflow run, or ``--comparison FILE``). A failing rule changes nothing, unless
-``--override``; either way the reason is required and who/when/why/the outcome become tags
-of the version (federation.coordinator.promotion).
+The rule is over several measures, each part passing or failing on its own (default: pooled
+AUROC not lower; pooled ECE not higher by more than 0.02; pooled net benefit at the
+comparison's threshold not lower by more than 0.01; no site's difference CI entirely beyond
+its margin on any of them; sites too small to tell are named). It is applied to the
+version's comparison with today's champion (``lhsfed compare``: the one logged on its MLflow
+run, or ``--comparison FILE``). A failing rule changes nothing, unless ``--override``; either
+way the reason is required and who/when/why/the outcome of each part become tags of the
+version (federation.coordinator.promotion).
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ def run(args) -> int:
     from federation.coordinator.promotion import PromotionRule, promote
 
     _quiet_client()
-    rule = PromotionRule(min_pooled_difference=args.min_pooled_difference, site_ci_floor=args.site_ci_floor)
+    rule = PromotionRule(
+        min_pooled_difference=args.min_pooled_difference,
+        site_ci_floor=args.site_ci_floor,
+        ece_margin=args.ece_margin,
+        net_benefit_margin=args.net_benefit_margin,
+    )
     done = promote(
         args.uri,
         args.task,
@@ -28,7 +36,8 @@ def run(args) -> int:
         override=args.override,
     )
     print(done.line())
-    print(f"rule: {rule.text()}: {done.verdict.text()}")
+    print(f"rule: {rule.text()}")
+    print("\n".join(done.verdict.lines()))
     return 0
 
 
@@ -47,6 +56,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--override", action="store_true", help="promote even if the rule fails")
     parser.add_argument("--min-pooled-difference", type=float, default=0.0, help="default 0")
-    parser.add_argument("--site-ci-floor", type=float, default=-0.02, help="default -0.02")
+    parser.add_argument(
+        "--site-ci-floor", type=float, default=-0.02, help="a site's AUROC margin (default -0.02)"
+    )
+    parser.add_argument(
+        "--ece-margin", type=float, default=0.02, help="largest ECE rise allowed, pooled and per site (0.02)"
+    )
+    parser.add_argument(
+        "--net-benefit-margin",
+        type=float,
+        default=0.01,
+        help="largest net-benefit drop at the threshold allowed, pooled and per site (0.01)",
+    )
     parser.add_argument("--uri", default=DEFAULT_URI, help=f"the MLflow registry URI (default {DEFAULT_URI})")
     parser.set_defaults(func=run)

@@ -131,6 +131,25 @@ def round_metrics(records: list[RoundRecord]) -> list[tuple[str, float, int]]:
     return rows
 
 
+def final_epsilon(
+    rows: list[tuple[str, float, int]], summary: dict[str, Any]
+) -> list[tuple[str, float, int]]:
+    """``rows`` with each site's ε at the last step set to what it spent in the whole run
+    (summary.json): MLflow shows a metric's last step, and under DP the test release (logged at
+    the round it tested, which need not be the last) and a personalization come after every
+    round, so the last round's own ε fell short of the run's (issue T, acceptance 2)."""
+    privacy = (summary.get("privacy") or {}).get("sites") or {}
+    final = {
+        key("epsilon", s): float(e["epsilon"]) for s, e in privacy.items() if e.get("epsilon") is not None
+    }
+    steps = [step for name, _, step in rows if name in final]
+    if not final or not steps:
+        return rows
+    last = max(steps)
+    kept = [row for row in rows if not (row[0] in final and row[2] == last)]
+    return kept + [(name, value, last) for name, value in sorted(final.items())]
+
+
 def _numbers(metrics: dict[str, Any]):
     for name, value in sorted(metrics.items()):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -199,7 +218,8 @@ def read_campaign(run_dir: Path) -> CampaignRecord:
     site_epsilon = {site: entry.get("site_epsilon") for site, entry in sorted(privacy.items())}
     return CampaignRecord(
         params={k: param_text(v) for k, v in flatten(config).items()},
-        metrics=round_metrics(read_round_records(run_dir)) + selected_metrics(summary),
+        metrics=final_epsilon(round_metrics(read_round_records(run_dir)), summary)
+        + selected_metrics(summary),
         epsilon=epsilon,
         selected_round=(summary.get("selection") or {}).get("round"),
         bar=bar_of(summary),

@@ -88,7 +88,12 @@ def feature_difference(champion: Compared, challenger: Compared) -> str | None:
 
 
 def comparison_config(
-    task: str, champion: Compared, challenger: Compared, overrides: list[str], out_dir: Path
+    task: str,
+    champion: Compared,
+    challenger: Compared,
+    overrides: list[str],
+    out_dir: Path,
+    threshold: float = 0.5,
 ) -> tuple[dict[str, Any], RunSettings, dict[str, Any]]:
     """(run config, settings, federation section) of the compare run, with the champion's data."""
     from federation.coordinator.flwr_app_config import compose_config
@@ -102,7 +107,12 @@ def comparison_config(
     if not chosen:  # the champion's own spec, saved with it (also one not in configs/data)
         plain["data"] = json.loads(spec.to_json())
     plain["output_dir"] = str(out_dir)
-    args = {"task": task, "champion": champion.task_args(), "challenger": challenger.task_args()}
+    args = {
+        "task": task,
+        "champion": champion.task_args(),
+        "challenger": challenger.task_args(),
+        "threshold": float(threshold),  # net benefit's, for the promotion rule
+    }
     run_config = flatten_config(plain) | {"run.task": "compare", "run.task_args": json.dumps(args)}
     settings = RunSettings.from_run_config(run_config)
     if settings.data.encoded_feature_names() != list(champion.payload["feature_names"]):
@@ -142,8 +152,10 @@ def run_compare(
     uri: str,
     out_dir: Path | None,
     overrides: list[str],
+    threshold: float = 0.5,
 ) -> tuple[dict[str, Any], Path, Compared]:
-    """Run the comparison; returns (comparison.json, its folder, the challenger)."""
+    """Run the comparison (net benefit at ``threshold``); returns (comparison.json, its
+    folder, the challenger)."""
     from federation.coordinator.hydra_folder import query_folder, refuse_outside_runs_root
     from federation.coordinator.launcher import quiet_libraries, run_flower
 
@@ -153,7 +165,11 @@ def run_compare(
         raise ConfigError(f"{out} already holds a comparison ({COMPARISON_JSON}); choose another --out")
     with tempfile.TemporaryDirectory(prefix="lhsfed-compare-") as tmp:
         champion, challenger = candidates(task, challenger_dir, uri, Path(tmp))
-    run_config, settings, federation = comparison_config(task, champion, challenger, overrides, out)
+    if not 0 < float(threshold) < 1:
+        raise ConfigError(f"--threshold {threshold}: give a risk in (0, 1), e.g. 0.2")
+    run_config, settings, federation = comparison_config(
+        task, champion, challenger, overrides, out, threshold
+    )
     quiet_libraries()
     with query_folder(out):
         run_flower(run_config, settings, federation, out)
@@ -177,7 +193,11 @@ def log_to_challenger(uri: str, challenger: Compared, files: list[Path], documen
         client = _client(uri, create=False)
         for path in files:
             client.log_artifact(challenger.run_id, str(path), artifact_path="comparison")
-        difference = (document.get("pooled") or {}).get("auroc_difference")
+        pooled = document.get("pooled") or {}
+        difference = pooled.get("auroc_difference")
         if difference is not None:
             client.log_metric(challenger.run_id, "comparison/pooled/auroc_difference", float(difference))
+        for bound, value in zip(("low", "high"), pooled.get("auroc_difference_ci") or []):
+            if value is not None:
+                client.log_metric(challenger.run_id, f"comparison/pooled/auroc_difference_ci_{bound}", value)
     return True

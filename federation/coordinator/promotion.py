@@ -24,51 +24,12 @@ from federation.coordinator.registry import (
     _registry_errors,
 )
 from federation.core.errors import ConfigError
+from federation.core.promotion_rule import PromotionRule, Verdict, judge
+
+__all__ = ["PromotionRule", "Verdict", "judge", "promote", "read_comparison"]
 
 COMPARISON = "comparison.json"  # as lhsfed compare writes it, in its folder and on the challenger's run
 PREVIOUS_CHAMPION = "previous_champion"
-
-
-@dataclass(frozen=True)
-class PromotionRule:
-    """Default: the pooled AUROC is not lower, and no site's difference CI lies entirely
-    below -0.02 (a site where the challenger is clearly worse blocks it)."""
-
-    min_pooled_difference: float = 0.0
-    site_ci_floor: float = -0.02
-
-    def text(self) -> str:
-        return (
-            f"pooled AUROC difference >= {self.min_pooled_difference:g} and no site's "
-            f"difference CI entirely below {self.site_ci_floor:g}"
-        )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    passed: bool
-    findings: list[str]  # why it failed (empty: passed)
-
-    def text(self) -> str:
-        return "passed" if self.passed else "failed: " + "; ".join(self.findings)
-
-
-def judge(comparison: dict[str, Any], rule: PromotionRule) -> Verdict:
-    """The rule applied to a comparison.json; every failing site named."""
-    findings = []
-    pooled = (comparison.get("pooled") or {}).get("auroc_difference")
-    if pooled is None:
-        findings.append("the comparison has no pooled AUROC difference (no site answered)")
-    elif pooled < rule.min_pooled_difference:
-        findings.append(f"pooled AUROC difference {pooled:+.4f} < {rule.min_pooled_difference:g}")
-    for site, row in sorted((comparison.get("sites") or {}).items()):
-        ci = row.get("difference_ci") or [None, None]
-        if ci[1] is not None and ci[1] < rule.site_ci_floor:
-            low, high = ci
-            findings.append(
-                f"site {site}: difference CI [{low:+.4f}, {high:+.4f}] entirely below {rule.site_ci_floor:g}"
-            )
-    return Verdict(not findings, findings)
 
 
 @dataclass(frozen=True)
@@ -124,7 +85,7 @@ def promote(
     version: str,
     *,
     reason: str,
-    rule: PromotionRule = PromotionRule(),
+    rule: PromotionRule | None = None,
     comparison_path: Path | None = None,
     override: bool = False,
 ) -> Promotion:
@@ -132,6 +93,7 @@ def promote(
     changing nothing. A comparison made against another champion than today's is stale."""
     from mlflow.exceptions import MlflowException
 
+    rule = rule or PromotionRule()
     if not reason or not reason.strip():
         raise ConfigError("--reason is required: say why this version should be the champion")
     with _registry_errors(uri):
@@ -188,7 +150,10 @@ def _verdict(comparison, rule: PromotionRule, *, task: str, version: str, champi
 def _tags(
     reason: str, rule: PromotionRule, verdict: Verdict, override: bool, replaced: str | None
 ) -> dict[str, str]:
-    return {
+    parts = {f"promotion.rule.{part.name}": part.line()[:5000] for part in verdict.parts}
+    if verdict.too_small:
+        parts["promotion.rule.too_small_to_tell"] = "; ".join(verdict.too_small)[:5000]
+    return parts | {
         "promotion.by": getpass.getuser(),
         "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
         "promotion.reason": reason.strip()[:5000],

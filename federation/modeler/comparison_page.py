@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.core import atomic
+from federation.core.promotion_rule import PromotionRule, judge
 from federation.modeler import plots
 from federation.modeler.report import _STYLE, _img, fmt
 
@@ -45,11 +46,40 @@ def site_rows(document: dict[str, Any]) -> list[list[str]]:
         )
     pooled = document.get("pooled", {})
     n = sum(e["n_test"] for e in document.get("sites", {}).values())
+    low, high = pooled.get("auroc_difference_ci") or [None, None]
+    interval = "n/a" if low is None or high is None else f"[{fmt(low)}, {fmt(high)}] (pooled)"
+    ece = (pooled.get("measures") or {}).get("ece") or {}
     rows.append(
         ["pooled", fmt(n), fmt(pooled.get("champion_auroc")), fmt(pooled.get("challenger_auroc")),
-         fmt(pooled.get("auroc_difference")), "n/a", *["n/a"] * 6]
+         fmt(pooled.get("auroc_difference")), interval, "n/a", "n/a", fmt(ece.get("champion")),
+         "n/a", "n/a", fmt(ece.get("challenger"))]
     )  # fmt: skip
     return rows
+
+
+def rule_section(document: dict[str, Any], rule: PromotionRule | None = None) -> str:
+    """The promotion rule (default margins) per part, the sites too small to tell, and overall."""
+    rule = rule or PromotionRule()
+    verdict = judge(document, rule)
+    rows = "".join(
+        f"<tr><td>{html.escape(part.name)}</td><td><b>{'pass' if part.passed else 'FAIL'}</b></td>"
+        f"<td>{html.escape(part.detail)}</td></tr>"
+        for part in verdict.parts
+    )
+    small = "".join(f"<li>{html.escape(note)}</li>" for note in verdict.too_small)
+    return (
+        "<h2>Promotion rule</h2>"
+        f"<p>With lhsfed promote's default margins: {html.escape(rule.text())}. The margins are "
+        "judgment calls (docs/learning-loop.md, 'Act').</p>"
+        f"<table><tr><th>part</th><th>outcome</th><th>figures</th></tr>{rows}</table>"
+        + (
+            "<p>Too small to tell (interval wider than the stated width: such a site neither "
+            f"blocks nor vouches for the challenger):</p><ul>{small}</ul>"
+            if small
+            else ""
+        )
+        + f"<p><b>Overall: {'PASS' if verdict.passed else 'FAIL'}</b></p>"
+    )
 
 
 def _model_line(document: dict[str, Any], role: str) -> str:
@@ -76,8 +106,11 @@ def render(document: dict[str, Any]) -> str:
         f"{_model_line(document, 'champion')}{_model_line(document, 'challenger')}"
         "<p>Each site scored both models on its current test rows. Difference: challenger − "
         "champion AUROC; its CI is a paired bootstrap computed at the site (the same resampled "
-        "rows for both models). Pooled AUROC: from the sites' summed score histograms.</p>"
+        "rows for both models). Pooled AUROC and ECE: from the sites' summed score histograms; "
+        "the pooled difference's CI resamples both models' summed histograms (DP noise "
+        "included; the two models' pairing is not in the histograms, so it is conservative).</p>"
         f"<table><tr>{head}</tr>{body}</table>"
+        + rule_section(document)
         + _figures(document.get("pooled_curves") or {})
         + (f"<h2>Sites that did not compare</h2><ul>{refused}</ul>" if refused else "")
         + f"<p>Created {html.escape(str(document.get('created')))}; run folder "

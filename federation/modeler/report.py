@@ -108,7 +108,24 @@ def metrics_table(evaluation: dict[str, Any]) -> Table:
         header,
         rows,
         "pooled = all sites' test rows together; CI: percentile bootstrap"
-        + (f"; threshold {threshold:g} {source}" if source else ""),
+        + (f"; threshold {threshold:g} {source}" if source else "")
+        + _run_test_note(evaluation),
+    )
+
+
+def _run_test_note(evaluation: dict[str, Any]) -> str:
+    """Where this table is not the run's own figure (a simulation scored here), the run's own
+    pooled test AUROC beside it: the one its console, summary.json and MLflow hold."""
+    run = evaluation.get("run_test")
+    if not run or not str(evaluation.get("mode", "")).startswith("simulation"):
+        return ""
+    interval = run.get("auroc_ci")
+    released = fmt(run.get("auroc")) + (f" [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else "")
+    how = "from the sites' noisy DP releases" if run.get("dp") else "from the sites' released histograms"
+    return (
+        f". The run's own pooled test AUROC of round {run.get('round')} (lhsfed-train's last line, "
+        f"summary.json, MLflow's selected/test/pooled/auroc): {released}, {how}; this table scores "
+        "the same model here on the simulated sites' exact rows"
     )
 
 

@@ -184,6 +184,24 @@ def _header(
         "threshold_source": source or threshold_source(options),
         "bootstrap_resamples": options.resamples,
         "selection": read_summary(run_dir).get("selection"),
+        "run_test": run_test(run_dir),
+    }
+
+
+def run_test(run_dir: Path) -> dict[str, Any] | None:
+    """The run's own pooled test AUROC of the round it handed out, as summary.json holds it (what
+    lhsfed-train printed last and MLflow logs as ``selected/test/pooled/auroc``); None before
+    summary.json existed. Under DP it is the sites' noisy release, not the exact figure a
+    simulation's evaluation scores here."""
+    summary = read_summary(run_dir)
+    pooled = (summary.get("metrics") or {}).get("pooled") or {}
+    if not summary or "auroc" not in pooled:
+        return None
+    return {
+        "round": (summary.get("selection") or {}).get("round"),
+        "auroc": pooled.get("auroc"),
+        "auroc_ci": pooled.get("auroc_ci"),
+        "dp": bool((summary.get("privacy") or {}).get("enabled")),
     }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
+CONSOLE = "console.txt"  # a shared run's printed lines, beside its run folder (tests/conftest.py)
 
 
 def run_launcher(

@@ -9,6 +9,7 @@ evaluated: the registered model.pt must digest the same, or the site would refus
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,8 @@ def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(
     _sites_spend_on_compare(monkeypatch, tmp_path)
     out = tmp_path / "comparison"
 
-    args = ["--registry-uri", registry["uri"], "--out", str(out), "federation.runtime=inprocess"]
-    code = lhsfed(["compare", TASK, *args])
+    args = ["--registry-uri", registry["uri"], "--out", str(out), "--threshold", "0.3"]
+    code = lhsfed(["compare", TASK, *args, "federation.runtime=inprocess"])
 
     assert code == 0, capsys.readouterr().err
     document = read_json(out / "comparison.json")
@@ -82,17 +83,26 @@ def test_compare_writes_every_site_pooled_difference_and_logs_to_the_challenger(
         assert entry["auroc_difference"] == pytest.approx(difference)
     pooled = document["pooled"]
     assert pooled["auroc_difference"] == pytest.approx(pooled["challenger_auroc"] - pooled["champion_auroc"])
+    low, high = pooled["auroc_difference_ci"]  # the pooled difference's CI, the releases' noise included
+    assert low < pooled["auroc_difference"] < high and pooled["threshold"] == 0.3
+    assert set(pooled["measures"]) == {"auroc", "ece", "net_benefit"}
+    assert all(set(e["measures"]) == {"ece", "net_benefit"} for e in document["sites"].values())
     page = (out / "comparison.html").read_text()
     assert all(site in page for site in SITES) and "pooled" in page
-    assert "pooled" in capsys.readouterr().out
+    assert "<h2>Promotion rule</h2>" in page and "Overall: " in page
+    out_text = capsys.readouterr().out
+    assert "pooled" in out_text and re.search(r"^overall: (PASS|FAIL)$", out_text, re.MULTILINE)
+    for part in ("auroc", "calibration", "net_benefit", "sites"):
+        assert re.search(rf"^{part}: (pass|FAIL): ", out_text, re.MULTILINE), out_text
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
     run_id = registry["challenger"].run_id
     logged = {a.path for a in client.list_artifacts(run_id, "comparison")}
     assert logged == {"comparison/comparison.json", "comparison/comparison.html"}
-    metric = client.get_run(run_id).data.metrics["comparison/pooled/auroc_difference"]
-    assert metric == pytest.approx(pooled["auroc_difference"])
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["comparison/pooled/auroc_difference"] == pytest.approx(pooled["auroc_difference"])
+    assert metrics["comparison/pooled/auroc_difference_ci_low"] == pytest.approx(low)
 
 
 def test_challenger_of_other_features_is_refused_in_one_line(registry, nodp_run, tmp_path, capsys):

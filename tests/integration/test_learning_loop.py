@@ -171,6 +171,7 @@ def test_campaign_drift_warm_start_compare_promote_on_an_mlflow_server(
     assert (code, _champion(uri)) == ((0, "2") if passes else (2, "1")), capsys.readouterr()
     if not passes:  # a rule it cannot fail (AUROC differences lie in [-1, 1]) then moves it
         loose = ["--min-pooled-difference", "-1", "--site-ci-floor", "-1.01"]
+        loose += ["--ece-margin", "10", "--net-benefit-margin", "10"]  # nor on calibration or net benefit
         assert lhsfed(["promote", TASK, "2", "--reason", "accepted", "--uri", uri, *loose]) == 0
     tags = _client(uri).get_model_version(TASK, "2").tags
     assert _champion(uri) == "2" and tags["promotion.rule_outcome"] == "passed"

@@ -423,3 +423,87 @@ def test_dp_deployment_path_reports_the_releases(dp_evaluated, tmp_path):
         if site["auroc"] is not None:  # the noisy class totals can leave it undefined
             assert site["auroc_ci_low"] <= site["auroc"] <= site["auroc_ci_high"], name
         assert record["evaluate"]["sites"][name]["release_noise_std"] > 0
+
+
+def _report_rows(markdown: str, section: str) -> dict[str, list[str]]:
+    return _markdown_rows(markdown.split(f"## {section}")[1].split("\n## ")[0])
+
+
+@pytest.mark.slow
+def test_one_runs_auroc_epsilon_and_round_agree_in_console_files_mlflow_and_report(
+    dp_run, dp_evaluated, tmp_path
+):
+    """Acceptance 2 of issue T: the dp_run's pooled test AUROC, each site's ε and the round
+    handed out read the same (as shown: 3 decimals) in lhsfed-train's console, summary.json,
+    metrics.jsonl, MLflow (log_campaign) and the report. The console's last ε used to be the
+    ledger after the last round's training (2.73), not what the sites spent (3.00)."""
+    from mlflow import MlflowClient
+
+    from federation.coordinator.registry import log_campaign
+    from federation.core.records import read_round_records
+    from federation.modeler.run_loader import load_settings
+    from server.selection import chosen_round
+    from tests.helpers.runs import CONSOLE
+
+    summary = json.loads((dp_run / "summary.json").read_text())
+    sites = sorted(summary["privacy"]["sites"])
+    three = lambda value: f"{value:.3f}"  # noqa: E731 - the one rounding every source shows
+    sources: dict[str, tuple] = {}
+    sources["summary.json"] = (
+        summary["selection"]["round"],
+        three(summary["metrics"]["pooled"]["auroc"]),
+        {s: three(summary["privacy"]["sites"][s]["epsilon"]) for s in sites},
+    )
+
+    console = (dp_run.parent / CONSOLE).read_text().splitlines()
+    (last,) = [line for line in console if line.startswith("handed out: ")]
+    found = re.fullmatch(
+        r"handed out: round (\d+) of \d+; pooled test AUROC ([\d.]+) \[.*\]; ε this run: (.*)", last
+    )
+    assert found, last
+    console_eps = dict(part.split() for part in found.group(3).split(", "))
+    sources["console"] = (int(found.group(1)), found.group(2), console_eps)
+
+    settings = load_settings(dp_run)
+    records = read_round_records(dp_run)
+    chosen = chosen_round(records, settings.selection.metric)
+    tested = [r.round for r in records if r.evaluate.sites]  # under DP: the one test release
+    assert tested == [chosen]
+    spent = {
+        s: max(
+            m["epsilon"]
+            for r in records
+            for part in (r.train, r.evaluate.sites)
+            for x, m in part.items()
+            if x == s
+        )
+        for s in sites
+    }
+    selected = next(r for r in records if r.round == chosen)
+    sources["metrics.jsonl"] = (
+        chosen,
+        three(selected.evaluate.pooled["auroc"]),
+        {s: three(e) for s, e in spent.items()},
+    )
+
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    logged = log_campaign(dp_run, settings, campaign="consistency", uri=uri, parent_version=None)
+    run = MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(logged.run_id)
+    sources["MLflow"] = (
+        int(run.data.tags["selected_round"]),
+        three(run.data.metrics["selected/test/pooled/auroc"]),
+        {s: three(float(run.data.tags[f"epsilon.{s}"])) for s in sites},
+    )
+    mlflow_latest = {s: three(run.data.metrics[f"epsilon/{s}"]) for s in sites}
+    assert mlflow_latest == sources["MLflow"][2]
+
+    markdown = (dp_evaluated / "report.md").read_text()
+    rounds = _report_rows(markdown, "Rounds")
+    (marked,) = [name for name in rounds if name.endswith("(selected)")]
+    privacy = _report_rows(markdown, "Sites")
+    note = re.search(r"The run's own pooled test AUROC of round (\d+) [^:]*: ([\d.]+)", markdown)
+    assert note and note.group(1) == marked.split()[0]
+    assert rounds[marked][2] == note.group(2)  # its Rounds table's test AUROC, the same figure
+    sources["report"] = (int(marked.split()[0]), note.group(2), {s: privacy[s][3] for s in sites})
+
+    assert len(set(map(repr, sources.values()))) == 1, sources

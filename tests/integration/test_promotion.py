@@ -40,7 +40,22 @@ def _comparison(pooled: float | None, cis: dict[str, tuple[float, float]], chall
             for site, (lo, hi) in cis.items()
         },
         "refused": {},
-        "pooled": {"champion_auroc": 0.8, "challenger_auroc": None, "auroc_difference": pooled},
+        "pooled": {
+            "champion_auroc": 0.8,
+            "challenger_auroc": None,
+            "auroc_difference": pooled,
+            "auroc_difference_ci": None if pooled is None else [pooled - 0.03, pooled + 0.03],
+            "threshold": 0.5,
+            "measures": {  # calibration and net benefit unchanged: the AUROC parts decide
+                name: {
+                    "champion": 0.05,
+                    "challenger": 0.05,
+                    "difference": 0.0,
+                    "difference_ci": [-0.01, 0.01],
+                }
+                for name in ("ece", "net_benefit")
+            },
+        },
     }
 
 
@@ -80,6 +95,7 @@ def test_rule_names_every_failing_site_and_the_pooled_difference():
     ]
     assert not worse_pooled.passed and "pooled AUROC difference -0.0010 < 0" in worse_pooled.text()
     assert not judge(_comparison(None, {}), rule).passed
+    assert [part.name for part in fine.parts] == ["auroc", "calibration", "net_benefit", "sites"]
 
 
 @pytest.mark.slow
@@ -127,6 +143,9 @@ def test_promote_refuses_a_failing_comparison_then_moves_the_alias_on_a_passing_
     )
     assert tags["promotion.reason"] == "pooled gain, no site worse" and tags["promotion.override"] == "false"
     assert tags["promotion.rule_outcome"] == "passed" and tags["promotion.replaced_version"] == "1"
+    assert tags["promotion.rule.calibration"].startswith("calibration: pass: pooled ECE 0.0500 -> 0.0500")
+    assert tags["promotion.rule.sites"].startswith("sites: pass")
+    assert "overall: PASS" in out and "net_benefit: pass" in out
     assert tags["promotion.by"] and tags["promotion.at"].startswith("20")
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from federation.coordinator.campaign_record import Bar, bar_of, flatten, git_commit, key, round_metrics
+from federation.coordinator.campaign_record import (
+    Bar,
+    bar_of,
+    final_epsilon,
+    flatten,
+    git_commit,
+    key,
+    round_metrics,
+)
 from federation.coordinator.registry import campaign_request, parse_reference
 from federation.core.errors import ConfigError
 from federation.core.records import RoundRecord
@@ -99,3 +107,23 @@ def test_campaign_keys_are_checked_before_a_run():
         campaign_request({"campaign": "c", "registry": {"min_pooled_auroc": 1.5}}, "t-y")
     with pytest.raises(ConfigError, match="registry.min_pooled_auroc='high' is not a finite number"):
         campaign_request({"campaign": "c", "registry": {"min_pooled_auroc": "high"}}, "t-y")
+
+
+def test_mlflows_last_epsilon_step_is_what_the_site_spent_in_the_whole_run():
+    """Under DP the test release is logged at the round it tested (here 1 of 2) and comes after
+    every round: MLflow's latest ε (the last step) showed round 2's training only."""
+    records = [
+        RoundRecord.from_json(
+            {"round": 1, "train": {"a": {"epsilon": 1.0}}, "evaluate": {"sites": {"a": {"epsilon": 2.9}}}}
+        ),
+        RoundRecord.from_json({"round": 2, "train": {"a": {"epsilon": 2.5}}}),
+    ]
+    rows = round_metrics(records)
+    assert [r for r in rows if r[0] == "epsilon/a"] == [("epsilon/a", 2.9, 1), ("epsilon/a", 2.5, 2)]
+
+    summary = {"privacy": {"sites": {"a": {"epsilon": 2.9}}}}
+    assert [r for r in final_epsilon(rows, summary) if r[0] == "epsilon/a"] == [
+        ("epsilon/a", 2.9, 1),
+        ("epsilon/a", 2.9, 2),
+    ]
+    assert final_epsilon(rows, {"privacy": {"sites": {"a": {"epsilon": None}}}}) == rows  # DP off

@@ -24,6 +24,7 @@ from federation.core import atomic, wire
 from federation.core.comparison_measures import compared_measures
 from federation.core.decision_curve import net_benefit, quantile_calibration_from_histograms
 from federation.core.errors import ConfigError
+from federation.core.histogram_metrics import class_total_noise_std, split_outweighs_noise
 from federation.core.metrics import pooled_from_histograms
 from federation.core.run_layout import json_safe
 from federation.core.settings import RunSettings
@@ -112,13 +113,32 @@ def compare_content(candidates: dict[str, Candidate]) -> RecordDict:
 
 
 def site_comparison(metrics) -> dict[str, Any]:
-    """One site's reply as its ``comparison.json`` entry."""
+    """One site's reply as its ``comparison.json`` entry. A DP reply whose test split is small
+    against its noise (federation.core.histogram_metrics.split_outweighs_noise) keeps its
+    figures but no intervals, and says why: the noise, not the models, would decide them (a
+    37-row site's AUROC difference CI came out [-1.24, -0.58] and blocked a promotion)."""
     entry: dict[str, Any] = {"n_test": int(metrics[wire.N_TEST])}
     for role in ROLES:
         entry[role] = {name: float(metrics[_PREFIX[role] + key]) for name, key in _WIRE.items()}
     entry["auroc_difference"] = float(metrics[wire.AUROC_DIFFERENCE])
     entry["difference_ci"] = [float(metrics[wire.DIFFERENCE_CI_LOW]), float(metrics[wire.DIFFERENCE_CI_HIGH])]
+    noise = float(metrics.get(wire.RELEASE_NOISE_STD, 0.0))
+    if noise > 0 and not split_outweighs_noise(entry["n_test"], [noise]):
+        entry["difference_ci"] = [float("nan"), float("nan")]
+        entry["too_noisy"] = (
+            f"{entry['n_test']} test rows against a noise std of {class_total_noise_std([noise]):.0f} "
+            "on each class total"
+        )
     return entry
+
+
+def _site_entry(reply: Message, threshold: float) -> dict[str, Any]:
+    """A site's comparison.json entry with its other measures (no intervals if too noisy)."""
+    entry = site_comparison(reply.content[wire.METRICS])
+    measures = site_measures(reply, threshold)
+    if "too_noisy" in entry:
+        measures = {k: v | {"difference_ci": [float("nan"), float("nan")]} for k, v in measures.items()}
+    return entry | {"measures": measures}
 
 
 def pooled_histograms(replies: list[Message], role: str) -> tuple[np.ndarray, np.ndarray]:
@@ -196,11 +216,7 @@ def comparison_document(
         {
             "task": task,
             **{role: {"version": c.version, "source": c.source} for role, c in candidates.items()},
-            "sites": {
-                site_of(r): site_comparison(r.content[wire.METRICS])
-                | {"measures": site_measures(r, threshold)}
-                for r in ok
-            },
+            "sites": {site_of(r): _site_entry(r, threshold) for r in ok},
             "refused": {str(f["site"] or f"node {f['node']}"): str(f["reason"]) for f in failed},
             "pooled": pooled_comparison(ok, threshold),
             "pooled_curves": pooled_curves(ok),

@@ -29,7 +29,7 @@ def table(document: dict) -> list[str]:
         lines.append(
             f"{site:<14} {e['n_test']:>5} {_number(e['champion']['auroc']):>9} "
             f"{_number(e['challenger']['auroc']):>10} {_number(e['auroc_difference']):>7}  "
-            f"[{_number(low)}, {_number(high)}]"
+            + (f"[{_number(low)}, {_number(high)}]" if not e.get("too_noisy") else f"n/a: {e['too_noisy']}")
         )
     pooled = document["pooled"]
     low, high = pooled.get("auroc_difference_ci") or [None, None]

@@ -178,14 +178,25 @@ def pooled_noise_std(noise_stds: list[float]) -> float:
     return float(np.sqrt(np.sum(np.square(noise_stds))))
 
 
+def class_total_noise_std(noise_stds: list[float], *, groups: int = RELEASE_GROUPS) -> float:
+    """Noise std of one class's total in the sites' summed histograms (``groups`` noisy bins)."""
+    return pooled_noise_std(noise_stds) * float(np.sqrt(groups))
+
+
+def split_outweighs_noise(rows: int, noise_stds: list[float], *, groups: int = RELEASE_GROUPS) -> bool:
+    """The first rule above, on public numbers only: a ``rows``-row split's releases at these
+    noise stds can say something of its AUROC (or of a difference of two)."""
+    return rows >= SPLIT_PER_NOISE * class_total_noise_std(noise_stds, groups=groups)
+
+
 def pooled_auroc_estimable(
     pos: np.ndarray, neg: np.ndarray, noise_stds: list[float], *, rows: int, groups: int = RELEASE_GROUPS
 ) -> bool:
     """Whether the sites' summed histograms of a ``rows``-row split (public) can say anything of
-    the pooled AUROC: the two rules above (a class total sums ``groups`` noisy bins)."""
-    total_std = pooled_noise_std(noise_stds) * np.sqrt(groups)
-    if rows < SPLIT_PER_NOISE * total_std:
+    the pooled AUROC: the two rules above."""
+    if not split_outweighs_noise(rows, noise_stds, groups=groups):
         return False
+    total_std = class_total_noise_std(noise_stds, groups=groups)
     return bool(min(_grouped(pos, groups).sum(), _grouped(neg, groups).sum()) >= total_std)
 
 

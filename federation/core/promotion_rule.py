@@ -143,6 +143,9 @@ def judge(comparison: dict[str, Any], rule: PromotionRule) -> Verdict:
     parts = [_pooled_part(part, pooled, rule) for part in ("auroc", "calibration", "net_benefit")]
     blocking, too_small = [], []
     for site, row in sorted((comparison.get("sites") or {}).items()):
+        if row.get("too_noisy"):  # a DP release the noise decides: it neither blocks nor vouches
+            too_small.append(f"site {site}: {row['too_noisy']}")
+            continue
         wide = []
         for measure, found in _site_measures(row).items():
             interval = found.get("difference_ci") or [None, None]

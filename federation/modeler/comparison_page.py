@@ -40,7 +40,7 @@ def site_rows(document: dict[str, Any]) -> list[list[str]]:
                 fmt(entry["champion"]["auroc"]),
                 fmt(entry["challenger"]["auroc"]),
                 fmt(entry["auroc_difference"]),
-                f"[{fmt(low)}, {fmt(high)}]",
+                "n/a (the DP noise decides it)" if entry.get("too_noisy") else f"[{fmt(low)}, {fmt(high)}]",
                 *calibration,
             ]
         )

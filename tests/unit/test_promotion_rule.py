@@ -205,3 +205,34 @@ def test_the_page_and_the_console_state_pass_or_fail_per_part(sharp_document):
     assert lines[-1] == "overall: FAIL"
     low, high = sharp_document["pooled"]["auroc_difference_ci"]
     assert f"[{low:.3f}, {high:.3f}] (pooled)" in "\n".join(lines)
+
+
+def test_a_site_whose_release_the_noise_decides_neither_blocks_nor_vouches():
+    """A 37-row DP site at the default query-epsilon (noise std about 13.5 per bin): its
+    released AUROC difference CI once came out [-1.24, -0.58] and blocked a promotion. Its
+    split is small against the noise on public numbers alone, so it keeps its figures, loses
+    its intervals, is named as too small to tell, and blocks nothing."""
+    rng = np.random.default_rng(3)
+    y, old, new = _site(rng, 37, sharp=False)
+    metrics = comparison_metrics(y, old, new, min_cell=1, seed=1) | {
+        wire.DIFFERENCE_CI_LOW: -1.24,
+        wire.DIFFERENCE_CI_HIGH: -0.58,
+        wire.RELEASE_NOISE_STD: 13.5,
+    }
+    reply = _reply(metrics)
+    document = {
+        "sites": {"switzerland": site_comparison(metrics) | {"measures": site_measures(reply, THRESHOLD)}},
+        "refused": {},
+        "pooled": pooled_comparison([reply], THRESHOLD),
+    }
+
+    entry = document["sites"]["switzerland"]
+    assert "too_noisy" in entry and all(np.isnan(entry["difference_ci"]))
+    verdict = judge(document, PromotionRule())
+    assert {p.name: p.passed for p in verdict.parts}["sites"]
+    assert any(note.startswith("site switzerland: 37 test rows") for note in verdict.too_small)
+    # control: the same interval from a site whose split outweighs its noise blocks
+    large = site_comparison(metrics | {wire.RELEASE_NOISE_STD: 0.5})
+    assert "too_noisy" not in large
+    blocked = judge({**document, "sites": {"switzerland": large}}, PromotionRule())
+    assert not {p.name: p.passed for p in blocked.parts}["sites"]

@@ -208,7 +208,7 @@ def test_the_page_and_the_console_state_pass_or_fail_per_part(sharp_document):
 
 
 def test_a_site_whose_release_the_noise_decides_neither_blocks_nor_vouches():
-    """A 37-row DP site at the default query-epsilon (noise std about 13.5 per bin): its
+    """A 37-row DP site at the default query-epsilon (noise std about 11 per bin; 13.5 here): its
     released AUROC difference CI once came out [-1.24, -0.58] and blocked a promotion. Its
     split is small against the noise on public numbers alone, so it keeps its figures, loses
     its intervals, is named as too small to tell, and blocks nothing."""

@@ -322,7 +322,18 @@ def render(results: dict[str, Any]) -> str:
                 f"| {max(spent) if spent else float('nan'):.2f} "
                 f"| {c['selection_runs']} runs, {c['selection_wall_s'] / 60:.1f} min |"
             )
+    every = {  # each run once (the defaults' runs are the frontier's where the defaults won)
+        r["run_dir"]: r
+        for d in results["datasets"].values()
+        for c in d["cells"].values()
+        for r in c["grid"] + c["frontier"] + c["defaults_runs"]
+    }.values()
+    last = sum(r["selected_round"] == r["rounds_run"] for r in every)
     lines += [
+        "",
+        f"Round handed out: in {last} of {len(every)} runs the run's own selection (on the sites' "
+        "noisy validation releases) handed out its last round; the exact validation loss above is "
+        "that round's.",
         "",
         "## Every grid run (first seed): exact pooled validation loss, the released (noisy) one, test AUROC",
         "",

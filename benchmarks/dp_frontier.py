@@ -5,19 +5,22 @@
 
 For every benchmark dataset and ε ∈ {3, 1}: DP-SGD FedAvg (the default logreg model, DP on)
 over a coarse grid of rounds, lr, expected batch size, clip (``privacy.max_grad_norm``) and local
-epochs, run on the first seed's split; the config kept is the one whose selected model
-(``model.pt``) has the lowest pooled validation loss, computed EXACTLY here from every site's
-validation rows. That is an oracle-ish selection for a reference, not a product path: under DP
-the product sees only the sites' noisy validation releases, and every grid run would spend each
-site's ε (here the simulation holds the rows and nothing is charged to a real budget). The test
-rows are never used to choose. The chosen config and the defaults are then run on every seed and
-scored on the pooled test rows (:func:`benchmarks.scores.model_scores`).
+epochs, screened on the first seed's split, the best few then run on every seed; the config kept
+is the one whose selected models (``model.pt``) have the lowest pooled validation loss (mean over
+the seeds), computed EXACTLY here from every site's validation rows. That is an oracle-ish
+selection for a reference, not a product path: under DP the product sees only the sites' noisy
+validation releases, and every grid run would spend each site's ε (here the simulation holds
+the rows and nothing is charged to a real budget). The test rows are never used to choose.
+The chosen config's and the defaults' runs on every seed are scored on the pooled test rows
+(:func:`benchmarks.scores.model_scores`).
 
-The grid, per dataset and ε (two stages, both on the first seed):
+The grid, per dataset and ε (stages 1-2 on the first seed, stage 3 on every seed):
   1. one factor at a time around the defaults: rounds 5/20, lr 0.03/0.3, batch 16/64,
      clip 0.5/2, local epochs 2 (the defaults themselves included: 10 runs);
   2. every combination of two or more of the (at most 3) single changes that lowered the
-     validation loss most (0-4 runs).
+     validation loss most (0-4 runs);
+  3. successive halving: the 3 best of those, and the defaults, on the other seeds; the lowest
+     mean validation loss over the seeds is the frontier config.
 Writes benchmarks/results/dp_frontier.md and dp_frontier.json (after every dataset × ε, so a
 stopped run leaves what it finished).
 """
@@ -60,6 +63,7 @@ FACTORS = {
     "epochs": ("train.local_epochs", (2,)),
 }
 COMBINE_TOP = 3
+FINALISTS = 3  # stage 3: configs re-run on every seed, with the defaults
 RESULTS = REPO / "benchmarks" / "results"
 
 
@@ -166,35 +170,32 @@ def cell(
     try_all(grid if grid is not None else one_factor_grid(center), 1)
     if grid is None:
         try_all(combinations(center, tried), 2)
-    selection_wall = time.time() - start
-    chosen = min(tried, key=lambda t: t["validation_loss_exact"])
-    center_run = next(t for t in tried if t["config"] == center)
-    frontier, default_rows = [chosen], [center_run]  # the first seed's runs are the grid's own
-    for seed in seeds[1:]:
-        frontier.append(
-            run(
-                dataset,
-                overrides(chosen["config"], epsilon),
-                seed,
-                workdir / "runs" / f"{tag}-frontier-{seed}",
-            )
-        )
-        default_rows.append(
-            frontier[-1]
-            if chosen["config"] == center
-            else run(dataset, overrides(center, epsilon), seed, workdir / "runs" / f"{tag}-defaults-{seed}")
-        )
+    # stage 3 (successive halving): the FINALISTS best configs of the first seed, and the
+    # defaults, run on every seed; the lowest mean exact validation loss over the seeds wins
+    by_label = {t["label"]: [t] for t in sorted(tried, key=lambda t: t["validation_loss_exact"])}
+    finalists = [*list(by_label)[:FINALISTS]]
+    finalists += [label(center)] if label(center) not in finalists else []
+    configs = {t["label"]: t["config"] for t in tried}
+    for name in finalists:
+        for seed in seeds[1:]:
+            run_dir = workdir / "runs" / f"{tag}-final{finalists.index(name)}-{seed}"
+            by_label[name].append(run(dataset, overrides(configs[name], epsilon), seed, run_dir))
+    mean_loss = {n: statistics.mean(r["validation_loss_exact"] for r in by_label[n]) for n in finalists}
+    chosen = min(finalists, key=mean_loss.__getitem__)
+    extra = (len(finalists) - 1) * (len(seeds) - 1)  # the defaults' other seeds are run to report them
     return {
         "epsilon": epsilon,
         "defaults": center,
-        "grid": [{k: v for k, v in t.items()} for t in tried],
-        "chosen": chosen["config"],
-        "chosen_label": chosen["label"],
-        "frontier": [_scored(r) for r in frontier],
-        "defaults_runs": [_scored(r) for r in default_rows],
-        "selection_runs": len(tried),
-        "selection_wall_s": selection_wall,
-        "total_runs": len(tried) + 2 * (len(seeds) - 1) - (len(seeds) - 1) * (chosen["config"] == center),
+        "grid": tried,
+        "finalists": [
+            {"label": n, "config": configs[n], "validation_loss_exact_mean": mean_loss[n]} for n in finalists
+        ],
+        "chosen": configs[chosen],
+        "chosen_label": chosen,
+        "frontier": [_scored(r) for r in by_label[chosen]],
+        "defaults_runs": [_scored(r) for r in by_label[label(center)]],
+        "selection_runs": len(tried) + extra,
+        "total_runs": len(tried) + len(finalists) * (len(seeds) - 1),
         "wall_s": time.time() - start,
     }
 
@@ -274,7 +275,7 @@ def render(results: dict[str, Any]) -> str:
         "# DP reference frontier per benchmark dataset (issue Q, item 2)",
         "",
         f"Command: `{results['command']}`; seeds {results['seeds']} (run seed = split seed); "
-        f"{runs} federations ({sel} of them grid runs on the first seed), "
+        f"{runs} federations ({sel} of them to choose the frontier configs), "
         f"whole benchmark {results.get('wall_s', 0) / 60:.1f} min on one process"
         + ("" if results.get("complete") else " (**stopped before the end: only the cells below ran**)")
         + ".",
@@ -286,17 +287,21 @@ def render(results: dict[str, Any]) -> str:
         lines += ["Smoke run (`--quick`): one seed, a 2-config grid, rounds=2. Not a measurement.", ""]
     lines += [
         "**What this is.** A benchmark, not a product path: DP-SGD FedAvg (default logreg model) over a "
-        "coarse grid, the config kept being the one whose selected model has the lowest pooled "
-        "validation loss computed *exactly* from every site's validation rows on the first seed (an "
+        "coarse grid, the config kept being the one whose selected models have the lowest pooled "
+        "validation loss computed *exactly* from every site's validation rows (mean over seeds; an "
         "oracle-ish choice: the product sees only noisy validation releases under DP, and each grid "
         "run would spend every site's ε again). The test rows are never used to choose. The chosen "
         "config and the defaults then run on every seed; the numbers are each run's own `model.pt` "
         "scored on the pooled test rows (mean ± sd over seeds). The first seed's runs are the grid's.",
         "",
+        "Selection cost: every grid run below plus the finalists' runs on the other seeds (the "
+        "defaults' runs on those seeds are counted apart: they are needed to report the defaults).",
+        "",
         "Grid per dataset × ε (first seed): stage 1, one factor at a time around the defaults "
         + ", ".join(f"{f} {'/'.join(f'{v:g}' for v in lv['levels'])}" for f, lv in results["factors"].items())
         + " (10 runs with the defaults); stage 2, every combination of two or more of the "
-        f"(at most {COMBINE_TOP}) single changes that lowered validation loss most (0-4 runs).",
+        f"(at most {COMBINE_TOP}) single changes that lowered validation loss most (0-4 runs); stage 3, "
+        f"the {FINALISTS} best and the defaults on every seed, the lowest mean validation loss kept.",
         "",
         "Goals (issue Q): defaults ≥ frontier − 0.01 AUROC at ε = 3, ≥ frontier − 0.02 at ε = 1; "
         f"defaults' calibration slope in [{SLOPE_GOAL[0]}, {SLOPE_GOAL[1]}] at ε = 3.",
@@ -320,7 +325,7 @@ def render(results: dict[str, Any]) -> str:
                 f"| {_mean_sd([r['slope'] for r in c['defaults_runs']])} | {g:+.3f} "
                 f"| ≥ −{GOALS.get(eps, 0):.2f}: {'met' if ok else '**MISSED**'} "
                 f"| {max(spent) if spent else float('nan'):.2f} "
-                f"| {c['selection_runs']} runs, {c['selection_wall_s'] / 60:.1f} min |"
+                f"| {c['selection_runs']} runs; cell {c['total_runs']} runs, {c['wall_s'] / 60:.1f} min |"
             )
     every = {  # each run once (the defaults' runs are the frontier's where the defaults won)
         r["run_dir"]: r
@@ -356,7 +361,14 @@ def render(results: dict[str, Any]) -> str:
                     f"| {'n/a' if rel is None else f'{rel:.4f}'} | {t['selected_round']}/{t['rounds_run']} "
                     f"| {t['auroc']:.3f} |"
                 )
-            lines.append("")
+            lines += [
+                "",
+                "Stage 3, mean exact validation loss over the seeds: "
+                + "; ".join(
+                    f"`{f['label']}` {f['validation_loss_exact_mean']:.4f}" for f in c.get("finalists", [])
+                ),
+                "",
+            ]
     return "\n".join(lines)
 
 

@@ -39,7 +39,7 @@ DEBIAN_IMAGE   ?= localhost/debian:bookworm-min
 DEBIAN_ROOTFS  ?= /var/tmp/lhsfed-debian-rootfs
 STANDIN_BASE   := localhost/lhsfed-base:1.41.0
 
-.PHONY: setup run test lint bench bench-flamby bench-quality clean chromium nginx podman wheelhouse images \
+.PHONY: setup run test lint bench bench-flamby bench-quality bench-frontier clean chromium nginx podman wheelhouse images \
         base-image debian-image standin-images
 
 $(STAMP): pyproject.toml
@@ -97,6 +97,10 @@ bench-flamby: $(STAMP)
 # BENCH_ARGS="--quick" for a smoke run (one dataset, one seed, 2 rounds).
 bench-quality: $(STAMP)
 	$(PY) -m benchmarks.quality $(BENCH_ARGS)
+
+# The DP reference frontier per dataset (issue Q): a grid, chosen on exact pooled validation loss.
+bench-frontier: $(STAMP)
+	$(PY) -m benchmarks.dp_frontier $(BENCH_ARGS)
 
 # Every wheel the images install: CPU torch, the project's dependencies with the coordinator
 # and modeler extras (read from pyproject.toml), flwr for the stand-in base, setuptools for the

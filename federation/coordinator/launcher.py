@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from federation.coordinator import site_ledgers
+from federation.coordinator import ray_cluster, site_ledgers
 from federation.coordinator.exported_env import site_data_dir
 from federation.coordinator.hydra_folder import (
     HYDRA_FILES,
@@ -245,6 +245,15 @@ def run_flower(
     runtime = federation.get("runtime") or "ray"
     if runtime not in SIMULATION_RUNTIMES:
         raise ConfigError(f"federation.runtime {runtime!r} is unknown; choose one of {SIMULATION_RUNTIMES}")
+    ray_address = federation.get("ray_address")
+    if ray_cluster.head_address(ray_address) is not None:
+        if runtime != "ray":
+            raise ConfigError(
+                f"federation.ray_address={ray_address} runs the sites on a Ray cluster, which "
+                f"federation.runtime={runtime} does not use: set federation.runtime=ray or "
+                "federation.ray_address=null"
+            )
+        ray_cluster.refuse_unreachable(ray_address)  # before anything is written
     check_site_files(settings, federation.get("data_dir"))
     ledgers, line = simulated_ledgers(settings, federation, output_dir)
     if line:
@@ -269,6 +278,7 @@ def run_flower(
                 client_cpus=client_cpus,
                 data_dir=federation.get("data_dir"),
                 client_app=federation.get("client_app"),
+                ray_address=ray_address,
             )
     return num_nodes
 

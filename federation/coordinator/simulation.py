@@ -23,6 +23,7 @@ from client.site_policy import MODE, SIMULATION
 from federation.coordinator.apps import CLIENT_APP, SERVER_APP, load_app
 from federation.coordinator.exported_env import site_data_dir
 from federation.coordinator.interrupt import exit_on_signals
+from federation.coordinator.ray_cluster import joined
 
 APP_FOLDER = ".flwr-app"
 
@@ -68,11 +69,14 @@ def run_in_simulation(
     client_cpus: float,
     data_dir: Path | None,
     client_app: str | None = None,
+    ray_address: str | None = None,
 ) -> None:
     """Start the runtime once, run every round, stop it; errors in the apps propagate.
 
     ``client_app`` ("module:attr") names the ClientApp every simulated site runs (None: the
-    hospital's).
+    hospital's). ``ray_address`` (HEAD:PORT): the sites run on that Ray cluster, which this
+    process joins and leaves running (federation.coordinator.ray_cluster); None: a Ray of
+    its own on this machine.
     """
     client_app = client_app or CLIENT_APP
     clients = SimulatedSites(load_app(client_app))  # imported late: Ray workers import them too
@@ -82,7 +86,8 @@ def run_in_simulation(
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     folder = write_app_folder(run_dir, run_config, client_app)
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
-    with site_data_dir(data_dir), exit_on_signals(run_dir), _keep_sigterm_handler():
+    # The data folder is exported before joining a cluster: the job's environment takes it along.
+    with site_data_dir(data_dir), exit_on_signals(run_dir), _keep_sigterm_handler(), joined(ray_address):
         _run(clients, server_app, context, folder, num_nodes, client_cpus)
 
 
@@ -102,6 +107,8 @@ def _keep_sigterm_handler() -> Iterator[None]:
 
 
 def _run(client_app, server_app, context: Context, folder: Path, num_nodes: int, client_cpus: float) -> None:
+    # Used only where Ray is not initialised yet (no federation.ray_address): Flower's
+    # RayBackend skips its ray.init when this process has joined a cluster.
     _run_simulation(
         num_supernodes=num_nodes,
         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,

@@ -30,6 +30,15 @@ CASES: list[tuple[list[str], str]] = [
     (["privacy.target_epsilon=inf"], "privacy.target_epsilon=inf is not a finite number"),
     (["train.batch_size=many"], "train.batch_size='many' is not a whole number"),
     (["federation.client_cpus=x"], "federation.client_cpus='x' is not a finite number"),
+    (["federation.ray_address=127.0.0.1:1"], "federation.ray_address=127.0.0.1:1: no Ray head answers there"),
+    (
+        ["federation.ray_address=ray://head:10001"],
+        "federation.ray_address='ray://head:10001' is not HOST:PORT",
+    ),
+    (
+        ["federation.runtime=inprocess", "federation.ray_address=127.0.0.1:1"],
+        "which federation.runtime=inprocess does not use: set federation.runtime=ray",
+    ),
     (["strategy.min_train_nodes=two"], "strategy.min_train_nodes='two' is not a whole number"),
     (
         ["strategy.min_train_nodes=10"],

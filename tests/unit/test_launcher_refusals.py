@@ -41,6 +41,7 @@ CLI_KINDS = (
     "hydra.run.dir",
     "federation.data_dir",
     "resume",
+    "federation.ray_address=127",
 )
 CLI_CASES = [case for case in CASES if case[0][0].startswith(CLI_KINDS)]
 

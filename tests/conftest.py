@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.runs import CONSOLE, run_launcher
+from tests.helpers.runs import CONSOLE, NODP_RAY_CONFIG, run_launcher
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +43,17 @@ def nodp_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("nodp_run")
     proc = run_launcher(tmp, "privacy=off", "federation.runtime=inprocess")
     (tmp / CONSOLE).write_text(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def nodp_ray_run(tmp_path_factory) -> Path:
+    """``NODP_RAY_CONFIG``, uninterrupted, on the single-node Ray runtime: what a killed and
+    resumed run (test_kill_resume) and the same run on a two-node Ray cluster
+    (test_ray_cluster) must equal bit for bit."""
+    tmp = tmp_path_factory.mktemp("nodp_ray_run")
+    proc = run_launcher(tmp, *NODP_RAY_CONFIG)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "run"
 

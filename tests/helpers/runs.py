@@ -11,6 +11,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
 CONSOLE = "console.txt"  # a shared run's printed lines, beside its run folder (tests/conftest.py)
+# The session's nodp_ray_run (tests/conftest.py): privacy=off with FedAdam (server moments a
+# resume must restore), on Flower's simulation runtime (Ray) on one machine.
+NODP_RAY_CONFIG = ("rounds=6", "strategy=fedadam", "privacy=off")
 
 
 def run_launcher(

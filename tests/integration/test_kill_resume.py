@@ -19,10 +19,10 @@ import torch
 
 from federation.core.records import read_rounds
 from server.checkpoint import load_resume_state
-from tests.helpers.runs import LAUNCHER, read_json, run_launcher
+from tests.helpers.runs import LAUNCHER, NODP_RAY_CONFIG, read_json, run_launcher
 
 pytestmark = pytest.mark.slow
-CONFIG = ("rounds=6", "strategy=fedadam", "privacy=off")
+CONFIG = NODP_RAY_CONFIG  # the uninterrupted run is the session's nodp_ray_run
 # The DP kill needs no Ray (the bit-for-bit one above keeps it): the same ServerApp loop and
 # ClientApp in the launcher's process, killed the same way, without ~15 s of runtime start.
 DP_CONFIG = ("rounds=4", "strategy=fedadam", "federation.runtime=inprocess")
@@ -58,11 +58,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    whole = tmp_path_factory.mktemp("whole")
-    proc = run_launcher(whole, *CONFIG)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
+def runs(tmp_path_factory, nodp_ray_run) -> tuple[Path, Path, subprocess.CompletedProcess]:
     killed = tmp_path_factory.mktemp("killed")
     _kill_after_round(killed / "run", killed, kill_after=3)
     assert load_resume_state(killed / "run").round == 3
@@ -71,7 +67,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
     resumer = tmp_path_factory.mktemp("resumer")
     resumed = run_launcher(resumer, f"resume={killed / 'run'}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return whole / "run", killed / "run", resumed
+    return nodp_ray_run, killed / "run", resumed
 
 
 def test_resume_finishes_rounds_4_to_6(runs):

@@ -73,6 +73,9 @@ class TwoNodeCluster:
 
     def __init__(self, logs: Path, worker_env: dict[str, str] | None = None, timeout: float = 90) -> None:
         self.logs, self.worker_env, self.timeout = Path(logs), worker_env or {}, timeout
+        self._fresh()
+
+    def _fresh(self) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[Proc] = []
@@ -80,12 +83,22 @@ class TwoNodeCluster:
         self.temp = Path(tempfile.mkdtemp(prefix="lhsfed-ray-"))
 
     def __enter__(self) -> TwoNodeCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        """Started, or started again once, on new ports, if a node did not come up (in one of
+        the eleven starts while this test was written, a worker's raylet never registered)."""
+        for attempt in (1, 2):
+            try:
+                self.start()
+                return self
+            except TimeoutError as err:
+                self.stop()
+                if attempt == 2:
+                    raise
+                print(f"Ray cluster start failed, trying once more: {str(err)[:300]}", file=sys.stderr)
+                self._fresh()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -127,8 +140,8 @@ class TwoNodeCluster:
     def wait_for_nodes(self, count: int) -> None:
         from ray._raylet import GcsClient
 
-        deadline, alive = time.monotonic() + self.timeout, 0
-        while time.monotonic() < deadline:
+        began, alive = time.monotonic(), 0
+        while time.monotonic() < began + self.timeout:
             if not all(proc.alive() for proc in self.procs):
                 break
             try:
@@ -139,8 +152,11 @@ class TwoNodeCluster:
             if alive >= count:
                 return
             time.sleep(0.5)
-        tails = "\n".join(f"{p.log.name}: {p.output()[-1500:]}" for p in self.procs)
-        raise TimeoutError(f"{alive} of {count} Ray nodes alive after {self.timeout:.0f}s\n{tails}")
+        tails = [f"{p.log.name}: {p.output()[-1500:]}" for p in self.procs]
+        for log in sorted(self.temp.glob("*/session_latest/logs/raylet.*")):  # gone after stop()
+            tails.append(f"{log.relative_to(self.temp)}: {log.read_text(errors='replace')[-1500:]}")
+        waited = time.monotonic() - began
+        raise TimeoutError(f"{alive} of {count} Ray nodes alive after {waited:.0f}s\n" + "\n".join(tails))
 
     def placement(self) -> dict:
         """{"ran": {"JOB NODE": ClientAppActor.run tasks}, "nodes": [alive node ids]}."""

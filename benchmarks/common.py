@@ -192,3 +192,13 @@ def fmt(seconds: float) -> str:
 
 def ratio(a: float, b: float) -> float:
     return float(np.float64(a) / np.float64(b))
+
+
+def write_results(results: dict, out: Path, name: str, render: Callable[[dict], str]) -> dict:
+    """``out/NAME.json`` (every number, sorted keys) and ``out/NAME.md`` (``render``'s table)."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    (out / f"{name}.md").write_text(render(results))
+    return results

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import shutil
 import statistics
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import benchmark_set as bs
-from benchmarks.common import REPO, machine_info
+from benchmarks.common import REPO, machine_info, write_results
 from benchmarks.scores import model_scores
 from federation.coordinator.flwr_app_config import compose_config
 from federation.core.model import predict_risk
@@ -373,10 +372,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def _write(results: dict[str, Any], out: Path) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dp_frontier.json").write_text(json.dumps(results, indent=1, sort_keys=True))
-    (out / "dp_frontier.md").write_text(render(results))
-    return results
+    return write_results(results, out, "dp_frontier", render)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import benchmark_set as bs
-from benchmarks.common import REPO, machine_info
+from benchmarks.common import REPO, machine_info, write_results
 from benchmarks.quality_table import render
 from benchmarks.scores import local_only, model_scores, pooled_logistic_regression
 from federation.core.run_layout import MODEL
@@ -156,10 +156,7 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _write(results: dict[str, Any], out: Path) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(results, indent=1, sort_keys=True))
-    (out / "quality.md").write_text(render(results))
-    return results
+    return write_results(results, out, "quality", render)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ Any failure answers with a code and a category (:mod:`client.site_errors`).
 
 from __future__ import annotations
 
+# isort: off
+import federation.core.eager_imports  # noqa: F401 - first, before Flower's threads race (its docstring)
+# isort: on
+
 import json
 import logging
 from dataclasses import dataclass

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# isort: off
+import federation.core.eager_imports  # noqa: F401 - first, before Flower's threads race (its docstring)
+# isort: on
+
 from pathlib import Path
 
 from flwr.app import Context

@@ -9,7 +9,6 @@ sites' validation and test rows.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +20,12 @@ from benchmarks.dp_frontier import defaults
 from benchmarks.dp_frontier import main as frontier
 from federation.core.model import predict_risk
 from federation.modeler.run_loader import load_saved_model
+from tests.helpers.bench_smoke import quick_run
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out, work = tmp_path_factory.mktemp("frontier"), tmp_path_factory.mktemp("runs")
-    try:
-        results = frontier(["--quick", "--out", str(out), "--workdir", str(work)])
-    finally:
-        logging.disable(logging.NOTSET)  # the benchmark's entry point silences every logger
-    return out, results
+    return quick_run(frontier, tmp_path_factory, "frontier")
 
 
 def test_quick_table_has_every_cell_and_its_goal(quick):

@@ -8,7 +8,6 @@ table must be what the run's own ``model.pt`` scores on the sites' test rows, an
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,14 @@ from benchmarks.quality import FEDERATED
 from benchmarks.quality import main as quality
 from federation.core.model import predict_risk
 from federation.modeler.run_loader import load_saved_model
+from tests.helpers.bench_smoke import quick_run
 
 METHODS = ["pooled LR (sklearn CV)", "local-only (defaults, DP off)", *FEDERATED, "federated tuned (DP off)"]
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out, work = tmp_path_factory.mktemp("quality"), tmp_path_factory.mktemp("runs")
-    try:
-        results = quality(["--quick", "--out", str(out), "--workdir", str(work)])
-    finally:
-        logging.disable(logging.NOTSET)  # the benchmark's entry point silences every logger
-    return out, results
+    return quick_run(quality, tmp_path_factory, "quality")
 
 
 def test_quick_table_has_every_method_and_the_goal_lines(quick):

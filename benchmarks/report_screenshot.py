@@ -1,16 +1,15 @@
-"""The report's screenshot in docs: a default DP run on uci_heart, evaluated with sex and age
-bands marked as subgroups and the suggested threshold, rendered by headless Chromium.
+"""The report's screenshot in docs: the default DP run on uci_heart (its spec marks sex and age
+bands as subgroups), ``lhsfed evaluate RUN --threshold suggest``, rendered whole by headless
+Chromium, with the same report's markdown beside it.
 
-    python -m benchmarks.report_screenshot [--out benchmarks/results/report_subgroups.png]
+    python -m benchmarks.report_screenshot [--out benchmarks/results/report_default.png]
 
-One in-process federation (about a minute on 2 cores); the page is the report a modeler gets
-from ``lhsfed evaluate RUN --threshold suggest`` with a spec that marks those subgroups.
+One in-process federation (about a minute on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -18,12 +17,10 @@ import tempfile
 from pathlib import Path
 
 from federation.core.dataspec import parse_dataset_spec
-from federation.modeler import run_loader
-from federation.modeler.report import write_reports
-from federation.modeler.run_evaluation import EvalOptions, evaluate_run, scorable_sites
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCHER = Path(sys.executable).parent / "lhsfed-train"
+LHSFED = Path(sys.executable).parent / "lhsfed"
 
 
 def with_subgroups(spec):
@@ -50,26 +47,21 @@ def screenshot(page: Path, png: Path, profile: Path, *, height: int) -> subproce
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/report_subgroups.png"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/report_default.png"))
+    parser.add_argument("--height", type=int, default=9000, help="page height in px (the whole report)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         subprocess.run(
             [str(LAUNCHER), "federation.runtime=inprocess", f"hydra.run.dir={run}"], check=True, cwd=tmp
         )
-        checkpoint = run_loader.load_saved_model(run_loader.saved_model_path(run, None))
-        checkpoint = dataclasses.replace(checkpoint, dataset=with_subgroups(checkpoint.dataset))
-        sites, _ = scorable_sites(checkpoint.dataset)
-        settings = run_loader.load_settings(run)
-        evaluation, predictions = evaluate_run(
-            run, settings, checkpoint, sites, EvalOptions(threshold="suggest")
-        )
-        config = (run / ".hydra" / "config.yaml").read_text()
-        write_reports(run, evaluation, predictions, run_loader.read_round_records(run), config)
+        subprocess.run([str(LHSFED), "evaluate", str(run), "--threshold", "suggest"], check=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        shot = screenshot(run / "report.html", args.out, Path(tmp) / "profile", height=5200)
+        shot = screenshot(run / "report.html", args.out, Path(tmp) / "profile", height=args.height)
         shot.check_returncode()
-    print(f"wrote {args.out}")
+        markdown = args.out.with_suffix(".md")
+        markdown.write_text((run / "report.md").read_text())
+    print(f"wrote {args.out} and {markdown}")
 
 
 if __name__ == "__main__":

@@ -221,6 +221,7 @@ def _glm_record(
 ) -> dict[str, Any]:
     """glm.json: what was fitted and why this λ (float64 coefficients: JSON keeps them exact)."""
     names = settings.data.encoded_feature_names()
+    errors = fit.standard_errors(chosen)
     return {
         "objective": "sum of log-loss over the pooled training rows + lambda/2 * ||w||^2 "
         "(intercept unpenalized): sklearn LogisticRegression(C=1/lambda)",
@@ -228,6 +229,10 @@ def _glm_record(
         "lambdas": lambdas.tolist(),
         "C": (1.0 / lambdas).tolist(),
         "coefficients": fit.coefficients.tolist(),
+        "selected_coefficients": fit.coefficients[chosen].tolist(),
+        # Wald errors of the selected λ's coefficients (NewtonFit.standard_errors): the report's
+        # odds-ratio intervals.
+        "standard_errors": None if errors is None else errors.tolist(),
         "validation_loss": None if validation is None else validation.tolist(),
         "selected_lambda": float(lambdas[chosen]),
         "selected_C": float(1.0 / lambdas[chosen]),

@@ -32,6 +32,7 @@ def evaluate_to_folder(
     """
     from federation.core import atomic
     from federation.core.run_layout import EVALUATION, HYDRA_CONFIG
+    from federation.modeler.heterogeneity import heterogeneity
     from federation.modeler.report import write_reports
     from federation.modeler.run_evaluation import (
         EvalOptions,
@@ -64,6 +65,8 @@ def evaluate_to_folder(
         evaluation, predictions = evaluate_run(
             run_dir, settings, checkpoint, sites, options, baselines=baselines, skipped=skipped
         )
+    # Between-site heterogeneity beside the site figures it summarises: one source for the report.
+    evaluation["heterogeneity"] = heterogeneity(evaluation["sites"])
     atomic.write_json(run_dir / EVALUATION, evaluation)
     # The run's own choice (default): every round, so the report shows what came after it.
     records = [

@@ -133,6 +133,7 @@ class NewtonFit:
     converged: bool = field(init=False, default=False)
     last_step: float = field(init=False, default=np.inf)
     halvings: int = field(init=False, default=0)  # steps halved (over every λ): glm.json says
+    hessian: np.ndarray | None = field(init=False, default=None)  # pooled, at the last point evaluated
 
     def __post_init__(self) -> None:
         self.lambdas = np.asarray(self.lambdas, dtype=np.float64)
@@ -146,6 +147,7 @@ class NewtonFit:
         """Take the pooled sums at :attr:`coefficients`; returns whether the fit converged."""
         current = objective(loss, self.coefficients, self.lambdas)
         steps = newton_steps(self.coefficients, gradient, hessian, self.lambdas)
+        self.hessian = np.asarray(hessian, dtype=np.float64)
         worse = current > self._objective + 1e-12 * np.abs(self._objective)
         self.halvings += int(worse.sum())
         for k in range(len(self.lambdas)):
@@ -161,6 +163,19 @@ class NewtonFit:
         self.last_step = float(np.abs(self._step).max())
         self.converged = bool(not worse.any() and self.last_step < self.tolerance)
         return self.converged
+
+    def standard_errors(self, index: int) -> np.ndarray | None:
+        """Wald standard errors of λ ``index``'s coefficients: √diag((H + λ·P)⁻¹), H the pooled
+        Hessian of the log-loss at the last point the sites evaluated (within ``tolerance`` of
+        the fit once converged), P the penalty's mask. For the penalized fit these are the
+        usual approximate (Bayesian, Gaussian-prior) errors; with a small λ, the MLE's."""
+        if self.hessian is None:
+            return None
+        h = self.hessian[index] + self.lambdas[index] * np.diag(_penalty_mask(self.width))
+        try:
+            return np.sqrt(np.clip(np.diag(np.linalg.inv(h)), 0.0, None))
+        except np.linalg.LinAlgError:
+            return None
 
     def restart_descent_check(self) -> None:
         """The sites answering changed: objectives of different sums are not comparable."""

@@ -164,3 +164,31 @@ def quantile_calibration_plot(calibration: dict[str, Any]) -> bytes:
     ax.set_title("Calibration: equal-count bins, 95% Wilson intervals", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     return _png(fig)
+
+
+def forest_plot(result: dict[str, Any], label: str = "AUROC") -> bytes:
+    """Each site's estimate with its 95 % interval, the random-effects summary (diamond: its
+    CI) and the prediction interval for a new site (bar), from
+    ``federation.modeler.heterogeneity.random_effects``."""
+    names = list(result["sites"])
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * (len(names) + 3) + 0.8))
+    z = 1.959963984540054
+    back = (lambda x: 1 / (1 + np.exp(-x))) if result["scale"] == "logit" else (lambda x: x)
+    forward = (lambda p: np.log(p / (1 - p))) if result["scale"] == "logit" else (lambda x: x)
+    for row, name in enumerate(names):
+        site = result["sites"][name]
+        centre = forward(np.clip(site["estimate"], 1e-3, 1 - 1e-3))
+        low, high = back(centre - z * site["se"]), back(centre + z * site["se"])
+        y = len(names) - row + 1
+        ax.plot([low, high], [y, y], color="black", linewidth=1)
+        ax.plot(site["estimate"], y, "s", color="black", markersize=4 + 10 * result["weights"][name])
+    low, high = result["ci"]
+    ax.fill([low, result["summary"], high, result["summary"]], [0.5, 0.8, 0.5, 0.2], color="tab:blue")
+    if result.get("prediction_interval"):
+        p_low, p_high = result["prediction_interval"]
+        ax.plot([p_low, p_high], [0.5, 0.5], color="tab:blue", linewidth=1, linestyle="--")
+    ax.set_yticks([0.5, *range(len(names) + 1, 1, -1)], ["summary (RE)", *names])
+    ax.axvline(result["summary"], color="tab:blue", linewidth=0.6, alpha=0.5)
+    ax.set_xlabel(f"{label} (95 % CI; dashed: 95 % prediction interval)")
+    ax.set_title(f"{label} per site, I² = {100 * result['i2']:.0f} %")
+    return _png(fig)

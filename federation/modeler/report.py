@@ -8,18 +8,71 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from federation.core import atomic
 from federation.core.records import RoundRecord
-from federation.core.run_layout import AUDIT, DRIFT, PERSONALIZATION, REPORT_HTML, REPORT_MD, read_json
+from federation.core.run_layout import (
+    AUDIT,
+    DRIFT,
+    HYDRA_CONFIG,
+    MODEL,
+    PERSONALIZATION,
+    REPORT_HTML,
+    REPORT_MD,
+    read_json,
+    round_model,
+)
 from federation.modeler import plots
+from federation.modeler.heterogeneity import heterogeneity
 from federation.modeler.report_format import Table, fmt
-from federation.modeler.run_evaluation import POOLED, Predictions
+from federation.modeler.report_sections import (
+    ReportInputs,
+    coefficients_table,
+    decision_table,
+    fill_in_table,
+    glm_record,
+    heterogeneity_table,
+    identity_table,
+    limitations_table,
+    missing_shares,
+    missingness_table,
+    outcome_table,
+    participants_table,
+    population_table,
+    report_title,
+)
+from federation.modeler.run_evaluation import POOLED, Predictions, scorable_sites
+from federation.modeler.run_loader import data_dir_of, load_saved_model, read_summary, run_config
 from federation.modeler.subgroup_tables import gaps_table, headline_table, subgroup_table
 
-__all__ = ["Table", "fmt", "render_html", "render_markdown", "tables", "write_reports"]
+__all__ = ["ReportDocument", "Section", "Table", "fmt", "render_html", "render_markdown", "write_reports"]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One TRIPOD+AI section: its tables, figures (by title; HTML only) or code block."""
+
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[Table | None, ...] = ()
+    figures: tuple[str, ...] = ()
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class ReportDocument:
+    """What report.md and report.html both render (one structure, two templates)."""
+
+    title: str
+    lines: tuple[str, ...]
+    sections: tuple[Section, ...]
+
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1100px}"
@@ -350,24 +403,6 @@ def drift_table(drift: dict[str, Any] | None) -> Table | None:
     )
 
 
-def tables(
-    evaluation: dict[str, Any], audit: dict[str, Any] | None = None, records: list[RoundRecord] | None = None
-) -> list[Table]:
-    found = [
-        headline_table(evaluation),
-        data_table(evaluation),
-        metrics_table(evaluation),
-        subgroup_table(evaluation),
-        gaps_table(evaluation),
-        rounds_table(evaluation, records or []),
-        baselines_table(evaluation),
-        audit_table(audit),
-        personalization_table(read_personalization(Path(evaluation["run_dir"]))),
-        drift_table(read_json(Path(evaluation["run_dir"]) / DRIFT)),
-    ]
-    return [t for t in found if t is not None]
-
-
 def markdown_table(table: Table) -> str:
     lines = [
         f"## {table.title}",
@@ -399,6 +434,9 @@ def figures(
         found["Calibration"] = plots.quantile_calibration_plot(evaluation["calibration_quantile"])
     if evaluation.get("decision_curve"):
         found["Decision curves"] = plots.decision_curves(evaluation["decision_curve"])
+    auroc = (evaluation.get("heterogeneity") or {}).get("auroc") or {}
+    if auroc.get("summary") is not None:
+        found["Forest plot"] = plots.forest_plot(auroc)
     if records:
         rounds = plots.rounds_curve([r.to_json() for r in records], evaluation.get("selection"))
         found = {"Rounds": rounds, **found}
@@ -410,6 +448,8 @@ FIGURE_NOTES = {
     "Rounds": "the dotted line marks the round handed out, chosen by the pooled validation "
     "loss or AUROC; test values are shown, never used to choose",
     "Decision curves": plots.DECISION_CURVE_NOTE,
+    "Forest plot": "each site's AUROC with its 95 % interval (square: its random-effects weight); "
+    "diamond: the random-effects summary and its 95 % CI",
 }
 
 
@@ -422,41 +462,111 @@ def _img(title: str, png: bytes) -> str:
     )
 
 
-def render_html(
-    evaluation: dict[str, Any],
-    figs: dict[str, bytes],
+def report_document(
+    inputs: ReportInputs,
     config_text: str,
     audit: dict[str, Any] | None = None,
     records: list[RoundRecord] | None = None,
-) -> str:
-    title = f"lhs-federation report: {Path(evaluation['run_dir']).name}"
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-        f"<p>Run folder {html.escape(evaluation['run_dir'])}; evaluated "
-        f"{html.escape(evaluation['evaluated_at'])} ({evaluation['mode']}).</p>",
+) -> ReportDocument:
+    """The report's one data structure, in TRIPOD+AI order; both templates render it."""
+    evaluation, records = inputs.evaluation, records or []
+    run_dir = Path(evaluation["run_dir"])
+    fairness = [subgroup_table(evaluation), gaps_table(evaluation)]
+    no_fairness = (
+        ()
+        if any(fairness)
+        else ("The dataset spec marks no subgroup feature (subgroup: true or subgroup_bins), so no "
+              "site released subgroup figures.",)
+    )  # fmt: skip
+    sections = [
+        Section("Identity", tables=(identity_table(inputs),)),
+        Section("Intended use", tables=(fill_in_table(inputs),)),
+        Section("Outcome", tables=(outcome_table(inputs),)),
+        Section(
+            "Participants and data",
+            tables=(participants_table(inputs, records), population_table(inputs), missingness_table(inputs)),
+        ),
+        Section("Model specification", tables=(coefficients_table(inputs),)),
+        Section(
+            "Model performance",
+            tables=(headline_table(evaluation), metrics_table(evaluation), baselines_table(evaluation)),
+            figures=("ROC curves", "Calibration"),
+        ),
+        Section(
+            "Between-site heterogeneity",
+            tables=(heterogeneity_table(evaluation),),
+            figures=("Forest plot",),
+        ),
+        Section("Decision curves", tables=(decision_table(evaluation),), figures=("Decision curves",)),
+        Section("Fairness", paragraphs=no_fairness, tables=tuple(fairness)),
+        Section("Model development", tables=(rounds_table(evaluation, records),), figures=("Rounds",)),
+        Section("Privacy", tables=(data_table(evaluation), audit_table(audit))),
+        Section(
+            "Updating and monitoring",
+            tables=(
+                personalization_table(read_personalization(run_dir)),
+                drift_table(read_json(run_dir / DRIFT)),
+            ),
+        ),
+        Section("Limitations", tables=(limitations_table(inputs),)),
+        Section("Configuration", code=config_text),
     ]
-    parts += [html_table(t) for t in tables(evaluation, audit, records)]
-    parts += ["<h2>Figures</h2>"] + [_img(name, png) for name, png in figs.items()]
-    parts += [f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre></body></html>"]
-    return "\n".join(parts)
+    kept = [
+        replace(s, tables=tuple(t for t in s.tables if t is not None))
+        for s in sections
+        if s.code or s.paragraphs or any(t is not None for t in s.tables)
+    ]
+    lines = (
+        f"Run folder {evaluation['run_dir']}; evaluated {evaluation['evaluated_at']} ({evaluation['mode']}).",
+    )
+    return ReportDocument(report_title(inputs), lines, tuple(kept))
 
 
-def render_markdown(
-    evaluation: dict[str, Any],
-    config_text: str,
-    audit: dict[str, Any] | None = None,
-    records: list[RoundRecord] | None = None,
-) -> str:
-    parts = [
-        f"# lhs-federation report: {Path(evaluation['run_dir']).name}",
-        "",
-        f"Run folder `{evaluation['run_dir']}`; evaluated {evaluation['evaluated_at']} "
-        f"({evaluation['mode']}). Figures are in report.html.",
-    ]
-    parts += ["\n" + markdown_table(t) for t in tables(evaluation, audit, records)]
-    parts += ["\n## Configuration\n", "```yaml", config_text.rstrip(), "```", ""]
-    return "\n".join(parts)
+@cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["md_cell"] = lambda cell: str(cell).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def render_html(doc: ReportDocument, figs: dict[str, bytes]) -> str:
+    figures = {
+        title: {
+            "data": base64.b64encode(png).decode("ascii"),
+            "caption": f"{title}: {FIGURE_NOTES[title]}" if title in FIGURE_NOTES else title,
+        }
+        for title, png in figs.items()
+    }
+    return _templates().get_template("report.html.j2").render(doc=doc, figures=figures, style=_STYLE)
+
+
+def render_markdown(doc: ReportDocument) -> str:
+    return _templates().get_template("report.md.j2").render(doc=doc)
+
+
+def report_inputs(run_dir: Path, evaluation: dict[str, Any]) -> ReportInputs:
+    """What the report reads besides evaluation.json: the run's config, the model evaluated
+    (its round's checkpoint), summary.json, glm.json and, in simulation, the sites' missingness."""
+    run_dir = Path(run_dir)
+    round_file = run_dir / round_model(int(evaluation["round"]))
+    checkpoint = load_saved_model(round_file if round_file.is_file() else run_dir / MODEL)
+    config = run_config(run_dir) if (run_dir / HYDRA_CONFIG).is_file() else {}
+    missingness = None
+    if str(evaluation.get("mode", "")).startswith("simulation"):
+        sites, _ = scorable_sites(checkpoint.dataset, data_dir_of(run_dir) if config else None)
+        missingness = missing_shares(sites, checkpoint.dataset)
+    if not evaluation.get("heterogeneity"):
+        evaluation = {**evaluation, "heterogeneity": heterogeneity(evaluation["sites"])}
+    return ReportInputs(
+        evaluation, config, checkpoint, read_summary(run_dir), glm_record(run_dir), missingness
+    )
 
 
 def write_reports(
@@ -467,10 +577,9 @@ def write_reports(
     config_text: str,
 ) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
-    audit = read_audit(run_dir)
-    page = render_html(evaluation, figures(records, predictions, evaluation), config_text, audit, records)
+    inputs = report_inputs(run_dir, evaluation)
+    doc = report_document(inputs, config_text, read_audit(run_dir), records)
+    page = render_html(doc, figures(records, predictions, inputs.evaluation))
     atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
-    atomic.write_bytes(
-        run_dir / REPORT_MD, render_markdown(evaluation, config_text, audit, records).encode("utf-8")
-    )
+    atomic.write_bytes(run_dir / REPORT_MD, render_markdown(doc).encode("utf-8"))
     return run_dir / REPORT_HTML, run_dir / REPORT_MD

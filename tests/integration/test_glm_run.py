@@ -78,3 +78,18 @@ def test_fedavg_sgd_logreg_is_not_the_pooled_fit(glm_heart, nodp_run):
     c = read_json(glm_heart[0] / "glm.json")["selected_C"]
     x, y = pooled_design(nodp_run)
     assert np.abs(handed_out(nodp_run) - pooled_sklearn(x, y, c)).max() > 1e-3
+
+
+def test_glm_standard_errors_are_the_pooled_penalized_hessians(glm_heart):
+    """glm.json's Wald errors (the report's odds-ratio intervals) equal √diag((XᵀWX + λP)⁻¹)
+    computed here from sklearn's pooled fit on the pooled training rows."""
+    run, data = glm_heart
+    glm = read_json(run / "glm.json")
+    x, y = pooled_design(run, data)
+    beta = pooled_sklearn(x, y, glm["selected_C"])
+    p = 1 / (1 + np.exp(-(x @ beta)))
+    penalty = glm["selected_lambda"] * np.diag([0.0] + [1.0] * (x.shape[1] - 1))
+    reference = np.sqrt(np.diag(np.linalg.inv((x * (p * (1 - p))[:, None]).T @ x + penalty)))
+
+    assert np.allclose(glm["standard_errors"], reference, rtol=1e-5, atol=1e-9)
+    assert np.abs(np.array(glm["selected_coefficients"]) - beta).max() < 1e-6

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import json
 import re
@@ -171,15 +172,81 @@ def test_report_html_renders_in_headless_chromium(dp_evaluated, tmp_path):
     assert "http://" not in page and "https://" not in page  # opens offline
     images = _embedded_pngs(page)
     alts = re.findall(r'<img alt="([^"]*)"', page)
-    assert alts == ["Rounds", "ROC curves", "Calibration", "Decision curves"]
-    assert len(images) == 4  # calibration: equal-count bins; decision curves: net benefit
-    assert "<h2>Headline: who is served least well</h2>" in page
+    assert alts == ["ROC curves", "Calibration", "Forest plot", "Decision curves", "Rounds"]
+    assert len(images) == 5  # calibration: equal-count bins; decision curves: net benefit
+    assert "<h3>Headline: who is served least well</h3>" in page
     assert "suggested" not in page and "chosen by the modeler" in page  # which threshold
     for img in images:
         assert img.shape[0] > 200 and img.shape[1] > 200 and img[..., :3].std() > 0.05
     screenshot = mpimg.imread(shot)
     assert screenshot.shape[:2] == (2400, 1200)
     assert screenshot[..., :3].std() > 0.05  # not a blank page
+
+
+# TRIPOD+AI (and TRIPOD-Cluster) sections every report carries, in this order (issue T, item 4).
+TRIPOD_SECTIONS = [
+    "Identity",
+    "Intended use",
+    "Outcome",
+    "Participants and data",
+    "Model specification",
+    "Model performance",
+    "Between-site heterogeneity",
+    "Decision curves",
+    "Fairness",
+    "Model development",
+    "Privacy",
+    "Limitations",
+    "Configuration",
+]
+
+
+@pytest.mark.slow
+def test_report_md_and_html_carry_the_same_tripod_sections_and_tables(dp_evaluated):
+    """One document, two templates: the same h2 sections in the same order, the same table
+    titles, the title naming outcome, model and data; the default run's subgroup table."""
+    page = (dp_evaluated / "report.html").read_text()
+    markdown = (dp_evaluated / "report.md").read_text()
+    html_sections = re.findall(r"<h2>([^<]*)</h2>", page)
+    md_sections = re.findall(r"^## (.*)$", markdown, flags=re.M)
+
+    assert [s for s in html_sections if s in TRIPOD_SECTIONS] == TRIPOD_SECTIONS
+    assert md_sections == html_sections
+    h3 = [html.unescape(t) for t in re.findall(r"<h3>([^<]*)</h3>", page)]
+    assert h3 == re.findall(r"^### (.*)$", markdown, flags=re.M)
+    title = html.unescape(re.findall(r"<h1>([^<]*)</h1>", page)[0])
+    assert markdown.startswith(f"# {title}\n")
+    assert "coronary artery disease" in title and "logistic regression" in title and "uci_heart" in title
+    assert "Subgroups: the global model per group" in markdown  # the UCI spec marks sex and age bands
+
+
+@pytest.mark.slow
+def test_random_effects_summary_and_i2_agree_with_statsmodels_on_the_run(dp_evaluated):
+    """Acceptance 4 on a real run: the report's summary AUROC, CI and I² are statsmodels'
+    DerSimonian–Laird fit of the sites' logit AUROCs, SE from each site's own 95 % interval."""
+    from scipy.special import expit, logit
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    evaluation = _evaluation(dp_evaluated)
+    found = evaluation["heterogeneity"]["auroc"]
+    sites = [m for m in evaluation["sites"].values() if m.get("auroc_ci_low") is not None]
+    effect = logit([m["auroc"] for m in sites])
+    se = (logit([m["auroc_ci_high"] for m in sites]) - logit([m["auroc_ci_low"] for m in sites])) / (
+        2 * 1.959964
+    )
+    reference = combine_effects(effect, se**2, method_re="dl")
+
+    assert found["k"] == len(sites) >= 3
+    assert found["summary"] == pytest.approx(expit(reference.mean_effect_re), abs=1e-6)
+    assert found["i2"] == pytest.approx(reference.i2, abs=1e-6)
+    assert found["tau2"] == pytest.approx(reference.tau2, abs=1e-6)
+    half = 1.959964 * reference.sd_eff_w_re
+    assert found["ci"] == pytest.approx(
+        [expit(reference.mean_effect_re - half), expit(reference.mean_effect_re + half)], abs=1e-5
+    )
+    markdown = (dp_evaluated / "report.md").read_text()
+    row = _markdown_rows(markdown.split("random-effects meta-analysis of the site estimates")[1])["AUROC"]
+    assert row[:2] == [str(found["k"]), fmt(found["summary"])] and row[4] == f"{100 * found['i2']:.0f} %"
 
 
 def _markdown_rows(text: str) -> dict[str, list[str]]:

@@ -116,9 +116,15 @@ def run(args) -> int:
         data_dir=args.data_dir,
         from_rounds=args.from_rounds,
     )
+    from federation.modeler.site_view import shown_note, shown_sites
+
     print(f"global model, round {evaluation['round']} ({evaluation['mode']}):")
-    for name, metrics in {**evaluation["sites"], "pooled": evaluation["pooled"]}.items():
+    shown = shown_sites(evaluation)  # at scale: the extreme sites, not a line per hospital
+    sites = evaluation["sites"] if shown is None else {s: evaluation["sites"][s] for s in shown}
+    for name, metrics in {**sites, "pooled": evaluation["pooled"]}.items():
         print(_line(name, metrics))
+    if shown is not None:
+        print(f"  ({shown_note(evaluation, shown)})")
     for name, reason in evaluation.get("skipped_sites", {}).items():  # its file was refused
         print(f"  {name:<14} skipped: {reason}")
     if "baselines" in evaluation:

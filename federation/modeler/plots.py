@@ -166,11 +166,12 @@ def quantile_calibration_plot(calibration: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def forest_plot(result: dict[str, Any], label: str = "AUROC") -> bytes:
+def forest_plot(result: dict[str, Any], label: str = "AUROC", shown: list[str] | None = None) -> bytes:
     """Each site's estimate with its 95 % interval, the random-effects summary (diamond: its
     CI) and the prediction interval for a new site (bar), from
-    ``federation.modeler.heterogeneity.random_effects``."""
-    names = list(result["sites"])
+    ``federation.modeler.heterogeneity.random_effects``; ``shown``: the sites drawn (at scale
+    the extremes, federation.modeler.site_view; the summary is over every site)."""
+    names = [n for n in result["sites"] if shown is None or n in shown]
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * (len(names) + 3) + 0.8))
     z = 1.959963984540054
     back = (lambda x: 1 / (1 + np.exp(-x))) if result["scale"] == "logit" else (lambda x: x)
@@ -190,5 +191,6 @@ def forest_plot(result: dict[str, Any], label: str = "AUROC") -> bytes:
     ax.set_yticks([0.5, *range(len(names) + 1, 1, -1)], ["summary (RE)", *names])
     ax.axvline(result["summary"], color="tab:blue", linewidth=0.6, alpha=0.5)
     ax.set_xlabel(f"{label} (95 % CI; dashed: 95 % prediction interval)")
-    ax.set_title(f"{label} per site, I² = {100 * result['i2']:.0f} %")
+    drawn = "" if len(names) == result["k"] else f", {len(names)} of {result['k']} sites drawn"
+    ax.set_title(f"{label} per site, I² = {100 * result['i2']:.0f} %{drawn}")
     return _png(fig)

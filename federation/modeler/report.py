@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from federation.core import atomic
+from federation.core.data import load_site, site_file
 from federation.core.records import RoundRecord
 from federation.core.run_layout import (
     AUDIT,
@@ -47,8 +48,9 @@ from federation.modeler.report_sections import (
     population_table,
     report_title,
 )
-from federation.modeler.run_evaluation import POOLED, Predictions, scorable_sites
+from federation.modeler.run_evaluation import POOLED, Predictions
 from federation.modeler.run_loader import data_dir_of, load_saved_model, read_summary, run_config
+from federation.modeler.site_view import shown_note, shown_sites, site_view, write_sites_csv
 from federation.modeler.subgroup_tables import gaps_table, headline_table, subgroup_table
 
 __all__ = ["ReportDocument", "Section", "Table", "fmt", "render_html", "render_markdown", "write_reports"]
@@ -436,7 +438,7 @@ def figures(
         found["Decision curves"] = plots.decision_curves(evaluation["decision_curve"])
     auroc = (evaluation.get("heterogeneity") or {}).get("auroc") or {}
     if auroc.get("summary") is not None:
-        found["Forest plot"] = plots.forest_plot(auroc)
+        found["Forest plot"] = plots.forest_plot(auroc, shown=list(evaluation["sites"]))
     if records:
         rounds = plots.rounds_curve([r.to_json() for r in records], evaluation.get("selection"))
         found = {"Rounds": rounds, **found}
@@ -467,8 +469,10 @@ def report_document(
     config_text: str,
     audit: dict[str, Any] | None = None,
     records: list[RoundRecord] | None = None,
+    sites_note: str = "",
 ) -> ReportDocument:
-    """The report's one data structure, in TRIPOD+AI order; both templates render it."""
+    """The report's one data structure, in TRIPOD+AI order; both templates render it.
+    ``sites_note``: which sites the per-site tables show, when not all (site_view)."""
     evaluation, records = inputs.evaluation, records or []
     run_dir = Path(evaluation["run_dir"])
     fairness = [subgroup_table(evaluation), gaps_table(evaluation)]
@@ -489,6 +493,7 @@ def report_document(
         Section("Model specification", tables=(coefficients_table(inputs),)),
         Section(
             "Model performance",
+            paragraphs=(sites_note,) if sites_note else (),
             tables=(headline_table(evaluation), metrics_table(evaluation), baselines_table(evaluation)),
             figures=("ROC curves", "Calibration"),
         ),
@@ -551,17 +556,19 @@ def render_markdown(doc: ReportDocument) -> str:
     return _templates().get_template("report.md.j2").render(doc=doc)
 
 
-def report_inputs(run_dir: Path, evaluation: dict[str, Any]) -> ReportInputs:
+def report_inputs(run_dir: Path, evaluation: dict[str, Any], shown: list[str] | None = None) -> ReportInputs:
     """What the report reads besides evaluation.json: the run's config, the model evaluated
-    (its round's checkpoint), summary.json, glm.json and, in simulation, the sites' missingness."""
+    (its round's checkpoint), summary.json, glm.json and, in simulation, the missingness of the
+    sites shown (``shown``; None: every site)."""
     run_dir = Path(run_dir)
     round_file = run_dir / round_model(int(evaluation["round"]))
     checkpoint = load_saved_model(round_file if round_file.is_file() else run_dir / MODEL)
     config = run_config(run_dir) if (run_dir / HYDRA_CONFIG).is_file() else {}
     missingness = None
     if str(evaluation.get("mode", "")).startswith("simulation"):
-        sites, _ = scorable_sites(checkpoint.dataset, data_dir_of(run_dir) if config else None)
-        missingness = missing_shares(sites, checkpoint.dataset)
+        spec, folder = checkpoint.dataset, data_dir_of(run_dir) if config else None
+        names = [n for n in (shown or spec.site_names) if n in evaluation["sites"]]
+        missingness = missing_shares([load_site(site_file(spec, n, folder), spec, n) for n in names], spec)
     if not evaluation.get("heterogeneity"):
         evaluation = {**evaluation, "heterogeneity": heterogeneity(evaluation["sites"])}
     return ReportInputs(
@@ -577,8 +584,13 @@ def write_reports(
     config_text: str,
 ) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
-    inputs = report_inputs(run_dir, evaluation)
-    doc = report_document(inputs, config_text, read_audit(run_dir), records)
+    shown = shown_sites(evaluation)
+    inputs = report_inputs(run_dir, evaluation, shown)
+    inputs = replace(inputs, evaluation=site_view(inputs.evaluation, shown))
+    if shown is not None:
+        write_sites_csv(run_dir, evaluation)
+        predictions = predictions and {k: v for k, v in predictions.items() if k in shown or k == POOLED}
+    doc = report_document(inputs, config_text, read_audit(run_dir), records, shown_note(evaluation, shown))
     page = render_html(doc, figures(records, predictions, inputs.evaluation))
     atomic.write_bytes(run_dir / REPORT_HTML, page.encode("utf-8"))
     atomic.write_bytes(run_dir / REPORT_MD, render_markdown(doc).encode("utf-8"))

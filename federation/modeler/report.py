@@ -208,7 +208,7 @@ def baselines_table(evaluation: dict[str, Any]) -> Table | None:
         base["benefit_auroc"],
     )
     rows = [
-        [site, fmt(m["auroc"]), fmt(local[site]["auroc"]), fmt(central[site]["auroc"]), fmt(benefit[site])]
+        [site, _with_ci(m), _with_ci(local[site]), _with_ci(central[site]), _benefit(base, site)]
         for site, m in evaluation["sites"].items()
     ]
     means = [
@@ -222,21 +222,36 @@ def baselines_table(evaluation: dict[str, Any]) -> Table | None:
     rows.append(
         ["all test rows pooled"]
         + [
-            fmt(evaluation[POOLED]["auroc"]),
-            fmt(local[POOLED]["auroc"]),
-            fmt(central[POOLED]["auroc"]),
-            fmt(benefit[POOLED]),
+            _with_ci(evaluation[POOLED]),
+            _with_ci(local[POOLED]),
+            _with_ci(central[POOLED]),
+            _benefit(base, POOLED),
         ]
     )
     return Table(
         "AUROC: federated vs local-only vs pooled centralized",
         ["site", "global (federated)", "local-only", "pooled centralized", "benefit (global − local)"],
         rows,
+        "AUROC [95 % percentile bootstrap CI]; benefit CI: the paired bootstrap of the difference "
+        "(the same resampled rows scored by both models); "
         "pooled row: local-only scores each site's rows with that site's own model; "
         f"baselines trained {_baseline_training(base)} with the run's model and DP settings; "
         f"ε spent: local-only {_baseline_epsilon(base['local_only']['epsilon'])}, "
         f"pooled {_baseline_epsilon(base['pooled_centralized']['epsilon'])}",
     )
+
+
+def _with_ci(m: dict[str, Any]) -> str:
+    """AUROC [low, high] (the CI where the metrics hold one)."""
+    low, high = m.get("auroc_ci_low"), m.get("auroc_ci_high")
+    return fmt(m.get("auroc")) + ("" if low is None or high is None else f" [{fmt(low)}, {fmt(high)}]")
+
+
+def _benefit(base: dict[str, Any], site: str) -> str:
+    """global − local AUROC, with its paired-bootstrap CI where evaluate computed one."""
+    interval = (base.get("benefit_auroc_ci") or {}).get(site)
+    value = fmt(base["benefit_auroc"][site])
+    return value if not interval else f"{value} [{fmt(interval[0])}, {fmt(interval[1])}]"
 
 
 def _baseline_epsilon(epsilon: float | dict[str, float] | None) -> str:

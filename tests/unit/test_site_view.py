@@ -15,10 +15,9 @@ def _evaluation(k: int) -> dict:
     rng = np.random.default_rng(0)
     auroc = rng.uniform(0.55, 0.95, k)
     sites = {
-        f"h{i:04d}": {"auroc": float(a), "auroc_ci_low": float(a) - 0.1, "auroc_ci_high": min(float(a) + 0.04, 0.999),
-                      "n": 100, "brier": 0.2}
-        for i, a in enumerate(auroc)
-    }  # fmt: skip
+        f"h{i:04d}": {"auroc": a, "auroc_ci_low": a - 0.1, "auroc_ci_high": min(a + 0.04, 0.999), "n": 100}
+        for i, a in enumerate(map(float, auroc))
+    }
     sites["h0007"]["auroc"] = None  # a site whose AUROC could not be estimated
     curve = {"threshold": [0.1], "model": [0.1], "treat_all": [0.05], "treat_none": [0], "treated": [1]}
     return {

@@ -15,7 +15,7 @@ from benchmarks.common import BIN, REPO, fresh_run_dir, run_watched, synth_cohor
 from federation.core.run_layout import SUMMARY
 
 
-def command(data_dir: Path, run_dir: Path, rounds: int) -> list[str]:
+def command(data_dir: Path, run_dir: Path, rounds: int, extra: tuple[str, ...] = ()) -> list[str]:
     return [
         str(BIN / "lhsfed-train"),
         "--config-dir",
@@ -27,14 +27,17 @@ def command(data_dir: Path, run_dir: Path, rounds: int) -> list[str]:
         "strategy.round_timeout=7200",
         f"hydra.run.dir={run_dir}",
         "federation.fresh_ledgers=true",  # each size a first campaign: no ε from another run
+        *extra,
     ]
 
 
-def run_one(work: Path, *, sites: int, rows: int, rounds: int) -> dict:
+def run_one(work: Path, *, sites: int, rows: int, rounds: int, extra: tuple[str, ...] = ()) -> dict:
+    """One DP federation over a fresh ``sites`` × ``rows`` cohort; ``extra``: more overrides
+    (e.g. ``federation.runtime=inprocess``)."""
     data_dir = work / f"cohort_{sites}x{rows}"
     synth_cohort(data_dir, sites=sites, rows=rows, heterogeneity=0.7)
-    run_dir = fresh_run_dir(work / f"run_{sites}x{rows}x{rounds}")
-    result = run_watched(command(data_dir, run_dir, rounds), cwd=REPO, timeout=4 * 3600)
+    run_dir = fresh_run_dir(work / run_name(sites, rows, rounds, extra))
+    result = run_watched(command(data_dir, run_dir, rounds, extra), cwd=REPO, timeout=4 * 3600)
     summary = (run_dir / SUMMARY).read_text()
     counts = json.loads(summary)
     return {
@@ -47,8 +50,14 @@ def run_one(work: Path, *, sites: int, rows: int, rounds: int) -> dict:
         "peak_rss_gib": result["peak_rss_gib"],
         "peak_pss_gib": result["peak_pss_gib"],
         "summary": summary,
-        "command": " ".join(command(data_dir, Path("RUN"), rounds)),
+        "command": " ".join(command(data_dir, Path("RUN"), rounds, extra)),
     }
+
+
+def run_name(sites: int, rows: int, rounds: int, extra: tuple[str, ...] = ()) -> str:
+    """The run folder's name under the work folder (one per size and overrides)."""
+    suffix = "".join(f"_{e.split('=')[-1]}" for e in extra)
+    return f"run_{sites}x{rows}x{rounds}{suffix}"
 
 
 def run(

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import BIN, REPO, machine_info, run_watched
-from benchmarks.many_hospitals import run_one
+from benchmarks.many_hospitals import run_name, run_one
 from benchmarks.report_screenshot import screenshot
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -37,10 +37,13 @@ def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def one_size(work: Path, sites: int, rows_per_site: int, rounds: int, shot: Path | None) -> dict:
+def one_size(
+    work: Path, sites: int, rows_per_site: int, rounds: int, runtime: str, shot: Path | None
+) -> dict:
     load_before = os.getloadavg()
-    trained = run_one(work, sites=sites, rows=sites * rows_per_site, rounds=rounds)
-    run_dir = work / f"run_{sites}x{sites * rows_per_site}x{rounds}"
+    extra = (f"federation.runtime={runtime}",)
+    trained = run_one(work, sites=sites, rows=sites * rows_per_site, rounds=rounds, extra=extra)
+    run_dir = work / run_name(sites, sites * rows_per_site, rounds, extra)
     evaluated = run_watched([str(BIN / "lhsfed"), "evaluate", str(run_dir)], cwd=REPO, timeout=3600)
     start = time.perf_counter()
     target = shot or work / f"report_{sites}.png"
@@ -50,6 +53,7 @@ def one_size(work: Path, sites: int, rows_per_site: int, rounds: int, shot: Path
     summary = json.loads(trained.pop("summary"))
     return {
         "sites": sites,
+        "runtime": runtime,
         "rows_per_site": rows_per_site,
         "rounds": rounds,
         "sites_trained": summary.get("sites_trained"),
@@ -77,19 +81,21 @@ def markdown(results: list[dict], argv: list[str]) -> str:
         "the default recipe, Flower's simulation runtime (Ray), then `lhsfed evaluate` and headless",
         "Chromium rendering report.html (9000 px page). Load: 1/5/15-minute averages before → after.",
         "",
-        "| sites | rows/site | rounds | trained | train wall s | train peak RSS GiB | run folder MiB "
-        "| evaluate s | evaluate peak GiB | report.html MiB | render s | load before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| sites | runtime | rows/site | rounds | trained | train wall s | train peak RSS GiB "
+        "| run folder MiB | evaluate s | evaluate peak GiB | report.html MiB | render s "
+        "| load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['sites']} | {r['rows_per_site']} | {r['rounds']} | {r['sites_trained']} | "
+            f"| {r['sites']} | {r['runtime']} | {r['rows_per_site']} | {r['rounds']} | "
+            f"{r['sites_trained']} | "
             f"{r['train_wall_s']} | {r['train_peak_rss_gib']} | {r['run_folder_mib']} | "
             f"{r['evaluate_wall_s']} | {r['evaluate_peak_rss_gib']} | {r['report_html_mib']} | "
             f"{r['render_s']} | {r['load_before']} → {r['load_after']} |"
         )
     lines += ["", "Training command per size (RUN: the run folder):", ""]
-    lines += [f"- {r['sites']} sites: `{r['command']}`" for r in results]
+    lines += [f"- {r['sites']} sites, {r['runtime']}: `{r['command']}`" for r in results]
     return "\n".join(lines) + "\n"
 
 
@@ -98,14 +104,22 @@ def main() -> None:
     parser.add_argument("--sites", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--rows-per-site", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=["inprocess", "ray"],
+        help="federation.runtime values: inprocess (no Ray) and/or ray (Flower's simulation runtime)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "scale_simulation")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for sites in args.sites:
-            shot = RESULTS / f"report_{sites}_sites.png" if sites == max(args.sites) else None
-            results.append(one_size(Path(tmp), sites, args.rows_per_site, args.rounds, shot))
-            print(json.dumps(results[-1]), flush=True)
+            for runtime in args.runtimes:
+                last = sites == max(args.sites) and runtime == args.runtimes[0]
+                shot = RESULTS / f"report_{sites}_sites.png" if last else None
+                results.append(one_size(Path(tmp), sites, args.rows_per_site, args.rounds, runtime, shot))
+                print(json.dumps(results[-1]), flush=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results, sys.argv[1:]))
     print(f"wrote {args.out.with_suffix('.md')}")

@@ -117,7 +117,7 @@ def main() -> None:
         for sites in args.sites:
             for runtime in args.runtimes:
                 last = sites == max(args.sites) and runtime == args.runtimes[0]
-                shot = RESULTS / f"report_{sites}_sites.png" if last else None
+                shot = args.out.parent / f"report_{sites}_sites.png" if last else None
                 results.append(one_size(Path(tmp), sites, args.rows_per_site, args.rounds, runtime, shot))
                 print(json.dumps(results[-1]), flush=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")

@@ -16,6 +16,7 @@ import numpy as np
 from opacus.accountants import RDPAccountant, create_accountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
+from scipy.optimize import brentq
 
 History = list[tuple[float, float, int]]
 RDP_ORDERS = tuple(RDPAccountant.DEFAULT_ALPHAS)
@@ -163,14 +164,39 @@ def noise_for_rest(
     return _smallest_noise(epsilon, target_epsilon, high=MAX_NOISE_MULTIPLIER)
 
 
+NOISE_TOLERANCE = 1e-4  # relative: the σ found is at most this much above the smallest that fits
+
+
 def _smallest_noise(epsilon, target: float, *, high: float) -> float | None:
+    """The smallest noise multiplier in [0.01, ``high``] whose ``epsilon`` stays within
+    ``target`` (to a relative :data:`NOISE_TOLERANCE`), or None if even ``high`` does not.
+
+    ε falls as σ grows; Brent's method (scipy's ``brentq``) on log ε − log target over log σ
+    finds the crossing in about 8 evaluations where bisection took about 24, and near the
+    crossing each evaluation is Opacus's slow fractional-order RDP (0.1 to 0.5 s): every
+    site's calibration, and a 1,000-site simulation's, was mostly this search. What is
+    returned is checked, never assumed: the smallest σ of the final bracket whose ε was
+    computed within the target (so no run can spend more than it planned).
+    """
     low = 0.01
     if epsilon(high) > target:
         return None
-    while high - low > 1e-4 * high:
-        middle = (low + high) / 2
-        low, high = (low, middle) if epsilon(middle) <= target else (middle, high)
-    return high
+    if epsilon(low) <= target:
+        return low
+    feasible = [high]
+
+    def gap(log_sigma: float) -> float:
+        sigma = math.exp(log_sigma)
+        spent = epsilon(sigma)
+        if spent <= target:
+            feasible.append(sigma)
+        return math.log(max(spent, 1e-300)) - math.log(target)
+
+    root = brentq(gap, math.log(low), math.log(high), xtol=NOISE_TOLERANCE / 4, rtol=1e-12)
+    above = math.exp(root) * (1 + NOISE_TOLERANCE / 2)
+    if epsilon(above) <= target:
+        feasible.append(above)
+    return min(feasible)
 
 
 @lru_cache(maxsize=4096)

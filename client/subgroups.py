@@ -58,6 +58,32 @@ def released_levels(y: np.ndarray, masks: dict[str, np.ndarray], *, min_cell: in
     return sorted(kept, key=list(masks).index)
 
 
+K_RULE_SMALL = "k_rule_small_level"
+K_RULE_HIDDEN_WITH = "k_rule_hidden_with_small_level"
+HISTOGRAMS_WITHHELD = "histograms_withheld"
+
+
+def withheld_levels(y: np.ndarray, masks: dict[str, np.ndarray], *, min_cell: int) -> dict[str, dict]:
+    """Why each level :func:`released_levels` keeps back is withheld (the site's own view: it
+    never leaves the site; a report of the site's release says only that the k rule withheld
+    it). Rows missing the feature are in no level and always hidden."""
+    y = np.asarray(y).astype(int)
+    released = set(released_levels(y, masks, min_cell=min_cell))
+    out = {}
+    for level, mask in masks.items():
+        if level in released:
+            continue
+        small = _class_counts(y, mask).min() < min_cell
+        out[level] = {
+            "reason": K_RULE_SMALL if small else K_RULE_HIDDEN_WITH,
+            "text": f"withheld: fewer than k = {min_cell} rows of a class"
+            if small
+            else f"withheld: hidden with a level under k = {min_cell} so that neither comes back "
+            "by subtraction from the site's totals",
+        }
+    return out
+
+
 def _histogram_levels(masks: dict[str, np.ndarray], released: list[str]) -> list[str]:
     """The levels whose histograms go out: all of them, or none when any row is hidden (the
     site's histogram minus its levels' would otherwise be the hidden rows')."""
@@ -131,6 +157,16 @@ def site_subgroups(
                 pos, neg = released_score_histograms(yg, pg, min_cell=min_cell, groups=groups)
                 points[level] |= {"score_hist_pos": pos, "score_hist_neg": neg}
         out[feature] = {"levels": points, "gaps": feature_gaps(points, boots)}
+        withheld = withheld_levels(y, masks, min_cell=min_cell)
+        if released and not with_histograms:
+            withheld[HISTOGRAMS_WITHHELD] = {
+                "reason": HISTOGRAMS_WITHHELD,
+                "text": "score histograms withheld: part of this feature is hidden (the site's "
+                "histogram minus its levels' would be the hidden rows'), so no pooled AUROC, "
+                "TPR or FPR of its levels can include this site",
+            }
+        if withheld:  # the site's own record (subgroup_wire_metrics sends levels and gaps only)
+            out[feature]["withheld"] = withheld
     return out
 
 

@@ -71,6 +71,16 @@ def participation(rounds: list[RoundRecord], roster: dict[int, str] | None = Non
     }
 
 
+def validation_summary(pooled: dict[str, Any]) -> dict[str, Any]:
+    """The pooled validation metrics as summary.json's ``selection.validation`` holds them: the
+    count of validation rows as ``n_validation`` (the round record's shared key ``n_test``
+    named a validation count ``n_test``: issue 28, T.9)."""
+    out = {k: v for k, v in pooled.items() if k != "n_test"}
+    if "n_test" in pooled:
+        out["n_validation"] = pooled["n_test"]
+    return out
+
+
 def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[str, Any]:
     """The round handed out, chosen by the pooled validation metric, and whether patience
     ran out before ``rounds``; without any validation metric, the last round (``round`` of
@@ -82,7 +92,7 @@ def selection_summary(settings: RunSettings, rounds: list[RoundRecord]) -> dict[
     return {
         "round": server_round,
         "metric": metric,
-        "validation": record.validation.pooled if record else {},
+        "validation": validation_summary(record.validation.pooled) if record else {},
         "by_validation": select(rounds, metric).round is not None,
         "stopped_early": last < settings.rounds and should_stop(rounds, metric, settings.early_stopping),
         "rounds_planned": settings.rounds,

@@ -184,7 +184,8 @@ def bar_of(summary: dict[str, Any]) -> Bar:
     auroc = validation.get("auroc")
     if auroc is None or not math.isfinite(float(auroc)):
         # a DP release (it carries standard errors) of real rows whose noise left AUROC undefined
-        noisy = (validation.get("n_test") or 0) > 0 and ("loss_se" in validation or "auroc_se" in validation)
+        rows = validation.get("n_validation", validation.get("n_test")) or 0  # older summaries: n_test
+        noisy = rows > 0 and ("loss_se" in validation or "auroc_se" in validation)
         return Bar(None, math.inf if noisy else 0.0, undefined=noisy)
     return Bar(float(auroc), float(validation.get("auroc_se") or 0.0))
 

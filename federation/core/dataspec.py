@@ -69,6 +69,18 @@ class LabelSpec:
 
 
 @dataclass(frozen=True)
+class OutcomeSpec:
+    """What the label means, in words (TRIPOD+AI item 'outcome'): optional, for the report.
+
+    ``definition``: how the outcome was ascertained (e.g. angiographic disease, > 50 % narrowing);
+    ``horizon``: when it is predicted for, relative to the moment of prediction (e.g. "present
+    at the time of angiography (diagnostic)", "death within 30 days of admission")."""
+
+    definition: str | None = None
+    horizon: str | None = None
+
+
+@dataclass(frozen=True)
 class SplitSpec:
     """Per-site test split, then validation from the rest (stratified where possible)."""
 
@@ -112,6 +124,16 @@ class DatasetSpec:
     # A column naming the patient (or admission) of each row: never a model input; lhsfed site
     # check fails a file where one ID is on two rows (they would sit on both sides of the split).
     id_column: str | None = None
+    # What the label means (definition, horizon): documentation for the report, optional.
+    outcome: OutcomeSpec = field(default_factory=OutcomeSpec)
+
+    @property
+    def outcome_definition(self) -> str | None:
+        return self.outcome.definition
+
+    @property
+    def outcome_horizon(self) -> str | None:
+        return self.outcome.horizon
 
     @property
     def subgroup_features(self) -> tuple[FeatureSpec, ...]:
@@ -129,6 +151,9 @@ class DatasetSpec:
         plain = asdict(self)
         if plain["id_column"] is None:
             del plain["id_column"]
+        plain["outcome"] = {k: v for k, v in plain["outcome"].items() if v is not None}
+        if not plain["outcome"]:
+            del plain["outcome"]
         for feat in plain["features"]:
             for key in ("subgroup", "subgroup_bins"):
                 if not feat[key]:
@@ -293,10 +318,31 @@ def unknown_keys(raw: dict[str, Any]) -> list[str]:
     problems = _unknown(raw, _names(DatasetSpec), "data.")
     problems += _unknown(raw.get("label"), _names(LabelSpec), "data.label.")
     problems += _unknown(raw.get("split"), _names(SplitSpec, *SPLIT_EXTRA_KEYS), "data.split.")
+    problems += _unknown(raw.get("outcome"), _names(OutcomeSpec), "data.outcome.")
     for i, feature in enumerate(raw.get("features") or ()):
         name = feature.get("name", "?") if isinstance(feature, dict) else "?"
         problems += _unknown(feature, _names(FeatureSpec), f"data.features[{i}] ({name}).")
     return problems
+
+
+def _outcome(raw: Any) -> OutcomeSpec:
+    """``outcome: {definition: TEXT, horizon: TEXT}``, each optional; anything else is refused
+    with one line naming the key."""
+    if raw is None:
+        return OutcomeSpec()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"data.outcome must be a mapping like {{definition: TEXT, horizon: TEXT}} (got {raw!r})"
+        )
+    for key in ("definition", "horizon"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(
+                f"data.outcome.{key} must be non-empty text (got {value!r}); quote it in the YAML"
+            )
+    return OutcomeSpec(
+        **{k: (None if raw.get(k) is None else raw[k].strip()) for k in ("definition", "horizon")}
+    )
 
 
 def _split(raw: Any) -> SplitSpec:
@@ -332,6 +378,7 @@ def parse_dataset_spec(raw: dict[str, Any]) -> DatasetSpec:
             drop_incomplete_rows=bool(raw.get("drop_incomplete_rows", False)),
             standardize=str(raw.get("standardize", "none")),
             id_column=None if raw.get("id_column") is None else str(raw["id_column"]),
+            outcome=_outcome(raw.get("outcome")),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"dataset spec is missing or has a malformed entry: {err}") from None

@@ -32,7 +32,12 @@ from federation.core.histogram_metrics import (
     parametric_resamples,
     spread,
 )
-from federation.core.subgroups import SUBGROUP_RESAMPLES, feature_gaps, histogram_slopes
+from federation.core.subgroups import (
+    SUBGROUP_RESAMPLES,
+    feature_gaps,
+    histogram_slopes,
+    undefined_below_minimum,
+)
 
 SEED = 0
 _BOUNDED = ("auroc", "tpr", "fpr")  # rates: their intervals stay within [0, 1]
@@ -113,7 +118,8 @@ def level_metrics(
         out[name] = float(point[name][0])
         low, high = normal_interval(out[name], boot[name], bounded=name in _BOUNDED)
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
-    return out, boot
+    # a level whose noisy class counts are below the floor is too few to estimate (issue T.5)
+    return undefined_below_minimum(out, out["n_positive"], out["n"] - out["n_positive"]), boot
 
 
 def released_subgroups(

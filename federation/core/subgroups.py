@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from federation.core.dataspec import DatasetSpec, FeatureSpec, value_text
+from federation.core.estimable import too_few
 from federation.core.metrics import CI_LEVEL, bootstrap_aurocs
 
 SUBGROUP_RESAMPLES = 200
@@ -58,6 +59,20 @@ def level_masks(x: np.ndarray, feat: FeatureSpec, cols: slice) -> dict[str, np.n
     return masks
 
 
+def feature_levels(feat: FeatureSpec) -> list[str]:
+    """Every level (band) the spec gives a subgroup feature, in :func:`level_masks`' order."""
+    if feat.type == "numeric":
+        return band_labels(feat.subgroup_bins)
+    if feat.type == "binary":
+        return [value_text(v) for v in (0.0, 1.0)]
+    return [value_text(lv) for lv in feat.levels]
+
+
+def spec_levels(spec: DatasetSpec) -> dict[str, list[str]]:
+    """feature -> its levels, for every subgroup feature of the spec (what a report expects)."""
+    return {f.name: feature_levels(f) for f in spec.subgroup_features}
+
+
 def subgroup_masks(x: np.ndarray, spec: DatasetSpec) -> dict[str, dict[str, np.ndarray]]:
     """feature -> level -> row mask, for every subgroup feature of the spec."""
     cols = _columns(spec)
@@ -77,11 +92,20 @@ def batch_slopes(logit: np.ndarray, y: np.ndarray, iterations: int = 25) -> np.n
     sites per evaluation). Equal to ``metrics.calibration_slope_intercept`` where that
     converges (tested); NaN where a resample has one class only or is separable.
     """
+    return batch_calibration(logit, y, iterations)[0]
+
+
+def batch_calibration(
+    logit: np.ndarray, y: np.ndarray, iterations: int = 25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slope b and intercept a of :func:`batch_slopes`' fit for each row, both NaN where the
+    slope is (one class, separable, or no convergence)."""
     a, b = np.zeros(len(logit)), np.ones(len(logit))
     with np.errstate(all="ignore"):
         a, b = _newton(a, b, logit, y, iterations)
     one_class = (y.sum(1) == 0) | (y.sum(1) == y.shape[1])
-    return np.where(one_class | ~np.isfinite(b) | (np.abs(b) > 1e3), np.nan, b)
+    bad = one_class | ~np.isfinite(b) | (np.abs(b) > 1e3) | ~np.isfinite(a)
+    return np.where(bad, np.nan, b), np.where(bad, np.nan, a)
 
 
 def histogram_slopes(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -151,7 +175,20 @@ def _with_ci(
     for name in names:
         out[name] = float(point[name][0])
         found = interval(out[name], boot[name]) if interval else _interval(boot[name])
+        if not np.isfinite(out[name]):  # no interval without its point (issue T.5: "n/a [8.783, 19.449]")
+            found = (float("nan"), float("nan"))
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = found
+    return out
+
+
+def undefined_below_minimum(metrics: dict[str, float], events: float, non_events: float) -> dict[str, float]:
+    """``metrics`` with each measure its level has too few events or non-events for
+    (``federation.core.estimable``) set to NaN, with its interval: never reported, and left out
+    of the feature's gaps (issue T.5: an 8-row level showed AUROC 1.000 [1.000, 1.000])."""
+    out = dict(metrics)
+    for name in GROUP_METRICS:
+        if name in out and too_few(name, events, non_events) is not None:
+            out[name] = out[f"{name}_ci_low"] = out[f"{name}_ci_high"] = float("nan")
     return out
 
 
@@ -163,7 +200,8 @@ def group_metrics(
     point = group_draws(y, p, threshold, np.arange(len(y))[None, :])
     boot = group_draws(y, p, threshold, rng.integers(0, len(y), size=(resamples, len(y))))
     metrics = {"n": int(len(y)), "n_positive": int(y.sum()), "mean_risk": float(p.mean())}
-    return {**metrics, **_with_ci(point, boot, GROUP_METRICS)}, boot
+    found = {**metrics, **_with_ci(point, boot, GROUP_METRICS)}
+    return undefined_below_minimum(found, int(y.sum()), int(len(y) - y.sum())), boot
 
 
 def _pair_gap(points, boots, metric: str) -> tuple[float, np.ndarray]:

@@ -17,6 +17,7 @@ import jinja2
 
 from federation.core import atomic
 from federation.core.data import load_site, site_file
+from federation.core.estimable import MIN_CLASS_ROWS
 from federation.core.records import RoundRecord
 from federation.core.run_layout import (
     AUDIT,
@@ -31,7 +32,7 @@ from federation.core.run_layout import (
 )
 from federation.modeler import plots
 from federation.modeler.heterogeneity import heterogeneity
-from federation.modeler.report_format import Table, fmt
+from federation.modeler.report_format import Table, fmt, measure_cell
 from federation.modeler.report_sections import (
     ReportInputs,
     coefficients_table,
@@ -123,49 +124,48 @@ def data_table(evaluation: dict[str, Any]) -> Table:
     return Table("Sites: data sizes and privacy spent", header, rows, note)
 
 
+METRIC_COLUMNS = (  # evaluation.json key -> column
+    ("auroc", "AUROC"),
+    ("auprc", "AUPRC"),
+    ("brier", "Brier"),
+    ("ece", "ECE"),
+    ("calibration_slope", "cal. slope"),
+    ("calibration_intercept", "cal. intercept"),
+    ("sensitivity", "sensitivity@{t}"),
+    ("specificity", "specificity@{t}"),
+)
+
+
 def metrics_table(evaluation: dict[str, Any]) -> Table:
+    """Every measure per site and pooled as 'value [95% CI]', or the too-few marker."""
     threshold = evaluation["threshold"]
-    header = [
-        "site",
-        "AUROC",
-        "95% CI",
-        "AUPRC",
-        "Brier",
-        "ECE",
-        "cal. slope",
-        "cal. intercept",
-        f"sensitivity@{threshold:g}",
-        f"specificity@{threshold:g}",
-    ]
-    keys = (
-        "auroc",
-        "auroc_ci",
-        "auprc",
-        "brier",
-        "ece",
-        "calibration_slope",
-        "calibration_intercept",
-        "sensitivity",
-        "specificity",
-    )
+    header = ["site"] + [f"{title.format(t=f'{threshold:g}')} [95% CI]" for _, title in METRIC_COLUMNS]
     named = {**evaluation["sites"], POOLED: evaluation[POOLED]}
-    rows = []
-    for site, m in named.items():
-        ci = (
-            f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]"
-            if m["auroc_ci_low"] is not None
-            else "n/a"
-        )
-        rows.append([site] + [ci if k == "auroc_ci" else fmt(m[k]) for k in keys])
+    rows = [[site] + [measure_cell(m, key) for key, _ in METRIC_COLUMNS] for site, m in named.items()]
     source = evaluation.get("threshold_source")
     return Table(
         f"Global model (round {evaluation['round']}) on each site's held-out test rows",
         header,
         rows,
         "pooled = all sites' test rows together; CI: percentile bootstrap"
+        + _no_ci_note(named)
+        + f"; {_too_few_note()}"
         + (f"; threshold {threshold:g} {source}" if source else "")
         + _run_test_note(evaluation),
     )
+
+
+def _too_few_note() -> str:
+    return (
+        f"too few: a measure needing both classes (AUROC, AUPRC, calibration slope/intercept), "
+        f"or events (sensitivity) or non-events (specificity), is not estimated below "
+        f"{MIN_CLASS_ROWS} of them (federation.core.estimable)"
+    )
+
+
+def _no_ci_note(named: dict[str, Any]) -> str:
+    reasons = sorted({r["text"] for m in named.values() for r in (m.get("ci_unavailable") or {}).values()})
+    return "".join(f"; (no CI): {text}" for text in reasons)
 
 
 def _run_test_note(evaluation: dict[str, Any]) -> str:

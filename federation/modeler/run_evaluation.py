@@ -22,7 +22,9 @@ from federation.core.data import SiteData, load_site, site_file
 from federation.core.dataspec import DatasetSpec
 from federation.core.decision_curve import rates_at
 from federation.core.errors import DataError
-from federation.core.metrics import BOOTSTRAP_RESAMPLES, METRIC_KEYS, risk_metrics
+from federation.core.estimable import withhold_too_few
+from federation.core.metric_intervals import MEASURES, risk_metrics_with_intervals
+from federation.core.metrics import BOOTSTRAP_RESAMPLES, METRIC_KEYS
 from federation.core.model import predict_risk
 from federation.core.records import Evaluation, RoundRecord, read_round_records
 from federation.core.run_layout import METRICS, json_safe
@@ -94,11 +96,18 @@ def with_pooled(predictions: Predictions) -> Predictions:
     return {**predictions, POOLED: (y, p)}
 
 
-def score(predictions: Predictions, options: EvalOptions) -> dict[str, dict[str, float]]:
+def score(predictions: Predictions, options: EvalOptions) -> dict[str, dict[str, Any]]:
+    """Every measure with its 95% CI (one bootstrap), too-few measures None with their reason."""
     return {
-        name: risk_metrics(y, p, threshold=options.threshold, resamples=options.resamples, seed=options.seed)
+        name: risk_metrics_with_intervals(
+            y, p, threshold=options.threshold, resamples=options.resamples, seed=options.seed
+        )
         for name, (y, p) in predictions.items()
     }
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not np.isfinite(a) or not np.isfinite(b) else a - b
 
 
 def site_means(metrics: dict[str, dict[str, Any]], key: str = "auroc") -> dict[str, float]:
@@ -131,8 +140,11 @@ def baseline_section(
     local_scores = score(with_pooled(own_model), options)  # pooled: each row by its site's model
     central = baseline_models.pooled(settings, checkpoint.spec, sites, matched)
     pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
-    benefit = {
-        s.name: {"auroc": global_auroc[s.name] - local_scores[s.name]["auroc"], "n": len(s.y_test)}
+    benefit = {  # None where either AUROC is too few to estimate
+        s.name: {
+            "auroc": _difference(global_auroc[s.name], local_scores[s.name]["auroc"]),
+            "n": len(s.y_test),
+        }
         for s in sites
     }
     return {
@@ -149,7 +161,7 @@ def baseline_section(
         "benefit_auroc": {
             **{name: b["auroc"] for name, b in benefit.items()},
             **site_means(benefit),
-            POOLED: global_auroc[POOLED] - local_scores[POOLED]["auroc"],
+            POOLED: _difference(global_auroc[POOLED], local_scores[POOLED]["auroc"]),
         },
         "epochs": matched.rounds * settings.train.local_epochs,
         "trained": matched.to_json(settings),
@@ -296,10 +308,12 @@ def _at_threshold(
     return {**metrics, "threshold": float(threshold), "sensitivity": sens, "specificity": spec}
 
 
-def _usefulness_from_record(record: RoundRecord, threshold: float) -> dict:
+def _usefulness_from_record(record: RoundRecord, threshold: float, spec: DatasetSpec | None = None) -> dict:
     histograms = _released_histograms(record.evaluate)
-    released = {n: m["subgroups"] for n, m in record.evaluate.sites.items() if m.get("subgroups")}
-    subgroups = usefulness.subgroups_from_sites(released, threshold)
+    released = {n: m.get("subgroups") or {} for n, m in record.evaluate.sites.items()}
+    if spec is None or not spec.subgroup_features:  # what the sites sent is all there is
+        released = {n: found for n, found in released.items() if found}
+    subgroups = usefulness.subgroups_from_sites(released, threshold, spec)
     if not histograms:  # a run from before the histograms were kept
         return {"subgroups": subgroups} if subgroups else {}
     return {
@@ -326,13 +340,19 @@ def evaluation_from_rounds(
     source = threshold_source(options)
     options = options.resolved(_validation_prevalence_of_record(record))
     evaluation, histograms = record.evaluate, _released_histograms(record.evaluate)
+    noisy = any(m.get("release_noise_std") for m in evaluation.sites.values())
+    pooled = {**evaluation.pooled, "n_positive": _pooled_positives(evaluation.sites.values())}
     reported = Evaluation(
         sites={
-            name: _at_threshold(_round_metrics(m), histograms.get(name), options.threshold)
+            name: _deployment_entry(
+                _at_threshold(_round_metrics(m), histograms.get(name), options.threshold), m, noisy
+            )
             for name, m in sorted(evaluation.sites.items())
         },
-        pooled=_at_threshold(
-            _round_metrics(evaluation.pooled), _summed(histograms), options.threshold, own_pair=False
+        pooled=_deployment_entry(
+            _at_threshold(_round_metrics(pooled), _summed(histograms), options.threshold, own_pair=False),
+            pooled,
+            noisy,
         ),
     )
     document = json_safe(
@@ -340,7 +360,7 @@ def evaluation_from_rounds(
             **_header(run_dir, record.round, from_rounds_mode(mode, record.round), options, source),
             **reported.to_json(),
             "mean_auroc": site_means(reported.sites),
-            **_usefulness_from_record(record, options.threshold),
+            **_usefulness_from_record(record, options.threshold, settings.data),
             "data": {
                 name: {
                     "n_train": (record.train.get(name) or {}).get("num_examples"),
@@ -352,6 +372,34 @@ def evaluation_from_rounds(
         }
     )
     return {**document, "headline": usefulness.headline(document)}
+
+
+NO_INTERVAL = {
+    "reason": "not_released",
+    "text": "no CI: a site releases an interval for its AUROC only; the others' would need its rows",
+}
+
+
+def _pooled_positives(sites) -> float | None:
+    found = [m.get("n_positive") for m in sites]
+    return None if not found or any(v is None for v in found) else sum(found)
+
+
+def _deployment_entry(entry: dict[str, Any], released: dict[str, Any], noisy: bool) -> dict[str, Any]:
+    """A site's (or the pooled) released metrics with each measure's ``_ci`` (the AUROC's as
+    the site, or the pooled release, gave it; the others None, ``ci_unavailable`` saying why)
+    and every measure its (under DP: noisy) counts are too few for withheld."""
+    low, high = entry.get("auroc_ci_low"), entry.get("auroc_ci_high")
+    interval = [low, high] if low is not None and high is not None else released.get("auroc_ci")
+    entry = {**entry, **{f"{m}_ci": None for m in MEASURES}, "auroc_ci": interval}
+    entry["ci_unavailable"] = {
+        m: NO_INTERVAL for m in MEASURES if entry[f"{m}_ci"] is None and entry.get(m) is not None
+    }
+    if interval is not None:
+        entry["auroc_ci_low"], entry["auroc_ci_high"] = interval
+    n, events = entry.get("n"), entry.get("n_positive")
+    non_events = None if n is None or events is None else n - events
+    return withhold_too_few(entry, events, non_events, noisy=noisy)
 
 
 def _summed(histograms: dict[str, tuple[list, list]]):

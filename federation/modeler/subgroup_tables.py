@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from federation.modeler.report_format import Table, fmt
+from federation.core.estimable import MIN_CLASS_ROWS
+from federation.modeler.report_format import Table, fmt, measure_cell
 
 POOLED = "pooled"
 
 
 def _ci(m: dict[str, Any], name: str) -> str:
-    low, high = m.get(f"{name}_ci_low"), m.get(f"{name}_ci_high")
-    value = fmt(m.get(name))
-    return value if low is None or high is None else f"{value} [{fmt(low)}, {fmt(high)}]"
+    """'value [low, high]', the too-few marker, or why the measure was withheld; never an
+    interval without its point."""
+    withheld = (m.get("withheld_measures") or {}).get(name)
+    if withheld and m.get(name) is None:
+        return withheld["text"]
+    return measure_cell(m, name, missing_ci="")
+
+
+def count(m: dict[str, Any], name: str) -> str:
+    """A count as an integer; a DP release's noisy count as '≈326 (noisy)' (issue T.5: '326.000')."""
+    value = m.get(name)
+    if value is None:
+        return fmt(None)
+    if "noise_std" in m or isinstance(value, float) and not float(value).is_integer():
+        return f"≈{round(value)} (noisy)"
+    return str(int(value))
 
 
 def _scopes(subgroups: dict[str, Any]):
@@ -20,37 +34,53 @@ def _scopes(subgroups: dict[str, Any]):
     yield from (subgroups.get("sites") or {}).items()
 
 
+def _label(scope: str, feature: str, level: str, m: dict[str, Any]) -> str:
+    """The row's name; a pooled level that some sites withheld says which sites it pools."""
+    if scope == POOLED and m.get("withheld_by"):
+        pooled, withheld = ", ".join(m["sites"]), ", ".join(m["withheld_by"])
+        return f"pooled ({pooled}; withheld by {withheld}): {feature} = {level}"
+    return f"{scope}: {feature} = {level}"
+
+
+def _withheld_rows(scope: str, feature: str, found: dict[str, Any], width: int) -> list[list[str]]:
+    return [
+        [f"{scope}: {feature} = {level}" if level != HISTOGRAMS else f"{scope}: {feature}", why["text"]]
+        + [""] * (width - 2)
+        for level, why in (found.get("withheld") or {}).items()
+    ]
+
+
+HISTOGRAMS = "histograms_withheld"
+
+
 def subgroup_table(evaluation: dict[str, Any]) -> Table | None:
     subgroups = evaluation.get("subgroups")
     if not subgroups:
         return None
     threshold = evaluation["threshold"]
-    rows = [
-        [
-            f"{scope}: {feature} = {level}",
-            fmt(m.get("n")),
-            fmt(m.get("n_positive")),
-            _ci(m, "auroc"),
-            _ci(m, "citl"),
-            _ci(m, "calibration_slope"),
-            _ci(m, "tpr"),
-            _ci(m, "fpr"),
-        ]
-        for scope, features in _scopes(subgroups)
-        for feature, found in features.items()
-        for level, m in found["levels"].items()
-    ]
+    header = ["group", "n", "positives", "AUROC [95% CI]", "cal. in the large [CI]", "cal. slope [CI]",
+              f"TPR@{threshold:g} [CI]", f"FPR@{threshold:g} [CI]"]  # fmt: skip
+    rows = []
+    for scope, features in _scopes(subgroups):
+        for feature, found in features.items():
+            rows += [
+                [_label(scope, feature, level, m), count(m, "n"), count(m, "n_positive")]
+                + [_ci(m, name) for name in ("auroc", "citl", "calibration_slope", "tpr", "fpr")]
+                for level, m in found["levels"].items()
+            ]
+            rows += _withheld_rows(scope, feature, found, len(header))
     return Table(
         "Subgroups: the global model per group of held-out test rows",
-        ["group", "n", "positives", "AUROC [95% CI]", "cal. in the large [CI]", "cal. slope [CI]",
-         f"TPR@{threshold:g}", f"FPR@{threshold:g}"],
+        header,
         rows,
         "calibration in the large = mean predicted risk − observed rate; under DP every level is "
-        "released as noisy histograms (n and positives noisy, CIs: ± 1.96 SD of resamples that "
-        "include the noise); without DP a level with fewer than k rows of a class is not released "
+        "released as noisy histograms (n and positives noisy, marked ≈, CIs: ± 1.96 SD of resamples "
+        "that include the noise); without DP a level with fewer than k rows of a class is not released "
         "(nor, with it, enough others that none comes back by subtraction), CIs: percentile "
-        "bootstrap within each group",
-    )  # fmt: skip
+        f"bootstrap within each group; a row with a reason instead of numbers was withheld; too few: "
+        f"AUROC and slope need {MIN_CLASS_ROWS} events and {MIN_CLASS_ROWS} non-events, TPR "
+        f"{MIN_CLASS_ROWS} events, FPR {MIN_CLASS_ROWS} non-events",
+    )
 
 
 def gaps_table(evaluation: dict[str, Any]) -> Table | None:
@@ -73,14 +103,27 @@ def gaps_table(evaluation: dict[str, Any]) -> Table | None:
     )
 
 
+def _with_interval(entry: dict[str, Any]) -> str:
+    interval = entry.get("auroc_ci")
+    return fmt(entry["auroc"]) + (f" [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else " (no CI)")
+
+
 def headline_table(evaluation: dict[str, Any]) -> Table | None:
+    """The worst site and group, each with its 95% CI, among those with enough patients to
+    estimate; the sites left out as too few are named in the note."""
     head = evaluation.get("headline") or {}
     rows = []
     if head.get("worst_site_auroc"):
-        rows.append(["worst site", head["worst_site_auroc"]["site"], fmt(head["worst_site_auroc"]["auroc"])])
+        rows.append(
+            ["worst site", head["worst_site_auroc"]["site"], _with_interval(head["worst_site_auroc"])]
+        )
     if head.get("worst_group_auroc"):
         group = head["worst_group_auroc"]
-        rows.append(["worst group (pooled)", f"{group['feature']} = {group['level']}", fmt(group["auroc"])])
-    if not rows:
+        rows.append(["worst group (pooled)", f"{group['feature']} = {group['level']}", _with_interval(group)])
+    too_few = head.get("sites_too_few") or {}
+    if not rows and not too_few:
         return None
-    return Table("Headline: who is served least well", ["", "which", "AUROC"], rows)
+    note = "chosen among the sites and groups whose AUROC can be estimated" + "".join(
+        f"; {site}: {text}, not ranked" for site, text in too_few.items()
+    )
+    return Table("Headline: who is served least well", ["", "which", "AUROC [95% CI]"], rows, note)

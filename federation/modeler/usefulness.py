@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from client.releases import DEFAULT_MIN_CELL
-from client.subgroups import site_subgroups
+from client.subgroups import HISTOGRAMS_WITHHELD, site_subgroups
 from federation.core.dataspec import DatasetSpec
 from federation.core.decision_curve import (
     net_benefit,
@@ -26,23 +26,40 @@ from federation.core.decision_curve import (
     quantile_calibration_from_histograms,
     rates_at,
 )
+from federation.core.estimable import NOT_ESTIMABLE, withhold_too_few
 from federation.core.metrics import pooled_from_histograms, score_histograms
 from federation.core.subgroup_histograms import from_site_record, pooled, released_subgroups
-from federation.core.subgroups import GAPS
+from federation.core.subgroups import GAPS, spec_levels
 
 POOLED = "pooled"
 _Z = 1.959963984540054
 HISTS = ("score_hist_pos", "score_hist_neg")
 
 
-def _strip(subgroups: dict[str, dict]) -> dict[str, dict]:
-    """Without the histograms (they stay in metrics.jsonl; the JSON shows the metrics)."""
+LEVEL_MEASURES = ("auroc", "calibration_slope", "tpr", "fpr")
+K_RULE = {
+    "reason": "k_rule",
+    "text": "withheld by the site's k rule (min-cell-size): under k rows of a class, or hidden "
+    "with such a level so that none comes back by subtraction",
+}
+
+
+def _annotated(m: dict[str, Any], noisy: bool) -> dict[str, Any]:
+    """A level without its histograms, its too-few measures None with their reason."""
+    m = {k: v for k, v in m.items() if k not in HISTS}
+    events, n = m.get("n_positive"), m.get("n")
+    non_events = None if events is None or n is None else n - events
+    return withhold_too_few(m, events, non_events, noisy=noisy, measures=LEVEL_MEASURES)
+
+
+def _strip(subgroups: dict[str, dict], noisy: bool = False) -> dict[str, dict]:
+    """Without the histograms (they stay in metrics.jsonl; the JSON shows the metrics), each
+    measure a level has too few events or non-events for marked, what was withheld kept."""
     return {
         feature: {
-            "levels": {
-                lv: {k: v for k, v in m.items() if k not in HISTS} for lv, m in found["levels"].items()
-            },
+            "levels": {lv: _annotated(m, noisy) for lv, m in found["levels"].items()},
             "gaps": found["gaps"],
+            **({"withheld": found["withheld"]} if found.get("withheld") else {}),
         }
         for feature, found in subgroups.items()
     }
@@ -65,27 +82,44 @@ def subgroups_from_rows(sites, predictions, spec: DatasetSpec, threshold: float,
     return {"sites": {k: _strip(v) for k, v in found.items()}, POOLED: _strip(pooled)}
 
 
-def _pooled_level(entries: list[dict], threshold: float) -> dict[str, Any]:
-    """Counts and calibration in the large from every site that released the level; AUROC
-    and TPR/FPR from the summed histograms, None unless every one of them sent its histograms
-    (a site hiding another level of the feature sends none)."""
-    n, n_pos = sum(e["n"] for e in entries), sum(e["n_positive"] for e in entries)
-    mean_risk = sum(e["mean_risk"] * e["n"] for e in entries) / n
+SLOPE_NOT_POOLED = {
+    "reason": "not_recoverable",
+    "text": "not pooled: the slope needs the rows' risks, not the sites' histograms and means",
+}
+
+
+def _pooled_level(entries: dict[str, dict], threshold: float) -> dict[str, Any]:
+    """Counts and calibration in the large from every site that released the level (``sites``
+    names them); AUROC and TPR/FPR from the summed histograms, None, with the reason, unless
+    every one of them sent its histograms (a site hiding another level of the feature sends none)."""
+    n = sum(e["n"] for e in entries.values())
+    n_pos = sum(e["n_positive"] for e in entries.values())
+    mean_risk = sum(e["mean_risk"] * e["n"] for e in entries.values()) / n
     pooled = {
-        "n": int(n),
-        "n_positive": int(n_pos),
+        "n": int(round(n)),
+        "n_positive": int(round(n_pos)),
         "mean_risk": mean_risk,
         "auroc": None,
         "citl": mean_risk - n_pos / n,
         "calibration_slope": None,  # not recoverable from histograms and means
         "tpr": None,
         "fpr": None,
+        "sites": sorted(entries),
+        "withheld_measures": {"calibration_slope": SLOPE_NOT_POOLED},
     }
-    if all(e.get("score_hist_pos") is not None for e in entries):
-        pos = np.sum([e["score_hist_pos"] for e in entries], axis=0)
-        neg = np.sum([e["score_hist_neg"] for e in entries], axis=0)
+    hidden = sorted(name for name, e in entries.items() if e.get("score_hist_pos") is None)
+    if not hidden:
+        pos = np.sum([e["score_hist_pos"] for e in entries.values()], axis=0)
+        neg = np.sum([e["score_hist_neg"] for e in entries.values()], axis=0)
         tpr, spec = rates_at(pos, neg, threshold)
         pooled |= {"auroc": pooled_from_histograms(pos, neg)["auroc"], "tpr": tpr, "fpr": 1 - spec}
+    else:
+        why = {
+            "reason": "site_hid_part_of_feature",
+            "text": f"not pooled: {', '.join(hidden)} hid part of this feature, so sent no "
+            "histograms of its levels",
+        }
+        pooled["withheld_measures"] |= {m: why for m in ("auroc", "tpr", "fpr")}
     return pooled
 
 
@@ -117,31 +151,92 @@ def _from_dp_releases(site_subgroups_: dict[str, dict], threshold: float) -> dic
     released = {name: from_site_record(found) for name, found in site_subgroups_.items()}
     sites = {name: released_subgroups(r, threshold=threshold) for name, r in released.items()}
     everyone = released_subgroups(pooled(list(released.values())), threshold=threshold)
-    return {"sites": {k: _strip(v) for k, v in sites.items()}, POOLED: _strip(everyone)}
+    return {
+        "sites": {k: _strip(v, noisy=True) for k, v in sites.items()},
+        POOLED: _strip(everyone, noisy=True),
+    }
 
 
 def _is_dp_release(found: dict[str, dict]) -> bool:
     return any("noise_std" in m for entry in found.values() for m in entry["levels"].values())
 
 
-def subgroups_from_sites(site_subgroups_: dict[str, dict], threshold: float) -> dict:
-    """Deployment: pool the sites' released levels (a level pools the sites that released it)."""
-    if not site_subgroups_:
-        return {}
-    if all(_is_dp_release(found) for found in site_subgroups_.values()):
-        return _from_dp_releases(site_subgroups_, threshold)
-    site_subgroups_ = {name: _rethreshold(found, threshold) for name, found in site_subgroups_.items()}
-    pooled = {}
-    features = sorted({f for found in site_subgroups_.values() for f in found})
-    for feature in features:
-        per_site = [found[feature] for found in site_subgroups_.values() if feature in found]
-        levels = sorted({lv for s in per_site for lv in s["levels"]})
-        pooled_levels = {
-            lv: _pooled_level([s["levels"][lv] for s in per_site if lv in s["levels"]], threshold)
-            for lv in levels
+def _site_withheld(found: dict[str, dict], expected: dict[str, list[str]]) -> dict[str, dict]:
+    """A site's release with what it withheld named: each of the spec's levels it did not send
+    (the k rule), and its histograms where it sent levels without them."""
+    out = {feature: dict(entry) for feature, entry in found.items()}
+    for feature, levels in expected.items():
+        entry = out.setdefault(feature, {"levels": {}, "gaps": {}})
+        withheld = {lv: K_RULE for lv in levels if lv not in entry["levels"]}
+        if entry["levels"] and any(m.get("score_hist_pos") is None for m in entry["levels"].values()):
+            withheld[HISTOGRAMS_WITHHELD] = {
+                "reason": HISTOGRAMS_WITHHELD,
+                "text": "score histograms withheld: the site hid part of this feature",
+            }
+        if withheld:
+            entry["withheld"] = withheld
+    return out
+
+
+def _pooled_feature(per_site: dict[str, dict], threshold: float) -> dict[str, Any]:
+    """One feature pooled over the sites: a level pools the sites that released it; one released
+    by a single site is that site's row, not a pooled figure, so it is withheld here with why."""
+    levels = sorted({lv for s in per_site.values() for lv in s["levels"]})
+    pooled_levels, withheld = {}, {}
+    for lv in levels:
+        entries = {name: s["levels"][lv] for name, s in per_site.items() if lv in s["levels"]}
+        if len(entries) < 2:
+            only = next(iter(entries))
+            withheld[lv] = {
+                "reason": "single_site",
+                "text": f"not pooled: only {only} released this level (its row is {only}'s)",
+            }
+            continue
+        pooled_levels[lv] = _pooled_level(entries, threshold)
+        missing = sorted(set(per_site) - set(entries))
+        if missing:
+            pooled_levels[lv]["withheld_by"] = missing
+    if not per_site:
+        withheld["all levels"] = {
+            "reason": "no_site_released",
+            "text": "no site released a level of this feature",
         }
-        site_gaps = [(sum(m["n"] for m in s["levels"].values()), s["gaps"]) for s in per_site]
-        pooled[feature] = {"levels": pooled_levels, "gaps": _pooled_gaps(pooled_levels, site_gaps)}
+    site_gaps = [(sum(m["n"] for m in s["levels"].values()), s["gaps"]) for s in per_site.values()]
+    levels_out = {lv: _annotated(m, False) for lv, m in pooled_levels.items()}
+    return {
+        "levels": levels_out,
+        "gaps": _pooled_gaps(levels_out, site_gaps),
+        **({"withheld": withheld} if withheld else {}),
+    }
+
+
+def subgroups_from_sites(
+    site_subgroups_: dict[str, dict], threshold: float, spec: DatasetSpec | None = None
+) -> dict:
+    """Deployment: pool the sites' released levels (a level pools the sites that released it);
+    with the run's ``spec``, each level a site withheld is named with why."""
+    expected = spec_levels(spec) if spec is not None else {}
+    sent = {name: found for name, found in site_subgroups_.items() if found}
+    if not sent and not expected:
+        return {}
+    if sent and all(_is_dp_release(found) for found in sent.values()):
+        return _from_dp_releases(sent, threshold)
+    site_subgroups_ = {
+        name: _site_withheld(_rethreshold(found, threshold), expected)
+        for name, found in site_subgroups_.items()
+    }
+    features = sorted({f for found in site_subgroups_.values() for f in found})
+    pooled = {
+        feature: _pooled_feature(
+            {
+                name: found[feature]
+                for name, found in site_subgroups_.items()
+                if (found.get(feature) or {}).get("levels")
+            },
+            threshold,
+        )
+        for feature in features
+    }
     return {"sites": {k: _strip(v) for k, v in site_subgroups_.items()}, POOLED: pooled}
 
 
@@ -161,25 +256,57 @@ def _rethreshold(found: dict[str, dict], threshold: float) -> dict[str, dict]:
             levels[level] = {**m, "tpr": tpr, "fpr": None if spec is None else 1 - spec, **unknown}
         drop = ("tpr_gap", "fpr_gap", "equalized_odds_difference")
         gaps = {k: (None if k.startswith(drop) else v) for k, v in entry["gaps"].items()}
-        out[feature] = {"levels": levels, "gaps": gaps}
+        out[feature] = {**entry, "levels": levels, "gaps": gaps}
     return out
 
 
+def _interval(m: dict[str, Any]) -> list | None:
+    low, high = m.get("auroc_ci_low"), m.get("auroc_ci_high")
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        return [low, high]
+    return m.get("auroc_ci")
+
+
 def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Worst-site AUROC, and worst-group AUROC of the pooled subgroups (None if none)."""
-    sites = [(m.get("auroc"), s) for s, m in evaluation["sites"].items() if m.get("auroc") is not None]
-    worst_site = min(sites) if sites else None
+    """Worst-site AUROC, and worst-group AUROC of the pooled subgroups (None if none), each with
+    its 95% CI, chosen only among those estimable (a site or group with too few events or
+    non-events has AUROC None and its reason: ``sites_too_few`` names them)."""
+    estimable = [
+        (m["auroc"], s)
+        for s, m in evaluation["sites"].items()
+        if m.get("auroc") is not None and np.isfinite(m["auroc"])
+    ]
+    worst_site = min(estimable) if estimable else None
+    too_few = {
+        s: m[NOT_ESTIMABLE]["auroc"]["text"]
+        for s, m in evaluation["sites"].items()
+        if "auroc" in (m.get(NOT_ESTIMABLE) or {})
+    }
     groups = [
-        (m["auroc"], feature, level)
+        (m["auroc"], feature, level, _interval(m))
         for feature, found in ((evaluation.get("subgroups") or {}).get(POOLED) or {}).items()
         for level, m in found["levels"].items()
         if m.get("auroc") is not None and np.isfinite(m["auroc"])
     ]
-    worst_group = min(groups) if groups else None
+    worst_group = min(groups, key=lambda g: g[:3]) if groups else None
     return {
-        "worst_site_auroc": {"site": worst_site[1], "auroc": worst_site[0]} if worst_site else None,
+        "worst_site_auroc": (
+            {
+                "site": worst_site[1],
+                "auroc": worst_site[0],
+                "auroc_ci": _interval(evaluation["sites"][worst_site[1]]),
+            }
+            if worst_site
+            else None
+        ),
+        "sites_too_few": too_few,
         "worst_group_auroc": (
-            {"feature": worst_group[1], "level": worst_group[2], "auroc": worst_group[0]}
+            {
+                "feature": worst_group[1],
+                "level": worst_group[2],
+                "auroc": worst_group[0],
+                "auroc_ci": worst_group[3],
+            }
             if worst_group
             else None
         ),

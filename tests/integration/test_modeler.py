@@ -22,11 +22,12 @@ import pandas as pd
 import pytest
 import torch
 from matplotlib import image as mpimg
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from client.site_policy import SIMULATION_DEFAULTS
 from federation.cli.main import main as lhsfed
 from federation.core.data import encode_labels, read_site_frame, site_file, split_site
+from federation.core.estimable import MIN_CLASS_ROWS, too_few
 from federation.core.model import predict_risk
 from federation.core.records import read_rounds
 from federation.modeler.report import fmt
@@ -84,11 +85,26 @@ def test_evaluation_json_has_every_metric_and_sklearn_auroc(dp_evaluated):
     assert set(evaluation["sites"]) == SITES
     for name, metrics in [*evaluation["sites"].items(), ("pooled", evaluation["pooled"])]:
         assert METRIC_KEYS <= set(metrics), name
-        assert all(metrics[k] is not None for k in METRIC_KEYS), name
-        assert metrics["auroc_ci_low"] < metrics["auroc"] < metrics["auroc_ci_high"]
+        events = metrics["n_positive"]
+        for key in METRIC_KEYS - CI_KEYS:  # a value with its 95% CI, or too few with the reason
+            if too_few(key, events, metrics["n"] - events) is None:
+                low, high = metrics[f"{key}_ci"]
+                assert metrics[key] is not None and low <= high, (name, key)
+            else:
+                assert metrics[key] is None and metrics[f"{key}_ci"] is None, (name, key)
+                assert metrics["not_estimable"][key]["reason"] == "too_few", (name, key)
+        if metrics["auroc"] is not None:
+            assert metrics["auroc_ci_low"] < metrics["auroc"] < metrics["auroc_ci_high"]
+            assert metrics["auroc_ci"] == [metrics["auroc_ci_low"], metrics["auroc_ci_high"]]
     for name in SITES:
-        assert evaluation["sites"][name]["auroc"] == pytest.approx(roc_auc_score(y[name], p[name]), abs=1e-12)
-        assert evaluation["sites"][name]["n"] == len(y[name])
+        site, events = evaluation["sites"][name], int(y[name].sum())
+        if min(events, len(y[name]) - events) >= MIN_CLASS_ROWS:
+            assert site["auroc"] == pytest.approx(roc_auc_score(y[name], p[name]), abs=1e-12)
+            assert site["auprc"] == pytest.approx(average_precision_score(y[name], p[name]), abs=1e-12)
+        else:  # switzerland: 2 negatives among its test rows
+            assert site["auroc"] is None and "too few" in site["not_estimable"]["auroc"]["text"]
+        assert site["brier"] == pytest.approx(brier_score_loss(y[name], p[name]), abs=1e-6)  # float32 risks
+        assert site["n"] == len(y[name])
     pooled_y = np.concatenate([y[s.name] for s in sites])
     pooled_p = np.concatenate([p[s.name] for s in sites])
     assert evaluation["pooled"]["auroc"] == pytest.approx(roc_auc_score(pooled_y, pooled_p), abs=1e-12)
@@ -105,12 +121,18 @@ def test_baselines_table_is_consistent(run_fixture, request):
     assert set(local) == set(central) == SITES | {"pooled"}
     for name in [*SITES, "pooled"]:
         glob = evaluation["pooled"] if name == "pooled" else evaluation["sites"][name]
+        if glob["auroc"] is None:  # too few to estimate (same rows: local-only too)
+            assert local[name]["auroc"] is None and base["benefit_auroc"][name] is None, name
+            continue
         assert base["benefit_auroc"][name] == pytest.approx(glob["auroc"] - local[name]["auroc"])
+    ranked = [name for name in SITES if local[name]["auroc"] is not None]  # means over estimable sites
+    estimable = {name for name in SITES if evaluation["sites"][name]["auroc"] is not None}
+    assert ranked and set(ranked) == estimable
     assert base["local_only"]["mean_auroc"]["mean"] == pytest.approx(
-        np.mean([local[name]["auroc"] for name in SITES])
+        np.mean([local[name]["auroc"] for name in ranked])
     )
     assert base["local_only"]["mean_auroc"]["weighted_mean"] == pytest.approx(
-        sum(local[name]["auroc"] * n[name] for name in SITES) / sum(n.values())
+        sum(local[name]["auroc"] * n[name] for name in ranked) / sum(n[name] for name in ranked)
     )
     assert base["benefit_auroc"]["mean"] == pytest.approx(
         evaluation["mean_auroc"]["mean"] - base["local_only"]["mean_auroc"]["mean"]
@@ -266,18 +288,15 @@ def test_report_md_has_the_numbers_of_evaluation_json(dp_evaluated):
     rows = _markdown_rows(metrics_part)
     base = evaluation["baselines"]
 
+    def cell(m, key):  # 'value [low, high]', or the too-few marker
+        if key in (m.get("not_estimable") or {}):
+            return m["not_estimable"][key]["text"]
+        return f"{fmt(m[key])} [{fmt(m[key + '_ci'][0])}, {fmt(m[key + '_ci'][1])}]"
+
+    keys = ("auroc", "auprc", "brier", "ece", "calibration_slope", "calibration_intercept")
     for name, m in [*evaluation["sites"].items(), ("pooled", evaluation["pooled"])]:
-        assert rows[name] == [
-            fmt(m["auroc"]),
-            f"[{fmt(m['auroc_ci_low'])}, {fmt(m['auroc_ci_high'])}]",
-            fmt(m["auprc"]),
-            fmt(m["brier"]),
-            fmt(m["ece"]),
-            fmt(m["calibration_slope"]),
-            fmt(m["calibration_intercept"]),
-            fmt(m["sensitivity"]),
-            fmt(m["specificity"]),
-        ]
+        assert rows[name] == [cell(m, k) for k in (*keys, "sensitivity", "specificity")]
+    assert rows["switzerland"][0].startswith("too few (")  # 2 negatives among its test rows
     baseline_rows = _markdown_rows(markdown.split("## AUROC")[1])
     for name in [*SITES, "all test rows pooled"]:
         key = "pooled" if name.startswith("all") else name
@@ -439,7 +458,13 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(nodp_
     for name in SITES:  # each site scored the same model on the same rows, at home
         exact = simulated["sites"][name]
         for key in METRIC_KEYS - CI_KEYS - RATE_KEYS | {"n", "n_positive", "threshold"}:
+            if exact[key] is None:  # too few to estimate: the same floor on the same counts
+                assert deployed["sites"][name][key] is None, (name, key)
+                continue
             assert deployed["sites"][name][key] == pytest.approx(exact[key], abs=1e-6), (name, key)
+        if any(exact[key] is None for key in RATE_KEYS):
+            assert all(deployed["sites"][name][key] is None for key in RATE_KEYS if exact[key] is None)
+            continue
         # The rates at the threshold leave a site only when every confusion cell holds >= k
         # patients (the simulated site's k): times the class counts they are those cells.
         tp = round(exact["sensitivity"] * exact["n_positive"])
@@ -453,6 +478,8 @@ def test_deployment_path_reports_what_the_sites_sent_in_the_evaluate_round(nodp_
         # The bootstrap CI: the site draws its resamples from its own secret randomness, so
         # only the same kind of interval around the same AUROC, not the same bounds.
         site = deployed["sites"][name]
+        if site["auroc"] is None:
+            continue
         assert site["auroc_ci_low"] <= site["auroc"] <= site["auroc_ci_high"], name
         for key in CI_KEYS:
             assert site[key] == pytest.approx(simulated["sites"][name][key], abs=0.1), (name, key)
@@ -485,8 +512,12 @@ def test_dp_deployment_path_reports_the_releases(dp_evaluated, tmp_path):
     record = next(r for r in read_rounds(copy) if r["round"] == deployed["round"])
     assert set(deployed["sites"]) == set(SITES) == set(record["evaluate"]["sites"])
     for name in SITES:
-        site = deployed["sites"][name]
-        assert site["auroc"] == record["evaluate"]["sites"][name]["auroc"]
+        site, released = deployed["sites"][name], record["evaluate"]["sites"][name]
+        noisy_events = released["n_positive"]
+        if too_few("auroc", noisy_events, released["n_test"] - noisy_events) is not None:
+            assert site["auroc"] is None and site["not_estimable"]["auroc"]["noisy_counts"], name
+            continue
+        assert site["auroc"] == released["auroc"]
         if site["auroc"] is not None:  # the noisy class totals can leave it undefined
             assert site["auroc_ci_low"] <= site["auroc"] <= site["auroc_ci_high"], name
         assert record["evaluate"]["sites"][name]["release_noise_std"] > 0

@@ -19,6 +19,7 @@ from federation.coordinator.flwr_app_config import compose_config
 from federation.core import wire
 from federation.core.data import load_site, site_file
 from federation.core.dataspec import parse_dataset_spec
+from federation.core.estimable import MIN_CLASS_ROWS
 from federation.core.histogram_metrics import RELEASE_GROUPS, coarse_histograms
 from federation.core.model import build_model
 from federation.core.privacy import (
@@ -129,13 +130,16 @@ def test_intervals_include_the_noise_and_gaps_come_with_them(level):
 
 
 def test_a_level_the_noise_swamps_gets_undefined_figures_not_a_narrow_interval_around_noise(level):
-    """12 rows under noise std 7 per bin (the default's, two features): a ratio of noisy sums
-    near 0 is the noise's; control: the same rows exact are defined."""
+    """40 rows (at least MIN_CLASS_ROWS of each class) under noise std 7 per bin (the default's,
+    two features): a ratio of noisy sums near 0 is the noise's; control: the same rows exact
+    are defined (12 rows, as this test had before the too-few floor, are too few either way)."""
     y, p = level
-    hist = coarse_histograms(y[:12], p[:12]) + np.random.default_rng(1).normal(0, 7, (2, RELEASE_GROUPS))
+    rows = 40
+    assert min(y[:rows].sum(), rows - y[:rows].sum()) >= MIN_CLASS_ROWS
+    hist = coarse_histograms(y[:rows], p[:rows]) + np.random.default_rng(1).normal(0, 7, (2, RELEASE_GROUPS))
 
     noisy = _released({"a": hist}, 7.0)["f"]["levels"]["a"]
-    exact = _released({"a": coarse_histograms(y[:12], p[:12])}, 0.0)["f"]["levels"]["a"]
+    exact = _released({"a": coarse_histograms(y[:rows], p[:rows])}, 0.0)["f"]["levels"]["a"]
 
     for name in ("auroc", "citl", "calibration_slope", "tpr", "fpr"):
         assert np.isnan([noisy[name], noisy[f"{name}_ci_low"], noisy[f"{name}_ci_high"]]).all(), name

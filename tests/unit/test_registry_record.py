@@ -127,3 +127,15 @@ def test_mlflows_last_epsilon_step_is_what_the_site_spent_in_the_whole_run():
         ("epsilon/a", 2.9, 2),
     ]
     assert final_epsilon(rows, {"privacy": {"sites": {"a": {"epsilon": None}}}}) == rows  # DP off
+
+
+def test_selection_validation_counts_validation_rows_as_n_validation_and_old_files_still_read():
+    """Issue 28, T.9: summary.json's selection.validation held the validation count as n_test."""
+    from server.summary import validation_summary
+
+    pooled = {"auroc": None, "loss": 0.7, "loss_se": 0.4, "n_test": 130}  # the round record's shape
+    written = validation_summary(pooled)
+    assert written == {"auroc": None, "loss": 0.7, "loss_se": 0.4, "n_validation": 130}
+    for validation in (written, pooled):  # new files, and files from before the rename
+        bar = bar_of({"selection": {"validation": validation}, "metrics": {"pooled": {"auroc": 0.99}}})
+        assert bar.undefined and bar.reached(0.99)

@@ -73,7 +73,7 @@ def test_pooled_subgroups_from_released_keys_sum_the_sites_and_pool_auroc_from_h
         "subgroups": {"pooled": {"sex": pooled}},
     }
     worst = headline(evaluation)
-    assert worst["worst_site_auroc"] == {"site": "b", "auroc": 0.6}
+    assert worst["worst_site_auroc"] == {"site": "b", "auroc": 0.6, "auroc_ci": None}
     assert worst["worst_group_auroc"]["auroc"] == min(pooled["levels"][lv]["auroc"] for lv in ("0", "1"))
 
 

@@ -33,8 +33,11 @@ def _run_config(subgroups: bool, *overrides: str) -> dict:
     """A run (by default without DP: subgroups are released only as exact aggregates, in a run
     the simulated site allows without DP) whose spec marks sex and age bands, or nothing."""
     cfg = compose_config(["rounds=1", *(overrides or ("privacy=off",))])
+    features = {f["name"]: f for f in cfg["data"]["features"]}
+    for feature in features.values():  # the embedded spec marks sex and age bands: none, or these
+        feature.pop("subgroup", None)
+        feature.pop("subgroup_bins", None)
     if subgroups:
-        features = {f["name"]: f for f in cfg["data"]["features"]}
         features["sex"]["subgroup"] = True
         features["age"]["subgroup_bins"] = [55]
     return flatten_config(cfg)

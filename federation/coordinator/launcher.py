@@ -202,8 +202,15 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     nodes = run_flower(run_config, settings, federation, output_dir)
     report_sat_out(settings, output_dir, nodes=nodes)
     report_absent_sites(output_dir, allowed=bool(plain.get("allow_absent_sites")))
-    log_campaign_run(campaign, settings, output_dir, parent_version=parent_version)
+    log_campaign_run(campaign, settings, output_dir, parent_version=parent_version, sweep_dir=sweep_of_run())
     return output_dir
+
+
+def sweep_of_run() -> Path | None:
+    """The sweep folder of a ``--multirun`` trial (None: a single run)."""
+    from federation.coordinator.tuning import in_sweep
+
+    return Path(HydraConfig.get().sweep.dir) if in_sweep() else None
 
 
 def run_flower(
@@ -356,9 +363,14 @@ def campaign_of(plain: dict[str, Any], settings: RunSettings):
 
 
 def log_campaign_run(
-    campaign, settings: RunSettings, output_dir: Path, parent_version: str | None = None
+    campaign,
+    settings: RunSettings,
+    output_dir: Path,
+    parent_version: str | None = None,
+    sweep_dir: Path | None = None,
 ) -> None:
-    """After a successful run: log it to the registry (docs/learning-loop.md); one console line."""
+    """After a successful run: log it to the registry (docs/learning-loop.md), a sweep's trial
+    (``sweep_dir``) as a child of the sweep's MLflow run; one console line."""
     if campaign is None:
         return
     from federation.coordinator.registry import log_campaign
@@ -371,6 +383,7 @@ def log_campaign_run(
             uri=campaign.uri,
             parent_version=parent_version,
             min_pooled_auroc=campaign.min_pooled_auroc,
+            sweep_dir=sweep_dir,
         )
     except ConfigError as err:
         kept = f"the run finished ({output_dir}) but campaign={campaign.campaign} was not logged"

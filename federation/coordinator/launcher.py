@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +363,38 @@ def campaign_of(plain: dict[str, Any], settings: RunSettings):
     return campaign_request(plain, task_name(settings.data))
 
 
+# What a campaign writes into its run folder before it is logged: the report and the model card,
+# by the modeler's own code (lhsfed evaluate, lhsfed export), which this layer does not import;
+# lhsfed-train (federation.cli.train) hands it in before launching (None: nothing is written).
+CampaignFiles = Callable[[Path], None]
+_campaign_files: CampaignFiles | None = None
+
+
+def use_campaign_files(write: CampaignFiles | None) -> None:
+    """Set what ``write_campaign_files`` runs (federation.cli.train: the report and model card)."""
+    global _campaign_files
+    _campaign_files = write
+
+
+def write_campaign_files(output_dir: Path) -> None:
+    """A campaign's report and model card, into its run folder before it is logged; a failure
+    is one console line (the reason's text in launcher.log) and the run is logged without them."""
+    if _campaign_files is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library chatter; the console keeps its lines
+            _campaign_files(Path(output_dir))
+    except Exception as err:  # noqa: BLE001 - the run and its registration come first
+        log.exception("the campaign's report and model card could not be made")
+        print(
+            f"report: the report and model card of {output_dir} could not be made ("
+            f"{type(err).__name__}: {' '.join(str(err).split())[:300]}); the run is logged "
+            f"without them (lhsfed evaluate and lhsfed export {output_dir} make them)",
+            flush=True,
+        )
+
+
 def log_campaign_run(
     campaign,
     settings: RunSettings,
@@ -369,12 +402,14 @@ def log_campaign_run(
     parent_version: str | None = None,
     sweep_dir: Path | None = None,
 ) -> None:
-    """After a successful run: log it to the registry (docs/learning-loop.md), a sweep's trial
-    (``sweep_dir``) as a child of the sweep's MLflow run; one console line."""
+    """After a successful run: its report and model card (``write_campaign_files``), then log it
+    to the registry (docs/learning-loop.md), a sweep's trial (``sweep_dir``) as a child of the
+    sweep's MLflow run; one console line. A run that is not a campaign writes nothing more."""
     if campaign is None:
         return
     from federation.coordinator.registry import log_campaign
 
+    write_campaign_files(output_dir)
     try:
         logged = log_campaign(
             output_dir,

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +203,15 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None)
     nodes = run_flower(run_config, settings, federation, output_dir)
     report_sat_out(settings, output_dir, nodes=nodes)
     report_absent_sites(output_dir, allowed=bool(plain.get("allow_absent_sites")))
-    log_campaign_run(campaign, settings, output_dir, parent_version=parent_version)
+    log_campaign_run(campaign, settings, output_dir, parent_version=parent_version, sweep_dir=sweep_of_run())
     return output_dir
+
+
+def sweep_of_run() -> Path | None:
+    """The sweep folder of a ``--multirun`` trial (None: a single run)."""
+    from federation.coordinator.tuning import in_sweep
+
+    return Path(HydraConfig.get().sweep.dir) if in_sweep() else None
 
 
 def run_flower(
@@ -355,14 +363,53 @@ def campaign_of(plain: dict[str, Any], settings: RunSettings):
     return campaign_request(plain, task_name(settings.data))
 
 
+# What a campaign writes into its run folder before it is logged: the report and the model card,
+# by the modeler's own code (lhsfed evaluate, lhsfed export), which this layer does not import;
+# lhsfed-train (federation.cli.train) hands it in before launching (None: nothing is written).
+CampaignFiles = Callable[[Path], None]
+_campaign_files: CampaignFiles | None = None
+
+
+def use_campaign_files(write: CampaignFiles | None) -> None:
+    """Set what ``write_campaign_files`` runs (federation.cli.train: the report and model card)."""
+    global _campaign_files
+    _campaign_files = write
+
+
+def write_campaign_files(output_dir: Path) -> None:
+    """A campaign's report and model card, into its run folder before it is logged; a failure
+    is one console line (the reason's text in launcher.log) and the run is logged without them."""
+    if _campaign_files is None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library chatter; the console keeps its lines
+            _campaign_files(Path(output_dir))
+    except Exception as err:  # noqa: BLE001 - the run and its registration come first
+        log.exception("the campaign's report and model card could not be made")
+        print(
+            f"report: the report and model card of {output_dir} could not be made ("
+            f"{type(err).__name__}: {' '.join(str(err).split())[:300]}); the run is logged "
+            f"without them (lhsfed evaluate and lhsfed export {output_dir} make them)",
+            flush=True,
+        )
+
+
 def log_campaign_run(
-    campaign, settings: RunSettings, output_dir: Path, parent_version: str | None = None
+    campaign,
+    settings: RunSettings,
+    output_dir: Path,
+    parent_version: str | None = None,
+    sweep_dir: Path | None = None,
 ) -> None:
-    """After a successful run: log it to the registry (docs/learning-loop.md); one console line."""
+    """After a successful run: its report and model card (``write_campaign_files``), then log it
+    to the registry (docs/learning-loop.md), a sweep's trial (``sweep_dir``) as a child of the
+    sweep's MLflow run; one console line. A run that is not a campaign writes nothing more."""
     if campaign is None:
         return
     from federation.coordinator.registry import log_campaign
 
+    write_campaign_files(output_dir)
     try:
         logged = log_campaign(
             output_dir,
@@ -371,6 +418,7 @@ def log_campaign_run(
             uri=campaign.uri,
             parent_version=parent_version,
             min_pooled_auroc=campaign.min_pooled_auroc,
+            sweep_dir=sweep_dir,
         )
     except ConfigError as err:
         kept = f"the run finished ({output_dir}) but campaign={campaign.campaign} was not logged"

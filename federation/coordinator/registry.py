@@ -2,7 +2,9 @@
 
 A campaign (``lhsfed-train campaign=NAME``) is one MLflow run of experiment NAME: the run
 folder's composed config as params, per-round metrics by step, ε per site, artifacts and
-lineage tags (``federation.coordinator.campaign_record`` reads them). Its selected model
+lineage tags (``federation.coordinator.campaign_record`` reads them). A sweep with
+``campaign=`` (``--multirun``) is one run of its own, the parent of its trials' runs (MLflow's
+nested runs: tag ``mlflow.parentRunId``), with its ``sweep_summary.json``. Its selected model
 becomes a version of the task's registered model (one per dataset spec name + label) when it
 reaches ``registry.min_pooled_auroc``; the first version is ``champion``, later ones
 ``challenger`` (promotion is a later, recorded step). MLflow is imported inside the
@@ -108,6 +110,10 @@ SEARCH_EPSILON = "search_epsilon"
 SEARCH_SITE_EPSILON = "search_site_epsilon"
 SEARCH_TRIALS = "search_trials"
 SEARCH_SUMMARY = "search_summary"
+# A sweep's run and its trials' runs (its children, tag mlflow.parentRunId)
+SWEEP_DIR = "sweep_dir"  # on the sweep's run: its folder
+SWEEP_TRIAL = "sweep_trial"  # on a trial's run: its job folder's name in the sweep ("0", "1", ...)
+BEST_TRIAL, BEST_RUN_ID = "best_trial", "best_run_id"  # on the sweep's run: the chosen trial
 
 
 def task_name(spec) -> str:
@@ -127,9 +133,12 @@ def log_campaign(
     uri: str,
     parent_version: str | None,
     min_pooled_auroc: float = DEFAULT_MIN_POOLED_AUROC,
+    sweep_dir: Path | None = None,
 ) -> Logged:
     """Log a finished run as an MLflow run of experiment ``campaign``; register its model as a
-    new version of the task when its pooled AUROC reaches ``min_pooled_auroc``."""
+    new version of the task when its pooled AUROC reaches ``min_pooled_auroc``. A trial of a
+    sweep (``sweep_dir``) is logged the same way, as a child of the sweep's run (``sweep_run``);
+    the registration rule is the same."""
     from federation.coordinator.campaign_record import read_campaign
 
     run_dir, task = Path(run_dir), task_name(settings.data)
@@ -141,7 +150,14 @@ def log_campaign(
     with _registry_errors(uri):
         client = _client(uri, create=True)
         experiment = _experiment(client, campaign, uri)
-        run_id = client.create_run(experiment, run_name=run_dir.name, tags=tags).info.run_id
+        run_name = run_dir.name
+        if sweep_dir is not None:
+            from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+            parent = sweep_run(client, uri, campaign, sweep_dir)
+            tags |= {MLFLOW_PARENT_RUN_ID: parent, SWEEP_TRIAL: run_dir.name}
+            run_name = f"trial {run_dir.name}"
+        run_id = client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
         _log_content(client, run_id, run_dir, record)
         version = alias = None
         passed = record.bar.reached(min_pooled_auroc)
@@ -371,6 +387,77 @@ def record_search(uri: str, task: str, summary: dict[str, Any], summary_path: Pa
                     client.set_model_version_tag(task, version.version, name, value)
                 tagged.append(str(version.version))
     return tagged
+
+
+def sweep_run(client, uri: str, campaign: str, sweep_dir: Path) -> str:
+    """The MLflow run of the sweep in ``sweep_dir`` in experiment ``campaign``, created on first
+    use; its id is kept in the sweep folder (``SWEEP_RUNS``, per URI and campaign), so every trial
+    and the sweep's end find the same run (the sweep's start removes an earlier sweep's file:
+    federation.coordinator.tuning.SweepAccounting)."""
+    from federation.core import atomic
+    from federation.core.run_layout import SWEEP_RUNS, read_json
+
+    path = Path(sweep_dir) / SWEEP_RUNS
+    known = read_json(path) or {}
+    slot = f"{uri} {campaign}"
+    if slot in known:
+        return str(known[slot])
+    folder = Path(sweep_dir).resolve()
+    tags = {"campaign": campaign, SWEEP_DIR: str(folder)}
+    experiment = _experiment(client, campaign, uri)
+    run_id = client.create_run(experiment, run_name=f"sweep {folder.name}", tags=tags).info.run_id
+    atomic.write_json(path, known | {slot: run_id})
+    return run_id
+
+
+def record_sweep(
+    uri: str, campaign: str, summary: dict[str, Any], summary_path: Path, *, status: str | None = None
+) -> str:
+    """The sweep's own MLflow run (the parent of its trials' runs), after a trial: its
+    ``sweep_summary.json``, what the whole search spent per site so far (metrics
+    ``search_epsilon/SITE`` and ``search_site_epsilon/SITE``, step = the trials so far) and the
+    chosen trial (tags ``best_trial``, ``best_run_id``, ``best_command``; metric
+    ``best/validation_loss``). ``status`` (FINISHED, FAILED) ends the run; returns its id."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    from federation.coordinator.campaign_record import key
+
+    trials = summary.get("trials") or []
+    step, now = len(trials), int(time.time() * 1000)
+    metrics = [
+        Metric("trials", float(step), now, step),
+        Metric("trials_complete", float(sum(t.get("status") == "complete" for t in trials)), now, step),
+    ]
+    for site, spent in sorted(((summary.get("privacy") or {}).get("sites") or {}).items()):
+        for name, field in ((SEARCH_EPSILON, "epsilon_search"), (SEARCH_SITE_EPSILON, "epsilon_site_total")):
+            value = spent.get(field)
+            if value is not None and math.isfinite(float(value)):  # DP off: unbounded, not a number
+                metrics.append(Metric(key(name, site), float(value), now, step))
+    tags = {SEARCH_TRIALS: str(step), "objective": str(summary.get("objective"))}
+    best = summary.get("best") or {}
+    with _registry_errors(uri):
+        client = _client(uri, create=True)
+        run_id = sweep_run(client, uri, campaign, Path(summary_path).parent)
+        if best:
+            metrics.append(Metric("best/validation_loss", float(best["validation_loss"]), now, step))
+            tags |= {BEST_TRIAL: str(best["trial"]), "best_command": str(best.get("command"))}
+            children = _sweep_trials(client, run_id)
+            if str(best["trial"]) in children:
+                tags[BEST_RUN_ID] = children[str(best["trial"])]
+        run_tags = [RunTag(k, v[:MAX_TAG_VAL_LENGTH]) for k, v in sorted(tags.items())]
+        client.log_batch(run_id, metrics=metrics, tags=run_tags)
+        client.log_artifact(run_id, str(summary_path))
+        if status is not None:
+            client.set_terminated(run_id, status)
+    return run_id
+
+
+def _sweep_trials(client, sweep_run_id: str) -> dict[str, str]:
+    """The trials logged as children of a sweep's run: job folder name -> run id."""
+    experiment = client.get_run(sweep_run_id).info.experiment_id
+    found = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{sweep_run_id}'")
+    return {r.data.tags[SWEEP_TRIAL]: r.info.run_id for r in found if SWEEP_TRIAL in r.data.tags}
 
 
 def _under(mapping: dict[str, Any], prefix: str) -> dict[str, Any]:

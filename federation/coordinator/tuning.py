@@ -9,8 +9,9 @@ validation loss of the trial's selected round (``summary["selection"]``): the te
 plays no part in the choice. ``sweep_summary.json`` beside the trials says which trial won,
 every trial's loss, and per site the ε the whole search spent (every trial's training and
 releases) and the site's lifetime ε after it, read back from the ledgers; after each trial the
-registry versions of the sweep's trials (``campaign=``) are tagged with the same numbers, and
-a trial's report shows them (federation.modeler.run_evaluation).
+registry versions of the sweep's trials (``campaign=``) are tagged with the same numbers, the
+sweep's own MLflow run (the parent of its trials' runs) gets the summary so far, and a
+trial's report shows them (federation.modeler.run_evaluation).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from federation.core.run_layout import (
     HYDRA_OVERRIDES,
     SITE_POLICY,
     SUMMARY,
+    SWEEP_RUNS,
     SWEEP_SUMMARY,
     read_json,
 )
@@ -150,12 +152,12 @@ def write_sweep_summary(sweep_dir: Path, errors: dict[str, str] | None = None) -
     return path
 
 
-def tag_registered_trials(config: DictConfig, summary_path: Path) -> None:
-    """A sweep with ``campaign=`` (or ``registry.enabled``): every registry version of its
-    trials gets the whole search's ε per site so far (the last trial's tags: the whole search's)."""
+def registry_request(config: DictConfig):
+    """A job's ``campaign=`` / ``registry.*`` as federation.coordinator.registry.CampaignRequest
+    and its task (None: the sweep is not logged)."""
     import json
 
-    from federation.coordinator.registry import campaign_request, record_search, task_name
+    from federation.coordinator.registry import campaign_request, task_name
     from federation.core.dataspec import spec_from_json
 
     data = OmegaConf.to_container(config.data, resolve=True)
@@ -166,10 +168,21 @@ def tag_registered_trials(config: DictConfig, summary_path: Path) -> None:
         "registry": OmegaConf.to_container(registry, resolve=True) if registry is not None else {},
     }
     request = campaign_request(wanted, task)
+    return None if request is None else (request, task)
+
+
+def tag_registered_trials(request, task: str, summary_path: Path, *, status: str | None = None) -> None:
+    """A sweep with ``campaign=`` (or ``registry.enabled``): every registry version of its
+    trials gets the whole search's ε per site so far (the last trial's tags: the whole
+    search's), and the sweep's own MLflow run (the parent of its trials' runs) its summary so
+    far; ``status`` ends that run."""
+    from federation.coordinator.registry import record_search, record_sweep
+
     summary = read_json(summary_path) or {}
-    if request is None or not summary.get("trials"):
+    if not summary.get("trials"):
         return
     record_search(request.uri, task, summary, summary_path)
+    record_sweep(request.uri, request.campaign, summary, summary_path, status=status)
 
 
 # ---- the Hydra callback ---------------------------------------------------------------------
@@ -185,9 +198,12 @@ class SweepAccounting(Callback):
 
     def __init__(self) -> None:
         self.errors: dict[str, str] = {}
+        self.logged: dict[tuple[str, str], tuple[Any, str]] = {}  # (uri, campaign) -> (request, task)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         log.info("every trial of this sweep spends from the same site ledgers (site_policy.json)")
+        # an earlier sweep's MLflow run in a reused sweep folder is not this sweep's
+        (Path(config.hydra.sweep.dir) / SWEEP_RUNS).unlink(missing_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -199,8 +215,13 @@ class SweepAccounting(Callback):
         if failed:
             self.errors[run_dir.name] = str(error)
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
-        tag_registered_trials(config, path)
-        if isinstance(error, LhsFedError):
+        stops = isinstance(error, LhsFedError)
+        wanted = registry_request(config)
+        if wanted is not None:
+            request, task = wanted
+            self.logged[(request.uri, request.campaign)] = wanted
+            tag_registered_trials(request, task, path, status="FAILED" if stops else None)
+        if stops:
             print(
                 f"lhsfed-train: error: trial {run_dir.name} ({run_dir}): "
                 f"{error}; the sweep stops here, its summary so far is "
@@ -211,6 +232,8 @@ class SweepAccounting(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = write_sweep_summary(Path(config.hydra.sweep.dir), self.errors)
+        for request, task in self.logged.values():  # the sweep's MLflow runs, complete
+            tag_registered_trials(request, task, path, status="FINISHED")
         best = (read_json(path) or {}).get("best") or {}
         print(
             f"sweep summary: {path} (best: trial {best.get('trial')}, validation loss "

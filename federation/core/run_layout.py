@@ -37,6 +37,9 @@ MODEL_CARD = "model_card.json"
 EXPORTED_MODELS = {"torchscript": "model.pt", "onnx": "model.onnx"}  # by --format
 # A sweep folder (lhsfed-train --multirun)
 SWEEP_SUMMARY = "sweep_summary.json"
+# with campaign=: the MLflow run of the sweep (its trials' runs are its children), per registry
+# URI and campaign, so every trial finds it (federation.coordinator.registry.sweep_run)
+SWEEP_RUNS = "sweep_mlflow_runs.json"
 
 # What a run writes into its folder; a new run must not start where these are.
 # lhsfed drift's record; in a run folder: the check that preceded a campaign warm-started from

@@ -145,6 +145,15 @@ def test_campaign_drift_warm_start_compare_promote_on_an_mlflow_server(
     assert read_json(tmp_path / "c2" / "run" / "drift.json") == drift
     logged = [a.path for a in _client(uri).list_artifacts(second.run_id, "drift_before")]
     assert logged == ["drift_before/drift.json"]
+    # The campaign made its report and model card (simulation: scored on the sites' rows) and the
+    # server holds them with the run.
+    client = _client(uri)
+    made = {
+        a.path for folder in ("report", "model_card") for a in client.list_artifacts(second.run_id, folder)
+    }
+    assert {"report/report.html", "report/report.md", "model_card/model_card.json"} <= made
+    card = client.download_artifacts(second.run_id, "model_card/model_card.json", str(tmp_path / "card"))
+    assert read_json(Path(card)) == read_json(tmp_path / "c2" / "run" / "export" / "model_card.json")
     assert lhsfed(["evaluate", str(tmp_path / "c2" / "run"), "--from-rounds"]) == 0
     report = (tmp_path / "c2" / "run" / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| hospital 002 | FLAGGED"))

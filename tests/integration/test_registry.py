@@ -180,6 +180,37 @@ def test_a_registry_that_cannot_be_used_after_a_run_is_one_line_naming_the_kept_
 
 
 @pytest.mark.slow
+def test_a_report_that_cannot_be_made_is_one_line_and_the_campaign_is_still_logged(
+    nodp_run, tmp_path, capsys, monkeypatch
+):
+    """The report and model card come before the run is logged; when making them fails, one
+    console line says so and the run is logged and registered all the same. A run that is not
+    a campaign makes neither."""
+    from federation.coordinator import launcher
+
+    asked: list[Path] = []
+
+    def broken(run_dir: Path) -> None:
+        asked.append(run_dir)
+        raise RuntimeError("no plots\nhere")
+
+    monkeypatch.setattr(launcher, "_campaign_files", broken)
+    uri = f"sqlite:///{tmp_path / 'lhsfed-registry.db'}"
+
+    log_campaign_run(None, load_settings(nodp_run), nodp_run)  # not a campaign: nothing asked
+    assert asked == [] and capsys.readouterr().out == ""
+    log_campaign_run(CampaignRequest("c", uri, 0.6), load_settings(nodp_run), nodp_run)
+
+    out = capsys.readouterr().out.splitlines()
+    said = [line for line in out if line.startswith("report:")]
+    assert asked == [nodp_run] and len(said) == 1
+    assert "could not be made (RuntimeError: no plots here); the run is logged without them" in said[0]
+    assert len(out) == 2 and f"task {TASK} version 1 = champion" in out[1]
+    version = _client(uri).get_model_version_by_alias(TASK, "champion")
+    assert [a.path for a in _client(uri).list_artifacts(version.run_id, "model")] == ["model/model.pt"]
+
+
+@pytest.mark.slow
 def test_lhsfed_train_with_campaign_logs_and_registers_the_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'lhsfed-registry.db'}"
 
@@ -202,6 +233,29 @@ def test_lhsfed_train_with_campaign_logs_and_registers_the_run(tmp_path):
     assert client.get_run(version.run_id).data.params["campaign"] == "first"
     assert (tmp_path / "lhsfed-registry-artifacts").is_dir()  # beside the database, not in the cwd's mlruns
     assert not Path(tmp_path / "mlruns").exists()
+    # The campaign made its report and model card itself (lhsfed evaluate, lhsfed export) and logged them.
+    run = tmp_path / "run"
+    logged = {
+        a.path for folder in ("report", "model_card") for a in client.list_artifacts(version.run_id, folder)
+    }
+    assert logged == {
+        "report/report.html",
+        "report/report.md",
+        "report/evaluation.json",
+        "model_card/model_card.json",
+    }
+    for artifact, there in (
+        ("report/report.html", "report.html"),
+        ("model_card/model_card.json", "export/model_card.json"),
+    ):
+        local = client.download_artifacts(version.run_id, artifact, str(tmp_path / "downloaded"))
+        assert Path(local).read_bytes() == (run / there).read_bytes()
+    card, selected = (
+        read_json(run / "export" / "model_card.json"),
+        read_json(run / "summary.json")["selection"],
+    )
+    assert card["metrics"]["evaluated_round"] == card["training"]["rounds"] == selected["round"]
+    assert "report:" not in proc.stdout  # nothing failed
 
 
 @pytest.mark.slow

@@ -153,3 +153,75 @@ def test_the_whole_search_is_shown_in_the_summary_the_report_and_the_registry(sw
         for line in searches:
             assert shown_per_site(line, "search of 3 trials: ε")[site] == pytest.approx(search, rel=1e-5)
             assert shown_per_site(line, "site total ε after it")[site] == pytest.approx(lifetime, rel=1e-5)
+
+
+def _finite(metrics: dict) -> dict[str, float]:
+    """The numbers a campaign logs of a summary section (campaign_record._numbers' rule)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    }
+
+
+def test_the_sweep_is_one_mlflow_run_and_each_trial_its_child_run(sweep, tmp_path):
+    """campaign= on a sweep: one MLflow run for the sweep (its sweep_summary.json, the search's ε
+    per site, the chosen trial), each trial a child run (mlflow.parentRunId) with the metrics of
+    its own summary.json, its report and model card; the versions are the trials' runs."""
+    from mlflow import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    uri = _uri(sweep)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    summary = read_json(sweep / "sweep_summary.json")
+    runs = client.search_runs([client.get_experiment_by_name("search").experiment_id])
+    parents = [r for r in runs if MLFLOW_PARENT_RUN_ID not in r.data.tags]
+    assert len(parents) == 1 and len(runs) == 4
+    parent = parents[0]
+    children = {r.data.tags["sweep_trial"]: r for r in runs if r is not parent}
+    assert {r.data.tags[MLFLOW_PARENT_RUN_ID] for r in children.values()} == {parent.info.run_id}
+    assert sorted(children) == [t["trial"] for t in summary["trials"]] == ["0", "1", "2"]
+    for trial in summary["trials"]:
+        run, own = children[trial["trial"]], read_json(Path(trial["run_dir"]) / "summary.json")
+        logged = run.data.metrics
+        assert run.data.tags["run_identity"] == trial["run_dir"] and run.data.params["rounds"] == "2"
+        assert logged["selected_round"] == own["selection"]["round"]
+        for split, numbers in (
+            ("validation", own["selection"]["validation"]),
+            ("test", own["metrics"]["pooled"]),
+        ):
+            want = {f"selected/{split}/pooled/{k}": v for k, v in _finite(numbers).items()}
+            assert want and {k: logged[k] for k in want} == pytest.approx(want, rel=1e-12)
+        for site in SITES:  # this trial's ε, not the search's
+            assert logged[f"epsilon/{site}"] == pytest.approx(
+                own["privacy"]["sites"][site]["epsilon"], rel=1e-12
+            )
+        files = {
+            a.path
+            for folder in ("report", "model_card")
+            for a in client.list_artifacts(run.info.run_id, folder)
+        }
+        assert {"report/report.html", "report/report.md", "model_card/model_card.json"} <= files
+        card = client.download_artifacts(run.info.run_id, "model_card/model_card.json", str(tmp_path))
+        assert read_json(Path(card)) == read_json(Path(trial["run_dir"]) / "export" / "model_card.json")
+    # registration as before: every trial passed the bar (0), each its own version
+    versions = client.search_model_versions(f"name='{TASK}'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in children.values())
+
+    best = summary["best"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep_dir"] == str(sweep.resolve())
+    assert parent.data.tags["best_trial"] == best["trial"]
+    assert parent.data.tags["best_run_id"] == children[best["trial"]].info.run_id
+    assert parent.data.tags["best_command"] == best["command"]
+    assert parent.data.metrics["best/validation_loss"] == pytest.approx(best["validation_loss"], rel=1e-12)
+    assert parent.data.metrics["trials"] == 3
+    for site in SITES:
+        spent = summary["privacy"]["sites"][site]
+        assert parent.data.metrics[f"search_epsilon/{site}"] == pytest.approx(
+            spent["epsilon_search"], rel=1e-12
+        )
+        assert parent.data.metrics[f"search_site_epsilon/{site}"] == pytest.approx(
+            spent["epsilon_site_total"], rel=1e-12
+        )
+    logged_summary = client.download_artifacts(parent.info.run_id, "sweep_summary.json", str(tmp_path))
+    assert read_json(Path(logged_summary)) == summary

@@ -8,7 +8,7 @@ from pathlib import Path
 from federation.cli.main import main as lhsfed
 from federation.core.run_layout import REPORT_MD
 
-SITES_TABLE = "## Sites: data sizes and privacy spent"
+SITES_TABLE = "### Sites: data sizes and privacy spent"
 
 
 def report_sites(run_dir: Path, capsys) -> dict[str, dict[str, str]]:

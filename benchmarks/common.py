@@ -158,9 +158,17 @@ def fresh_run_dir(path: Path) -> Path:
 
 
 def synth_cohort(
-    out: Path, *, sites: int, rows: int, heterogeneity: float = 0.5, seed: int = 0, name: str = "bench"
+    out: Path,
+    *,
+    sites: int,
+    rows: int,
+    heterogeneity: float = 0.5,
+    seed: int = 0,
+    name: str = "bench",
+    extra: tuple[str, ...] = (),
 ) -> Path:
-    """Write a synthetic cohort with ``lhsfed synth`` (reused if already there)."""
+    """Write a synthetic cohort with ``lhsfed synth`` (reused if already there); ``extra``: more
+    of its options (e.g. ``--min-site-rows``)."""
     spec = out / "data" / f"{name}.yaml"
     if not spec.is_file():
         subprocess.run(
@@ -179,6 +187,7 @@ def synth_cohort(
                 name,
                 "--out",
                 str(out),
+                *extra,
             ],
             check=True,
             capture_output=True,

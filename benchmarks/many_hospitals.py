@@ -31,11 +31,19 @@ def command(data_dir: Path, run_dir: Path, rounds: int, extra: tuple[str, ...] =
     ]
 
 
-def run_one(work: Path, *, sites: int, rows: int, rounds: int, extra: tuple[str, ...] = ()) -> dict:
+def run_one(
+    work: Path,
+    *,
+    sites: int,
+    rows: int,
+    rounds: int,
+    extra: tuple[str, ...] = (),
+    synth: tuple[str, ...] = (),
+) -> dict:
     """One DP federation over a fresh ``sites`` × ``rows`` cohort; ``extra``: more overrides
-    (e.g. ``federation.runtime=inprocess``)."""
+    (e.g. ``federation.runtime=inprocess``), ``synth``: more ``lhsfed synth`` options."""
     data_dir = work / f"cohort_{sites}x{rows}"
-    synth_cohort(data_dir, sites=sites, rows=rows, heterogeneity=0.7)
+    synth_cohort(data_dir, sites=sites, rows=rows, heterogeneity=0.7, extra=synth)
     run_dir = fresh_run_dir(work / run_name(sites, rows, rounds, extra))
     result = run_watched(command(data_dir, run_dir, rounds, extra), cwd=REPO, timeout=4 * 3600)
     summary = (run_dir / SUMMARY).read_text()

@@ -1,5 +1,10 @@
 """Issue S.4: the simulation's cost curve to 1,000 hospitals, rows per site fixed.
 
+Every hospital holds exactly ``--rows-per-site`` rows (``lhsfed synth --min-site-rows =
+--max-site-rows``), so every site calibrates the same DP noise: a simulation computes it once
+per process, where hospitals of different sizes each compute their own (about 1 s each on this
+machine, Brent's search in ``federation.core.privacy``) — the figure to add for such a network.
+
 For each site count (default 10, 100, 1,000; 1,000 rows per site; 5 DP rounds at ε = 3):
 
 * ``lhsfed-train`` wall time and peak memory of its whole process tree (Ray included);
@@ -42,7 +47,8 @@ def one_size(
 ) -> dict:
     load_before = os.getloadavg()
     extra = (f"federation.runtime={runtime}",)
-    trained = run_one(work, sites=sites, rows=sites * rows_per_site, rounds=rounds, extra=extra)
+    fixed = (f"--min-site-rows={rows_per_site}", f"--max-site-rows={rows_per_site}")
+    trained = run_one(work, sites=sites, rows=sites * rows_per_site, rounds=rounds, extra=extra, synth=fixed)
     run_dir = work / run_name(sites, sites * rows_per_site, rounds, extra)
     evaluated = run_watched([str(BIN / "lhsfed"), "evaluate", str(run_dir)], cwd=REPO, timeout=3600)
     start = time.perf_counter()

@@ -36,6 +36,8 @@ def run(args) -> int:
         override=args.override,
     )
     print(done.line())
+    if done.reuse_line():
+        print(done.reuse_line())
     print(f"rule: {rule.text()}")
     print("\n".join(done.verdict.lines()))
     return 0

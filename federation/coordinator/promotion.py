@@ -39,6 +39,19 @@ class Promotion:
     replaced: str | None
     verdict: Verdict
     override: bool
+    test_decisions: int = 1  # promotions of the task decided on the sites' test splits, this one included
+
+    def reuse_line(self) -> str:
+        """What the test splits' reuse means for the figures (Dwork et al., Science 2015: a
+        holdout reused for decisions is no longer untouched); empty for the first decision."""
+        if self.test_decisions <= 1:
+            return ""
+        return (
+            f"test splits reused: the sites' test rows have now decided {self.test_decisions} "
+            f"promotions of {self.task}; a champion's test figures are optimistic by that reuse "
+            "(under DP each decision read only noisy releases, which bounds it): confirm it on "
+            "patients who arrive after it, a later campaign's test rows"
+        )
 
     def line(self) -> str:
         how = "by override" if self.override and not self.verdict.passed else "rule passed"
@@ -117,14 +130,19 @@ def promote(
                 f"not promoted: version {version} vs champion {champion}: {verdict.text()}; "
                 "the champion is unchanged (--override with --reason to promote anyway)"
             )
+        decided = 1 + sum(
+            "promotion.at" in v.tags and str(v.version) != str(version)
+            for v in client.search_model_versions(f"name='{task}'")
+        )
         client.set_registered_model_alias(task, CHAMPION, str(version))
         if champion is not None:
             client.set_registered_model_alias(task, PREVIOUS_CHAMPION, champion)
         if aliases.get(CHALLENGER) == str(version):
             client.delete_registered_model_alias(task, CHALLENGER)
-        for key, value in _tags(reason, rule, verdict, override, champion).items():
+        tags = _tags(reason, rule, verdict, override, champion) | {"promotion.test_decisions": str(decided)}
+        for key, value in tags.items():
             client.set_model_version_tag(task, str(version), key, value)
-    return Promotion(task, str(version), champion, verdict, override)
+    return Promotion(task, str(version), champion, verdict, override, decided)
 
 
 def _verdict(comparison, rule: PromotionRule, *, task: str, version: str, champion: str | None) -> Verdict:

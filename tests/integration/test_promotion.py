@@ -147,6 +147,14 @@ def test_promote_refuses_a_failing_comparison_then_moves_the_alias_on_a_passing_
     assert tags["promotion.rule.sites"].startswith("sites: pass")
     assert "overall: PASS" in out and "net_benefit: pass" in out
     assert tags["promotion.by"] and tags["promotion.at"].startswith("20")
+    assert tags["promotion.test_decisions"] == "1" and "test splits reused" not in out
+
+    # Back to version 1 on the same test splits: the second decision they make says so.
+    back = _write(tmp_path, _comparison(0.02, {"va": (-0.01, 0.05)}, challenger="1", champion="2"))
+    code = lhsfed(["promote", TASK, "1", "--reason", "r", "--comparison", str(back), "--uri", registry])
+    out = capsys.readouterr().out
+    assert code == 0 and "test splits reused: the sites' test rows have now decided 2 promotions" in out
+    assert client.get_model_version(TASK, "1").tags["promotion.test_decisions"] == "2"
 
 
 @pytest.mark.slow
@@ -159,7 +167,8 @@ def test_override_promotes_a_failing_version_and_records_the_failed_rule(registr
     )
     tags = _client(registry).get_model_version(TASK, "2").tags
 
-    assert code == 0 and "by override" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0 and "by override" in out
     assert tags["promotion.override"] == "true" and tags["promotion.rule_outcome"].startswith("failed: ")
     assert "site va" in tags["promotion.rule_outcome"]
     assert str(_client(registry).get_model_version_by_alias(TASK, "champion").version) == "2"

@@ -121,7 +121,8 @@ def heterogeneity(sites: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
         for site, metrics in sites.items():
             estimate = site_estimate(metrics, key)
             if estimate is None:
-                left_out[site] = metrics.get(f"{key}_why") or "no estimate with an interval"
+                reason = (metrics.get("not_estimable") or {}).get(key) or {}
+                left_out[site] = reason.get("text") or "no estimate with an interval"
             elif scale.forward(estimate[2]) <= scale.forward(estimate[1]):
                 left_out[site] = "its interval has no width (no standard error to weight it by)"
             else:

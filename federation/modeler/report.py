@@ -242,9 +242,8 @@ def baselines_table(evaluation: dict[str, Any]) -> Table | None:
 
 
 def _with_ci(m: dict[str, Any]) -> str:
-    """AUROC [low, high] (the CI where the metrics hold one)."""
-    low, high = m.get("auroc_ci_low"), m.get("auroc_ci_high")
-    return fmt(m.get("auroc")) + ("" if low is None or high is None else f" [{fmt(low)}, {fmt(high)}]")
+    """AUROC [low, high], or the too-few marker (report_format.measure_cell)."""
+    return measure_cell(m, "auroc", missing_ci="")
 
 
 def _benefit(base: dict[str, Any], site: str) -> str:

@@ -31,6 +31,7 @@ from federation.core.run_layout import METRICS, json_safe
 from federation.core.settings import RunSettings
 from federation.modeler import baselines as baseline_models
 from federation.modeler import usefulness
+from federation.modeler.paired_bootstrap import auroc_difference_ci
 from federation.modeler.run_loader import SavedModel, read_summary, search_privacy
 
 SCORED_HERE = "simulation: scored here on the sites' test rows"
@@ -130,14 +131,17 @@ def baseline_section(
     global_auroc: dict[str, float],
     options: EvalOptions,
     records: list[RoundRecord] | None = None,
+    global_predictions: Predictions | None = None,
 ) -> dict[str, Any]:
     """Local-only and pooled models scored on the same test rows, and the federation's benefit;
     both trained as the federation did up to the round evaluated (``baselines.match``, from
-    the run's round ``records``), which ``trained`` records."""
+    the run's round ``records``), which ``trained`` records. With the global model's
+    ``global_predictions`` (site and pooled), each benefit gets its paired-bootstrap CI."""
     matched = baseline_models.match(settings, records or [], checkpoint.round)
     local = baseline_models.local_only(settings, checkpoint.spec, sites, matched)
     own_model = {s.name: (s.y_test.astype(int), predict_risk(local[s.name].model, s.x_test)) for s in sites}
-    local_scores = score(with_pooled(own_model), options)  # pooled: each row by its site's model
+    own_model = with_pooled(own_model)
+    local_scores = score(own_model, options)  # pooled: each row by its site's model
     central = baseline_models.pooled(settings, checkpoint.spec, sites, matched)
     pooled_scores = score(with_pooled(predict_sites(central.model, sites)), options)
     benefit = {  # None where either AUROC is too few to estimate
@@ -147,6 +151,12 @@ def baseline_section(
         }
         for s in sites
     }
+    benefit_auroc = {
+        **{name: b["auroc"] for name, b in benefit.items()},
+        **site_means(benefit),
+        POOLED: _difference(global_auroc[POOLED], local_scores[POOLED]["auroc"]),
+    }
+    intervals = _benefit_intervals(global_predictions, own_model, options)
     return {
         "local_only": {
             "sites": local_scores,
@@ -158,13 +168,28 @@ def baseline_section(
             "epsilon": central.epsilon,
             "mean_auroc": site_means(pooled_scores),
         },
-        "benefit_auroc": {
-            **{name: b["auroc"] for name, b in benefit.items()},
-            **site_means(benefit),
-            POOLED: _difference(global_auroc[POOLED], local_scores[POOLED]["auroc"]),
+        "benefit_auroc": benefit_auroc,
+        # no interval around a difference one of whose AUROCs is too few to estimate
+        "benefit_auroc_ci": {
+            k: v if benefit_auroc.get(k) is not None else None for k, v in intervals.items()
         },
         "epochs": matched.rounds * settings.train.local_epochs,
         "trained": matched.to_json(settings),
+    }
+
+
+def _benefit_intervals(
+    global_predictions: Predictions | None, local_predictions: Predictions, options: EvalOptions
+) -> dict[str, list[float] | None]:
+    """Per site and pooled: the 95 % paired-bootstrap interval of global − local-only AUROC."""
+    if not global_predictions:
+        return {}
+    return {
+        name: auroc_difference_ci(
+            y, global_predictions[name][1], p_local, resamples=options.resamples, seed=options.seed
+        )
+        for name, (y, p_local) in local_predictions.items()
+        if name in global_predictions
     }
 
 
@@ -249,7 +274,9 @@ def evaluate_run(
     if baselines:
         global_auroc = {name: m["auroc"] for name, m in metrics.items()}
         records = read_round_records(run_dir)
-        document["baselines"] = baseline_section(settings, checkpoint, sites, global_auroc, options, records)
+        document["baselines"] = baseline_section(
+            settings, checkpoint, sites, global_auroc, options, records, global_predictions=predictions
+        )
     document["headline"] = usefulness.headline(json_safe(document))
     return json_safe(document), predictions
 

@@ -301,12 +301,16 @@ def test_report_md_has_the_numbers_of_evaluation_json(dp_evaluated):
     for name in [*SITES, "all test rows pooled"]:
         key = "pooled" if name.startswith("all") else name
         glob = evaluation["pooled"] if key == "pooled" else evaluation["sites"][key]
+        benefit = base["benefit_auroc"][key]
+        interval = base["benefit_auroc_ci"][key]
         assert baseline_rows[name] == [
-            fmt(glob["auroc"]),
-            fmt(base["local_only"]["sites"][key]["auroc"]),
-            fmt(base["pooled_centralized"]["sites"][key]["auroc"]),
-            fmt(base["benefit_auroc"][key]),
+            cell(glob, "auroc"),
+            cell(base["local_only"]["sites"][key], "auroc"),
+            cell(base["pooled_centralized"]["sites"][key], "auroc"),
+            fmt(benefit) + (f" [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else ""),
         ]
+        if benefit is not None:  # the paired bootstrap's interval holds the difference it resamples
+            assert interval[0] <= benefit <= interval[1]
     assert baseline_rows["mean of sites"][0] == fmt(evaluation["mean_auroc"]["mean"])
     assert baseline_rows["mean of sites"][3] == fmt(base["benefit_auroc"]["mean"])
 

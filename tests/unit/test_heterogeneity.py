@@ -90,7 +90,7 @@ def test_sites_without_an_interval_are_left_out_by_name_and_two_sites_give_no_pr
     sites = {
         "a": {"auroc": 0.8, "auroc_ci_low": 0.7, "auroc_ci_high": 0.88},
         "b": {"auroc": 0.7, "auroc_ci": [0.55, 0.82]},
-        "tiny": {"auroc": None, "auroc_why": "too few (2 non-events < 10)"},
+        "tiny": {"auroc": None, "not_estimable": {"auroc": {"text": "too few (2 non-events < 10)"}}},
         "flat": {"auroc": 1.0, "auroc_ci_low": 1.0, "auroc_ci_high": 1.0},
     }
 

@@ -9,7 +9,9 @@ new site's value, τ² and I².
 * each site's standard error comes from its own 95 % interval (``(hi − lo) / 2·1.96`` on the
   pooling scale), so whatever that interval holds (bootstrap, DP noise) is carried along;
 * τ² by DerSimonian–Laird, the summary, its interval and I² by statsmodels'
-  ``combine_effects`` (the library made for it);
+  ``combine_effects`` (the library made for it), with τ² and I² truncated at 0 as the method
+  defines them (metafor does; statsmodels leaves them negative when Q < k − 1, which would
+  weight sites by more than their own precision);
 * the prediction interval, which statsmodels does not give: summary ± t(k − 2) ·
   √(τ² + SE²), Higgins, Thompson & Spiegelhalter (J R Stat Soc A, 2009), needing k ≥ 3.
 """
@@ -88,9 +90,13 @@ def random_effects(estimates: dict[str, tuple[float, float, float]], scale: Scal
         [(scale.forward(estimates[n][2]) - scale.forward(estimates[n][1])) / (2 * Z95) for n in names]
     )
     result = combine_effects(effect, se**2, method_re="dl", row_names=names)
-    mean, sd = float(result.mean_effect_re), float(result.sd_eff_w_re)
-    low, high = mean - Z95 * sd, mean + Z95 * sd
     tau2 = float(result.tau2)
+    if tau2 > 0:
+        mean, sd, weights = float(result.mean_effect_re), float(result.sd_eff_w_re), result.weights_rel_re
+    else:  # DerSimonian–Laird's τ² is max(0, ·); statsmodels leaves it negative when Q < k − 1
+        tau2 = 0.0
+        mean, sd, weights = float(result.mean_effect_fe), float(result.sd_eff_w_fe), result.weights_rel_fe
+    low, high = mean - Z95 * sd, mean + Z95 * sd
     if k >= 3:
         half = stats.t.ppf(0.975, k - 2) * math.sqrt(tau2 + sd**2)
         prediction = [scale.back(mean - half), scale.back(mean + half)]
@@ -104,10 +110,10 @@ def random_effects(estimates: dict[str, tuple[float, float, float]], scale: Scal
         "prediction_interval": prediction,
         "prediction_interval_why": None if prediction else "needs 3 or more sites (t with k − 2 df)",
         "tau2": tau2,
-        "i2": float(result.i2),
+        "i2": max(0.0, float(result.i2)),
         "q": float(result.q),
         "q_p_value": float(stats.chi2.sf(result.q, k - 1)),
-        "weights": dict(zip(names, map(float, result.weights_rel_re))),
+        "weights": dict(zip(names, map(float, weights))),
         "sites": {n: {"estimate": estimates[n][0], "se": float(s)} for n, s in zip(names, se)},
     }
 

@@ -115,3 +115,20 @@ def test_a_perfect_small_site_gets_a_finite_weight():
 
     assert all(math.isfinite(v) for v in [result["summary"], *result["ci"], *result["prediction_interval"]])
     assert 0 < result["weights"]["perfect"] < 1
+
+
+def test_homogeneous_sites_truncate_tau2_at_zero_as_dersimonian_laird_defines_it():
+    """Q < k − 1: τ² and I² are 0 and the summary is the fixed-effect one (metafor's DL; not
+    statsmodels' raw (Q − df) / c, which is negative here)."""
+    y = np.array([0.80, 0.81, 0.79, 0.80])
+    v = np.array([0.04, 0.05, 0.03, 0.06])
+    assert combine_effects(y, v, method_re="dl").tau2 < 0  # the raw moment estimate
+
+    result = random_effects(_as_intervals(y, v), IDENTITY)
+    mean, se, tau2, i2 = _dersimonian_laird(y, v)
+
+    assert result["tau2"] == tau2 == 0.0 and result["i2"] == i2 == 0.0
+    assert result["summary"] == pytest.approx(mean, abs=1e-9)
+    assert (result["ci"][1] - result["ci"][0]) / (2 * Z) == pytest.approx(se, abs=1e-9)
+    half = stats.t.ppf(0.975, len(y) - 2) * se
+    assert result["prediction_interval"] == pytest.approx([mean - half, mean + half], abs=1e-9)

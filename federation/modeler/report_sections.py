@@ -20,6 +20,7 @@ import numpy as np
 
 import federation
 from federation.core.dataspec import DatasetSpec
+from federation.core.subgroups import spec_levels
 from federation.modeler.report_format import Table, fmt
 from federation.modeler.run_loader import SavedModel
 
@@ -54,13 +55,16 @@ class ReportInputs:
         return self.checkpoint.dataset
 
 
+def label_rule(spec: DatasetSpec) -> str:
+    """``num in {1, 2, 3, 4} vs {0}``: which label values are the outcome."""
+    positives = ", ".join(f"{v:g}" for v in spec.label.positive_values)
+    negatives = ", ".join(f"{v:g}" for v in spec.label.negative_values)
+    return f"{spec.label.column} in {{{positives}}} vs {{{negatives}}}"
+
+
 def outcome_text(spec: DatasetSpec) -> str:
     """The outcome as the spec defines it (``outcome.definition``), else its label rule."""
-    definition = getattr(spec, "outcome_definition", None)
-    rule = (
-        f"{spec.label.column} in {list(spec.label.positive_values)} (vs {list(spec.label.negative_values)})"
-    )
-    return f"{definition} ({rule})" if definition else rule
+    return getattr(spec, "outcome_definition", None) or label_rule(spec)
 
 
 def model_text(inputs: ReportInputs) -> str:
@@ -144,9 +148,7 @@ def outcome_table(inputs: ReportInputs) -> Table:
     rows = [
         ["definition", outcome_text(spec)],
         ["horizon", horizon or "not stated (set outcome.horizon in the dataset spec)"],
-        ["label column", spec.label.column],
-        ["positive values", ", ".join(f"{v:g}" for v in spec.label.positive_values)],
-        ["negative values", ", ".join(f"{v:g}" for v in spec.label.negative_values)],
+        ["label", label_rule(spec)],
     ]
     return Table("Outcome", ["item", "value"], rows)
 
@@ -192,47 +194,44 @@ def participants_table(inputs: ReportInputs, records: list[Any]) -> Table:
     )  # fmt: skip
 
 
-def _level_shares(evaluation: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
-    """Per site, the share of its test rows in each subgroup level (released counts)."""
-    sites = (evaluation.get("subgroups") or {}).get("sites") or {}
-    columns: list[str] = []
-    shares: dict[str, list[str]] = {}
-    for site, features in sites.items():
-        n = (evaluation["sites"].get(site) or {}).get("n")
-        for feature, found in features.items():
-            for level, m in (found.get("levels") or {}).items():
-                name = f"{feature} = {level}"
-                if name not in columns:
-                    columns.append(name)
-                share = fmt(m["n"] / n) if m.get("n") is not None and n else "withheld"
-                shares.setdefault(site, {})[name] = share  # type: ignore[index]
-    table = {site: [found.get(c, "withheld") for c in columns] for site, found in shares.items()}  # type: ignore[union-attr]
-    return columns, table
+def _share_cell(found: dict[str, Any] | None, level: str, n: Any) -> str:
+    """A site's share of test rows in one level: the share, or what withheld it."""
+    if found is None:
+        return "not released"
+    m = (found.get("levels") or {}).get(level)
+    if m is not None and m.get("n") is not None and n:
+        return fmt(m["n"] / n)
+    why = (found.get("withheld") or {}).get(level) or {}
+    return "withheld: " + why.get("reason", "not released").replace("_", " ")
 
 
 def population_table(inputs: ReportInputs) -> Table:
-    """Per site: its test rows' share in each subgroup level (from the sites' releases)."""
+    """Per site: its test rows' share in each subgroup level (from the counts the sites
+    released), levels in the spec's order, each withheld cell with its reason."""
     evaluation = inputs.evaluation
-    columns, shares = _level_shares(evaluation)
-    rows = [
-        [
-            site,
-            fmt((evaluation["sites"].get(site) or {}).get("n")),
-            _prevalence(evaluation["sites"].get(site, {})),
-        ]
-        + shares.get(site, ["not released"] * len(columns))
-        for site in evaluation["data"]
-    ]
-    dp = evaluation["privacy"].get("enabled")
+    released = (evaluation.get("subgroups") or {}).get("sites") or {}
+    levels = spec_levels(inputs.spec)
+    columns = [(feature, level) for feature, names in levels.items() for level in names]
+    rows = []
+    for site in evaluation["data"]:
+        n = (evaluation["sites"].get(site) or {}).get("n")
+        found = released.get(site) or {}
+        rows.append(
+            [site, fmt(n), _prevalence(evaluation["sites"].get(site, {}))]
+            + [_share_cell(found.get(feature), level, n) for feature, level in columns]
+        )
+    dp = evaluation["privacy"].get("enabled") and not str(evaluation.get("mode", "")).startswith("simulation")
     note = (
-        "shares of each site's test rows, from the counts the site released with its subgroup "
+        "shares of each site's test rows, from the level counts the site released with its subgroup "
         + ("histograms (noisy DP counts: read them as approximate)" if dp else "figures")
+        + "; withheld: k rule = under k rows of a class in the level (or hidden with such a level "
+        "so that none comes back by subtraction)"
         if columns
         else "the dataset spec marks no subgroup feature, so no site released level counts"
     )
     return Table(
         "Population: characteristics per site (test rows)",
-        ["site", "test rows", "prevalence", *columns],
+        ["site", "test rows", "prevalence", *(f"{feature} = {level}" for feature, level in columns)],
         rows,
         note,
     )

@@ -71,3 +71,26 @@ def test_a_glm_run_gives_each_odds_ratio_its_wald_interval(tmp_path):
     assert _row(table, "age")[3] == f"[{age_ci[0]:.3f}, {age_ci[1]:.3f}]"
     assert _row(table, "sex")[3] == f"[{sex_ci[0]:.3f}, {sex_ci[1]:.3f}]"
     assert "Wald" in table.note
+
+
+def test_intended_use_threshold_rationale_and_limitations_come_from_the_run_config(tmp_path):
+    from dataclasses import replace
+
+    from federation.modeler.report_sections import fill_in_table, limitations_table, outcome_table
+
+    inputs, _, _, _ = _inputs(tmp_path, None)
+    empty = {row[0]: row[1] for row in fill_in_table(inputs).rows}
+    given = replace(
+        inputs,
+        config={"report": {"intended_use": "triage of chest-pain referrals", "limitations": "no women <40"}},
+    )
+    filled = {row[0]: row[1] for row in fill_in_table(given).rows}
+
+    assert empty["Intended use"] == "not stated (set report.intended_use in the run config)"
+    assert filled["Intended use"] == "triage of chest-pain referrals"
+    assert filled["Threshold rationale"].startswith("not stated")
+    assert ["stated by the modeler", "no women <40"] in limitations_table(given).rows
+    outcome = {row[0]: row[1] for row in outcome_table(inputs).rows}
+    assert outcome["definition"].startswith("angiographic coronary artery disease")
+    assert outcome["horizon"].startswith("present at the time of angiography")
+    assert outcome["label"] == "num in {1, 2, 3, 4} vs {0}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -502,6 +503,23 @@ def _stop(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _crash_exit(message: str, code: int) -> None:
+    """One line and exit, even when the runtime that crashed left threads that never end: a
+    Ray that failed to start (raylet timeout under load) left Flower's server thread waiting
+    for it, and ``sys.exit`` then waited forever in the interpreter's join of that thread (a
+    coordinator saw a hung command, not an error). Logs and streams are flushed first."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if stuck:
+        log.error("exiting with %s thread(s) of the crashed runtime still running: %s", len(stuck), stuck)
+    print(f"lhsfed-train: error: {message}", file=sys.stderr)
+    if not stuck:
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def train_or_exit(cfg: DictConfig) -> Path:
     """``train`` with its outcome as the console shows it: one line and exit 2 for what the
     user can fix (3 for a run some site never trained in: AbsentSitesError), exit 1 for
@@ -521,7 +539,7 @@ def train_or_exit(cfg: DictConfig) -> Path:
     except Exception as err:  # noqa: BLE001 - a bug or a runtime crash: one line, details logged
         take_back = False  # keep the log that holds the traceback
         log.exception("lhsfed-train stopped")
-        _stop(
+        _crash_exit(
             f"{type(err).__name__}: {' '.join(str(err).split())[:300]}; the full text is in "
             f"{_log_path(hydra_dir)}",
             1,

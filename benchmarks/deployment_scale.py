@@ -366,7 +366,7 @@ def run_one(n: int, args: argparse.Namespace, work: Path) -> dict:
     result["min_mem_available_gib"] = sampler.min_available / GIB
     left = leftovers(root)
     if left:
-        result["leftover_pids"] = left
+        result["leftovers_killed"] = left
     return result
 
 
@@ -430,17 +430,31 @@ def _first_failing_log(net: Network) -> str:
     return (net.root / "superlink.log").read_text(errors="replace")[-1500:] if net.root.exists() else ""
 
 
-def leftovers(root: Path) -> list[int]:
-    """Processes whose command line or environment names this N's folder (there should be none)."""
-    found, needle = [], str(root).encode()
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in Path(f"/proc/{entry.name}/cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+def leftovers(root: Path, grace: float = 15.0) -> list[str]:
+    """Processes still naming this N's folder in their command line after ``Network.stop``
+    (slow exits get ``grace`` seconds; what is left then is SIGKILLed here, by pid, and
+    reported: nothing is left running)."""
+    deadline, needle = time.monotonic() + grace, str(root).encode()
+    while True:
+        found = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                    cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+                except (OSError, IndexError):
+                    continue
+                if needle in cmd and stat[0] != "Z":
+                    found[int(entry.name)] = cmd.split(b"\0")[0].decode(errors="replace")
+        if not found or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return [f"{pid} {cmd}" for pid, cmd in found.items()]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -459,7 +473,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temp dir)")
     parser.add_argument("--quick", action="store_true", help="smoke run: N=2, 1 round, nothing written")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the other N's rows of an earlier deployment_scale.json"
+    )
     args = parser.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C: every ``finally`` runs and stops the N's processes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.quick:
         args.nodes, args.rounds, args.idle = [2], 1, 5.0
     command = "python -m benchmarks.deployment_scale " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -493,6 +512,11 @@ def main(argv: list[str] | None = None) -> dict:
             per_node_gib = row["nodes_peak_pss_sum_gib"] / n
         if "error" in row:
             break
+    for row in runs:
+        row["command"] = command.strip()
+    if args.append and OUT_JSON.exists():
+        kept = [r for r in json.loads(OUT_JSON.read_text())["runs"] if r["nodes"] not in args.nodes]
+        runs = sorted(kept + runs, key=lambda r: r["nodes"])
     results = {"command": command.strip(), "machine": info, "work": str(work), "runs": runs}
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -512,7 +536,13 @@ def render(results: dict) -> str:
     lines = [
         SECTION,
         "",
-        f"Command: `PYTHONPATH=$PWD .venv/bin/{results['command']}`",
+        "Command(s), in the repository root (each row says its load; rows of several invocations "
+        "when `--append` was used):",
+        "",
+        *[
+            f"    PYTHONPATH=$PWD .venv/bin/{c}"
+            for c in dict.fromkeys(r.get("command", results["command"]) for r in results["runs"])
+        ],
         "",
         "| machine | |",
         "|---|---|",

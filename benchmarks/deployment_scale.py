@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temp dir)")
     parser.add_argument("--quick", action="store_true", help="smoke run: N=2, 1 round, nothing written")
     parser.add_argument(
-        "--append", action="store_true", help="keep the other N's rows of an earlier deployment_scale.json"
+        "--append", action="store_true", help="add these rows to those of an earlier deployment_scale.json"
     )
     args = parser.parse_args(argv)
     # SIGTERM ends the run like Ctrl-C: every ``finally`` runs and stops the N's processes.
@@ -515,8 +515,8 @@ def main(argv: list[str] | None = None) -> dict:
     for row in runs:
         row["command"] = command.strip()
     if args.append and OUT_JSON.exists():
-        kept = [r for r in json.loads(OUT_JSON.read_text())["runs"] if r["nodes"] not in args.nodes]
-        runs = sorted(kept + runs, key=lambda r: r["nodes"])
+        runs = json.loads(OUT_JSON.read_text())["runs"] + runs  # every attempt kept, a failed one too
+        runs.sort(key=lambda r: r["nodes"])
     results = {"command": command.strip(), "machine": info, "work": str(work), "runs": runs}
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -557,12 +557,12 @@ def render(results: dict) -> str:
     ]
     for r in results["runs"]:
         if "load_before" not in r:
-            lines.append(f"| {r['nodes']} | | | | | | | | | | | | | {r.get('error', '')} |")
+            lines.append(f"| {r['nodes']} | | | | | | | | | | | | | {r.get('error', '').replace('|', '/')} |")
             continue
         rounds = r.get("rounds", [])
         per_round = [x["proxy_bytes"] / 1e6 for x in rounds[1:]] or [x["proxy_bytes"] / 1e6 for x in rounds]
         node_rss = r["node_tree_peak_rss_mib"]
-        status = r.get("error", f"ok, {r.get('sites_trained')} sites trained")
+        status = r.get("error", f"ok, {r.get('sites_trained')} sites trained").replace("|", "/")
         lines.append(
             f"| {r['nodes']} | {_f(r.get('start_all_online_s'))} "
             f"| {', '.join(_f(x['wall_s']) for x in rounds) or '-'} | {_f(r.get('run_wall_s'))} "

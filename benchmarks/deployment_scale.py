@@ -563,6 +563,7 @@ def render(results: dict) -> str:
         per_round = [x["proxy_bytes"] / 1e6 for x in rounds[1:]] or [x["proxy_bytes"] / 1e6 for x in rounds]
         node_rss = r["node_tree_peak_rss_mib"]
         status = r.get("error", f"ok, {r.get('sites_trained')} sites trained").replace("|", "/")
+        status = status if len(status) <= 200 else status[:200] + " ... (JSON: error)"
         lines.append(
             f"| {r['nodes']} | {_f(r.get('start_all_online_s'))} "
             f"| {', '.join(_f(x['wall_s']) for x in rounds) or '-'} | {_f(r.get('run_wall_s'))} "

@@ -51,3 +51,18 @@ def ledger_folder(run_dir: Path) -> Path:
     folder = recorded_folder(run_dir)
     assert folder is not None, f"{run_dir} has no site_policy.json naming one ledger folder"
     return folder
+
+
+def without_bootstrap_bounds(value):
+    """A record (any nesting) without the bounds of bootstrap CIs (``*_ci``, ``*_ci_low``,
+    ``*_ci_high``): each site draws its resamples from its own secret randomness, so two runs'
+    bounds differ where nothing else does (the sites' and their subgroups' alike)."""
+    if isinstance(value, dict):
+        return {
+            k: without_bootstrap_bounds(v)
+            for k, v in value.items()
+            if not (k.endswith("_ci") or k.endswith("_ci_low") or k.endswith("_ci_high"))
+        }
+    if isinstance(value, list):
+        return [without_bootstrap_bounds(v) for v in value]
+    return value

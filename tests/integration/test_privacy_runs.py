@@ -12,7 +12,9 @@ import pytest
 
 from client.ledger import SiteLedger
 from client.node_identity import NodeIdentity
+from federation.core.privacy import SUBGROUPS, TEST, VALIDATION, planned_releases
 from federation.core.records import read_rounds
+from federation.modeler.run_loader import load_settings
 from tests.helpers.privacy_runs import rdp_epsilon, round_steps
 from tests.helpers.runs import read_json
 
@@ -32,6 +34,13 @@ def _spent(runs, site: str) -> list[tuple[float, float, int]]:
     return [step for run in (runs.first, runs.second) for step in round_steps(run, site).values()]
 
 
+def _planned(run) -> list[str]:
+    """The releases a run's plan charges, in ledger order: validation each round, then the
+    subgroups' (where the spec marks them, as the embedded UCI spec does) and the test split's."""
+    plan = planned_releases(load_settings(run))
+    return [VALIDATION] * plan[VALIDATION] + [SUBGROUPS] * plan.get(SUBGROUPS, 0) + [TEST] * plan[TEST]
+
+
 def test_ledger_total_is_the_composition_of_all_six_rounds(eps1_runs):
     for site in SITES:
         if site == eps1_runs.capped_site:
@@ -41,9 +50,9 @@ def test_ledger_total_is_the_composition_of_all_six_rounds(eps1_runs):
         # the DP-SGD rows are the steps the server saw; the releases are rows of their own
         np.testing.assert_allclose(ledger.training_history(), spent, rtol=1e-12)
         releases = [e for e in ledger.entries() if e.is_release]
-        assert [e.release.split(" ")[0] for e in releases] == ["validation"] * 3 + ["test"] + [
-            "validation"
-        ] * 3 + ["test"]
+        assert [e.release.split(" ")[0] for e in releases] == _planned(eps1_runs.first) + _planned(
+            eps1_runs.second
+        )
         assert {e.run for e in ledger.entries()} == {str(eps1_runs.first), str(eps1_runs.second)}
         total = rdp_epsilon(ledger.history())  # training and releases, recomputed with Opacus
         assert ledger.last_total() == pytest.approx(total, rel=1e-9) and total > rdp_epsilon(spent)

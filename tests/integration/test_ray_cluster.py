@@ -32,7 +32,7 @@ from federation.core.data import embedded_dir
 from federation.core.records import read_rounds
 from tests.helpers.privacy_runs import site_ledger
 from tests.helpers.ray_cluster import LOOPBACK, TwoNodeCluster
-from tests.helpers.runs import LAUNCHER, NODP_RAY_CONFIG, ledger_folder
+from tests.helpers.runs import LAUNCHER, NODP_RAY_CONFIG, ledger_folder, without_bootstrap_bounds
 
 pytestmark = pytest.mark.slow
 OFF = NODP_RAY_CONFIG  # the session's nodp_ray_run is the same run on one machine
@@ -72,14 +72,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _rounds_without_ci(run_dir: Path) -> list[dict]:
-    def strip(record):
-        sites = {
-            site: {k: v for k, v in m.items() if not k.startswith("auroc_ci_")}
-            for site, m in record["evaluate"]["sites"].items()
-        }
-        return {**record, "evaluate": {**record["evaluate"], "sites": sites}}
-
-    return [strip(r) for r in read_rounds(run_dir)]
+    return [{**r, "evaluate": without_bootstrap_bounds(r["evaluate"])} for r in read_rounds(run_dir)]
 
 
 def _ledger_rows(ledgers: Path, site: str) -> list[tuple]:

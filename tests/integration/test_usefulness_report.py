@@ -45,7 +45,7 @@ def test_report_shows_subgroups_gaps_headline_and_the_suggested_threshold(subgro
 
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert mpimg.imread(shot)[..., :3].std() > 0.05
-    figures = ["Rounds", "ROC curves", "Calibration", "Decision curves"]
+    figures = ["ROC curves", "Calibration", "Forest plot", "Decision curves", "Rounds"]  # in section order
     assert re.findall(r'<img alt="([^"]*)"', page) == figures
     assert all(img[..., :3].std() > 0.05 for img in _embedded_pngs(page))
     pooled = evaluation["subgroups"]["pooled"]

@@ -22,6 +22,7 @@ from federation.core.histogram_metrics import RELEASE_GROUPS
 from federation.core.metrics import HIST_BINS
 from federation.core.model import build_model
 from federation.core.settings import RunSettings, flatten_config
+from federation.core.subgroups import spec_levels
 from server.federation_loop import model_spec
 from tests.helpers.simulated_site import send_to_site
 
@@ -74,9 +75,15 @@ def test_evaluate_reply_holds_scalars_and_fixed_size_score_histograms():
     assert not content.array_records
     metrics = dict(content[wire.METRICS])
     lists = {k: v for k, v in metrics.items() if isinstance(v, list)}
-    assert set(lists) == {wire.SCORE_HIST_POS, wire.SCORE_HIST_NEG}
+    levels = [  # the spec's subgroup levels (the embedded spec marks sex and age bands): theirs too
+        f"{wire.SUBGROUP_PREFIX}{feature}={level}/"
+        for feature, names in spec_levels(SETTINGS.data).items()
+        for level in names
+    ]
+    histograms = (wire.SCORE_HIST_POS, wire.SCORE_HIST_NEG)
+    assert set(lists) == {prefix + key for prefix in ("", *levels) for key in histograms}
     width = HIST_BINS // RELEASE_GROUPS
-    for counts in lists.values():
+    for counts in (lists[key] for key in histograms):
         assert len(counts) == HIST_BINS != len(site.y_test)
         assert all(isinstance(c, (int, float)) for c in counts)
         groups = np.asarray(counts).reshape(RELEASE_GROUPS, width)

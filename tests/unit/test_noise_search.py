@@ -20,7 +20,7 @@ def _bisection(epsilon, target: float, high: float) -> float:
 
 @pytest.mark.parametrize(
     "target, rate, steps",
-    [(3.0, 1 / 6, 60), (1.0, 0.05, 400), (8.0, 0.5, 10), (0.5, 1.0, 3), (3.0, 0.01, 5000)],
+    [(3.0, 1 / 6, 60), (1.0, 0.05, 400), (0.5, 1.0, 3)],  # a UCI site, a large site, releases
 )
 def test_brent_finds_the_smallest_feasible_noise(target, rate, steps):
     def epsilon(sigma: float) -> float:

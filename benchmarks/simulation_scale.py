@@ -82,10 +82,14 @@ def markdown(results: list[dict], argv: list[str]) -> str:
     lines = [
         "# Simulation cost curve (issue S.4)",
         "",
-        f"Command: `python -m benchmarks.simulation_scale {' '.join(argv)}`; machine: {info}.",
-        "Each size: `lhsfed synth` cohort (heterogeneity 0.7), `lhsfed-train` with DP on (ε = 3),",
-        "the default recipe, Flower's simulation runtime (Ray), then `lhsfed evaluate` and headless",
-        "Chromium rendering report.html (9000 px page). Load: 1/5/15-minute averages before → after.",
+        f"Command: `python -m benchmarks.simulation_scale {' '.join(argv)}`; machine: "
+        + ", ".join(f"{k} {v}" for k, v in info.items())
+        + ".",
+        "Each size: a `lhsfed synth` cohort (heterogeneity 0.7, every hospital the same rows), then",
+        "`lhsfed-train` with DP on (ε = 3, the default recipe) in the runtime the row names",
+        "(`inprocess`: one process, sites in turn; `ray`: Flower's simulation runtime), then",
+        "`lhsfed evaluate` and headless Chromium rendering report.html (9000 px page).",
+        "Load: 1/5/15-minute averages before → after.",
         "",
         "| sites | runtime | rows/site | rounds | trained | train wall s | train peak RSS GiB "
         "| run folder MiB | evaluate s | evaluate peak GiB | report.html MiB | render s "

@@ -155,7 +155,7 @@ def noise_for_rest(
     """Smallest σ (within 0.01 %) so that ``history`` plus ``steps`` more steps at ``rate``
     compose to at most ``target_epsilon``; None if even ``MAX_NOISE_MULTIPLIER`` is not enough.
 
-    Opacus's ``get_noise_multiplier`` starts from an empty history, so the bisection is ours.
+    Opacus's ``get_noise_multiplier`` starts from an empty history, so the search is ours.
     """
 
     def epsilon(sigma: float) -> float:

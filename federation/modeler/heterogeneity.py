@@ -27,6 +27,8 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.meta_analysis import combine_effects
 
+from federation.modeler.report_format import interval_of
+
 Z95 = stats.norm.ppf(0.975)
 # A site's AUROC or interval bound at exactly 0 or 1 has an infinite logit: held this far
 # inside (0, 1) so one perfect small site contributes a large, finite variance instead.
@@ -63,11 +65,8 @@ MEASURES = {"auroc": LOGIT, "calibration_slope": IDENTITY}
 
 def site_estimate(metrics: dict[str, Any], key: str) -> tuple[float, float, float] | None:
     """(estimate, low, high) of one site's measure, or None where it has no point or no interval."""
-    value = metrics.get(key)
-    interval = metrics.get(f"{key}_ci")
-    if interval is None and f"{key}_ci_low" in metrics:
-        interval = [metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")]
-    if value is None or not interval or None in interval:
+    value, interval = metrics.get(key), interval_of(metrics, key)
+    if value is None or interval is None:
         return None
     if any(not math.isfinite(float(v)) for v in (value, *interval)):
         return None

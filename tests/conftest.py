@@ -60,7 +60,8 @@ def nodp_ray_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def eps1_runs(tmp_path_factory):
-    """Two ε=1, 3-round runs sharing the sites' ledgers (every node restarted in between).
+    """Two ε=1, 3-round runs sharing the sites' ledgers (every node restarted in between),
+    in process (each run a launcher process of its own, no Ray start).
 
     The second run caps one site (``LHSFED_MAX_EPSILON``) halfway through its rounds. Shared
     by the ledger, cap, secure-aggregation and audit tests.

@@ -1,8 +1,9 @@
 """On real federations: the site ledger survives node restarts, and the site cap holds.
 
 ``eps1_runs`` (tests/conftest.py): two ε=1, 3-round runs of the four UCI sites, sharing the
-sites' ledgers through ``LHSFED_LEDGER_DIR``; every node process (Ray worker) is new in the
-second run. In the second run one site is capped so that it may take 4 of the 6 rounds.
+sites' ledgers through ``LHSFED_LEDGER_DIR``; in process, so every site's ClientApp runs in
+a new launcher process in the second run. In the second run one site is capped so that it
+may take 4 of the 6 rounds.
 """
 
 from __future__ import annotations

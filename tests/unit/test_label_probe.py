@@ -73,10 +73,13 @@ def probe_model(n_features: int, columns: list[int], target: np.ndarray) -> Arra
     return ArrayRecord(model.state_dict())
 
 
-def _run(tmp, i: int, *overrides: str) -> dict:
-    return run_config_for(
-        ["rounds=1", "model=mlp", f"model.hidden={2 * len(QUASI_IDENTIFIERS)}", *overrides], tmp / f"run{i}"
+def _runs(tmp, *overrides: str):
+    """Run i's config: ``run_config_for`` of the overrides into ``tmp/run{i}``. Composed once
+    (Hydra's compose is the same for every run); only the run folder, hence the run, differs."""
+    composed = run_config_for(
+        ["rounds=1", "model=mlp", f"model.hidden={2 * len(QUASI_IDENTIFIERS)}", *overrides], tmp / "run0"
     )
+    return lambda i: {**composed, "run.output_dir": str(tmp / f"run{i}")}
 
 
 def _probe(node: dict, config: dict, arrays: ArrayRecord, **extra):
@@ -112,11 +115,12 @@ def test_label_probe_reads_every_exact_label_and_no_more_than_epsilon_allows_und
     dp_node = deployed_node(tmp_path / "dp", **{"max-epsilon": 1e6})
     exact_node = deployed_node(tmp_path / "exact", **{"max-epsilon": 1e6, "require-dp": "false"})
     dp_right = exact_right = 0
+    exact_config, dp_config = _runs(tmp_path / "e", "privacy=off"), _runs(tmp_path / "d")
     for i, row in enumerate(targets):
         arrays = probe_model(n_features, columns, site.x_test[row, columns])
         label = int(site.y_test[row])
-        exact = _probe(exact_node, _run(tmp_path / "e", i, "privacy=off"), arrays)
-        noisy = _probe(dp_node, _run(tmp_path / "d", i), arrays, **{wire.EVAL_SPLIT: "test"})
+        exact = _probe(exact_node, exact_config(i), arrays)
+        noisy = _probe(dp_node, dp_config(i), arrays, **{wire.EVAL_SPLIT: "test"})
         exact_right += _exact_guess(exact) == label
         dp_right += _dp_guess(noisy) == label
 

@@ -103,6 +103,21 @@ class SiteBudget:
             e.server_round == server_round and not e.is_release for e in self.ledger.entries(self.run)
         )
 
+    def run_epsilon(self) -> float:
+        """ε of this run so far (its ledger rows: training and releases), at the site's δ."""
+        return self._epsilon(self.ledger.history(self.run))
+
+    def charged_rounds(self) -> list[int]:
+        """The round of each training this run was charged for, in ledger order: one entry per
+        training (:meth:`planned_round` is one step group), so a round re-done by a resume or
+        trained for a reply that was lost appears as often as it was paid for. Sent with each
+        training reply so the coordinator can say which charges no aggregate ever used."""
+        return [
+            e.server_round
+            for e in self.ledger.entries(self.run)
+            if not e.is_release and e.server_round != FINE_TUNING_ROUND
+        ]
+
     def plan_refusal(self, settings: RunSettings) -> str | None:
         """Why this message's plan differs from the run's recorded one (None: it does not)."""
         refused = plan_refusal(recorded_plan(self.policy, self.run), settings)

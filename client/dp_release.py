@@ -46,6 +46,7 @@ PUBLIC_KEYS = frozenset(
         wire.VALIDATION_PREFIX + wire.N_TEST,
         wire.EPSILON,
         wire.SITE_EPSILON,
+        wire.CHARGED_ROUNDS,
         wire.DELTA,
         wire.STEPS,
         wire.NOISE_MULTIPLIER,

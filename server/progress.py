@@ -84,6 +84,12 @@ def summary_line(summary: dict[str, Any]) -> str:
     )
 
 
+def show_lines(lines: list[str]) -> None:
+    """Warnings of the run as a whole (server.unaggregated, server.ledger_word), in yellow."""
+    for line in lines:
+        _console.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+
+
 def show_summary(summary: dict[str, Any]) -> None:
     _console.print(summary_line(summary), soft_wrap=True)
 

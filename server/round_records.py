@@ -23,6 +23,7 @@ TRAIN_FIELDS = {
     "sample_rate": wire.SAMPLE_RATE,
     "site_epsilon": wire.SITE_EPSILON,
     "delta": wire.DELTA,
+    "charged_rounds": wire.CHARGED_ROUNDS,
 }
 EVAL_FIELDS = {
     "auroc": wire.AUROC,

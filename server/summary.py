@@ -10,6 +10,7 @@ from federation.core.records import Evaluation, RoundRecord
 from federation.core.run_layout import METRICS, MODEL, SUMMARY
 from federation.core.settings import RunSettings
 from server.selection import chosen_round, select, should_stop
+from server.unaggregated import unaggregated_summary
 
 POOLED_KEYS = ("auroc", "auprc", "brier")
 # from noisy releases only: the AUROC's error (noise and sampling), or why the noise left it undefined
@@ -122,10 +123,12 @@ def build_summary(
     rounds: list[RoundRecord],
     epsilon_by_site: dict[str, float],
     roster: dict[int, str] | None = None,
+    word: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """Test evaluation of the selected round, the rounds that kept the global model, which of
     the run's sites (``roster``: :func:`participation`) trained, and each site's ε: the largest
-    of this run (``epsilon``) and its lifetime total (``site_epsilon``)."""
+    of this run (``epsilon``) and its lifetime total (``site_epsilon``), and the charges no
+    aggregate used (:mod:`server.unaggregated`; ``word``: a resumed run's ledger answers)."""
     selection = selection_summary(settings, rounds)
     record = _round(rounds, selection["round"])
     evaluation = record.evaluate if record else Evaluation()
@@ -145,6 +148,7 @@ def build_summary(
             "enabled": settings.privacy.enabled,
             "delta": settings.privacy.delta,
             "sites": _privacy_sites(settings, epsilon_by_site, site_totals(rounds)),
+            **unaggregated_summary(rounds, {s: w["charged_rounds"] for s, w in (word or {}).items()}),
         },
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
     FedAdagrad,
     FedAdam,
@@ -63,12 +64,23 @@ def strategy_kwargs(settings: StrategySettings) -> dict[str, Any]:
     return params
 
 
+def per_site_only(records: list[RecordDict], weighting_key: str) -> MetricRecord:
+    """No average of the sites' train metrics: the server records each site's own
+    (server.round_records), and a weighted mean of ε or of a site's charged rounds (a list
+    whose length differs by site) means nothing."""
+    return MetricRecord()
+
+
 def build_strategy(settings: StrategySettings) -> Strategy:
     """The Flower strategy for ``settings.name``, weighting by each site's example count."""
     cls, _ = _CLASSES.get(settings.name, (None, ()))
     kwargs = strategy_kwargs(settings)
     return cls(
-        weighted_by_key=wire.NUM_EXAMPLES, arrayrecord_key=wire.ARRAYS, configrecord_key=wire.CONFIG, **kwargs
+        weighted_by_key=wire.NUM_EXAMPLES,
+        arrayrecord_key=wire.ARRAYS,
+        configrecord_key=wire.CONFIG,
+        train_metrics_aggr_fn=per_site_only,
+        **kwargs,
     )
 
 

@@ -28,6 +28,9 @@ STEPS = "steps"
 NOISE_MULTIPLIER = "noise-multiplier"
 SAMPLE_RATE = "sample-rate"
 SITE_EPSILON = "site-epsilon"  # ε of every run this site joined (its ledger), at the site's δ
+# The round of each training this run charged at the site (its ledger; a round trained twice is
+# there twice): the server names the charges whose update never reached the model
+CHARGED_ROUNDS = "charged-rounds"
 # Every evaluate/compare/personalize reply: the noise std of its release (0: exact, DP off) and
 # the ε of that release alone at the site's δ (client/dp_release.py)
 RELEASE_NOISE_STD = "release-noise-std"
@@ -35,6 +38,9 @@ RELEASE_EPSILON = "release-epsilon"
 
 # Query asked before a secure-aggregation round: will the site train? (message type query.budget)
 QUERY_BUDGET = "budget"
+# Query of a resumed run before its first round: what the site's ledger charged this run so far
+# (message type query.charges): the stopped attempt's in-flight round may have been paid for
+QUERY_CHARGES = "charges"
 # Error codes of a site's refusals (Flower's own codes are < 100); the reason is a category
 # (client.site_errors), never a value from the site's data.
 BUDGET_REFUSED = 4001  # past the site's ε cap, or a run its privacy policy does not allow

@@ -50,6 +50,8 @@ def _ask(
 
 
 def test_train_reply_holds_only_model_arrays_and_scalar_metrics():
+    """Scalars, and the ledger's charged rounds: one round number per training of this run
+    (accounting, not a value of any row)."""
     reply, sent = _ask(MessageType.TRAIN)
 
     content = reply.content
@@ -57,8 +59,9 @@ def test_train_reply_holds_only_model_arrays_and_scalar_metrics():
     returned = content[wire.ARRAYS].to_numpy_ndarrays()
     assert [a.shape for a in returned] == [a.shape for a in sent.to_numpy_ndarrays()]
     assert list(content[wire.ARRAYS].keys()) == list(sent.keys())
-    metrics = content[wire.METRICS]
-    assert all(isinstance(v, (int, float)) for v in metrics.values()), dict(metrics)
+    metrics = dict(content[wire.METRICS])
+    assert metrics.pop(wire.CHARGED_ROUNDS) == [1]
+    assert all(isinstance(v, (int, float)) for v in metrics.values()), metrics
     assert set(content.config_records) == {wire.SITE}
     assert dict(content[wire.SITE]) == {wire.SITE_NAME: "switzerland"}
 

@@ -35,6 +35,7 @@ from client.dp_release import charged_training, release_guard_mod
 from client.drift import drift_scores
 from client.drift_reference import load_reference, record_reference, site_rows
 from client.glm_round import coefficients_of, glm_sums
+from client.kept_updates import keep_update, kept_update
 from client.model_record import (
     ONE_PER_ROUND,
     model_digest,
@@ -158,6 +159,25 @@ def budget(message: Message, context: Context) -> Message:
     )
 
 
+@app.query(wire.QUERY_CHARGES)
+def charges(message: Message, context: Context) -> Message:
+    """What this site's ledger charged the run so far: the round of each training and the
+    run's and the site's ε. Asked by a resumed run, whose stopped attempt may have had a
+    round trained here that no aggregate will use (server.unaggregated). Accounting only:
+    no patient value, no charge."""
+    site = _open_site(context)
+    site_budget = site.budget(context)
+    return _reply(
+        message,
+        site.data.name,
+        {
+            wire.CHARGED_ROUNDS: site_budget.charged_rounds(),
+            wire.EPSILON: site_budget.run_epsilon(),
+            wire.SITE_EPSILON: site_budget.site_epsilon(),
+        },
+    )
+
+
 @app.query()
 def query(message: Message, context: Context) -> Message:
     """Per-feature count, sum and sum of squares of observed training values, only in a run
@@ -184,6 +204,10 @@ def train(message: Message, context: Context) -> Message:
     site = _open_site(context)
     settings, data, server_round = site.settings, site.data, _round(message)
     budget = site.budget(context)
+    received = model_digest(message.content[wire.ARRAYS])
+    kept = kept_update(site.policy, budget.run, server_round, received)
+    if kept is not None:  # this round from this model was trained and paid for: send it again
+        return _sent_again(message, site, budget, settings, server_round, kept)
     noise = budget.noise(settings, server_round)
     model = _model(settings, message.content[wire.ARRAYS])  # a bad model fails before spending
     planned = budget.reserve(settings, noise, server_round)
@@ -207,6 +231,7 @@ def train(message: Message, context: Context) -> Message:
         wire.STEPS: sum(n for _, _, n in budget.ledger.training_history(budget.run)),
         wire.EPSILON: planned[-1].epsilon_run,
         wire.SITE_EPSILON: planned[-1].epsilon_total,
+        wire.CHARGED_ROUNDS: budget.charged_rounds(),
         wire.DELTA: budget.delta,
         wire.NOISE_MULTIPLIER: noise or 0.0,
         wire.SAMPLE_RATE: budget.rate(settings),
@@ -215,7 +240,29 @@ def train(message: Message, context: Context) -> Message:
         metrics[wire.TRAIN_LOSS] = result.loss
     # The site's own drift reference of this run (first training message only; kept at the site).
     record_reference(site.policy, run_identity(settings, context), data, site.spec)
-    return _reply(message, data.name, metrics, ArrayRecord(unwrapped_state_dict(model)))
+    state = unwrapped_state_dict(model)
+    keep_update(site.policy, budget.run, server_round, received, state, metrics)
+    return _reply(message, data.name, metrics, ArrayRecord(state))
+
+
+def _sent_again(
+    message: Message, site: SiteView, budget: SiteBudget, settings: RunSettings, server_round: int, kept
+) -> Message:
+    """The update kept for this round and global model (client.kept_updates), at no new charge:
+    the run's plan is checked as for any message; ε and the charged rounds are the ledger's now."""
+    refused = budget.plan_refusal(settings)
+    if refused:
+        raise PrivacyBudgetError(refused)
+    state, metrics = kept
+    charged_training()  # covered by the reservation of the training that computed it
+    log.info("round %s: this model's update was computed before; sent again, nothing charged", server_round)
+    metrics = {
+        **metrics,
+        wire.EPSILON: budget.run_epsilon(),
+        wire.SITE_EPSILON: budget.site_epsilon(),
+        wire.CHARGED_ROUNDS: budget.charged_rounds(),
+    }
+    return _reply(message, site.data.name, metrics, ArrayRecord(state))
 
 
 @app.train(wire.GLM_ACTION)
@@ -247,6 +294,7 @@ def glm_round(message: Message, context: Context) -> Message:
         wire.NUM_EXAMPLES: len(data.y_train),
         wire.EPSILON: planned[-1].epsilon_run,
         wire.SITE_EPSILON: planned[-1].epsilon_total,
+        wire.CHARGED_ROUNDS: budget.charged_rounds(),
         **released,
     }
     record_reference(site.policy, run_identity(settings, context), data, site.spec)

@@ -39,8 +39,9 @@ from server.checkpoint import (
 )
 from server.exchange import Exchange, exchange, only_nodes
 from server.feature_stats import query_statistics, spec_prior
+from server.ledger_word import ask_charges, in_flight_lines
 from server.personalization import personalize_sites, trained_nodes
-from server.progress import show_round, show_stop, show_summary, show_test
+from server.progress import show_lines, show_round, show_stop, show_summary, show_test
 from server.round_records import (
     evaluation_record,
     failures,
@@ -51,6 +52,7 @@ from server.run_folder import RunFolder
 from server.secure_aggregation import secure_train_round
 from server.selection import chosen_round, should_stop
 from server.summary import aggregated_any, build_summary, no_aggregation_reason, with_later_spend
+from server.unaggregated import unaggregated_lines
 from strategies import ValidatedStrategy, build_validated_strategy
 
 log = logging.getLogger(__name__)
@@ -253,6 +255,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
     state = _start(grid, settings, folder, strategy, nodes, timeout, sites)
     arrays, spec, metric = state.array_record(), model_spec(settings), settings.selection.metric
     records, epsilon_by_site, best = state.records, state.epsilon_by_site, state.best_arrays
+    word = _ledger_word(grid, settings, state.round, nodes, timeout, sites, epsilon_by_site)
     for server_round in range(state.round + 1, settings.rounds + 1):
         if should_stop(records, metric, settings.early_stopping):
             break
@@ -283,7 +286,7 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         for record in records:
             _track_epsilon(epsilon_by_site, record)
     roster = {node: sites.get(node) or f"node {node}" for node in nodes}  # names learnt in the run
-    summary = _finish(folder, settings, records, epsilon_by_site, best, roster)
+    summary = _finish(folder, settings, records, epsilon_by_site, best, roster, word)
     if settings.personalize != "none" and best is not None:  # each site adapts the selected model
         personalized = personalize_sites(
             grid,
@@ -298,8 +301,30 @@ def run_federation(grid: Grid, settings: RunSettings, default_dir: Path) -> dict
         # ε shown is ε spent: the fine-tuning steps and the metrics' release are the run's too
         summary = with_later_spend(summary, personalized["sites"])
         folder.write_summary(summary)
+    show_lines(unaggregated_lines(summary))
     show_summary(summary)  # the last line: summary.json's own numbers
     return summary
+
+
+def _ledger_word(
+    grid: Grid,
+    settings: RunSettings,
+    resumed_after: int,
+    nodes: list[int],
+    timeout: float,
+    sites: dict[int, str],
+    epsilon_by_site: dict[str, float | None],
+) -> dict[str, dict]:
+    """A resumed run: each site's ledger word on what this run charged it (server.ledger_word);
+    a site paid for a round past the checkpoint is said now, and its ε counts from here on."""
+    if not settings.resume:
+        return {}
+    word = {site: w for site, w in ask_charges(grid, nodes, timeout, sites).items() if w["charged_rounds"]}
+    show_lines(in_flight_lines(word, resumed_after))
+    if settings.privacy.enabled:
+        for site, entry in word.items():
+            epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), entry["epsilon"])
+    return word
 
 
 def _final_test(
@@ -344,10 +369,13 @@ def _finish(
     epsilon_by_site: dict[str, float | None],
     best: dict | None,
     roster: dict[int, str],
+    word: dict[str, dict],
 ) -> dict[str, Any]:
     """model.pt from the selected round's arrays (again: a kill may have come between the
-    checkpoint and model.pt), then summary.json; raises if no round aggregated."""
-    summary = json_safe(build_summary(settings, records, epsilon_by_site, roster))
+    checkpoint and model.pt), then summary.json; raises if no round aggregated. ``word``: a
+    resumed run's ledger word, whose charges and site totals count too."""
+    summary = build_summary(settings, records, epsilon_by_site, roster, word)
+    summary = json_safe(with_later_spend(summary, word) if settings.privacy.enabled else summary)
     if summary["selection"]["stopped_early"]:
         show_stop(summary["selection"], settings.rounds)
     if aggregated_any(records) and best is not None:

@@ -107,7 +107,13 @@ def faulty_app(faults: list[Fault]) -> ClientApp:
     def hospital(message: Message, context: Context) -> Message:
         return hospital_app(message, context)
 
-    queries = (wire.QUERY_BUDGET, wire.QUERY_COMPARE, wire.QUERY_DRIFT, wire.QUERY_PERSONALIZE)
+    queries = (
+        wire.QUERY_BUDGET,
+        wire.QUERY_CHARGES,
+        wire.QUERY_COMPARE,
+        wire.QUERY_DRIFT,
+        wire.QUERY_PERSONALIZE,
+    )
     registers = (
         app.train(),
         app.train(wire.GLM_ACTION),

@@ -34,8 +34,14 @@ class Exchange:
 def exchange(
     grid: Grid, messages: Iterable[Message], *, timeout: float, stage: str, sites: dict[int, str]
 ) -> Exchange:
-    """Send ``messages``, collect the replies, learn node -> site names into ``sites``."""
+    """Send ``messages``, collect the replies, learn node -> site names into ``sites``.
+
+    Each message lives no longer than the wait for it (its TTL is ``timeout``; Flower's default
+    is 12 hours): a site that reconnects after the server gave up on the round is not handed
+    it, so it does not pay ε for an update nobody will read (server.unaggregated)."""
     messages = list(messages)
+    for message in messages:
+        message.metadata.ttl = min(float(message.metadata.ttl), float(timeout))
     replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
     sites.update(sites_by_node(replies))
     # The grid gives each message its id when it pushes it: map replies back to their node.

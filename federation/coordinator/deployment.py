@@ -27,6 +27,8 @@ from federation.coordinator.flwr_connection import (
 )
 from federation.coordinator.interrupt import exit_on_signals, kill_descendants
 from federation.core.errors import ConfigError, LhsFedError
+from federation.core.records import read_rounds
+from federation.core.run_layout import CHECKPOINT
 
 # Flower's simulation package (imported below for the app folder) imports alembic, whose
 # plugins log an INFO line each at import: noise in the coordinator's launcher.log.
@@ -39,8 +41,13 @@ STARTED = re.compile(r"Successfully started run (\d+)")
 # The ServerApp's console lines worth echoing: each round's line and its events, the test
 # split's one release, an early stop (server/progress.py), and any error.
 PROGRESS = re.compile(
-    r"round\s+\d+(/\d+|\s+[a-z]+:)|test of round \d+|stopped early:|error|exception", re.IGNORECASE
+    r"round\s+\d+(/\d+|\s+[a-z]+:)|test of round \d+|stopped early:|ε charged|error|exception", re.IGNORECASE
 )
+# The flwr CLI's own error panel (box-drawing lines): launcher.log keeps it; the console gets
+# the one line this module raises with the cause instead.
+PANEL = re.compile(r"^\s*[╭│╰]")
+# What the flwr CLI says when the SuperLink does not answer (stream or ``flwr ls``).
+UNAVAILABLE = "Connection to the SuperLink is unavailable"
 
 
 UNKNOWN_SITE = re.compile(r"node (\d+) \(site unknown\)")
@@ -106,7 +113,7 @@ def _submit(
             if run_id is None and (match := STARTED.search(line)):
                 run_id = started["run_id"] = int(match.group(1))
                 print(f"submitted run {run_id}", flush=True)
-            elif PROGRESS.search(line):
+            elif PROGRESS.search(line) and not PANEL.match(line):
                 print(name_registered_sites(line.rstrip(), names or {}), flush=True)
             if time.monotonic() > deadline:
                 raise DeploymentError(f"run {run_id} did not finish within {timeout:.0f}s")
@@ -148,6 +155,23 @@ def require_tls(ca_cert: Path | str | None) -> Path:
     return Path(ca_cert)
 
 
+def superlink_lost(superlink: str, run_id: int, run_dir: Path) -> str:
+    """One line for a SuperLink that stopped answering mid-run (killed, restarted, its host
+    down): what the run folder keeps and the command that continues it once it is back."""
+    done = len(read_rounds(run_dir)) if (run_dir / CHECKPOINT).is_file() else 0
+    then = (
+        f"{done} round(s) are checkpointed in {run_dir}; once it answers again, continue with "
+        f"lhsfed-train resume={run_dir}"
+        if done
+        else f"no round was checkpointed in {run_dir}; once it answers again, start the run again"
+    )
+    return (
+        f"the SuperLink at {superlink} stopped answering during run {run_id}; {then} "
+        "(the sites keep what their ledgers charged; the resumed run's last lines name any charge "
+        "no aggregate used)"
+    )
+
+
 def run_in_deployment(
     run_config: dict, *, run_dir: Path, superlink: str, ca_cert: Path | None, timeout: float
 ) -> int:
@@ -163,6 +187,8 @@ def run_in_deployment(
         run_id, _ = _submit(folder, home, timeout, started, names)
     status, details = run_status(home, run_id)
     log.info("run %s on %s ended %s %s", run_id, superlink, status, details)
+    if status == "unknown" and UNAVAILABLE in details:
+        raise DeploymentError(superlink_lost(superlink, run_id, Path(run_dir)))
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}: {details}")
     print(f"run {run_id} completed on {superlink}", file=sys.stderr)

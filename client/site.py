@@ -15,7 +15,7 @@ from pathlib import Path
 
 from client.site_cache import ByteBoundedCache, cache_limit_bytes
 from client.site_check import validated_site
-from client.site_policy import MODE, SIMULATION, is_deployed
+from client.site_policy import DATA_DIR_ENV, MODE, SIMULATION, is_deployed
 from federation.core.data import SiteData, site_file
 from federation.core.dataspec import DatasetSpec
 from federation.core.errors import ConfigError
@@ -23,7 +23,6 @@ from federation.core.errors import ConfigError
 DATA_PATH = "data-path"
 SITE_NAME = "site-name"
 PARTITION_ID = "partition-id"
-DATA_DIR_ENV = "LHSFED_SITE_DATA_DIR"
 
 
 def site_location(node_config: dict, spec: DatasetSpec) -> tuple[str, Path]:

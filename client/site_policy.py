@@ -48,6 +48,8 @@ MODE = "lhsfed-mode"  # node-config key: "simulation" (set by the simulation lau
 SIMULATION = "simulation"
 MODES = (SIMULATION, "deployment")
 LEDGER_DIR_ENV = "LHSFED_LEDGER_DIR"
+# A simulated site's data folder (client.site reads it; the launcher exports it to every worker).
+DATA_DIR_ENV = "LHSFED_SITE_DATA_DIR"
 SITE_SPEC_ENV = "LHSFED_SITE_SPEC"
 LEDGER_SUFFIX = ".sqlite"
 ACCOUNTANTS = ("rdp", "prv")

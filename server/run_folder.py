@@ -15,13 +15,12 @@ from federation.core.records import RoundRecord
 from federation.core.run_layout import (
     METRICS,
     MODEL,
+    RUNS_ROOT_ENV,  # noqa: F401  (re-exported)
     SUMMARY,
     jsonl_line,
     round_model,
 )
 from federation.core.settings import RunSettings
-
-RUNS_ROOT_ENV = "LHSFED_RUNS_ROOT"  # set by docker/entrypoint-superlink.sh (default $PWD/outputs)
 
 
 def refuse_outside_runs_root(folder: Path, root: str | None = None) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from client.site import DATA_DIR_ENV
+from client.site_policy import DATA_DIR_ENV
 
 
 @contextmanager

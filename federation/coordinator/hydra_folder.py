@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.core.errors import ConfigError
-from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG, SITE_POLICY, WARM_START
+from federation.core.run_layout import HYDRA_DIR, LAUNCHER_LOG, RUNS_ROOT_ENV, SITE_POLICY, WARM_START
 
 HYDRA_FILES = (HYDRA_DIR, LAUNCHER_LOG)
 # What the launcher writes before a run starts: the Flower home of a deployment's connection
@@ -54,7 +54,6 @@ def refuse_uncreatable(run_dir: Path) -> None:
 
 def runs_root() -> Path:
     """Where runs and queries go by default: ``LHSFED_RUNS_ROOT`` if set, else ``outputs``."""
-    from server.run_folder import RUNS_ROOT_ENV
 
     return Path(os.environ.get(RUNS_ROOT_ENV) or "outputs")
 
@@ -62,7 +61,6 @@ def runs_root() -> Path:
 def refuse_outside_runs_root(folder: Path, option: str) -> None:
     """With ``LHSFED_RUNS_ROOT`` set (the SuperLink host's runs root), a run folder outside it
     is refused here, in one line, before anything is made: the ServerApp would refuse it."""
-    from server.run_folder import RUNS_ROOT_ENV
 
     root = os.environ.get(RUNS_ROOT_ENV)
     if root and not Path(folder).resolve().is_relative_to(Path(root).resolve()):

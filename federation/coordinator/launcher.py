@@ -32,7 +32,6 @@ from federation.coordinator.hydra_folder import (
 )
 from federation.coordinator.resume import finished_run, resumed_config
 from federation.core.atomic import write_json
-from federation.core.data import check_site_sources
 from federation.core.errors import AbsentSitesError, ConfigError, FederationError, LhsFedError
 from federation.core.run_layout import (
     CHECKPOINT,
@@ -78,6 +77,8 @@ def plain_config(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 def check_site_files(settings: RunSettings, data_dir: str | None) -> None:
     """Fail before starting the runtime if any simulated site's file is missing or unreadable."""
+    from federation.core.data import check_site_sources  # pandas, sklearn: not for a refusal
+
     check_site_sources(settings.data, Path(data_dir) if data_dir else None)
 
 

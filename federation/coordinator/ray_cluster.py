@@ -22,8 +22,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from client.site import DATA_DIR_ENV
-from client.site_policy import LEDGER_DIR_ENV, OPTIONS, SITE_SPEC_ENV, env_name
+from client.site_policy import DATA_DIR_ENV, LEDGER_DIR_ENV, OPTIONS, SITE_SPEC_ENV, env_name
 from federation.core.errors import ConfigError
 
 KEY = "federation.ray_address"

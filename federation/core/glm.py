@@ -26,18 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from federation.core.glm_grid import parse_grid  # noqa: F401  (re-exported)
+
 COEFFICIENTS = "coefficients"  # the server's message: one row of coefficients per λ
-
-
-def parse_grid(text: str) -> np.ndarray:
-    """``model.l2_grid`` ("0.1,1,10": a Hydra list travels as this string) as λ values > 0."""
-    try:
-        values = np.array([float(v) for v in str(text).replace(",", " ").split()], dtype=float)
-    except ValueError:
-        values = np.array([])
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"model.l2_grid={text!r}: give λ values > 0, e.g. model.l2_grid=[0.1,1,10]")
-    return values
 
 
 def design_matrix(

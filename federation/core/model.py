@@ -7,26 +7,11 @@ All layers are Opacus-compatible (no BatchNorm), which ``ModuleValidator`` check
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-MODEL_NAMES = ("mlp", "logreg")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild the model from a saved state dict."""
-
-    name: str
-    n_features: int
-    hidden: int = 32
-    dropout: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from federation.core.model_spec import MODEL_NAMES, ModelSpec  # noqa: F401  (re-exported)
 
 
 class Preprocess(nn.Module):

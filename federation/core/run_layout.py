@@ -13,6 +13,9 @@ from typing import Any
 
 # Written by the ServerApp (server/run_folder.py, server/checkpoint.py)
 METRICS = "metrics.jsonl"  # one round record per line (federation.core.records.RoundRecord)
+# The only folder a run's output_dir may lie in (docker/entrypoint-superlink.sh sets it; default
+# $PWD/outputs): read by the ServerApp (server.run_folder) and checked early by lhsfed-train.
+RUNS_ROOT_ENV = "LHSFED_RUNS_ROOT"
 CHECKPOINT = "checkpoint.pt"  # the server's resume state
 SUMMARY = "summary.json"
 MODEL = "model.pt"  # the selected round's global model

@@ -14,8 +14,8 @@ from typing import Any
 
 from federation.core.dataspec import DatasetSpec, spec_from_json
 from federation.core.errors import ConfigError, collect_then_raise
-from federation.core.glm import parse_grid
-from federation.core.model import MODEL_NAMES, ModelSpec
+from federation.core.glm_grid import parse_grid
+from federation.core.model_spec import MODEL_NAMES, ModelSpec
 
 STRATEGY_NAMES = (
     "fedavg",

@@ -39,7 +39,7 @@ DEBIAN_IMAGE   ?= localhost/debian:bookworm-min
 DEBIAN_ROOTFS  ?= /var/tmp/lhsfed-debian-rootfs
 STANDIN_BASE   := localhost/lhsfed-base:1.41.0
 
-.PHONY: setup run test lint bench bench-flamby bench-quality bench-frontier bench-scale-deployment clean chromium nginx podman wheelhouse images \
+.PHONY: setup run test lint bench bench-flamby bench-quality bench-frontier bench-scale-deployment bench-faults clean chromium nginx podman wheelhouse images \
         base-image debian-image standin-images
 
 $(STAMP): pyproject.toml
@@ -106,6 +106,11 @@ bench-frontier: $(STAMP)
 # benchmarks/results/scale.md "Deployment curve" + deployment_scale.json; BENCH_ARGS="--quick": N=2, 1 round.
 bench-scale-deployment: $(STAMP) nginx
 	PYTHONPATH=$(CURDIR) $(PY) -m benchmarks.deployment_scale $(BENCH_ARGS)
+
+# Faults at scale (issue S): a killed SuperLink (twice), 10 % of the SuperNodes killed, a node's
+# network cut for a minute, on N=10 hospitals -> benchmarks/results/faults.md + deployment_faults.json.
+bench-faults: $(STAMP) nginx
+	PYTHONPATH=$(CURDIR) $(PY) -m benchmarks.deployment_faults $(BENCH_ARGS)
 
 # Every wheel the images install: CPU torch, the project's dependencies with the coordinator
 # and modeler extras (read from pyproject.toml), flwr for the stand-in base, setuptools for the

@@ -256,11 +256,13 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     node = network.nodes[victim]
     trains_before = node.output().count("Receiving: train message")
     # Three available nodes (the two hospitals and the guarded one, which refuses every app):
-    # round 2 then waits for the killed hospital to rejoin instead of starting without it.
+    # round 2 then waits for the killed hospital to rejoin instead of starting without it. Its
+    # message lives for the round's 60 s (server/exchange.py), and the node is back within
+    # about REFUSAL_WINDOW_S + a restart of the kill, which came early in round 1.
     run = subprocess.Popen(
         [
             str(LAUNCHER),
-            *_overrides(network, "strategy.min_available_nodes=3", "strategy.round_timeout=90"),
+            *_overrides(network, "strategy.min_available_nodes=3", "strategy.round_timeout=60"),
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
         cwd=tmp_path,
@@ -316,6 +318,15 @@ def test_killed_node_round_completes_and_node_rejoins(network, tmp_path):
     # (then it counts, conservatively, though its update never arrived).
     assert 2 in rounds and set(rounds) <= {1, 2}
     assert rejoined[0].epsilon_total >= (ledger[-1].epsilon_total if ledger else 0.0)
+    # Not silent: the run's last lines and summary.json name every charge no aggregate used,
+    # from the sites' own ledgers: the survivor's discarded round 1 and, if the victim paid for
+    # round 1 before it was killed, the victim's (its rejoined reply lists it).
+    unused = {survivor: [1], **({victim: [1]} if 1 in rounds else {})}
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["privacy"]["charged_not_aggregated"] == unused
+    assert summary["privacy"]["unconfirmed"] == {}
+    named = "; ".join(f"site {site} round 1" for site in sorted(unused))
+    assert f"ε charged for updates no aggregate used: {named} (" in out
 
 
 def test_capped_site_refuses_and_the_run_completes(network, tmp_path):

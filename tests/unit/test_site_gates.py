@@ -85,14 +85,19 @@ def test_a_second_different_model_for_an_evaluated_round_is_refused(tmp_path):
 
 def test_a_round_trained_again_may_have_one_more_model_and_no_more(tmp_path):
     """A resumed run redoes the round it was interrupted in (the ledger keeps both
-    trainings): its new model is evaluated; a third model for the round is still refused."""
+    trainings): its new model is evaluated; a third model for the round is still refused.
+    The same round sent again from the same global model is not a training (the site sends
+    the update it kept, client.kept_updates): it opens no slot for another model."""
     config = _config(tmp_path)
     first, redone, third = _state(config, 1), _state(config, 2), _state(config, 3)
     _send(config, MessageType.TRAIN, first)
     assert not _send(config, MessageType.EVALUATE, first).has_error()
     assert _refused(_send(config, MessageType.EVALUATE, redone), "one model per round")
 
-    _send(config | {"run.resume": True}, MessageType.TRAIN, first)  # the round trained again
+    _send(config | {"run.resume": True}, MessageType.TRAIN, first)  # the kept update, sent again
+    assert _refused(_send(config, MessageType.EVALUATE, redone), "one model per round")
+
+    _send(config | {"run.resume": True}, MessageType.TRAIN, third)  # the round trained again
 
     assert not _send(config, MessageType.EVALUATE, redone).has_error()
     assert not _send(config, MessageType.EVALUATE, first).has_error()  # still one of its models

@@ -86,23 +86,25 @@ def _rounds(rounds: list[int]) -> str:
     return ("round " if len(rounds) == 1 else "rounds ") + ", ".join(map(str, rounds))
 
 
+def _named(head: str, rounds_by_site: dict[str, list[int]], tail: str) -> list[str]:
+    if not rounds_by_site:
+        return []
+    return [
+        head + "; ".join(f"site {site} {_rounds(rounds)}" for site, rounds in rounds_by_site.items()) + tail
+    ]
+
+
 def unaggregated_lines(summary: dict[str, Any]) -> list[str]:
     """The console's lines after the run (none when every charge was used)."""
     privacy = summary.get("privacy") or {}
-    charged, unconfirmed = privacy.get("charged_not_aggregated") or {}, privacy.get("unconfirmed") or {}
-    lines = []
-    if charged:
-        lines.append(
-            "ε charged for updates no aggregate used: "
-            + "; ".join(f"site {site} {_rounds(rounds)}" for site, rounds in charged.items())
-            + " (a lost reply, a re-done round, a rejected or discarded update); "
-            "it stays spent and is in each site's ε of this run"
-        )
-    if unconfirmed:
-        lines.append(
-            "ε charged unknown, no reply since: "
-            + "; ".join(f"site {site} {_rounds(rounds)}" for site, rounds in unconfirmed.items())
-            + "; if it trained, its ledger holds that ε though no aggregate used it "
-            "(lhsfed site ledger at the site shows it)"
-        )
-    return lines
+    return _named(
+        "ε charged for updates no aggregate used: ",
+        privacy.get("charged_not_aggregated") or {},
+        " (a lost reply, a re-done round, a rejected or discarded update); "
+        "it stays spent and is in each site's ε of this run",
+    ) + _named(
+        "ε charged unknown, no reply since: ",
+        privacy.get("unconfirmed") or {},
+        "; if it trained, its ledger holds that ε though no aggregate used it "
+        "(lhsfed site ledger at the site shows it)",
+    )

@@ -205,7 +205,10 @@ def train(message: Message, context: Context) -> Message:
     settings, data, server_round = site.settings, site.data, _round(message)
     budget = site.budget(context)
     received = model_digest(message.content[wire.ARRAYS])
-    kept = kept_update(site.policy, budget.run, server_round, received)
+    # Never under secure aggregation: the same update again, summed with another set of sites,
+    # would let the server subtract it out of the sums (a fresh training is a fresh draw).
+    keeps = not settings.privacy.secure_aggregation
+    kept = kept_update(site.policy, budget.run, server_round, received) if keeps else None
     if kept is not None:  # this round from this model was trained and paid for: send it again
         return _sent_again(message, site, budget, settings, server_round, kept)
     noise = budget.noise(settings, server_round)
@@ -241,26 +244,38 @@ def train(message: Message, context: Context) -> Message:
     # The site's own drift reference of this run (first training message only; kept at the site).
     record_reference(site.policy, run_identity(settings, context), data, site.spec)
     state = unwrapped_state_dict(model)
-    keep_update(site.policy, budget.run, server_round, received, state, metrics)
+    if keeps:
+        keep_update(site.policy, budget.run, server_round, received, state, metrics)
     return _reply(message, data.name, metrics, ArrayRecord(state))
 
 
 def _sent_again(
     message: Message, site: SiteView, budget: SiteBudget, settings: RunSettings, server_round: int, kept
 ) -> Message:
-    """The update kept for this round and global model (client.kept_updates), at no new charge:
-    the run's plan is checked as for any message; ε and the charged rounds are the ledger's now."""
-    refused = budget.plan_refusal(settings)
+    """The update kept for this round and global model (client.kept_updates), at no new charge.
+
+    The run's plan and the site's policy are checked as for a training (a policy tightened
+    since, say require-dp, refuses it too); every accounting number is the ledger's now. In a
+    resumed run the round may get one more model to evaluate, once (its aggregate can differ
+    from the stopped attempt's, which the site may have evaluated already): as a training
+    again would have allowed, never more."""
+    state, metrics = kept
+    noise = float(metrics.get(wire.NOISE_MULTIPLIER) or 0.0) or None
+    refused = budget.plan_refusal(settings) or budget.round_refusal(settings, server_round)
+    refused = refused or budget.run_refusal(settings, noise)
     if refused:
         raise PrivacyBudgetError(refused)
-    state, metrics = kept
     charged_training()  # covered by the reservation of the training that computed it
+    if settings.resume and trainings(site.policy, budget.run, server_round) == 1:
+        record_training(site.policy, budget.run, server_round)
     log.info("round %s: this model's update was computed before; sent again, nothing charged", server_round)
     metrics = {
         **metrics,
+        wire.STEPS: sum(n for _, _, n in budget.ledger.training_history(budget.run)),
         wire.EPSILON: budget.run_epsilon(),
         wire.SITE_EPSILON: budget.site_epsilon(),
         wire.CHARGED_ROUNDS: budget.charged_rounds(),
+        wire.DELTA: budget.delta,
     }
     return _reply(message, site.data.name, metrics, ArrayRecord(state))
 

@@ -319,11 +319,16 @@ def _ledger_word(
     a site paid for a round past the checkpoint is said now, and its ε counts from here on."""
     if not settings.resume:
         return {}
-    word = {site: w for site, w in ask_charges(grid, nodes, timeout, sites).items() if w["charged_rounds"]}
+    answered = ask_charges(grid, nodes, timeout, sites)
+    word = {site: w for site, w in answered.items() if w["charged_rounds"]}
     show_lines(in_flight_lines(word, resumed_after))
     if settings.privacy.enabled:
         for site, entry in word.items():
             epsilon_by_site[site] = _max_epsilon(epsilon_by_site.get(site, 0.0), entry["epsilon"])
+    # A site of the stopped attempt that does not answer may have paid for its round in flight:
+    # unconfirmed unless it answers later in this run (server.unaggregated).
+    for site in sorted(set(epsilon_by_site) - set(answered)):
+        word[site] = {"unanswered_after": resumed_after}
     return word
 
 
@@ -375,7 +380,8 @@ def _finish(
     checkpoint and model.pt), then summary.json; raises if no round aggregated. ``word``: a
     resumed run's ledger word, whose charges and site totals count too."""
     summary = build_summary(settings, records, epsilon_by_site, roster, word)
-    summary = json_safe(with_later_spend(summary, word) if settings.privacy.enabled else summary)
+    spent = {site: w for site, w in word.items() if "epsilon" in w}
+    summary = json_safe(with_later_spend(summary, spent) if settings.privacy.enabled else summary)
     if summary["selection"]["stopped_early"]:
         show_stop(summary["selection"], settings.rounds)
     if aggregated_any(records) and best is not None:

@@ -32,10 +32,11 @@ from federation.core.run_layout import GLM_RECORD, json_safe
 from federation.core.settings import RunSettings, model_spec
 from server.exchange import exchange
 from server.federation_loop import initial_arrays, nodes_to_wait_for, wait_for_nodes
-from server.progress import show_glm, show_round
+from server.progress import show_glm, show_lines, show_round
 from server.round_records import evaluation_record, site_of, train_by_site
 from server.run_folder import RunFolder
 from server.summary import aggregated_any, build_summary, no_aggregation_reason
+from server.unaggregated import unaggregated_lines
 
 log = logging.getLogger(__name__)
 GLM_MESSAGE = f"{MessageType.TRAIN}.{wire.GLM_ACTION}"
@@ -157,6 +158,7 @@ def run_glm(grid: Grid, settings: RunSettings, default_dir: Path) -> dict[str, A
         k: glm[k] for k in ("selected_lambda", "selected_C", "selected_by", "converged", "rounds")
     }
     folder.write_summary(summary)
+    show_lines(unaggregated_lines(summary))
     return summary
 
 

@@ -148,7 +148,7 @@ def build_summary(
             "enabled": settings.privacy.enabled,
             "delta": settings.privacy.delta,
             "sites": _privacy_sites(settings, epsilon_by_site, site_totals(rounds)),
-            **unaggregated_summary(rounds, {s: w["charged_rounds"] for s, w in (word or {}).items()}),
+            **unaggregated_summary(rounds, word),
         },
     }
 

@@ -72,13 +72,22 @@ def silent_rounds(records: list[RoundRecord]) -> dict[str, list[int]]:
     return dict(sorted(silent.items()))
 
 
-def unaggregated_summary(
-    records: list[RoundRecord], reported: dict[str, list[int]] | None = None
-) -> dict[str, Any]:
-    """summary.json's ``privacy.charged_not_aggregated`` and ``privacy.unconfirmed``."""
+def unaggregated_summary(records: list[RoundRecord], word: dict[str, dict] | None = None) -> dict[str, Any]:
+    """summary.json's ``privacy.charged_not_aggregated`` and ``privacy.unconfirmed``; ``word``: a
+    resumed run's ledger answers (server.ledger_word): each site's charged rounds, or, for a
+    site of the stopped attempt that did not answer, ``unanswered_after`` (the checkpoint's
+    round): its round in flight is unconfirmed unless it answered later in this run."""
+    word = word or {}
+    reported = {site: w["charged_rounds"] for site, w in word.items() if w.get("charged_rounds")}
+    unconfirmed = silent_rounds(records)
+    last = _last_word(records)
+    for site, entry in word.items():
+        after = entry.get("unanswered_after")
+        if after is not None and last.get(site, (0, 0))[0] <= after:
+            unconfirmed[site] = sorted({*unconfirmed.get(site, []), after + 1})
     return {
         "charged_not_aggregated": charged_not_aggregated(records, reported),
-        "unconfirmed": silent_rounds(records),
+        "unconfirmed": dict(sorted(unconfirmed.items())),
     }
 
 

@@ -85,22 +85,33 @@ def test_a_second_different_model_for_an_evaluated_round_is_refused(tmp_path):
 
 def test_a_round_trained_again_may_have_one_more_model_and_no_more(tmp_path):
     """A resumed run redoes the round it was interrupted in (the ledger keeps both
-    trainings): its new model is evaluated; a third model for the round is still refused.
-    The same round sent again from the same global model is not a training (the site sends
-    the update it kept, client.kept_updates): it opens no slot for another model."""
+    trainings): its new model is evaluated; a third model for the round is still refused."""
     config = _config(tmp_path)
     first, redone, third = _state(config, 1), _state(config, 2), _state(config, 3)
     _send(config, MessageType.TRAIN, first)
     assert not _send(config, MessageType.EVALUATE, first).has_error()
     assert _refused(_send(config, MessageType.EVALUATE, redone), "one model per round")
 
-    _send(config | {"run.resume": True}, MessageType.TRAIN, first)  # the kept update, sent again
-    assert _refused(_send(config, MessageType.EVALUATE, redone), "one model per round")
-
-    _send(config | {"run.resume": True}, MessageType.TRAIN, third)  # the round trained again
+    _send(config | {"run.resume": True}, MessageType.TRAIN, first)  # the round trained again
 
     assert not _send(config, MessageType.EVALUATE, redone).has_error()
     assert not _send(config, MessageType.EVALUATE, first).has_error()  # still one of its models
+    assert _refused(_send(config, MessageType.EVALUATE, third), "one model per round")
+
+
+def test_resending_a_kept_update_opens_one_more_model_once_and_only_in_a_resume(tmp_path):
+    """The same round from the same global model is answered with the kept update
+    (client.kept_updates), not trained again: outside a resume it opens no slot for another
+    model; in a resume one, once (the resumed aggregate may differ from the stopped one's)."""
+    config = _config(tmp_path)
+    first, second, third = _state(config, 1), _state(config, 2), _state(config, 3)
+    _send(config, MessageType.TRAIN, first)
+    assert not _send(config, MessageType.EVALUATE, first).has_error()
+    _send(config, MessageType.TRAIN, first)  # not a resume: the kept update, no new slot
+    assert _refused(_send(config, MessageType.EVALUATE, second), "one model per round")
+    _send(config | {"run.resume": True}, MessageType.TRAIN, first)
+    _send(config | {"run.resume": True}, MessageType.TRAIN, first)  # a second resend: nothing more
+    assert not _send(config, MessageType.EVALUATE, second).has_error()
     assert _refused(_send(config, MessageType.EVALUATE, third), "one model per round")
 
 

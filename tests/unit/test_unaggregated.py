@@ -121,3 +121,11 @@ def test_a_lost_superlink_is_one_line_with_the_resume_command(tmp_path):
     line = superlink_lost("127.0.0.1:9093", 7, tmp_path)
     assert f"2 round(s) are checkpointed in {tmp_path}; once it answers again, continue with " in line
     assert f"lhsfed-train resume={tmp_path} " in line and "\n" not in line
+
+
+def test_a_site_of_the_stopped_attempt_that_does_not_answer_the_resume_is_unconfirmed():
+    word = {"c": {"unanswered_after": 1}}
+    silent = [_round(1, {"a": [1], "c": [1]}, "ac"), _round(2, {"a": [1, 2]}, "a")]
+    assert unaggregated_summary(silent, word)["unconfirmed"] == {"c": [2]}
+    answered = [_round(1, {"a": [1], "c": [1]}, "ac"), _round(2, {"a": [1, 2], "c": [1, 2]}, "ac")]
+    assert unaggregated_summary(answered, word)["unconfirmed"] == {}

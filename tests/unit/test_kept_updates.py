@@ -73,13 +73,3 @@ def test_a_policy_tightened_since_refuses_the_kept_update_too(tmp_path, monkeypa
     monkeypatch.setenv("LHSFED_REQUIRE_DP", "true")
     again = send_to_site(exact, MessageType.TRAIN, content, partition=2)
     assert again.has_error() and "requires DP" in again.error.reason
-
-
-def test_a_plain_train_message_in_a_secure_aggregation_run_is_refused(tmp_path):
-    """It would send the site's update unmasked (and, resent, subtractable from the sums)."""
-    secure = flatten_config(compose_config(["rounds=2", "privacy.secure_aggregation=true"]))
-    arrays = ArrayRecord(build_model(model_spec(SETTINGS), seed=SETTINGS.seed).state_dict())
-    content = RecordDict({wire.ARRAYS: arrays, wire.CONFIG: ConfigRecord({wire.SERVER_ROUND: 1})})
-    reply = send_to_site(secure, MessageType.TRAIN, content, partition=2)
-    assert reply.has_error() and "secure aggregation" in reply.error.reason
-    assert not list((tmp_path / "ledgers").glob("*.sqlite"))  # refused before any ledger row

@@ -55,8 +55,10 @@ def test_default_dp_run_writes_the_run_folder(dp_run):
     assert set(summary["metrics"]["sites"]) == SITES
     for site in summary["metrics"]["sites"].values():
         assert set(site) == {"auroc", "auprc", "brier", "n_test"}
-    assert set(summary["privacy"]) == {"enabled", "delta", "sites"}
+    assert set(summary["privacy"]) == {"enabled", "delta", "sites", "charged_not_aggregated", "unconfirmed"}
     assert summary["privacy"]["enabled"] is True
+    # every site answered every round and every update was aggregated: no charge went unused
+    assert summary["privacy"]["charged_not_aggregated"] == {} == summary["privacy"]["unconfirmed"]
     assert set(summary["privacy"]["sites"]) == SITES
     for site, spent in summary["privacy"]["sites"].items():  # this run's ε, and the site's total
         assert set(spent) == {"epsilon", "site_epsilon", "planned_epsilon", "unspent_epsilon"}

@@ -543,7 +543,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--rows-per-site", type=int, default=300)
     parser.add_argument(
-        "--faults", nargs="+", choices=sorted(FAULTS), default=["superlink", "nodes", "network"]
+        "--faults",
+        nargs="+",
+        type=int,
+        default=list(range(len(FAULTS))),
+        help="which faults, by number: " + ", ".join(f"{i} {name}" for i, name in enumerate(FAULTS)),
     )
     parser.add_argument("--drop-s", type=float, default=60)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")

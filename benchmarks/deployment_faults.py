@@ -34,6 +34,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -553,8 +554,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="lhsfed-faults-"))
+    given = sys.argv[1:] if argv is None else argv
     results = {
-        "command": "python -m benchmarks.deployment_faults " + " ".join(argv or []),
+        "command": " ".join(["python -m benchmarks.deployment_faults", *given]),
         "machine": machine_info(),
         "nodes": args.nodes,
         "load_before": os.getloadavg(),

@@ -231,7 +231,7 @@ def train(message: Message, context: Context) -> Message:
         log.error("round %s took %s DP steps, %s were reserved", server_round, result.history, planned)
     metrics = {
         wire.NUM_EXAMPLES: len(data.y_train),
-        wire.STEPS: sum(n for _, _, n in budget.ledger.training_history(budget.run)),
+        wire.STEPS: budget.run_steps(),
         wire.EPSILON: planned[-1].epsilon_run,
         wire.SITE_EPSILON: planned[-1].epsilon_total,
         wire.CHARGED_ROUNDS: budget.charged_rounds(),
@@ -271,7 +271,7 @@ def _sent_again(
     log.info("round %s: this model's update was computed before; sent again, nothing charged", server_round)
     metrics = {
         **metrics,
-        wire.STEPS: sum(n for _, _, n in budget.ledger.training_history(budget.run)),
+        wire.STEPS: budget.run_steps(),
         wire.EPSILON: budget.run_epsilon(),
         wire.SITE_EPSILON: budget.site_epsilon(),
         wire.CHARGED_ROUNDS: budget.charged_rounds(),

@@ -103,6 +103,10 @@ class SiteBudget:
             e.server_round == server_round and not e.is_release for e in self.ledger.entries(self.run)
         )
 
+    def run_steps(self) -> int:
+        """DP-SGD steps this run has taken here (its training rows; releases are not steps)."""
+        return sum(n for _, _, n in self.ledger.training_history(self.run))
+
     def run_epsilon(self) -> float:
         """ε of this run so far (its ledger rows: training and releases), at the site's δ."""
         return self._epsilon(self.ledger.history(self.run))

@@ -2,6 +2,12 @@
 exit 130 / 143, one line, no Ray process left; ``resume=`` then completes a DP run with every
 site's ε (recomputed from its ledger with Opacus) within the target, although the ledgers
 keep the interrupted round's steps.
+
+A site that had paid for the interrupted round either was stopped before its update was
+complete (it trains the round again, at the σ that keeps its run within the target) or had
+kept it (client.kept_updates: the resume gets it again, at no charge). Which one depends on
+where the signal caught its training; both are checked. The σ raise alone, deterministically:
+tests/unit/test_budget_resume.py.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from client.kept_updates import UPDATES
 from client.ledger import open_site_ledger
 from client.site_policy import LEDGER_SUFFIX, simulated_policy
+from client.site_state import state_dir
 from federation.coordinator.site_ledgers import recorded_folder
 from federation.core.records import read_rounds
 from server.checkpoint import load_resume_state
@@ -102,11 +110,12 @@ def _in_round_2(run_dir: Path) -> bool:
 def interrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("interrupted")
     proc, took, left = _interrupt(tmp, ("rounds=3",), signal.SIGINT, to_group=True, ready=_in_round_2)
-    return tmp / "run", proc, took, left
+    paid_round_2 = {site for site in SITES if _reserved_round(tmp / "run", site) >= 2}
+    return tmp / "run", proc, took, left, paid_round_2
 
 
 def test_sigint_in_round_2_exits_130_at_once_in_one_line(interrupted):
-    run_dir, proc, took, left = interrupted
+    run_dir, proc, took, left, _ = interrupted
 
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert took < BOUND_S
@@ -139,11 +148,18 @@ def _ledger(run_dir: Path, site: str):
     return open_site_ledger(simulated_policy(site, run_folder=run_dir), site)
 
 
-def test_resume_completes_within_every_sites_target(resumed):
+def _kept_round_2(run_dir: Path, site: str) -> bool:
+    """The site kept a complete round-2 update of this run (its JSON is written last)."""
+    updates = state_dir(simulated_policy(site, run_folder=run_dir)) / UPDATES
+    return any(updates.glob("*/round-2-*.json"))
+
+
+def test_resume_completes_within_every_sites_target(interrupted, resumed):
     run_dir, cwd, proc = resumed
+    paid_round_2 = interrupted[-1]
+    assert paid_round_2  # the signal came once a site had reserved round 2 (_in_round_2)
     assert [r["round"] for r in read_rounds(run_dir)] == [1, 2, 3]
     assert load_resume_state(run_dir).round == 3
-    over_plan = []
     for site in SITES:
         entries = _ledger(run_dir, site).entries()
         history = [e.accountant_step for e in entries]
@@ -151,8 +167,9 @@ def test_resume_completes_within_every_sites_target(resumed):
         assert rdp_epsilon(history, delta=entries[0].delta) <= TARGET, site
         training = [e for e in entries if not e.is_release]
         rounds = [e.server_round for e in training]
-        if len(rounds) > len(set(rounds)):  # this site had reserved the round it was stopped in
-            over_plan.append(site)
+        if site not in paid_round_2:
+            assert rounds == [1, 2, 3], (site, rounds)
+        elif rounds == [1, 2, 2, 3]:  # stopped mid-training: round 2 trained and paid again
             # The control: had the resumed rounds kept the run's first σ, the site would overspend.
             first_sigma = training[0].noise_multiplier
             control = [
@@ -160,7 +177,10 @@ def test_resume_completes_within_every_sites_target(resumed):
             ]
             assert rdp_epsilon(control, delta=entries[0].delta) > TARGET, site
             assert training[-1].noise_multiplier > first_sigma
-    assert over_plan  # at least one site's interrupted round stayed in its ledger
+        else:  # its update was complete: the resume got it again, nothing charged twice
+            assert rounds == [1, 2, 3] and _kept_round_2(run_dir, site), (site, rounds)
+        if site in paid_round_2:  # the resumed run said so, from the site's own ledger
+            assert f"ε charged at site {site} for round(s) 2" in proc.stdout + proc.stderr, site
 
 
 def test_resume_leaves_no_folder_of_its_own_and_logs_into_the_run(resumed):

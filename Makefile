@@ -39,7 +39,7 @@ DEBIAN_IMAGE   ?= localhost/debian:bookworm-min
 DEBIAN_ROOTFS  ?= /var/tmp/lhsfed-debian-rootfs
 STANDIN_BASE   := localhost/lhsfed-base:1.41.0
 
-.PHONY: setup run test lint bench bench-flamby bench-quality bench-frontier bench-scale-deployment bench-faults clean chromium nginx podman wheelhouse images \
+.PHONY: setup run test lint bench bench-flamby bench-quality bench-frontier bench-defaults-frontier bench-scale-deployment bench-faults clean chromium nginx podman wheelhouse images \
         base-image debian-image standin-images
 
 $(STAMP): pyproject.toml
@@ -101,6 +101,10 @@ bench-quality: $(STAMP)
 # The DP reference frontier per dataset (issue Q): a grid, chosen on exact pooled validation loss.
 bench-frontier: $(STAMP)
 	$(PY) -m benchmarks.dp_frontier $(BENCH_ARGS)
+
+# The defaults as they are now against that stored frontier (the defaults' runs only, ~4 min).
+bench-defaults-frontier: $(STAMP)
+	$(PY) -m benchmarks.defaults_vs_frontier $(BENCH_ARGS)
 
 # Deployment scale (issue S): N SuperNodes through the proxy, TLS, node auth (nginx needed) ->
 # benchmarks/results/scale.md "Deployment curve" + deployment_scale.json; BENCH_ARGS="--quick": N=2, 1 round.

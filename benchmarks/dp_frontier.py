@@ -44,6 +44,7 @@ from benchmarks import benchmark_set as bs
 from benchmarks.common import REPO, machine_info, write_results
 from benchmarks.scores import model_scores
 from federation.coordinator.flwr_app_config import compose_config
+from federation.core.learning_rate import resolved_lr
 from federation.core.model import predict_risk
 from federation.core.run_layout import MODEL
 from federation.modeler.run_loader import load_saved_model
@@ -66,8 +67,9 @@ FINALISTS = 3  # stage 3: configs re-run on every seed, with the defaults
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def defaults() -> dict[str, Any]:
-    """The project's default value of every grid factor (read from the config, not copied)."""
+def defaults(epsilon: float = EPSILONS[0]) -> dict[str, Any]:
+    """The project's default value of every grid factor at ``epsilon`` (read from the config,
+    not copied; ``train.lr=auto`` resolved as the launcher does)."""
     plain = compose_config([])
     values = {}
     for factor, (key, _) in FACTORS.items():
@@ -75,6 +77,7 @@ def defaults() -> dict[str, Any]:
         for part in key.split("."):
             node = node[part]
         values[factor] = node
+    values["lr"] = resolved_lr(values["lr"], True, epsilon)
     return values
 
 
@@ -155,7 +158,7 @@ def cell(
     grid: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """One dataset at one ε: the grid on the first seed, then frontier and defaults on every seed."""
-    center = defaults() if grid is None else grid[0]
+    center = defaults(epsilon) if grid is None else grid[0]
     tag = f"{dataset.name}-eps{epsilon:g}"
     start = time.time()
     tried: list[dict[str, Any]] = []

@@ -9,7 +9,9 @@ train+validation rows, local-only models, the federated defaults DP off / ε=3 /
 the model the run selected by validation loss), the exact federated GLM (``model=glm``, DP
 off: Newton on the sites' summed statistics, λ chosen by pooled validation loss), and the
 federation tuned with Optuna (DP off), whose objective is the pooled validation loss of the
-selected round (never the test split).
+selected round (never the test split). Beside them, the DP frontier's runs at ε = 3 and ε = 1
+(benchmarks/dp_frontier.py's chosen config on the same splits and seeds), read from
+benchmarks/results/dp_frontier.json, not run again: what the ε rows are judged against.
 Writes benchmarks/results/quality.md and quality.json (every run's numbers and folder).
 """
 
@@ -42,6 +44,20 @@ FEDERATED = {
     "federated ε=1": ["privacy=dp", "privacy.target_epsilon=1.0"],
 }
 RESULTS = REPO / "benchmarks" / "results"
+FRONTIER_FILE = RESULTS / "dp_frontier.json"
+
+
+def frontier_rows(stored: dict[str, Any], dataset: str, seeds: tuple[int, ...]) -> dict[str, list[dict]]:
+    """The stored DP frontier's runs of this dataset on these seeds, one method per ε (none when
+    the frontier file lacks the dataset or a seed: then no row, rather than a partial one)."""
+    rows = {}
+    for key, cell in ((stored.get("datasets") or {}).get(dataset) or {}).get("cells", {}).items():
+        runs = {r["seed"]: r for r in cell["frontier"]}
+        if all(seed in runs for seed in seeds):
+            rows[f"DP frontier ε={float(key):g}"] = [
+                {**runs[seed], "config": cell["chosen_label"]} for seed in seeds
+            ]
+    return rows
 
 
 def federated_row(dataset: bs.Dataset, overrides: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
@@ -98,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trials", type=int, default=None, help="Optuna trials per dataset (default 6)")
     parser.add_argument("--out", default=str(RESULTS), help="folder for quality.md and quality.json")
     parser.add_argument("--workdir", default=None, help="keep the run folders here (default: a temp dir)")
+    parser.add_argument("--frontier", default=str(FRONTIER_FILE), help="the stored dp_frontier.json")
     parser.add_argument(
         "--combine",
         nargs="*",
@@ -124,13 +141,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "datasets": {},
     }
+    stored = json.loads(Path(args.frontier).read_text()) if Path(args.frontier).is_file() else {}
     try:
         for dataset in datasets:
             prepared = bs.prepare(dataset, workdir)
+            methods = dataset_runs(prepared, seeds, workdir, quick, trials)
             results["datasets"][dataset.name] = {
                 "about": dataset.about,
                 "profile": bs.profile(prepared, seeds[0]),
-                "methods": dataset_runs(prepared, seeds, workdir, quick, trials),
+                "methods": methods | ({} if quick else frontier_rows(stored, dataset.name, seeds)),
             }
             print(f"{dataset.name} done ({time.time() - start:.0f} s)", flush=True)
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 from federation.core.dataspec import DatasetSpec, spec_from_json
 from federation.core.errors import ConfigError, collect_then_raise
 from federation.core.glm_grid import parse_grid
+from federation.core.learning_rate import resolved_lr
 from federation.core.model_spec import MODEL_NAMES, ModelSpec
 
 STRATEGY_NAMES = (
@@ -344,6 +345,9 @@ def flatten_config(cfg: dict[str, Any]) -> dict[str, bool | int | float | str]:
             if not isinstance(value, SCALARS):
                 raise ConfigError(f"{group}.{key} must be a number, string or bool (got {value!r})")
             flat[f"{group}.{key}"] = value
+    if "train.lr" in flat:  # train.lr=auto: the coordinator resolves the rule; sites get a number
+        dp = _to_bool(flat.get("privacy.enabled", PrivacySettings.enabled))
+        flat["train.lr"] = resolved_lr(flat["train.lr"], dp, flat.get("privacy.target_epsilon", 3.0))  # type: ignore[assignment]
     return flat
 
 

@@ -115,6 +115,43 @@ DATASETS = (
         ),
         8,
     ),
+    # Issue Q: one with >= 20 sites, one with an outcome under 3 %.
+    Dataset(
+        "synth_many",
+        "24 sites of 60-300 rows, 10 % positive, 2x missingness",
+        Synth(
+            24,
+            3600,
+            0.6,
+            CohortOptions(
+                prevalence=0.10,
+                missing=2.0,
+                informative_missing=0.5,
+                noise_features=3,
+                min_rows=60,
+                max_rows=300,
+            ),
+        ),
+        24,
+    ),
+    Dataset(
+        "synth_rarest",
+        "6 sites of 400-1500 rows, 2 % positive",
+        Synth(
+            6,
+            6000,
+            0.4,
+            CohortOptions(
+                prevalence=0.02,
+                missing=1.5,
+                informative_missing=0.5,
+                noise_features=3,
+                min_rows=400,
+                max_rows=1500,
+            ),
+        ),
+        6,
+    ),
 )
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import shutil
 import statistics
 import sys
@@ -217,8 +218,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", nargs="*", type=int, default=None)
     parser.add_argument("--out", default=str(RESULTS), help="folder for dp_frontier.md and dp_frontier.json")
     parser.add_argument("--workdir", default=None, help="keep the run folders here (default: a temp dir)")
+    parser.add_argument(
+        "--combine",
+        nargs="*",
+        default=None,
+        help="dp_frontier.json files of runs on different datasets: one result from them",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.combine:
+        return _write(combine([json.loads(Path(p).read_text()) for p in args.combine]), Path(args.out))
     bs.quiet_logs()
     warnings.simplefilter("ignore")
     datasets = bs.by_name(args.datasets or (["uci_heart"] if args.quick else None))
@@ -257,6 +266,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return _write(results, Path(args.out))
 
 
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from complete runs on different datasets (the same seeds, ε and grid), each
+    dataset's cells as its own run measured them; wall time and machine load are each part's."""
+    first = parts[0]
+    for part in parts[1:]:
+        same = all(part[k] == first[k] for k in ("seeds", "epsilons", "factors", "quick"))
+        if not same or not part.get("complete"):
+            raise SystemExit(
+                f"cannot combine {part['command']!r}: another grid, seeds or ε, or it stopped early"
+            )
+    return {
+        **first,
+        "command": " & ".join(p["command"] for p in parts),
+        "part_walls_s": [p["wall_s"] for p in parts],
+        "part_loads": [[p["machine"]["load (uptime)"], p["load_after"]] for p in parts],
+        "datasets": {k: v for p in parts for k, v in p["datasets"].items()},
+        "wall_s": sum(p["wall_s"] for p in parts),
+        "load_after": parts[-1]["load_after"],
+    }
+
+
 def _mean_sd(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
@@ -279,6 +309,15 @@ def render(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`; seeds {results['seeds']} (run seed = split seed); "
         f"{runs} federations ({sel} of them to choose the frontier configs), "
         f"whole benchmark {results.get('wall_s', 0) / 60:.1f} min on one process"
+        + (
+            f" (in {len(results['part_walls_s'])} parts, one after another or side by side: "
+            + ", ".join(f"{w / 60:.1f}" for w in results["part_walls_s"])
+            + " min; each part's load at start and end: "
+            + "; ".join(f"`{a}` / `{b}`" for a, b in results.get("part_loads", []))
+            + ")"
+            if results.get("part_walls_s")
+            else ""
+        )
         + ("" if results.get("complete") else " (**stopped before the end: only the cells below ran**)")
         + ".",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; load at start: `{m['load (uptime)']}`; "

@@ -74,3 +74,30 @@ def test_chosen_is_lowest_validation_loss_and_numbers_are_the_models_own(quick):
                 0 < e <= float(key) + 1e-6 for e in row["epsilon"].values()
             )
             assert row["epsilon"] == {s: v["epsilon"] for s, v in summary["privacy"]["sites"].items()}
+
+
+def _part(datasets: dict, seeds=(42, 43, 44), complete=True) -> dict:
+    return {
+        "command": f"python -m benchmarks.dp_frontier --datasets {' '.join(datasets)}",
+        "machine": {"load (uptime)": "start"},
+        "load_after": "end",
+        "seeds": list(seeds),
+        "epsilons": [3.0, 1.0],
+        "factors": {"lr": {"key": "train.lr", "levels": [0.03, 0.3]}},
+        "quick": False,
+        "complete": complete,
+        "wall_s": 60.0,
+        "datasets": datasets,
+    }
+
+
+def test_combine_joins_complete_runs_of_one_grid_and_refuses_others():
+    from benchmarks.dp_frontier import combine
+
+    joined = combine([_part({"a": {"cells": {}}}), _part({"b": {"cells": {}}})])
+    assert list(joined["datasets"]) == ["a", "b"] and joined["wall_s"] == 120.0
+    assert joined["command"].count("&") == 1 and joined["part_walls_s"] == [60.0, 60.0]
+    with pytest.raises(SystemExit, match="another grid, seeds or ε, or it stopped early"):
+        combine([_part({"a": {}}), _part({"b": {}}, seeds=(42,))])
+    with pytest.raises(SystemExit, match="stopped early"):
+        combine([_part({"a": {}}), _part({"b": {}}, complete=False)])

@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks import benchmark_set as bs
 from benchmarks.quality import FEDERATED, frontier_rows
-from benchmarks.quality_table import goal_lines
 from benchmarks.quality import main as quality
+from benchmarks.quality_table import goal_lines
 from federation.core.model import predict_risk
 from federation.modeler.run_loader import load_saved_model
 from tests.helpers.bench_smoke import quick_run

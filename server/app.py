@@ -13,6 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from federation.core.run_layout import flwr_run_dir
 from federation.core.settings import RunSettings
+from server.prompt_grid import PromptGrid
 from server.run_folder import refuse_outside_runs_root
 from server.tasks import run_task
 
@@ -25,4 +26,4 @@ def main(grid: Grid, context: Context) -> None:
     default_dir = flwr_run_dir(context.run_id)
     # Before anything is written: the run config is not trusted to pick the folder.
     refuse_outside_runs_root(Path(settings.output_dir) if settings.output_dir else default_dir)
-    run_task(grid, settings, default_dir=default_dir)
+    run_task(PromptGrid(grid), settings, default_dir=default_dir)  # type: ignore[arg-type]

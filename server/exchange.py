@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flwr.app import Message
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from server.round_records import failures, sites_by_node, unanswered
@@ -43,6 +44,9 @@ def exchange(
     for message in messages:
         message.metadata.ttl = min(float(message.metadata.ttl), float(timeout))
     replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
+    # A message whose TTL (the timeout) passed unanswered comes back as the SuperLink's
+    # MESSAGE_UNAVAILABLE error: that node did not reply in time, as one the wait outlasted.
+    replies = [r for r in replies if not _expired(r)]
     sites.update(sites_by_node(replies))
     # The grid gives each message its id when it pushes it: map replies back to their node.
     to_node = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages if m.metadata.message_id}
@@ -51,6 +55,10 @@ def exchange(
     found = failures(replies, stage=stage, nodes_by_message=to_node, sites=sites)
     found += unanswered(missing, stage=stage, timeout=timeout, sites=sites)
     return Exchange(replies, found)
+
+
+def _expired(reply: Message) -> bool:
+    return reply.has_error() and int(reply.error.code) == ErrorCode.MESSAGE_UNAVAILABLE
 
 
 def only_nodes(messages: Iterable[Message], nodes: set[int]) -> list[Message]:

@@ -13,6 +13,8 @@ it before the run starts, so every site receives, and summary.json records, a nu
 
 from __future__ import annotations
 
+import math
+
 AUTO = "auto"
 BASE_LR = 0.1  # chosen DP off and at ε = 3 over the benchmark datasets (benchmarks/results/defaults.md)
 REFERENCE_EPSILON = 3.0
@@ -27,11 +29,14 @@ def default_lr(dp_enabled: bool, target_epsilon: float) -> float:
 
 def resolved_lr(value: object, dp_enabled: object, target_epsilon: object) -> object:
     """``train.lr`` as the run gets it: ``auto`` becomes the rule's number; anything else
-    (a number the coordinator chose, or a bad value the settings check names) is kept."""
+    (a number the coordinator chose, or a bad value the settings check names) is kept. With a
+    bad ε, ``auto`` is 0.1, so that the one error line names the ε, not lr."""
     if str(value).strip().lower() != AUTO:
         return value
     try:
         epsilon = float(target_epsilon)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return value  # the settings check names privacy.target_epsilon
-    return default_lr(bool(dp_enabled), epsilon) if epsilon > 0 else value
+        epsilon = math.nan
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        return BASE_LR  # the run is refused for privacy.target_epsilon, which the settings check names
+    return default_lr(bool(dp_enabled), epsilon)

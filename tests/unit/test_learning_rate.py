@@ -38,3 +38,9 @@ def test_sites_receive_a_number_not_the_word_auto():
 def test_a_bad_lr_is_one_line_naming_the_key():
     with pytest.raises(ConfigError, match=r"train\.lr='fast' is not a finite number"):
         _lr("train.lr=fast")
+
+
+def test_a_bad_epsilon_is_named_not_the_auto_lr():
+    with pytest.raises(ConfigError, match=r"privacy\.target_epsilon must be > 0") as refused:
+        _lr("privacy.target_epsilon=-1")
+    assert "train.lr" not in str(refused.value)

@@ -8,7 +8,8 @@ what it was at ε = 3, where the defaults reach the DP frontier. Measured agains
 Above ε = 3 and without DP the rule keeps 0.1: it never raises lr past what was chosen.
 
 The rule uses only the run's own settings (never a site's data), and the coordinator resolves
-it before the run starts, so every site receives, and summary.json records, a number.
+it before the run starts, so every site receives a number (the run folder's Hydra config keeps
+``auto`` and the ε it follows from).
 """
 
 from __future__ import annotations

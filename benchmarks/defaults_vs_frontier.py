@@ -61,7 +61,7 @@ def measure(stored: dict[str, Any], seeds: tuple[int, ...], workdir: Path, names
                 "dataset": dataset.name,
                 "epsilon": epsilon,
                 "lr": default_lr(True, epsilon),
-                "defaults_runs": [frontier._scored(r) for r in runs],
+                "defaults_runs": [frontier.scored(r) for r in runs],
                 "frontier_label": old["chosen_label"],
                 "frontier": [r for r in old["frontier"] if r["seed"] in seeds],
                 "stored_defaults_label": frontier.label(old["defaults"]),
@@ -146,12 +146,12 @@ def render(results: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {c['dataset']} | {c['epsilon']:g} | {c['lr']:.3g} "
-            f"| {frontier._mean_sd([r['auroc'] for r in c['defaults_runs']])} "
-            f"| {frontier._mean_sd([r['auroc'] for r in c['frontier']])} (`{c['frontier_label']}`) "
+            f"| {frontier.mean_sd([r['auroc'] for r in c['defaults_runs']])} "
+            f"| {frontier.mean_sd([r['auroc'] for r in c['frontier']])} (`{c['frontier_label']}`) "
             f"| {v['gap']:+.3f} | ≥ −{frontier.GOALS[c['epsilon']]:.2f}: "
             f"{'met' if v['auroc_ok'] else '**MISSED**'} "
-            f"| {frontier._mean_sd([r['slope'] for r in c['defaults_runs']])} | {slope_goal} "
-            f"| {frontier._mean_sd([r['auroc'] for r in c['stored_defaults']])} "
+            f"| {frontier.mean_sd([r['slope'] for r in c['defaults_runs']])} | {slope_goal} "
+            f"| {frontier.mean_sd([r['auroc'] for r in c['stored_defaults']])} "
             f"(`{c['stored_defaults_label']}`) "
             f"| {spent:.2f} |"
         )

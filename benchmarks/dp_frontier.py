@@ -195,15 +195,15 @@ def cell(
         ],
         "chosen": configs[chosen],
         "chosen_label": chosen,
-        "frontier": [_scored(r) for r in by_label[chosen]],
-        "defaults_runs": [_scored(r) for r in by_label[label(center)]],
+        "frontier": [scored(r) for r in by_label[chosen]],
+        "defaults_runs": [scored(r) for r in by_label[label(center)]],
         "selection_runs": len(tried) + extra,
         "total_runs": len(tried) + len(finalists) * (len(seeds) - 1),
         "wall_s": time.time() - start,
     }
 
 
-def _scored(row: dict[str, Any]) -> dict[str, Any]:
+def scored(row: dict[str, Any]) -> dict[str, Any]:
     keep = ("auroc", "auprc", "slope", "validation_loss_exact", "validation_loss_released")
     extra = ("selected_round", "rounds_run", "epsilon", "seed", "wall_s", "run_dir")
     return {k: row[k] for k in (*keep, *extra)}
@@ -287,7 +287,7 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _mean_sd(values: list[float]) -> str:
+def mean_sd(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
@@ -360,10 +360,10 @@ def render(results: dict[str, Any]) -> str:
                 e for r in c["frontier"] + c["defaults_runs"] for e in r["epsilon"].values() if e is not None
             ]
             lines.append(
-                f"| {name} | {key} | `{c['chosen_label']}` | {_mean_sd([r['auroc'] for r in c['frontier']])} "
-                f"| {_mean_sd([r['slope'] for r in c['frontier']])} "
-                f"| {_mean_sd([r['auroc'] for r in c['defaults_runs']])} "
-                f"| {_mean_sd([r['slope'] for r in c['defaults_runs']])} | {g:+.3f} "
+                f"| {name} | {key} | `{c['chosen_label']}` | {mean_sd([r['auroc'] for r in c['frontier']])} "
+                f"| {mean_sd([r['slope'] for r in c['frontier']])} "
+                f"| {mean_sd([r['auroc'] for r in c['defaults_runs']])} "
+                f"| {mean_sd([r['slope'] for r in c['defaults_runs']])} | {g:+.3f} "
                 f"| ≥ −{GOALS.get(eps, 0):.2f}: {'met' if ok else '**MISSED**'} "
                 f"| {max(spent) if spent else float('nan'):.2f} "
                 f"| {c['selection_runs']} runs; cell {c['total_runs']} runs, {c['wall_s'] / 60:.1f} min |"
